@@ -1,0 +1,42 @@
+"""mpiray: Ray Core programs on one host, and on MPI clusters (`import mpiray as ray`).
+
+    @ray.remote functions and actors, ObjectRefs, get/put/wait/cancel/kill, options,
+    resources and GPUs, Ray's exceptions; a C++ shared-memory object store and task
+    queue per node underneath.
+"""
+
+from mpiray import exceptions
+from mpiray.actor import ActorClass, ActorHandle, exit_actor, method
+from mpiray.api import (
+    available_resources, cancel, cluster_resources, free, get, get_actor, get_gpu_ids,
+    init, is_initialized, kill, nodes, put, shutdown, wait,
+)
+from mpiray.object_ref import ObjectRef
+from mpiray.remote_function import RemoteFunction
+from mpiray.runtime_context import get_runtime_context
+
+__version__ = "0.1.0"
+
+
+def remote(*args, **kwargs):
+    """@remote, @remote(**options): a remote function or an actor class."""
+    def make(target, options):
+        if isinstance(target, type):
+            return ActorClass(target, options)
+        if callable(target):
+            return RemoteFunction(target, options)
+        raise TypeError(f"@remote applies to functions and classes, not {type(target).__name__}")
+
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return make(args[0], {})
+    if args:
+        raise TypeError("@remote takes either one function/class or only keyword options")
+    return lambda target: make(target, kwargs)
+
+
+__all__ = [
+    "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources",
+    "cancel", "cluster_resources", "exceptions", "exit_actor", "free", "get", "get_actor",
+    "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method",
+    "nodes", "put", "remote", "shutdown", "wait",
+]

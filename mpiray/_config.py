@@ -1,0 +1,98 @@
+"""init()'s keywords: what they mean here, and the defaults taken from the machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+
+# Ray keywords accepted for compatibility that have no meaning on mpiray (see docs/api.md).
+IGNORED_KEYWORDS = {
+    "address", "include_dashboard", "dashboard_host", "dashboard_port", "log_to_driver",
+    "configure_logging", "logging_level", "logging_format", "logging_config",
+    "runtime_env", "job_config", "local_mode", "_temp_dir", "_system_config",
+    "_enable_object_reconstruction", "_metrics_export_port", "_node_ip_address",
+    "_redis_password", "storage", "labels", "_plasma_directory", "_node_name",
+    "enable_resource_isolation", "system_reserved_cpu", "system_reserved_memory",
+    "_cgroup_path", "_skip_env_hook", "_memory", "_driver_object_store_memory",
+    "_tracing_startup_hook", "_include_dashboard", "num_worker_processes",
+}
+
+
+@dataclass
+class Config:
+    num_cpus: int
+    num_gpus: int
+    gpu_ids: list
+    resources: dict
+    object_store_memory: int
+    spill_dir: str = ""
+    namespace: str = ""
+    log_to_driver: bool = True
+    # Fault the whole store in at init (~0.7 s per GiB here) so that every put runs at
+    # memory bandwidth; off by default so a default 30%-of-RAM store starts instantly.
+    prefault_store: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def totals(self) -> dict:
+        totals = {"CPU": float(self.num_cpus), **{k: float(v) for k, v in self.resources.items()}}
+        if self.num_gpus:
+            totals["GPU"] = float(self.num_gpus)
+        return totals
+
+
+def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
+                namespace=None, log_to_driver=True, **kwargs) -> Config:
+    prefault = kwargs.pop("_prefault_store", None)
+    unknown = set(kwargs) - IGNORED_KEYWORDS
+    if unknown:
+        raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    if num_cpus is None:
+        num_cpus = len(os.sched_getaffinity(0))
+    if not isinstance(num_cpus, int) or isinstance(num_cpus, bool) or num_cpus < 0:
+        raise ValueError(f"num_cpus must be a non-negative integer, got {num_cpus!r}")
+    visible = detect_gpu_ids()
+    if num_gpus is None:
+        num_gpus = len(visible)
+    if not isinstance(num_gpus, int) or num_gpus < 0:
+        raise ValueError(f"num_gpus must be a non-negative integer, got {num_gpus!r}")
+    gpu_ids = visible[:num_gpus] if len(visible) >= num_gpus else list(range(num_gpus))
+    resources = dict(resources or {})
+    for key, amount in resources.items():
+        if key in ("CPU", "GPU"):
+            raise ValueError("use num_cpus/num_gpus for CPU and GPU, not resources=")
+        if not isinstance(amount, (int, float)) or amount < 0:
+            raise ValueError(f"resource {key!r} must be a non-negative number, got {amount!r}")
+    if object_store_memory is None:
+        object_store_memory = default_store_capacity()
+    elif not isinstance(object_store_memory, int) or object_store_memory <= 0:
+        raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
+    if prefault is None:
+        prefault = os.environ.get("MPIRAY_PREFAULT_STORE", "0") not in ("", "0")
+    return Config(num_cpus, num_gpus, gpu_ids, resources, object_store_memory,
+                  namespace=namespace or "", log_to_driver=log_to_driver,
+                  prefault_store=bool(prefault), extra=kwargs)
+
+
+def detect_gpu_ids() -> list:
+    """GPUs this process may use: CUDA_VISIBLE_DEVICES when set (Slurm narrows it with
+    --gpus-per-task), else the devices the NVIDIA driver lists."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [_as_id(x) for x in env.split(",") if x.strip() and x.strip() != "-1"]
+    try:
+        return list(range(len(os.listdir("/proc/driver/nvidia/gpus"))))
+    except OSError:
+        return []
+
+
+def _as_id(text):
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+def default_store_capacity() -> int:
+    """30% of RAM, bounded by what /dev/shm has free (leaving 10% of it)."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    free_shm = shutil.disk_usage("/dev/shm").free
+    return max(64 << 20, min(int(ram * 0.3), int(free_shm * 0.9)))

@@ -1,0 +1,65 @@
+# Declarations only: the C++ store API of src/cpp/store.h (logic lives in store.pyx).
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libcpp cimport bool
+from libcpp.memory cimport unique_ptr
+from libcpp.string cimport string
+
+
+cdef extern from "store.h" namespace "mpiray::store" nogil:
+    const size_t kObjectIdSize
+    const uint32_t kMaxClients
+
+    cdef enum class Status(int):
+        kOk
+        kNotFound
+        kExists
+        kBadState
+        kNotPinned
+        kFull
+        kTooLarge
+        kInvalid
+        kTimeout
+        kSegmentExists
+        kNoSegment
+        kIoError
+        kNotCreator
+
+    cdef cppclass ErrorInfo:
+        string message
+        int sys_errno
+
+    const ErrorInfo& LastError()
+    uint64_t SegmentBytes(uint64_t capacity)
+
+    cdef cppclass ObjectHandle:
+        uint32_t entry
+        uint32_t gen
+        uint8_t* data
+        uint64_t size
+
+    cdef cppclass StoreStats:
+        uint64_t capacity, used, pinned, num_objects, num_spilled, spilled_bytes, spill_count
+
+    cdef cppclass StoreClient:
+        @staticmethod
+        Status Create(const string& name, uint64_t capacity, const string& spill_dir,
+                      unique_ptr[StoreClient]* out, bint prefault)
+        @staticmethod
+        Status Attach(const string& name, unique_ptr[StoreClient]* out)
+        Status CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out)
+        Status Seal(const uint8_t* id)
+        Status Abort(const uint8_t* id)
+        Status Put(const uint8_t* id, const void* data, int64_t size)
+        Status Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out)
+        Status Release(const ObjectHandle& h)
+        Status ReleaseId(const uint8_t* id)
+        bool Contains(const uint8_t* id)
+        Status Wait(const uint8_t* ids, int n, int num_ready, int64_t timeout_ns, bool* ready)
+        Status Delete(const uint8_t* id)
+        Status SizeOf(const uint8_t* id, uint64_t* size)
+        StoreStats Stats()
+        int ReapDeadClients()
+        Status Destroy()
+        uint64_t capacity()
+        int client_slot()
+        void TestHoldLockForever()

@@ -1,0 +1,337 @@
+# distutils: language = c++
+# distutils: sources = src/cpp/store.cpp src/cpp/store_alloc.cpp src/cpp/store_table.cpp src/cpp/store_segment.cpp src/cpp/store_spill.cpp
+# cython: boundscheck=False, wraparound=False
+"""The node's shared-memory object store (C++ in src/cpp/store*.{h,cpp}).
+
+Every blocking call releases the GIL. Buffers handed out (create_object, get) pin their
+object; the pin is released when the buffer object is garbage-collected, i.e. when the
+last memoryview / numpy array made from it is gone (ObjectBuffer.__dealloc__).
+"""
+import os
+
+from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer, PyBUF_ANY_CONTIGUOUS
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
+from cpython.memoryview cimport PyMemoryView_FromObject
+from libc.stdint cimport uint8_t, uint64_t, int64_t
+from libcpp cimport bool as cbool
+from libcpp.memory cimport unique_ptr
+from libcpp.string cimport string
+from libcpp.vector cimport vector
+
+from mpiray.exceptions import ObjectStoreFullError
+
+from mpiray._native.store cimport (
+    ErrorInfo, LastError, ObjectHandle, SegmentBytes, Status, StoreClient, StoreStats, kObjectIdSize,
+)
+
+OBJECT_ID_SIZE = kObjectIdSize  # the one definition lives in src/cpp/store_layout.h
+
+
+class ObjectExistsError(RuntimeError):
+    """create_object/put of an id that is already in the store."""
+
+
+# ---------------------------------------------------------------- the one error gate
+
+_EXCEPTIONS = {
+    Status.kNotFound: KeyError,
+    Status.kExists: ObjectExistsError,
+    Status.kBadState: RuntimeError,
+    Status.kNotPinned: RuntimeError,
+    Status.kFull: ObjectStoreFullError,
+    Status.kTooLarge: ValueError,
+    Status.kInvalid: ValueError,
+    Status.kTimeout: TimeoutError,
+    Status.kSegmentExists: FileExistsError,
+    Status.kNoSegment: FileNotFoundError,
+    Status.kNotCreator: RuntimeError,
+}
+
+
+cdef int check(Status st) except -1:
+    """Turns a C++ Status into the documented Python exception, with the C++ message."""
+    if st == Status.kOk:
+        return 0
+    cdef const ErrorInfo* err = &LastError()
+    msg = err.message.decode("utf-8", "replace")
+    if st == Status.kIoError:
+        raise OSError(err.sys_errno, msg)
+    raise _EXCEPTIONS.get(st, RuntimeError)(msg)
+
+
+cdef inline const uint8_t* id_ptr(object oid) except NULL:
+    if not PyBytes_Check(oid) or PyBytes_GET_SIZE(oid) != <Py_ssize_t>kObjectIdSize:
+        raise ValueError(f"object id must be bytes of length {kObjectIdSize}, got {oid!r:.60}")
+    return <const uint8_t*>PyBytes_AS_STRING(oid)
+
+
+cdef inline int64_t timeout_ns(object timeout) except? -2:
+    if timeout is None:
+        return -1
+    t = float(timeout)
+    return 0 if t <= 0 else <int64_t>(t * 1e9)
+
+
+# ---------------------------------------------------------------- helpers for the runtime
+
+def make_segment_name(session: str, kind: str) -> str:
+    """'/mpiray-<uid>-<session>-<kind>': per user and per session, so jobs never collide."""
+    for part in (session, kind):
+        if not part or "/" in part or "\0" in part:
+            raise ValueError(f"bad segment name part {part!r}")
+    return f"/mpiray-{os.getuid()}-{session}-{kind}"
+
+
+def default_capacity() -> int:
+    """30% of physical memory, bounded by what /dev/shm has free (less metadata room)."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    vfs = os.statvfs("/dev/shm")
+    shm_free = vfs.f_bavail * vfs.f_frsize
+    cap = min(int(ram * 0.3), int(shm_free * 0.9))  # metadata is ~3% of the capacity
+    while cap > 4096 and SegmentBytes(cap) > shm_free:
+        cap = int(cap * 0.95)
+    return cap // 4096 * 4096
+
+
+def segment_bytes(capacity: int) -> int:
+    """Bytes a store of this capacity takes in /dev/shm, metadata included."""
+    return SegmentBytes(capacity)
+
+
+# ---------------------------------------------------------------- buffers
+
+cdef class ObjectBuffer:
+    """Exposes one pinned object through the buffer protocol; unpins in __dealloc__."""
+    cdef Store store
+    cdef ObjectHandle h
+    cdef bint readonly
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, <void*>self.h.data, <Py_ssize_t>self.h.size, self.readonly, flags)
+
+    def __dealloc__(self):
+        if self.store is not None:
+            self.store.release_handle(self.h)
+
+
+cdef inline object wrap(Store store, ObjectHandle& h, bint readonly):
+    cdef ObjectBuffer buf = ObjectBuffer.__new__(ObjectBuffer)
+    buf.store = store
+    buf.h = h
+    buf.readonly = readonly
+    store.live += 1
+    return PyMemoryView_FromObject(buf)
+
+
+# ---------------------------------------------------------------- the store
+
+cdef class Store:
+    """A client of one store segment (see docs/native-api.md, `mpiray._native.store`)."""
+    cdef StoreClient* c
+    cdef readonly str name
+    cdef readonly uint64_t capacity
+    cdef Py_ssize_t live      # buffers alive: the mapping must outlive them
+    cdef bint closing
+
+    @staticmethod
+    def create(name: str, capacity: int, spill_dir: str, bint prefault=True):
+        if capacity < 0:
+            raise ValueError(f"negative capacity {capacity}")
+        cdef unique_ptr[StoreClient] c
+        cdef string n = name.encode(), d = os.path.abspath(spill_dir).encode()
+        cdef uint64_t cap = capacity
+        cdef Status st
+        with nogil:
+            st = StoreClient.Create(n, cap, d, &c, prefault)
+        check(st)
+        return Store.wrap_client(c.release(), name)
+
+    @staticmethod
+    def attach(name: str):
+        cdef unique_ptr[StoreClient] c
+        cdef string n = name.encode()
+        cdef Status st
+        with nogil:
+            st = StoreClient.Attach(n, &c)
+        check(st)
+        return Store.wrap_client(c.release(), name)
+
+    @staticmethod
+    cdef Store wrap_client(StoreClient* c, str name):
+        cdef Store s = Store.__new__(Store)
+        s.c = c
+        s.name = name
+        s.capacity = c.capacity()
+        return s
+
+    def __dealloc__(self):
+        if self.c != NULL:
+            del self.c
+            self.c = NULL
+
+    cdef inline StoreClient* client(self) except NULL:
+        if self.closing:
+            raise ValueError(f"store {self.name} is closed")
+        return self.c
+
+    cdef int release_handle(self, ObjectHandle& h) noexcept:
+        # A stale handle (object aborted, client reaped) is not an error here: nothing to undo.
+        cdef StoreClient* c = self.c
+        if c != NULL:
+            with nogil:
+                c.Release(h)
+        self.live -= 1
+        if self.live == 0 and self.closing and self.c != NULL:
+            del self.c
+            self.c = NULL
+        return 0
+
+    def create_object(self, oid: bytes, size: int) -> memoryview:
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        if size < 0:
+            raise ValueError(f"negative object size {size}")
+        cdef int64_t n = size
+        cdef ObjectHandle h
+        cdef Status st
+        with nogil:
+            st = c.CreateObject(id, n, &h)
+        check(st)
+        return wrap(self, h, False)
+
+    def seal(self, oid: bytes) -> None:
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef Status st
+        with nogil:
+            st = c.Seal(id)
+        check(st)
+
+    def abort(self, oid: bytes) -> None:
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef Status st
+        with nogil:
+            st = c.Abort(id)
+        check(st)
+
+    def put(self, oid: bytes, data) -> None:
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef Py_buffer view
+        cdef Status st
+        PyObject_GetBuffer(data, &view, PyBUF_ANY_CONTIGUOUS)
+        try:
+            with nogil:
+                st = c.Put(id, view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        check(st)
+
+    def get(self, oid: bytes, timeout=None):
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef int64_t t = timeout_ns(timeout)
+        cdef ObjectHandle h
+        cdef Status st
+        if t == 0:  # no sleep possible: skip the GIL round trip
+            st = c.Get(id, 0, &h)
+        else:
+            with nogil:
+                st = c.Get(id, t, &h)
+        if st == Status.kTimeout:
+            return None
+        check(st)
+        return wrap(self, h, True)
+
+    def release(self, oid: bytes) -> None:
+        """Drops one pin this client holds on oid (normally a buffer's __dealloc__ does it)."""
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef Status st
+        with nogil:
+            st = c.ReleaseId(id)
+        check(st)
+
+    def contains(self, oid: bytes) -> bool:
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef cbool r
+        with nogil:
+            r = c.Contains(id)
+        return r
+
+    def wait(self, oids, int num_ready, timeout=None) -> list:
+        cdef StoreClient* c = self.client()
+        for oid in oids:
+            id_ptr(oid)
+        cdef bytes packed = b"".join(oids)
+        cdef int n = len(oids)
+        cdef vector[uint8_t] ready = vector[uint8_t](max(n, 1))
+        cdef const uint8_t* ids = <const uint8_t*>PyBytes_AS_STRING(packed)
+        cdef int64_t t = timeout_ns(timeout)
+        cdef Status st
+        with nogil:
+            st = c.Wait(ids, n, num_ready, t, <cbool*>ready.data())
+        check(st)
+        return [ready[i] != 0 for i in range(n)]
+
+    def delete(self, oid: bytes) -> None:
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef Status st
+        with nogil:
+            st = c.Delete(id)
+        check(st)
+
+    def size_of(self, oid: bytes) -> int:
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef uint64_t size = 0
+        cdef Status st
+        with nogil:
+            st = c.SizeOf(id, &size)
+        check(st)
+        return size
+
+    def stats(self) -> dict:
+        cdef StoreClient* c = self.client()
+        cdef StoreStats s
+        with nogil:
+            s = c.Stats()
+        return {"capacity": s.capacity, "used": s.used, "pinned": s.pinned,
+                "num_objects": s.num_objects, "num_spilled": s.num_spilled,
+                "spilled_bytes": s.spilled_bytes, "spill_count": s.spill_count}
+
+    def reap_dead_clients(self) -> int:
+        cdef StoreClient* c = self.client()
+        cdef int n
+        with nogil:
+            n = c.ReapDeadClients()
+        return n
+
+    def close(self) -> None:
+        """Detach. Buffers still alive keep the mapping (and their pins) until collected."""
+        self.closing = True
+        if self.live == 0 and self.c != NULL:
+            with nogil:
+                del self.c
+            self.c = NULL
+
+    def destroy(self) -> None:
+        """Creator only: unlink the segment, remove the spill files, then close."""
+        cdef StoreClient* c = self.client()
+        cdef Status st
+        with nogil:
+            st = c.Destroy()
+        check(st)
+        self.close()
+
+    def _test_hold_lock_forever(self) -> None:
+        """Test hook: take the store mutex and never return (the test SIGKILLs us)."""
+        cdef StoreClient* c = self.client()
+        with nogil:
+            c.TestHoldLockForever()
+
+    def __repr__(self):
+        return f"<Store {self.name} capacity={self.capacity}{' closed' if self.closing else ''}>"

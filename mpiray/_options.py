@@ -1,0 +1,83 @@
+"""The options of @remote and .options(): checked once, with Ray's names and defaults."""
+
+from __future__ import annotations
+
+from mpiray.core.resources import normalize
+
+TASK_OPTIONS = {
+    "num_returns", "num_cpus", "num_gpus", "resources", "max_retries", "retry_exceptions",
+    "name", "memory", "accelerator_type", "scheduling_strategy", "runtime_env",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+    "_metadata", "enable_task_events", "label_selector", "object_store_memory",
+}
+ACTOR_OPTIONS = {
+    "num_cpus", "num_gpus", "resources", "max_restarts", "max_task_retries", "max_concurrency",
+    "name", "namespace", "lifetime", "get_if_exists", "memory", "accelerator_type",
+    "scheduling_strategy", "runtime_env", "placement_group", "placement_group_bundle_index",
+    "placement_group_capture_child_tasks", "concurrency_groups", "max_pending_calls",
+    "_metadata", "enable_task_events", "label_selector", "object_store_memory",
+    "allow_out_of_order_execution",
+}
+DEFAULT_TASK_RETRIES = 3
+
+
+def check_keys(given: dict, allowed: set, what: str):
+    unknown = set(given) - allowed
+    if unknown:
+        raise ValueError(f"invalid option(s) for {what}: {', '.join(sorted(unknown))}; "
+                         f"valid ones are {', '.join(sorted(allowed))}")
+
+
+def task_options(opts: dict) -> dict:
+    check_keys(opts, TASK_OPTIONS, "a remote function")
+    num_returns = opts.get("num_returns", 1)
+    if not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+    max_retries = opts.get("max_retries", DEFAULT_TASK_RETRIES)
+    if not isinstance(max_retries, int) or max_retries < -1:
+        raise ValueError(f"max_retries must be an integer >= -1, got {max_retries!r}")
+    retry = opts.get("retry_exceptions", False)
+    if isinstance(retry, list):
+        retry = tuple(retry)
+    if not (isinstance(retry, bool) or (isinstance(retry, tuple) and all(
+            isinstance(c, type) and issubclass(c, BaseException) for c in retry))):
+        raise ValueError("retry_exceptions must be a bool or a list of exception classes")
+    return {
+        "num_returns": num_returns,
+        "resources": normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources")),
+        "max_retries": 10**9 if max_retries == -1 else max_retries,
+        "retry_exceptions": retry,
+        "name": opts.get("name"),
+    }
+
+
+def actor_options(opts: dict) -> dict:
+    check_keys(opts, ACTOR_OPTIONS, "an actor class")
+    explicit_cpus = opts.get("num_cpus")
+    held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"), default_cpus=0)
+    placement = dict(held)
+    if explicit_cpus is None:
+        placement["CPU"] = 1.0  # Ray: an actor needs a CPU to be placed but holds none
+    max_restarts = opts.get("max_restarts", 0)
+    if not isinstance(max_restarts, int) or max_restarts < -1:
+        raise ValueError(f"max_restarts must be an integer >= -1, got {max_restarts!r}")
+    max_task_retries = opts.get("max_task_retries", 0)
+    if not isinstance(max_task_retries, int) or max_task_retries < -1:
+        raise ValueError(f"max_task_retries must be an integer >= -1, got {max_task_retries!r}")
+    max_concurrency = opts.get("max_concurrency")
+    if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
+        raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+    lifetime = opts.get("lifetime")
+    if lifetime not in (None, "detached", "non_detached"):
+        raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}")
+    name = opts.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
+    return {
+        "resources": held, "placement": placement,
+        "max_restarts": -1 if max_restarts == -1 else max_restarts,
+        "max_task_retries": 10**9 if max_task_retries == -1 else max_task_retries,
+        "max_concurrency": max_concurrency, "name": name or "",
+        "namespace": opts.get("namespace"), "detached": lifetime == "detached",
+        "get_if_exists": bool(opts.get("get_if_exists", False)),
+    }

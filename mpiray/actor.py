@@ -1,0 +1,218 @@
+"""Actors: @remote classes, their handles, and method calls.
+
+    Cls.remote(args) ──► actor queue (created here) + spec in the store ──► CREATE_ACTOR
+    handle.m.remote(args) ──► TaskSpec straight onto the actor's queue ──► its process
+    handle pickled into a task or another actor ──► same actor id, queue attached there
+
+A handle is counted like an ObjectRef (key: the actor id with a reserved index); when
+no handle remains anywhere, an unnamed, non-detached actor ends after its queued calls.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import cloudpickle
+
+from mpiray import _ids, _options
+from mpiray.core import actor_spec as A
+from mpiray.core import names, refcount, serialization_context
+from mpiray.core import protocol as P
+from mpiray.core.actor_worker import ExitActor
+from mpiray.core.task_spec import ACTOR_CREATION, TaskSpec
+
+
+def method(*args, **kwargs):
+    """@mpiray.method(num_returns=n) on an actor method."""
+    def decorate(fn):
+        fn.__mpiray_num_returns__ = kwargs.get("num_returns", 1)
+        return fn
+
+    if args and callable(args[0]) and not kwargs:
+        return decorate(args[0])
+    return decorate
+
+
+def exit_actor():
+    """Ends the current actor after this call; its callers then get RayActorError."""
+    from mpiray.core import context
+
+    if context.process().get("actor_id") is None:
+        raise TypeError("exit_actor() can only be called inside an actor")
+    raise ExitActor()
+
+
+class ActorClass:
+    def __init__(self, cls, options: dict):
+        self._cls = cls
+        self._raw_options = dict(options)
+        self._checked = _options.actor_options(options)
+        self._methods = _method_table(cls)
+        self._is_async = any(inspect.iscoroutinefunction(m) for m in _public_functions(cls).values())
+        self._blob = None
+        self._exported = {}
+        self.__name__ = cls.__name__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of "
+                        f"'{self.__name__}()', use '{self.__name__}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._create(args, kwargs, self._checked)
+
+    def options(self, **opts):
+        checked = _options.actor_options({**self._raw_options, **opts})
+        parent = self
+
+        class _Bound:
+            def remote(self, *args, **kwargs):
+                return parent._create(args, kwargs, checked)
+
+        return _Bound()
+
+    def _create(self, args, kwargs, opts):
+        from mpiray.api import _namespace, _runtime
+
+        rt = _runtime()
+        namespace = _namespace(opts["namespace"])
+        if opts["name"]:
+            existing = _find_named(rt, opts["name"], namespace)
+            if existing is not None:
+                if opts["get_if_exists"]:
+                    return existing
+                raise ValueError(f"The name {opts['name']!r} (namespace {namespace!r}) is "
+                                 "already taken by another actor")
+        fid = self._exported.get(rt.session)
+        if fid is None:
+            if self._blob is None:
+                self._blob = cloudpickle.dumps(self._cls)
+            fid = self._exported[rt.session] = rt.export(self._blob)
+        actor_id = _ids.new_id()
+        blob, deps, contained, holder = rt.pack_args(args, kwargs)
+        creation = TaskSpec(task_id=_ids.new_id(), kind=ACTOR_CREATION, function_id=fid,
+                            name=f"{self.__name__}.__init__", args=blob, deps=deps,
+                            contained=contained, actor_id=actor_id, num_returns=0)
+        concurrency = opts["max_concurrency"] or (1000 if self._is_async else 1)
+        aspec = A.ActorSpec(
+            actor_id=actor_id, class_name=self.__name__, creation=creation,
+            placement=opts["placement"], resources=opts["resources"],
+            max_restarts=opts["max_restarts"], max_task_retries=opts["max_task_retries"],
+            max_concurrency=concurrency, is_async=self._is_async, name=opts["name"],
+            namespace=namespace, detached=opts["detached"], methods=self._methods,
+        )
+        handle = ActorHandle(actor_id, self.__name__, self._methods)
+        if opts["name"] and not _register_name(rt, aspec, handle):
+            if opts["get_if_exists"]:
+                return _find_named(rt, opts["name"], namespace)
+            raise ValueError(f"The name {opts['name']!r} is already taken by another actor")
+        from mpiray.core.native import Queue
+        from mpiray.core.node import ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE
+
+        rt.actor_queues[actor_id] = Queue.create(
+            names.actor_queue_name(rt.session, actor_id), ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE)
+        rt.store.put(A.spec_key(actor_id), P.dumps(aspec))
+        rt.channel.send([(P.CREATE_ACTOR, aspec)])
+        del holder
+        return handle
+
+
+def _public_functions(cls):
+    return {n: f for n, f in inspect.getmembers(cls, inspect.isfunction) if not n.startswith("__")}
+
+
+def _method_table(cls):
+    return {n: getattr(f, "__mpiray_num_returns__", 1) for n, f in
+            inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m))
+            if not n.startswith("__") or n == "__call__"}
+
+
+def _register_name(rt, aspec, handle) -> bool:
+    """Atomically claims the name in the store; False if someone holds it already."""
+    key = A.name_key(aspec.name, aspec.namespace)
+    try:
+        rt.store.put(key, P.dumps((handle._actor_id, handle._class_name, handle._methods)))
+        return True
+    except Exception:  # noqa: BLE001 - the store refuses a second create of one id
+        if rt.store.contains(key):
+            return False
+        raise
+
+
+def _find_named(rt, name, namespace):
+    buf = rt.store.get(A.name_key(name, namespace), 0)
+    if buf is None:
+        return None
+    actor_id, class_name, methods = P.loads(buf)
+    return ActorHandle(actor_id, class_name, methods)
+
+
+def lookup_named_actor(rt, name, namespace):
+    handle = _find_named(rt, name, namespace)
+    if handle is None:
+        raise ValueError(f"Failed to look up actor with name {name!r} in namespace {namespace!r}")
+    return handle
+
+
+class ActorHandle:
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict):
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._key = A.handle_key(actor_id)
+        refcount.add_local(self._key)
+
+    def __del__(self):
+        try:
+            refcount.remove_local(self._key)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def __getattr__(self, name):
+        if name.startswith("_") and name != "__call__":
+            raise AttributeError(name)
+        if name not in self._methods:
+            raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
+        return ActorMethod(self, name, self._methods[name])
+
+    def __reduce__(self):
+        serialization_context.record(self._key)
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods))
+
+    def __eq__(self, other):
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self):
+        return hash(self._actor_id)
+
+    def __repr__(self):
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    @property
+    def _ray_actor_id(self):
+        return self._actor_id.hex()
+
+
+class ActorMethod:
+    def __init__(self, handle, name, num_returns, max_retries=0):
+        self._handle, self._name, self._num_returns = handle, name, num_returns
+        self._max_retries = max_retries
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actor methods cannot be called directly. Instead of running "
+                        f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        from mpiray.api import _runtime
+
+        h = self._handle
+        refs = _runtime().call_actor(h._actor_id, h._class_name, self._name, args, kwargs,
+                                     self._num_returns, self._max_retries)
+        if self._num_returns == 1:
+            return refs[0]
+        return None if self._num_returns == 0 else refs
+
+    def options(self, num_returns=None, max_task_retries=None, **ignored):
+        n = self._num_returns if num_returns is None else num_returns
+        retries = self._max_retries if max_task_retries is None else max_task_retries
+        return ActorMethod(self._handle, self._name, n, retries)

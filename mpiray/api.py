@@ -1,0 +1,229 @@
+"""The public verbs: init, shutdown, get, put, wait, cancel, kill, get_actor, ...
+
+Each verb checks its arguments (clear errors for bad input), then hands the work to
+the process's Runtime (``mpiray.core.runtime``), which is the same in the driver and
+in workers, so nested tasks and actors use exactly these functions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import threading
+
+from mpiray import _config
+from mpiray.core import current, refcount
+from mpiray.object_ref import ObjectRef
+
+_init_lock = threading.RLock()
+
+
+def is_initialized() -> bool:
+    return current.runtime() is not None
+
+
+def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
+         ignore_reinit_error=False, namespace=None, **kwargs):
+    """Starts a one-node cluster on this host (or joins the MPI job, under mpiexec)."""
+    with _init_lock:
+        if is_initialized():
+            if ignore_reinit_error:
+                return _context_info()
+            raise RuntimeError("Maybe you called ray.init twice by accident? This error can be "
+                               "suppressed by passing in 'ignore_reinit_error=True' or by calling "
+                               "'ray.shutdown()' prior to 'ray.init()'.")
+        if not current.info() is None and current.node() is None:
+            raise RuntimeError("init() cannot be called inside a task or actor")
+        config = _config.make_config(num_cpus, num_gpus, resources, object_store_memory,
+                                     namespace=namespace, **kwargs)
+        from mpiray.core.channel import DriverChannel
+        from mpiray.core.node import Node, default_spill_dir
+        from mpiray.core.runtime import Runtime
+
+        node = Node(config)
+        config.spill_dir = default_spill_dir(node.session)
+        try:
+            node.start()
+        except BaseException:
+            node.stop() if hasattr(node, "scheduler") else None
+            raise
+        channel = DriverChannel(node.scheduler)
+        refcount.set_sink(channel)
+        rt = Runtime(node.session, node.store, channel, _driver_actor_queue(node), is_driver=True)
+        current.set_runtime(rt, {"session": node.session, "node_id": node.node_id,
+                                 "namespace": config.namespace}, node)
+        _install_exit_handlers()
+        return _context_info()
+
+
+def _driver_actor_queue(node):
+    from mpiray.core import names
+    from mpiray.core.native import Queue
+
+    def attach(actor_id):
+        try:
+            return Queue.attach(names.actor_queue_name(node.session, actor_id))
+        except (FileNotFoundError, OSError):
+            return None
+
+    return attach
+
+
+def shutdown(_exiting_interpreter=False):
+    """Ends every worker and removes every segment of this runtime."""
+    with _init_lock:
+        node = current.node()
+        if node is None:
+            return
+        current.set_runtime(None)
+        refcount.set_sink(None)
+        node.stop()
+        shutil.rmtree(node.config.spill_dir, ignore_errors=True)
+
+
+_handlers_installed = False
+
+
+def _install_exit_handlers():
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    atexit.register(shutdown, True)
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _context_info():
+    info = current.info() or {}
+    return {"session": info.get("session"), "node_id": info.get("node_id")}
+
+
+def _runtime():
+    rt = current.runtime()
+    if rt is None:
+        init()
+        rt = current.runtime()
+    return rt
+
+
+# ---------------------------------------------------------------- objects
+def put(value, *, _owner=None) -> ObjectRef:
+    return _runtime().put(value)
+
+
+def get(object_refs, *, timeout=None):
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be a non-negative number or None, got {timeout!r}")
+    if isinstance(object_refs, ObjectRef):
+        return _runtime().get([object_refs._id], timeout)[0]
+    if not isinstance(object_refs, (list, tuple)):
+        raise ValueError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
+    for r in object_refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"get() expects a list of ObjectRefs; it holds a {type(r).__name__}")
+    if not object_refs:
+        return []
+    return _runtime().get([r._id for r in object_refs], timeout)
+
+
+def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
+        raise TypeError("wait() expects a list of ObjectRefs")
+    for r in object_refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"wait() expects a list of ObjectRefs; it holds a {type(r).__name__}")
+    if len(set(object_refs)) != len(object_refs):
+        raise ValueError("wait() requires a list of unique ObjectRefs")
+    if not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+    if num_returns > len(object_refs):
+        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
+                         f"of ObjectRefs given ({len(object_refs)})")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be non-negative, got {timeout}")
+    if not object_refs:
+        return [], []
+    ready = _runtime().wait([r._id for r in object_refs], num_returns, timeout)
+    done, pending = [], []
+    for ref, ok in zip(object_refs, ready):
+        (done if ok and len(done) < num_returns else pending).append(ref)
+    return done, pending
+
+
+def cancel(object_ref, *, force=False, recursive=True):
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    _runtime().cancel(object_ref._id, force, recursive)
+
+
+def free(object_refs, local_only=False):
+    """Accepted for compatibility: objects are freed when no ref to them remains."""
+
+
+# ---------------------------------------------------------------- actors
+def get_actor(name: str, namespace: str | None = None):
+    from mpiray.actor import lookup_named_actor
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"get_actor() needs a non-empty name, got {name!r}")
+    return lookup_named_actor(_runtime(), name, _namespace(namespace))
+
+
+def kill(actor, *, no_restart=True):
+    from mpiray.actor import ActorHandle
+    from mpiray.core import protocol as P
+
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(f"kill() expects an actor handle, got {type(actor).__name__}")
+    _runtime().channel.send([(P.KILL_ACTOR, actor._actor_id, bool(no_restart))])
+
+
+def _namespace(namespace):
+    if namespace is not None:
+        return namespace
+    info = current.info() or {}
+    return info.get("namespace", "") or ""
+
+
+# ---------------------------------------------------------------- cluster
+def cluster_resources() -> dict:
+    node = _driver_node("cluster_resources")
+    return dict(node.scheduler.res.totals)
+
+
+def available_resources() -> dict:
+    node = _driver_node("available_resources")
+    with node.scheduler.lock:
+        node.scheduler._apply_driver_refs()
+        return {k: v for k, v in node.scheduler.res.snapshot_available().items() if v > 0}
+
+
+def nodes() -> list:
+    node = _driver_node("nodes")
+    return [{
+        "NodeID": node.node_id, "Alive": True, "NodeManagerAddress": "127.0.0.1",
+        "NodeManagerHostname": os.uname().nodename, "Resources": dict(node.scheduler.res.totals),
+        "alive": True,
+    }]
+
+
+def _driver_node(what):
+    _runtime()
+    node = current.node()
+    if node is None:
+        raise RuntimeError(f"{what}() is answered by the driver; call it there")
+    return node
+
+
+def get_gpu_ids() -> list:
+    from mpiray.core import context
+
+    return list(context.gpu_ids())

@@ -1,0 +1,1 @@
+"""The runtime's machinery: scheduler, node, workers, protocol. Not public API."""

@@ -1,0 +1,173 @@
+"""Actors of one node: placement, restarts, death and the calls they leave behind.
+
+    CREATE_ACTOR ──► PENDING ──(resources)──► STARTING ──ACTOR_READY──► ALIVE
+                        │                         │  process died, restarts left
+                        │                         ◄────────────────────────┘
+                        └──────────── kill / ctor failed / exit / no restarts ──► DEAD
+
+Callers push calls straight onto the actor's own queue (made by the creator), so the
+manager sees an actor's calls only when they end (ACTOR_DONE) or when the actor dies:
+then the calls its process held are recovered from the queue, and at death for good
+the queue is closed and drained, every call getting RayActorError.
+"""
+
+from __future__ import annotations
+
+from mpiray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
+
+
+class ActorRecord:
+    def __init__(self, aspec):
+        self.spec = aspec                 # core.actor_spec.ActorSpec
+        self.state = PENDING
+        self.slot = None
+        self.gpu_ids = []
+        self.restarts_left = aspec.max_restarts
+        self.no_restart = False           # kill(no_restart=True), exit_actor, ctor failure
+        self.cause = None                 # why it is dead
+        self.held = {}                    # resources held while alive
+
+
+class ActorManager:
+    def __init__(self, scheduler):
+        self.s = scheduler
+        self.actors = {}        # actor_id -> ActorRecord
+        self.pending = []       # records waiting for resources
+
+    # ------------------------------------------------------------ creation
+    def create(self, aspec):
+        rec = ActorRecord(aspec)
+        self.actors[aspec.actor_id] = rec
+        for oid in aspec.creation.contained:  # constructor args live as long as the actor
+            self.s._incref(oid)
+        if not self.s.res.feasible(aspec.placement):
+            self.s._warn_infeasible(f"actor {aspec.class_name}", aspec.placement)
+        self.pending.append(rec)
+
+    def place_pending(self):
+        if not self.pending:
+            return
+        still = []
+        for rec in self.pending:
+            if rec.state != PENDING:
+                continue
+            if self.s.res.feasible(rec.spec.placement) and self.s.res.fits(rec.spec.resources):
+                self._start(rec)
+            else:
+                still.append(rec)
+        self.pending = still
+
+    def _start(self, rec):
+        rec.held = dict(rec.spec.resources)
+        rec.gpu_ids = self.s.res.acquire(rec.held)
+        rec.state = STARTING
+        rec.slot = self.s.spawn_worker("actor", rec.spec.actor_id, rec.gpu_ids,
+                                       {"max_concurrency": rec.spec.max_concurrency,
+                                        "label": rec.spec.class_name})
+
+    def ready(self, actor_id, slot):
+        rec = self.actors.get(actor_id)
+        if rec is not None and rec.state == STARTING:
+            rec.state = ALIVE
+
+    def failed(self, actor_id, error):
+        rec = self.actors.get(actor_id)
+        if rec is not None:
+            rec.no_restart = True
+            rec.cause = error  # the process exits next; death finishes the job
+
+    def exited(self, actor_id, slot):
+        rec = self.actors.get(actor_id)
+        if rec is not None:
+            rec.no_restart = True
+            if rec.cause is None:
+                rec.cause = ActorDiedError("The actor exited: exit_actor() was called "
+                                           "or no handle to it remains.", actor_id=actor_id.hex())
+
+    def done(self, sealed, release):
+        for oid, contained in sealed:
+            self.s._on_sealed(oid, contained)
+        for oid in release:
+            self.s._decref(oid)
+
+    # ------------------------------------------------------------ ending
+    def kill(self, actor_id, no_restart=True):
+        rec = self.actors.get(actor_id)
+        if rec is None or rec.state == DEAD:
+            return
+        if no_restart:
+            rec.no_restart = True
+            rec.cause = rec.cause or ActorDiedError(
+                "The actor was killed by ray.kill().", actor_id=actor_id.hex())
+        if rec.state == PENDING:
+            self._to_dead(rec)
+            return
+        pid = self.s.workers[rec.slot].pid if rec.slot in self.s.workers else None
+        self.s.io.kill_worker(rec.slot, pid)
+
+    def on_handles_gone(self, actor_id):
+        rec = self.actors.get(actor_id)
+        if rec is None or rec.state == DEAD or rec.spec.name or rec.spec.detached:
+            return
+        if rec.state == PENDING:
+            rec.no_restart = True
+            self._to_dead(rec)
+        else:
+            self.s.io.terminate_actor(actor_id)  # after every call already queued
+
+    def on_process_died(self, worker, status):
+        rec = self.actors.get(worker.actor_id)
+        if rec is None or rec.state == DEAD:
+            return
+        self.s.res.release(rec.held, rec.gpu_ids)
+        rec.held, rec.gpu_ids = {}, []
+        restart = not rec.no_restart and rec.restarts_left != 0
+        lost = self.s.io.recover_actor_calls(rec.spec.actor_id, rec.spec.max_concurrency)
+        if restart:
+            if rec.restarts_left > 0:
+                rec.restarts_left -= 1
+            retried = [c for c in lost if c.attempt < rec.spec.max_task_retries]
+            for call in retried:
+                call.attempt += 1
+                self.s.io.push_actor_call(rec.spec.actor_id, call)
+            self._fail_calls([c for c in lost if c not in retried], ActorUnavailableError(
+                f"The actor {rec.spec.class_name} died ({status}) while running this call; "
+                "it is restarting.", actor_id=rec.spec.actor_id.hex()))
+            rec.state = PENDING
+            self.pending.append(rec)
+            return
+        if rec.cause is None:
+            rec.cause = ActorDiedError(
+                f"The actor {rec.spec.class_name} died unexpectedly ({status}).",
+                actor_id=rec.spec.actor_id.hex())
+        self._fail_calls(lost, rec.cause)
+        self._to_dead(rec)
+
+    def _to_dead(self, rec):
+        rec.state = DEAD
+        aid = rec.spec.actor_id
+        cause = rec.cause if isinstance(rec.cause, RayActorError) else ActorDiedError(
+            f"The actor {rec.spec.class_name} is dead: {rec.cause}", actor_id=aid.hex(), cause=rec.cause)
+        self.s.io.publish_actor_death(aid, cause)
+        self._fail_calls(self.s.io.close_actor_queue(aid), cause)
+        self.s.io.unregister_actor_name(rec.spec)
+        for oid in rec.spec.creation.contained:
+            self.s._decref(oid)
+        self.s.res.release(rec.held, rec.gpu_ids)
+        rec.held, rec.gpu_ids = {}, []
+
+    def _fail_calls(self, calls, exc):
+        for call in calls:
+            self.s.seal_error(call.return_ids(), exc)
+            for oid in call.contained:
+                self.s._decref(oid)
+
+    def cancel_call(self, task_id, force):
+        return None  # actor calls are not cancellable once queued (Ray: same for sync actors)
+
+    def shutdown_all(self):
+        for rec in self.actors.values():
+            if rec.state != DEAD:
+                rec.no_restart = True

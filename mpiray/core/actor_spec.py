@@ -1,0 +1,42 @@
+"""ActorSpec: what a node needs to place, start and restart one actor."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from mpiray import _ids
+
+
+@dataclass
+class ActorSpec:
+    actor_id: bytes
+    class_name: str
+    creation: object                     # TaskSpec of kind ACTOR_CREATION
+    placement: dict                      # resources needed to place it (Ray: 1 CPU)
+    resources: dict                      # resources it holds while alive
+    max_restarts: int = 0
+    max_task_retries: int = 0
+    max_concurrency: int = 1
+    is_async: bool = False
+    name: str = ""
+    namespace: str = ""
+    detached: bool = False
+    methods: dict = field(default_factory=dict)   # method name -> num_returns
+
+
+def name_key(name: str, namespace: str) -> bytes:
+    """The store id under which a named actor is registered (create is atomic)."""
+    return hashlib.sha1(f"actor-name\0{namespace}\0{name}".encode()).digest()
+
+
+def spec_key(actor_id: bytes) -> bytes:
+    return _ids.object_id(actor_id, _ids.ACTOR_SPEC_INDEX)
+
+
+def death_key(actor_id: bytes) -> bytes:
+    return _ids.object_id(actor_id, _ids.ACTOR_DEATH_INDEX)
+
+
+def handle_key(actor_id: bytes) -> bytes:
+    return _ids.object_id(actor_id, _ids.ACTOR_HANDLE_INDEX)

@@ -1,0 +1,212 @@
+"""An actor's process: build the instance, then serve its queue until told to stop.
+
+    actor queue ──pop──► call TaskSpec ──► method(*args) ──► returns in the store
+         │                    (sync: in this thread; threaded: a pool of max_concurrency;
+         │                     async: coroutines on one event loop)
+         └─ TERMINATE (no handle left) ──► finish earlier calls ──► ACTOR_EXIT ──► exit
+
+Every in-flight call sits in its own consumer slot of the queue until done, so if this
+process dies the scheduler recovers exactly the calls it was running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from mpiray.core import actor_spec as A
+from mpiray.core import context
+from mpiray.core import executor
+from mpiray.core.executor import ExitActor
+from mpiray.core import protocol as P
+from mpiray.core.native import QueueClosed
+from mpiray.core.task_spec import TaskSpec
+from mpiray.exceptions import ActorDiedError
+
+MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
+
+
+class ActorWorker:
+    def __init__(self, runtime, queue, actor_id, slot):
+        self.rt = runtime
+        self.queue = queue
+        self.actor_id = actor_id
+        self.slot = slot
+        self.instance = None
+        self.aspec = None
+        self.exiting = False
+
+    # ------------------------------------------------------------ start
+    def serve(self):
+        buf = self.rt.store.get(A.spec_key(self.actor_id), 30.0)
+        self.aspec = P.loads(buf)
+        del buf
+        context.process()["actor_id"] = self.actor_id.hex()
+        if not self._construct():
+            return
+        self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot)])
+        concurrency = max(1, self.aspec.max_concurrency)
+        if self.aspec.is_async:
+            self._serve_async(concurrency)
+        elif concurrency > 1:
+            self._serve_threaded(concurrency)
+        else:
+            self._serve_sync()
+        self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+
+    def _construct(self):
+        spec = self.aspec.creation
+        cls = self.rt.load_function(spec.function_id)
+        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids)
+        try:
+            args, kwargs = self.rt.unpack_args(spec)
+            self.instance = cls.__new__(cls)
+            self.instance.__init__(*args, **kwargs)
+            return True
+        except BaseException as exc:  # noqa: BLE001 - the cause goes to every caller
+            err = executor.wrap(exc, f"{self.aspec.class_name}.__init__")
+            self.rt.channel.send([(P.ACTOR_FAILED, self.actor_id, err)])
+            return False
+        finally:
+            context.set_task(None, None)
+
+    # ------------------------------------------------------------ one call
+    def _next(self, consumer, block=True):
+        item = self.queue.try_pop(consumer)
+        if item is None:
+            self.rt.channel.flush()  # idle: report finished calls now
+            while item is None:
+                item = self.queue.pop(0.5, consumer)
+                if item is None:
+                    self.rt.channel.flush()
+        return item
+
+    def _run_call(self, item, consumer):
+        """Runs one call synchronously; returns False when the actor must stop."""
+        if item == P.TERMINATE:
+            return False
+        spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+        method = getattr(self.instance, spec.method)
+        try:
+            sealed, _ = executor.run(self.rt, spec, method)
+        except ExitActor:
+            sealed = executor._write_error(self.rt, spec, ActorDiedError(
+                "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
+            self.exiting = True
+        self._report(spec, sealed, item, consumer)
+        return not self.exiting
+
+    def _report(self, spec, sealed, item, consumer):
+        self.rt.channel.send([(P.ACTOR_DONE, sealed, spec.contained)], flush=self.exiting)
+        self.queue.done(consumer)
+        P.release_item(item, self.rt.store)
+
+    # ------------------------------------------------------------ loops
+    def _serve_sync(self):
+        try:
+            while self._run_call(self._next(0), 0):
+                pass
+        except QueueClosed:
+            pass
+
+    def _serve_threaded(self, concurrency):
+        slots = _SlotPool(min(concurrency, MAX_RECORDED))
+        stop = threading.Event()
+
+        def call(item, consumer):
+            try:
+                if not self._run_call(item, consumer):
+                    stop.set()
+            finally:
+                slots.put(consumer)
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            while not stop.is_set():
+                consumer = slots.take()
+                try:
+                    item = self._next(consumer)
+                except QueueClosed:
+                    break
+                if item == P.TERMINATE:
+                    self.queue.done(consumer)
+                    break
+                pool.submit(call, item, consumer)
+        self.rt.channel.flush()
+
+    def _serve_async(self, concurrency):
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True, name="actor-loop").start()
+        slots = _SlotPool(min(concurrency, MAX_RECORDED))
+        while True:
+            consumer = slots.take()
+            try:
+                item = self._next(consumer)
+            except QueueClosed:
+                break
+            if item == P.TERMINATE:
+                self.queue.done(consumer)
+                break
+            spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+            fut = asyncio.run_coroutine_threadsafe(self._run_async(spec), loop)
+            fut.add_done_callback(lambda f, s=spec, i=item, c=consumer: self._async_done(f, s, i, c, slots))
+            if self.exiting:
+                break
+        slots.drain()
+        loop.call_soon_threadsafe(loop.stop)
+        self.rt.channel.flush()
+
+    async def _run_async(self, spec):
+        method = getattr(self.instance, spec.method)
+        if not inspect.iscoroutinefunction(method):
+            return executor.run(self.rt, spec, method)[0]
+        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids)
+        try:
+            args, kwargs = await asyncio.get_running_loop().run_in_executor(
+                None, self.rt.unpack_args, spec)
+            result = await method(*args, **kwargs)
+        except ExitActor:
+            self.exiting = True
+            return executor._write_error(self.rt, spec, ActorDiedError(
+                "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
+        except Exception as exc:  # noqa: BLE001
+            return executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
+        return executor.write_returns(self.rt, spec, result)
+
+    def _async_done(self, fut, spec, item, consumer, slots):
+        try:
+            sealed = fut.result()
+        except BaseException as exc:  # noqa: BLE001
+            sealed = executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
+        self._report(spec, sealed, item, consumer)
+        slots.put(consumer)
+        if self.exiting:
+            self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+            os._exit(0)
+
+
+class _SlotPool:
+    """Free consumer slots; taking one blocks while all are busy (max_concurrency)."""
+
+    def __init__(self, n):
+        self.n = n
+        self.free = list(range(n - 1, -1, -1))
+        self.cond = threading.Condition()
+
+    def take(self):
+        with self.cond:
+            while not self.free:
+                self.cond.wait()
+            return self.free.pop()
+
+    def put(self, slot):
+        with self.cond:
+            self.free.append(slot)
+            self.cond.notify()
+
+    def drain(self):
+        with self.cond:
+            while len(self.free) < self.n:
+                self.cond.wait()

@@ -1,0 +1,66 @@
+"""How a process tells its node's scheduler what happened: two implementations.
+
+    driver:  events ──► Scheduler.handle_events (same process, under its lock)
+    worker:  events ──► outbox (list) ──flush──► inbox queue ──► scheduler's inbox thread
+
+Both are the refcount sink of their process: ref events join the same ordered stream
+as seals and completions, which is what keeps counting correct (a hold on a ref is
+always registered before the release of an earlier hold on it).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+from mpiray import _ids
+from mpiray.core import protocol as P
+
+
+class DriverChannel:
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def incref(self, oid):
+        self.scheduler.driver_ref_events.append((P.INCREF, oid))
+
+    def decref(self, oid):
+        self.scheduler.driver_ref_events.append((P.DECREF, oid))
+
+    def send(self, events, flush=True):
+        self.scheduler.handle_events(events)
+
+    def flush(self):
+        pass
+
+
+class WorkerChannel:
+    def __init__(self, inbox, store):
+        self.inbox = inbox
+        self.store = store
+        self.outbox = collections.deque()
+        self.lock = threading.Lock()
+
+    def incref(self, oid):
+        self.outbox.append((P.INCREF, oid))  # deque.append is atomic: safe from __del__
+
+    def decref(self, oid):
+        self.outbox.append((P.DECREF, oid))
+
+    def send(self, events, flush=True):
+        self.outbox.extend(events)
+        if flush:
+            self.flush()
+
+    def flush(self):
+        with self.lock:
+            batch = []
+            try:
+                while True:  # popleft is atomic: events appended meanwhile go next time
+                    batch.append(self.outbox.popleft())
+            except IndexError:
+                pass
+            if not batch:
+                return
+            item = P.encode_item(P.dumps(batch), self.inbox.max_payload, self.store, _ids.new_put_id)
+            self.inbox.push(item)

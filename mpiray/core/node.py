@@ -1,0 +1,326 @@
+"""A node, seen from its driver: the segments, the zygote, the scheduler and its threads.
+
+    Node.start()
+      ├─ store segment, shared task queue, inbox queue     (native, /dev/shm)
+      ├─ zygote process ──forks──► num_cpus task workers (more on demand, actors)
+      ├─ inbox thread:   inbox ──events──► scheduler.handle_events
+      ├─ monitor thread: zygote reports (started/died) ──► inbox (ordered after the
+      │                  dead worker's own last events)
+      └─ log thread:     workers' stdout/stderr pipe ──► driver's terminal, line by line
+    Node.stop(): close queues, zygote kills every child, unlink every segment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from multiprocessing.connection import Connection
+
+from mpiray import _ids
+from mpiray.core import actor_spec as A
+from mpiray.core import names
+from mpiray.core import protocol as P
+from mpiray.core.native import Queue, QueueClosed, Store
+from mpiray.core.resources import NodeResources
+from mpiray.core.scheduler import Scheduler
+from mpiray.core.task_spec import TaskSpec
+from mpiray.serialization import serialize_error
+
+TASK_QUEUE_SLOTS, TASK_SLOT_SIZE = 4096, 4096
+INBOX_SLOTS, INBOX_SLOT_SIZE = 16384, 4096
+ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE = 1024, 2048
+MAX_TASK_SLOTS = 250        # consumer slots of the shared task queue
+
+
+class Node:
+    def __init__(self, config):
+        self.config = config
+        self.session = secrets.token_hex(4)
+        self.node_id = secrets.token_hex(14)
+        self.threads = []
+        self.stopped = False
+
+    # ------------------------------------------------------------ start
+    def start(self):
+        c = self.config
+        s = self.session
+        os.makedirs(c.spill_dir, exist_ok=True)
+        self.store = Store.create(names.store_name(s), c.object_store_memory, c.spill_dir,
+                                  prefault=c.prefault_store)
+        self.task_queue = Queue.create(names.task_queue_name(s), TASK_QUEUE_SLOTS, TASK_SLOT_SIZE)
+        self.inbox = Queue.create(names.inbox_name(s), INBOX_SLOTS, INBOX_SLOT_SIZE)
+        self.actor_queues = {}
+        self._start_zygote()
+        self.io = NodeIO(self)
+        resources = NodeResources(c.totals(), c.gpu_ids)
+        self.scheduler = Scheduler(self.io, resources, max_task_workers=MAX_TASK_SLOTS,
+                                   min_task_workers=c.num_cpus)
+        self._thread(self._inbox_loop, "mpiray-inbox")
+        self._thread(self._monitor_loop, "mpiray-monitor")
+        self._thread(self._log_loop, "mpiray-log")
+        with self.scheduler.lock:
+            for _ in range(c.num_cpus):
+                self.scheduler.spawn_worker("task")
+
+    def _thread(self, target, name):
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _start_zygote(self):
+        cmd_r, cmd_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        self.zygote = subprocess.Popen(
+            [sys.executable, "-m", "mpiray.core.zygote", str(cmd_r), str(rep_w)],
+            pass_fds=(cmd_r, rep_w), stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            start_new_session=True,  # Ctrl-C in the terminal reaches the driver only
+        )
+        for fd in (cmd_r, rep_w, out_w, err_w):
+            os.close(fd)
+        self.commands = Connection(cmd_w, readable=False)
+        self.reports = Connection(rep_r, writable=False)
+        self.commands_lock = threading.Lock()
+        preload = [m for m in ("numpy",) if m in sys.modules]
+        self.commands.send({
+            "session": self.session, "node_id": self.node_id, "sys_path": list(sys.path),
+            "cwd": os.getcwd(), "preload": preload, "cleanup_on_exit": True,
+            "namespace": self.config.namespace,
+        })
+        if self.reports.recv()[0] != "ready":
+            raise RuntimeError("mpiray's worker launcher (zygote) failed to start")
+
+    def command(self, *cmd):
+        with self.commands_lock:
+            try:
+                self.commands.send(cmd)
+            except (OSError, ValueError):
+                pass  # zygote gone: shutting down
+
+    # ------------------------------------------------------------ threads
+    def _inbox_loop(self):
+        sched = self.scheduler
+        while True:
+            try:
+                items = self.inbox.pop_batch(256, 0.1)
+            except QueueClosed:
+                return
+            if not items:
+                if sched.driver_ref_events:
+                    sched.stimulus_driver(lambda: None)
+                continue
+            for item in items:
+                events = P.loads(P.decode_item(item, self.store))
+                P.release_item(item, self.store)
+                try:
+                    sched.handle_events(events)
+                except Exception:  # noqa: BLE001 - a bug must not kill the node silently
+                    import traceback
+
+                    traceback.print_exc()
+
+    def _monitor_loop(self):
+        while True:
+            try:
+                msg = self.reports.recv()
+            except (EOFError, OSError):
+                return
+            if msg[0] == "started":
+                event = (P.WORKER_STARTED, msg[1], msg[2])
+            else:
+                event = (P.WORKER_DIED, msg[1], msg[2], msg[3])
+            try:
+                self.inbox.push(P.dumps([event]))
+            except QueueClosed:
+                return
+
+    def _log_loop(self):
+        fds = {self.out_r: "stdout", self.err_r: "stderr"}
+        while fds:
+            readable, _, _ = select.select(list(fds), [], [])
+            for fd in readable:
+                data = os.read(fd, 65536)
+                if not data:
+                    del fds[fd]
+                    os.close(fd)
+                    continue
+                stream = getattr(sys, fds[fd])
+                try:
+                    stream.write(data.decode(errors="replace"))
+                    stream.flush()
+                except Exception:  # noqa: BLE001 - a closed terminal must not stop the node
+                    pass
+
+    # ------------------------------------------------------------ stop
+    def stop(self):
+        if self.stopped:
+            return
+        self.stopped = True
+        for q in [self.task_queue] + list(self.actor_queues.values()):
+            q.close()
+        self.command("exit")
+        try:
+            self.zygote.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.zygote.kill()
+            self.zygote.wait()
+        self.inbox.close()
+        for t in self.threads:
+            t.join(timeout=5)
+        self.commands.close()
+        self.reports.close()
+        for q in [self.task_queue, self.inbox] + list(self.actor_queues.values()):
+            _quietly(q.destroy)
+        self.store.close()
+        _quietly(self.store.destroy)
+        names.remove_session_segments(self.session)
+
+
+def _quietly(fn):
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - best effort at teardown
+        pass
+
+
+class NodeIO:
+    """Everything the scheduler does to the outside world, in one place."""
+
+    def __init__(self, node):
+        self.node = node
+        self.store = node.store
+        self.free_task_slots = list(range(MAX_TASK_SLOTS - 1, -1, -1))
+        self.next_actor_slot = 100000
+
+    # tasks
+    def push_task(self, spec):
+        q = self.node.task_queue
+        q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+
+    def recover_task_queue(self, slot):
+        return self._decode_all(self.node.task_queue.recover(slot)) if slot < MAX_TASK_SLOTS else []
+
+    def _decode_all(self, items):
+        specs = []
+        for item in items:
+            if item == P.TERMINATE:
+                continue
+            specs.append(TaskSpec.from_bytes(P.decode_item(item, self.store)))
+            P.release_item(item, self.store)
+        return specs
+
+    # workers
+    def spawn_worker(self, kind, actor_id, gpu_ids, options):
+        if kind == "task":
+            slot = self.free_task_slots.pop()
+            options = dict(options, label="worker")
+        else:
+            slot = self.next_actor_slot
+            self.next_actor_slot += 1
+        self.node.command("fork", slot, kind, actor_id, gpu_ids, options)
+        return slot
+
+    def release_slot(self, slot):
+        if slot < MAX_TASK_SLOTS and slot not in self.free_task_slots:
+            self.free_task_slots.append(slot)
+
+    def kill_worker(self, slot, pid):
+        self.node.command("kill", slot)
+
+    # objects
+    def put_error(self, oid, exc):
+        try:
+            self.store.put(oid, serialize_error(exc).to_bytes())
+        except Exception:  # noqa: BLE001 - already sealed
+            pass
+
+    def delete_object(self, oid):
+        try:
+            self.store.delete(oid)
+        except KeyError:
+            pass
+
+    def contains(self, oid):
+        return self.store.contains(oid)
+
+    # cancel
+    def mark_cancelled(self, task_id, force):
+        self.store.put(_ids.object_id(task_id, _ids.CANCEL_INDEX), b"1")
+        if force:
+            self.store.put(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
+        self.node.command("signal", signal.SIGUSR2 if force else signal.SIGUSR1, "task")
+
+    def clear_cancel_marks(self, task_id):
+        for index in (_ids.CANCEL_INDEX, _ids.FORCE_CANCEL_INDEX):
+            self.delete_object(_ids.object_id(task_id, index))
+
+    # actors
+    def actor_queue(self, actor_id):
+        q = self.node.actor_queues.get(actor_id)
+        if q is None:
+            try:
+                q = Queue.attach(names.actor_queue_name(self.node.session, actor_id))
+            except (FileNotFoundError, OSError):
+                return None
+            self.node.actor_queues[actor_id] = q
+        return q
+
+    def recover_actor_calls(self, actor_id, max_concurrency):
+        from mpiray.core.actor_worker import MAX_RECORDED
+
+        q = self.actor_queue(actor_id)
+        if q is None:
+            return []
+        items = []
+        for consumer in range(min(max(1, max_concurrency), MAX_RECORDED)):
+            items += q.recover(consumer)
+        return self._decode_all(items)
+
+    def push_actor_call(self, actor_id, spec):
+        q = self.actor_queue(actor_id)
+        q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+
+    def terminate_actor(self, actor_id):
+        q = self.actor_queue(actor_id)
+        if q is not None and not q.push(P.TERMINATE, 5.0):
+            self.node.scheduler.actors.kill(actor_id, True)
+
+    def close_actor_queue(self, actor_id):
+        q = self.actor_queue(actor_id)
+        if q is None:
+            return []
+        q.close()
+        items = []
+        while True:
+            try:
+                item = q.try_pop()
+            except QueueClosed:
+                break
+            if item is None:
+                break
+            items.append(item)
+        self.node.actor_queues.pop(actor_id, None)
+        _quietly(q.destroy)
+        self.delete_object(A.spec_key(actor_id))
+        return self._decode_all(items)
+
+    def publish_actor_death(self, actor_id, cause):
+        self.put_error(A.death_key(actor_id), cause)
+
+    def unregister_actor_name(self, aspec):
+        if aspec.name:
+            self.delete_object(A.name_key(aspec.name, aspec.namespace))
+
+    def warn(self, message):
+        print(f"(mpiray) warning: {message}", file=sys.stderr, flush=True)
+
+
+def default_spill_dir(session):
+    return os.path.join(tempfile.gettempdir(), f"mpiray-spill-{os.getuid()}-{session}")

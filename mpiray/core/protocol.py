@@ -1,0 +1,77 @@
+"""What processes of one node say to each other, both halves side by side.
+
+    worker/actor process ──events (one pickled list per push)──► node inbox ──► Scheduler
+    any process ──TaskSpec bytes──► shared task queue ──► task worker
+    any process ──TaskSpec bytes──► actor's queue ──► actor process
+
+A worker batches its events in an outbox (ref counts, seals, completions) and pushes
+them as one item; an item too big for a queue slot is put in the store and the queue
+carries a pointer to it (``encode_item`` / ``decode_item``).
+"""
+
+from __future__ import annotations
+
+import pickle
+
+# Event codes (first element of each event tuple).
+INCREF = 1          # (INCREF, oid)
+DECREF = 2          # (DECREF, oid)
+SEALED = 3          # (SEALED, oid, contained_oids)              a put by a worker
+TASK_DONE = 4       # (TASK_DONE, task_id, slot, sealed, release, retry)
+SUBMIT = 5          # (SUBMIT, spec)
+BLOCKED = 6         # (BLOCKED, task_id)         the task waits in get()
+UNBLOCKED = 7       # (UNBLOCKED, task_id)
+CREATE_ACTOR = 8    # (CREATE_ACTOR, actor_spec)
+ACTOR_READY = 9     # (ACTOR_READY, actor_id, slot)
+ACTOR_FAILED = 10   # (ACTOR_FAILED, actor_id, error_blob)          the constructor raised
+ACTOR_EXIT = 11     # (ACTOR_EXIT, actor_id, slot)                  exit_actor() / terminate
+ACTOR_DONE = 12     # (ACTOR_DONE, sealed, release)
+KILL_ACTOR = 13     # (KILL_ACTOR, actor_id, no_restart)
+CANCEL = 14         # (CANCEL, task_id, force, recursive)
+
+# Queue items that are not TaskSpecs.
+ITEM_IN_STORE = b"@"     # b"@" + oid: the real item is a stored object
+TERMINATE = b"T"         # an actor's last item: exit once every earlier call is done
+
+
+def encode_item(payload: bytes, max_payload: int, store, new_oid) -> bytes:
+    """payload itself if it fits a queue slot, else a pointer to a stored copy."""
+    if len(payload) <= max_payload:
+        return payload
+    oid = new_oid()
+    store.put(oid, payload)
+    return ITEM_IN_STORE + oid
+
+
+def decode_item(item: bytes, store) -> bytes:
+    """The payload an item carries. A stored payload stays in the store until
+    ``release_item``, so an item recovered from a dead consumer can still be read."""
+    if is_pointer(item):
+        buf = store.get(item[1:], 0)
+        data = bytes(buf)
+        del buf
+        return data
+    return item
+
+
+def is_pointer(item: bytes) -> bool:
+    return item[:1] == ITEM_IN_STORE and len(item) == 21
+
+
+def release_item(item: bytes, store) -> None:
+    if is_pointer(item):
+        try:
+            store.delete(item[1:])
+        except KeyError:
+            pass
+
+
+def dumps(obj) -> bytes:
+    return pickle.dumps(obj, protocol=5)
+
+
+loads = pickle.loads
+
+# Sent by the driver's monitor thread, which reads the zygote's reports.
+WORKER_STARTED = 15  # (WORKER_STARTED, slot, pid)
+WORKER_DIED = 16     # (WORKER_DIED, slot, pid, status)

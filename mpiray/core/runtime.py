@@ -1,0 +1,255 @@
+"""One process's side of the runtime: put, get, wait and submitting work.
+
+    put(value) ──serialize──► store ──► ObjectRef (counted) ──► channel: SEALED if it holds refs
+    f.remote() ──TaskSpec──► channel ──► scheduler ──► task queue ──► a worker
+    actor.m.remote() ──TaskSpec──► the actor's own queue (no scheduler on the way)
+    get(refs) ──► store.get (futex wait, zero copy) ──► deserialize ──► value or raise
+
+The driver and every worker hold one ``Runtime``; only the channel differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import cloudpickle
+
+from mpiray import _ids
+from mpiray.core import context
+from mpiray.core import protocol as P
+from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
+from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RayTaskError
+from mpiray.object_ref import ObjectRef
+from mpiray.serialization import deserialize, serialize, serialize_error
+
+ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
+
+
+class Runtime:
+    def __init__(self, session, store, channel, queue_factory, is_driver):
+        self.session = session
+        self.store = store
+        self.channel = channel
+        self.queue_factory = queue_factory   # actor_id -> attached actor Queue (or None)
+        self.is_driver = is_driver
+        self.functions = {}                  # function id -> loaded function/class
+        self.actor_queues = {}
+        self.blocked_hook = None             # workers: lend the CPU back while blocked
+
+    # ------------------------------------------------------------ objects
+    def put(self, value) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling 'put' on an ObjectRef is not allowed (put its value, "
+                            "or pass the ref inside a container)")
+        oid = _ids.new_put_id()
+        sobj = serialize(value)
+        self.write(oid, sobj)
+        ref = ObjectRef(oid)
+        if sobj.contained:
+            self.channel.send([(P.SEALED, oid, sobj.contained)])
+        return ref
+
+    def write(self, oid, sobj):
+        if not sobj.buffers:
+            self.store.put(oid, sobj.to_bytes())
+            return
+        buf = self.store.create_object(oid, sobj.total_size)
+        try:
+            sobj.write_to(buf)
+        except BaseException:
+            del buf
+            self.store.abort(oid)
+            raise
+        del buf
+        self.store.seal(oid)
+
+    def write_error(self, oid, exc):
+        try:
+            self.store.put(oid, serialize_error(exc).to_bytes())
+        except Exception:
+            pass  # already there (a racing writer sealed it first)
+
+    def get(self, oids, timeout=None):
+        """Values of oids in order; raises the first error object met."""
+        bufs = [self.store.get(oid, 0) for oid in oids]
+        missing = [i for i, b in enumerate(bufs) if b is None]
+        if missing:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            with self._blocked():
+                for i in missing:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    bufs[i] = self.store.get(oids[i], left)
+                    if bufs[i] is None:
+                        raise GetTimeoutError(
+                            f"Get timed out: object {oids[i].hex()} not ready after {timeout} s")
+        return [self._value(b) for b in bufs]
+
+    def _value(self, buf):
+        value, is_error = deserialize(buf)
+        if is_error:
+            if isinstance(value, RayTaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    def wait(self, oids, num_returns, timeout):
+        ready = self.store.wait(oids, num_returns, timeout)
+        if sum(ready) < num_returns and timeout is None:
+            with self._blocked():
+                ready = self.store.wait(oids, num_returns, None)
+        return ready
+
+    def _blocked(self):
+        return self.blocked_hook() if self.blocked_hook else _NoBlock()
+
+    # ------------------------------------------------------------ functions
+    def export(self, blob: bytes) -> bytes:
+        """Stores a pickled function or class once; its id is its content hash."""
+        fid = hashlib.sha1(blob).digest()
+        if not self.store.contains(fid):
+            try:
+                self.store.put(fid, blob)
+            except (FileExistsError, KeyError, RuntimeError, ValueError):
+                if not self.store.contains(fid):
+                    raise
+        return fid
+
+    def load_function(self, fid: bytes):
+        fn = self.functions.get(fid)
+        if fn is None:
+            buf = self.store.get(fid, 30.0)
+            if buf is None:
+                raise RuntimeError(f"function {fid.hex()} was never exported to this node")
+            fn = self.functions[fid] = cloudpickle.loads(buf)
+        return fn
+
+    # ------------------------------------------------------------ arguments
+    def pack_args(self, args, kwargs):
+        """(args blob, deps, contained, keep-alive refs) for a TaskSpec."""
+        deps = [a._id for a in args if type(a) is ObjectRef]
+        deps += [v._id for v in kwargs.values() if type(v) is ObjectRef]
+        sobj = serialize((args, kwargs))
+        if sobj.total_size <= ARGS_INLINE_LIMIT:
+            return sobj.to_bytes(), deps, sobj.contained, None
+        holder = self.put_serialized(sobj)      # one stored object holds every argument
+        return b"", deps + [holder._id], sobj.contained + [holder._id], holder
+
+    def put_serialized(self, sobj):
+        oid = _ids.new_put_id()
+        self.write(oid, sobj)
+        ref = ObjectRef(oid)
+        if sobj.contained:
+            self.channel.send([(P.SEALED, oid, sobj.contained)])
+        return ref
+
+    def unpack_args(self, spec):
+        """The call's (args, kwargs), top-level refs replaced by their values.
+        Raises _DependencyFailed with the error's bytes if an argument is an error."""
+        if spec.args:
+            args, kwargs = deserialize(spec.args)[0]
+        else:
+            buf = self.store.get(spec.deps[-1], None)
+            args, kwargs = deserialize(buf)[0]
+        if not spec.deps:
+            return args, kwargs
+        args = [self._resolve(a) if type(a) is ObjectRef else a for a in args]
+        kwargs = {k: self._resolve(v) if type(v) is ObjectRef else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def _resolve(self, ref):
+        buf = self.store.get(ref._id, 0)
+        if buf is None:
+            with self._blocked():
+                buf = self.store.get(ref._id, None)
+        value, is_error = deserialize(buf)
+        if is_error:
+            raise DependencyFailed(bytes(buf))
+        return value
+
+    # ------------------------------------------------------------ tasks
+    def submit_task(self, function_id, name, args, kwargs, opts) -> list:
+        blob, deps, contained, holder = self.pack_args(args, kwargs)
+        spec = TaskSpec(
+            task_id=_ids.new_id(), kind=0, function_id=function_id, name=name, args=blob,
+            deps=deps, contained=contained, num_returns=opts["num_returns"],
+            resources=opts["resources"], max_retries=opts["max_retries"],
+            retry_exceptions=opts["retry_exceptions"],
+        )
+        refs = [ObjectRef(oid) for oid in spec.return_ids()]
+        self.channel.send([(P.SUBMIT, spec)])
+        del holder  # the pending task now holds the stored arguments
+        return refs
+
+    def cancel(self, oid, force, recursive):
+        self.channel.send([(P.CANCEL, _ids.task_of(oid), force, recursive)])
+
+    # ------------------------------------------------------------ actors
+    def actor_queue(self, actor_id):
+        q = self.actor_queues.get(actor_id)
+        if q is None:
+            q = self.actor_queues[actor_id] = self.queue_factory(actor_id)
+        return q
+
+    def call_actor(self, actor_id, class_name, method, args, kwargs, num_returns, max_retries=0):
+        blob, deps, contained, holder = self.pack_args(args, kwargs)
+        spec = TaskSpec(
+            task_id=_ids.new_id(), kind=ACTOR_CALL, function_id=b"", name=f"{class_name}.{method}",
+            args=blob, deps=deps, contained=contained, num_returns=num_returns,
+            actor_id=actor_id, method=method, max_retries=max_retries,
+        )
+        refs = [ObjectRef(oid) for oid in spec.return_ids()]
+        # The call holds its arguments until the actor reports it done; register the
+        # hold before the call can possibly finish.
+        self.channel.send([(P.INCREF, oid) for oid in contained])
+        del holder
+        self.push_actor_call(spec)
+        return refs
+
+    def push_actor_call(self, spec):
+        from mpiray.core.native import QueueClosed
+
+        q = self.actor_queue(spec.actor_id)
+        try:
+            if q is None:
+                raise QueueClosed("the actor's queue is gone")
+            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+        except QueueClosed:
+            self._fail_call_locally(spec)
+
+    def _fail_call_locally(self, spec):
+        """The actor is dead for good: its death note becomes every return's value."""
+        from mpiray.core.actor_spec import death_key
+        from mpiray.exceptions import ActorDiedError
+
+        note = self.store.get(death_key(spec.actor_id), 5.0)
+        data = bytes(note) if note is not None else serialize_error(
+            ActorDiedError("The actor is dead.", actor_id=spec.actor_id.hex())).to_bytes()
+        del note
+        events = []
+        for oid in spec.return_ids():
+            try:
+                self.store.put(oid, data)
+            except Exception:
+                pass
+            events.append((P.SEALED, oid, []))
+        events += [(P.DECREF, oid) for oid in spec.contained]
+        self.channel.send(events)
+
+
+class DependencyFailed(Exception):
+    """An argument of the task is an error object; its bytes become the task's returns."""
+
+    def __init__(self, error_bytes):
+        self.error_bytes = error_bytes
+
+
+class _NoBlock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+__all__ = ["Runtime", "DependencyFailed", "ObjectStoreFullError"]

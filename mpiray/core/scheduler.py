@@ -1,0 +1,373 @@
+"""The node scheduler: every task, object count and actor of one node, as a state machine.
+
+    driver calls ─────────────────────────┐
+    worker events ──► inbox queue ──► inbox thread ──► stimulus_* (under self.lock)
+    process deaths ─► (monitor thread) ──┘                │
+                                                          ▼
+             tasks: WAITING (deps) ──► READY (resources) ──► DISPATCHED ──► done
+             objects: counts ──► 0 ──► deleted from the store (and what they contained)
+             actors: see actor_manager.py
+
+Each outside event is a ``stimulus_*``; each change of a task's state is one
+``_to_<state>`` step. The only I/O goes through ``self.io`` (``node.NodeIO``: queue
+pushes, store writes, process spawns), so the machine can be driven in a test without
+processes.
+
+Task states and the containers that hold a task in each:
+    WAITING     self.tasks, self.waiting_on[dep]        (some argument not sealed yet)
+    READY       self.tasks, self.ready[shape]            (sealed args, no resources yet)
+    INFEASIBLE  self.tasks, self.infeasible              (asks more than the node has)
+    DISPATCHED  self.tasks                               (on the task queue or running)
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+
+from mpiray import _ids
+from mpiray.core import protocol as P
+from mpiray.core.actor_manager import ActorManager
+from mpiray.core.resources import NodeResources
+from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
+
+log = logging.getLogger("mpiray")
+
+WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISPATCHED"
+TASK, ACTOR = "task", "actor"
+
+
+class TaskRecord:
+    __slots__ = ("spec", "state", "missing", "gpu_ids", "blocked", "cancelled", "force_cancelled")
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.state = WAITING
+        self.missing = 0
+        self.gpu_ids = []
+        self.blocked = False
+        self.cancelled = False
+        self.force_cancelled = False
+
+
+class WorkerInfo:
+    __slots__ = ("slot", "kind", "pid", "actor_id")
+
+    def __init__(self, slot, kind, actor_id=b""):
+        self.slot, self.kind, self.pid, self.actor_id = slot, kind, None, actor_id
+
+
+def _shape(req: dict):
+    return tuple(sorted(req.items()))
+
+
+class Scheduler:
+    def __init__(self, io, resources: NodeResources, max_task_workers: int, min_task_workers: int = 0):
+        self.lock = threading.RLock()
+        self.io = io
+        self.res = resources
+        self.max_task_workers = max_task_workers
+        self.min_task_workers = min_task_workers
+        self.driver_ref_events = collections.deque()  # the driver's incref/decref, in order
+        self.counts = {}        # oid -> holders (processes with a live ref + containers)
+        self.contains = {}      # sealed oid -> oids it holds
+        self.sealed = set()     # oids sealed and still counted
+        self.waiting_on = {}    # oid -> [TaskRecord]
+        self.tasks = {}         # task_id -> TaskRecord, until done
+        self.ready = {}         # shape -> deque[TaskRecord]
+        self.infeasible = []
+        self.workers = {}       # slot -> WorkerInfo
+        self.task_workers = 0   # task workers alive or starting
+        self.active = 0         # dispatched tasks whose worker is not blocked in get()
+        self.blocked = 0        # task workers blocked in get() (their CPU lent back)
+        self.actors = ActorManager(self)
+        self._warned = set()
+
+    # ------------------------------------------------------------------ refs
+    def incref(self, oid):
+        self.driver_ref_events.append((P.INCREF, oid))
+
+    def decref(self, oid):
+        self.driver_ref_events.append((P.DECREF, oid))
+
+    def _apply_driver_refs(self):
+        q = self.driver_ref_events
+        while q:
+            code, oid = q.popleft()
+            self._incref(oid) if code == P.INCREF else self._decref(oid)
+
+    def _incref(self, oid):
+        self.counts[oid] = self.counts.get(oid, 0) + 1
+
+    def _decref(self, oid):
+        n = self.counts.get(oid, 0) - 1
+        if n > 0:
+            self.counts[oid] = n
+            return
+        self.counts.pop(oid, None)
+        if oid[_ids.TASK_ID_SIZE:] == _ids.ACTOR_HANDLE_INDEX.to_bytes(4, "little"):
+            self.actors.on_handles_gone(oid[: _ids.TASK_ID_SIZE])
+        elif oid in self.sealed:
+            self._free(oid)
+
+    def _free(self, oid):
+        self.sealed.discard(oid)
+        self.io.delete_object(oid)
+        for inner in self.contains.pop(oid, ()):
+            self._decref(inner)
+
+    def _on_sealed(self, oid, contained):
+        if oid not in self.counts:  # nobody holds it any more: free at once
+            self.io.delete_object(oid)
+            return
+        self.sealed.add(oid)
+        if contained:
+            self.contains[oid] = list(contained)
+            for inner in contained:
+                self._incref(inner)
+        for rec in self.waiting_on.pop(oid, ()):
+            rec.missing -= 1
+            if rec.missing == 0 and rec.state == WAITING:
+                self._to_ready(rec)
+
+    def seal_error(self, oids, exc):
+        for oid in oids:
+            self.io.put_error(oid, exc)
+            self._on_sealed(oid, ())
+
+    # ------------------------------------------------------------------ stimuli
+    def handle_events(self, events, slot=None):
+        """One batch of events from a worker (or the monitor thread), in order."""
+        with self.lock:
+            self._apply_driver_refs()
+            for ev in events:
+                self._HANDLERS[ev[0]](self, *ev[1:])
+            self._dispatch()
+
+    def stimulus_driver(self, fn, *args):
+        """Runs fn(*args) under the lock after the driver's pending ref events."""
+        with self.lock:
+            self._apply_driver_refs()
+            out = fn(*args)
+            self._dispatch()
+            return out
+
+    def _ev_incref(self, oid):
+        self._incref(oid)
+
+    def _ev_decref(self, oid):
+        self._decref(oid)
+
+    def _ev_sealed(self, oid, contained):
+        self._on_sealed(oid, contained)
+
+    def submit(self, spec):
+        for oid in spec.contained:  # the pending task holds its arguments
+            self._incref(oid)
+        rec = TaskRecord(spec)
+        self.tasks[spec.task_id] = rec
+        for dep in spec.deps:
+            if dep not in self.sealed and not self.io.contains(dep):
+                self.waiting_on.setdefault(dep, []).append(rec)
+                rec.missing += 1
+        if rec.missing == 0:
+            self._to_ready(rec)
+
+    def _ev_task_done(self, task_id, slot, sealed, release, retry):
+        rec = self.tasks.get(task_id)
+        if rec is None or rec.state != DISPATCHED:
+            return
+        self._release_task_resources(rec)
+        if retry and not rec.cancelled:
+            rec.spec.attempt += 1
+            self._to_ready(rec)
+            return
+        del self.tasks[task_id]
+        for oid, contained in sealed:
+            self._on_sealed(oid, contained)
+        self._finish(rec)
+
+    def _finish(self, rec):
+        if rec.cancelled:
+            self.io.clear_cancel_marks(rec.spec.task_id)
+        for oid in rec.spec.contained:
+            self._decref(oid)
+
+    def _ev_blocked(self, task_id):
+        rec = self.tasks.get(task_id)
+        if rec is not None and rec.state == DISPATCHED and not rec.blocked:
+            rec.blocked = True
+            self.active -= 1
+            self.blocked += 1
+            self.res.release({"CPU": rec.spec.resources.get("CPU", 0.0)})
+
+    def _ev_unblocked(self, task_id):
+        rec = self.tasks.get(task_id)
+        if rec is not None and rec.blocked:
+            rec.blocked = False
+            self.active += 1
+            self.blocked -= 1
+            self.res.acquire({"CPU": rec.spec.resources.get("CPU", 0.0)})
+
+    def _release_task_resources(self, rec):
+        req = dict(rec.spec.resources)
+        if rec.blocked:
+            req.pop("CPU", None)  # already lent back while blocked
+            rec.blocked = False
+            self.blocked -= 1
+        else:
+            self.active -= 1
+        self.res.release(req, rec.gpu_ids)
+        rec.gpu_ids = []
+
+    def cancel(self, task_id, force):
+        rec = self.tasks.get(task_id)
+        if rec is None or rec.cancelled:
+            return self.actors.cancel_call(task_id, force)
+        rec.cancelled = True
+        rec.force_cancelled = force
+        if rec.state == DISPATCHED:
+            self.io.mark_cancelled(task_id, force)
+            return
+        self._remove_pending(rec)
+        del self.tasks[task_id]
+        self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
+        self._finish(rec)
+
+    def _ev_cancel(self, task_id, force, recursive=False):
+        self.cancel(task_id, force)
+
+    def _remove_pending(self, rec):
+        if rec.state == READY:
+            self.ready[_shape(rec.spec.resources)].remove(rec)
+        elif rec.state == INFEASIBLE:
+            self.infeasible.remove(rec)
+        elif rec.state == WAITING:
+            for dep in rec.spec.deps:
+                waiters = self.waiting_on.get(dep)
+                if waiters and rec in waiters:
+                    waiters.remove(rec)
+                    if not waiters:
+                        del self.waiting_on[dep]
+
+    # ------------------------------------------------------------------ transitions
+    def _to_ready(self, rec):
+        req = rec.spec.resources
+        if not self.res.feasible(req):
+            rec.state = INFEASIBLE
+            self.infeasible.append(rec)
+            self._warn_infeasible(rec.spec.name, req)
+            return
+        rec.state = READY
+        self.ready.setdefault(_shape(req), collections.deque()).append(rec)
+
+    def _warn_infeasible(self, name, req):
+        key = (name, _shape(req))
+        if key not in self._warned:
+            self._warned.add(key)
+            self.io.warn(
+                f"{name} needs {req} but this cluster has {self.res.totals}: "
+                "it stays pending until resources that can hold it are added"
+            )
+
+    def _dispatch(self):
+        for queue in self.ready.values():
+            while queue and self.res.fits(queue[0].spec.resources):
+                self._to_dispatched(queue.popleft())
+        self.actors.place_pending()
+        self._ensure_task_workers()
+
+    def _to_dispatched(self, rec):
+        rec.state = DISPATCHED
+        rec.gpu_ids = self.res.acquire(rec.spec.resources)
+        rec.spec.gpu_ids = rec.gpu_ids
+        self.active += 1
+        self.io.push_task(rec.spec)
+
+    def _ensure_task_workers(self):
+        """Enough workers that every dispatched task has one that is not blocked."""
+        want = max(self.min_task_workers, self.active + self.blocked)
+        while self.task_workers < min(want, self.max_task_workers):
+            self.spawn_worker(TASK)
+
+    def spawn_worker(self, kind, actor_id=b"", gpu_ids=(), options=None):
+        slot = self.io.spawn_worker(kind, actor_id, list(gpu_ids), options or {})
+        self.workers[slot] = WorkerInfo(slot, kind, actor_id)
+        if kind == TASK:
+            self.task_workers += 1
+        return slot
+
+    # ------------------------------------------------------------------ processes
+    def _ev_worker_started(self, slot, pid):
+        w = self.workers.get(slot)
+        if w is not None:
+            w.pid = pid
+
+    def _ev_worker_died(self, slot, pid, status):
+        w = self.workers.pop(slot, None)
+        self.io.release_slot(slot)
+        if w is None:
+            return
+        if w.kind == ACTOR:
+            self.actors.on_process_died(w, status)
+            return
+        self.task_workers -= 1
+        for spec in self.io.recover_task_queue(slot):
+            rec = self.tasks.get(spec.task_id)
+            if rec is None or rec.state != DISPATCHED:
+                continue
+            self._release_task_resources(rec)
+            self._after_crash(rec, status)
+
+    def _after_crash(self, rec, status):
+        spec = rec.spec
+        if rec.cancelled:
+            del self.tasks[spec.task_id]
+            self.seal_error(spec.return_ids(), TaskCancelledError(spec.task_id.hex()))
+            self._finish(rec)
+        elif spec.attempt < spec.max_retries:
+            spec.attempt += 1
+            self._to_ready(rec)
+        else:
+            del self.tasks[spec.task_id]
+            self.seal_error(spec.return_ids(), WorkerCrashedError(
+                f"The worker running {spec.name} died unexpectedly ({status}); "
+                f"attempts made: {spec.attempt + 1}, max_retries={spec.max_retries}."))
+            self._finish(rec)
+
+    def pids(self, kind=None):
+        return [w.pid for w in self.workers.values() if w.pid and (kind is None or w.kind == kind)]
+
+    def running_worker_pids(self):
+        return self.pids(TASK)
+
+    _HANDLERS = {}
+
+
+Scheduler._HANDLERS = {
+    P.INCREF: Scheduler._ev_incref,
+    P.DECREF: Scheduler._ev_decref,
+    P.SEALED: Scheduler._ev_sealed,
+    P.TASK_DONE: Scheduler._ev_task_done,
+    P.SUBMIT: Scheduler.submit,
+    P.BLOCKED: Scheduler._ev_blocked,
+    P.UNBLOCKED: Scheduler._ev_unblocked,
+    P.CANCEL: Scheduler._ev_cancel,
+    P.WORKER_STARTED: Scheduler._ev_worker_started,
+    P.WORKER_DIED: Scheduler._ev_worker_died,
+}
+
+
+def _actor_handler(method):
+    return lambda self, *args: getattr(self.actors, method)(*args)
+
+
+Scheduler._HANDLERS.update({
+    P.CREATE_ACTOR: _actor_handler("create"),
+    P.ACTOR_READY: _actor_handler("ready"),
+    P.ACTOR_FAILED: _actor_handler("failed"),
+    P.ACTOR_EXIT: _actor_handler("exited"),
+    P.ACTOR_DONE: _actor_handler("done"),
+    P.KILL_ACTOR: _actor_handler("kill"),
+})

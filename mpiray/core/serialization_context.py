@@ -1,0 +1,30 @@
+"""Which ObjectRefs a value contained, recorded while it is pickled.
+
+``ObjectRef.__reduce__`` calls ``record``; ``serialization.serialize`` opens a
+context around one dump and hands the ids to the runtime, which makes the container
+(a stored object, a task's arguments) hold those refs.
+"""
+
+import threading
+
+_local = threading.local()
+
+
+class collecting:
+    """with collecting() as ids: pickle...  -> ids lists every ref pickled inside."""
+
+    def __enter__(self):
+        self.outer = getattr(_local, "ids", None)
+        self.ids = []
+        _local.ids = self.ids
+        return self.ids
+
+    def __exit__(self, *exc):
+        _local.ids = self.outer
+        return False
+
+
+def record(oid: bytes) -> None:
+    ids = getattr(_local, "ids", None)
+    if ids is not None:
+        ids.append(oid)

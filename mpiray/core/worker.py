@@ -1,0 +1,99 @@
+"""A task worker's loop: pop a task, run it, report, repeat.
+
+    shared task queue ──pop (futex sleep when empty)──► TaskSpec
+        ──► executor.run ──► returns sealed in the store (getters wake)
+        ──► TASK_DONE (with ref events) ──► inbox ──► scheduler frees the resources
+
+The popped item stays recorded in this worker's consumer slot of the queue until
+``done``; if the process dies meanwhile, the scheduler recovers it from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+from mpiray import _ids
+from mpiray.core import context
+from mpiray.core import protocol as P
+from mpiray.core import executor
+from mpiray.core.native import QueueClosed
+from mpiray.core.task_spec import TaskSpec
+from mpiray.exceptions import TaskCancelledError
+
+IDLE_FLUSH_S = 0.5
+
+
+class TaskWorker:
+    def __init__(self, runtime, queue, slot):
+        self.rt = runtime
+        self.queue = queue
+        self.slot = slot
+        self.current = None
+        runtime.blocked_hook = self._lend_cpu
+
+    def serve(self):
+        signal.signal(signal.SIGUSR1, self._on_cancel_signal)
+        signal.signal(signal.SIGUSR2, self._on_cancel_signal)
+        ch = self.rt.channel
+        while True:
+            try:
+                item = self.queue.try_pop(self.slot)
+                if item is None:
+                    ch.flush()
+                    item = self.queue.pop(IDLE_FLUSH_S, self.slot)
+            except QueueClosed:
+                break
+            if item is None:
+                continue
+            data = P.decode_item(item, self.rt.store)
+            self.execute(TaskSpec.from_bytes(data))
+            self.queue.done(self.slot)
+            P.release_item(item, self.rt.store)
+        ch.flush()
+
+    def execute(self, spec):
+        store = self.rt.store
+        if store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+            sealed = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
+            self._report(spec, sealed, False)
+            return
+        if spec.gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpu_ids)
+        self.current = spec
+        try:
+            fn = self.rt.load_function(spec.function_id)
+            sealed, retry = executor.run(self.rt, spec, fn)
+        except TaskCancelledError:  # the signal landed outside the user's function
+            sealed, retry = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex())), False
+        finally:
+            self.current = None
+        self._report(spec, sealed, retry)
+
+    def _report(self, spec, sealed, retry):
+        self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry)])
+
+    def _on_cancel_signal(self, signum, frame):
+        spec = self.current
+        if spec is None:
+            return
+        store = self.rt.store
+        if signum == signal.SIGUSR2 and store.contains(_ids.object_id(spec.task_id, _ids.FORCE_CANCEL_INDEX)):
+            os.kill(os.getpid(), signal.SIGKILL)  # force: the scheduler sees the death
+        if store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+            self.current = None
+            raise TaskCancelledError(spec.task_id.hex())
+
+    @contextlib.contextmanager
+    def _lend_cpu(self):
+        """While this task waits in get(), its CPU goes back to the scheduler."""
+        spec = self.current
+        if spec is None or context.task_id() is None:
+            yield
+            return
+        self.rt.channel.send([(P.BLOCKED, spec.task_id)])
+        try:
+            yield
+        finally:
+            self.rt.channel.send([(P.UNBLOCKED, spec.task_id)])

@@ -1,0 +1,85 @@
+"""A forked worker's start: attach the node's segments, become a Runtime, serve.
+
+    zygote fork ──► run_worker ──► attach store + queues ──► TaskWorker.serve()
+                                                          or ActorWorker.serve()
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mpiray.core import context, names, refcount
+from mpiray.core.channel import WorkerChannel
+from mpiray.core.native import Queue, Store
+from mpiray.core.runtime import Runtime
+
+
+class _PrefixedLines:
+    """sys.stdout/err of a worker: whole lines, each prefixed with who printed it, written
+    to the driver's log pipe in one write (atomic up to PIPE_BUF, so lines never mix)."""
+
+    def __init__(self, fd, prefix):
+        self.fd, self.prefix, self.pending = fd, prefix, ""
+
+    def write(self, text):
+        self.pending += text
+        if "\n" in self.pending:
+            *lines, self.pending = self.pending.split("\n")
+            data = "".join(f"{self.prefix}{line}\n" for line in lines).encode(errors="replace")
+            while data:
+                data = data[os.write(self.fd, data):]
+        return len(text)
+
+    def flush(self):
+        if self.pending:
+            self.write("\n")
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self.fd
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+
+def run_worker(init, slot, kind, actor_id, gpu_ids, options):
+    if gpu_ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+    context.process()["gpu_ids"] = list(gpu_ids)
+    context.process()["node_id"] = init["node_id"]
+    context.process()["worker_id"] = f"{init['session']}-{slot}"
+    who = f"({options.get('label', 'worker')} pid={os.getpid()}) "
+    sys.stdout, sys.stderr = _PrefixedLines(1, who), _PrefixedLines(2, who)
+    session = init["session"]
+    store = Store.attach(names.store_name(session))
+    inbox = Queue.attach(names.inbox_name(session))
+    channel = WorkerChannel(inbox, store)
+    refcount.set_sink(channel)
+
+    def actor_queue(aid):
+        try:
+            return Queue.attach(names.actor_queue_name(session, aid))
+        except (FileNotFoundError, OSError):
+            return None
+
+    rt = Runtime(session, store, channel, actor_queue, is_driver=False)
+    from mpiray.core import current
+
+    current.set_runtime(rt, init)
+    try:
+        if kind == "actor":
+            from mpiray.core.actor_worker import ActorWorker
+
+            ActorWorker(rt, Queue.attach(names.actor_queue_name(session, actor_id)), actor_id, slot).serve()
+        else:
+            from mpiray.core.worker import TaskWorker
+
+            TaskWorker(rt, Queue.attach(names.task_queue_name(session)), slot).serve()
+    finally:
+        channel.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()

@@ -1,0 +1,157 @@
+"""The fork server: one clean process per node that forks workers on request.
+
+    driver ──commands (fork / kill / signal / exit)──► zygote ──fork()──► worker or actor
+    driver ◄──reports (started / died, with status)── zygote ◄──SIGCHLD── its children
+    driver's process gone (EOF on commands) ──► zygote kills every child, unlinks the
+                                               session's segments, exits
+
+Forking from here (not from the driver) gives workers a small, thread-free parent whose
+imports are already done, so a worker starts in about a millisecond, and it never copies
+the user's driver state. Children die with the zygote (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+
+PR_SET_PDEATHSIG = 1
+
+
+def main(cmd_fd: int, report_fd: int) -> None:
+    commands, reports = Connection(cmd_fd, writable=False), Connection(report_fd, readable=False)
+    init = commands.recv()
+    sys.path[:] = init["sys_path"]
+    os.chdir(init["cwd"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    from mpiray.core import worker_main  # noqa: F401 - imported once, shared by every fork
+
+    for module in init.get("preload", ()):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children = {}  # pid -> (slot, kind)
+    reports.send(("ready", os.getpid()))
+    try:
+        _serve(init, commands, reports, wake_r, children)
+    finally:
+        _kill_all(children)
+        if init.get("cleanup_on_exit", True):
+            from mpiray.core.names import remove_session_segments
+
+            remove_session_segments(init["session"])
+    os._exit(0)
+
+
+def _serve(init, commands, reports, wake_r, children):
+    while True:
+        readable, _, _ = select.select([commands, wake_r], [], [], 1.0)
+        if wake_r in readable:
+            os.read(wake_r, 4096)
+        _reap(children, reports)
+        if commands not in readable:
+            continue
+        try:
+            cmd = commands.recv()
+        except (EOFError, OSError):
+            return  # the driver is gone
+        op = cmd[0]
+        if op == "fork":
+            _fork(init, cmd, commands, reports, wake_r, children)
+        elif op == "kill":
+            for pid, (slot, _) in list(children.items()):
+                if slot == cmd[1]:
+                    _signal(pid, signal.SIGKILL)
+        elif op == "signal":
+            for pid, (_, kind) in list(children.items()):
+                if kind == cmd[2]:
+                    _signal(pid, cmd[1])
+        elif op == "exit":
+            return
+
+
+def _fork(init, cmd, commands, reports, wake_r, children):
+    _, slot, kind, actor_id, gpu_ids, options = cmd
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.close(wake_r)
+            commands.close()
+            reports.close()
+            _die_with_parent()
+            from mpiray.core.worker_main import run_worker
+
+            run_worker(init, slot, kind, actor_id, gpu_ids, options)
+            code = 0
+        except BaseException:  # noqa: BLE001 - a worker that fails to start says why
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    children[pid] = (slot, kind)
+    reports.send(("started", slot, pid))
+
+
+def _die_with_parent():
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the zygote died before prctl took effect
+        os._exit(1)
+
+
+def _reap(children, reports):
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        slot, _ = children.pop(pid, (None, None))
+        if slot is not None:
+            reports.send(("died", slot, pid, _describe(status)))
+
+
+def _describe(status):
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"killed by signal {sig} ({signal.Signals(sig).name})"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_all(children):
+    for pid in list(children):
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while children and time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, 0)
+            children.pop(pid, None)
+        except ChildProcessError:
+            break
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]))

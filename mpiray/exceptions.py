@@ -1,0 +1,187 @@
+"""Ray's exception names, with Ray's class hierarchy.
+
+A task's exception comes home as ``RayTaskError``; ``as_instanceof_cause`` makes an
+object that is *also* an instance of the user's class, so ``except ValueError`` in the
+driver catches a ``ValueError`` raised in a worker (Ray does the same).
+"""
+
+from __future__ import annotations
+
+
+class RayError(Exception):
+    """Base of every error mpiray raises on behalf of the runtime."""
+
+
+class RaySystemError(RayError):
+    pass
+
+
+class RayTaskError(RayError):
+    """A task or actor method raised; ``cause`` is the original exception."""
+
+    def __init__(self, function_name="<unknown>", traceback_str="", cause=None, proctitle="", pid=None, ip=None):
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+        self.proctitle = proctitle
+        self.pid = pid
+        self.ip = ip
+        super().__init__(self._message())
+
+    def _message(self):
+        where = f" (pid={self.pid}, ip={self.ip})" if self.pid is not None else ""
+        head = f"{type(self.cause).__name__ if self.cause is not None else 'Error'}"
+        return (
+            f"{head} in {self.function_name}(){where}\n"
+            f"{self.traceback_str.rstrip()}"
+        )
+
+    def __str__(self):
+        return self._message()
+
+    def __reduce__(self):
+        return (RayTaskError, (self.function_name, self.traceback_str, self.cause, self.proctitle, self.pid, self.ip))
+
+    def as_instanceof_cause(self):
+        """An error that is both a RayTaskError and an instance of the cause's class."""
+        cause_cls = type(self.cause) if self.cause is not None else None
+        if cause_cls is None or isinstance(self, cause_cls) or not _can_subclass(cause_cls):
+            return self
+        dual = _dual_class(cause_cls)
+        err = dual.__new__(dual)
+        err.__dict__.update(self.__dict__)
+        err.args = getattr(self.cause, "args", ())
+        err.__cause__ = self.cause
+        return err
+
+
+def _can_subclass(cls):
+    if cls is RayTaskError or not issubclass(cls, BaseException):
+        return False
+    try:
+        type("_probe", (RayTaskError, cls), {})
+        return True
+    except TypeError:  # layout conflicts (e.g. some C exception types)
+        return False
+
+
+_DUALS: dict = {}
+
+
+def _dual_class(cause_cls):
+    dual = _DUALS.get(cause_cls)
+    if dual is None:
+        def __str__(self):
+            return RayTaskError._message(self)
+
+        def __reduce__(self):
+            return RayTaskError.__reduce__(self)
+
+        dual = type(
+            f"RayTaskError({cause_cls.__name__})",
+            (RayTaskError, cause_cls),
+            {"__str__": __str__, "__reduce__": __reduce__, "__init__": lambda self, *a, **k: None},
+        )
+        _DUALS[cause_cls] = dual
+    return dual
+
+
+class TaskCancelledError(RayError):
+    def __init__(self, task_id=None, message=None):
+        self.task_id = task_id
+        super().__init__(message or f"Task {task_id} was cancelled")
+
+
+class WorkerCrashedError(RayError):
+    def __init__(self, message="The worker died unexpectedly while executing this task."):
+        super().__init__(message)
+
+
+class RayActorError(RayError):
+    def __init__(self, message="The actor died unexpectedly before finishing this task.", actor_id=None, cause=None):
+        self.actor_id = actor_id
+        self.cause = cause
+        self.error_msg = message
+        super().__init__(message)
+
+
+class ActorDiedError(RayActorError):
+    pass
+
+
+class ActorUnavailableError(RayActorError):
+    pass
+
+
+class ActorUnschedulableError(RayError):
+    pass
+
+
+class TaskUnschedulableError(RayError):
+    pass
+
+
+class AsyncioActorExit(RayError):
+    pass
+
+
+class GetTimeoutError(RayError, TimeoutError):
+    pass
+
+
+class ObjectStoreFullError(RayError):
+    pass
+
+
+class OutOfDiskError(RayError):
+    pass
+
+
+class OutOfMemoryError(RayError):
+    pass
+
+
+class ObjectLostError(RayError):
+    def __init__(self, object_ref_hex="", owner_address="", call_site=""):
+        self.object_ref_hex = object_ref_hex
+        super().__init__(f"Object {object_ref_hex} is lost and cannot be recovered.")
+
+
+class ObjectFetchTimedOutError(ObjectLostError):
+    pass
+
+
+class ReferenceCountingAssertionError(ObjectLostError):
+    pass
+
+
+class OwnerDiedError(ObjectLostError):
+    pass
+
+
+class ObjectFreedError(ObjectLostError):
+    pass
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    pass
+
+
+class NodeDiedError(RayError):
+    pass
+
+
+class LocalRayletDiedError(RayError):
+    pass
+
+
+class RuntimeEnvSetupError(RayError):
+    pass
+
+
+class PendingCallsLimitExceeded(RayError):
+    pass
+
+
+class CrossLanguageError(RayError):
+    pass

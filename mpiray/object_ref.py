@@ -1,0 +1,72 @@
+"""ObjectRef: a handle on an object in the store, counted while it lives.
+
+Creating a ref adds to its process's local count and dropping it subtracts
+(``mpiray.core.refcount``); pickling a ref records it in the serialization context so
+the container (a stored object, a task's arguments) holds it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mpiray import _ids
+from mpiray.core import refcount, serialization_context
+
+
+class ObjectRef:
+    __slots__ = ("_id", "_counted", "__weakref__")
+
+    def __init__(self, binary: bytes, _counted: bool = True):
+        if type(binary) is not bytes or len(binary) != _ids.OBJECT_ID_SIZE:
+            raise ValueError(f"an ObjectRef id is {_ids.OBJECT_ID_SIZE} bytes, got {binary!r}")
+        self._id = binary
+        self._counted = _counted
+        if _counted:
+            refcount.add_local(binary)
+
+    def __del__(self):
+        if self._counted:
+            try:
+                refcount.remove_local(self._id)
+            except Exception:  # interpreter shutdown: nothing left to tell
+                pass
+
+    def binary(self) -> bytes:
+        return self._id
+
+    def hex(self) -> str:
+        return self._id.hex()
+
+    def task_id(self):
+        return self._id[: _ids.TASK_ID_SIZE].hex()
+
+    def __eq__(self, other):
+        return type(other) is ObjectRef and other._id == self._id
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __repr__(self):
+        return f"ObjectRef({self._id.hex()})"
+
+    def __reduce__(self):
+        serialization_context.record(self._id)
+        return (ObjectRef, (self._id,))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def future(self):
+        """A concurrent.futures.Future resolved with the object's value."""
+        from mpiray.core.futures import future_of
+
+        return future_of(self)
+
+    def __await__(self):
+        return asyncio.wrap_future(self.future()).__await__()

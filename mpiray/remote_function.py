@@ -1,0 +1,66 @@
+"""@remote functions: f.remote(...) submits a task; f.options(...) changes one call."""
+
+from __future__ import annotations
+
+import cloudpickle
+
+from mpiray import _options
+from mpiray.core import current
+
+
+class RemoteFunction:
+    def __init__(self, function, options: dict):
+        self._function = function
+        self._raw_options = dict(options)
+        self._options = _options.task_options(options)
+        self._name = options.get("name") or f"{function.__module__}.{function.__qualname__}"
+        self._blob = None
+        self._exported = {}     # session -> function id in that session's store
+        self.__name__ = getattr(function, "__name__", "remote_function")
+        self.__doc__ = function.__doc__
+        self.__wrapped__ = function
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Remote functions cannot be called directly. Instead of running "
+                        f"'{self.__name__}()', try '{self.__name__}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._submit(args, kwargs, self._options, self._name)
+
+    def options(self, **opts):
+        merged = {**self._raw_options, **opts}
+        checked = _options.task_options(merged)
+        name = opts.get("name") or self._name
+        parent = self
+
+        class _Bound:
+            def remote(self, *args, **kwargs):
+                return parent._submit(args, kwargs, checked, name)
+
+        return _Bound()
+
+    def _submit(self, args, kwargs, opts, name):
+        from mpiray.api import _runtime
+
+        rt = _runtime()
+        fid = self._exported.get(rt.session)
+        if fid is None:
+            if self._blob is None:
+                self._blob = cloudpickle.dumps(self._function)
+            fid = self._exported[rt.session] = rt.export(self._blob)
+        refs = rt.submit_task(fid, name, args, kwargs, opts)
+        n = opts["num_returns"]
+        if n == 1:
+            return refs[0]
+        if n == 0:
+            return None
+        return refs
+
+    def __getstate__(self):
+        return {"function": self._function, "options": self._raw_options}
+
+    def __setstate__(self, state):
+        self.__init__(state["function"], state["options"])
+
+
+__all__ = ["RemoteFunction", "current"]

@@ -1,0 +1,53 @@
+"""get_runtime_context(): who and where the caller is (driver, task or actor)."""
+
+from __future__ import annotations
+
+from mpiray.core import context, current
+
+
+class RuntimeContext:
+    def get_task_id(self):
+        return context.task_id()
+
+    def get_task_name(self):
+        return context.task_name()
+
+    def get_actor_id(self):
+        return context.process().get("actor_id")
+
+    def get_node_id(self):
+        return (current.info() or {}).get("node_id")
+
+    def get_job_id(self):
+        return (current.info() or {}).get("session")
+
+    def get_worker_id(self):
+        return context.process().get("worker_id") or "driver"
+
+    @property
+    def namespace(self):
+        return (current.info() or {}).get("namespace", "")
+
+    def get_namespace(self):
+        return self.namespace
+
+    def get_assigned_resources(self):
+        gpus = context.gpu_ids()
+        return {"GPU": float(len(gpus))} if gpus else {}
+
+    def get_accelerator_ids(self):
+        return {"GPU": [str(g) for g in context.gpu_ids()]}
+
+    def was_current_actor_reconstructed(self):
+        return bool(context.process().get("reconstructed"))
+
+    @property
+    def current_actor(self):
+        from mpiray.actor import ActorHandle
+
+        aid = context.process().get("actor_id")
+        return None if aid is None else ActorHandle(bytes.fromhex(aid), "actor", {})
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext()

@@ -1,0 +1,52 @@
+// Process-shared futex wait/wake on a 32-bit word that lives in shared memory.
+//
+// Why raw syscalls: C++20 std::atomic::wait/notify use *private* futexes in libstdc++,
+// which never wake a waiter in another process (measured: ../shared/ENVIRONMENT.md).
+// These calls omit FUTEX_PRIVATE_FLAG, so the kernel keys the wait queue on the
+// physical page and a wake from any process mapping the segment reaches the sleeper.
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <ctime>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace mpiray {
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t),
+              "a futex word must be a plain 32-bit integer in shared memory");
+
+// Sleeps while *word == expected, for at most timeout_ns (negative: no limit).
+// Returns 0 when woken (or the value had already changed), ETIMEDOUT on timeout,
+// EINTR when a signal interrupted the sleep. Spurious wake-ups are possible:
+// callers re-check their condition in a loop.
+inline int futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ns = -1) {
+    timespec ts{};
+    timespec* tsp = nullptr;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = static_cast<time_t>(timeout_ns / 1000000000);
+        ts.tv_nsec = static_cast<long>(timeout_ns % 1000000000);
+        tsp = &ts;
+    }
+    long rc = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
+    if (rc == 0) return 0;
+    if (errno == EAGAIN) return 0;  // value changed before we slept: not a timeout
+    return errno;
+}
+
+// Wakes up to n sleepers on word (INT32_MAX: all). Returns how many were woken.
+inline int futex_wake(std::atomic<uint32_t>* word, int n = INT32_MAX) {
+    return static_cast<int>(syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, n, nullptr, nullptr, 0));
+}
+
+// Monotonic clock in nanoseconds, for deadlines that survive spurious wake-ups.
+inline int64_t monotonic_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace mpiray

@@ -1,0 +1,397 @@
+// Object lifecycle: create → seal → get → release → delete (and abort), pressure handling,
+// client reaping. Segment creation/attach live in store_segment.cpp, spill files in
+// store_spill.cpp.
+#include "store.h"
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "futex.h"
+#include "store_internal.h"
+
+namespace mpiray::store {
+
+namespace {
+thread_local ErrorInfo g_error;
+
+bool Resident(const Entry& x) { return x.offset != kNilOff; }
+}  // namespace
+
+const ErrorInfo& LastError() { return g_error; }
+
+Status Fail(Status st, const char* fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    g_error.message = buf;
+    g_error.sys_errno = 0;
+    return st;
+}
+
+Status FailErrno(const char* what, const std::string& path) {
+    int err = errno;
+    Fail(Status::kIoError, "%s(%s): %s", what, path.c_str(), strerror(err));
+    g_error.sys_errno = err;
+    return Status::kIoError;
+}
+
+static std::string Hex(const uint8_t* id) {
+    static const char* d = "0123456789abcdef";
+    std::string s(2 * kObjectIdSize, '0');
+    for (size_t i = 0; i < kObjectIdSize; ++i) { s[2 * i] = d[id[i] >> 4]; s[2 * i + 1] = d[id[i] & 15]; }
+    return s;
+}
+
+static Status NotFound(const uint8_t* id) {
+    return Fail(Status::kNotFound, "object %s not found", Hex(id).c_str());
+}
+
+static Status BadState(const uint8_t* id, const Entry& x, const char* call) {
+    return Fail(Status::kBadState, "cannot %s object %s: it is %s", call, Hex(id).c_str(), StateName(x.state));
+}
+
+// ---------------------------------------------------------------- pins and freeing
+
+Status StoreClient::PinLocked(uint32_t e, ObjectHandle* out) {
+    Entry& x = v_->table[e];
+    bool was_unpinned = x.pins == 0;
+    if (!v_->table.AddPin(static_cast<uint16_t>(slot_), e))
+        return Fail(Status::kFull, "pin table full (%u slots): release some objects", hdr_->pins_mask + 1);
+    if (was_unpinned) hdr_->pinned_bytes += x.block;
+    out->entry = e;
+    out->gen = x.gen;
+    out->data = data_ + x.offset;
+    out->size = x.size;
+    return Status::kOk;
+}
+
+uint32_t StoreClient::DropPinLocked(uint32_t e, uint32_t n, uint16_t client) {
+    Entry& x = v_->table[e];
+    uint32_t k = v_->table.DropPin(client, e, n);
+    if (k == 0 || x.pins != 0) return k;
+    if (Resident(x)) hdr_->pinned_bytes -= x.block;
+    if (x.delete_pending) FreeObjectLocked(e);
+    return k;
+}
+
+void StoreClient::FreeObjectLocked(uint32_t e) {
+    Entry& x = v_->table[e];
+    if (!x.delete_pending) v_->table.Unindex(e);
+    if (x.state == ObjState::SEALED && Resident(x)) v_->policy().Removed(e);
+    if (Resident(x)) v_->alloc.Free(x.offset);
+    if (x.state == ObjState::SPILLED) {
+        std::remove(SpillPath(x).c_str());
+        --hdr_->num_spilled;
+        hdr_->spilled_bytes -= x.size;
+    }
+    v_->table.Release(e);
+}
+
+// ---------------------------------------------------------------- allocation under pressure
+
+uint64_t StoreClient::AllocateLocked(uint64_t size, uint64_t* block, Status* st) {
+    const uint64_t need = Allocator::BlockSize(size);
+    if (need > hdr_->data_size) {
+        *st = Fail(Status::kTooLarge, "object of %llu bytes is larger than the store (capacity %llu bytes)",
+                   (unsigned long long)size, (unsigned long long)hdr_->data_size);
+        return kNilOff;
+    }
+    uint64_t off = v_->alloc.Allocate(size, block);
+    if (off != kNilOff) return off;
+    // Dead clients' pins are the cheapest room to win back; then spill, least recent first.
+    if (ReapLocked() > 0 && (off = v_->alloc.Allocate(size, block)) != kNilOff) return off;
+    if (hdr_->data_size - hdr_->pinned_bytes >= need) {
+        for (uint32_t v = v_->policy().Next(kNil); v != kNil;) {
+            uint32_t next = v_->policy().Next(v);  // read before spilling unlinks v
+            Entry& x = v_->table[v];
+            if (x.pins == 0 && x.state == ObjState::SEALED && !x.delete_pending) {
+                if ((*st = SpillLocked(v)) != Status::kOk) return kNilOff;
+                if ((off = v_->alloc.Allocate(size, block)) != kNilOff) return off;
+            }
+            v = next;
+        }
+    }
+    *st = Fail(Status::kFull,
+               "object store full: requested %llu bytes, free %llu bytes, pinned %llu bytes (capacity %llu)",
+               (unsigned long long)size, (unsigned long long)(hdr_->data_size - hdr_->alloc.used),
+               (unsigned long long)hdr_->pinned_bytes, (unsigned long long)hdr_->data_size);
+    return kNilOff;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+Status StoreClient::CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out) {
+    if (size < 0) return Fail(Status::kInvalid, "negative object size %lld", (long long)size);
+    Locked lock(this);
+    uint32_t e = v_->table.Find(id);
+    if (e != kNil)
+        return Fail(Status::kExists, "object %s already exists (%s)", Hex(id).c_str(), StateName(v_->table[e].state));
+    Status st = Status::kOk;
+    uint64_t block = 0;
+    uint64_t off = AllocateLocked(static_cast<uint64_t>(size), &block, &st);
+    if (off == kNilOff) return st;
+    e = v_->table.Insert(id);
+    if (e == kNil) {
+        v_->alloc.Free(off);
+        return Fail(Status::kFull, "object table full (%u objects): delete objects first", hdr_->max_objects);
+    }
+    // Fill the entry before publishing its state: a crash in between leaves state FREE,
+    // which Repair() treats as unused (and the block as a gap to free).
+    Entry& x = v_->table[e];
+    x.offset = off;
+    x.size = static_cast<uint64_t>(size);
+    x.block = block;
+    x.creator = static_cast<int16_t>(slot_);
+    x.state = ObjState::CREATED;
+    if ((st = PinLocked(e, out)) != Status::kOk) FreeObjectLocked(e);
+    return st;
+}
+
+void StoreClient::WakeGetters() {
+    // seq_cst on both: pairs with the getter's waiters++ then seal_seq read (see Header).
+    hdr_->seal_seq.fetch_add(1, std::memory_order_seq_cst);
+    if (hdr_->waiters.load(std::memory_order_seq_cst) != 0) futex_wake(&hdr_->seal_seq);
+}
+
+Status StoreClient::Seal(const uint8_t* id) {
+    {
+        Locked lock(this);
+        uint32_t e = v_->table.Find(id);
+        if (e == kNil) return NotFound(id);
+        Entry& x = v_->table[e];
+        if (x.state != ObjState::CREATED) return BadState(id, x, "seal");
+        x.state = ObjState::SEALED;
+        v_->policy().Added(e);
+    }
+    WakeGetters();  // outside the lock: woken getters should not find it held
+    return Status::kOk;
+}
+
+Status StoreClient::Abort(const uint8_t* id) {
+    Locked lock(this);
+    uint32_t e = v_->table.Find(id);
+    if (e == kNil) return NotFound(id);
+    Entry& x = v_->table[e];
+    if (x.state != ObjState::CREATED) return BadState(id, x, "abort");
+    v_->table.Unindex(e);
+    x.delete_pending = 1;
+    DropPinLocked(e, UINT32_MAX, static_cast<uint16_t>(slot_));
+    if (x.state != ObjState::FREE && x.pins == 0) FreeObjectLocked(e);
+    return Status::kOk;
+}
+
+void StoreClient::ParallelCopy(uint8_t* dst, const uint8_t* src, uint64_t n) {
+    // One core copies ~12-20 GB/s into warm shm, two ~26 GB/s (ENVIRONMENT.md); below
+    // 64 MiB a thread start (~30 µs) is not worth it.
+    constexpr uint64_t kThreshold = 64ull << 20;
+    if (n < kThreshold) { std::memcpy(dst, src, n); return; }
+    unsigned nt = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
+    uint64_t chunk = (n / nt + 4095) & ~uint64_t{4095};
+    std::vector<std::thread> ts;
+    for (unsigned t = 1; t < nt; ++t) {
+        uint64_t lo = std::min(n, t * chunk), hi = std::min(n, lo + chunk);
+        if (lo < hi) ts.emplace_back([=] { std::memcpy(dst + lo, src + lo, hi - lo); });
+    }
+    std::memcpy(dst, src, std::min(n, chunk));
+    for (auto& t : ts) t.join();
+}
+
+Status StoreClient::Put(const uint8_t* id, const void* data, int64_t size) {
+    ObjectHandle h;
+    Status st = CreateObject(id, size, &h);
+    if (st != Status::kOk) return st;
+    ParallelCopy(h.data, static_cast<const uint8_t*>(data), h.size);
+    {
+        Locked lock(this);  // seal and unpin in one critical section
+        Entry& x = v_->table[h.entry];
+        if (x.gen != h.gen || x.state != ObjState::CREATED)
+            return Fail(Status::kBadState, "object %s was aborted or deleted during put", Hex(id).c_str());
+        x.state = ObjState::SEALED;
+        v_->policy().Added(h.entry);
+        DropPinLocked(h.entry, 1, static_cast<uint16_t>(slot_));
+    }
+    WakeGetters();
+    return Status::kOk;
+}
+
+Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out) {
+    const int64_t deadline = timeout_ns < 0 ? -1 : monotonic_ns() + timeout_ns;
+    bool waiting = false;  // registered in hdr_->waiters
+    Status st;
+    for (;;) {
+        uint32_t seq = hdr_->seal_seq.load(std::memory_order_seq_cst);  // before the check
+        {
+            Locked lock(this);
+            uint32_t e = v_->table.Find(id);
+            if (e != kNil) {
+                Entry& x = v_->table[e];
+                st = Status::kOk;
+                if (x.state == ObjState::SPILLED) st = RestoreLocked(e);
+                if (st == Status::kOk && x.state == ObjState::SEALED) {
+                    v_->policy().Touched(e);
+                    st = PinLocked(e, out);
+                }
+                if (x.state == ObjState::SEALED || st != Status::kOk) break;
+            }
+        }
+        int64_t left = deadline < 0 ? -1 : deadline - monotonic_ns();
+        if (deadline >= 0 && left <= 0) { st = Fail(Status::kTimeout, "timed out"); break; }
+        if (!waiting) {  // register, then re-check: our next seq read follows the increment
+            hdr_->waiters.fetch_add(1, std::memory_order_seq_cst);
+            waiting = true;
+            continue;
+        }
+        futex_wait(&hdr_->seal_seq, seq, left);
+    }
+    if (waiting) hdr_->waiters.fetch_sub(1, std::memory_order_seq_cst);
+    return st;
+}
+
+Status StoreClient::Release(const ObjectHandle& h) {
+    Locked lock(this);
+    if (h.entry >= hdr_->max_objects || v_->table[h.entry].gen != h.gen)
+        return Fail(Status::kNotPinned, "release of an object that no longer exists (aborted or reclaimed)");
+    std::string hex = Hex(v_->table[h.entry].id);  // the entry may be freed by the drop
+    if (DropPinLocked(h.entry, 1, static_cast<uint16_t>(slot_)) == 0)
+        return Fail(Status::kNotPinned, "release of object %s, which this client has not pinned", hex.c_str());
+    return Status::kOk;
+}
+
+Status StoreClient::ReleaseId(const uint8_t* id) {
+    ObjectHandle h;
+    {
+        Locked lock(this);
+        uint32_t e = v_->table.Find(id);
+        if (e == kNil) return NotFound(id);
+        h.entry = e;
+        h.gen = v_->table[e].gen;
+    }
+    return Release(h);
+}
+
+bool StoreClient::Contains(const uint8_t* id) {
+    Locked lock(this);
+    uint32_t e = v_->table.Find(id);
+    return e != kNil && (v_->table[e].state == ObjState::SEALED || v_->table[e].state == ObjState::SPILLED);
+}
+
+Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeout_ns, bool* ready) {
+    if (num_ready > n || num_ready < 0 || n < 0)
+        return Fail(Status::kInvalid, "num_ready=%d must be within 0..%d (the number of ids)", num_ready, n);
+    const int64_t deadline = timeout_ns < 0 ? -1 : monotonic_ns() + timeout_ns;
+    bool waiting = false;
+    for (;;) {
+        uint32_t seq = hdr_->seal_seq.load(std::memory_order_seq_cst);
+        int count = 0;
+        {
+            Locked lock(this);
+            for (int i = 0; i < n; ++i) {
+                uint32_t e = v_->table.Find(ids + i * kObjectIdSize);
+                ready[i] = e != kNil && (v_->table[e].state == ObjState::SEALED ||
+                                         v_->table[e].state == ObjState::SPILLED);
+                count += ready[i];
+            }
+        }
+        int64_t left = deadline < 0 ? -1 : deadline - monotonic_ns();
+        if (count >= num_ready || (deadline >= 0 && left <= 0)) break;
+        if (!waiting) {
+            hdr_->waiters.fetch_add(1, std::memory_order_seq_cst);
+            waiting = true;
+            continue;
+        }
+        futex_wait(&hdr_->seal_seq, seq, left);
+    }
+    if (waiting) hdr_->waiters.fetch_sub(1, std::memory_order_seq_cst);
+    return Status::kOk;
+}
+
+Status StoreClient::Delete(const uint8_t* id) {
+    Locked lock(this);
+    uint32_t e = v_->table.Find(id);
+    if (e == kNil) return NotFound(id);
+    Entry& x = v_->table[e];
+    if (x.pins > 0) {  // deferred: invisible from now on, freed by the last release
+        v_->table.Unindex(e);
+        x.delete_pending = 1;
+    } else {
+        FreeObjectLocked(e);
+    }
+    return Status::kOk;
+}
+
+Status StoreClient::SizeOf(const uint8_t* id, uint64_t* size) {
+    Locked lock(this);
+    uint32_t e = v_->table.Find(id);
+    if (e == kNil) return NotFound(id);
+    *size = v_->table[e].size;
+    return Status::kOk;
+}
+
+StoreStats StoreClient::Stats() {
+    Locked lock(this);
+    return StoreStats{hdr_->data_size, hdr_->alloc.used, hdr_->pinned_bytes, hdr_->num_objects,
+                      hdr_->num_spilled, hdr_->spilled_bytes, hdr_->spill_seq};
+}
+
+// ---------------------------------------------------------------- dead clients
+
+void StoreClient::ReclaimClientLocked(uint16_t slot) {
+    v_->table.TakePinsOf(slot, [&](uint32_t e, uint32_t count) {
+        Entry& x = v_->table[e];
+        x.pins -= count;
+        if (x.pins == 0 && Resident(x)) hdr_->pinned_bytes -= x.block;
+    });
+    // Its half-made objects, and deleted objects whose last pins were its own.
+    for (uint32_t e = 0; e < hdr_->max_objects; ++e) {
+        Entry& x = v_->table[e];
+        if (x.state == ObjState::FREE || x.pins != 0) continue;
+        if ((x.state == ObjState::CREATED && x.creator == slot) || x.delete_pending) FreeObjectLocked(e);
+    }
+}
+
+int StoreClient::ReapLocked() {
+    int reaped = 0;
+    for (uint32_t s = 0; s < kMaxClients; ++s) {
+        ClientSlot& c = reinterpret_cast<ClientSlot*>(base_ + hdr_->clients_off)[s];
+        int32_t pid = c.pid.load(std::memory_order_relaxed);  // the mutex orders slot updates
+        if (pid == 0 || !(kill(pid, 0) == -1 && errno == ESRCH)) continue;
+        ReclaimClientLocked(static_cast<uint16_t>(s));
+        c.pid.store(0, std::memory_order_relaxed);
+        ++reaped;
+    }
+    return reaped;
+}
+
+int StoreClient::ReapDeadClients() {
+    Locked lock(this);
+    return ReapLocked();
+}
+
+void StoreClient::RepairLocked() {
+    v_->table.Repair();
+    std::vector<std::pair<uint64_t, uint64_t>> live;
+    v_->policy().Clear();
+    hdr_->pinned_bytes = hdr_->num_spilled = hdr_->spilled_bytes = 0;
+    for (uint32_t e = 0; e < hdr_->max_objects; ++e) {
+        Entry& x = v_->table[e];
+        if (x.state == ObjState::FREE) continue;
+        if (x.state == ObjState::SPILLED) { ++hdr_->num_spilled; hdr_->spilled_bytes += x.size; continue; }
+        live.emplace_back(x.offset, x.block);
+        if (x.pins) hdr_->pinned_bytes += x.block;
+        if (x.state == ObjState::SEALED) v_->policy().Added(e);
+    }
+    v_->alloc.Rebuild(std::move(live));
+}
+
+void StoreClient::TestHoldLockForever() {
+    pthread_mutex_lock(&hdr_->mutex);
+    for (;;) pause();
+}
+
+}  // namespace mpiray::store

@@ -1,0 +1,175 @@
+// The node's shared-memory object store: one POSIX shm segment per node, attached by every
+// process of the node (the creator too) through a StoreClient.
+//
+//   producer process                      segment (/dev/shm/mpiray-<uid>-<session>-store)
+//   ────────────────                      ──────────────────────────────────────────────
+//   CreateObject(id, n) ──lock──► table: Insert id → CREATED, pinned by producer
+//                                 alloc: n bytes at offset o (64-aligned)
+//   write payload at base+o  ◄── (no lock: the bytes are the producer's alone)
+//   Seal(id) ───────────lock──► CREATED → SEALED, LRU head; seal_seq++ ─► futex wake
+//                                                                         │
+//   consumer process                                                      ▼
+//   Get(id, timeout) ───lock──► SEALED? pin (client, id) → base+o ; else sleep on seal_seq
+//   read payload (zero copy)      SPILLED? allocate, read spill file back, SEALED
+//   Release(handle) ────lock──► unpin; last pin of a deleted object frees it
+//
+//   under pressure: Allocate fails → reap dead clients → spill LRU unpinned SEALED objects
+//   to <spill_dir>/<segment>/<hex id> until it fits → else kFull.
+//
+// Locking: one robust, process-shared pthread mutex guards the table, the allocator and
+// the LRU list. Critical sections are a hash probe and a few stores (bulk copies and
+// futex sleeps happen outside it), so one lock costs less than the syscalls sharding would
+// need. A holder killed by SIGKILL leaves EOWNERDEAD to the next locker, which marks the
+// mutex consistent, rebuilds the derived structures (Repair) and reaps the dead clients.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "store_layout.h"
+
+namespace mpiray::store {
+
+enum class Status : int {
+    kOk = 0,
+    kNotFound,      // no live object with that id
+    kExists,        // an object with that id already exists
+    kBadState,      // the object is in a state that forbids the call (message names it)
+    kNotPinned,     // release by a client that holds no pin on the object
+    kFull,          // pinned objects leave no room (message: requested, free, pinned)
+    kTooLarge,      // the object can never fit, even in an empty store
+    kInvalid,       // bad argument (negative size, too little /dev/shm, bad name, ...)
+    kTimeout,       // the wait ran out
+    kSegmentExists, // a live segment of that name already exists
+    kNoSegment,     // no segment of that name
+    kIoError,       // a system call failed (errno in ErrorInfo)
+    kNotCreator,    // Destroy() by a process that did not create the segment
+};
+
+// Details of the calling thread's last failed call (thread-local: no locking needed).
+struct ErrorInfo {
+    std::string message;
+    int sys_errno = 0;
+};
+const ErrorInfo& LastError();
+
+// A pinned object as handed to a caller. `gen` lets Release detect a handle that outlived
+// its object (aborted or reclaimed): such a release is a no-op returning kNotPinned.
+struct ObjectHandle {
+    uint32_t entry = kNil;
+    uint32_t gen = 0;
+    uint8_t* data = nullptr;
+    uint64_t size = 0;
+};
+
+struct StoreStats {
+    uint64_t capacity, used, pinned, num_objects, num_spilled, spilled_bytes, spill_count;
+};
+
+// Bytes a segment of `capacity` data bytes takes in /dev/shm (metadata included).
+uint64_t SegmentBytes(uint64_t capacity);
+
+class StoreClient {
+  public:
+    // Creates the segment `name` ("/..." as for shm_open) with mode 0600, faults every page
+    // in, and registers the caller as its first client.
+    //   kInvalid: bad name, capacity < 4096, or /dev/shm has less room than SegmentBytes(capacity)
+    //             (message names both numbers) — pick a smaller capacity.
+    //   kSegmentExists: a segment of that name exists and its creator is alive — pick
+    //             another name (a dead creator's segment is unlinked and creation retried).
+    //   kIoError: shm_open/ftruncate/mmap/mkdir failed (errno) — nothing is left behind.
+    // prefault=false skips the faulting (pages arrive on first touch): a runtime whose store
+    // is large and mostly idle starts in milliseconds instead of ~0.7 s per GiB.
+    static Status Create(const std::string& name, uint64_t capacity, const std::string& spill_dir,
+                         std::unique_ptr<StoreClient>* out, bool prefault = true);
+    // Maps an existing segment and registers a client slot.
+    //   kNoSegment: no such segment (or it never finished initialising within 5 s).
+    //   kIoError: mapping failed. kFull: all kMaxClients slots are taken by live clients.
+    static Status Attach(const std::string& name, std::unique_ptr<StoreClient>* out);
+    // Drops this client's remaining pins, frees its slot, unmaps.
+    ~StoreClient();
+
+    // Allocates `size` bytes for `id` (state CREATED) pinned by this client; *out points at
+    // writable memory. Spills unpinned objects when needed.
+    //   kExists: id is already present — it may be SEALED already (nothing to do) or still
+    //            being created by someone else (Get it instead).
+    //   kTooLarge: size > capacity — never retry. kInvalid: size < 0.
+    //   kFull: pinned bytes leave no room (or the object table is full) — release or delete
+    //          objects, then retry.
+    //   kIoError: a spill failed (disk full?) — the store is unchanged.
+    Status CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out);
+    // CREATED → SEALED, then wakes getters in every process. The creator keeps its pin.
+    //   kNotFound; kBadState (already SEALED or SPILLED) — a bug in the caller.
+    Status Seal(const uint8_t* id);
+    // Drops an unsealed object and the caller's pins on it; freed at once if no other pin.
+    //   kNotFound; kBadState (not CREATED) — use Delete for sealed objects.
+    Status Abort(const uint8_t* id);
+    // CreateObject + copy (2 threads above 64 MiB) + Seal + Release, the common case.
+    //   Errors as CreateObject; on a failure no object is left behind.
+    Status Put(const uint8_t* id, const void* data, int64_t size);
+    // Waits until `id` is SEALED (timeout_ns < 0: forever), restores it if SPILLED, pins it.
+    //   kTimeout: not sealed in time (including "never created") — retry or give up.
+    //   kFull / kIoError: restoring a spilled object found no room / failed to read.
+    Status Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out);
+    // Drops one pin taken by CreateObject/Get.
+    //   kNotPinned: this client holds no pin there (double release, or a stale handle).
+    Status Release(const ObjectHandle& h);
+    // Drops one pin of this client on the live object `id`. kNotFound, kNotPinned.
+    Status ReleaseId(const uint8_t* id);
+    // True when `id` is SEALED or SPILLED.
+    bool Contains(const uint8_t* id);
+    // Blocks until at least num_ready of the n ids are sealed or the timeout passes; fills
+    // ready[i]. Returns kOk either way (ready says what happened); kInvalid if num_ready > n.
+    Status Wait(const uint8_t* ids, int n, int num_ready, int64_t timeout_ns, bool* ready);
+    // Removes `id` (any state): freed at once when unpinned, else by its last release; its
+    // spill file is removed. The id can be created again at once. kNotFound.
+    Status Delete(const uint8_t* id);
+    // kNotFound.
+    Status SizeOf(const uint8_t* id, uint64_t* size);
+    StoreStats Stats();
+    // Reclaims pins and CREATED objects of clients whose process is gone (kill(pid, 0) ==
+    // ESRCH). Returns how many clients were reaped. Also runs by itself when an allocation
+    // does not fit and when the mutex is found EOWNERDEAD.
+    int ReapDeadClients();
+    // Creator only: unlinks the segment and removes the spill directory. Mappings in other
+    // processes stay valid until they detach. kNotCreator.
+    Status Destroy();
+
+    const std::string& name() const { return name_; }
+    uint64_t capacity() const { return hdr_->data_size; }
+    int client_slot() const { return slot_; }
+    // Test hook: takes the mutex and never returns (a test SIGKILLs the process).
+    [[noreturn]] void TestHoldLockForever();
+
+  private:
+    friend class Locked;
+    StoreClient() = default;
+    void Bind(uint8_t* base, uint64_t size);
+    Status RegisterClient();
+    // --- called with the mutex held ---
+    void RepairLocked();
+    int ReapLocked();
+    void ReclaimClientLocked(uint16_t slot);
+    void FreeObjectLocked(uint32_t e);        // unindex (if needed), free memory/file, entry
+    uint32_t DropPinLocked(uint32_t e, uint32_t n, uint16_t client);  // pins dropped
+    uint64_t AllocateLocked(uint64_t size, uint64_t* block, Status* st);
+    Status SpillLocked(uint32_t e);
+    Status RestoreLocked(uint32_t e);
+    Status PinLocked(uint32_t e, ObjectHandle* out);
+    void WakeGetters();
+    std::string SpillPath(const Entry& x) const;
+    static void ParallelCopy(uint8_t* dst, const uint8_t* src, uint64_t n);
+
+    std::string name_;
+    uint8_t* base_ = nullptr;  // segment start in this process
+    uint64_t map_size_ = 0;
+    Header* hdr_ = nullptr;
+    uint8_t* data_ = nullptr;
+    int slot_ = -1;
+    bool creator_ = false;
+    struct Views;  // allocator / table / policy views over the segment (store.cpp)
+    std::unique_ptr<Views> v_;
+};
+
+}  // namespace mpiray::store

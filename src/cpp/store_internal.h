@@ -1,0 +1,57 @@
+// Private to the store's .cpp files: the per-process views over the segment, the lock
+// guard that repairs after a dead holder, and the error helper.
+#pragma once
+
+#include <cerrno>
+#include <cstdarg>
+#include <pthread.h>
+
+#include "store.h"
+#include "store_alloc.h"
+#include "store_evict.h"
+#include "store_table.h"
+
+namespace mpiray::store {
+
+struct StoreClient::Views {
+    Allocator alloc;
+    ObjectTable table;
+    LruPolicy lru;
+    EvictionPolicy& policy() { return lru; }
+};
+
+// Where each region starts, from the capacity alone (creator and SegmentBytes agree).
+struct Layout {
+    uint64_t clients_off, entries_off, index_off, pins_off, data_off, total;
+    uint32_t max_objects, index_size, pins_size;
+};
+Layout ComputeLayout(uint64_t capacity);
+
+// Records the failure for LastError() and returns `st`, so call sites read
+// `return Fail(Status::kX, "...", ...)`.
+Status Fail(Status st, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+Status FailErrno(const char* what, const std::string& path);
+
+// Holds the store mutex. EOWNERDEAD means the previous holder died inside a critical
+// section: we own the lock, but the structures may be half-updated, so we rebuild what is
+// derived (index, allocator, LRU, counters) from what is authoritative (entries, pin
+// records), then reap the dead client(s) before going on.
+class Locked {
+  public:
+    explicit Locked(StoreClient* c) : c_(c) {
+        int rc = pthread_mutex_lock(&c->hdr_->mutex);
+        if (rc == EOWNERDEAD) {
+            pthread_mutex_consistent(&c->hdr_->mutex);
+            c->RepairLocked();
+            c->ReapLocked();
+        }
+    }
+    ~Locked() { pthread_mutex_unlock(&c_->hdr_->mutex); }
+    Locked(const Locked&) = delete;
+    Locked& operator=(const Locked&) = delete;
+
+  private:
+    StoreClient* c_;
+};
+
+}  // namespace mpiray::store

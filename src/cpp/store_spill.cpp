@@ -1,0 +1,89 @@
+// Spilling: an unpinned SEALED object's bytes go to <spill_dir>/<hex id> and its memory is
+// freed; a get reads them back. Files are written with the store mutex held, so the
+// object cannot change underneath; this stalls other clients for the duration of the I/O,
+// which is acceptable because spilling only happens when the store is already full.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+namespace mpiray::store {
+
+std::string StoreClient::SpillPath(const Entry& x) const {
+    static const char* d = "0123456789abcdef";
+    std::string s = hdr_->spill_dir;
+    s += '/';
+    for (size_t i = 0; i < kObjectIdSize; ++i) { s += d[x.id[i] >> 4]; s += d[x.id[i] & 15]; }
+    return s;
+}
+
+static bool WriteAll(int fd, const uint8_t* p, uint64_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        p += w; n -= static_cast<uint64_t>(w);
+    }
+    return true;
+}
+
+static bool ReadAll(int fd, uint8_t* p, uint64_t n) {
+    while (n > 0) {
+        ssize_t r = read(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        p += r; n -= static_cast<uint64_t>(r);
+    }
+    return true;
+}
+
+Status StoreClient::SpillLocked(uint32_t e) {
+    Entry& x = v_->table[e];
+    std::string path = SpillPath(x);
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return FailErrno("open", path);
+    bool ok = WriteAll(fd, data_ + x.offset, x.size);
+    Status st = ok ? Status::kOk : FailErrno("write", path);
+    close(fd);
+    if (!ok) { std::remove(path.c_str()); return st; }
+    v_->policy().Removed(e);
+    v_->alloc.Free(x.offset);
+    x.offset = kNilOff;
+    x.state = ObjState::SPILLED;
+    ++hdr_->num_spilled;
+    hdr_->spilled_bytes += x.size;
+    ++hdr_->spill_seq;
+    return Status::kOk;
+}
+
+Status StoreClient::RestoreLocked(uint32_t e) {
+    Entry& x = v_->table[e];
+    Status st = Status::kOk;
+    uint64_t block = 0;
+    uint64_t off = AllocateLocked(x.size, &block, &st);  // may spill others, never x (not in the LRU)
+    if (off == kNilOff) return st;
+    std::string path = SpillPath(x);
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && ReadAll(fd, data_ + off, x.size);
+    if (!ok) {
+        st = FailErrno(fd < 0 ? "open" : "read", path);
+        if (fd >= 0) close(fd);
+        v_->alloc.Free(off);
+        return st;
+    }
+    close(fd);
+    std::remove(path.c_str());
+    x.offset = off;
+    x.block = block;
+    x.state = ObjState::SEALED;
+    --hdr_->num_spilled;
+    hdr_->spilled_bytes -= x.size;
+    v_->policy().Added(e);
+    return Status::kOk;
+}
+
+}  // namespace mpiray::store

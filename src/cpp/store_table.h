@@ -1,0 +1,68 @@
+// The object table: Entry slots (stable indices, a free list), a hash index from object id to
+// entry, and the per-client pin records. Both hash tables use linear probing with
+// backward-shift deletion, so they never fill up with tombstones.
+//
+// Not thread-safe: the caller holds the store mutex.
+#pragma once
+
+#include <cstdint>
+
+#include "store_layout.h"
+
+namespace mpiray::store {
+
+class ObjectTable {
+  public:
+    ObjectTable(Header* h, Entry* entries, uint32_t* index, PinRecord* pins)
+        : h_(h), e_(entries), idx_(index), pins_(pins) {}
+
+    void Init();
+    Entry& operator[](uint32_t e) const { return e_[e]; }
+    uint32_t capacity() const { return h_->max_objects; }
+
+    // Entry of a live (not delete-pending) object with this id, or kNil.
+    uint32_t Find(const uint8_t* id) const;
+    // A fresh CREATED-less entry (state FREE, id set) already in the index, or kNil when the
+    // table is full. The caller sets state and the rest.
+    uint32_t Insert(const uint8_t* id);
+    // Removes the id from the index (the entry lives on, e.g. until its last pin goes).
+    void Unindex(uint32_t e);
+    // Returns the entry to the free list and bumps its generation. Must be unindexed.
+    void Release(uint32_t e);
+
+    // Pins: one record per (client, entry). AddPin returns false when the pin table is full.
+    bool AddPin(uint16_t client, uint32_t e);
+    // Drops up to `n` pins of `client` on `e`; returns how many it dropped (0: none held).
+    uint32_t DropPin(uint16_t client, uint32_t e, uint32_t n);
+    // Calls f(entry, count) for every pin record of `client` and erases them.
+    template <class F> void TakePinsOf(uint16_t client, F f);
+
+    // After a crash inside the lock: rebuild the index, free list and every entry's pin count
+    // from the entries' states and the pin records.
+    void Repair();
+
+  private:
+    uint32_t Home(const uint8_t* id) const;
+    static uint64_t PinHash(uint16_t client, uint32_t e);
+    uint32_t PinSlot(uint16_t client, uint32_t e) const;  // slot holding the record or kNil
+    void ErasePin(uint32_t slot);
+
+    Header* h_;
+    Entry* e_;
+    uint32_t* idx_;  // entry + 1; 0 = empty
+    PinRecord* pins_;
+};
+
+template <class F> void ObjectTable::TakePinsOf(uint16_t client, F f) {
+    for (uint32_t s = 0; s <= h_->pins_mask;) {
+        PinRecord& r = pins_[s];
+        if (r.count != 0 && r.client == client) {
+            f(r.entry, r.count);
+            ErasePin(s);  // may shift a later record into s: look at s again
+            continue;
+        }
+        ++s;
+    }
+}
+
+}  // namespace mpiray::store

@@ -1,0 +1,172 @@
+// Unit tests of the store's C++ API: plain asserts, exit code non-zero on failure.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+#include "store.h"
+#include "store_alloc.h"
+
+using namespace mpiray::store;
+
+static int g_failures = 0;
+#define CHECK(cond)                                                                 \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            std::fprintf(stderr, "%s:%d: CHECK(%s) failed (last error: %s)\n",      \
+                         __FILE__, __LINE__, #cond, LastError().message.c_str());   \
+            ++g_failures;                                                           \
+        }                                                                           \
+    } while (0)
+
+static std::string Name(const char* what) { return "/mpiray-cpptest-" + std::to_string(getpid()) + "-" + what; }
+
+static std::vector<uint8_t> Id(int i) {
+    std::vector<uint8_t> id(kObjectIdSize, 0);
+    std::memcpy(id.data(), &i, sizeof i);
+    return id;
+}
+
+static void TestAllocator() {
+    std::vector<uint8_t> mem(1 << 20);
+    AllocState st{};
+    Allocator a(&st, mem.data(), mem.size());
+    a.Init();
+    std::mt19937 rng(1);
+    std::vector<uint64_t> live;
+    for (int i = 0; i < 20000; ++i) {
+        if (live.empty() || rng() % 2) {
+            uint64_t b, off = a.Allocate(rng() % 5000, &b);
+            if (off != kNilOff) { CHECK(off % 64 == 0); live.push_back(off); }
+        } else {
+            size_t k = rng() % live.size();
+            a.Free(live[k]);
+            live[k] = live.back();
+            live.pop_back();
+        }
+    }
+    for (uint64_t off : live) a.Free(off);
+    CHECK(a.used() == 0);
+    uint64_t b;
+    CHECK(a.Allocate(mem.size() - 64, &b) == 64);  // everything coalesced back into one block
+}
+
+static void TestLifecycle() {
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(Name("life"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    auto id = Id(1);
+    ObjectHandle h;
+    CHECK(s->CreateObject(id.data(), 100, &h) == Status::kOk);
+    std::memset(h.data, 7, 100);
+    CHECK(s->CreateObject(id.data(), 100, &h) == Status::kExists);
+    CHECK(s->Get(id.data(), 0, &h) == Status::kTimeout);  // not sealed yet
+    CHECK(s->Seal(id.data()) == Status::kOk);
+    CHECK(s->Seal(id.data()) == Status::kBadState);
+    CHECK(s->Abort(id.data()) == Status::kBadState);
+    ObjectHandle g;
+    CHECK(s->Get(id.data(), 0, &g) == Status::kOk && g.size == 100 && g.data[99] == 7);
+    CHECK(s->Release(g) == Status::kOk);
+    CHECK(s->Release(h) == Status::kOk);                 // the creator's pin
+    CHECK(s->Release(h) == Status::kNotPinned);
+    CHECK(s->Stats().pinned == 0);
+    CHECK(s->Get(id.data(), 0, &g) == Status::kOk);
+    CHECK(s->Delete(id.data()) == Status::kOk);          // pinned: deferred
+    CHECK(!s->Contains(id.data()));
+    CHECK(s->Stats().num_objects == 1);
+    CHECK(s->Release(g) == Status::kOk);
+    CHECK(s->Stats().num_objects == 0 && s->Stats().used == 0);
+    CHECK(s->Delete(id.data()) == Status::kNotFound);
+    CHECK(s->CreateObject(id.data(), -1, &h) == Status::kInvalid);
+    CHECK(s->CreateObject(id.data(), 2 << 20, &h) == Status::kTooLarge);
+    // abort
+    CHECK(s->CreateObject(id.data(), 10, &h) == Status::kOk);
+    CHECK(s->Abort(id.data()) == Status::kOk);
+    CHECK(s->Release(h) == Status::kNotPinned);  // stale handle: a no-op
+    CHECK(s->Stats().used == 0);
+    CHECK(s->Destroy() == Status::kOk);
+}
+
+static void TestSpillAndFull() {
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(Name("spill"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    std::vector<uint8_t> buf(200000);
+    for (int i = 0; i < 20; ++i) {  // 4 MB through a 1 MiB store
+        std::memset(buf.data(), i, buf.size());
+        CHECK(s->Put(Id(i).data(), buf.data(), buf.size()) == Status::kOk);
+    }
+    CHECK(s->Stats().num_spilled >= 15);
+    for (int i = 0; i < 20; ++i) {
+        ObjectHandle g;
+        CHECK(s->Get(Id(i).data(), 0, &g) == Status::kOk && g.size == buf.size());
+        CHECK(g.data[0] == i && g.data[buf.size() - 1] == i);
+        CHECK(s->Release(g) == Status::kOk);
+    }
+    // Pin four objects: the fifth of the same size can still be made; then full.
+    std::vector<ObjectHandle> pins(5);
+    for (int i = 0; i < 5; ++i) CHECK(s->Get(Id(i).data(), 0, &pins[i]) == Status::kOk);
+    ObjectHandle h;
+    CHECK(s->CreateObject(Id(100).data(), 400000, &h) == Status::kFull);
+    CHECK(LastError().message.find("pinned") != std::string::npos);
+    for (auto& p : pins) CHECK(s->Release(p) == Status::kOk);
+    CHECK(s->CreateObject(Id(100).data(), 400000, &h) == Status::kOk);
+    CHECK(s->Delete(Id(3).data()) == Status::kOk);
+    CHECK(s->Destroy() == Status::kOk);
+    CHECK(access("/tmp/mpiray-cpptest-spill", F_OK) == 0);
+}
+
+static void TestDeadClientAndStale() {
+    std::string name = Name("dead");
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(name, 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    CHECK(s->Put(Id(1).data(), "abc", 3) == Status::kOk);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t child = fork();
+    if (child == 0) {  // pin one object, half-make another, die holding the lock
+        std::unique_ptr<StoreClient> c;
+        if (StoreClient::Attach(name, &c) != Status::kOk) _exit(2);
+        ObjectHandle g, h;
+        if (c->Get(Id(1).data(), 0, &g) != Status::kOk) _exit(3);
+        if (c->CreateObject(Id(2).data(), 5000, &h) != Status::kOk) _exit(4);
+        if (write(fds[1], "r", 1) != 1) _exit(5);
+        c->TestHoldLockForever();
+    }
+    char r = 0;
+    CHECK(read(fds[0], &r, 1) == 1 && r == 'r');
+    usleep(100000);  // let the child take the lock
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    StoreStats st = s->Stats();  // EOWNERDEAD: repair + reap
+    CHECK(st.pinned == 0);
+    CHECK(st.num_objects == 1);
+    CHECK(s->Contains(Id(1).data()) && !s->Contains(Id(2).data()));
+    CHECK(s->Put(Id(2).data(), "x", 1) == Status::kOk);
+    // A live segment of the same name is refused; a dead creator's one is replaced.
+    std::unique_ptr<StoreClient> t;
+    CHECK(StoreClient::Create(name, 1 << 20, "/tmp/mpiray-cpptest-spill", &t) == Status::kSegmentExists);
+    CHECK(s->Destroy() == Status::kOk);
+    child = fork();
+    if (child == 0) {
+        std::unique_ptr<StoreClient> c;
+        _exit(StoreClient::Create(name, 1 << 20, "/tmp/mpiray-cpptest-spill", &c) == Status::kOk ? 0 : 1);  // leaks it
+    }
+    int wst = 0;
+    waitpid(child, &wst, 0);
+    CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    CHECK(StoreClient::Create(name, 1 << 20, "/tmp/mpiray-cpptest-spill", &t) == Status::kOk);
+    CHECK(t->Destroy() == Status::kOk);
+}
+
+int main() {
+    TestAllocator();
+    TestLifecycle();
+    TestSpillAndFull();
+    TestDeadClientAndStale();
+    rmdir("/tmp/mpiray-cpptest-spill");
+    std::printf("store_test: %s (%d failures)\n", g_failures ? "FAILED" : "ok", g_failures);
+    return g_failures ? 1 : 0;
+}

@@ -1,0 +1,222 @@
+"""Actors end to end: state, ordering, handles, restarts, kill, named, concurrency, GC."""
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def Counter(ray_module):
+    @ray_module.remote
+    class Counter:
+        def __init__(self, start=0):
+            self.value = start
+
+        def incr(self, by=1):
+            self.value += by
+            return self.value
+
+        def pid(self):
+            return os.getpid()
+
+        def crash(self):
+            os._exit(1)
+
+    return Counter
+
+
+def test_state_and_per_caller_order(ray, Counter):
+    c = Counter.remote(10)
+    refs = [c.incr.remote() for _ in range(300)]
+    assert ray.get(refs) == list(range(11, 311))
+
+
+def test_handles_work_inside_tasks_and_actors(ray, Counter):
+    c = Counter.remote()
+
+    @ray.remote
+    def use(counter):
+        return ray.get(counter.incr.remote(5))
+
+    @ray.remote
+    class Proxy:
+        def __init__(self, counter):
+            self.counter = counter
+
+        def go(self):
+            return ray.get(self.counter.incr.remote(100))
+
+    assert sorted(ray.get([use.remote(c) for _ in range(3)])) == [5, 10, 15]
+    assert ray.get(Proxy.remote(c).go.remote()) == 115
+
+
+def test_four_actors_and_their_tasks_on_two_cpus(ray, Counter):
+    actors = [Counter.remote(i) for i in range(4)]
+
+    @ray.remote
+    def poke(a):
+        return ray.get(a.incr.remote())
+
+    assert ray.get([poke.remote(a) for a in actors], timeout=60) == [1, 2, 3, 4]
+
+
+def test_sigkill_of_actor_process_never_hangs_callers(ray, Counter):
+    c = Counter.remote()
+    pid = ray.get(c.pid.remote())
+    pending = [c.incr.remote() for _ in range(5)]
+    os.kill(pid, signal.SIGKILL)
+    for ref in pending:
+        try:
+            ray.get(ref, timeout=30)
+        except ray.exceptions.RayActorError:
+            pass
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(c.incr.remote(), timeout=30)
+
+
+def test_restart_gives_fresh_state_and_new_process(ray):
+    @ray.remote(max_restarts=2)
+    class Phoenix:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+        def pid(self):
+            return os.getpid()
+
+    p = Phoenix.remote()
+    assert ray.get([p.incr.remote() for _ in range(3)]) == [1, 2, 3]
+    first = ray.get(p.pid.remote())
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            value = ray.get(p.incr.remote(), timeout=30)
+            break
+        except ray.exceptions.RayActorError:
+            assert time.monotonic() < deadline
+    assert value == 1
+    assert ray.get(p.pid.remote()) != first
+
+
+def test_max_task_retries_reruns_the_interrupted_call(ray, tmp_path):
+    flag = tmp_path / "crashed"
+
+    @ray.remote(max_restarts=1, max_task_retries=1)
+    class Once:
+        def work(self):
+            if not flag.exists():
+                flag.write_text("1")
+                os._exit(1)
+            return "done on retry"
+
+    assert ray.get(Once.remote().work.remote(), timeout=60) == "done on retry"
+
+
+def test_kill_and_named_actors(ray, Counter):
+    named = Counter.options(name="the-counter", namespace="tests").remote(7)
+    found = ray.get_actor("the-counter", namespace="tests")
+    assert ray.get(found.incr.remote()) == 8
+    with pytest.raises(ValueError):
+        Counter.options(name="the-counter", namespace="tests").remote()
+    same = Counter.options(name="the-counter", namespace="tests", get_if_exists=True).remote()
+    assert ray.get(same.incr.remote()) == 9
+    ray.kill(named)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(named.incr.remote(), timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor("the-counter", namespace="tests")
+            time.sleep(0.05)
+        except ValueError:
+            break
+    else:
+        pytest.fail("a killed actor's name was never released")
+
+
+def test_constructor_failure_reaches_every_call(ray):
+    @ray.remote
+    class Broken:
+        def __init__(self):
+            raise RuntimeError("no way 42")
+
+        def f(self):
+            return 1
+
+    b = Broken.remote()
+    for _ in range(2):
+        with pytest.raises(ray.exceptions.RayActorError, match="no way 42"):
+            ray.get(b.f.remote(), timeout=30)
+
+
+def test_actor_process_ends_when_no_handle_remains(ray, Counter):
+    c = Counter.remote()
+    pid = ray.get(c.pid.remote())
+    del c
+    import gc
+
+    gc.collect()
+    ray.put(0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        except ProcessLookupError:
+            return
+    pytest.fail("the actor process outlived its last handle")
+
+
+def test_threaded_and_async_actors(ray):
+    @ray.remote(max_concurrency=3)
+    class Meet:
+        def __init__(self):
+            self.barrier = threading.Barrier(3, timeout=10)
+
+        def meet(self, i):
+            self.barrier.wait()
+            return i
+
+    @ray.remote
+    class Async:
+        def __init__(self):
+            self.ev = asyncio.Event()
+
+        async def wait_for_it(self):
+            await asyncio.wait_for(self.ev.wait(), 10)
+            return "released"
+
+        async def release(self):
+            self.ev.set()
+            return "ok"
+
+        async def await_ref(self, ref_list):
+            return await ref_list[0]
+
+    m = Meet.remote()
+    assert ray.get([m.meet.remote(i) for i in range(3)], timeout=30) == [0, 1, 2]
+    a = Async.remote()
+    waiting = a.wait_for_it.remote()
+    assert ray.get(a.release.remote(), timeout=30) == "ok"
+    assert ray.get(waiting, timeout=30) == "released"
+    assert ray.get(a.await_ref.remote([ray.put(99)]), timeout=30) == 99
+
+
+def test_misuse_errors(ray, Counter):
+    with pytest.raises(TypeError):
+        Counter()
+    c = Counter.remote()
+    with pytest.raises(AttributeError):
+        c.nope.remote()
+    with pytest.raises(TypeError):
+        c.incr()
+    with pytest.raises(ValueError):
+        ray.kill("not an actor")

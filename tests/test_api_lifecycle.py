@@ -1,0 +1,137 @@
+"""Start, stop and crash of the runtime: nothing left behind, output reaches the driver."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import our_segments
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_driver(code, timeout=60, **kwargs):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def _children_of(pid):
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "mpiray.core.zygote" in line and str(pid) in line]
+
+
+def _zygotes_alive():
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "mpiray.core.zygote" in line]
+
+
+def test_shutdown_leaves_no_segments_or_processes(fresh):
+    ray = fresh
+    before = our_segments()
+    ray.init(num_cpus=2)
+
+    @ray.remote
+    class A:
+        def pid(self):
+            return os.getpid()
+
+    @ray.remote
+    def f():
+        return os.getpid()
+
+    pids = ray.get([f.remote() for _ in range(4)]) + [ray.get(A.remote().pid.remote())]
+    ray.shutdown()
+    assert our_segments() == before
+    time.sleep(0.2)
+    for pid in set(pids):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_init_twice_and_ignore_reinit(fresh):
+    ray = fresh
+    ray.init(num_cpus=1)
+    with pytest.raises(RuntimeError):
+        ray.init(num_cpus=1)
+    ray.init(num_cpus=3, ignore_reinit_error=True)
+    assert ray.cluster_resources()["CPU"] == 1
+    with pytest.raises(TypeError, match="not_a_keyword"):
+        ray.shutdown() or ray.init(not_a_keyword=1)
+
+
+def test_killed_driver_leaves_nothing_behind():
+    before = our_segments()
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import mpiray as ray, time
+        ray.init(num_cpus=2)
+        @ray.remote
+        def f(): return 1
+        ray.get(f.remote())
+        print("ready", flush=True)
+        time.sleep(60)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    assert len(our_segments()) > len(before)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while (our_segments() != before or _zygotes_alive()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert our_segments() == before
+    assert _zygotes_alive() == []
+
+
+@pytest.mark.parametrize("how", ["sigterm", "exception", "normal"])
+def test_driver_exit_cleans_up(how):
+    before = our_segments()
+    ending = {
+        "sigterm": "import os, signal; os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)",
+        "exception": "raise RuntimeError('driver failed')",
+        "normal": "pass",
+    }[how]
+    result = _run_driver(f"""
+        import time
+        import mpiray as ray
+        ray.init(num_cpus=2)
+        @ray.remote
+        def f(): return 1
+        assert ray.get(f.remote()) == 1
+        {ending}
+    """)
+    assert result.returncode != 0 or how == "normal", result.stderr
+    time.sleep(0.2)
+    assert our_segments() == before
+    assert _zygotes_alive() == []
+
+
+def test_worker_prints_reach_driver_with_prefix():
+    result = _run_driver("""
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def hello(i):
+            print(f"hello from task {i}")
+            return i
+        ray.get([hello.remote(i) for i in range(3)])
+        import time; time.sleep(0.3)
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    lines = [l for l in result.stdout.splitlines() if "hello from task" in l]
+    assert len(lines) == 3
+    assert all(l.startswith("(worker pid=") for l in lines)
+
+
+def test_first_remote_call_initializes(fresh):
+    ray = fresh
+
+    @ray.remote
+    def f():
+        return "auto"
+
+    assert ray.get(f.remote()) == "auto"
+    assert ray.is_initialized()

@@ -1,0 +1,115 @@
+"""Objects: put/get/wait, zero copy, and reference counting that frees store memory."""
+
+import gc
+import time
+
+import numpy as np
+import pytest
+
+
+def _stats(ray):
+    from mpiray.core import current
+
+    return current.node().store.stats()
+
+
+def _wait_until(pred, limit=10.0):
+    deadline = time.monotonic() + limit
+    while not pred() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return pred()
+
+
+def test_put_get_values_and_numpy_zero_copy(ray):
+    arr = np.arange(1_000_000, dtype=np.int32)
+    ref = ray.put(arr)
+    a, b = ray.get(ref), ray.get(ref)
+    np.testing.assert_array_equal(a, arr)
+    assert not a.flags.writeable
+    assert np.shares_memory(a, b)  # two gets view the same store bytes
+    assert ray.get(ray.put({"k": [1, (2, 3)]})) == {"k": [1, (2, 3)]}
+
+
+def test_put_of_objectref_and_bad_get_arguments(ray):
+    ref = ray.put(1)
+    with pytest.raises(TypeError):
+        ray.put(ref)
+    with pytest.raises(ValueError):
+        ray.get(42)
+    with pytest.raises(TypeError):
+        ray.get([ref, 42])
+    with pytest.raises(ValueError):
+        ray.wait([ref, ref])
+
+
+def test_get_timeout(ray):
+    @ray.remote
+    def slow():
+        time.sleep(2)
+        return 1
+
+    ref = slow.remote()
+    start = time.monotonic()
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        ray.get(ref, timeout=0.2)
+    assert 0.15 < time.monotonic() - start < 2
+    assert ray.get(ref, timeout=30) == 1
+
+
+def test_wait_keeps_input_order(ray):
+    @ray.remote
+    def slow(x):
+        time.sleep(1.0)
+        return x
+
+    s = slow.remote(0)
+    fast = [ray.put(i) for i in range(3)]
+    ready, pending = ray.wait([fast[0], s, fast[1], fast[2]], num_returns=3, timeout=10)
+    assert ready == fast and pending == [s]
+
+
+def test_dropped_refs_free_their_objects(ray):
+    before = _stats(ray)["num_objects"]
+    refs = [ray.put(np.ones(100_000)) for _ in range(20)]
+    assert _stats(ray)["num_objects"] >= before + 20
+    del refs
+    gc.collect()
+    ray.put(0)  # any driver call applies pending ref events
+    assert _wait_until(lambda: _stats(ray)["num_objects"] <= before + 1)
+
+
+def test_objects_held_inside_other_objects_stay_alive(ray):
+    inner = ray.put(np.arange(10))
+    outer = ray.put([inner])
+    inner_id = inner.binary()
+    del inner
+    gc.collect()
+    ray.put(0)
+    (got,) = ray.get(outer)
+    assert got.binary() == inner_id
+    np.testing.assert_array_equal(ray.get(got), np.arange(10))
+
+
+def test_task_return_freed_when_ref_dropped(ray):
+    @ray.remote
+    def big():
+        return np.ones(1_000_000)
+
+    before = _stats(ray)["num_objects"]
+    ref = big.remote()
+    ray.get(ref)
+    del ref
+    gc.collect()
+    ray.put(0)
+    assert _wait_until(lambda: _stats(ray)["num_objects"] <= before + 1)
+
+
+def test_repeated_large_puts_reuse_memory(fresh):
+    ray = fresh
+    ray.init(num_cpus=1, object_store_memory=256 << 20)
+    arr = np.ones(100 << 20 >> 3)  # 100 MiB
+    for i in range(20):  # 2 GB written through a 256 MiB store
+        ref = ray.put(arr)
+        assert ray.get(ref)[-1] == 1.0
+        del ref
+    assert _stats(ray)["num_spilled"] == 0

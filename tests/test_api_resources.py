@@ -1,0 +1,83 @@
+"""Resources: CPU/custom accounting, infeasible tasks, and GPU pinning by CUDA_VISIBLE_DEVICES."""
+
+import os
+import time
+
+import pytest
+
+
+def test_custom_resources_limit_concurrency(fresh):
+    ray = fresh
+    ray.init(num_cpus=2, resources={"slot": 1})
+
+    @ray.remote(resources={"slot": 1})
+    def span():
+        start = time.time()
+        time.sleep(0.2)
+        return start, time.time()
+
+    spans = sorted(ray.get([span.remote() for _ in range(3)], timeout=60))
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end - 0.02  # one at a time
+    assert ray.cluster_resources()["slot"] == 1
+
+
+def test_infeasible_task_stays_pending_with_a_warning(fresh, capfd):
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote(num_cpus=4)
+    def big():
+        return 1
+
+    ref = big.remote()
+    ready, pending = ray.wait([ref], timeout=0.5)
+    assert ready == [] and pending == [ref]
+    assert "stays pending" in capfd.readouterr().err
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=10)
+
+
+def test_gpu_tasks_and_actors_are_pinned(fresh, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    ray = fresh
+    ray.init(num_cpus=2, num_gpus=2)
+    assert ray.cluster_resources()["GPU"] == 2
+
+    @ray.remote(num_gpus=1)
+    def which():
+        return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
+
+    @ray.remote(num_gpus=1)
+    class GpuActor:
+        def which(self):
+            return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
+
+    env, ids = ray.get(which.remote())
+    assert env in ("3", "5") and ids == [int(env)]
+    a = GpuActor.remote()
+    env_a, ids_a = ray.get(a.which.remote())
+    assert env_a in ("3", "5") and ids_a == [int(env_a)]
+    env_t, _ = ray.get(which.remote())  # the actor holds one GPU: the task gets the other
+    assert env_t != env_a
+
+
+def test_available_resources_track_running_tasks(fresh, tmp_path):
+    ray = fresh
+    ray.init(num_cpus=3)
+    gate = tmp_path / "open"
+
+    @ray.remote(num_cpus=2)
+    def hold():
+        while not gate.exists():
+            time.sleep(0.01)
+        return True
+
+    ref = hold.remote()
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ray.available_resources().get("CPU", 0) == 1
+    gate.write_text("1")
+    assert ray.get(ref, timeout=30)

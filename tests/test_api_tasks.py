@@ -1,0 +1,225 @@
+"""Tasks end to end on a real one-node runtime: values, options, nesting, errors, retries."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+
+def test_task_result_and_arguments_by_value_and_ref(ray):
+    @ray.remote
+    def combine(a, b, *, scale=1):
+        return (a + b) * scale
+
+    ref = ray.put(40)
+    assert ray.get(combine.remote(ref, 2, scale=2)) == 84
+    assert ray.get([combine.remote(i, i) for i in range(10)]) == [2 * i for i in range(10)]
+
+
+def test_refs_inside_containers_stay_refs(ray):
+    @ray.remote
+    def kinds(items):
+        return [type(x).__name__ for x in items], ray.get(items)
+
+    refs = [ray.put(i) for i in range(3)]
+    assert ray.get(kinds.remote(refs)) == (["ObjectRef"] * 3, [0, 1, 2])
+
+
+def test_num_returns_and_zero_returns(ray):
+    @ray.remote(num_returns=3)
+    def three():
+        return 1, 2, 3
+
+    @ray.remote(num_returns=0)
+    def nothing():
+        return None
+
+    assert ray.get(three.remote()) == [1, 2, 3]
+    assert nothing.remote() is None
+
+
+def test_wrong_number_of_returns_is_a_task_error(ray):
+    @ray.remote(num_returns=2)
+    def one():
+        return (1,)
+
+    a, b = one.remote()
+    with pytest.raises(ray.exceptions.RayTaskError, match="num_returns=2"):
+        ray.get(a)
+
+
+def test_recursive_tasks_do_not_deadlock_two_cpus(ray):
+    @ray.remote
+    def fib(n):
+        return n if n < 2 else sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+    assert ray.get(fib.remote(10), timeout=120) == 55
+
+
+def test_tree_reduction_inside_a_task(ray):
+    @ray.remote
+    def leaf(i):
+        return np.full(1000, i, dtype=np.int64)
+
+    @ray.remote
+    def add(a, b):
+        return a + b
+
+    @ray.remote
+    def reduce_all(n):
+        refs = [leaf.remote(i) for i in range(n)]
+        while len(refs) > 1:
+            refs = [add.remote(refs[i], refs[i + 1]) for i in range(0, len(refs), 2)]
+        return int(ray.get(refs[0])[0])
+
+    assert ray.get(reduce_all.remote(16), timeout=120) == sum(range(16))
+
+
+def test_large_argument_and_return_are_zero_copy_views(ray):
+    data = np.arange(4_000_000, dtype=np.float64)  # 32 MB, goes through the store
+
+    @ray.remote
+    def echo_stats(a):
+        return a, float(a.sum())
+
+    @ray.remote(num_returns=2)
+    def split(a):
+        return a[:10].copy(), a
+
+    back, total = ray.get(echo_stats.remote(data))
+    assert total == float(data.sum())
+    np.testing.assert_array_equal(back, data)
+    assert not back.flags.writeable
+    head, whole = ray.get(split.remote(data))
+    assert list(head) == list(range(10)) and whole.shape == data.shape
+
+
+def test_exception_is_ray_task_error_and_original_class(ray):
+    class Custom(Exception):
+        pass
+
+    @ray.remote
+    def fail():
+        raise Custom("custom failure 17")
+
+    with pytest.raises(Custom) as info:
+        ray.get(fail.remote())
+    assert isinstance(info.value, ray.exceptions.RayTaskError)
+    assert "custom failure 17" in str(info.value)
+    assert "Traceback" in info.value.traceback_str
+
+
+def test_error_propagates_to_dependents_without_running_them(ray, tmp_path):
+    marker = tmp_path / "ran"
+
+    @ray.remote
+    def fail():
+        raise KeyError("root cause")
+
+    @ray.remote
+    def after(x):
+        marker.write_text("ran")
+        return x
+
+    with pytest.raises(KeyError):
+        ray.get(after.remote(after.remote(fail.remote())))
+    assert not marker.exists()
+
+
+def test_retry_exceptions_counts_attempts(ray, tmp_path):
+    counter = tmp_path / "n"
+
+    @ray.remote(max_retries=2, retry_exceptions=[ValueError])
+    def flaky():
+        n = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(n + 1))
+        if n < 2:
+            raise ValueError(f"attempt {n}")
+        return n
+
+    assert ray.get(flaky.remote()) == 2
+    assert counter.read_text() == "3"
+
+
+def test_crashed_worker_is_replaced_and_task_retried(ray, tmp_path):
+    counter = tmp_path / "n"
+
+    @ray.remote(max_retries=1)
+    def crash_first():
+        n = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(n + 1))
+        if n == 0:
+            os._exit(3)
+        return "second attempt"
+
+    @ray.remote(max_retries=0)
+    def crash_always():
+        os._exit(4)
+
+    assert ray.get(crash_first.remote(), timeout=60) == "second attempt"
+    with pytest.raises(ray.exceptions.WorkerCrashedError, match="exit code 4"):
+        ray.get(crash_always.remote(), timeout=60)
+
+    @ray.remote
+    def ok(x):
+        return x
+
+    assert ray.get([ok.remote(i) for i in range(4)], timeout=60) == [0, 1, 2, 3]
+
+
+def test_cancel_pending_and_running(ray, tmp_path):
+    started = tmp_path / "started"
+
+    @ray.remote
+    def spin():
+        started.write_text("1")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "finished"
+
+    running = spin.remote()
+    while not started.exists():
+        time.sleep(0.01)
+    ray.cancel(running)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(running, timeout=30)
+
+    @ray.remote(num_cpus=2)
+    def hog():
+        time.sleep(0.5)
+        return "hog"
+
+    hog_ref = hog.remote()
+    pending = hog.remote()
+    ray.cancel(pending)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(pending, timeout=30)
+    assert ray.get(hog_ref, timeout=30) == "hog"
+
+
+def test_direct_call_and_bad_options_raise(ray):
+    @ray.remote
+    def f():
+        return 1
+
+    with pytest.raises(TypeError):
+        f()
+    with pytest.raises(ValueError, match="num_returns"):
+        f.options(num_returns=-1)
+    with pytest.raises(ValueError, match="invalid option"):
+        f.options(no_such_option=1)
+    with pytest.raises(ValueError, match="CPU"):
+        f.options(num_cpus=-2)
+
+
+def test_runtime_context_in_tasks(ray):
+    @ray.remote
+    def ctx():
+        c = ray.get_runtime_context()
+        return c.get_task_id(), c.get_task_name(), c.get_actor_id()
+
+    tid, name, actor = ray.get(ctx.options(name="named-task").remote())
+    assert isinstance(tid, str) and len(tid) == 32
+    assert name == "named-task" and actor is None
