@@ -68,14 +68,20 @@ def test_wait_keeps_input_order(ray):
     assert ready == fast and pending == [s]
 
 
+def _in_store(oids):
+    from mpiray.core import current
+
+    store = current.node().store
+    return [oid for oid in oids if store.contains(oid)]
+
+
 def test_dropped_refs_free_their_objects(ray):
-    before = _stats(ray)["num_objects"]
     refs = [ray.put(np.ones(100_000)) for _ in range(20)]
-    assert _stats(ray)["num_objects"] >= before + 20
+    oids = [r.binary() for r in refs]
+    assert _in_store(oids) == oids
     del refs
     gc.collect()
-    ray.put(0)  # any driver call applies pending ref events
-    assert _wait_until(lambda: _stats(ray)["num_objects"] <= before + 1)
+    assert _wait_until(lambda: _in_store(oids) == [])
 
 
 def test_objects_held_inside_other_objects_stay_alive(ray):
@@ -95,13 +101,13 @@ def test_task_return_freed_when_ref_dropped(ray):
     def big():
         return np.ones(1_000_000)
 
-    before = _stats(ray)["num_objects"]
     ref = big.remote()
     ray.get(ref)
+    oid = ref.binary()
+    assert _in_store([oid]) == [oid]
     del ref
     gc.collect()
-    ray.put(0)
-    assert _wait_until(lambda: _stats(ray)["num_objects"] <= before + 1)
+    assert _wait_until(lambda: _in_store([oid]) == [])
 
 
 def test_repeated_large_puts_reuse_memory(fresh):

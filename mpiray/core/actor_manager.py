@@ -104,6 +104,8 @@ class ActorManager:
         if rec.state == PENDING:
             self._to_dead(rec)
             return
+        if no_restart:
+            self.s.io.close_actor_queue(actor_id, drain=False)  # later calls fail at once
         pid = self.s.workers[rec.slot].pid if rec.slot in self.s.workers else None
         self.s.io.kill_worker(rec.slot, pid)
 

@@ -60,7 +60,7 @@ class ActorWorker:
     def _construct(self):
         spec = self.aspec.creation
         cls = self.rt.load_function(spec.function_id)
-        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids)
+        context.set_task(spec.task_id.hex(), spec.name)
         try:
             args, kwargs = self.rt.unpack_args(spec)
             self.instance = cls.__new__(cls)
@@ -162,7 +162,7 @@ class ActorWorker:
         method = getattr(self.instance, spec.method)
         if not inspect.iscoroutinefunction(method):
             return executor.run(self.rt, spec, method)[0]
-        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids)
+        context.set_task(spec.task_id.hex(), spec.name)
         try:
             args, kwargs = await asyncio.get_running_loop().run_in_executor(
                 None, self.rt.unpack_args, spec)

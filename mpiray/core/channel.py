@@ -33,6 +33,11 @@ class DriverChannel:
     def flush(self):
         pass
 
+    def apply_refs(self):
+        """Frees what the driver dropped before it allocates again."""
+        if self.scheduler.driver_ref_events:
+            self.scheduler.stimulus_driver(lambda: None)
+
 
 class WorkerChannel:
     def __init__(self, inbox, store):
@@ -51,6 +56,9 @@ class WorkerChannel:
         self.outbox.extend(events)
         if flush:
             self.flush()
+
+    def apply_refs(self):
+        self.flush()
 
     def flush(self):
         with self.lock:

@@ -292,11 +292,13 @@ class NodeIO:
         if q is not None and not q.push(P.TERMINATE, 5.0):
             self.node.scheduler.actors.kill(actor_id, True)
 
-    def close_actor_queue(self, actor_id):
+    def close_actor_queue(self, actor_id, drain=True):
         q = self.actor_queue(actor_id)
         if q is None:
             return []
         q.close()
+        if not drain:
+            return []
         items = []
         while True:
             try:

@@ -24,6 +24,7 @@ from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, serialize, serialize_error
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
+BIG_OBJECT = 1 << 20
 
 
 class Runtime:
@@ -54,6 +55,8 @@ class Runtime:
         if not sobj.buffers:
             self.store.put(oid, sobj.to_bytes())
             return
+        if sobj.total_size >= BIG_OBJECT:
+            self.channel.apply_refs()  # memory of dropped refs comes back before we allocate
         buf = self.store.create_object(oid, sobj.total_size)
         try:
             sobj.write_to(buf)

@@ -108,8 +108,8 @@ class Scheduler:
         self.counts.pop(oid, None)
         if oid[_ids.TASK_ID_SIZE:] == _ids.ACTOR_HANDLE_INDEX.to_bytes(4, "little"):
             self.actors.on_handles_gone(oid[: _ids.TASK_ID_SIZE])
-        elif oid in self.sealed:
-            self._free(oid)
+        elif oid in self.sealed or self.io.contains(oid):
+            self._free(oid)  # (a put without refs inside is sealed without telling us)
 
     def _free(self, oid):
         self.sealed.discard(oid)

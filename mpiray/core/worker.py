@@ -31,6 +31,7 @@ class TaskWorker:
         self.queue = queue
         self.slot = slot
         self.current = None
+        self.original_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
         runtime.blocked_hook = self._lend_cpu
 
     def serve(self):
@@ -59,8 +60,7 @@ class TaskWorker:
             sealed = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
             self._report(spec, sealed, False)
             return
-        if spec.gpu_ids:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpu_ids)
+        self._pin_gpus(spec.gpu_ids)
         self.current = spec
         try:
             fn = self.rt.load_function(spec.function_id)
@@ -70,6 +70,15 @@ class TaskWorker:
         finally:
             self.current = None
         self._report(spec, sealed, retry)
+
+    def _pin_gpus(self, gpu_ids):
+        """CUDA_VISIBLE_DEVICES names exactly this task's GPUs while it runs."""
+        if gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+        elif self.original_cuda is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.original_cuda
 
     def _report(self, spec, sealed, retry):
         self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry)])
