@@ -42,6 +42,27 @@ inline int futex_wake(std::atomic<uint32_t>* word, int n = INT32_MAX) {
     return static_cast<int>(syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, n, nullptr, nullptr, 0));
 }
 
+// One pause of a spin loop (tells the core we are spinning; ~40 cycles on Zen).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Spins up to `spins` pauses while *word == expected; true if it changed meanwhile.
+// Why: on this kind of VM a futex sleep + wake costs ~50 us when the machine is quiet,
+// longer than a whole task round trip, while the change we wait for often lands within
+// a few microseconds. The spin is bounded so that an idle waiter still sleeps.
+inline bool spin_until_changed(const std::atomic<uint32_t>* word, uint32_t expected, int spins) {
+    for (int i = 0; i < spins; ++i) {
+        if (word->load(std::memory_order_acquire) != expected) return true;
+        cpu_relax();
+    }
+    return word->load(std::memory_order_acquire) != expected;
+}
+
 // Monotonic clock in nanoseconds, for deadlines that survive spurious wake-ups.
 inline int64_t monotonic_ns() {
     timespec ts{};

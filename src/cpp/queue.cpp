@@ -75,14 +75,6 @@ int self_pid() {
     return pid;
 }
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-}
-
 constexpr size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 // A bounded spin before sleeping: catches a reply that is already on its way without
