@@ -24,9 +24,11 @@ from mpiray.core.executor import ExitActor
 from mpiray.core import protocol as P
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
+from mpiray.core.worker import spin_pop
 from mpiray.exceptions import ActorDiedError
 
 MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
+OUTBOX_BATCH = 64
 
 
 class ActorWorker:
@@ -75,7 +77,7 @@ class ActorWorker:
 
     # ------------------------------------------------------------ one call
     def _next(self, consumer, block=True):
-        item = self.queue.try_pop(consumer)
+        item = spin_pop(self.queue, consumer)
         if item is None:
             self.rt.channel.flush()  # idle: report finished calls now
             while item is None:
@@ -100,7 +102,11 @@ class ActorWorker:
         return not self.exiting
 
     def _report(self, spec, sealed, item, consumer):
-        self.rt.channel.send([(P.ACTOR_DONE, sealed, spec.contained)], flush=self.exiting)
+        # Completions go out in batches (when idle, or every OUTBOX_BATCH events): the
+        # caller waits on the store, not on the scheduler, so only frees are delayed.
+        ch = self.rt.channel
+        ch.send([(P.ACTOR_DONE, sealed, spec.contained)],
+                flush=self.exiting or len(ch.outbox) >= OUTBOX_BATCH)
         self.queue.done(consumer)
         P.release_item(item, self.rt.store)
 

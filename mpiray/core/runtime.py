@@ -204,7 +204,8 @@ class Runtime:
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         # The call holds its arguments until the actor reports it done; register the
         # hold before the call can possibly finish.
-        self.channel.send([(P.INCREF, oid) for oid in contained])
+        if contained:
+            self.channel.send([(P.INCREF, oid) for oid in contained])
         del holder
         self.push_actor_call(spec)
         return refs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 
 from mpiray import _ids
 from mpiray.core import context
@@ -23,6 +24,20 @@ from mpiray.core.task_spec import TaskSpec
 from mpiray.exceptions import TaskCancelledError
 
 IDLE_FLUSH_S = 0.5
+# After finishing work a worker polls its queue this long before it sleeps: the next task
+# usually follows within tens of microseconds, and a futex sleep + wake costs ~50 us or
+# more on a quiet VM. Bounded, so an idle worker still sleeps (no busy core).
+SPIN_S = 200e-6
+
+
+def spin_pop(queue, consumer, spin_s=SPIN_S):
+    """try_pop for up to spin_s seconds; None if nothing came."""
+    deadline = time.perf_counter() + spin_s
+    try_pop = queue.try_pop
+    while True:
+        item = try_pop(consumer)
+        if item is not None or time.perf_counter() > deadline:
+            return item
 
 
 class TaskWorker:
@@ -40,7 +55,7 @@ class TaskWorker:
         ch = self.rt.channel
         while True:
             try:
-                item = self.queue.try_pop(self.slot)
+                item = spin_pop(self.queue, self.slot)
                 if item is None:
                     ch.flush()
                     item = self.queue.pop(IDLE_FLUSH_S, self.slot)

@@ -17,9 +17,10 @@ namespace mpiray::store {
 
 namespace {
 
-// Pauses a getter spins on the seal counter before it sleeps (~40 us here): most seals a
-// getter waits for (a task's result) land within that, and a futex wake costs more.
-constexpr int kSealSpins = 1000;
+// Pauses a getter spins on the seal counter before it sleeps (~150 us here): most seals a
+// getter waits for (a task's result) land within that, and a futex wake costs ~50 us or
+// more on a quiet VM. Bounded, so a long wait still sleeps.
+constexpr int kSealSpins = 4000;
 thread_local ErrorInfo g_error;
 
 bool Resident(const Entry& x) { return x.offset != kNilOff; }
