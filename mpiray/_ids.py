@@ -1,11 +1,13 @@
 """Binary ids: task, object and actor ids, made without any coordination.
 
-    task id   (16 B) = process nonce (8 B) | counter (8 B)
+    task id   (16 B) = node (2 B) | process nonce (6 B) | counter (8 B)
     object id (20 B) = task id | index (4 B, little endian)
 
 Return i of a task is object (task id, i + 1), so a caller holds its refs before the
 task runs; a put is index 0 of a fresh id. A few reserved indexes name side objects
 that processes use to talk through the store (a cancel mark, an actor's death note).
+The node that made an id owns what it names (``node_of``): across nodes, refcounts,
+fetches and frees of an object go to its owner.
 """
 
 import itertools
@@ -23,7 +25,8 @@ ACTOR_SPEC_INDEX = 0xFFFFFFF3    # an actor's creation spec, read by each incarn
 ACTOR_HANDLE_INDEX = 0xFFFFFFF4  # refcount key for an actor's handles
 
 _lock = threading.Lock()
-_nonce = os.urandom(8)
+_node = b"\0\0"
+_nonce = _node + os.urandom(6)
 _counter = itertools.count(1)
 _pid = os.getpid()
 _INDEX = struct.Struct("<I")
@@ -31,7 +34,19 @@ _INDEX = struct.Struct("<I")
 
 def _fresh_nonce_after_fork():
     global _nonce, _counter, _pid
-    _nonce, _counter, _pid = os.urandom(8), itertools.count(1), os.getpid()
+    _nonce, _counter, _pid = _node + os.urandom(6), itertools.count(1), os.getpid()
+
+
+def set_node(index: int) -> None:
+    """Ids made from now on in this process are owned by node ``index``."""
+    global _node, _nonce, _counter
+    _node = index.to_bytes(2, "little")
+    _nonce, _counter = _node + os.urandom(6), itertools.count(1)
+
+
+def node_of(id_bytes: bytes) -> int:
+    """The node that made a task, object or actor id (its owner)."""
+    return id_bytes[0] | (id_bytes[1] << 8)
 
 
 os.register_at_fork(after_in_child=_fresh_nonce_after_fork)

@@ -42,20 +42,80 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         from mpiray.core.node import Node, default_spill_dir
         from mpiray.core.runtime import Runtime
 
-        node = Node(config)
+        world = _mpi_world()
+        node = Node(config, num_nodes=world.num_nodes if world else 1)
         config.spill_dir = default_spill_dir(node.session)
         try:
             node.start()
+            if node.num_nodes > 1:
+                _join_nodes(world, node, config)
         except BaseException:
-            node.stop() if hasattr(node, "scheduler") else None
+            if hasattr(node, "scheduler"):
+                _stop_node(node)
             raise
         channel = DriverChannel(node.scheduler)
         refcount.set_sink(channel)
         rt = Runtime(node.session, node.store, channel, _driver_actor_queue(node), is_driver=True)
+        rt.fetch_remote = node.num_nodes > 1
         current.set_runtime(rt, {"session": node.session, "node_id": node.node_id,
                                  "namespace": config.namespace}, node)
         _install_exit_handlers()
         return _context_info()
+
+
+def _mpi_world():
+    """Under an MPI launcher: this job's World; ranks other than 0 serve inside this
+    call and never return. None on a plain single-host run (MPI never imported)."""
+    from mpiray.mpi.world import launched_by_mpi
+
+    if not launched_by_mpi():
+        return None
+    from mpiray import _ids
+    from mpiray.mpi import roles
+
+    world = roles.world()
+    if not world.is_driver:
+        roles.serve(world)  # never returns
+    _ids.set_node(0)
+    _install_mpi_exit(world)
+    return world
+
+
+def _join_nodes(world, node, config):
+    from mpiray.mpi import roles
+
+    node.link = roles.DriverLink(world, node)
+    node.agent = node.link.agent
+    node.link.start({"namespace": config.namespace, "prefault": config.prefault_store})
+
+
+def _stop_node(node):
+    link = getattr(node, "link", None)
+    try:
+        if link is not None:
+            link.stop()
+    finally:
+        node.stop()
+
+
+_mpi_exit_installed = False
+
+
+def _install_mpi_exit(world):
+    """At the driver's exit (normal or by exception): shut down, then tell every rank to
+    exit. Registered after mpi4py's own handler, so it runs before MPI_Finalize."""
+    global _mpi_exit_installed
+    if _mpi_exit_installed:
+        return
+    _mpi_exit_installed = True
+
+    def bye():
+        from mpiray.mpi import roles
+
+        shutdown(True)
+        roles.say_exit(world)
+
+    atexit.register(bye)
 
 
 def _driver_actor_queue(node):
@@ -79,7 +139,7 @@ def shutdown(_exiting_interpreter=False):
             return
         current.set_runtime(None)
         refcount.set_sink(None)
-        node.stop()
+        _stop_node(node)
         shutil.rmtree(node.config.spill_dir, ignore_errors=True)
 
 
@@ -196,23 +256,44 @@ def _namespace(namespace):
 # ---------------------------------------------------------------- cluster
 def cluster_resources() -> dict:
     node = _driver_node("cluster_resources")
-    return dict(node.scheduler.res.totals)
+    return _sum([info["totals"] for info in _node_table(node)])
 
 
 def available_resources() -> dict:
+    """The driver's node as it is now; other nodes as the driver sees them (their totals
+    less what the driver has sent them and not heard back about)."""
     node = _driver_node("available_resources")
     with node.scheduler.lock:
         node.scheduler._apply_driver_refs()
-        return {k: v for k, v in node.scheduler.res.snapshot_available().items() if v > 0}
+        parts = [node.scheduler.res.snapshot_available()]
+        cluster = node.scheduler.cluster
+        if cluster is not None:
+            parts += [v.snapshot_available() for v in cluster.views.values()]
+    return {k: v for k, v in _sum(parts).items() if v > 0}
 
 
 def nodes() -> list:
     node = _driver_node("nodes")
     return [{
-        "NodeID": node.node_id, "Alive": True, "NodeManagerAddress": "127.0.0.1",
-        "NodeManagerHostname": os.uname().nodename, "Resources": dict(node.scheduler.res.totals),
-        "alive": True,
-    }]
+        "NodeID": info["node_id"], "Alive": True, "alive": True,
+        "NodeManagerAddress": info["host"], "NodeManagerHostname": info["host"],
+        "NodeIndex": index, "MPIRank": info["rank"], "Resources": dict(info["totals"]),
+    } for index, info in enumerate(_node_table(node))]
+
+
+def _node_table(node):
+    if node.cluster_table is not None:
+        return node.cluster_table
+    return [{"node_id": node.node_id, "host": os.uname().nodename, "rank": 0,
+             "totals": dict(node.scheduler.res.totals)}]
+
+
+def _sum(dicts):
+    out = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
 
 
 def _driver_node(what):

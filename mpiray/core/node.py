@@ -39,8 +39,11 @@ MAX_TASK_SLOTS = 250        # consumer slots of the shared task queue
 
 
 class Node:
-    def __init__(self, config):
+    def __init__(self, config, node_index=0, num_nodes=1):
         self.config = config
+        self.node_index, self.num_nodes = node_index, num_nodes
+        self.agent = None          # mpi.agent.Agent under MPI with more than one node
+        self.cluster_table = None  # every node's {"totals", "host", ...} under MPI
         self.session = secrets.token_hex(4)
         self.node_id = secrets.token_hex(14)
         self.threads = []
@@ -81,6 +84,7 @@ class Node:
         self.zygote = subprocess.Popen(
             [sys.executable, "-m", "mpiray.core.zygote", str(cmd_r), str(rep_w)],
             pass_fds=(cmd_r, rep_w), stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            env=_without_mpi_launcher(os.environ),
             start_new_session=True,  # Ctrl-C in the terminal reaches the driver only
         )
         for fd in (cmd_r, rep_w, out_w, err_w):
@@ -92,7 +96,8 @@ class Node:
         self.commands.send({
             "session": self.session, "node_id": self.node_id, "sys_path": list(sys.path),
             "cwd": os.getcwd(), "preload": preload, "cleanup_on_exit": True,
-            "namespace": self.config.namespace,
+            "namespace": self.config.namespace, "node_index": self.node_index,
+            "num_nodes": self.num_nodes,
         })
         if self.reports.recv()[0] != "ready":
             raise RuntimeError("mpiray's worker launcher (zygote) failed to start")
@@ -183,6 +188,13 @@ class Node:
         names.remove_session_segments(self.session)
 
 
+def _without_mpi_launcher(environ):
+    """Workers are not MPI processes: the launcher's variables would make a task that
+    imports mpi4py try to join the job."""
+    prefixes = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "PRTE_")
+    return {k: v for k, v in environ.items() if not k.startswith(prefixes)}
+
+
 def _quietly(fn):
     try:
         fn()
@@ -200,6 +212,22 @@ class NodeIO:
         self.next_actor_slot = 100000
 
     # tasks
+    def forward_task(self, node, spec):
+        cluster = self.node.scheduler.cluster
+        functions = cluster.functions_for(node, [spec.function_id], self.read_blob)
+        self.node.agent.send(node, ("task", spec.to_bytes(), functions, cluster.me))
+
+    def forward_cancel(self, node, task_id, force):
+        self.node.agent.send(node, ("cancel", task_id, force))
+
+    def read_blob(self, oid):
+        buf = self.store.get(oid, 0)
+        if buf is None:
+            raise KeyError(f"object {oid.hex()} is not on this node")
+        data = bytes(buf)
+        del buf
+        return data
+
     def push_task(self, spec):
         q = self.node.task_queue
         q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))

@@ -75,3 +75,13 @@ loads = pickle.loads
 # Sent by the driver's monitor thread, which reads the zygote's reports.
 WORKER_STARTED = 15  # (WORKER_STARTED, slot, pid)
 WORKER_DIED = 16     # (WORKER_DIED, slot, pid, status)
+
+# Across nodes (MPI mode): what the node's MPI thread hands its scheduler, and FETCH,
+# which any process sends when it waits for an object its node may lack.
+REMOTE_TASK = 17       # (REMOTE_TASK, spec, origin_node)
+REMOTE_TASK_DONE = 18  # (REMOTE_TASK_DONE, task_id)        the node we sent it to is done
+BORROW = 19            # (BORROW, oid)        another node holds refs to an object owned here
+UNBORROW = 20          # (UNBORROW, oid)
+FREE = 21              # (FREE, oid)          the owner of a return we hold dropped it
+FETCH = 22             # (FETCH, [oid, ...])
+ARRIVED = 23           # (ARRIVED, oid, contained)   a copy from another node was sealed here

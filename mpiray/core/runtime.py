@@ -25,6 +25,7 @@ from mpiray.serialization import deserialize, serialize, serialize_error
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
+WAIT_SLICE_S = 0.5   # a blocked get wakes this often to let signal handlers run
 
 
 class Runtime:
@@ -37,6 +38,7 @@ class Runtime:
         self.functions = {}                  # function id -> loaded function/class
         self.actor_queues = {}
         self.blocked_hook = None             # workers: lend the CPU back while blocked
+        self.fetch_remote = False            # MPI mode: ask the node to pull missing objects
 
     # ------------------------------------------------------------ objects
     def put(self, value) -> ObjectRef:
@@ -78,15 +80,25 @@ class Runtime:
         bufs = [self.store.get(oid, 0) for oid in oids]
         missing = [i for i, b in enumerate(bufs) if b is None]
         if missing:
+            if self.fetch_remote:
+                self.channel.send([(P.FETCH, [oids[i] for i in missing])])
             deadline = None if timeout is None else time.monotonic() + timeout
             with self._blocked():
                 for i in missing:
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    bufs[i] = self.store.get(oids[i], left)
+                    bufs[i] = self.wait_get(oids[i], deadline)
                     if bufs[i] is None:
                         raise GetTimeoutError(
                             f"Get timed out: object {oids[i].hex()} not ready after {timeout} s")
         return [self._value(b) for b in bufs]
+
+    def wait_get(self, oid, deadline):
+        """store.get in slices, so that signals (Ctrl-C, SIGTERM) reach Python while a
+        get waits; None if the deadline (monotonic, or None) passes first."""
+        while True:
+            left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - time.monotonic())
+            buf = self.store.get(oid, max(0.0, left))
+            if buf is not None or (deadline is not None and time.monotonic() >= deadline):
+                return buf
 
     def _value(self, buf):
         value, is_error = deserialize(buf)
@@ -97,10 +109,17 @@ class Runtime:
         return value
 
     def wait(self, oids, num_returns, timeout):
-        ready = self.store.wait(oids, num_returns, timeout)
+        ready = self.store.wait(oids, num_returns, 0 if timeout is None or self.fetch_remote else timeout)
+        if sum(ready) >= num_returns:
+            return ready
+        if self.fetch_remote:
+            self.channel.send([(P.FETCH, [o for o, r in zip(oids, ready) if not r])])
+            if timeout:
+                ready = self.store.wait(oids, num_returns, timeout)
         if sum(ready) < num_returns and timeout is None:
             with self._blocked():
-                ready = self.store.wait(oids, num_returns, None)
+                while sum(ready) < num_returns:
+                    ready = self.store.wait(oids, num_returns, WAIT_SLICE_S)
         return ready
 
     def _blocked(self):
@@ -152,7 +171,7 @@ class Runtime:
         if spec.args:
             args, kwargs = deserialize(spec.args)[0]
         else:
-            buf = self.store.get(spec.deps[-1], None)
+            buf = self.wait_get(spec.deps[-1], None)
             args, kwargs = deserialize(buf)[0]
         if not spec.deps:
             return args, kwargs
@@ -163,8 +182,10 @@ class Runtime:
     def _resolve(self, ref):
         buf = self.store.get(ref._id, 0)
         if buf is None:
+            if self.fetch_remote:
+                self.channel.send([(P.FETCH, [ref._id])])
             with self._blocked():
-                buf = self.store.get(ref._id, None)
+                buf = self.wait_get(ref._id, None)
         value, is_error = deserialize(buf)
         if is_error:
             raise DependencyFailed(bytes(buf))
@@ -204,7 +225,10 @@ class Runtime:
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         # The call holds its arguments until the actor reports it done; register the
         # hold before the call can possibly finish.
-        if contained:
+        # The caller's hold on the return refs must reach the scheduler before the actor
+        # reports them sealed (an unheld result is freed at once), and the actor reports
+        # through the same inbox: so the outbox goes out before the call does.
+        if contained or not self.is_driver:
             self.channel.send([(P.INCREF, oid) for oid in contained])
         del holder
         self.push_actor_call(spec)

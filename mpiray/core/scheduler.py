@@ -18,6 +18,10 @@ Task states and the containers that hold a task in each:
     READY       self.tasks, self.ready[shape]            (sealed args, no resources yet)
     INFEASIBLE  self.tasks, self.infeasible              (asks more than the node has)
     DISPATCHED  self.tasks                               (on the task queue or running)
+    FORWARDED   self.tasks, self.cluster.sent_to         (sent to another node, MPI mode)
+
+Across nodes (``self.cluster``, see core/cluster.py) a task that came from another node
+remembers its ``origin``, which hears of its end; a task sent away waits for that word.
 """
 
 from __future__ import annotations
@@ -34,15 +38,18 @@ from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
 
 log = logging.getLogger("mpiray")
 
-WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISPATCHED"
+WAITING, READY, INFEASIBLE, DISPATCHED, FORWARDED = (
+    "WAITING", "READY", "INFEASIBLE", "DISPATCHED", "FORWARDED")
 TASK, ACTOR = "task", "actor"
 
 
 class TaskRecord:
-    __slots__ = ("spec", "state", "missing", "gpu_ids", "blocked", "cancelled", "force_cancelled")
+    __slots__ = ("spec", "state", "missing", "gpu_ids", "blocked", "cancelled", "force_cancelled",
+                 "origin")
 
-    def __init__(self, spec):
+    def __init__(self, spec, origin=None):
         self.spec = spec
+        self.origin = origin      # the node that sent this task here, or None
         self.state = WAITING
         self.missing = 0
         self.gpu_ids = []
@@ -82,6 +89,7 @@ class Scheduler:
         self.active = 0         # dispatched tasks whose worker is not blocked in get()
         self.blocked = 0        # task workers blocked in get() (their CPU lent back)
         self.actors = ActorManager(self)
+        self.cluster = None     # core.cluster.Cluster under MPI with more than one node
         self._warned = set()
 
     # ------------------------------------------------------------------ refs
@@ -98,7 +106,10 @@ class Scheduler:
             self._incref(oid) if code == P.INCREF else self._decref(oid)
 
     def _incref(self, oid):
-        self.counts[oid] = self.counts.get(oid, 0) + 1
+        n = self.counts.get(oid, 0)
+        self.counts[oid] = n + 1
+        if n == 0 and self.cluster is not None and self.cluster.is_foreign(oid):
+            self.cluster.send(_ids.node_of(oid), ("borrow", oid))
 
     def _decref(self, oid):
         n = self.counts.get(oid, 0) - 1
@@ -106,7 +117,9 @@ class Scheduler:
             self.counts[oid] = n
             return
         self.counts.pop(oid, None)
-        if oid[_ids.TASK_ID_SIZE:] == _ids.ACTOR_HANDLE_INDEX.to_bytes(4, "little"):
+        if self.cluster is not None and self.cluster.is_foreign(oid):
+            self._drop_borrowed(oid)
+        elif oid[_ids.TASK_ID_SIZE:] == _ids.ACTOR_HANDLE_INDEX.to_bytes(4, "little"):
             self.actors.on_handles_gone(oid[: _ids.TASK_ID_SIZE])
         elif oid in self.sealed or self.io.contains(oid):
             self._free(oid)  # (a put without refs inside is sealed without telling us)
@@ -114,12 +127,25 @@ class Scheduler:
     def _free(self, oid):
         self.sealed.discard(oid)
         self.io.delete_object(oid)
+        if self.cluster is not None:
+            self.cluster.freed(oid)
         for inner in self.contains.pop(oid, ()):
             self._decref(inner)
+
+    def _drop_borrowed(self, oid):
+        """The last ref here to another node's object: drop our copy, tell its owner."""
+        if oid in self.sealed or self.io.contains(oid):
+            self.sealed.discard(oid)
+            self.io.delete_object(oid)
+            for inner in self.contains.pop(oid, ()):
+                self._decref(inner)
+        self.cluster.send(_ids.node_of(oid), ("unborrow", oid))
 
     def _on_sealed(self, oid, contained):
         if oid not in self.counts:  # nobody holds it any more: free at once
             self.io.delete_object(oid)
+            if self.cluster is not None and not self.cluster.is_foreign(oid):
+                self.cluster.freed(oid)  # and the node that made it for us may drop it
             return
         self.sealed.add(oid)
         if contained:
@@ -162,15 +188,17 @@ class Scheduler:
     def _ev_sealed(self, oid, contained):
         self._on_sealed(oid, contained)
 
-    def submit(self, spec):
+    def submit(self, spec, origin=None):
         for oid in spec.contained:  # the pending task holds its arguments
             self._incref(oid)
-        rec = TaskRecord(spec)
+        rec = TaskRecord(spec, origin)
         self.tasks[spec.task_id] = rec
         for dep in spec.deps:
             if dep not in self.sealed and not self.io.contains(dep):
                 self.waiting_on.setdefault(dep, []).append(rec)
                 rec.missing += 1
+                if self.cluster is not None:
+                    self.cluster.need(dep)
         if rec.missing == 0:
             self._to_ready(rec)
 
@@ -189,6 +217,8 @@ class Scheduler:
         self._finish(rec)
 
     def _finish(self, rec):
+        if rec.origin is not None:  # its returns were sealed (value or error) for that node
+            self.cluster.send(rec.origin, ("task_done", rec.spec.task_id))
         if rec.cancelled:
             self.io.clear_cancel_marks(rec.spec.task_id)
         for oid in rec.spec.contained:
@@ -227,6 +257,9 @@ class Scheduler:
             return self.actors.cancel_call(task_id, force)
         rec.cancelled = True
         rec.force_cancelled = force
+        if rec.state == FORWARDED:  # the node running it cancels it and reports back
+            self.io.forward_cancel(self.cluster.sent_to[task_id][0], task_id, force)
+            return
         if rec.state == DISPATCHED:
             self.io.mark_cancelled(task_id, force)
             return
@@ -254,7 +287,8 @@ class Scheduler:
     # ------------------------------------------------------------------ transitions
     def _to_ready(self, rec):
         req = rec.spec.resources
-        if not self.res.feasible(req):
+        if not self.res.feasible(req) and not (
+                self.cluster is not None and self.cluster.feasible_elsewhere(req)):
             rec.state = INFEASIBLE
             self.infeasible.append(rec)
             self._warn_infeasible(rec.spec.name, req)
@@ -275,6 +309,8 @@ class Scheduler:
         for queue in self.ready.values():
             while queue and self.res.fits(queue[0].spec.resources):
                 self._to_dispatched(queue.popleft())
+            while queue and self.cluster is not None and self._to_forwarded(queue[0]):
+                queue.popleft()
         self.actors.place_pending()
         self._ensure_task_workers()
 
@@ -284,6 +320,61 @@ class Scheduler:
         rec.spec.gpu_ids = rec.gpu_ids
         self.active += 1
         self.io.push_task(rec.spec)
+
+    def _to_forwarded(self, rec):
+        """Sends rec to another node with room for it; False if none has."""
+        spec = rec.spec
+        node = self.cluster.pick(spec.resources, spec.deps, self.io.contains)
+        if node is None:
+            return False
+        rec.state = FORWARDED
+        self.cluster.sent(spec.task_id, node, spec.resources, spec.return_ids())
+        self.io.forward_task(node, spec)
+        return True
+
+    def _ev_remote_task(self, spec, origin):
+        """A task another node sent here: hold its returns for that node, then run it."""
+        for oid in spec.return_ids():
+            self._incref(oid)
+        self.submit(spec, origin)
+
+    def _ev_remote_task_done(self, task_id):
+        rec = self.tasks.pop(task_id, None)
+        self.cluster.came_back(task_id)
+        if rec is None:
+            return
+        for oid in rec.spec.return_ids():  # sealed over there: counted here, kept there
+            if oid in self.counts:
+                self.sealed.add(oid)
+            else:
+                self.cluster.freed(oid)
+            for waiter in self.waiting_on.get(oid, ()):
+                self.cluster.need(oid)
+                break
+        self._finish(rec)
+
+    def _ev_borrow(self, oid):
+        self._incref(oid)
+
+    def _ev_unborrow(self, oid):
+        self._decref(oid)
+
+    def _ev_free(self, oid):
+        """The owner is done with a return we held for it."""
+        self._decref(oid)
+
+    def _ev_fetch(self, oids):
+        """A process here waits for objects that may live on other nodes."""
+        if self.cluster is not None:
+            for oid in oids:
+                if not self.io.contains(oid):
+                    self.cluster.need(oid)
+
+    def _ev_arrived(self, oid, contained):
+        """A copy pulled from another node was sealed here."""
+        if self.cluster is not None:
+            self.cluster.fetching.discard(oid)
+        self._on_sealed(oid, contained)
 
     def _ensure_task_workers(self):
         """Enough workers that every dispatched task has one that is not blocked."""
@@ -354,6 +445,13 @@ Scheduler._HANDLERS = {
     P.BLOCKED: Scheduler._ev_blocked,
     P.UNBLOCKED: Scheduler._ev_unblocked,
     P.CANCEL: Scheduler._ev_cancel,
+    P.REMOTE_TASK: Scheduler._ev_remote_task,
+    P.REMOTE_TASK_DONE: Scheduler._ev_remote_task_done,
+    P.BORROW: Scheduler._ev_borrow,
+    P.UNBORROW: Scheduler._ev_unborrow,
+    P.FREE: Scheduler._ev_free,
+    P.FETCH: Scheduler._ev_fetch,
+    P.ARRIVED: Scheduler._ev_arrived,
     P.WORKER_STARTED: Scheduler._ev_worker_started,
     P.WORKER_DIED: Scheduler._ev_worker_died,
 }

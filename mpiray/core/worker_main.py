@@ -47,6 +47,9 @@ class _PrefixedLines:
 
 
 def run_worker(init, slot, kind, actor_id, gpu_ids, options):
+    from mpiray import _ids
+
+    _ids.set_node(init.get("node_index", 0))
     if gpu_ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
     context.process()["gpu_ids"] = list(gpu_ids)
@@ -67,6 +70,7 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options):
             return None
 
     rt = Runtime(session, store, channel, actor_queue, is_driver=False)
+    rt.fetch_remote = init.get("num_nodes", 1) > 1
     from mpiray.core import current
 
     current.set_runtime(rt, init)

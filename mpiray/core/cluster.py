@@ -1,0 +1,102 @@
+"""What one node's scheduler knows of the other nodes (MPI mode only; None otherwise).
+
+    SUBMIT with no room here ──pick()──► ("task", spec, functions) ──MPI──► node n
+    node n: the task ends ──► ("task_done", task_id, sealed) ──MPI──► back here
+    get() of an object made elsewhere ──FETCH──► need() ──► ("fetch", oid, me) ──► its owner
+                                                            (or the node a route names)
+    first / last ref here to another node's object ──► ("borrow" / "unborrow", oid) ──► owner
+    an object owned here, freed, living on node n ──► ("free", oid) ──► n
+
+Ownership: the node that made an id (``_ids.node_of``) counts the refs to what it names;
+every other node holding refs to it counts as one holder there (a borrow). A node that
+runs a task for another holds the task's returns for it until that owner frees them.
+
+Views: what this node believes each other node has free is that node's totals minus
+what this node sent there and has not heard back about. Other senders' load is not
+seen, so a node may receive more than it can run at once; it queues the rest (correct,
+if not always balanced).
+"""
+
+from __future__ import annotations
+
+from mpiray import _ids
+from mpiray.core.resources import NodeResources
+
+
+class Cluster:
+    def __init__(self, me: int, table: list, send):
+        self.me = me
+        self.table = table                  # node index -> {"totals", "host", "node_id", ...}
+        self.send = send                    # send(node, message), thread-safe, never blocks
+        self.views = {i: NodeResources(info["totals"], []) for i, info in enumerate(table)
+                      if i != me}
+        self.routes = {}                    # task id -> (node holding its returns, oids not freed)
+        self.sent_to = {}                   # task id -> (node, resources held in its view)
+        self.fetching = set()               # oids asked for and not arrived yet
+        self.shipped = set()                # (node, function id) already sent
+
+    # ------------------------------------------------------------ placement
+    def feasible_elsewhere(self, req: dict) -> bool:
+        return any(v.feasible(req) for v in self.views.values())
+
+    def pick(self, req: dict, deps, have_locally) -> int | None:
+        """A node with room for req in its view, preferring one that owns an argument
+        this node lacks, then the emptiest; None if none has room."""
+        fits = [n for n, v in self.views.items() if v.fits(req)]
+        if not fits:
+            return None
+        for dep in deps:
+            home = self.home_of(dep)
+            if home in fits and not have_locally(dep):
+                return home
+        return max(fits, key=lambda n: self.views[n].available.get("CPU", 0.0))
+
+    def home_of(self, oid: bytes) -> int:
+        """Where to ask for an object: the node its route names, else its owner."""
+        route = self.routes.get(oid[: _ids.TASK_ID_SIZE])
+        return route[0] if route is not None else _ids.node_of(oid)
+
+    def sent(self, task_id: bytes, node: int, req: dict, return_ids):
+        self.views[node].acquire(req)
+        self.sent_to[task_id] = (node, req)
+        self.routes[task_id] = (node, set(return_ids))
+
+    def came_back(self, task_id: bytes):
+        node_req = self.sent_to.pop(task_id, None)
+        if node_req is not None:
+            self.views[node_req[0]].release(node_req[1])
+
+    # ------------------------------------------------------------ objects
+    def is_foreign(self, oid: bytes) -> bool:
+        return _ids.node_of(oid) != self.me
+
+    def need(self, oid: bytes) -> None:
+        """Asks for a copy of oid, once, from where it lives."""
+        if oid in self.fetching:
+            return
+        home = self.home_of(oid)
+        if home == self.me:
+            return  # made here: a local task will seal it
+        self.fetching.add(oid)
+        self.send(home, ("fetch", oid, self.me))
+
+    def freed(self, oid: bytes) -> None:
+        """oid (owned here) is freed: the node holding it for us may drop it."""
+        task_id = oid[: _ids.TASK_ID_SIZE]
+        route = self.routes.get(task_id)
+        if route is None or oid not in route[1]:
+            return
+        self.send(route[0], ("free", oid))
+        route[1].discard(oid)
+        if not route[1]:
+            del self.routes[task_id]
+
+    # ------------------------------------------------------------ functions
+    def functions_for(self, node: int, fids, read_blob) -> list:
+        """(fid, blob) for every function node n has not been sent yet."""
+        out = []
+        for fid in fids:
+            if fid and (node, fid) not in self.shipped:
+                self.shipped.add((node, fid))
+                out.append((fid, read_blob(fid)))
+        return out

@@ -1,0 +1,1 @@
+"""MPI mode: ``mpiexec -n N python job.py`` forms the cluster (see roles.py)."""

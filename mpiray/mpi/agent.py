@@ -1,0 +1,252 @@
+"""A node's MPI thread: the only code that calls MPI while the cluster runs.
+
+    scheduler ──send(node, msg)──► outbox ──► isend (pickled, TAG_CTRL) ──► that node's agent
+    other agents ──► Iprobe / recv ──► handle_<op>() ──► scheduler.handle_events([...])
+    ("fetch", oid) ──► serve: store buffer ──Isend raw chunks (TAG_DATA)──► requester
+    ("object", oid, n) ──► store.create_object ──Irecv chunks──► seal ──► ARRIVED event
+
+One thread per rank owns MPI (funneled), so user code never meets it. MPICH's blocking
+receive burns a core, so the loop polls with a backoff: it keeps polling for a short
+while after traffic, then sleeps on an Event (up to MAX_SLEEP_S) that ``send`` sets, so
+an idle node costs next to nothing and a message to send goes out at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+
+from mpiray.core import protocol as P
+from mpiray.serialization import serialize_error
+
+TAG_CTRL, TAG_DATA = 11, 12
+CHUNK = 256 << 20           # bytes per raw message (MPI counts are ints)
+SPIN_S = 200e-6             # keep polling this long after the last traffic
+MAX_SLEEP_S = 1e-3
+WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are retried
+
+
+class Agent:
+    def __init__(self, world, node_index, store, on_control):
+        self.world = world
+        self.comm = world.comm
+        self.MPI = world.MPI
+        self.me = node_index
+        self.store = store
+        self.scheduler = None            # set once the node's scheduler exists
+        self.on_control = on_control     # lifecycle messages ("start", "stop", ...) -> callable
+        self.outbox = collections.deque()
+        self.wake = threading.Event()
+        self.sends = []                  # (request, buffer kept alive until sent)
+        self.recvs = []                  # IncomingObject
+        self.waiting = {}                # oid -> [requester node]: not sealed here yet
+        self.next_waiting_check = 0.0
+        self.running = False
+        self.thread = None
+        self.failure = None
+
+    # ------------------------------------------------------------ sending
+    def send(self, node: int, msg) -> None:
+        """Thread-safe and non-blocking: the agent's thread does the MPI call."""
+        self.outbox.append((self.world.leader_of(node), msg))
+        self.wake.set()
+
+    def send_rank(self, rank: int, msg) -> None:
+        self.outbox.append((rank, msg))
+        self.wake.set()
+
+    def _drain_outbox(self) -> bool:
+        busy = False
+        while self.outbox:
+            rank, msg = self.outbox.popleft()
+            self.sends.append((self.comm.isend(msg, dest=rank, tag=TAG_CTRL), None))
+            busy = True
+        return busy
+
+    def _progress_sends(self):
+        if self.sends:
+            self.sends = [(req, buf) for req, buf in self.sends if not req.Test()]
+
+    # ------------------------------------------------------------ loop
+    def start(self):
+        self.running = True
+        self.thread = threading.Thread(target=self.run, name="mpiray-mpi", daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.running = False
+        self.wake.set()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout=10)
+
+    def run(self):
+        try:
+            self.loop()
+        except BaseException as exc:  # noqa: BLE001 - a dead MPI thread must stop the job
+            self.failure = exc
+            traceback.print_exc()
+            self.comm.Abort(70)
+
+    def loop(self):
+        MPI = self.MPI
+        status = MPI.Status()
+        last_busy = time.perf_counter()
+        while self.running or self.outbox or self.sends:
+            busy = self._drain_outbox()
+            while self.comm.Iprobe(MPI.ANY_SOURCE, TAG_CTRL, status):
+                msg = self.comm.recv(source=status.Get_source(), tag=TAG_CTRL)
+                self._handle(status.Get_source(), msg)
+                busy = True
+            self._progress_sends()
+            if self.recvs:
+                self._progress_recvs()
+                busy = True
+            if self.waiting:
+                self._retry_waiting()
+            now = time.perf_counter()
+            if busy:
+                last_busy = now
+            elif now - last_busy > SPIN_S:
+                self.wake.wait(min(MAX_SLEEP_S, max(1e-5, (now - last_busy) / 4)))
+                self.wake.clear()
+        # drain what is still in flight so no peer waits on a half-sent object
+        deadline = time.monotonic() + 5
+        while self.sends and time.monotonic() < deadline:
+            self._progress_sends()
+            time.sleep(1e-3)
+
+    def _handle(self, source, msg):
+        op = msg[0]
+        handler = getattr(self, "handle_" + op, None)
+        try:
+            if handler is None:
+                self.on_control(source, msg)
+            else:
+                handler(source, *msg[1:])
+        except Exception:  # noqa: BLE001 - one bad message must not stop the node
+            print(f"(mpiray) error handling {op!r} from rank {source}:", flush=True)
+            traceback.print_exc()
+
+    def _events(self, events):
+        if self.running:
+            self.scheduler.handle_events(events)
+
+    # ------------------------------------------------------------ tasks and refs
+    def handle_task(self, source, spec_bytes, functions, origin):
+        from mpiray.core.task_spec import TaskSpec
+
+        self._install_functions(functions)
+        self._events([(P.REMOTE_TASK, TaskSpec.from_bytes(spec_bytes), origin)])
+
+    def handle_task_done(self, source, task_id):
+        self._events([(P.REMOTE_TASK_DONE, task_id)])
+
+    def handle_cancel(self, source, task_id, force):
+        self._events([(P.CANCEL, task_id, force, True)])
+
+    def handle_borrow(self, source, oid):
+        self._events([(P.BORROW, oid)])
+
+    def handle_unborrow(self, source, oid):
+        self._events([(P.UNBORROW, oid)])
+
+    def handle_free(self, source, oid):
+        self._events([(P.FREE, oid)])
+
+    def _install_functions(self, functions):
+        for fid, blob in functions:
+            if not self.store.contains(fid):
+                try:
+                    self.store.put(fid, blob)
+                except Exception:  # noqa: BLE001 - a racing local export put it first
+                    if not self.store.contains(fid):
+                        raise
+
+    # ------------------------------------------------------------ objects: the sender
+    def handle_fetch(self, source, oid, requester):
+        if not self._serve(oid, requester):
+            self.waiting.setdefault(oid, []).append(requester)
+
+    def _serve(self, oid, requester) -> bool:
+        """Sends oid to requester if sealed here, or passes the request on along its
+        route; False if it is not here yet."""
+        buf = self.store.get(oid, 0)
+        if buf is None:
+            cluster = self.scheduler.cluster
+            home = cluster.home_of(oid) if cluster is not None else self.me
+            if home != self.me:
+                self.send(home, ("fetch", oid, requester))
+                return True
+            return False
+        contained = list(self.scheduler.contains.get(oid, ()))
+        self.send_object(requester, oid, buf, contained)
+        return True
+
+    def send_object(self, node, oid, buf, contained):
+        rank = self.world.leader_of(node)
+        n = buf.nbytes
+        self._drain_outbox()  # header after every earlier message to that node
+        self.sends.append((self.comm.isend(("object", oid, n, contained), dest=rank, tag=TAG_CTRL), None))
+        raw = buf.cast("B") if buf.format != "B" else buf
+        for off in range(0, n, CHUNK):
+            piece = raw[off: off + CHUNK]
+            self.sends.append((self.comm.Isend([piece, self.MPI.BYTE], dest=rank, tag=TAG_DATA), buf))
+
+    def _retry_waiting(self):
+        now = time.perf_counter()
+        if now < self.next_waiting_check:
+            return
+        self.next_waiting_check = now + WAITING_CHECK_S
+        for oid in list(self.waiting):
+            requesters = self.waiting[oid]
+            if self._serve(oid, requesters[0]):
+                for other in requesters[1:]:
+                    self._serve(oid, other)
+                del self.waiting[oid]
+
+    # ------------------------------------------------------------ objects: the receiver
+    def handle_object(self, source, oid, nbytes, contained):
+        self.recvs.append(IncomingObject(self, source, oid, nbytes, contained))
+
+    def _progress_recvs(self):
+        still = []
+        for rx in self.recvs:
+            if rx.test():
+                rx.finish()
+            else:
+                still.append(rx)
+        self.recvs = still
+
+
+class IncomingObject:
+    """One object arriving from another node, straight into this node's store."""
+
+    def __init__(self, agent, source, oid, nbytes, contained):
+        self.agent, self.oid, self.contained = agent, oid, contained
+        self.error = None
+        try:
+            self.buf = agent.store.create_object(oid, nbytes)
+        except Exception as exc:  # noqa: BLE001 - already here, or no room: still drain it
+            self.buf = memoryview(bytearray(nbytes))
+            self.error = exc
+        MPI = agent.MPI
+        self.reqs = [agent.comm.Irecv([self.buf[off: off + CHUNK], MPI.BYTE], source=source, tag=TAG_DATA)
+                     for off in range(0, nbytes, CHUNK)]
+
+    def test(self) -> bool:
+        return all(req.Test() for req in self.reqs)
+
+    def finish(self):
+        store, oid = self.agent.store, self.oid
+        self.reqs = self.buf = None   # unpins: the object is complete
+        if self.error is None:
+            store.seal(oid)
+        elif not store.contains(oid):
+            # no room for it here: the getter sees why instead of waiting forever
+            try:
+                store.put(oid, serialize_error(self.error).to_bytes())
+            except Exception:  # noqa: BLE001 - nothing more we can do
+                return
+        self.agent._events([(P.ARRIVED, oid, self.contained if self.error is None else [])])

@@ -1,0 +1,226 @@
+"""The rank split, in one place: rank 0 drives, every other rank serves and never returns.
+
+    rank 0 (driver)                         leader of node k              other ranks
+    init() ─► World ─────────────── collective ────────────────────────────────┐
+      │ start own node (0)                    serve():                    wait for "exit"
+      │ ("start", cfg) ─────────────────────► start node k                  (sleeping)
+      │ ◄──────────────────── ("started", k, info)                           │
+      │ ("cluster", table) ─────────────────► install the cluster view       │
+      ▼ user script runs; agents carry tasks, objects, refs                  │
+    shutdown() ("stop") ────────────────────► stop node k, ("stopped") ──►   │
+    process exit ("exit") ──────────────────► exit ─────────────────────────►exit
+
+Code before init() runs on every rank; code after it runs on rank 0 only. A rank that
+dies takes the job down (mpiexec's own rule); an exception in the driver reaches every
+rank as "exit" from rank 0's exit handler.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from mpiray.mpi.agent import TAG_CTRL, Agent
+from mpiray.mpi.world import World
+
+START_TIMEOUT_S = 120
+_world = None
+
+
+def world() -> World:
+    """This rank's World (built collectively the first time, by every rank)."""
+    global _world
+    if _world is None:
+        import mpi4py
+
+        mpi4py.rc.thread_level = "multiple"
+        _world = World()
+    return _world
+
+
+def node_config(w: World, cfg: dict):
+    """The config of a node that is not the driver's: its own cores and GPUs, a share of
+    the host's shared memory (its nodes split it), the driver's namespace."""
+    from mpiray import _config
+
+    nodes_here = sum(1 for r in w.leaders if w.hosts[r] == w.hostname)
+    cpus = int(os.environ.get("MPIRAY_NUM_CPUS", 0)) or len(os.sched_getaffinity(0))
+    return _config.make_config(
+        num_cpus=cpus, object_store_memory=_config.default_store_capacity() // max(1, nodes_here),
+        namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
+
+
+def node_info(w: World, node) -> dict:
+    return {"totals": dict(node.scheduler.res.totals), "host": w.hostname, "rank": w.rank,
+            "node_id": node.node_id, "index": w.node_index}
+
+
+# ---------------------------------------------------------------- driver side
+class DriverLink:
+    """Rank 0's end of the lifecycle conversation; lives from init() to shutdown()."""
+
+    def __init__(self, w: World, node):
+        self.w, self.node = w, node
+        self.started = {}
+        self.stopped = set()
+        self.event = threading.Event()
+        self.agent = Agent(w, 0, node.store, self.on_control)
+        self.agent.scheduler = node.scheduler
+
+    def on_control(self, source, msg):
+        if msg[0] == "started":
+            self.started[msg[1]] = msg[2]
+        elif msg[0] == "stopped":
+            self.stopped.add(msg[1])
+        elif msg[0] == "failed":
+            self.started[msg[1]] = RuntimeError(msg[2])
+        self.event.set()
+
+    def start(self, cfg: dict):
+        from mpiray.core.cluster import Cluster
+
+        self.agent.start()
+        others = range(1, self.w.num_nodes)
+        for k in others:
+            self.agent.send(k, ("start", cfg))
+        self._wait(lambda: len(self.started) == len(others), "every node to start")
+        for k in others:
+            if isinstance(self.started[k], Exception):
+                raise RuntimeError(f"node {k} ({self.w.describe_rank(self.w.leader_of(k))}) "
+                                   f"failed to start: {self.started[k]}")
+        table = [node_info(self.w, self.node)] + [self.started[k] for k in others]
+        for k in others:
+            self.agent.send(k, ("cluster", table))
+        with self.node.scheduler.lock:
+            self.node.scheduler.cluster = Cluster(0, table, self.agent.send)
+        self.node.cluster_table = table
+
+    def stop(self):
+        others = range(1, self.w.num_nodes)
+        for k in others:
+            self.agent.send(k, ("stop",))
+        try:
+            self._wait(lambda: len(self.stopped) == len(others), "every node to stop", 30)
+        finally:
+            self.agent.stop()
+
+    def _wait(self, done, what, timeout=START_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        while not done():
+            if self.agent.failure is not None:
+                raise RuntimeError(f"mpiray's MPI thread failed: {self.agent.failure}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+            self.event.wait(0.05)
+            self.event.clear()
+
+
+def say_exit(w: World):
+    """Rank 0's last word: every other rank leaves its serving loop and exits."""
+    reqs = [w.comm.isend(("exit",), dest=r, tag=TAG_CTRL) for r in range(1, w.size)]
+    w.MPI.Request.Waitall(reqs)
+
+
+# ---------------------------------------------------------------- serving ranks
+def serve(w: World):
+    """Every rank but 0: serve the driver's init()/shutdown() cycles, then exit."""
+    code = 0
+    try:
+        if w.is_leader:
+            NodeServer(w).run()
+        else:
+            _wait_for_exit(w)
+    except BaseException:  # noqa: BLE001 - say why, then take the job down
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+        w.comm.Abort(1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _wait_for_exit(w: World):
+    """A rank that lends its core to its node's workers: sleep until rank 0 says exit."""
+    status = w.MPI.Status()
+    while True:
+        if w.comm.Iprobe(0, TAG_CTRL, status):
+            if w.comm.recv(source=0, tag=TAG_CTRL)[0] == "exit":
+                return
+        time.sleep(0.05)
+
+
+class NodeServer:
+    """The leader of a node other than the driver's: one node per driver cycle."""
+
+    def __init__(self, w: World):
+        self.w = w
+        self.node = None
+        self.agent = None
+        self.exit = False
+        self.commands = []
+
+    def on_control(self, source, msg):
+        self.commands.append(msg)
+
+    def run(self):
+        from mpiray import _ids
+
+        _ids.set_node(self.w.node_index)
+        status = self.w.MPI.Status()
+        while True:
+            # between cycles: sleep-poll for the driver's next word
+            while not self.w.comm.Iprobe(0, TAG_CTRL, status):
+                time.sleep(0.01)
+            msg = self.w.comm.recv(source=0, tag=TAG_CTRL)
+            if msg[0] == "exit":
+                return
+            if msg[0] == "start":
+                self._cycle(msg[1])
+                if self.exit:
+                    return
+
+    def _cycle(self, cfg):
+        from mpiray.core.cluster import Cluster
+        from mpiray.core.node import Node, default_spill_dir
+
+        w = self.w
+        config = node_config(w, cfg)
+        node = Node(config, node_index=w.node_index, num_nodes=w.num_nodes)
+        config.spill_dir = default_spill_dir(node.session)
+        self.commands = []
+        try:
+            node.start()
+        except Exception as exc:  # noqa: BLE001 - the driver reports it
+            w.comm.send(("failed", w.node_index, f"{type(exc).__name__}: {exc}"), dest=0, tag=TAG_CTRL)
+            return
+        agent = Agent(w, w.node_index, node.store, self.on_control)
+        agent.scheduler = node.scheduler
+        node.agent = agent
+        agent.start()
+        agent.send_rank(0, ("started", w.node_index, node_info(w, node)))
+        try:
+            while True:
+                while not self.commands:
+                    if agent.failure is not None:
+                        raise agent.failure
+                    time.sleep(0.01)
+                msg = self.commands.pop(0)
+                if msg[0] == "cluster":
+                    with node.scheduler.lock:
+                        node.scheduler.cluster = Cluster(w.node_index, msg[1], agent.send)
+                    node.cluster_table = msg[1]
+                elif msg[0] in ("stop", "exit"):
+                    self.exit = msg[0] == "exit"
+                    break
+        finally:
+            node.stop()
+            import shutil
+
+            shutil.rmtree(config.spill_dir, ignore_errors=True)
+            agent.send_rank(0, ("stopped", w.node_index))
+            agent.stop()

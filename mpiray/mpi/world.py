@@ -1,0 +1,78 @@
+"""The MPI job seen from one rank: who it is, which node it belongs to, and its role.
+
+    mpiexec -n N python job.py
+      every rank ── init() ──► World.join()
+                                 ├─ rank 0:               driver + control store (returns)
+                                 ├─ other node leaders:   serve their node, never return
+                                 └─ every other rank:     lend its core to its node, never return
+
+A node is the ranks of one host (``Split_type(COMM_TYPE_SHARED)``), or of one rank when
+``MPIRAY_NODE_PER_RANK=1`` (so every cross-node path runs on one machine). Nodes are
+numbered by their leader's world rank; node 0 is the driver's.
+
+In single-host mode this module is never imported: MPI_Init costs time and makes fork()
+unsafe, and a plain ``python job.py`` must start at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+MPI_ENV = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALRANKID")
+
+
+def launched_by_mpi(environ=os.environ) -> bool:
+    """True under mpiexec/mpirun/srun with more than one task; MPIRAY_MPI=0/1 forces it."""
+    forced = environ.get("MPIRAY_MPI")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if any(key in environ for key in MPI_ENV):
+        return True
+    tasks = environ.get("SLURM_NTASKS") or environ.get("SLURM_NPROCS") or "1"
+    return "SLURM_PROCID" in environ and tasks.isdigit() and int(tasks) > 1
+
+
+def node_per_rank(environ=os.environ) -> bool:
+    return environ.get("MPIRAY_NODE_PER_RANK", "0") not in ("", "0")
+
+
+class World:
+    """Ranks, nodes and roles of this job; built collectively by every rank."""
+
+    def __init__(self):
+        from mpi4py import MPI
+
+        self.MPI = MPI
+        self.comm = MPI.COMM_WORLD.Dup()        # ours alone: user MPI traffic never mixes in
+        self.rank, self.size = self.comm.rank, self.comm.size
+        self.hostname = socket.gethostname()
+        if node_per_rank():
+            self.node_comm = self.comm.Split(self.rank, 0)
+        else:
+            self.node_comm = self.comm.Split_type(MPI.COMM_TYPE_SHARED, 0)
+        self.local_rank, self.local_size = self.node_comm.rank, self.node_comm.size
+        leader = self.node_comm.bcast(self.rank, root=0)
+        leaders_of = self.comm.allgather(leader)                 # world rank -> its leader
+        self.leaders = sorted(set(leaders_of))                   # node index -> leader rank
+        self.node_index = self.leaders.index(leader)
+        self.ranks_per_node = [leaders_of.count(r) for r in self.leaders]
+        self.hosts = self.comm.allgather(self.hostname)
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.leaders)
+
+    @property
+    def is_driver(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.local_rank == 0
+
+    def leader_of(self, node: int) -> int:
+        return self.leaders[node]
+
+    def describe_rank(self, rank: int) -> str:
+        return f"rank {rank} on host {self.hosts[rank]}"
