@@ -197,10 +197,15 @@ def get(object_refs, *, timeout=None):
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError("wait() expects a list of ObjectRefs")
-    for r in object_refs:
-        if not isinstance(r, ObjectRef):
-            raise TypeError(f"wait() expects a list of ObjectRefs; it holds a {type(r).__name__}")
-    if len(set(object_refs)) != len(object_refs):
+    # One pass over the refs (this runs on lists of thousands): keep the ids of the
+    # ObjectRefs; fewer ids than refs means something else is in the list.
+    ids = [r._id for r in object_refs if type(r) is ObjectRef]
+    if len(ids) != len(object_refs):
+        for r in object_refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"wait() expects a list of ObjectRefs; it holds a {type(r).__name__}")
+        ids = [r._id for r in object_refs]  # subclasses of ObjectRef
+    if len(set(ids)) != len(ids):  # equal refs <=> equal ids, and bytes hash in C
         raise ValueError("wait() requires a list of unique ObjectRefs")
     if not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
@@ -211,11 +216,20 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise ValueError(f"timeout must be non-negative, got {timeout}")
     if not object_refs:
         return [], []
-    ready = _runtime().wait([r._id for r in object_refs], num_returns, timeout)
-    done, pending = [], []
-    for ref, ok in zip(object_refs, ready):
-        (done if ok and len(done) < num_returns else pending).append(ref)
-    return done, pending
+    from itertools import compress
+    from operator import not_
+
+    ready = list(_runtime().wait(ids, num_returns, timeout))
+    # The first num_returns ready refs are done; the others pend, in their order.
+    n_ready = ready.count(True)
+    if n_ready > num_returns:  # the ready ones after the num_returns-th pend too
+        cut = -1
+        for _ in range(num_returns):
+            cut = ready.index(True, cut + 1)
+        ready[cut + 1 :] = [False] * (len(ready) - cut - 1)
+    elif n_ready == len(ready):
+        return list(object_refs), []
+    return list(compress(object_refs, ready)), list(compress(object_refs, map(not_, ready)))
 
 
 def cancel(object_ref, *, force=False, recursive=True):

@@ -50,6 +50,7 @@ cdef extern from "store.h" namespace "mpiray::store" nogil:
         Status Seal(const uint8_t* id)
         Status Abort(const uint8_t* id)
         Status Put(const uint8_t* id, const void* data, int64_t size)
+        Status TryPut(const uint8_t* id, const void* data, int64_t size)
         Status Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out)
         Status Release(const ObjectHandle& h)
         Status ReleaseId(const uint8_t* id)

@@ -3,9 +3,16 @@
 # cython: boundscheck=False, wraparound=False
 """The node's shared-memory object store (C++ in src/cpp/store*.{h,cpp}).
 
-Every blocking call releases the GIL. Buffers handed out (create_object, get) pin their
-object; the pin is released when the buffer object is garbage-collected, i.e. when the
-last memoryview / numpy array made from it is gone (ObjectBuffer.__dealloc__).
+Every call that may sleep (a futex wait, a spill or restore, a big copy) releases the GIL.
+Calls that never sleep (seal, release, delete, contains, a small put, a wait that finds
+enough objects ready) keep it: they take well under a microsecond, and releasing the GIL
+for them costs more than the call and hands the GIL to any other thread that wants it
+(the node's scheduler thread), so two busy threads would trade it at every call. They may
+still wait on the store mutex, which other processes hold only for a table update.
+
+Buffers handed out (create_object, get) pin their object; the pin is released when the
+buffer object is garbage-collected, i.e. when the last memoryview / numpy array made from
+it is gone (ObjectBuffer.__dealloc__).
 """
 import os
 
@@ -13,6 +20,7 @@ from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuf
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromObject
 from libc.stdint cimport uint8_t, uint64_t, int64_t
+from libc.string cimport memcpy
 from libcpp cimport bool as cbool
 from libcpp.memory cimport unique_ptr
 from libcpp.string cimport string
@@ -25,6 +33,10 @@ from mpiray._native.store cimport (
 )
 
 OBJECT_ID_SIZE = kObjectIdSize  # the one definition lives in src/cpp/store_layout.h
+
+# Puts up to this size go through TryPut with the GIL held: one critical section, the copy
+# (a few microseconds at most) inside it, no I/O.
+cdef Py_ssize_t SMALL_PUT = 64 * 1024
 
 
 class ObjectExistsError(RuntimeError):
@@ -176,10 +188,10 @@ cdef class Store:
 
     cdef int release_handle(self, ObjectHandle& h) noexcept:
         # A stale handle (object aborted, client reaped) is not an error here: nothing to undo.
+        # Never sleeps: keeps the GIL (see the module docstring).
         cdef StoreClient* c = self.c
         if c != NULL:
-            with nogil:
-                c.Release(h)
+            c.Release(h)
         self.live -= 1
         if self.live == 0 and self.closing and self.c != NULL:
             del self.c
@@ -202,18 +214,12 @@ cdef class Store:
     def seal(self, oid: bytes) -> None:
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
-        cdef Status st
-        with nogil:
-            st = c.Seal(id)
-        check(st)
+        check(c.Seal(id))
 
     def abort(self, oid: bytes) -> None:
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
-        cdef Status st
-        with nogil:
-            st = c.Abort(id)
-        check(st)
+        check(c.Abort(id))
 
     def put(self, oid: bytes, data) -> None:
         cdef const uint8_t* id = id_ptr(oid)
@@ -222,8 +228,12 @@ cdef class Store:
         cdef Status st
         PyObject_GetBuffer(data, &view, PyBUF_ANY_CONTIGUOUS)
         try:
-            with nogil:
-                st = c.Put(id, view.buf, view.len)
+            st = Status.kFull
+            if view.len <= SMALL_PUT:
+                st = c.TryPut(id, view.buf, view.len)
+            if st == Status.kFull:  # big, or room must be made by spilling: may sleep
+                with nogil:
+                    st = c.Put(id, view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
         check(st)
@@ -248,50 +258,47 @@ cdef class Store:
         """Drops one pin this client holds on oid (normally a buffer's __dealloc__ does it)."""
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
-        cdef Status st
-        with nogil:
-            st = c.ReleaseId(id)
-        check(st)
+        check(c.ReleaseId(id))
 
     def contains(self, oid: bytes) -> bool:
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
-        cdef cbool r
-        with nogil:
-            r = c.Contains(id)
-        return r
+        return c.Contains(id)
 
     def wait(self, oids, int num_ready, timeout=None) -> list:
         cdef StoreClient* c = self.client()
-        for oid in oids:
-            id_ptr(oid)
-        cdef bytes packed = b"".join(oids)
-        cdef int n = len(oids)
+        cdef list seq = oids if type(oids) is list else list(oids)
+        cdef int n = len(seq)
+        cdef int i = 0
+        cdef vector[uint8_t] packed = vector[uint8_t](max(n, 1) * kObjectIdSize)
+        for oid in seq:
+            memcpy(&packed[i * kObjectIdSize], id_ptr(oid), kObjectIdSize)
+            i += 1
         cdef vector[uint8_t] ready = vector[uint8_t](max(n, 1))
-        cdef const uint8_t* ids = <const uint8_t*>PyBytes_AS_STRING(packed)
+        cdef const uint8_t* ids = packed.data()
         cdef int64_t t = timeout_ns(timeout)
-        cdef Status st
-        with nogil:
-            st = c.Wait(ids, n, num_ready, t, <cbool*>ready.data())
+        # A first look with the GIL held (never sleeps); sleep without it only if needed.
+        cdef Status st = c.Wait(ids, n, num_ready, 0, <cbool*>ready.data())
+        cdef int count = 0
+        if st == Status.kOk and t != 0:
+            for i in range(n):
+                count += ready[i]
+            if count < num_ready:
+                with nogil:
+                    st = c.Wait(ids, n, num_ready, t, <cbool*>ready.data())
         check(st)
         return [ready[i] != 0 for i in range(n)]
 
     def delete(self, oid: bytes) -> None:
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
-        cdef Status st
-        with nogil:
-            st = c.Delete(id)
-        check(st)
+        check(c.Delete(id))
 
     def size_of(self, oid: bytes) -> int:
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
         cdef uint64_t size = 0
-        cdef Status st
-        with nogil:
-            st = c.SizeOf(id, &size)
-        check(st)
+        check(c.SizeOf(id, &size))
         return size
 
     def stats(self) -> dict:

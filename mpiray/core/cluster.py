@@ -33,6 +33,7 @@ class Cluster:
         self.routes = {}                    # task id -> (node holding its returns, oids not freed)
         self.sent_to = {}                   # task id -> (node, resources held in its view)
         self.fetching = set()               # oids asked for and not arrived yet
+        self.wanted = set()                 # oids waited for here, to be made here (for now)
         self.shipped = set()                # (node, function id) already sent
 
     # ------------------------------------------------------------ placement
@@ -60,6 +61,15 @@ class Cluster:
         self.views[node].acquire(req)
         self.sent_to[task_id] = (node, req)
         self.routes[task_id] = (node, set(return_ids))
+        for oid in return_ids:
+            if oid in self.wanted:
+                self.wanted.discard(oid)
+                self.need(oid)
+
+    def have(self, oid: bytes):
+        """oid is sealed here now."""
+        self.fetching.discard(oid)
+        self.wanted.discard(oid)
 
     def came_back(self, task_id: bytes):
         node_req = self.sent_to.pop(task_id, None)
@@ -76,7 +86,8 @@ class Cluster:
             return
         home = self.home_of(oid)
         if home == self.me:
-            return  # made here: a local task will seal it
+            self.wanted.add(oid)  # made here, unless its task is sent away (then: sent())
+            return
         self.fetching.add(oid)
         self.send(home, ("fetch", oid, self.me))
 

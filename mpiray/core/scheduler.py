@@ -90,6 +90,8 @@ class Scheduler:
         self.blocked = 0        # task workers blocked in get() (their CPU lent back)
         self.actors = ActorManager(self)
         self.cluster = None     # core.cluster.Cluster under MPI with more than one node
+        self.borrowed = set()   # other nodes' oids whose owner counts this node as a holder
+        self.kept = set()       # other nodes' oids kept here for their owner (task returns)
         self._warned = set()
 
     # ------------------------------------------------------------------ refs
@@ -108,7 +110,9 @@ class Scheduler:
     def _incref(self, oid):
         n = self.counts.get(oid, 0)
         self.counts[oid] = n + 1
-        if n == 0 and self.cluster is not None and self.cluster.is_foreign(oid):
+        if n == 0 and self.cluster is not None and self.cluster.is_foreign(oid) \
+                and oid not in self.borrowed:
+            self.borrowed.add(oid)
             self.cluster.send(_ids.node_of(oid), ("borrow", oid))
 
     def _decref(self, oid):
@@ -118,7 +122,7 @@ class Scheduler:
             return
         self.counts.pop(oid, None)
         if self.cluster is not None and self.cluster.is_foreign(oid):
-            self._drop_borrowed(oid)
+            self._unborrow(oid)
         elif oid[_ids.TASK_ID_SIZE:] == _ids.ACTOR_HANDLE_INDEX.to_bytes(4, "little"):
             self.actors.on_handles_gone(oid[: _ids.TASK_ID_SIZE])
         elif oid in self.sealed or self.io.contains(oid):
@@ -132,17 +136,19 @@ class Scheduler:
         for inner in self.contains.pop(oid, ()):
             self._decref(inner)
 
-    def _drop_borrowed(self, oid):
-        """The last ref here to another node's object: drop our copy, tell its owner."""
-        if oid in self.sealed or self.io.contains(oid):
-            self.sealed.discard(oid)
-            self.io.delete_object(oid)
-            for inner in self.contains.pop(oid, ()):
-                self._decref(inner)
-        self.cluster.send(_ids.node_of(oid), ("unborrow", oid))
+    def _unborrow(self, oid):
+        """No ref here to another node's object any more: tell its owner, and drop our
+        copy unless we keep it for the owner (a return of a task we ran for it)."""
+        if oid in self.borrowed:
+            self.borrowed.discard(oid)
+            self.cluster.send(_ids.node_of(oid), ("unborrow", oid))
+        if oid not in self.kept and (oid in self.sealed or self.io.contains(oid)):
+            self._free(oid)
 
     def _on_sealed(self, oid, contained):
-        if oid not in self.counts:  # nobody holds it any more: free at once
+        if self.cluster is not None:
+            self.cluster.have(oid)
+        if oid not in self.counts and oid not in self.kept:  # nobody holds it: free at once
             self.io.delete_object(oid)
             if self.cluster is not None and not self.cluster.is_foreign(oid):
                 self.cluster.freed(oid)  # and the node that made it for us may drop it
@@ -334,8 +340,7 @@ class Scheduler:
 
     def _ev_remote_task(self, spec, origin):
         """A task another node sent here: hold its returns for that node, then run it."""
-        for oid in spec.return_ids():
-            self._incref(oid)
+        self.kept.update(spec.return_ids())
         self.submit(spec, origin)
 
     def _ev_remote_task_done(self, task_id):
@@ -344,13 +349,10 @@ class Scheduler:
         if rec is None:
             return
         for oid in rec.spec.return_ids():  # sealed over there: counted here, kept there
-            if oid in self.counts:
+            if oid in self.counts or oid in self.kept:
                 self.sealed.add(oid)
             else:
                 self.cluster.freed(oid)
-            for waiter in self.waiting_on.get(oid, ()):
-                self.cluster.need(oid)
-                break
         self._finish(rec)
 
     def _ev_borrow(self, oid):
@@ -360,8 +362,10 @@ class Scheduler:
         self._decref(oid)
 
     def _ev_free(self, oid):
-        """The owner is done with a return we held for it."""
-        self._decref(oid)
+        """The owner is done with a return we kept for it."""
+        self.kept.discard(oid)
+        if oid not in self.counts:
+            self._free(oid)
 
     def _ev_fetch(self, oids):
         """A process here waits for objects that may live on other nodes."""
@@ -372,8 +376,6 @@ class Scheduler:
 
     def _ev_arrived(self, oid, contained):
         """A copy pulled from another node was sealed here."""
-        if self.cluster is not None:
-            self.cluster.fetching.discard(oid)
         self._on_sealed(oid, contained)
 
     def _ensure_task_workers(self):

@@ -14,6 +14,8 @@ an idle node costs next to nothing and a message to send goes out at once.
 from __future__ import annotations
 
 import collections
+import os
+import sys
 import threading
 import time
 import traceback
@@ -26,6 +28,7 @@ CHUNK = 256 << 20           # bytes per raw message (MPI counts are ints)
 SPIN_S = 200e-6             # keep polling this long after the last traffic
 MAX_SLEEP_S = 1e-3
 WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are retried
+TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every message
 
 
 class Agent:
@@ -61,6 +64,8 @@ class Agent:
         busy = False
         while self.outbox:
             rank, msg = self.outbox.popleft()
+            if TRACE:
+                print(f"[mpi node {self.me}] -> rank {rank}: {_brief(msg)}", file=sys.stderr, flush=True)
             self.sends.append((self.comm.isend(msg, dest=rank, tag=TAG_CTRL), None))
             busy = True
         return busy
@@ -119,6 +124,8 @@ class Agent:
 
     def _handle(self, source, msg):
         op = msg[0]
+        if TRACE:
+            print(f"[mpi node {self.me}] <- rank {source}: {_brief(msg)}", file=sys.stderr, flush=True)
         handler = getattr(self, "handle_" + op, None)
         try:
             if handler is None:
@@ -174,15 +181,30 @@ class Agent:
         route; False if it is not here yet."""
         buf = self.store.get(oid, 0)
         if buf is None:
-            cluster = self.scheduler.cluster
-            home = cluster.home_of(oid) if cluster is not None else self.me
-            if home != self.me:
-                self.send(home, ("fetch", oid, requester))
-                return True
-            return False
+            home = self._elsewhere(oid)
+            if home is None:
+                return False
+            self.send(home, ("fetch", oid, requester))
+            return True
         contained = list(self.scheduler.contains.get(oid, ()))
         self.send_object(requester, oid, buf, contained)
         return True
+
+    def _elsewhere(self, oid):
+        """The node to pass a fetch of oid on to, or None if it will be made here: a
+        task sent on from here has a route; an object of another node that this node
+        neither runs nor holds lives with its owner."""
+        from mpiray import _ids
+
+        s = self.scheduler
+        route = s.cluster.routes.get(oid[: _ids.TASK_ID_SIZE]) if s.cluster else None
+        if route is not None:
+            return route[0]
+        owner = _ids.node_of(oid)
+        if owner != self.me and oid not in s.kept and oid not in s.counts \
+                and oid[: _ids.TASK_ID_SIZE] not in s.tasks:
+            return owner
+        return None
 
     def send_object(self, node, oid, buf, contained):
         rank = self.world.leader_of(node)
@@ -250,3 +272,9 @@ class IncomingObject:
             except Exception:  # noqa: BLE001 - nothing more we can do
                 return
         self.agent._events([(P.ARRIVED, oid, self.contained if self.error is None else [])])
+
+
+def _brief(msg):
+    return " ".join(x.hex()[:8] + ".." + x.hex()[-8:] if isinstance(x, bytes) and len(x) in (16, 20)
+                    else type(x).__name__ if isinstance(x, (bytes, list, dict)) else repr(x)
+                    for x in msg)

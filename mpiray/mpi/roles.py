@@ -125,7 +125,8 @@ def say_exit(w: World):
 
 # ---------------------------------------------------------------- serving ranks
 def serve(w: World):
-    """Every rank but 0: serve the driver's init()/shutdown() cycles, then exit."""
+    """Every rank but 0: serve the driver's init()/shutdown() cycles, then exit (by
+    SystemExit, which unwinds the script from its init() call)."""
     code = 0
     try:
         if w.is_leader:
@@ -141,7 +142,9 @@ def serve(w: World):
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(code)
+    # A normal interpreter exit (mpi4py finalizes MPI at exit): os._exit here makes
+    # hydra report the rank as killed by signal 9, and MPICH leave /dev/shm segments.
+    raise SystemExit(code)
 
 
 def _wait_for_exit(w: World):
