@@ -44,6 +44,10 @@ def set_node(index: int) -> None:
     _nonce, _counter = _node + os.urandom(6), itertools.count(1)
 
 
+def this_node() -> int:
+    return _node[0] | (_node[1] << 8)
+
+
 def node_of(id_bytes: bytes) -> int:
     """The node that made a task, object or actor id (its owner)."""
     return id_bytes[0] | (id_bytes[1] << 8)

@@ -12,22 +12,26 @@ import asyncio
 from mpiray import _ids
 from mpiray.core import refcount, serialization_context
 
+_ID_SIZE = _ids.OBJECT_ID_SIZE
+_add_local = refcount.add_local        # (bound once: a ref is made per put and per call)
+_remove_local = refcount.remove_local
+
 
 class ObjectRef:
     __slots__ = ("_id", "_counted", "__weakref__")
 
     def __init__(self, binary: bytes, _counted: bool = True):
-        if type(binary) is not bytes or len(binary) != _ids.OBJECT_ID_SIZE:
-            raise ValueError(f"an ObjectRef id is {_ids.OBJECT_ID_SIZE} bytes, got {binary!r}")
+        if type(binary) is not bytes or len(binary) != _ID_SIZE:
+            raise ValueError(f"an ObjectRef id is {_ID_SIZE} bytes, got {binary!r}")
         self._id = binary
         self._counted = _counted
         if _counted:
-            refcount.add_local(binary)
+            _add_local(binary)
 
     def __del__(self):
         if self._counted:
             try:
-                refcount.remove_local(self._id)
+                _remove_local(self._id)
             except Exception:  # interpreter shutdown: nothing left to tell
                 pass
 

@@ -28,6 +28,8 @@ class ActorRecord:
         self.no_restart = False           # kill(no_restart=True), exit_actor, ctor failure
         self.cause = None                 # why it is dead
         self.held = {}                    # resources held while alive
+        self.origin = None                # MPI: the node that placed it here (its creator's)
+        self.host = None                  # MPI: the node it runs on, when not this one
 
 
 class ActorManager:
@@ -37,12 +39,15 @@ class ActorManager:
         self.pending = []       # records waiting for resources
 
     # ------------------------------------------------------------ creation
-    def create(self, aspec):
+    def create(self, aspec, origin=None):
         rec = ActorRecord(aspec)
+        rec.origin = origin
         self.actors[aspec.actor_id] = rec
         for oid in aspec.creation.contained:  # constructor args live as long as the actor
             self.s._incref(oid)
-        if not self.s.res.feasible(aspec.placement):
+        cluster = self.s.cluster
+        if not self.s.res.feasible(aspec.placement) and not (
+                cluster is not None and origin is None and cluster.feasible_elsewhere(aspec.placement)):
             self.s._warn_infeasible(f"actor {aspec.class_name}", aspec.placement)
         self.pending.append(rec)
 
@@ -55,6 +60,8 @@ class ActorManager:
                 continue
             if self.s.res.feasible(rec.spec.placement) and self.s.res.fits(rec.spec.resources):
                 self._start(rec)
+            elif self.s.cluster is not None and self.s.router.place_remotely(rec):
+                pass
             else:
                 still.append(rec)
         self.pending = still
@@ -86,14 +93,19 @@ class ActorManager:
                 rec.cause = ActorDiedError("The actor exited: exit_actor() was called "
                                            "or no handle to it remains.", actor_id=actor_id.hex())
 
-    def done(self, sealed, release):
+    def done(self, sealed, release, task_id=None):
         for oid, contained in sealed:
             self.s._on_sealed(oid, contained)
+        if self.s.cluster is not None and task_id is not None:
+            self.s.router.finished(task_id, release)
+            return
         for oid in release:
             self.s._decref(oid)
 
     # ------------------------------------------------------------ ending
     def kill(self, actor_id, no_restart=True):
+        if self.s.cluster is not None and self.s.router.kill(actor_id, no_restart):
+            return
         rec = self.actors.get(actor_id)
         if rec is None or rec.state == DEAD:
             return
@@ -159,10 +171,21 @@ class ActorManager:
             self.s._decref(oid)
         self.s.res.release(rec.held, rec.gpu_ids)
         rec.held, rec.gpu_ids = {}, []
+        if self.s.cluster is not None:
+            self.s.router.tell_creator(rec, cause)
+
+    def death_cause(self, actor_id):
+        rec = self.actors.get(actor_id)
+        if rec is not None and isinstance(rec.cause, RayActorError):
+            return rec.cause
+        return ActorDiedError("The actor is dead.", actor_id=actor_id.hex())
 
     def _fail_calls(self, calls, exc):
         for call in calls:
             self.s.seal_error(call.return_ids(), exc)
+            if self.s.cluster is not None:
+                self.s.router.finished(call.task_id, call.contained)
+                continue
             for oid in call.contained:
                 self.s._decref(oid)
 

@@ -105,7 +105,7 @@ class ActorWorker:
         # Completions go out in batches (when idle, or every OUTBOX_BATCH events): the
         # caller waits on the store, not on the scheduler, so only frees are delayed.
         ch = self.rt.channel
-        ch.send([(P.ACTOR_DONE, sealed, spec.contained)],
+        ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id)],
                 flush=self.exiting or len(ch.outbox) >= OUTBOX_BATCH)
         self.queue.done(consumer)
         P.release_item(item, self.rt.store)

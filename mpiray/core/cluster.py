@@ -60,6 +60,11 @@ class Cluster:
     def sent(self, task_id: bytes, node: int, req: dict, return_ids):
         self.views[node].acquire(req)
         self.sent_to[task_id] = (node, req)
+        self.route(task_id, node, return_ids)
+
+    def route(self, task_id: bytes, node: int, return_ids):
+        """The returns of task_id will be on (or reached through) node; a process here
+        already waiting for one is served from there."""
         self.routes[task_id] = (node, set(return_ids))
         for oid in return_ids:
             if oid in self.wanted:

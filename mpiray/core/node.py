@@ -315,6 +315,33 @@ class NodeIO:
         q = self.actor_queue(actor_id)
         q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
 
+    def push_actor_call_or_false(self, actor_id, spec) -> bool:
+        q = self.actor_queue(actor_id)
+        if q is None:
+            return False
+        try:
+            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+            return True
+        except QueueClosed:
+            return False
+
+    def forward_actor_queue(self, actor_id, node):
+        """This node's queue of an actor placed on another node becomes a proxy."""
+        q = self.actor_queue(actor_id)
+        if q is not None:
+            self.node.agent.add_proxy(actor_id, q, node)
+
+    def stop_forwarding(self, actor_id):
+        self.node.agent.remove_proxy(actor_id)
+
+    def adopt_actor(self, aspec):
+        """Queue and spec of an actor that another node placed here."""
+        aid = aspec.actor_id
+        q = Queue.create(names.actor_queue_name(self.node.session, aid), ACTOR_QUEUE_SLOTS,
+                         ACTOR_SLOT_SIZE)
+        self.node.actor_queues[aid] = q
+        self.store.put(A.spec_key(aid), P.dumps(aspec))
+
     def terminate_actor(self, actor_id):
         q = self.actor_queue(actor_id)
         if q is not None and not q.push(P.TERMINATE, 5.0):

@@ -25,7 +25,7 @@ CREATE_ACTOR = 8    # (CREATE_ACTOR, actor_spec)
 ACTOR_READY = 9     # (ACTOR_READY, actor_id, slot)
 ACTOR_FAILED = 10   # (ACTOR_FAILED, actor_id, error_blob)          the constructor raised
 ACTOR_EXIT = 11     # (ACTOR_EXIT, actor_id, slot)                  exit_actor() / terminate
-ACTOR_DONE = 12     # (ACTOR_DONE, sealed, release)
+ACTOR_DONE = 12     # (ACTOR_DONE, sealed, release, task_id)
 KILL_ACTOR = 13     # (KILL_ACTOR, actor_id, no_restart)
 CANCEL = 14         # (CANCEL, task_id, force, recursive)
 
@@ -85,3 +85,8 @@ UNBORROW = 20          # (UNBORROW, oid)
 FREE = 21              # (FREE, oid)          the owner of a return we hold dropped it
 FETCH = 22             # (FETCH, [oid, ...])
 ARRIVED = 23           # (ARRIVED, oid, contained)   a copy from another node was sealed here
+REMOTE_CALL = 24       # (REMOTE_CALL, spec)  a process here calls an actor of another node
+ACTOR_CALL_IN = 25     # (ACTOR_CALL_IN, actor_id, payload, from_node)
+CALL_DONE = 26         # (CALL_DONE, task_id)         a call we passed on has ended
+REMOTE_ACTOR = 27      # (REMOTE_ACTOR, actor_spec, origin_node)   placed here by its creator
+ACTOR_DEAD = 28        # (ACTOR_DEAD, actor_id, cause)             dead on the node it ran on

@@ -6,13 +6,17 @@
                                                             worker: its outbox)
 
 ``__del__`` may run inside the garbage collector on any thread, so sinks only append
-to a thread-safe buffer; the owner of the buffer applies the events in order.
+to a thread-safe buffer; the owner of the buffer applies the events in order. It may
+also run on this very thread while the lock is held: a sink call allocates, and an
+allocation can start a collection that drops refs held by garbage cycles (an exception's
+traceback, say). So the lock is reentrant, and the count changes before the sink hears
+of it, so that a nested call sees it done.
 """
 
 import threading
 
 _counts: dict = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
 _sink = None
 
 
@@ -26,21 +30,24 @@ def set_sink(sink) -> None:
 
 def add_local(oid: bytes) -> None:
     with _lock:
-        n = _counts.get(oid, 0)
-        _counts[oid] = n + 1
-        if n == 0 and _sink is not None:
-            _sink.incref(oid)
+        n = _counts.get(oid)
+        if n is None:
+            _counts[oid] = 1
+            if _sink is not None:
+                _sink.incref(oid)
+        else:
+            _counts[oid] = n + 1
 
 
 def remove_local(oid: bytes) -> None:
     with _lock:
         n = _counts.get(oid, 0)
-        if n <= 1:
-            _counts.pop(oid, None)
-            if n == 1 and _sink is not None:
-                _sink.decref(oid)
-        else:
+        if n > 1:
             _counts[oid] = n - 1
+        elif n == 1:
+            del _counts[oid]
+            if _sink is not None:
+                _sink.decref(oid)
 
 
 def held(oid: bytes) -> int:

@@ -238,6 +238,9 @@ class Runtime:
         from mpiray.core.native import QueueClosed
 
         q = self.actor_queue(spec.actor_id)
+        if q is None and self.fetch_remote and _ids.node_of(spec.actor_id) != _ids.this_node():
+            self.channel.send([(P.REMOTE_CALL, spec)])  # the actor's node takes it from here
+            return
         try:
             if q is None:
                 raise QueueClosed("the actor's queue is gone")

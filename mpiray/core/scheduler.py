@@ -33,6 +33,7 @@ import threading
 from mpiray import _ids
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
+from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.resources import NodeResources
 from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
 
@@ -89,6 +90,7 @@ class Scheduler:
         self.active = 0         # dispatched tasks whose worker is not blocked in get()
         self.blocked = 0        # task workers blocked in get() (their CPU lent back)
         self.actors = ActorManager(self)
+        self.router = ActorRouter(self)   # actors across nodes (used under MPI only)
         self.cluster = None     # core.cluster.Cluster under MPI with more than one node
         self.borrowed = set()   # other nodes' oids whose owner counts this node as a holder
         self.kept = set()       # other nodes' oids kept here for their owner (task returns)
@@ -454,6 +456,11 @@ Scheduler._HANDLERS = {
     P.FREE: Scheduler._ev_free,
     P.FETCH: Scheduler._ev_fetch,
     P.ARRIVED: Scheduler._ev_arrived,
+    P.REMOTE_CALL: lambda self, spec: self.router.call_from_here(spec),
+    P.ACTOR_CALL_IN: lambda self, aid, payload, source: self.router.call_in(aid, payload, source),
+    P.CALL_DONE: lambda self, task_id: self.router.call_done(task_id),
+    P.REMOTE_ACTOR: lambda self, aspec, origin: self.router.created_here(aspec, origin),
+    P.ACTOR_DEAD: lambda self, aid, cause: self.router.dead_elsewhere(aid, cause),
     P.WORKER_STARTED: Scheduler._ev_worker_started,
     P.WORKER_DIED: Scheduler._ev_worker_died,
 }

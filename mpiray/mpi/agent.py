@@ -45,6 +45,8 @@ class Agent:
         self.sends = []                  # (request, buffer kept alive until sent)
         self.recvs = []                  # IncomingObject
         self.waiting = {}                # oid -> [requester node]: not sealed here yet
+        self.proxies = {}                # actor id -> (local queue, node it runs on)
+        self.node_by_rank = {r: i for i, r in enumerate(world.leaders)}
         self.next_waiting_check = 0.0
         self.running = False
         self.thread = None
@@ -110,6 +112,8 @@ class Agent:
                 busy = True
             if self.waiting:
                 self._retry_waiting()
+            if self.proxies and self._drain_proxies():
+                busy = True
             now = time.perf_counter()
             if busy:
                 last_busy = now
@@ -152,6 +156,52 @@ class Agent:
 
     def handle_cancel(self, source, task_id, force):
         self._events([(P.CANCEL, task_id, force, True)])
+
+    # ------------------------------------------------------------ actors
+    def handle_actor_create(self, source, aspec_bytes, functions):
+        self._install_functions(functions)
+        self._events([(P.REMOTE_ACTOR, P.loads(aspec_bytes), self.node_by_rank[source])])
+
+    def handle_actor_call(self, source, actor_id, payload):
+        self._events([(P.ACTOR_CALL_IN, actor_id, payload, self.node_by_rank[source])])
+
+    def handle_call_done(self, source, task_id):
+        self._events([(P.CALL_DONE, task_id)])
+
+    def handle_actor_kill(self, source, actor_id, no_restart):
+        self._events([(P.KILL_ACTOR, actor_id, no_restart)])
+
+    def handle_actor_dead(self, source, actor_id, cause_bytes):
+        from mpiray.serialization import deserialize
+
+        self._events([(P.ACTOR_DEAD, actor_id, deserialize(cause_bytes)[0])])
+
+    def add_proxy(self, actor_id, queue, node):
+        self.proxies[actor_id] = (queue, node)
+
+    def remove_proxy(self, actor_id):
+        self.proxies.pop(actor_id, None)
+
+    def _drain_proxies(self) -> bool:
+        """Calls that local processes pushed on the queue of an actor running elsewhere."""
+        from mpiray.core.native import QueueClosed
+
+        moved = False
+        for actor_id, (queue, host) in list(self.proxies.items()):
+            while True:
+                try:
+                    item = queue.try_pop()
+                except QueueClosed:
+                    self.proxies.pop(actor_id, None)
+                    break
+                if item is None:
+                    break
+                payload = P.decode_item(item, self.store)
+                P.release_item(item, self.store)
+                with self.scheduler.lock:
+                    self.scheduler.router.forwarded_from_proxy(actor_id, payload, host)
+                moved = True
+        return moved
 
     def handle_borrow(self, source, oid):
         self._events([(P.BORROW, oid)])

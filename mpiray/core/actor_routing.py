@@ -1,0 +1,161 @@
+"""Actors across nodes (MPI mode): where each actor runs, and calls that cross nodes.
+
+    creator node O                                    host node H
+    Cls.remote() ─► ActorManager: no room here ─► ("actor_create", spec) ─► ActorManager
+    caller on O ─► O's actor queue (a proxy now) ─► agent drains ─► ("actor_call") ─► H's queue
+    caller on C ─► REMOTE_CALL ─► ("actor_call") ─► O ─► ("actor_call") ─► H
+    H: the call ends ─► ("call_done", task_id) ─► back, hop by hop, to the caller's node
+    H: the actor is dead for good ─► ("actor_dead", actor_id, cause) ─► O
+
+Every node that passes a call on keeps the call's returns for the caller (values or
+errors are fetched along the route) and remembers in ``calls`` whom to tell when the
+call ends and whether it holds the call's arguments meanwhile (the caller's node does,
+through its process's INCREF; the host does, from the call's arrival to its end).
+Per-caller order holds: one caller's calls take one FIFO path (queue, MPI pair, queue).
+"""
+
+from __future__ import annotations
+
+from mpiray import _ids
+from mpiray.core import protocol as P
+from mpiray.core.task_spec import TaskSpec
+from mpiray.exceptions import ActorDiedError
+
+
+class ActorRouter:
+    def __init__(self, scheduler):
+        self.s = scheduler
+        self.calls = {}   # task id -> (node to tell when it ends or None, contained held here or None)
+
+    @property
+    def cluster(self):
+        return self.s.cluster
+
+    # ------------------------------------------------------------ calls leaving a node
+    def call_from_here(self, spec):
+        """A process here calls an actor whose queue is on another node: send the call
+        to the actor's owner (its creator's node), which knows where it runs."""
+        owner = _ids.node_of(spec.actor_id)
+        self.calls[spec.task_id] = (None, list(spec.contained))
+        self.cluster.route(spec.task_id, owner, spec.return_ids())
+        self.cluster.send(owner, ("actor_call", spec.actor_id, spec.to_bytes()))
+
+    def forwarded_from_proxy(self, actor_id, payload, host):
+        """The agent drained a call from this node's proxy queue of a remote actor."""
+        if payload == P.TERMINATE:
+            self.cluster.send(host, ("actor_call", actor_id, payload))
+            return
+        spec = TaskSpec.from_bytes(payload)
+        self.calls.setdefault(spec.task_id, (None, list(spec.contained)))
+        self.cluster.route(spec.task_id, host, spec.return_ids())
+        self.cluster.send(host, ("actor_call", actor_id, payload))
+
+    # ------------------------------------------------------------ calls arriving
+    def call_in(self, actor_id, payload, source):
+        actors = self.s.actors
+        rec = actors.actors.get(actor_id)
+        if payload == P.TERMINATE:
+            if rec is not None and rec.host is not None:
+                self.cluster.send(rec.host, ("actor_call", actor_id, payload))
+            elif rec is not None:
+                self.s.io.terminate_actor(actor_id)
+            return
+        spec = TaskSpec.from_bytes(payload)
+        self.s.kept.update(spec.return_ids())        # values or errors, kept for the caller
+        if rec is not None and rec.host is not None:  # runs elsewhere: pass it on
+            self.calls[spec.task_id] = (source, None)
+            self.cluster.route(spec.task_id, rec.host, spec.return_ids())
+            self.cluster.send(rec.host, ("actor_call", actor_id, payload))
+            return
+        for oid in spec.contained:                   # the call holds its arguments here
+            self.s._incref(oid)
+        self.calls[spec.task_id] = (source, list(spec.contained))
+        if rec is None or not self.s.io.push_actor_call_or_false(actor_id, spec):
+            cause = actors.death_cause(actor_id)
+            self.s.seal_error(spec.return_ids(), cause)
+            self.finished(spec.task_id, spec.contained)
+
+    # ------------------------------------------------------------ calls ending
+    def finished(self, task_id, contained):
+        """A call ended here (values sealed, or failed): release what this node held for
+        it and tell the node it came from."""
+        entry = self.calls.pop(task_id, None)
+        if entry is None:
+            for oid in contained:
+                self.s._decref(oid)
+            return
+        prev, held = entry
+        for oid in held or ():
+            self.s._decref(oid)
+        if prev is not None:
+            self.cluster.send(prev, ("call_done", task_id))
+
+    def call_done(self, task_id):
+        """The next hop says a call we passed on has ended."""
+        entry = self.calls.pop(task_id, None)
+        if entry is None:
+            return
+        prev, held = entry
+        for oid in held or ():
+            self.s._decref(oid)
+        if prev is not None:
+            self.cluster.send(prev, ("call_done", task_id))
+
+    def is_passing(self, task_id) -> bool:
+        return task_id in self.calls
+
+    # ------------------------------------------------------------ actors moving
+    def place_remotely(self, rec) -> bool:
+        """Sends a pending actor to another node with room; False if none has."""
+        if rec.origin is not None:
+            return False  # an actor sent here stays here (its creator chose this node)
+        node = self.cluster.pick(rec.spec.placement, (), lambda oid: True)
+        if node is None:
+            return False
+        rec.host = node
+        rec.state = "REMOTE"
+        self.cluster.views[node].acquire(rec.spec.resources)  # held there while it lives
+        functions = self.cluster.functions_for(node, [rec.spec.creation.function_id],
+                                               self.s.io.read_blob)
+        self.cluster.send(node, ("actor_create", P.dumps(rec.spec), functions))
+        self.s.io.forward_actor_queue(rec.spec.actor_id, node)
+        return True
+
+    def created_here(self, aspec, origin):
+        """An actor another node placed here: its queue and spec live on this node."""
+        self.s.io.adopt_actor(aspec)
+        self.s.actors.create(aspec, origin=origin)
+
+    def dead_elsewhere(self, actor_id, cause):
+        """The host says the actor is dead for good: end it here too (calls still in
+        the proxy queue fail with the cause)."""
+        rec = self.s.actors.actors.get(actor_id)
+        if rec is None or rec.state == "DEAD":
+            return
+        self.s.io.stop_forwarding(actor_id)
+        self.cluster.views[rec.host].release(rec.spec.resources)
+        rec.cause = cause
+        rec.no_restart = True
+        self.s.actors._to_dead(rec)
+
+    def kill(self, actor_id, no_restart) -> bool:
+        """Passes a kill on to where the actor is; False if it is this node's to do."""
+        rec = self.s.actors.actors.get(actor_id)
+        if rec is None and _ids.node_of(actor_id) != self.cluster.me:
+            self.cluster.send(_ids.node_of(actor_id), ("actor_kill", actor_id, no_restart))
+            return True
+        if rec is not None and rec.host is not None and rec.state != "DEAD":
+            self.cluster.send(rec.host, ("actor_kill", actor_id, no_restart))
+            return True
+        return False
+
+    def tell_creator(self, rec, cause):
+        if rec.origin is not None:
+            from mpiray.serialization import serialize_error
+
+            self.cluster.send(rec.origin, ("actor_dead", rec.spec.actor_id,
+                                           serialize_error(cause).to_bytes()))
+
+
+def default_cause(actor_id):
+    return ActorDiedError("The actor is dead.", actor_id=actor_id.hex())
