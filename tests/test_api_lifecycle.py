@@ -14,19 +14,36 @@ from conftest import our_segments
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Every driver these tests start carries this mark in its environment, which its zygote
+# and workers inherit: so the checks below see only this test run's processes, not those
+# of other mpiray jobs on the machine.
+MARK = f"MPIRAY_TEST_MARK={os.getpid()}-{time.time_ns()}"
+
+
+def _env():
+    key, value = MARK.split("=")
+    return dict(os.environ, **{key: value})
+
+
 def _run_driver(code, timeout=60, **kwargs):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-def _children_of(pid):
-    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "mpiray.core.zygote" in line and str(pid) in line]
-
-
 def _zygotes_alive():
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "mpiray.core.zygote" in line]
+    """Zygotes (and workers, which are forks of them) started by this test run."""
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"mpiray.core.zygote" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if MARK.encode() in f.read().split(b"\0"):
+                    alive.append(int(pid))
+        except OSError:
+            continue
+    return alive
 
 
 def test_shutdown_leaves_no_segments_or_processes(fresh):
@@ -73,7 +90,7 @@ def test_killed_driver_leaves_nothing_behind():
         ray.get(f.remote())
         print("ready", flush=True)
         time.sleep(60)
-    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    """)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     assert len(our_segments()) > len(before)
     proc.send_signal(signal.SIGKILL)

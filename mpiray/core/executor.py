@@ -13,6 +13,7 @@ import os
 import traceback
 
 from mpiray.core import context
+from mpiray.core import protocol as P
 from mpiray.core.runtime import DependencyFailed
 from mpiray.exceptions import RayTaskError, TaskCancelledError
 from mpiray.serialization import serialize, serialize_error
@@ -80,7 +81,11 @@ def write_returns(runtime, spec, result):
     for oid, value in zip(oids, values):
         sobj = serialize(value)
         runtime.write(oid, sobj)
-        sealed.append((oid, sobj.contained))
+        if sobj.contained:
+            # Told now, while `result` still holds those refs: once it is dropped, this
+            # process's DECREFs follow, and the return's hold must already be counted.
+            runtime.channel.send([(P.SEALED, oid, sobj.contained)], flush=False)
+        sealed.append((oid, []))
     return sealed
 
 

@@ -125,8 +125,8 @@ def say_exit(w: World):
 
 # ---------------------------------------------------------------- serving ranks
 def serve(w: World):
-    """Every rank but 0: serve the driver's init()/shutdown() cycles, then exit (by
-    SystemExit, which unwinds the script from its init() call)."""
+    """Every rank but 0: serve the driver's init()/shutdown() cycles, then exit."""
+    _ignore_script_timers()
     code = 0
     try:
         if w.is_leader:
@@ -142,9 +142,31 @@ def serve(w: World):
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-    # A normal interpreter exit (mpi4py finalizes MPI at exit): os._exit here makes
-    # hydra report the rank as killed by signal 9, and MPICH leave /dev/shm segments.
-    raise SystemExit(code)
+    _exit_process(w, code)
+
+
+def _ignore_script_timers():
+    """A serving rank outlives whatever its script was doing when it called init(): a
+    timer the script armed (SIGALRM, faulthandler's watchdog; pytest timeouts use
+    both) must not interrupt it."""
+    import faulthandler
+    import signal
+
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    faulthandler.cancel_dump_traceback_later()
+
+
+def _exit_process(w: World, code: int):
+    """Leaves the process from here, whatever the script around init() would do next
+    (under pytest, say). MPI is finalized first (else MPICH leaves /dev/shm segments),
+    then libc's exit(): unlike os._exit it runs the MPI library's own exit handlers,
+    without which hydra reports the rank as killed by signal 9."""
+    import ctypes
+
+    w.comm.Free()
+    w.MPI.Finalize()
+    ctypes.CDLL(None).exit(code)
 
 
 def _wait_for_exit(w: World):
