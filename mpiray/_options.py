@@ -28,6 +28,24 @@ def check_keys(given: dict, allowed: set, what: str):
                          f"valid ones are {', '.join(sorted(allowed))}")
 
 
+def _with_strategy(req: dict, strategy) -> dict:
+    """NodeAffinitySchedulingStrategy(node_id, soft=False) becomes a request for a sliver
+    of the node:<index> resource that only that node has; "DEFAULT" and "SPREAD" place
+    as usual (placement already spreads what does not fit on the submitting node)."""
+    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if strategy is None or isinstance(strategy, str):
+        if strategy not in (None, "DEFAULT", "SPREAD"):
+            raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD' "
+                             "or a NodeAffinitySchedulingStrategy")
+        return req
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        if strategy.soft:
+            return req
+        return dict(req, **{strategy.resource(): 0.001})
+    raise ValueError(f"unsupported scheduling_strategy {strategy!r}")
+
+
 def task_options(opts: dict) -> dict:
     check_keys(opts, TASK_OPTIONS, "a remote function")
     num_returns = opts.get("num_returns", 1)
@@ -44,7 +62,9 @@ def task_options(opts: dict) -> dict:
         raise ValueError("retry_exceptions must be a bool or a list of exception classes")
     return {
         "num_returns": num_returns,
-        "resources": normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources")),
+        "resources": _with_strategy(
+            normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources")),
+            opts.get("scheduling_strategy")),
         "max_retries": 10**9 if max_retries == -1 else max_retries,
         "retry_exceptions": retry,
         "name": opts.get("name"),
@@ -54,7 +74,8 @@ def task_options(opts: dict) -> dict:
 def actor_options(opts: dict) -> dict:
     check_keys(opts, ACTOR_OPTIONS, "an actor class")
     explicit_cpus = opts.get("num_cpus")
-    held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"), default_cpus=0)
+    held = _with_strategy(normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"),
+                                    default_cpus=0), opts.get("scheduling_strategy"))
     placement = dict(held)
     if explicit_cpus is None:
         placement["CPU"] = 1.0  # Ray: an actor needs a CPU to be placed but holds none

@@ -128,22 +128,20 @@ def _method_table(cls):
 
 
 def _register_name(rt, aspec, handle) -> bool:
-    """Atomically claims the name in the store; False if someone holds it already."""
-    key = A.name_key(aspec.name, aspec.namespace)
-    try:
-        rt.store.put(key, P.dumps((handle._actor_id, handle._class_name, handle._methods)))
-        return True
-    except Exception:  # noqa: BLE001 - the store refuses a second create of one id
-        if rt.store.contains(key):
-            return False
-        raise
+    """Atomically claims the name cluster-wide; False if someone holds it already."""
+    from mpiray.core import actor_names
+
+    entry = (handle._actor_id, handle._class_name, handle._methods)
+    return actor_names.register(rt, aspec.name, aspec.namespace, entry)
 
 
 def _find_named(rt, name, namespace):
-    buf = rt.store.get(A.name_key(name, namespace), 0)
-    if buf is None:
+    from mpiray.core import actor_names
+
+    entry = actor_names.lookup(rt, name, namespace)
+    if entry is None:
         return None
-    actor_id, class_name, methods = P.loads(buf)
+    actor_id, class_name, methods = entry
     return ActorHandle(actor_id, class_name, methods)
 
 

@@ -45,7 +45,9 @@ class Node:
         self.agent = None          # mpi.agent.Agent under MPI with more than one node
         self.cluster_table = None  # every node's {"totals", "host", ...} under MPI
         self.session = secrets.token_hex(4)
-        self.node_id = secrets.token_hex(14)
+        # The index leads the id, so a node id alone says which node it names
+        # (NodeAffinitySchedulingStrategy needs no table lookup in a worker).
+        self.node_id = f"{node_index:04x}" + secrets.token_hex(12)
         self.threads = []
         self.stopped = False
 
@@ -61,7 +63,9 @@ class Node:
         self.actor_queues = {}
         self._start_zygote()
         self.io = NodeIO(self)
-        resources = NodeResources(c.totals(), c.gpu_ids)
+        totals = c.totals()
+        totals[node_resource(self.node_index)] = 1.0  # as Ray's node:<ip>: only this node has it
+        resources = NodeResources(totals, c.gpu_ids)
         self.scheduler = Scheduler(self.io, resources, max_task_workers=MAX_TASK_SLOTS,
                                    min_task_workers=c.num_cpus)
         self._thread(self._inbox_loop, "mpiray-inbox")
@@ -186,6 +190,10 @@ class Node:
         self.store.close()
         _quietly(self.store.destroy)
         names.remove_session_segments(self.session)
+
+
+def node_resource(index: int) -> str:
+    return f"node:{index}"
 
 
 def _without_mpi_launcher(environ):
@@ -372,8 +380,16 @@ class NodeIO:
         self.put_error(A.death_key(actor_id), cause)
 
     def unregister_actor_name(self, aspec):
-        if aspec.name:
-            self.delete_object(A.name_key(aspec.name, aspec.namespace))
+        if not aspec.name:
+            return
+        from mpiray.core import actor_names
+
+        key = A.name_key(aspec.name, aspec.namespace)
+        cluster = self.node.scheduler.cluster
+        if cluster is None or cluster.me == 0:
+            actor_names.apply(self.store, "delete", key, aspec.actor_id)
+        else:
+            cluster.send(0, ("name_op", "delete", key, aspec.actor_id, None, cluster.me))
 
     def warn(self, message):
         print(f"(mpiray) warning: {message}", file=sys.stderr, flush=True)

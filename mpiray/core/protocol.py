@@ -90,3 +90,4 @@ ACTOR_CALL_IN = 25     # (ACTOR_CALL_IN, actor_id, payload, from_node)
 CALL_DONE = 26         # (CALL_DONE, task_id)         a call we passed on has ended
 REMOTE_ACTOR = 27      # (REMOTE_ACTOR, actor_spec, origin_node)   placed here by its creator
 ACTOR_DEAD = 28        # (ACTOR_DEAD, actor_id, cause)             dead on the node it ran on
+NAME_OP = 29           # (NAME_OP, op, key, value, reply_oid)   to node 0's name registry

@@ -461,6 +461,8 @@ Scheduler._HANDLERS = {
     P.CALL_DONE: lambda self, task_id: self.router.call_done(task_id),
     P.REMOTE_ACTOR: lambda self, aspec, origin: self.router.created_here(aspec, origin),
     P.ACTOR_DEAD: lambda self, aid, cause: self.router.dead_elsewhere(aid, cause),
+    P.NAME_OP: lambda self, op, key, value, reply: self.cluster.send(
+        0, ("name_op", op, key, value, reply, self.cluster.me)),
     P.WORKER_STARTED: Scheduler._ev_worker_started,
     P.WORKER_DIED: Scheduler._ev_worker_died,
 }

@@ -176,6 +176,16 @@ class Agent:
 
         self._events([(P.ACTOR_DEAD, actor_id, deserialize(cause_bytes)[0])])
 
+    def handle_name_op(self, source, op, key, value, reply, requester):
+        from mpiray.core import actor_names
+
+        result = actor_names.apply(self.store, op, key, value)
+        if reply is not None:
+            self.send(requester, ("name_reply", reply, P.dumps(result)))
+
+    def handle_name_reply(self, source, reply, data):
+        self.store.put(reply, data)
+
     def add_proxy(self, actor_id, queue, node):
         self.proxies[actor_id] = (queue, node)
 
