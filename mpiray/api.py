@@ -302,14 +302,15 @@ def nodes() -> list:
     return [{
         "NodeID": info["node_id"], "Alive": True, "alive": True,
         "NodeManagerAddress": info["host"], "NodeManagerHostname": info["host"],
-        "NodeIndex": index, "MPIRank": info["rank"], "Resources": dict(info["totals"]),
+        "NodeIndex": index, "MPIRank": info["rank"], "Pid": info["pid"],
+        "Resources": dict(info["totals"]),
     } for index, info in enumerate(_node_table(node))]
 
 
 def _node_table(node):
     if node.cluster_table is not None:
         return node.cluster_table
-    return [{"node_id": node.node_id, "host": os.uname().nodename, "rank": 0,
+    return [{"node_id": node.node_id, "host": os.uname().nodename, "rank": 0, "pid": os.getpid(),
              "totals": dict(node.scheduler.res.totals)}]
 
 

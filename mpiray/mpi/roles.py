@@ -54,6 +54,7 @@ def node_config(w: World, cfg: dict):
 
 def node_info(w: World, node) -> dict:
     return {"totals": dict(node.scheduler.res.totals), "host": w.hostname, "rank": w.rank,
+            "pid": os.getpid(),
             "node_id": node.node_id, "index": w.node_index}
 
 

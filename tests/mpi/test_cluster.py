@@ -1,0 +1,236 @@
+"""The cluster that mpiexec forms: nodes, placement, objects, refs and actors across nodes."""
+
+import hashlib
+import os
+import time
+
+import numpy as np
+import pytest
+
+from conftest import expected_nodes
+
+pytestmark = pytest.mark.mpi(min_size=2)
+
+
+def on_node(ray, index, **extra):
+    """Options that pin a task or actor to node `index` (its node:<index> resource)."""
+    return dict(resources={f"node:{index}": 0.01}, **extra)
+
+
+def node_index(ray):
+    return int(ray.get_runtime_context().get_node_id()[:4], 16)
+
+
+def test_every_node_is_listed_with_its_resources(ray):
+    nodes = ray.nodes()
+    assert len(nodes) == expected_nodes()
+    assert [n["NodeIndex"] for n in nodes] == list(range(len(nodes)))
+    assert len({n["NodeID"] for n in nodes}) == len(nodes)
+    total = ray.cluster_resources()
+    assert total["CPU"] == sum(n["Resources"]["CPU"] for n in nodes)
+    assert nodes[0]["Resources"]["CPU"] == 1.0  # init()'s keywords describe the driver's node
+    for i in range(len(nodes)):
+        assert total[f"node:{i}"] == 1.0
+
+
+def test_tasks_spread_over_every_node_when_one_is_full(ray):
+    @ray.remote
+    def where(i):
+        time.sleep(0.3)
+        return ray.get_runtime_context().get_node_id(), i
+
+    n = int(ray.cluster_resources()["CPU"])
+    out = ray.get([where.remote(i) for i in range(n)], timeout=120)
+    assert sorted(i for _, i in out) == list(range(n))
+    assert {node for node, _ in out} == {x["NodeID"] for x in ray.nodes()}
+
+
+def test_tasks_pinned_to_each_node_run_there(ray):
+    @ray.remote
+    def index():
+        return int(ray.get_runtime_context().get_node_id()[:4], 16)
+
+    k = expected_nodes()
+    assert ray.get([index.options(**on_node(ray, i)).remote() for i in range(k)], timeout=60) \
+        == list(range(k))
+
+
+def test_large_array_made_on_one_node_is_read_on_another(ray):
+    k = expected_nodes()
+    n = (256 << 20) // 8
+
+    @ray.remote
+    def make(n):
+        a = np.arange(n, dtype=np.float64)
+        return a, hashlib.sha1(a.tobytes()).hexdigest()
+
+    @ray.remote
+    def digest(a):
+        return hashlib.sha1(a.tobytes()).hexdigest(), a.nbytes
+
+    made = make.options(num_returns=2, **on_node(ray, k - 1)).remote(n)
+    arr_ref, sha_ref = made
+    got, nbytes = ray.get(digest.options(**on_node(ray, 0 if k == 1 else 1)).remote(arr_ref),
+                          timeout=120)
+    assert nbytes == 256 << 20
+    assert got == ray.get(sha_ref, timeout=60)
+    local = ray.get(arr_ref, timeout=120)  # and on the driver's node too
+    assert local[-1] == n - 1 and not local.flags.writeable
+
+
+def test_refs_inside_containers_cross_nodes_unresolved(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    def produce(i):
+        return {"inner": ray.put(np.full(1000, i)), "list": [ray.put(i * 10)]}
+
+    @ray.remote
+    def consume(box):
+        assert isinstance(box["inner"], ray.ObjectRef)
+        return int(ray.get(box["inner"]).sum()) + ray.get(box["list"][0])
+
+    boxes = [produce.options(**on_node(ray, i % k)).remote(i) for i in range(k)]
+    sums = [consume.options(**on_node(ray, (i + 1) % k)).remote(ray.get(b, timeout=60))
+            for i, b in enumerate(boxes)]
+    assert ray.get(sums, timeout=60) == [1000 * i + 10 * i for i in range(k)]
+
+
+def test_objects_put_by_the_driver_reach_every_node(ray):
+    k = expected_nodes()
+    data = np.random.default_rng(0).random(1 << 18)
+    ref = ray.put(data)
+
+    @ray.remote
+    def total(a):
+        return float(a.sum())
+
+    assert ray.get([total.options(**on_node(ray, i)).remote(ref) for i in range(k)],
+                   timeout=60) == [float(data.sum())] * k
+
+
+def test_actors_live_on_every_node_and_are_called_from_everywhere(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    class Counter:
+        def __init__(self, start):
+            self.value = start
+
+        def incr(self, by=1):
+            self.value += by
+            return self.value
+
+        def node(self):
+            return int(ray.get_runtime_context().get_node_id()[:4], 16)
+
+    actors = [Counter.options(**on_node(ray, i)).remote(100 * i) for i in range(k)]
+    assert ray.get([a.node.remote() for a in actors], timeout=60) == list(range(k))
+
+    @ray.remote
+    def bump(actor, times):
+        return [ray.get(actor.incr.remote()) for _ in range(times)]
+
+    # every actor called from a task on every node; per-caller order holds
+    for i, a in enumerate(actors):
+        for j in range(k):
+            seq = ray.get(bump.options(**on_node(ray, j)).remote(a, 3), timeout=60)
+            assert seq == sorted(seq) and len(set(seq)) == 3
+    assert ray.get([a.incr.remote(0) for a in actors], timeout=60) == [100 * i + 3 * k for i in range(k)]
+
+
+def test_named_actor_is_found_from_any_node(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    class Registry:
+        def __init__(self):
+            self.items = []
+
+        def add(self, x):
+            self.items.append(x)
+            return len(self.items)
+
+    name = f"registry-{os.getpid()}-{time.monotonic_ns()}"
+    reg = Registry.options(name=name, **on_node(ray, k - 1)).remote()
+
+    @ray.remote
+    def add_by_name(name, x):
+        return ray.get(ray.get_actor(name).add.remote(x))
+
+    counts = ray.get([add_by_name.options(**on_node(ray, i)).remote(name, i) for i in range(k)],
+                     timeout=60)
+    assert sorted(counts) == list(range(1, k + 1))
+    assert ray.get(ray.get_actor(name).add.remote("driver"), timeout=60) == k + 1
+    ray.kill(reg)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name)
+        except ValueError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the name of a killed actor is still registered")
+
+
+def test_resource_only_one_node_has(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    def index():
+        return int(ray.get_runtime_context().get_node_id()[:4], 16)
+
+    assert ray.get(index.options(resources={f"node:{k - 1}": 1}).remote(), timeout=60) == k - 1
+    # more of it than any node has: stays pending, never runs
+    never = index.options(resources={f"node:{k - 1}": 2}).remote()
+    ready, _ = ray.wait([never], timeout=0.5)
+    assert ready == []
+    ray.cancel(never)
+
+
+def test_errors_come_home_across_nodes(ray):
+    k = expected_nodes()
+
+    class Boom(ValueError):
+        pass
+
+    @ray.remote(max_retries=0)
+    def fail():
+        raise Boom("from afar")
+
+    @ray.remote
+    def passthrough(x):
+        return x
+
+    with pytest.raises(Boom):
+        ray.get(passthrough.options(**on_node(ray, 0)).remote(
+            fail.options(**on_node(ray, k - 1)).remote()), timeout=60)
+
+
+def test_worker_crash_on_a_remote_node_is_retried(ray, tmp_path):
+    k = expected_nodes()
+    marker = str(tmp_path / "crashed-once")
+
+    @ray.remote(max_retries=1)
+    def crash_once(path):
+        if not os.path.exists(path):
+            open(path, "w").close()
+            os._exit(1)
+        return "second try"
+
+    assert ray.get(crash_once.options(**on_node(ray, k - 1)).remote(marker), timeout=60) == "second try"
+
+
+def test_reinit_cycles_form_the_cluster_again(ray):
+    k = expected_nodes()
+    for _ in range(2):
+        ray.shutdown()
+        ray.init(num_cpus=1)
+        assert len(ray.nodes()) == k
+
+        @ray.remote
+        def one():
+            return 1
+
+        assert ray.get([one.options(**on_node(ray, i)).remote() for i in range(k)], timeout=60) == [1] * k

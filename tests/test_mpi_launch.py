@@ -1,0 +1,115 @@
+"""Whole jobs under mpiexec, as a user launches them: normal exit, a driver that raises,
+a rank killed mid-job, `python -m mpiray`. Each must end promptly and leave nothing."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import our_segments
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="mpiexec not in the venv")
+
+
+def mpirun(n, code, *, per_rank=True, timeout=120, module=False, tmp_path=None):
+    script = os.path.join(str(tmp_path), "job.py")
+    with open(script, "w") as f:
+        f.write(textwrap.dedent(code))
+    env = dict(os.environ, MPIRAY_NODE_PER_RANK="1" if per_rank else "0",
+               PYTHONPATH=ROOT)
+    cmd = [MPIEXEC, "-n", str(n), sys.executable] + (["-m", "mpiray"] if module else []) + [script]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    return proc, time.monotonic() - start
+
+
+def settle(before):
+    """Our segments and processes go within a few seconds of the job's end."""
+    deadline = time.monotonic() + 10
+    while our_segments() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return our_segments()
+
+
+def test_normal_exit_leaves_nothing(tmp_path):
+    before = our_segments()
+    proc, _ = mpirun(3, """
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def f(x):
+            return x + 1
+        print("result", ray.get([f.remote(i) for i in range(10)]), flush=True)
+    """, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "result [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]" in proc.stdout
+    assert proc.stdout.count("result") == 1  # code after init() runs on rank 0 only
+    assert settle(before) == before
+
+
+def test_exception_in_driver_ends_every_rank(tmp_path):
+    before = our_segments()
+    proc, took = mpirun(3, """
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def f():
+            return 1
+        ray.get(f.remote())
+        raise RuntimeError("driver failed on purpose")
+    """, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert "driver failed on purpose" in proc.stderr
+    assert took < 60
+    assert settle(before) == before
+
+
+def test_killed_rank_stops_the_job_promptly(tmp_path):
+    before = our_segments()
+    proc, took = mpirun(3, """
+        import os, signal, time
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        victim = ray.nodes()[2]["Pid"]
+        print("killing", victim, flush=True)
+        os.kill(victim, signal.SIGKILL)
+        @ray.remote
+        def slow():
+            time.sleep(600)
+        ray.get(slow.remote())   # would hang forever if the job went on
+    """, tmp_path=tmp_path, timeout=90)
+    assert proc.returncode != 0
+    assert took < 60
+    out = proc.stdout + proc.stderr
+    # MPICH's launcher says that a rank ended badly and where (host and a pid; not always
+    # the pid of the rank that died first: it names the first end it notices).
+    assert "BAD TERMINATION" in out and "RUNNING AT" in out
+    assert settle(before) == before
+
+
+def test_module_launcher_runs_the_script_on_rank_0_only(tmp_path):
+    proc, _ = mpirun(3, """
+        print("before init", flush=True)
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        print("nodes", len(ray.nodes()), flush=True)
+    """, module=True, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("before init") == 1
+    assert "nodes 3" in proc.stdout
+
+
+@pytest.mark.parametrize("example", ["tree_reduce.py", "parameter_server.py"])
+def test_examples_run_under_mpiexec(example, tmp_path):
+    with open(os.path.join(ROOT, "examples", example)) as f:
+        code = f.read()
+    proc, _ = mpirun(4, code, tmp_path=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
