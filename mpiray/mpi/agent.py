@@ -32,8 +32,11 @@ TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every me
 
 
 class Agent:
-    def __init__(self, world, node_index, store, on_control):
+    def __init__(self, world, node_index, store, on_control, cycle):
         self.world = world
+        self.cycle = cycle               # the driver's init() count: stale messages are dropped
+        self.node_open = True            # False once the node is being stopped
+        self.gate = threading.Lock()     # held while a message touches the node
         self.comm = world.comm
         self.MPI = world.MPI
         self.me = node_index
@@ -68,7 +71,7 @@ class Agent:
             rank, msg = self.outbox.popleft()
             if TRACE:
                 print(f"[mpi node {self.me}] -> rank {rank}: {_brief(msg)}", file=sys.stderr, flush=True)
-            self.sends.append((self.comm.isend(msg, dest=rank, tag=TAG_CTRL), None))
+            self.sends.append((self.comm.isend((self.cycle, msg), dest=rank, tag=TAG_CTRL), None))
             busy = True
         return busy
 
@@ -103,17 +106,20 @@ class Agent:
         while self.running or self.outbox or self.sends:
             busy = self._drain_outbox()
             while self.comm.Iprobe(MPI.ANY_SOURCE, TAG_CTRL, status):
-                msg = self.comm.recv(source=status.Get_source(), tag=TAG_CTRL)
-                self._handle(status.Get_source(), msg)
+                cycle, msg = self.comm.recv(source=status.Get_source(), tag=TAG_CTRL)
+                with self.gate:
+                    self._handle(status.Get_source(), msg, cycle in (self.cycle, None) and self.node_open)
                 busy = True
             self._progress_sends()
             if self.recvs:
-                self._progress_recvs()
+                with self.gate:
+                    self._progress_recvs()
                 busy = True
-            if self.waiting:
-                self._retry_waiting()
-            if self.proxies and self._drain_proxies():
-                busy = True
+            with self.gate:
+                if self.waiting and self.node_open:
+                    self._retry_waiting()
+                if self.proxies and self.node_open and self._drain_proxies():
+                    busy = True
             now = time.perf_counter()
             if busy:
                 last_busy = now
@@ -126,11 +132,17 @@ class Agent:
             self._progress_sends()
             time.sleep(1e-3)
 
-    def _handle(self, source, msg):
+    def _handle(self, source, msg, live=True):
+        """live=False: a message of an earlier cycle, or for a node being stopped: only
+        its bulk data is drained (into scratch memory); lifecycle words still count."""
         op = msg[0]
         if TRACE:
             print(f"[mpi node {self.me}] <- rank {source}: {_brief(msg)}", file=sys.stderr, flush=True)
         handler = getattr(self, "handle_" + op, None)
+        if not live and handler is not None:
+            if op == "object":
+                self.recvs.append(IncomingObject(self, source, msg[1], msg[2], msg[3], discard=True))
+            return
         try:
             if handler is None:
                 self.on_control(source, msg)
@@ -141,8 +153,17 @@ class Agent:
             traceback.print_exc()
 
     def _events(self, events):
-        if self.running:
+        if self.node_open:
             self.scheduler.handle_events(events)
+
+    def detach(self, timeout=10.0):
+        """The node is about to stop: objects arriving into its store finish first, then
+        nothing more touches it."""
+        deadline = time.monotonic() + timeout
+        while self.recvs and time.monotonic() < deadline:
+            time.sleep(1e-3)
+        with self.gate:
+            self.node_open = False
 
     # ------------------------------------------------------------ tasks and refs
     def handle_task(self, source, spec_bytes, functions, origin):
@@ -270,7 +291,8 @@ class Agent:
         rank = self.world.leader_of(node)
         n = buf.nbytes
         self._drain_outbox()  # header after every earlier message to that node
-        self.sends.append((self.comm.isend(("object", oid, n, contained), dest=rank, tag=TAG_CTRL), None))
+        header = (self.cycle, ("object", oid, n, contained))
+        self.sends.append((self.comm.isend(header, dest=rank, tag=TAG_CTRL), None))
         raw = buf.cast("B") if buf.format != "B" else buf
         for off in range(0, n, CHUNK):
             piece = raw[off: off + CHUNK]
@@ -305,10 +327,12 @@ class Agent:
 class IncomingObject:
     """One object arriving from another node, straight into this node's store."""
 
-    def __init__(self, agent, source, oid, nbytes, contained):
+    def __init__(self, agent, source, oid, nbytes, contained, discard=False):
         self.agent, self.oid, self.contained = agent, oid, contained
-        self.error = None
+        self.error, self.discard = None, discard
         try:
+            if discard:
+                raise LookupError("stale")
             self.buf = agent.store.create_object(oid, nbytes)
         except Exception as exc:  # noqa: BLE001 - already here, or no room: still drain it
             self.buf = memoryview(bytearray(nbytes))
@@ -323,6 +347,8 @@ class IncomingObject:
     def finish(self):
         store, oid = self.agent.store, self.oid
         self.reqs = self.buf = None   # unpins: the object is complete
+        if self.discard:
+            return
         if self.error is None:
             store.seal(oid)
         elif not store.contains(oid):

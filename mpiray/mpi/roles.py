@@ -27,6 +27,7 @@ from mpiray.mpi.world import World
 
 START_TIMEOUT_S = 120
 _world = None
+_cycle = 0          # rank 0: how many clusters this process has formed
 
 
 def world() -> World:
@@ -47,8 +48,10 @@ def node_config(w: World, cfg: dict):
 
     nodes_here = sum(1 for r in w.leaders if w.hosts[r] == w.hostname)
     cpus = int(os.environ.get("MPIRAY_NUM_CPUS", 0)) or len(os.sched_getaffinity(0))
+    store = int(os.environ.get("MPIRAY_OBJECT_STORE_MEMORY", 0)) or \
+        _config.default_store_capacity() // max(1, nodes_here)
     return _config.make_config(
-        num_cpus=cpus, object_store_memory=_config.default_store_capacity() // max(1, nodes_here),
+        num_cpus=cpus, object_store_memory=store,
         namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
 
 
@@ -67,7 +70,10 @@ class DriverLink:
         self.started = {}
         self.stopped = set()
         self.event = threading.Event()
-        self.agent = Agent(w, 0, node.store, self.on_control)
+        global _cycle
+        _cycle += 1
+        self.cycle = _cycle
+        self.agent = Agent(w, 0, node.store, self.on_control, _cycle)
         self.agent.scheduler = node.scheduler
 
     def on_control(self, source, msg):
@@ -83,6 +89,7 @@ class DriverLink:
         from mpiray.core.cluster import Cluster
 
         self.agent.start()
+        cfg = dict(cfg, cycle=self.cycle)
         others = range(1, self.w.num_nodes)
         for k in others:
             self.agent.send(k, ("start", cfg))
@@ -120,7 +127,7 @@ class DriverLink:
 
 def say_exit(w: World):
     """Rank 0's last word: every other rank leaves its serving loop and exits."""
-    reqs = [w.comm.isend(("exit",), dest=r, tag=TAG_CTRL) for r in range(1, w.size)]
+    reqs = [w.comm.isend((None, ("exit",)), dest=r, tag=TAG_CTRL) for r in range(1, w.size)]
     w.MPI.Request.Waitall(reqs)
 
 
@@ -175,7 +182,7 @@ def _wait_for_exit(w: World):
     status = w.MPI.Status()
     while True:
         if w.comm.Iprobe(0, TAG_CTRL, status):
-            if w.comm.recv(source=0, tag=TAG_CTRL)[0] == "exit":
+            if w.comm.recv(source=0, tag=TAG_CTRL)[1][0] == "exit":
                 return
         time.sleep(0.05)
 
@@ -191,7 +198,18 @@ class NodeServer:
         self.commands = []
 
     def on_control(self, source, msg):
-        self.commands.append(msg)
+        if msg[0] == "cluster":  # at once, in the MPI thread: tasks may follow right behind
+            self._install_cluster(msg[1])
+        else:
+            self.commands.append(msg)
+
+    def _install_cluster(self, table):
+        from mpiray.core.cluster import Cluster
+
+        node = self.node
+        with node.scheduler.lock:
+            node.scheduler.cluster = Cluster(self.w.node_index, table, node.agent.send)
+        node.cluster_table = table
 
     def run(self):
         from mpiray import _ids
@@ -202,7 +220,7 @@ class NodeServer:
             # between cycles: sleep-poll for the driver's next word
             while not self.w.comm.Iprobe(0, TAG_CTRL, status):
                 time.sleep(0.01)
-            msg = self.w.comm.recv(source=0, tag=TAG_CTRL)
+            msg = self.w.comm.recv(source=0, tag=TAG_CTRL)[1]
             if msg[0] == "exit":
                 return
             if msg[0] == "start":
@@ -211,7 +229,6 @@ class NodeServer:
                     return
 
     def _cycle(self, cfg):
-        from mpiray.core.cluster import Cluster
         from mpiray.core.node import Node, default_spill_dir
 
         w = self.w
@@ -222,11 +239,12 @@ class NodeServer:
         try:
             node.start()
         except Exception as exc:  # noqa: BLE001 - the driver reports it
-            w.comm.send(("failed", w.node_index, f"{type(exc).__name__}: {exc}"), dest=0, tag=TAG_CTRL)
+            w.comm.send((cfg["cycle"], ("failed", w.node_index, f"{type(exc).__name__}: {exc}")), dest=0, tag=TAG_CTRL)
             return
-        agent = Agent(w, w.node_index, node.store, self.on_control)
+        agent = Agent(w, w.node_index, node.store, self.on_control, cfg["cycle"])
         agent.scheduler = node.scheduler
         node.agent = agent
+        self.node = node
         agent.start()
         agent.send_rank(0, ("started", w.node_index, node_info(w, node)))
         try:
@@ -236,14 +254,11 @@ class NodeServer:
                         raise agent.failure
                     time.sleep(0.01)
                 msg = self.commands.pop(0)
-                if msg[0] == "cluster":
-                    with node.scheduler.lock:
-                        node.scheduler.cluster = Cluster(w.node_index, msg[1], agent.send)
-                    node.cluster_table = msg[1]
-                elif msg[0] in ("stop", "exit"):
+                if msg[0] in ("stop", "exit"):
                     self.exit = msg[0] == "exit"
                     break
         finally:
+            agent.detach()
             node.stop()
             import shutil
 
