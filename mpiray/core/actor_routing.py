@@ -25,7 +25,8 @@ from mpiray.exceptions import ActorDiedError
 class ActorRouter:
     def __init__(self, scheduler):
         self.s = scheduler
-        self.calls = {}   # task id -> (node to tell when it ends or None, contained held here or None)
+        self.calls = {}   # task id -> (node to tell when it ends or None,
+        #                  contained held here or None, return ids)
 
     @property
     def cluster(self):
@@ -36,7 +37,7 @@ class ActorRouter:
         """A process here calls an actor whose queue is on another node: send the call
         to the actor's owner (its creator's node), which knows where it runs."""
         owner = _ids.node_of(spec.actor_id)
-        self.calls[spec.task_id] = (None, list(spec.contained))
+        self.calls[spec.task_id] = (None, list(spec.contained), spec.return_ids())
         self.cluster.route(spec.task_id, owner, spec.return_ids())
         self.cluster.send(owner, ("actor_call", spec.actor_id, spec.to_bytes()))
 
@@ -46,7 +47,7 @@ class ActorRouter:
             self.cluster.send(host, ("actor_call", actor_id, payload))
             return
         spec = TaskSpec.from_bytes(payload)
-        self.calls.setdefault(spec.task_id, (None, list(spec.contained)))
+        self.calls.setdefault(spec.task_id, (None, list(spec.contained), spec.return_ids()))
         self.cluster.route(spec.task_id, host, spec.return_ids())
         self.cluster.send(host, ("actor_call", actor_id, payload))
 
@@ -63,13 +64,13 @@ class ActorRouter:
         spec = TaskSpec.from_bytes(payload)
         self.s.kept.update(spec.return_ids())        # values or errors, kept for the caller
         if rec is not None and rec.host is not None:  # runs elsewhere: pass it on
-            self.calls[spec.task_id] = (source, None)
+            self.calls[spec.task_id] = (source, None, spec.return_ids())
             self.cluster.route(spec.task_id, rec.host, spec.return_ids())
             self.cluster.send(rec.host, ("actor_call", actor_id, payload))
             return
         for oid in spec.contained:                   # the call holds its arguments here
             self.s._incref(oid)
-        self.calls[spec.task_id] = (source, list(spec.contained))
+        self.calls[spec.task_id] = (source, list(spec.contained), spec.return_ids())
         if rec is None or not self.s.io.push_actor_call_or_false(actor_id, spec):
             cause = actors.death_cause(actor_id)
             self.s.seal_error(spec.return_ids(), cause)
@@ -78,28 +79,22 @@ class ActorRouter:
     # ------------------------------------------------------------ calls ending
     def finished(self, task_id, contained):
         """A call ended here (values sealed, or failed): release what this node held for
-        it and tell the node it came from."""
+        it and tell the node it came from (small returns go along)."""
         entry = self.calls.pop(task_id, None)
         if entry is None:
             for oid in contained:
                 self.s._decref(oid)
             return
-        prev, held = entry
+        prev, held, return_ids = entry
         for oid in held or ():
             self.s._decref(oid)
         if prev is not None:
-            self.cluster.send(prev, ("call_done", task_id))
+            self.s.send_returns(prev, ("call_done", task_id), return_ids)
 
-    def call_done(self, task_id):
+    def call_done(self, task_id, inline=()):
         """The next hop says a call we passed on has ended."""
-        entry = self.calls.pop(task_id, None)
-        if entry is None:
-            return
-        prev, held = entry
-        for oid in held or ():
-            self.s._decref(oid)
-        if prev is not None:
-            self.cluster.send(prev, ("call_done", task_id))
+        self.s.take_returns(inline)
+        self.finished(task_id, ())
 
     def is_passing(self, task_id) -> bool:
         return task_id in self.calls

@@ -71,6 +71,15 @@ class Cluster:
                 self.wanted.discard(oid)
                 self.need(oid)
 
+    def inlined(self, oid: bytes):
+        """oid came here by value: no copy is left to free where its route leads."""
+        task_id = oid[: _ids.TASK_ID_SIZE]
+        route = self.routes.get(task_id)
+        if route is not None:
+            route[1].discard(oid)
+            if not route[1]:
+                del self.routes[task_id]
+
     def have(self, oid: bytes):
         """oid is sealed here now."""
         self.fetching.discard(oid)

@@ -36,6 +36,7 @@ TASK_QUEUE_SLOTS, TASK_SLOT_SIZE = 4096, 4096
 INBOX_SLOTS, INBOX_SLOT_SIZE = 16384, 4096
 ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE = 1024, 2048
 MAX_TASK_SLOTS = 250        # consumer slots of the shared task queue
+INLINE_RETURNS = 64 << 10   # returns up to this size travel with a task's end (MPI mode)
 
 
 class Node:
@@ -227,6 +228,30 @@ class NodeIO:
 
     def forward_cancel(self, node, task_id, force):
         self.node.agent.send(node, ("cancel", task_id, force))
+
+    def small_returns(self, oids, contains, limit=INLINE_RETURNS):
+        """[(oid, bytes, contained)] of the sealed oids, while they total under limit.
+        Returns holding refs stay (and are fetched): dropping our copy would drop our
+        hold on those refs before the receiver's borrow of them is counted."""
+        out, total = [], 0
+        for oid in oids:
+            if contains.get(oid):
+                continue
+            buf = self.store.get(oid, 0)
+            if buf is None:
+                continue
+            if total + buf.nbytes <= limit:
+                total += buf.nbytes
+                out.append((oid, bytes(buf), list(contains.get(oid, ()))))
+            del buf
+        return out
+
+    def put_bytes(self, oid, data):
+        try:
+            self.store.put(oid, data)
+        except Exception:  # noqa: BLE001 - already here (a fetch raced it)
+            if not self.store.contains(oid):
+                raise
 
     def read_blob(self, oid):
         buf = self.store.get(oid, 0)

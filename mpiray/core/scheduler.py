@@ -226,7 +226,7 @@ class Scheduler:
 
     def _finish(self, rec):
         if rec.origin is not None:  # its returns were sealed (value or error) for that node
-            self.cluster.send(rec.origin, ("task_done", rec.spec.task_id))
+            self.send_returns(rec.origin, ("task_done", rec.spec.task_id), rec.spec.return_ids())
         if rec.cancelled:
             self.io.clear_cancel_marks(rec.spec.task_id)
         for oid in rec.spec.contained:
@@ -345,12 +345,33 @@ class Scheduler:
         self.kept.update(spec.return_ids())
         self.submit(spec, origin)
 
-    def _ev_remote_task_done(self, task_id):
+    def send_returns(self, node, message, return_ids):
+        """Tells node that a task or call it sent here ended; small returns go along
+        (no fetch round trip for them), and our copies of those are dropped."""
+        inline = self.io.small_returns(return_ids, self.contains)
+        self.cluster.send(node, message + (inline,))
+        for oid, _, _ in inline:
+            self.kept.discard(oid)
+            if oid not in self.counts:
+                self._free(oid)
+
+    def take_returns(self, inline):
+        """Small returns that came with a task_done / call_done: sealed here now."""
+        for oid, data, contained in inline:
+            self.cluster.inlined(oid)
+            self.io.put_bytes(oid, data)
+            self._on_sealed(oid, contained)
+        return {oid for oid, _, _ in inline}
+
+    def _ev_remote_task_done(self, task_id, inline=()):
         rec = self.tasks.pop(task_id, None)
         self.cluster.came_back(task_id)
+        here = self.take_returns(inline)
         if rec is None:
             return
         for oid in rec.spec.return_ids():  # sealed over there: counted here, kept there
+            if oid in here:
+                continue
             if oid in self.counts or oid in self.kept:
                 self.sealed.add(oid)
             else:
@@ -458,7 +479,7 @@ Scheduler._HANDLERS = {
     P.ARRIVED: Scheduler._ev_arrived,
     P.REMOTE_CALL: lambda self, spec: self.router.call_from_here(spec),
     P.ACTOR_CALL_IN: lambda self, aid, payload, source: self.router.call_in(aid, payload, source),
-    P.CALL_DONE: lambda self, task_id: self.router.call_done(task_id),
+    P.CALL_DONE: lambda self, task_id, inline: self.router.call_done(task_id, inline),
     P.REMOTE_ACTOR: lambda self, aspec, origin: self.router.created_here(aspec, origin),
     P.ACTOR_DEAD: lambda self, aid, cause: self.router.dead_elsewhere(aid, cause),
     P.NAME_OP: lambda self, op, key, value, reply: self.cluster.send(

@@ -25,9 +25,13 @@ from mpiray.serialization import serialize_error
 
 TAG_CTRL, TAG_DATA = 11, 12
 CHUNK = 256 << 20           # bytes per raw message (MPI counts are ints)
-SPIN_S = 200e-6             # keep polling this long after the last traffic
-MAX_SLEEP_S = 1e-3
+SPIN_S = 2e-3               # keep polling this long after the last traffic,
+WARM_S, WARM_SLEEP_S = 0.1, 1e-4   # then sleep in short naps for a while,
+MAX_SLEEP_S = 1e-3                 # then in naps of at most this (an idle node)
 WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are retried
+# Messages whose handling is only scheduler events (so a batch of them is applied at once).
+EVENT_ONLY = frozenset(("task", "task_done", "cancel", "borrow", "unborrow", "free", "actor_create",
+                        "actor_call", "call_done", "actor_kill", "actor_dead"))
 TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every message
 
 
@@ -37,6 +41,7 @@ class Agent:
         self.cycle = cycle               # the driver's init() count: stale messages are dropped
         self.node_open = True            # False once the node is being stopped
         self.gate = threading.Lock()     # held while a message touches the node
+        self.batched = None              # events collected while handling a batch
         self.comm = world.comm
         self.MPI = world.MPI
         self.me = node_index
@@ -66,14 +71,19 @@ class Agent:
         self.wake.set()
 
     def _drain_outbox(self) -> bool:
-        busy = False
+        """Everything queued for one rank goes as one message (order kept)."""
+        if not self.outbox:
+            return False
+        per_rank = {}
         while self.outbox:
             rank, msg = self.outbox.popleft()
             if TRACE:
-                print(f"[mpi node {self.me}] -> rank {rank}: {_brief(msg)}", file=sys.stderr, flush=True)
+                print(f"{time.perf_counter():.6f} [mpi node {self.me}] -> rank {rank}: {_brief(msg)}", file=sys.stderr, flush=True)
+            per_rank.setdefault(rank, []).append(msg)
+        for rank, msgs in per_rank.items():
+            msg = msgs[0] if len(msgs) == 1 else ("batch", msgs)
             self.sends.append((self.comm.isend((self.cycle, msg), dest=rank, tag=TAG_CTRL), None))
-            busy = True
-        return busy
+        return True
 
     def _progress_sends(self):
         if self.sends:
@@ -124,7 +134,7 @@ class Agent:
             if busy:
                 last_busy = now
             elif now - last_busy > SPIN_S:
-                self.wake.wait(min(MAX_SLEEP_S, max(1e-5, (now - last_busy) / 4)))
+                self.wake.wait(WARM_SLEEP_S if now - last_busy < WARM_S else MAX_SLEEP_S)
                 self.wake.clear()
         # drain what is still in flight so no peer waits on a half-sent object
         deadline = time.monotonic() + 5
@@ -137,10 +147,13 @@ class Agent:
         its bulk data is drained (into scratch memory); lifecycle words still count."""
         op = msg[0]
         if TRACE:
-            print(f"[mpi node {self.me}] <- rank {source}: {_brief(msg)}", file=sys.stderr, flush=True)
+            print(f"{time.perf_counter():.6f} [mpi node {self.me}] <- rank {source}: {_brief(msg)}", file=sys.stderr, flush=True)
         handler = getattr(self, "handle_" + op, None)
         if not live and handler is not None:
-            if op == "object":
+            if op == "batch":
+                for inner in msg[1]:
+                    self._handle(source, inner, live)
+            elif op == "object":
                 self.recvs.append(IncomingObject(self, source, msg[1], msg[2], msg[3], discard=True))
             return
         try:
@@ -153,7 +166,27 @@ class Agent:
             traceback.print_exc()
 
     def _events(self, events):
-        if self.node_open:
+        if self.batched is not None:
+            self.batched.extend(events)
+        elif self.node_open:
+            self.scheduler.handle_events(events)
+
+    def handle_batch(self, source, msgs):
+        """Several messages from one rank: their scheduler events are applied together
+        (one lock, one dispatch), in order."""
+        self.batched = []
+        try:
+            for msg in msgs:
+                if msg[0] not in EVENT_ONLY:  # it reads the node's state: bring it up to date
+                    self._flush_batched()
+                self._handle(source, msg)
+        finally:
+            self._flush_batched()
+            self.batched = None
+
+    def _flush_batched(self):
+        events, self.batched = self.batched, []
+        if events and self.node_open:
             self.scheduler.handle_events(events)
 
     def detach(self, timeout=10.0):
@@ -172,8 +205,8 @@ class Agent:
         self._install_functions(functions)
         self._events([(P.REMOTE_TASK, TaskSpec.from_bytes(spec_bytes), origin)])
 
-    def handle_task_done(self, source, task_id):
-        self._events([(P.REMOTE_TASK_DONE, task_id)])
+    def handle_task_done(self, source, task_id, inline):
+        self._events([(P.REMOTE_TASK_DONE, task_id, inline)])
 
     def handle_cancel(self, source, task_id, force):
         self._events([(P.CANCEL, task_id, force, True)])
@@ -186,8 +219,8 @@ class Agent:
     def handle_actor_call(self, source, actor_id, payload):
         self._events([(P.ACTOR_CALL_IN, actor_id, payload, self.node_by_rank[source])])
 
-    def handle_call_done(self, source, task_id):
-        self._events([(P.CALL_DONE, task_id)])
+    def handle_call_done(self, source, task_id, inline):
+        self._events([(P.CALL_DONE, task_id, inline)])
 
     def handle_actor_kill(self, source, actor_id, no_restart):
         self._events([(P.KILL_ACTOR, actor_id, no_restart)])
@@ -265,7 +298,8 @@ class Agent:
             home = self._elsewhere(oid)
             if home is None:
                 return False
-            self.send(home, ("fetch", oid, requester))
+            if home != requester:  # (else the requester has it, or will: it was sent there)
+                self.send(home, ("fetch", oid, requester))
             return True
         contained = list(self.scheduler.contains.get(oid, ()))
         self.send_object(requester, oid, buf, contained)
