@@ -38,8 +38,9 @@ class ActorRouter:
         to the actor's owner (its creator's node), which knows where it runs."""
         owner = _ids.node_of(spec.actor_id)
         self.calls[spec.task_id] = (None, list(spec.contained), spec.return_ids())
-        self.cluster.route(spec.task_id, owner, spec.return_ids())
+        # the call goes before route(): a fetch that route() may send must follow it
         self.cluster.send(owner, ("actor_call", spec.actor_id, spec.to_bytes()))
+        self.cluster.route(spec.task_id, owner, spec.return_ids())
 
     def forwarded_from_proxy(self, actor_id, payload, host):
         """The agent drained a call from this node's proxy queue of a remote actor."""
@@ -48,8 +49,8 @@ class ActorRouter:
             return
         spec = TaskSpec.from_bytes(payload)
         self.calls.setdefault(spec.task_id, (None, list(spec.contained), spec.return_ids()))
-        self.cluster.route(spec.task_id, host, spec.return_ids())
         self.cluster.send(host, ("actor_call", actor_id, payload))
+        self.cluster.route(spec.task_id, host, spec.return_ids())
 
     # ------------------------------------------------------------ calls arriving
     def call_in(self, actor_id, payload, source):
@@ -65,8 +66,8 @@ class ActorRouter:
         self.s.kept.update(spec.return_ids())        # values or errors, kept for the caller
         if rec is not None and rec.host is not None:  # runs elsewhere: pass it on
             self.calls[spec.task_id] = (source, None, spec.return_ids())
-            self.cluster.route(spec.task_id, rec.host, spec.return_ids())
             self.cluster.send(rec.host, ("actor_call", actor_id, payload))
+            self.cluster.route(spec.task_id, rec.host, spec.return_ids())
             return
         for oid in spec.contained:                   # the call holds its arguments here
             self.s._incref(oid)

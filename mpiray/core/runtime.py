@@ -171,7 +171,11 @@ class Runtime:
         if spec.args:
             args, kwargs = deserialize(spec.args)[0]
         else:
-            buf = self.wait_get(spec.deps[-1], None)
+            buf = self.store.get(spec.deps[-1], 0)
+            if buf is None:
+                if self.fetch_remote:
+                    self.channel.send([(P.FETCH, [spec.deps[-1]])])
+                buf = self.wait_get(spec.deps[-1], None)
             args, kwargs = deserialize(buf)[0]
         if not spec.deps:
             return args, kwargs

@@ -160,6 +160,9 @@ class Scheduler:
             self.contains[oid] = list(contained)
             for inner in contained:
                 self._incref(inner)
+        self._wake_waiters(oid)
+
+    def _wake_waiters(self, oid):
         for rec in self.waiting_on.pop(oid, ()):
             rec.missing -= 1
             if rec.missing == 0 and rec.state == WAITING:
@@ -205,8 +208,8 @@ class Scheduler:
             if dep not in self.sealed and not self.io.contains(dep):
                 self.waiting_on.setdefault(dep, []).append(rec)
                 rec.missing += 1
-                if self.cluster is not None:
-                    self.cluster.need(dep)
+                if self.cluster is not None and self.cluster.is_foreign(dep):
+                    self.cluster.need(dep)  # (ours: we hear when it is sealed, here or there)
         if rec.missing == 0:
             self._to_ready(rec)
 
@@ -336,8 +339,8 @@ class Scheduler:
         if node is None:
             return False
         rec.state = FORWARDED
+        self.io.forward_task(node, spec)  # before sent(): a fetch it may trigger follows the task
         self.cluster.sent(spec.task_id, node, spec.resources, spec.return_ids())
-        self.io.forward_task(node, spec)
         return True
 
     def _ev_remote_task(self, spec, origin):
@@ -374,6 +377,7 @@ class Scheduler:
                 continue
             if oid in self.counts or oid in self.kept:
                 self.sealed.add(oid)
+                self._wake_waiters(oid)  # tasks needing it are placed near it, or pull it
             else:
                 self.cluster.freed(oid)
         self._finish(rec)

@@ -288,6 +288,9 @@ class Agent:
     # ------------------------------------------------------------ objects: the sender
     def handle_fetch(self, source, oid, requester):
         if not self._serve(oid, requester):
+            if TRACE:
+                print(f"{time.perf_counter():.6f} [mpi node {self.me}] fetch {oid.hex()[-14:]} waits",
+                      file=sys.stderr, flush=True)
             self.waiting.setdefault(oid, []).append(requester)
 
     def _serve(self, oid, requester) -> bool:
@@ -300,8 +303,14 @@ class Agent:
                 return False
             if home != requester:  # (else the requester has it, or will: it was sent there)
                 self.send(home, ("fetch", oid, requester))
+            elif TRACE:
+                print(f"{time.perf_counter():.6f} [mpi node {self.me}] drops fetch {oid.hex()[-14:]}",
+                      file=sys.stderr, flush=True)
             return True
         contained = list(self.scheduler.contains.get(oid, ()))
+        if TRACE:
+            print(f"{time.perf_counter():.6f} [mpi node {self.me}] sends {oid.hex()[-14:]} to node {requester}",
+                  file=sys.stderr, flush=True)
         self.send_object(requester, oid, buf, contained)
         return True
 

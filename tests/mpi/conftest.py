@@ -11,12 +11,6 @@ import os
 import pytest
 
 
-def expected_nodes():
-    from mpi4py import MPI
-
-    return MPI.COMM_WORLD.size if os.environ.get("MPIRAY_NODE_PER_RANK", "0") != "0" else 1
-
-
 @pytest.fixture(scope="session")
 def cluster():
     import mpiray
