@@ -100,7 +100,7 @@ void StoreClient::FreeObjectLocked(uint32_t e) {
 
 // ---------------------------------------------------------------- allocation under pressure
 
-uint64_t StoreClient::AllocateLocked(uint64_t size, uint64_t* block, Status* st) {
+uint64_t StoreClient::AllocateLocked(uint64_t size, uint64_t* block, Status* st, bool may_evict) {
     const uint64_t need = Allocator::BlockSize(size);
     if (need > hdr_->data_size) {
         *st = Fail(Status::kTooLarge, "object of %llu bytes is larger than the store (capacity %llu bytes)",
@@ -109,6 +109,10 @@ uint64_t StoreClient::AllocateLocked(uint64_t size, uint64_t* block, Status* st)
     }
     uint64_t off = v_->alloc.Allocate(size, block);
     if (off != kNilOff) return off;
+    if (!may_evict) {
+        *st = Fail(Status::kFull, "no room for %llu bytes without spilling", (unsigned long long)size);
+        return kNilOff;
+    }
     // Dead clients' pins are the cheapest room to win back; then spill, least recent first.
     if (ReapLocked() > 0 && (off = v_->alloc.Allocate(size, block)) != kNilOff) return off;
     if (hdr_->data_size - hdr_->pinned_bytes >= need) {
@@ -225,6 +229,37 @@ Status StoreClient::Put(const uint8_t* id, const void* data, int64_t size) {
     return Status::kOk;
 }
 
+Status StoreClient::TryPut(const uint8_t* id, const void* data, int64_t size) {
+    if (size < 0) return Fail(Status::kInvalid, "negative object size %lld", (long long)size);
+    {
+        Locked lock(this);
+        uint32_t e = v_->table.Find(id);
+        if (e != kNil)
+            return Fail(Status::kExists, "object %s already exists (%s)", Hex(id).c_str(), StateName(v_->table[e].state));
+        Status st = Status::kOk;
+        uint64_t block = 0;
+        uint64_t off = AllocateLocked(static_cast<uint64_t>(size), &block, &st, false);
+        if (off == kNilOff) return st;
+        e = v_->table.Insert(id);
+        if (e == kNil) {
+            v_->alloc.Free(off);
+            return Fail(Status::kFull, "object table full (%u objects): delete objects first", hdr_->max_objects);
+        }
+        // Payload and fields first, state last: a holder killed in between leaves state
+        // FREE, which Repair() treats as unused (and the block as a gap to free).
+        std::memcpy(data_ + off, data, static_cast<size_t>(size));
+        Entry& x = v_->table[e];
+        x.offset = off;
+        x.size = static_cast<uint64_t>(size);
+        x.block = block;
+        x.creator = static_cast<int16_t>(slot_);
+        x.state = ObjState::SEALED;
+        v_->policy().Added(e);
+    }
+    WakeGetters();
+    return Status::kOk;
+}
+
 Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out) {
     const int64_t deadline = timeout_ns < 0 ? -1 : monotonic_ns() + timeout_ns;
     bool waiting = false;  // registered in hdr_->waiters
@@ -262,9 +297,10 @@ Status StoreClient::Release(const ObjectHandle& h) {
     Locked lock(this);
     if (h.entry >= hdr_->max_objects || v_->table[h.entry].gen != h.gen)
         return Fail(Status::kNotPinned, "release of an object that no longer exists (aborted or reclaimed)");
-    std::string hex = Hex(v_->table[h.entry].id);  // the entry may be freed by the drop
+    uint8_t id[kObjectIdSize];  // for the message only: the drop may free the entry
+    std::memcpy(id, v_->table[h.entry].id, kObjectIdSize);
     if (DropPinLocked(h.entry, 1, static_cast<uint16_t>(slot_)) == 0)
-        return Fail(Status::kNotPinned, "release of object %s, which this client has not pinned", hex.c_str());
+        return Fail(Status::kNotPinned, "release of object %s, which this client has not pinned", Hex(id).c_str());
     return Status::kOk;
 }
 
@@ -296,7 +332,16 @@ Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeo
         int count = 0;
         {
             Locked lock(this);
+            // A cold table costs two cache misses per id (index slot, then entry): look
+            // ids up in blocks, loading the block's slots, then its entries, all at once,
+            // so the misses overlap instead of queueing one after the other.
+            constexpr int kBlock = 32;
             for (int i = 0; i < n; ++i) {
+                if (i % kBlock == 0) {
+                    int end = std::min(n, i + kBlock);
+                    for (int j = i; j < end; ++j) v_->table.PrefetchSlot(ids + j * kObjectIdSize);
+                    for (int j = i; j < end; ++j) v_->table.PrefetchEntry(ids + j * kObjectIdSize);
+                }
                 uint32_t e = v_->table.Find(ids + i * kObjectIdSize);
                 ready[i] = e != kNil && (v_->table[e].state == ObjState::SEALED ||
                                          v_->table[e].state == ObjState::SPILLED);

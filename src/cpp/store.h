@@ -108,6 +108,11 @@ class StoreClient {
     // CreateObject + copy (2 threads above 64 MiB) + Seal + Release, the common case.
     //   Errors as CreateObject; on a failure no object is left behind.
     Status Put(const uint8_t* id, const void* data, int64_t size);
+    // Put in one critical section (the copy too, under the lock), without reaping dead
+    // clients or spilling: it never sleeps on I/O, so a caller may keep its own lock (the
+    // Python GIL) across it. For small objects only: the copy holds the store mutex.
+    //   kFull: no room without evicting — call Put, which may spill. Else errors as Put.
+    Status TryPut(const uint8_t* id, const void* data, int64_t size);
     // Waits until `id` is SEALED (timeout_ns < 0: forever), restores it if SPILLED, pins it.
     //   kTimeout: not sealed in time (including "never created") — retry or give up.
     //   kFull / kIoError: restoring a spilled object found no room / failed to read.
@@ -153,7 +158,8 @@ class StoreClient {
     void ReclaimClientLocked(uint16_t slot);
     void FreeObjectLocked(uint32_t e);        // unindex (if needed), free memory/file, entry
     uint32_t DropPinLocked(uint32_t e, uint32_t n, uint16_t client);  // pins dropped
-    uint64_t AllocateLocked(uint64_t size, uint64_t* block, Status* st);
+    // may_evict=false: fail with kFull rather than reap or spill (no I/O, bounded time).
+    uint64_t AllocateLocked(uint64_t size, uint64_t* block, Status* st, bool may_evict = true);
     Status SpillLocked(uint32_t e);
     Status RestoreLocked(uint32_t e);
     Status PinLocked(uint32_t e, ObjectHandle* out);
