@@ -44,6 +44,7 @@ class Config:
 def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
                 namespace=None, log_to_driver=True, **kwargs) -> Config:
     prefault = kwargs.pop("_prefault_store", None)
+    visible = kwargs.pop("_visible_gpus", None)   # MPI: this node's share of the host's GPUs
     unknown = set(kwargs) - IGNORED_KEYWORDS
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
@@ -51,7 +52,8 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
         num_cpus = len(os.sched_getaffinity(0))
     if not isinstance(num_cpus, int) or isinstance(num_cpus, bool) or num_cpus < 0:
         raise ValueError(f"num_cpus must be a non-negative integer, got {num_cpus!r}")
-    visible = detect_gpu_ids()
+    if visible is None:
+        visible = detect_gpu_ids()
     if num_gpus is None:
         num_gpus = len(visible)
     if not isinstance(num_gpus, int) or num_gpus < 0:

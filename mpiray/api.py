@@ -43,6 +43,8 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         from mpiray.core.runtime import Runtime
 
         world = _mpi_world()
+        if world is not None and world.num_nodes > 1:
+            _driver_node_share(world, config, num_gpus, object_store_memory)
         node = Node(config, num_nodes=world.num_nodes if world else 1)
         config.spill_dir = default_spill_dir(node.session)
         try:
@@ -79,6 +81,17 @@ def _mpi_world():
     _ids.set_node(0)
     _install_mpi_exit(world)
     return world
+
+
+def _driver_node_share(world, config, num_gpus, object_store_memory):
+    """Other nodes on this host (MPIRAY_NODE_PER_RANK=1) share its GPUs and memory."""
+    from mpiray.mpi import roles
+
+    share = roles.gpu_share(world)
+    if num_gpus is None:
+        config.num_gpus, config.gpu_ids = len(share), list(share)
+    if object_store_memory is None:
+        config.object_store_memory //= len(roles.nodes_on_my_host(world))
 
 
 def _join_nodes(world, node, config):

@@ -113,3 +113,21 @@ def test_examples_run_under_mpiexec(example, tmp_path):
         code = f.read()
     proc, _ = mpirun(4, code, tmp_path=tmp_path, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_gpus_of_a_host_are_split_among_its_nodes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    proc, _ = mpirun(2, """
+        import os, time
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        assert ray.cluster_resources()["GPU"] == 4
+        @ray.remote(num_gpus=1)
+        def hold():
+            time.sleep(1.0)   # all four run at once: each must have a GPU of its own
+            return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_runtime_context().get_node_id()[:4]
+        got = ray.get([hold.remote() for _ in range(4)])
+        print("gpus", sorted(g for g, _ in got), "nodes", sorted({n for _, n in got}), flush=True)
+    """, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "gpus ['0', '1', '2', '3'] nodes ['0000', '0001']" in proc.stdout

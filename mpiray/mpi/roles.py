@@ -46,13 +46,43 @@ def node_config(w: World, cfg: dict):
     the host's shared memory (its nodes split it), the driver's namespace."""
     from mpiray import _config
 
-    nodes_here = sum(1 for r in w.leaders if w.hosts[r] == w.hostname)
-    cpus = int(os.environ.get("MPIRAY_NUM_CPUS", 0)) or len(os.sched_getaffinity(0))
-    store = int(os.environ.get("MPIRAY_OBJECT_STORE_MEMORY", 0)) or \
-        _config.default_store_capacity() // max(1, nodes_here)
+    cpus = _env_int("MPIRAY_NUM_CPUS") or len(os.sched_getaffinity(0))
+    store = _env_int("MPIRAY_OBJECT_STORE_MEMORY") or \
+        _config.default_store_capacity() // len(nodes_on_my_host(w))
     return _config.make_config(
-        num_cpus=cpus, object_store_memory=store,
+        num_cpus=cpus, object_store_memory=store, _visible_gpus=gpu_share(w),
         namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
+
+
+def nodes_on_my_host(w: World) -> list:
+    return [i for i, r in enumerate(w.leaders) if w.hosts[r] == w.hostname]
+
+
+def gpu_share(w: World) -> list:
+    """The GPUs this node may hand out: what CUDA_VISIBLE_DEVICES (which Slurm's
+    --gpus-per-task narrows) or the driver lists, split evenly among the nodes of this
+    host when there are several (MPIRAY_NODE_PER_RANK=1), so no GPU is handed out twice."""
+    from mpiray import _config
+
+    visible = _config.detect_gpu_ids()
+    here = nodes_on_my_host(w)
+    if len(here) <= 1 or "CUDA_VISIBLE_DEVICES" in os.environ and _narrowed_by_slurm():
+        return visible
+    return visible[here.index(w.node_index)::len(here)]
+
+
+def _narrowed_by_slurm() -> bool:
+    return "SLURM_STEP_GPUS" in os.environ or "SLURM_JOB_GPUS" in os.environ and \
+        "SLURM_GPUS_PER_TASK" in os.environ
+
+
+def _env_int(name: str) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"{name} must be a whole number, got {text!r}")
+    return int(text)
 
 
 def node_info(w: World, node) -> dict:
