@@ -131,3 +131,36 @@ def test_gpus_of_a_host_are_split_among_its_nodes(tmp_path, monkeypatch):
     """, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "gpus ['0', '1', '2', '3'] nodes ['0000', '0001']" in proc.stdout
+
+
+@pytest.mark.parametrize("per_rank", [True, False])
+def test_idle_ranks_do_not_spin(per_rank, tmp_path):
+    proc, _ = mpirun(3, """
+        import os, time
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def f():
+            return 1
+        ray.get([f.remote() for _ in range(20)])
+        # every rank of this job, the driver included (its MPI thread polls)
+        ranks = [int(p) for p in os.popen("pgrep -f job.py").read().split()]
+        def cpu():
+            total = 0
+            for pid in ranks:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            return total / os.sysconf("SC_CLK_TCK")
+        time.sleep(0.5)
+        c0, t0 = cpu(), time.monotonic()
+        time.sleep(3)
+        share = (cpu() - c0) / (time.monotonic() - t0)
+        print(f"ranks {len(ranks)} idle cpu {share:.3f}", flush=True)
+    """, per_rank=per_rank, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("ranks"))
+    n, share = int(line.split()[1]), float(line.split()[-1])
+    assert n >= 3
+    print(line)
+    assert share < 0.15, line  # three idle ranks together: well under a core

@@ -27,7 +27,8 @@ TAG_CTRL, TAG_DATA = 11, 12
 CHUNK = 256 << 20           # bytes per raw message (MPI counts are ints)
 SPIN_S = 2e-3               # keep polling this long after the last traffic,
 WARM_S, WARM_SLEEP_S = 0.1, 1e-4   # then sleep in short naps for a while,
-MAX_SLEEP_S = 1e-3                 # then in naps of at most this (an idle node)
+COOL_S, COOL_SLEEP_S = 1.0, 1e-3   # then in longer ones,
+MAX_SLEEP_S = 5e-3                 # and in naps of this once the node has been idle a while
 WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are retried
 # Messages whose handling is only scheduler events (so a batch of them is applied at once).
 EVENT_ONLY = frozenset(("task", "task_done", "cancel", "borrow", "unborrow", "free", "actor_create",
@@ -134,7 +135,9 @@ class Agent:
             if busy:
                 last_busy = now
             elif now - last_busy > SPIN_S:
-                self.wake.wait(WARM_SLEEP_S if now - last_busy < WARM_S else MAX_SLEEP_S)
+                idle = now - last_busy
+                self.wake.wait(WARM_SLEEP_S if idle < WARM_S else COOL_SLEEP_S if idle < COOL_S
+                               else MAX_SLEEP_S)
                 self.wake.clear()
         # drain what is still in flight so no peer waits on a half-sent object
         deadline = time.monotonic() + 5
