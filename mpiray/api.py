@@ -196,15 +196,7 @@ def get(object_refs, *, timeout=None):
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"timeout must be a non-negative number or None, got {timeout!r}")
     if isinstance(object_refs, ObjectRef):
-        rt = _runtime()
-        # One sealed local object, the common case, is read right here, the way
-        # Runtime.get reads it (store.get without waiting, then Runtime._value): a third of
-        # the cost of a big get is the list handling a batch needs. The rest (waiting,
-        # timeouts, lending the CPU back) is Runtime.get's.
-        buf = rt.store.get(object_refs._id, 0)
-        if buf is not None:
-            return rt._value(buf)
-        return rt.get([object_refs._id], timeout)[0]
+        return _runtime().get_one(object_refs._id, timeout)
     if not isinstance(object_refs, (list, tuple)):
         raise ValueError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
     ids = [r._id for r in object_refs if type(r) is ObjectRef]

@@ -247,11 +247,12 @@ class NodeIO:
         return out
 
     def put_bytes(self, oid, data):
+        from mpiray._native.store import ObjectExistsError
+
         try:
             self.store.put(oid, data)
-        except Exception:  # noqa: BLE001 - already here (a fetch raced it)
-            if not self.store.contains(oid):
-                raise
+        except ObjectExistsError:
+            pass  # already here, or arriving now by a fetch that raced it
 
     def read_blob(self, oid):
         buf = self.store.get(oid, 0)

@@ -121,7 +121,10 @@ class Agent:
                 with self.gate:
                     self._handle(status.Get_source(), msg, cycle in (self.cycle, None) and self.node_open)
                 busy = True
-            self._progress_sends()
+            if self.sends:
+                self._progress_sends()
+                # MPI moves a large message only while the sender keeps calling into it
+                busy = busy or any(buf is not None for _, buf in self.sends)
             if self.recvs:
                 with self.gate:
                     self._progress_recvs()
