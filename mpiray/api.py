@@ -199,28 +199,28 @@ def get(object_refs, *, timeout=None):
         return _runtime().get_one(object_refs._id, timeout)
     if not isinstance(object_refs, (list, tuple)):
         raise ValueError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
-    ids = [r._id for r in object_refs if type(r) is ObjectRef]
-    if len(ids) != len(object_refs):
-        for r in object_refs:
-            if not isinstance(r, ObjectRef):
-                raise TypeError(f"get() expects a list of ObjectRefs; it holds a {type(r).__name__}")
-        ids = [r._id for r in object_refs]  # subclasses of ObjectRef
+    ids = _ids_of(object_refs, "get")
     if not ids:
         return []
     return _runtime().get(ids, timeout)
 
 
+def _ids_of(refs, verb):
+    """The ids of a list of ObjectRefs, in one pass (lists of thousands are common);
+    fewer ids than refs means something else is in the list."""
+    ids = [r._id for r in refs if type(r) is ObjectRef]
+    if len(ids) != len(refs):
+        for r in refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"{verb}() expects a list of ObjectRefs; it holds a {type(r).__name__}")
+        ids = [r._id for r in refs]  # subclasses of ObjectRef
+    return ids
+
+
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError("wait() expects a list of ObjectRefs")
-    # One pass over the refs (this runs on lists of thousands): keep the ids of the
-    # ObjectRefs; fewer ids than refs means something else is in the list.
-    ids = [r._id for r in object_refs if type(r) is ObjectRef]
-    if len(ids) != len(object_refs):
-        for r in object_refs:
-            if not isinstance(r, ObjectRef):
-                raise TypeError(f"wait() expects a list of ObjectRefs; it holds a {type(r).__name__}")
-        ids = [r._id for r in object_refs]  # subclasses of ObjectRef
+    ids = _ids_of(object_refs, "wait")
     if len(set(ids)) != len(ids):  # equal refs <=> equal ids, and bytes hash in C
         raise ValueError("wait() requires a list of unique ObjectRefs")
     if not isinstance(num_returns, int) or num_returns < 0:

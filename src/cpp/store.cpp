@@ -135,29 +135,37 @@ uint64_t StoreClient::AllocateLocked(uint64_t size, uint64_t* block, Status* st,
 
 // ---------------------------------------------------------------- lifecycle
 
-Status StoreClient::CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out) {
-    if (size < 0) return Fail(Status::kInvalid, "negative object size %lld", (long long)size);
-    Locked lock(this);
+uint32_t StoreClient::NewEntryLocked(const uint8_t* id, int64_t size, bool may_evict, Status* st) {
     uint32_t e = v_->table.Find(id);
-    if (e != kNil)
-        return Fail(Status::kExists, "object %s already exists (%s)", Hex(id).c_str(), StateName(v_->table[e].state));
-    Status st = Status::kOk;
+    if (e != kNil) {
+        *st = Fail(Status::kExists, "object %s already exists (%s)", Hex(id).c_str(), StateName(v_->table[e].state));
+        return kNil;
+    }
+    *st = Status::kOk;
     uint64_t block = 0;
-    uint64_t off = AllocateLocked(static_cast<uint64_t>(size), &block, &st);
-    if (off == kNilOff) return st;
+    uint64_t off = AllocateLocked(static_cast<uint64_t>(size), &block, st, may_evict);
+    if (off == kNilOff) return kNil;
     e = v_->table.Insert(id);
     if (e == kNil) {
         v_->alloc.Free(off);
-        return Fail(Status::kFull, "object table full (%u objects): delete objects first", hdr_->max_objects);
+        *st = Fail(Status::kFull, "object table full (%u objects): delete objects first", hdr_->max_objects);
+        return kNil;
     }
-    // Fill the entry before publishing its state: a crash in between leaves state FREE,
-    // which Repair() treats as unused (and the block as a gap to free).
     Entry& x = v_->table[e];
     x.offset = off;
     x.size = static_cast<uint64_t>(size);
     x.block = block;
     x.creator = static_cast<int16_t>(slot_);
-    x.state = ObjState::CREATED;
+    return e;
+}
+
+Status StoreClient::CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out) {
+    if (size < 0) return Fail(Status::kInvalid, "negative object size %lld", (long long)size);
+    Locked lock(this);
+    Status st;
+    uint32_t e = NewEntryLocked(id, size, true, &st);
+    if (e == kNil) return st;
+    v_->table[e].state = ObjState::CREATED;  // published last (see NewEntryLocked)
     if ((st = PinLocked(e, out)) != Status::kOk) FreeObjectLocked(e);
     return st;
 }
@@ -233,27 +241,12 @@ Status StoreClient::TryPut(const uint8_t* id, const void* data, int64_t size) {
     if (size < 0) return Fail(Status::kInvalid, "negative object size %lld", (long long)size);
     {
         Locked lock(this);
-        uint32_t e = v_->table.Find(id);
-        if (e != kNil)
-            return Fail(Status::kExists, "object %s already exists (%s)", Hex(id).c_str(), StateName(v_->table[e].state));
-        Status st = Status::kOk;
-        uint64_t block = 0;
-        uint64_t off = AllocateLocked(static_cast<uint64_t>(size), &block, &st, false);
-        if (off == kNilOff) return st;
-        e = v_->table.Insert(id);
-        if (e == kNil) {
-            v_->alloc.Free(off);
-            return Fail(Status::kFull, "object table full (%u objects): delete objects first", hdr_->max_objects);
-        }
-        // Payload and fields first, state last: a holder killed in between leaves state
-        // FREE, which Repair() treats as unused (and the block as a gap to free).
-        std::memcpy(data_ + off, data, static_cast<size_t>(size));
+        Status st;
+        uint32_t e = NewEntryLocked(id, size, false, &st);
+        if (e == kNil) return st;
         Entry& x = v_->table[e];
-        x.offset = off;
-        x.size = static_cast<uint64_t>(size);
-        x.block = block;
-        x.creator = static_cast<int16_t>(slot_);
-        x.state = ObjState::SEALED;
+        std::memcpy(data_ + x.offset, data, static_cast<size_t>(size));
+        x.state = ObjState::SEALED;  // payload first, state last (see NewEntryLocked)
         v_->policy().Added(e);
     }
     WakeGetters();

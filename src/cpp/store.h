@@ -160,6 +160,10 @@ class StoreClient {
     uint32_t DropPinLocked(uint32_t e, uint32_t n, uint16_t client);  // pins dropped
     // may_evict=false: fail with kFull rather than reap or spill (no I/O, bounded time).
     uint64_t AllocateLocked(uint64_t size, uint64_t* block, Status* st, bool may_evict = true);
+    // A table entry with memory for a new id, every field set but its state (still FREE,
+    // which Repair() treats as unused if we die before the caller publishes it); kNil
+    // with *st set when the id exists or nothing fits.
+    uint32_t NewEntryLocked(const uint8_t* id, int64_t size, bool may_evict, Status* st);
     Status SpillLocked(uint32_t e);
     Status RestoreLocked(uint32_t e);
     Status PinLocked(uint32_t e, ObjectHandle* out);
