@@ -57,12 +57,18 @@ class Node:
         c = self.config
         s = self.session
         os.makedirs(c.spill_dir, exist_ok=True)
-        self.store = Store.create(names.store_name(s), c.object_store_memory, c.spill_dir,
-                                  prefault=c.prefault_store)
-        self.task_queue = Queue.create(names.task_queue_name(s), TASK_QUEUE_SLOTS, TASK_SLOT_SIZE)
-        self.inbox = Queue.create(names.inbox_name(s), INBOX_SLOTS, INBOX_SLOT_SIZE)
         self.actor_queues = {}
-        self._start_zygote()
+        self._launch_zygote()  # its interpreter boots while the segments are made
+        try:
+            self.store = Store.create(names.store_name(s), c.object_store_memory, c.spill_dir,
+                                      prefault=c.prefault_store)
+            self.task_queue = Queue.create(names.task_queue_name(s), TASK_QUEUE_SLOTS, TASK_SLOT_SIZE)
+            self.inbox = Queue.create(names.inbox_name(s), INBOX_SLOTS, INBOX_SLOT_SIZE)
+            if self.reports.recv()[0] != "ready":
+                raise RuntimeError("mpiray's worker launcher (zygote) failed to start")
+        except BaseException:
+            self._abort_start()
+            raise
         self.io = NodeIO(self)
         totals = c.totals()
         totals[node_resource(self.node_index)] = 1.0  # as Ray's node:<ip>: only this node has it
@@ -81,7 +87,16 @@ class Node:
         t.start()
         self.threads.append(t)
 
-    def _start_zygote(self):
+    def _abort_start(self):
+        """start() failed half way: no zygote and no segment may outlive it."""
+        self.zygote.kill()
+        self.zygote.wait()
+        for name in ("store", "task_queue", "inbox"):
+            if hasattr(self, name):
+                _quietly(getattr(self, name).destroy)
+        names.remove_session_segments(self.session)
+
+    def _launch_zygote(self):
         cmd_r, cmd_w = os.pipe()
         rep_r, rep_w = os.pipe()
         self.out_r, out_w = os.pipe()
@@ -104,8 +119,6 @@ class Node:
             "namespace": self.config.namespace, "node_index": self.node_index,
             "num_nodes": self.num_nodes,
         })
-        if self.reports.recv()[0] != "ready":
-            raise RuntimeError("mpiray's worker launcher (zygote) failed to start")
 
     def command(self, *cmd):
         with self.commands_lock:
