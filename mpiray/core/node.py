@@ -33,7 +33,7 @@ from mpiray.core.task_spec import TaskSpec
 from mpiray.serialization import serialize_error
 
 TASK_QUEUE_SLOTS, TASK_SLOT_SIZE = 4096, 4096
-INBOX_SLOTS, INBOX_SLOT_SIZE = 16384, 4096
+INBOX_SLOTS, INBOX_SLOT_SIZE = 4096, 4096
 ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE = 1024, 2048
 MAX_TASK_SLOTS = 250        # consumer slots of the shared task queue
 INLINE_RETURNS = 64 << 10   # returns up to this size travel with a task's end (MPI mode)

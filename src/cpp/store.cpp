@@ -391,7 +391,7 @@ void StoreClient::ReclaimClientLocked(uint16_t slot) {
         if (x.pins == 0 && Resident(x)) hdr_->pinned_bytes -= x.block;
     });
     // Its half-made objects, and deleted objects whose last pins were its own.
-    for (uint32_t e = 0; e < hdr_->max_objects; ++e) {
+    for (uint32_t e = 0; e < hdr_->entries_used; ++e) {
         Entry& x = v_->table[e];
         if (x.state == ObjState::FREE || x.pins != 0) continue;
         if ((x.state == ObjState::CREATED && x.creator == slot) || x.delete_pending) FreeObjectLocked(e);
@@ -421,7 +421,7 @@ void StoreClient::RepairLocked() {
     std::vector<std::pair<uint64_t, uint64_t>> live;
     v_->policy().Clear();
     hdr_->pinned_bytes = hdr_->num_spilled = hdr_->spilled_bytes = 0;
-    for (uint32_t e = 0; e < hdr_->max_objects; ++e) {
+    for (uint32_t e = 0; e < hdr_->entries_used; ++e) {
         Entry& x = v_->table[e];
         if (x.state == ObjState::FREE) continue;
         if (x.state == ObjState::SPILLED) { ++hdr_->num_spilled; hdr_->spilled_bytes += x.size; continue; }

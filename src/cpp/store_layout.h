@@ -24,7 +24,7 @@ inline constexpr uint32_t kMaxClients = 256;
 inline constexpr uint32_t kNil = 0xFFFFFFFFu;
 inline constexpr uint64_t kNilOff = ~uint64_t{0};
 inline constexpr uint64_t kMagic = 0x5453594152495050ull;  // "PPIRAYST": header initialised
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
 
 enum class ObjState : uint8_t { FREE = 0, CREATED = 1, SEALED = 2, SPILLED = 3 };
 
@@ -102,6 +102,7 @@ struct alignas(64) Header {
     alignas(64) AllocState alloc;
     LruList lru;
     uint32_t entry_free_head;
+    uint32_t entries_used;  // entries [entries_used, max_objects) were never used: all zero
     uint32_t num_objects;  // entries not FREE (any state)
     uint32_t num_spilled;
     uint64_t spilled_bytes;

@@ -25,15 +25,12 @@ uint32_t ObjectTable::Home(const uint8_t* id) const {
 }
 
 void ObjectTable::Init() {
-    std::memset(idx_, 0, sizeof(uint32_t) * (uint64_t{h_->index_mask} + 1));
-    std::memset(pins_, 0, sizeof(PinRecord) * (uint64_t{h_->pins_mask} + 1));
-    for (uint32_t e = 0; e < h_->max_objects; ++e) {
-        std::memset(&e_[e], 0, sizeof(Entry));
-        e_[e].lru_next = e + 1 < h_->max_objects ? e + 1 : kNil;
-        e_[e].lru_prev = kNil;
-        e_[e].offset = kNilOff;
-    }
-    h_->entry_free_head = 0;
+    // Only ever called on a new segment, whose pages are zero (ftruncate): the index, pin
+    // records and entries are already empty, and touching them here would fault in (and
+    // charge to this process) tens of MB of table that a store may never use. Entries are
+    // handed out from the free list, else from the never-used tail (entries_used).
+    h_->entry_free_head = kNil;
+    h_->entries_used = 0;
     h_->num_objects = 0;
 }
 
@@ -47,8 +44,13 @@ uint32_t ObjectTable::Find(const uint8_t* id) const {
 
 uint32_t ObjectTable::Insert(const uint8_t* id) {
     uint32_t e = h_->entry_free_head;
-    if (e == kNil) return kNil;
-    h_->entry_free_head = e_[e].lru_next;
+    if (e != kNil) {
+        h_->entry_free_head = e_[e].lru_next;
+    } else if (h_->entries_used < h_->max_objects) {
+        e = h_->entries_used++;  // a crash before the state is set leaves it FREE: Repair() lists it
+    } else {
+        return kNil;
+    }
     Entry& x = e_[e];
     uint32_t gen = x.gen;
     std::memset(&x, 0, sizeof(Entry));
@@ -160,7 +162,7 @@ void ObjectTable::Repair() {
     std::memset(idx_, 0, sizeof(uint32_t) * (uint64_t{h_->index_mask} + 1));
     h_->entry_free_head = kNil;
     h_->num_objects = 0;
-    for (uint32_t e = h_->max_objects; e-- > 0;) {
+    for (uint32_t e = h_->entries_used; e-- > 0;) {
         Entry& x = e_[e];
         x.pins = 0;
         if (x.state == ObjState::FREE) {
