@@ -23,12 +23,25 @@ from mpiray import _ids
 from mpiray.core.resources import NodeResources
 
 
+# A node may be sent this many times its CPUs in tasks: it queues the extra ones, so a
+# new task is already there when one ends, instead of a round trip later. (Scarce
+# resources, GPUs and custom ones, are never promised twice.)
+CPU_PIPELINE = 2
+
+
+def _pipelined(totals: dict) -> dict:
+    out = dict(totals)
+    if "CPU" in out:
+        out["CPU"] = out["CPU"] * CPU_PIPELINE
+    return out
+
+
 class Cluster:
     def __init__(self, me: int, table: list, send):
         self.me = me
         self.table = table                  # node index -> {"totals", "host", "node_id", ...}
         self.send = send                    # send(node, message), thread-safe, never blocks
-        self.views = {i: NodeResources(info["totals"], []) for i, info in enumerate(table)
+        self.views = {i: NodeResources(_pipelined(info["totals"]), []) for i, info in enumerate(table)
                       if i != me}
         self.routes = {}                    # task id -> (node holding its returns, oids not freed)
         self.sent_to = {}                   # task id -> (node, resources held in its view)
@@ -38,12 +51,17 @@ class Cluster:
 
     # ------------------------------------------------------------ placement
     def feasible_elsewhere(self, req: dict) -> bool:
-        return any(v.feasible(req) for v in self.views.values())
+        return any(self._feasible(n, req) for n in self.views)
+
+    def _feasible(self, node: int, req: dict) -> bool:
+        """node's real totals can hold req (its view's CPUs are pipelined)."""
+        totals = self.table[node]["totals"]
+        return all(totals.get(k, 0.0) + 1e-9 >= v for k, v in req.items())
 
     def pick(self, req: dict, deps, have_locally) -> int | None:
         """A node with room for req in its view, preferring one that owns an argument
         this node lacks, then the emptiest; None if none has room."""
-        fits = [n for n, v in self.views.items() if v.fits(req)]
+        fits = [n for n, v in self.views.items() if v.fits(req) and self._feasible(n, req)]
         if not fits:
             return None
         for dep in deps:
