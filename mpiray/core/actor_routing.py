@@ -94,7 +94,10 @@ class ActorRouter:
 
     def call_done(self, task_id, inline=()):
         """The next hop says a call we passed on has ended."""
-        self.s.take_returns(inline)
+        here = self.s.take_returns(inline)
+        entry = self.calls.get(task_id)
+        if entry is not None:
+            self.s.sealed_elsewhere(entry[2], here)
         self.finished(task_id, ())
 
     def is_passing(self, task_id) -> bool:

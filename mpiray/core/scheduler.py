@@ -264,6 +264,10 @@ class Scheduler:
 
     def cancel(self, task_id, force):
         rec = self.tasks.get(task_id)
+        if rec is None and self.cluster is not None and self.cluster.is_foreign(task_id):
+            # a task another node owns (submitted there): its owner knows where it is
+            self.io.forward_cancel(_ids.node_of(task_id), task_id, force)
+            return None
         if rec is None or rec.cancelled:
             return self.actors.cancel_call(task_id, force)
         rec.cancelled = True
@@ -333,7 +337,11 @@ class Scheduler:
         self.io.push_task(rec.spec)
 
     def _to_forwarded(self, rec):
-        """Sends rec to another node with room for it; False if none has."""
+        """Sends rec to another node with room for it; False if none has. A task another
+        node sent here stays here (its sender chose this node, and passing it on could
+        send it back there)."""
+        if rec.origin is not None:
+            return False
         spec = rec.spec
         node = self.cluster.pick(spec.resources, spec.deps, self.io.contains)
         if node is None:
@@ -372,7 +380,13 @@ class Scheduler:
         here = self.take_returns(inline)
         if rec is None:
             return
-        for oid in rec.spec.return_ids():  # sealed over there: counted here, kept there
+        self.sealed_elsewhere(rec.spec.return_ids(), here)
+        self._finish(rec)
+
+    def sealed_elsewhere(self, return_ids, here=()):
+        """Returns of a task or call that ended on another node (but those in `here`,
+        which came by value): counted here and kept there, or freed there at once."""
+        for oid in return_ids:
             if oid in here:
                 continue
             if oid in self.counts or oid in self.kept:
@@ -380,7 +394,6 @@ class Scheduler:
                 self._wake_waiters(oid)  # tasks needing it are placed near it, or pull it
             else:
                 self.cluster.freed(oid)
-        self._finish(rec)
 
     def _ev_borrow(self, oid):
         self._incref(oid)
