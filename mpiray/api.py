@@ -298,7 +298,7 @@ def available_resources() -> dict:
         parts = [node.scheduler.res.snapshot_available()]
         cluster = node.scheduler.cluster
         if cluster is not None:
-            parts += [v.snapshot_available() for v in cluster.views.values()]
+            parts += [cluster.seen_available(n) for n in cluster.views]
     return {k: v for k, v in _sum(parts).items() if v > 0}
 
 

@@ -34,13 +34,26 @@ class ActorRouter:
 
     # ------------------------------------------------------------ calls leaving a node
     def call_from_here(self, spec):
-        """A process here calls an actor whose queue is on another node: send the call
-        to the actor's owner (its creator's node), which knows where it runs."""
-        owner = _ids.node_of(spec.actor_id)
+        """A process here calls an actor: onto its queue if it runs (or waits to be
+        placed) here, else to the node it runs on, else to its owner (its creator's
+        node), which knows where it runs."""
+        rec = self.s.actors.actors.get(spec.actor_id)
+        if rec is not None and rec.host is None:
+            if not self.s.io.push_actor_call_or_false(spec.actor_id, spec):
+                self.s.seal_error(spec.return_ids(), self.s.actors.death_cause(spec.actor_id))
+                for oid in spec.contained:
+                    self.s._decref(oid)
+            return
+        target = rec.host if rec is not None else _ids.node_of(spec.actor_id)
+        if target == self.cluster.me:  # ours, and unknown here: it is gone
+            self.s.seal_error(spec.return_ids(), self.s.actors.death_cause(spec.actor_id))
+            for oid in spec.contained:
+                self.s._decref(oid)
+            return
         self.calls[spec.task_id] = (None, list(spec.contained), spec.return_ids())
         # the call goes before route(): a fetch that route() may send must follow it
-        self.cluster.send(owner, ("actor_call", spec.actor_id, spec.to_bytes()))
-        self.cluster.route(spec.task_id, owner, spec.return_ids())
+        self.cluster.send(target, ("actor_call", spec.actor_id, spec.to_bytes()))
+        self.cluster.route(spec.task_id, target, spec.return_ids())
 
     def forwarded_from_proxy(self, actor_id, payload, host):
         """The agent drained a call from this node's proxy queue of a remote actor."""

@@ -53,6 +53,13 @@ class Cluster:
     def feasible_elsewhere(self, req: dict) -> bool:
         return any(self._feasible(n, req) for n in self.views)
 
+    def seen_available(self, node: int) -> dict:
+        """node's real totals less what this node sent there and has not heard back
+        about (its view's pipelined CPUs are not real ones)."""
+        view = self.views[node]
+        return {k: max(0.0, round(total - (view.totals.get(k, 0.0) - view.available.get(k, 0.0)), 6))
+                for k, total in self.table[node]["totals"].items()}
+
     def _feasible(self, node: int, req: dict) -> bool:
         """node's real totals can hold req (its view's CPUs are pipelined)."""
         totals = self.table[node]["totals"]

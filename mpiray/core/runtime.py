@@ -249,6 +249,12 @@ class Runtime:
     def push_actor_call(self, spec):
         from mpiray.core.native import QueueClosed
 
+        if self.fetch_remote and not self.is_driver:
+            # Across nodes a call from a worker goes through its node's scheduler, after
+            # the worker's hold on the return refs: the answer may come back through the
+            # MPI thread, which does not see this process's inbox events.
+            self.channel.send([(P.REMOTE_CALL, spec)])
+            return
         q = self.actor_queue(spec.actor_id)
         if q is None and self.fetch_remote and _ids.node_of(spec.actor_id) != _ids.this_node():
             self.channel.send([(P.REMOTE_CALL, spec)])  # the actor's node takes it from here

@@ -114,7 +114,7 @@ class Agent:
         MPI = self.MPI
         status = MPI.Status()
         last_busy = time.perf_counter()
-        while self.running or self.outbox or self.sends:
+        while self.running or self.outbox or self.sends or self.recvs:
             busy = self._drain_outbox()
             while self.comm.Iprobe(MPI.ANY_SOURCE, TAG_CTRL, status):
                 cycle, msg = self.comm.recv(source=status.Get_source(), tag=TAG_CTRL)
