@@ -85,7 +85,9 @@ class ActorRouter:
         for oid in spec.contained:                   # the call holds its arguments here
             self.s._incref(oid)
         self.calls[spec.task_id] = (source, list(spec.contained), spec.return_ids())
-        if rec is None or not self.s.io.push_actor_call_or_false(actor_id, spec):
+        # No record yet can mean a creation still on its way through this node's inbox:
+        # its queue exists (the creator makes it first), and the call waits in it.
+        if not self.s.io.push_actor_call_or_false(actor_id, spec):
             cause = actors.death_cause(actor_id)
             self.s.seal_error(spec.return_ids(), cause)
             self.finished(spec.task_id, spec.contained)
