@@ -91,3 +91,4 @@ CALL_DONE = 26         # (CALL_DONE, task_id)         a call we passed on has en
 REMOTE_ACTOR = 27      # (REMOTE_ACTOR, actor_spec, origin_node)   placed here by its creator
 ACTOR_DEAD = 28        # (ACTOR_DEAD, actor_id, cause)             dead on the node it ran on
 NAME_OP = 29           # (NAME_OP, op, key, value, reply_oid)   to node 0's name registry
+TICK = 30              # (TICK,)      time passed: delayed work that is due (MPI thread)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 
 from mpiray import _ids
 from mpiray.core import protocol as P
@@ -38,6 +39,10 @@ from mpiray.core.resources import NodeResources
 from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
 
 log = logging.getLogger("mpiray")
+
+# An unborrow that would free an object waits this long first: a borrow of the same object
+# by a third node, sent before the unborrow but on another MPI pair, lands meanwhile.
+UNBORROW_GRACE_S = 0.5
 
 WAITING, READY, INFEASIBLE, DISPATCHED, FORWARDED = (
     "WAITING", "READY", "INFEASIBLE", "DISPATCHED", "FORWARDED")
@@ -94,6 +99,7 @@ class Scheduler:
         self.cluster = None     # core.cluster.Cluster under MPI with more than one node
         self.borrowed = set()   # other nodes' oids whose owner counts this node as a holder
         self.kept = set()       # other nodes' oids kept here for their owner (task returns)
+        self.lingering = collections.deque()  # (due, oid): unborrows applied after a grace
         self._warned = set()
 
     # ------------------------------------------------------------------ refs
@@ -399,7 +405,16 @@ class Scheduler:
         self._incref(oid)
 
     def _ev_unborrow(self, oid):
-        self._decref(oid)
+        if self.counts.get(oid, 0) > 1:
+            self._decref(oid)
+        else:  # it would free the object: see UNBORROW_GRACE_S
+            self.lingering.append((time.monotonic() + UNBORROW_GRACE_S, oid))
+
+    def _ev_tick(self):
+        """Applies the unborrows whose grace is over (the MPI thread ticks)."""
+        now = time.monotonic()
+        while self.lingering and self.lingering[0][0] <= now:
+            self._decref(self.lingering.popleft()[1])
 
     def _ev_free(self, oid):
         """The owner is done with a return we kept for it."""
@@ -494,6 +509,7 @@ Scheduler._HANDLERS = {
     P.FREE: Scheduler._ev_free,
     P.FETCH: Scheduler._ev_fetch,
     P.ARRIVED: Scheduler._ev_arrived,
+    P.TICK: Scheduler._ev_tick,
     P.REMOTE_CALL: lambda self, spec: self.router.call_from_here(spec),
     P.ACTOR_CALL_IN: lambda self, aid, payload, source: self.router.call_in(aid, payload, source),
     P.CALL_DONE: lambda self, task_id, inline: self.router.call_done(task_id, inline),

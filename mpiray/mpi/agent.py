@@ -130,6 +130,9 @@ class Agent:
                     self._progress_recvs()
                 busy = True
             with self.gate:
+                lingering = self.scheduler.lingering if self.scheduler is not None else None
+                if lingering and self.node_open and lingering[0][0] <= time.monotonic():
+                    self._events([(P.TICK,)])
                 if self.waiting and self.node_open:
                     self._retry_waiting()
                 if self.proxies and self.node_open and self._drain_proxies():
