@@ -32,7 +32,7 @@ def main():
     done = ray.get([bump.remote(counter, 25) for _ in range(4)])
     value = ray.get(counter.get.remote())
     assert value == 100 + sum(done) == 200, value
-    print(f"counter_actor: 4 tasks x 25 increments -> {value}")
+    print(f"counter_actor: 100 + 4 tasks x 25 increments -> {value}")
     ray.shutdown()
 
 
