@@ -90,6 +90,30 @@ static void TestLifecycle() {
     CHECK(s->Destroy() == Status::kOk);
 }
 
+// TryPut: a sealed put in one critical section that never spills (the caller falls back
+// to Put when it reports kFull); entries come from the table's never-used tail.
+static void TestTryPut() {
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(Name("tryput"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    std::vector<uint8_t> buf(200000, 9);
+    CHECK(s->TryPut(Id(1).data(), buf.data(), 100) == Status::kOk);
+    CHECK(s->TryPut(Id(1).data(), buf.data(), 100) == Status::kExists);
+    CHECK(s->TryPut(Id(2).data(), buf.data(), -1) == Status::kInvalid);
+    ObjectHandle g;
+    CHECK(s->Get(Id(1).data(), 0, &g) == Status::kOk && g.size == 100 && g.data[99] == 9);
+    CHECK(s->Release(g) == Status::kOk);
+    int i = 10;
+    Status st;
+    while ((st = s->TryPut(Id(i).data(), buf.data(), buf.size())) == Status::kOk) ++i;  // fill it
+    CHECK(st == Status::kFull);
+    CHECK(s->Stats().num_spilled == 0);                                            // never spills
+    CHECK(s->Put(Id(i).data(), buf.data(), buf.size()) == Status::kOk);           // Put does
+    CHECK(s->Stats().num_spilled > 0);
+    CHECK(s->Delete(Id(1).data()) == Status::kOk);  // its entry is reused, not the tail's
+    CHECK(s->TryPut(Id(1).data(), buf.data(), 10) == Status::kOk);
+    CHECK(s->Destroy() == Status::kOk);
+}
+
 static void TestSpillAndFull() {
     std::unique_ptr<StoreClient> s;
     CHECK(StoreClient::Create(Name("spill"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
@@ -164,6 +188,7 @@ static void TestDeadClientAndStale() {
 int main() {
     TestAllocator();
     TestLifecycle();
+    TestTryPut();
     TestSpillAndFull();
     TestDeadClientAndStale();
     rmdir("/tmp/mpiray-cpptest-spill");
