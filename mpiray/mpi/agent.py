@@ -25,7 +25,10 @@ from mpiray.serialization import serialize_error
 
 TAG_CTRL, TAG_DATA = 11, 12
 CHUNK = 256 << 20           # bytes per raw message (MPI counts are ints)
-SPIN_S = 2e-3               # keep polling this long after the last traffic,
+# Keep polling this long after the last traffic (MPIRAY_MPI_SPIN_US): on a host with
+# cores to spare a spinning MPI thread answers in microseconds; on a small one (2 cores
+# here) it takes the cores the workers need, and napping at once is faster overall.
+SPIN_S = float(os.environ.get("MPIRAY_MPI_SPIN_US", 2000 if (os.cpu_count() or 1) >= 8 else 0)) * 1e-6
 WARM_S, WARM_SLEEP_S = 0.1, 1e-4   # then sleep in short naps for a while,
 COOL_S, COOL_SLEEP_S = 1.0, 1e-3   # then in longer ones,
 MAX_SLEEP_S = 5e-3                 # and in naps of this once the node has been idle a while
