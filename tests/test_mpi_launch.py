@@ -164,3 +164,25 @@ def test_idle_ranks_do_not_spin(per_rank, tmp_path):
     assert n >= 3
     print(line)
     assert share < 0.15, line  # three idle ranks together: well under a core
+
+
+def test_hung_rank_ends_the_job_naming_it(tmp_path, monkeypatch):
+    """A rank that stops answering (SIGSTOP: mpiexec sees nothing wrong) must not hang
+    the driver: rank 0 ends the job and names the rank and its host."""
+    monkeypatch.setenv("MPIRAY_RANK_TIMEOUT_S", "3")
+    before = our_segments()
+    proc, took = mpirun(3, """
+        import os, signal, time
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        victim = ray.nodes()[2]["Pid"]
+        os.kill(victim, signal.SIGSTOP)
+        @ray.remote(resources={"node:2": 0.01})
+        def there():
+            return 1
+        ray.get(there.remote())   # node 2 never answers
+    """, tmp_path=tmp_path, timeout=90)
+    assert proc.returncode != 0
+    assert took < 60
+    assert "node 2 (rank 2 on host" in proc.stderr, proc.stderr[-2000:]
+    assert settle(before) == before

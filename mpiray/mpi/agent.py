@@ -33,6 +33,11 @@ WARM_S, WARM_SLEEP_S = 0.1, 1e-4   # then sleep in short naps for a while,
 COOL_S, COOL_SLEEP_S = 1.0, 1e-3   # then in longer ones,
 MAX_SLEEP_S = 5e-3                 # and in naps of this once the node has been idle a while
 WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are retried
+# Every node leader tells rank 0 it is alive this often; rank 0 ends the job (naming the
+# rank and host) when one is silent for MPIRAY_RANK_TIMEOUT_S. mpiexec already ends a job
+# whose rank dies; this catches a rank that hangs, or a launcher that lets the job go on.
+HEARTBEAT_S = 1.0
+RANK_TIMEOUT_S = float(os.environ.get("MPIRAY_RANK_TIMEOUT_S", "15"))
 # Messages whose handling is only scheduler events (so a batch of them is applied at once).
 EVENT_ONLY = frozenset(("task", "task_done", "cancel", "borrow", "unborrow", "free", "actor_create",
                         "actor_call", "call_done", "actor_kill", "actor_dead"))
@@ -96,6 +101,9 @@ class Agent:
     # ------------------------------------------------------------ loop
     def start(self):
         self.running = True
+        now = time.monotonic()
+        self.last_beat = now
+        self.heard = {r: now for r in self.world.leaders if r != self.world.rank}
         self.thread = threading.Thread(target=self.run, name="mpiray-mpi", daemon=True)
         self.thread.start()
 
@@ -119,8 +127,10 @@ class Agent:
         last_busy = time.perf_counter()
         while self.running or self.outbox or self.sends or self.recvs:
             busy = self._drain_outbox()
+            self._heartbeat()
             while self.comm.Iprobe(MPI.ANY_SOURCE, TAG_CTRL, status):
                 cycle, msg = self.comm.recv(source=status.Get_source(), tag=TAG_CTRL)
+                self.heard[status.Get_source()] = time.monotonic()
                 with self.gate:
                     self._handle(status.Get_source(), msg, cycle in (self.cycle, None) and self.node_open)
                 busy = True
@@ -153,6 +163,27 @@ class Agent:
         while self.sends and time.monotonic() < deadline:
             self._progress_sends()
             time.sleep(1e-3)
+
+    def _heartbeat(self):
+        """Leaders: say "alive" to rank 0 now and then. Rank 0: end the job when a leader
+        has been silent too long (a hung or stopped rank would otherwise hang it)."""
+        now = time.monotonic()
+        if now - self.last_beat < HEARTBEAT_S:
+            return
+        self.last_beat = now
+        if self.world.rank != 0:
+            self.send_rank(0, ("alive",))
+            return
+        for rank, seen in self.heard.items():
+            if now - seen > RANK_TIMEOUT_S:
+                node = self.node_by_rank.get(rank)
+                print(f"mpiray: node {node} (rank {rank} on host {self.world.hosts[rank]}) has "
+                      f"not answered for {now - seen:.0f} s: it died or hangs; ending the job",
+                      file=sys.stderr, flush=True)
+                self.comm.Abort(1)
+
+    def handle_alive(self, source):
+        pass  # hearing from it was the point (see _heartbeat)
 
     def _handle(self, source, msg, live=True):
         """live=False: a message of an earlier cycle, or for a node being stopped: only
