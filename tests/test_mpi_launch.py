@@ -186,3 +186,30 @@ def test_hung_rank_ends_the_job_naming_it(tmp_path, monkeypatch):
     assert took < 60
     assert "node 2 (rank 2 on host" in proc.stderr, proc.stderr[-2000:]
     assert settle(before) == before
+
+
+def test_ctrl_c_ends_every_rank(tmp_path):
+    before = our_segments()
+    script = os.path.join(str(tmp_path), "job.py")
+    with open(script, "w") as f:
+        f.write(textwrap.dedent("""
+            import time
+            import mpiray as ray
+            ray.init(num_cpus=1)
+            @ray.remote
+            def slow():
+                time.sleep(100)
+            print("ready", flush=True)
+            ray.get([slow.remote() for _ in range(4)])
+        """))
+    env = dict(os.environ, MPIRAY_NODE_PER_RANK="1", PYTHONPATH=ROOT)
+    proc = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, script], cwd=str(tmp_path), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
+        assert proc.wait(timeout=30) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert settle(before) == before

@@ -171,6 +171,9 @@ def serve(w: World):
             NodeServer(w).run()
         else:
             _wait_for_exit(w)
+    except KeyboardInterrupt:  # Ctrl-C: mpiexec sends SIGINT to every rank
+        sys.stderr.flush()
+        w.comm.Abort(130)
     except BaseException:  # noqa: BLE001 - say why, then take the job down
         import traceback
 
