@@ -11,7 +11,7 @@ NATIVE_HDR := $(wildcard src/cpp/*.h)
 CPP_TESTS  := $(patsubst src/cpp/tests/%.cpp,build/cpptest/%,$(wildcard src/cpp/tests/*.cpp))
 MPI_TIMEOUT := 300
 
-.PHONY: setup build run test cpptest pytest mpitest bench clean
+.PHONY: setup build run test cpptest pytest mpitest conformance bench clean
 
 setup: $(VENV_OK)
 
@@ -57,7 +57,17 @@ mpitest: build
 	  done; done; \
 	else echo "(no MPI tests yet)"; fi
 
-test: cpptest pytest mpitest
+# Ray's API suite from ../shared (when it is there): on one host, and under mpiexec -n 3
+# with the driver on rank 0 (docs/mpi.md lists what differs with a node per rank).
+CONFORMANCE := $(wildcard ../shared/conformance/public)
+conformance: build
+	@if [ -n "$(CONFORMANCE)" ]; then \
+	  RAY_IMPL=mpiray timeout $(MPI_TIMEOUT) $(PY) -m pytest $(CONFORMANCE) -q -p no:cacheprovider || exit 1; \
+	  RAY_IMPL=mpiray timeout $(MPI_TIMEOUT) .venv/bin/mpiexec -n 3 $(CURDIR)/$(PY) -m pytest \
+	    $(CONFORMANCE) -q -p no:cacheprovider || exit 1; \
+	else echo "(no ../shared/conformance: skipped)"; fi
+
+test: cpptest pytest mpitest conformance
 
 bench: build
 	$(PY) benchmarks/store.py
