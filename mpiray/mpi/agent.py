@@ -101,9 +101,8 @@ class Agent:
     # ------------------------------------------------------------ loop
     def start(self):
         self.running = True
-        now = time.monotonic()
-        self.last_beat = now
-        self.heard = {r: now for r in self.world.leaders if r != self.world.rank}
+        self.last_beat = time.monotonic()
+        self.heard = {}  # rank 0: leader rank -> when last heard (once watch_peers() runs)
         self.thread = threading.Thread(target=self.run, name="mpiray-mpi", daemon=True)
         self.thread.start()
 
@@ -130,7 +129,8 @@ class Agent:
             self._heartbeat()
             while self.comm.Iprobe(MPI.ANY_SOURCE, TAG_CTRL, status):
                 cycle, msg = self.comm.recv(source=status.Get_source(), tag=TAG_CTRL)
-                self.heard[status.Get_source()] = time.monotonic()
+                if status.Get_source() in self.heard:
+                    self.heard[status.Get_source()] = time.monotonic()
                 with self.gate:
                     self._handle(status.Get_source(), msg, cycle in (self.cycle, None) and self.node_open)
                 busy = True
@@ -181,6 +181,12 @@ class Agent:
                       f"not answered for {now - seen:.0f} s: it died or hangs; ending the job",
                       file=sys.stderr, flush=True)
                 self.comm.Abort(1)
+
+    def watch_peers(self):
+        """Rank 0, once every node has started (a node's start may take long: a big
+        store is faulted in first): from now on, silence means trouble."""
+        now = time.monotonic()
+        self.heard = {r: now for r in self.world.leaders if r != self.world.rank}
 
     def handle_alive(self, source):
         pass  # hearing from it was the point (see _heartbeat)

@@ -134,6 +134,7 @@ class DriverLink:
         with self.node.scheduler.lock:
             self.node.scheduler.cluster = Cluster(0, table, self.agent.send)
         self.node.cluster_table = table
+        self.agent.watch_peers()
 
     def stop(self):
         others = range(1, self.w.num_nodes)
