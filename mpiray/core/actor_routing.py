@@ -40,15 +40,11 @@ class ActorRouter:
         rec = self.s.actors.actors.get(spec.actor_id)
         if rec is not None and rec.host is None:
             if not self.s.io.push_actor_call_or_false(spec.actor_id, spec):
-                self.s.seal_error(spec.return_ids(), self.s.actors.death_cause(spec.actor_id))
-                for oid in spec.contained:
-                    self.s._decref(oid)
+                self._fail(spec)
             return
         target = rec.host if rec is not None else _ids.node_of(spec.actor_id)
         if target == self.cluster.me:  # ours, and unknown here: it is gone
-            self.s.seal_error(spec.return_ids(), self.s.actors.death_cause(spec.actor_id))
-            for oid in spec.contained:
-                self.s._decref(oid)
+            self._fail(spec)
             return
         self.calls[spec.task_id] = (None, list(spec.contained), spec.return_ids())
         # the call goes before route(): a fetch that route() may send must follow it
@@ -67,8 +63,7 @@ class ActorRouter:
 
     # ------------------------------------------------------------ calls arriving
     def call_in(self, actor_id, payload, source):
-        actors = self.s.actors
-        rec = actors.actors.get(actor_id)
+        rec = self.s.actors.actors.get(actor_id)
         if payload == P.TERMINATE:
             if rec is not None and rec.host is not None:
                 self.cluster.send(rec.host, ("actor_call", actor_id, payload))
@@ -88,9 +83,12 @@ class ActorRouter:
         # No record yet can mean a creation still on its way through this node's inbox:
         # its queue exists (the creator makes it first), and the call waits in it.
         if not self.s.io.push_actor_call_or_false(actor_id, spec):
-            cause = actors.death_cause(actor_id)
-            self.s.seal_error(spec.return_ids(), cause)
-            self.finished(spec.task_id, spec.contained)
+            self._fail(spec)
+
+    def _fail(self, spec):
+        """The actor is gone: the call's returns get the cause, and it ends here."""
+        self.s.seal_error(spec.return_ids(), self.s.actors.death_cause(spec.actor_id))
+        self.finished(spec.task_id, spec.contained)
 
     # ------------------------------------------------------------ calls ending
     def finished(self, task_id, contained):

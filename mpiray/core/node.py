@@ -96,6 +96,14 @@ class Node:
                 _quietly(getattr(self, name).destroy)
         names.remove_session_segments(self.session)
 
+    def join_cluster(self, table, send):
+        """MPI: every node's {"totals", "host", ...}; the scheduler places across them."""
+        from mpiray.core.cluster import Cluster
+
+        with self.scheduler.lock:
+            self.scheduler.cluster = Cluster(self.node_index, table, send)
+        self.cluster_table = table
+
     def _launch_zygote(self):
         cmd_r, cmd_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -359,8 +367,8 @@ class NodeIO:
         return self._decode_all(items)
 
     def push_actor_call(self, actor_id, spec):
-        q = self.actor_queue(actor_id)
-        q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+        if not self.push_actor_call_or_false(actor_id, spec):
+            raise QueueClosed(f"the queue of actor {actor_id.hex()} is gone")
 
     def push_actor_call_or_false(self, actor_id, spec) -> bool:
         q = self.actor_queue(actor_id)

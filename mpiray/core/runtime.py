@@ -80,8 +80,7 @@ class Runtime:
         bufs = [self.store.get(oid, 0) for oid in oids]
         missing = [i for i, b in enumerate(bufs) if b is None]
         if missing:
-            if self.fetch_remote:
-                self.channel.send([(P.FETCH, [oids[i] for i in missing])])
+            self._pull([oids[i] for i in missing])
             deadline = None if timeout is None else time.monotonic() + timeout
             with self._blocked():
                 for i in missing:
@@ -108,6 +107,12 @@ class Runtime:
             if buf is not None or (deadline is not None and time.monotonic() >= deadline):
                 return buf
 
+    def _pull(self, oids):
+        """MPI mode: objects this process is about to wait for may live on another node;
+        its node's scheduler asks for copies (single host: nothing to do)."""
+        if self.fetch_remote:
+            self.channel.send([(P.FETCH, oids)])
+
     def _value(self, buf):
         value, is_error = deserialize(buf)
         if is_error:
@@ -121,7 +126,7 @@ class Runtime:
         if sum(ready) >= num_returns:
             return ready
         if self.fetch_remote:
-            self.channel.send([(P.FETCH, [o for o, r in zip(oids, ready) if not r])])
+            self._pull([o for o, r in zip(oids, ready) if not r])
             if timeout:
                 ready = self.store.wait(oids, num_returns, timeout)
         if sum(ready) < num_returns and timeout is None:
@@ -181,8 +186,7 @@ class Runtime:
         else:
             buf = self.store.get(spec.deps[-1], 0)
             if buf is None:
-                if self.fetch_remote:
-                    self.channel.send([(P.FETCH, [spec.deps[-1]])])
+                self._pull([spec.deps[-1]])
                 buf = self.wait_get(spec.deps[-1], None)
             args, kwargs = deserialize(buf)[0]
         if not spec.deps:
@@ -194,8 +198,7 @@ class Runtime:
     def _resolve(self, ref):
         buf = self.store.get(ref._id, 0)
         if buf is None:
-            if self.fetch_remote:
-                self.channel.send([(P.FETCH, [ref._id])])
+            self._pull([ref._id])
             with self._blocked():
                 buf = self.wait_get(ref._id, None)
         value, is_error = deserialize(buf)

@@ -20,8 +20,9 @@ Task states and the containers that hold a task in each:
     DISPATCHED  self.tasks                               (on the task queue or running)
     FORWARDED   self.tasks, self.cluster.sent_to         (sent to another node, MPI mode)
 
-Across nodes (``self.cluster``, see core/cluster.py) a task that came from another node
-remembers its ``origin``, which hears of its end; a task sent away waits for that word.
+Across nodes (``self.cluster``, see core/cluster.py; the events: core/scheduler_remote.py)
+a task that came from another node remembers its ``origin``, which hears of its end; a
+task sent away waits for that word.
 """
 
 from __future__ import annotations
@@ -29,23 +30,18 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 
 from mpiray import _ids
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
+from mpiray.core.scheduler_remote import FORWARDED, CrossNode
 from mpiray.core.resources import NodeResources
 from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
 
 log = logging.getLogger("mpiray")
 
-# An unborrow that would free an object waits this long first: a borrow of the same object
-# by a third node, sent before the unborrow but on another MPI pair, lands meanwhile.
-UNBORROW_GRACE_S = 0.5
-
-WAITING, READY, INFEASIBLE, DISPATCHED, FORWARDED = (
-    "WAITING", "READY", "INFEASIBLE", "DISPATCHED", "FORWARDED")
+WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISPATCHED"
 TASK, ACTOR = "task", "actor"
 
 
@@ -75,7 +71,7 @@ def _shape(req: dict):
     return tuple(sorted(req.items()))
 
 
-class Scheduler:
+class Scheduler(CrossNode):
     def __init__(self, io, resources: NodeResources, max_task_workers: int, min_task_workers: int = 0):
         self.lock = threading.RLock()
         self.io = io
@@ -341,97 +337,6 @@ class Scheduler:
         rec.spec.gpu_ids = rec.gpu_ids
         self.active += 1
         self.io.push_task(rec.spec)
-
-    def _to_forwarded(self, rec):
-        """Sends rec to another node with room for it; False if none has. A task another
-        node sent here stays here (its sender chose this node, and passing it on could
-        send it back there)."""
-        if rec.origin is not None:
-            return False
-        spec = rec.spec
-        node = self.cluster.pick(spec.resources, spec.deps, self.io.contains)
-        if node is None:
-            return False
-        rec.state = FORWARDED
-        self.io.forward_task(node, spec)  # before sent(): a fetch it may trigger follows the task
-        self.cluster.sent(spec.task_id, node, spec.resources, spec.return_ids())
-        return True
-
-    def _ev_remote_task(self, spec, origin):
-        """A task another node sent here: hold its returns for that node, then run it."""
-        self.kept.update(spec.return_ids())
-        self.submit(spec, origin)
-
-    def send_returns(self, node, message, return_ids):
-        """Tells node that a task or call it sent here ended; small returns go along
-        (no fetch round trip for them), and our copies of those are dropped."""
-        inline = self.io.small_returns(return_ids, self.contains)
-        self.cluster.send(node, message + (inline,))
-        for oid, _, _ in inline:
-            self.kept.discard(oid)
-            if oid not in self.counts:
-                self._free(oid)
-
-    def take_returns(self, inline):
-        """Small returns that came with a task_done / call_done: sealed here now."""
-        for oid, data, contained in inline:
-            self.cluster.inlined(oid)
-            self.io.put_bytes(oid, data)
-            self._on_sealed(oid, contained)
-        return {oid for oid, _, _ in inline}
-
-    def _ev_remote_task_done(self, task_id, inline=()):
-        rec = self.tasks.pop(task_id, None)
-        self.cluster.came_back(task_id)
-        here = self.take_returns(inline)
-        if rec is None:
-            return
-        self.sealed_elsewhere(rec.spec.return_ids(), here)
-        self._finish(rec)
-
-    def sealed_elsewhere(self, return_ids, here=()):
-        """Returns of a task or call that ended on another node (but those in `here`,
-        which came by value): counted here and kept there, or freed there at once."""
-        for oid in return_ids:
-            if oid in here:
-                continue
-            if oid in self.counts or oid in self.kept:
-                self.sealed.add(oid)
-                self._wake_waiters(oid)  # tasks needing it are placed near it, or pull it
-            else:
-                self.cluster.freed(oid)
-
-    def _ev_borrow(self, oid):
-        self._incref(oid)
-
-    def _ev_unborrow(self, oid):
-        if self.counts.get(oid, 0) > 1:
-            self._decref(oid)
-        else:  # it would free the object: see UNBORROW_GRACE_S
-            self.lingering.append((time.monotonic() + UNBORROW_GRACE_S, oid))
-
-    def _ev_tick(self):
-        """Applies the unborrows whose grace is over (the MPI thread ticks)."""
-        now = time.monotonic()
-        while self.lingering and self.lingering[0][0] <= now:
-            self._decref(self.lingering.popleft()[1])
-
-    def _ev_free(self, oid):
-        """The owner is done with a return we kept for it."""
-        self.kept.discard(oid)
-        if oid not in self.counts:
-            self._free(oid)
-
-    def _ev_fetch(self, oids):
-        """A process here waits for objects that may live on other nodes."""
-        if self.cluster is not None:
-            for oid in oids:
-                if not self.io.contains(oid):
-                    self.cluster.need(oid)
-
-    def _ev_arrived(self, oid, contained):
-        """A copy pulled from another node was sealed here."""
-        self._on_sealed(oid, contained)
 
     def _ensure_task_workers(self):
         """Enough workers that every dispatched task has one that is not blocked."""

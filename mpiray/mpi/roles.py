@@ -116,8 +116,6 @@ class DriverLink:
         self.event.set()
 
     def start(self, cfg: dict):
-        from mpiray.core.cluster import Cluster
-
         self.agent.start()
         cfg = dict(cfg, cycle=self.cycle)
         others = range(1, self.w.num_nodes)
@@ -131,9 +129,7 @@ class DriverLink:
         table = [node_info(self.w, self.node)] + [self.started[k] for k in others]
         for k in others:
             self.agent.send(k, ("cluster", table))
-        with self.node.scheduler.lock:
-            self.node.scheduler.cluster = Cluster(0, table, self.agent.send)
-        self.node.cluster_table = table
+        self.node.join_cluster(table, self.agent.send)
         self.agent.watch_peers()
 
     def stop(self):
@@ -233,17 +229,9 @@ class NodeServer:
 
     def on_control(self, source, msg):
         if msg[0] == "cluster":  # at once, in the MPI thread: tasks may follow right behind
-            self._install_cluster(msg[1])
+            self.node.join_cluster(msg[1], self.node.agent.send)
         else:
             self.commands.append(msg)
-
-    def _install_cluster(self, table):
-        from mpiray.core.cluster import Cluster
-
-        node = self.node
-        with node.scheduler.lock:
-            node.scheduler.cluster = Cluster(self.w.node_index, table, node.agent.send)
-        node.cluster_table = table
 
     def run(self):
         from mpiray import _ids
