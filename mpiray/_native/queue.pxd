@@ -29,7 +29,7 @@ cdef extern from "queue.h" namespace "mpiray" nogil:
         QueueStatus try_push(const void* data, uint32_t length)
         QueueStatus push(const void* data, uint32_t length, int64_t timeout_ns)
         QueueStatus try_pop(void* out, uint32_t* length, int consumer)
-        QueueStatus pop(void* out, uint32_t* length, int consumer, int64_t timeout_ns)
+        QueueStatus pop(void* out, uint32_t* length, int consumer, int64_t timeout_ns, int64_t spin_ns)
         QueueStatus pop_batch(void* out, uint32_t* lengths, int max_items, int consumer, int64_t timeout_ns, int* n)
         QueueStatus done(int consumer)
         QueueStatus recover(int consumer, vector[string]* items)

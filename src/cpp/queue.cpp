@@ -20,7 +20,7 @@ namespace mpiray {
 namespace {
 
 constexpr uint64_t kMagic = 0x6d70697261795155ull;  // "mpirayQU"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: spinning consumer bits
 constexpr size_t kCacheLine = 64;
 constexpr size_t kRecordHeader = 256;
 
@@ -110,6 +110,11 @@ struct TaskQueue::Header {
     EventCount not_empty;  // consumers sleep here
     EventCount not_full;   // producers sleep here
     alignas(kCacheLine) std::atomic<uint32_t> closed;
+    // Bit c: recorded consumer c is polling for an item (pop with spin_ns > 0). While any
+    // bit is set a push wakes no sleeper: the spinner takes the item, and a consumer that
+    // leaves items behind wakes the next one (see wake_consumer). A bitmask, not a count,
+    // so recover() clears a dead spinner's claim exactly.
+    std::atomic<uint64_t> spinning[kMaxConsumers / 64];
 };
 
 static_assert(offsetof(TaskQueue::Header, tail) - offsetof(TaskQueue::Header, head) >= kCacheLine,
@@ -304,7 +309,7 @@ QueueStatus TaskQueue::try_push_one(const void* data, uint32_t len) {
 QueueStatus TaskQueue::try_push(const void* data, uint32_t len) {
     if (len > h_->max_payload) return QueueStatus::too_big;
     QueueStatus st = try_push_one(data, len);
-    if (st == QueueStatus::ok) h_->not_empty.notify(1);
+    if (st == QueueStatus::ok) wake_consumer();
     return st;
 }
 
@@ -315,7 +320,7 @@ QueueStatus TaskQueue::push(const void* data, uint32_t len, int64_t timeout_ns) 
         cpu_relax();
         st = try_push_one(data, len);
     }
-    if (st == QueueStatus::ok) h_->not_empty.notify(1);
+    if (st == QueueStatus::ok) wake_consumer();
     if (st != QueueStatus::would_block) return st;
     if (timeout_ns == 0) return QueueStatus::timeout;
     const int64_t deadline = deadline_after(timeout_ns);
@@ -324,7 +329,7 @@ QueueStatus TaskQueue::push(const void* data, uint32_t len, int64_t timeout_ns) 
         st = try_push_one(data, len);
         if (st != QueueStatus::would_block) {
             h_->not_full.cancel_wait();
-            if (st == QueueStatus::ok) h_->not_empty.notify(1);
+            if (st == QueueStatus::ok) wake_consumer();
             return st;
         }
         int64_t sleep_ns = -1;
@@ -451,12 +456,13 @@ QueueStatus TaskQueue::try_pop(void* out, uint32_t* len, int consumer) {
     return take(out, len, 1, consumer, &n);
 }
 
-QueueStatus TaskQueue::pop(void* out, uint32_t* len, int consumer, int64_t timeout_ns) {
+QueueStatus TaskQueue::pop(void* out, uint32_t* len, int consumer, int64_t timeout_ns, int64_t spin_ns) {
     int n = 0;
-    return pop_batch(out, len, 1, consumer, timeout_ns, &n);
+    return pop_batch(out, len, 1, consumer, timeout_ns, &n, spin_ns);
 }
 
-QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int consumer, int64_t timeout_ns, int* n) {
+QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int consumer, int64_t timeout_ns, int* n,
+                                 int64_t spin_ns) {
     *n = 0;
     if (bad_consumer(consumer)) return QueueStatus::bad_consumer;
     if (max_items < 1) return QueueStatus::ok;
@@ -467,7 +473,9 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
         cpu_relax();
         st = take(out, lens, max_items, consumer, n);
     }
-    if (st != QueueStatus::would_block) return st;
+    if (st == QueueStatus::would_block && timeout_ns != 0 && spin_ns > 0 && consumer >= 0)
+        st = spin_take(out, lens, max_items, consumer, n, timeout_ns < 0 ? spin_ns : std::min(spin_ns, timeout_ns));
+    if (st != QueueStatus::would_block) return took(st);
     if (timeout_ns == 0) return QueueStatus::timeout;
     const int64_t deadline = deadline_after(timeout_ns);
     for (;;) {
@@ -475,7 +483,7 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
         st = take(out, lens, max_items, consumer, n);
         if (st != QueueStatus::would_block) {
             h_->not_empty.cancel_wait();
-            return st;
+            return took(st);
         }
         int64_t sleep_ns = -1;
         if (deadline >= 0) {
@@ -494,6 +502,50 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
         h_->not_empty.wait(key, sleep_ns);
         if (watch && s->word.load(std::memory_order_relaxed) == w0) repair_if_owner_dead(s, w0);
     }
+}
+
+QueueStatus TaskQueue::spin_take(void* out, uint32_t* lens, int max_items, int consumer, int* n, int64_t spin_ns) {
+    // One spinner at a time: a second one would only burn another core for the same item
+    // (on a 2-core host, the core the producer needs). It sleeps; took() wakes it when
+    // more than one item waits.
+    for (const auto& w : h_->spinning)
+        if (w.load(std::memory_order_relaxed) != 0) return QueueStatus::would_block;
+    std::atomic<uint64_t>& word = h_->spinning[consumer / 64];
+    const uint64_t bit = uint64_t{1} << (consumer % 64);
+    // seq_cst: a push that reads our bit as set skips its wake, so the bit must be visible
+    // before we poll (pairs with the fence in wake_consumer).
+    word.fetch_or(bit, std::memory_order_seq_cst);
+    const int64_t deadline = monotonic_ns() + spin_ns;
+    QueueStatus st;
+    for (int i = 0;; ++i) {
+        st = take(out, lens, max_items, consumer, n);
+        if (st != QueueStatus::would_block) break;
+        cpu_relax();
+        if (i % 64 == 63 && monotonic_ns() >= deadline) break;
+    }
+    // seq_cst: after this a push wakes sleepers again; what it pushed before it saw the bit
+    // clear, our caller's next look (prepare_wait's fence, or took()'s) is sure to see.
+    word.fetch_and(~bit, std::memory_order_seq_cst);
+    return st;
+}
+
+void TaskQueue::wake_consumer() {
+    // seq_cst fence: the pushed item is visible before we read the spinning bits (pairs
+    // with the spinner's fetch_and and the fence that follows it).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    for (const auto& w : h_->spinning)
+        if (w.load(std::memory_order_relaxed) != 0) return;  // a spinner takes it
+    h_->not_empty.notify(1);
+}
+
+QueueStatus TaskQueue::took(QueueStatus st) {
+    // Items left behind: their pushes may have skipped a wake for a spinner that took
+    // only one, so pass the wake on (a syscall only when someone sleeps).
+    if (st == QueueStatus::ok) {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (size() > 0) wake_consumer();
+    }
+    return st;
 }
 
 // ---- crash recovery -------------------------------------------------------------------
@@ -553,6 +605,10 @@ QueueStatus TaskQueue::recover(int consumer, std::vector<std::string>* items) {
         }
     }
     forget(consumer);
+    // A spinner that died mid-spin would silence every push's wake: clear its bit.
+    if (h_->spinning[consumer / 64].fetch_and(~(uint64_t{1} << (consumer % 64)), std::memory_order_seq_cst) &
+        (uint64_t{1} << (consumer % 64)))
+        wake_consumer();
     return QueueStatus::ok;
 }
 

@@ -81,12 +81,15 @@ public:
     // Never blocks: ok / would_block (empty) / closed (closed and empty) / bad_consumer.
     QueueStatus try_pop(void* out, uint32_t* len, int consumer);
     // Waits while empty. ok / timeout / closed (closed and drained) / bad_consumer.
-    QueueStatus pop(void* out, uint32_t* len, int consumer, int64_t timeout_ns);
+    // spin_ns > 0 (recorded consumers only): poll that long before sleeping, marked as a
+    // spinner, so that pushes meanwhile pay no futex wake.
+    QueueStatus pop(void* out, uint32_t* len, int consumer, int64_t timeout_ns, int64_t spin_ns = 0);
     // Waits (up to timeout_ns; 0: not at all) until at least one item is there, then takes
     // up to max_items without waiting. Item k goes to out + k*max_payload(), its length to
     // lens[k]. A recorded batch holds at most kRecordItems. *n = items taken.
     // ok (n >= 1) / timeout / closed / bad_consumer.
-    QueueStatus pop_batch(void* out, uint32_t* lens, int max_items, int consumer, int64_t timeout_ns, int* n);
+    QueueStatus pop_batch(void* out, uint32_t* lens, int max_items, int consumer, int64_t timeout_ns, int* n,
+                          int64_t spin_ns = 0);
 
     // The consumer finished what it popped last: its record forgets it.
     QueueStatus done(int consumer);
@@ -119,6 +122,9 @@ private:
     QueueStatus try_push_one(const void* data, uint32_t len);
     QueueStatus try_pop_one(void* out, uint32_t* len, int consumer, int index_in_record);
     QueueStatus take(void* out, uint32_t* lens, int max_items, int consumer, int* n);
+    QueueStatus spin_take(void* out, uint32_t* lens, int max_items, int consumer, int* n, int64_t spin_ns);
+    QueueStatus took(QueueStatus st);
+    void wake_consumer();
     void forget(int consumer);
     bool repair_if_owner_dead(Slot* s, uint64_t word);
 

@@ -171,7 +171,7 @@ Status StoreClient::CreateObject(const uint8_t* id, int64_t size, ObjectHandle* 
 }
 
 void StoreClient::WakeGetters() {
-    // seq_cst on both: pairs with the getter's waiters++ then seal_seq read (see Header).
+    // seq_cst on both: pairs with AwaitSeal's waiters++ then seal_seq read (see Header).
     hdr_->seal_seq.fetch_add(1, std::memory_order_seq_cst);
     if (hdr_->waiters.load(std::memory_order_seq_cst) != 0) futex_wake(&hdr_->seal_seq);
 }
@@ -255,7 +255,6 @@ Status StoreClient::TryPut(const uint8_t* id, const void* data, int64_t size) {
 
 Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out) {
     const int64_t deadline = timeout_ns < 0 ? -1 : monotonic_ns() + timeout_ns;
-    bool waiting = false;  // registered in hdr_->waiters
     Status st;
     for (;;) {
         uint32_t seq = hdr_->seal_seq.load(std::memory_order_seq_cst);  // before the check
@@ -275,15 +274,19 @@ Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out
         }
         int64_t left = deadline < 0 ? -1 : deadline - monotonic_ns();
         if (deadline >= 0 && left <= 0) { st = Fail(Status::kTimeout, "timed out"); break; }
-        if (!waiting) {  // register, then re-check: our next seq read follows the increment
-            hdr_->waiters.fetch_add(1, std::memory_order_seq_cst);
-            waiting = true;
-            continue;
-        }
-        if (!spin_until_changed(&hdr_->seal_seq, seq, kSealSpins)) futex_wait(&hdr_->seal_seq, seq, left);
+        AwaitSeal(seq, left);
     }
-    if (waiting) hdr_->waiters.fetch_sub(1, std::memory_order_seq_cst);
     return st;
+}
+
+void StoreClient::AwaitSeal(uint32_t seq, int64_t left_ns) {
+    // Spin first: most seals a getter waits for (a task's result) land within the spin.
+    // A spinning getter is not counted in `waiters`, so the sealer pays no futex wake for it.
+    if (spin_until_changed(&hdr_->seal_seq, seq, kSealSpins)) return;
+    // seq_cst on both: pairs with WakeGetters' seal_seq++ then waiters read (see Header).
+    hdr_->waiters.fetch_add(1, std::memory_order_seq_cst);
+    if (hdr_->seal_seq.load(std::memory_order_seq_cst) == seq) futex_wait(&hdr_->seal_seq, seq, left_ns);
+    hdr_->waiters.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 Status StoreClient::Release(const ObjectHandle& h) {
@@ -319,7 +322,6 @@ Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeo
     if (num_ready > n || num_ready < 0 || n < 0)
         return Fail(Status::kInvalid, "num_ready=%d must be within 0..%d (the number of ids)", num_ready, n);
     const int64_t deadline = timeout_ns < 0 ? -1 : monotonic_ns() + timeout_ns;
-    bool waiting = false;
     for (;;) {
         uint32_t seq = hdr_->seal_seq.load(std::memory_order_seq_cst);
         int count = 0;
@@ -343,14 +345,8 @@ Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeo
         }
         int64_t left = deadline < 0 ? -1 : deadline - monotonic_ns();
         if (count >= num_ready || (deadline >= 0 && left <= 0)) break;
-        if (!waiting) {
-            hdr_->waiters.fetch_add(1, std::memory_order_seq_cst);
-            waiting = true;
-            continue;
-        }
-        if (!spin_until_changed(&hdr_->seal_seq, seq, kSealSpins)) futex_wait(&hdr_->seal_seq, seq, left);
+        AwaitSeal(seq, left);
     }
-    if (waiting) hdr_->waiters.fetch_sub(1, std::memory_order_seq_cst);
     return Status::kOk;
 }
 

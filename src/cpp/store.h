@@ -168,6 +168,8 @@ class StoreClient {
     Status RestoreLocked(uint32_t e);
     Status PinLocked(uint32_t e, ObjectHandle* out);
     void WakeGetters();
+    // Waits (spin, then futex sleep up to left_ns; < 0: no limit) until seal_seq moves from seq.
+    void AwaitSeal(uint32_t seq, int64_t left_ns);
     std::string SpillPath(const Entry& x) const;
     static void ParallelCopy(uint8_t* dst, const uint8_t* src, uint64_t n);
 

@@ -93,7 +93,8 @@ struct alignas(64) Header {
     alignas(64) pthread_mutex_t mutex;  // robust + process-shared; guards everything below
 
     // Futex pair for "something was sealed". A sealer bumps seal_seq and wakes only when
-    // waiters != 0; a getter bumps waiters, then reads seal_seq, then checks its object.
+    // waiters != 0. A getter spins on seal_seq first (uncounted: spinners cost the sealer
+    // no syscall); before it sleeps it bumps waiters, then re-reads seal_seq.
     // Both sides use seq_cst so at least one sees the other (Dekker): no lost wake-up.
     alignas(64) std::atomic<uint32_t> seal_seq;
     std::atomic<uint32_t> waiters;

@@ -267,6 +267,71 @@ static void test_stress() {
     CHECK(order_errors == 0);
 }
 
+
+static std::string spin_pop_str(TaskQueue* q, int consumer, int64_t timeout_ns, int64_t spin_ns) {
+    std::vector<char> buf(q->max_payload());
+    uint32_t len = 0;
+    QueueStatus st = q->pop(buf.data(), &len, consumer, timeout_ns, spin_ns);
+    return st == QueueStatus::ok ? std::string(buf.data(), len) : std::string("<none>");
+}
+
+// A spinning consumer silences pushes' wakes; the protocol must still lose no item:
+// the spinner takes what comes during its spin, a consumer leaving items behind wakes a
+// sleeper, and recover() clears the mark of a spinner that died.
+static void test_spinners() {
+    constexpr int64_t kSec = 1000 * 1000 * 1000;
+    {
+        Q a("spin-take", 8);
+        std::string got;
+        std::thread spinner([&] { got = spin_pop_str(a.q, 1, kSec, kSec); });
+        usleep(20000);  // well inside the spin
+        CHECK(push_str(a.q, "x"));
+        spinner.join();
+        CHECK(got == "x");
+    }
+    {
+        // One spinner, one sleeper, two items pushed while the spinner spins: the pushes
+        // skip their wakes, so the spinner must pass one on (took()).
+        Q a("spin-chain", 8);
+        std::string slept, spun;
+        std::thread sleeper([&] { slept = pop_str(a.q, 2, 3 * kSec); });
+        usleep(20000);
+        std::thread spinner([&] { spun = spin_pop_str(a.q, 1, 3 * kSec, 2 * kSec); });
+        usleep(20000);
+        int64_t t0 = mpiray::monotonic_ns();
+        CHECK(push_str(a.q, "p") && push_str(a.q, "q"));
+        spinner.join();
+        sleeper.join();
+        CHECK(mpiray::monotonic_ns() - t0 < kSec);  // the sleeper did not sleep to its timeout
+        CHECK((spun == "p" && slept == "q") || (spun == "q" && slept == "p"));
+    }
+    {
+        // A spinner SIGKILLed mid-spin: after recover() a push wakes the sleeper at once.
+        Q a("spin-dead", 8);
+        pid_t pid = fork();
+        if (pid == 0) {
+            TaskQueue* q = nullptr;
+            if (TaskQueue::attach(a.name, &q) != 0) _exit(3);
+            spin_pop_str(q, 5, 60 * kSec, 60 * kSec);
+            _exit(0);
+        }
+        usleep(50000);
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+        std::vector<std::string> items;
+        CHECK(a.q->recover(5, &items) == QueueStatus::ok && items.empty());
+        std::string slept;
+        int64_t t0 = 0;
+        std::thread sleeper([&] { slept = pop_str(a.q, 2, 5 * kSec); });
+        usleep(20000);
+        t0 = mpiray::monotonic_ns();
+        CHECK(push_str(a.q, "after"));
+        sleeper.join();
+        CHECK(slept == "after");
+        CHECK(mpiray::monotonic_ns() - t0 < kSec / 2);
+    }
+}
+
 int main() {
     test_create_attach();
     test_fifo_full_empty_wrap();
@@ -276,6 +341,7 @@ int main() {
     test_consumer_kill_points();
     test_producer_and_unrecorded_kill_points();
     test_stress();
+    test_spinners();
     std::printf("queue_test: %s (%d failures)\n", g_failures ? "FAILED" : "ok", g_failures);
     return g_failures ? 1 : 0;
 }
