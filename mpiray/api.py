@@ -59,6 +59,7 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         refcount.set_sink(channel)
         rt = Runtime(node.session, node.store, channel, _driver_actor_queue(node), is_driver=True)
         rt.fetch_remote = node.num_nodes > 1
+        rt.pump = node.pump
         current.set_runtime(rt, {"session": node.session, "node_id": node.node_id,
                                  "namespace": config.namespace}, node)
         _install_exit_handlers()

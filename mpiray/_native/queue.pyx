@@ -246,6 +246,24 @@ cdef class Queue:
                 out.append(PyBytes_FromStringAndSize(self._buf + <size_t>k * self.max_payload, self._lens[k]))
         return out
 
+    def wait_nonempty(self, timeout=None):
+        """Waits until an item is there, without taking it: True, or False on timeout.
+        QueueClosed once closed and drained."""
+        cdef int64_t t_ns = _timeout_ns(timeout)
+        cdef QueueStatus st
+        with nogil:
+            st = self._q.wait_nonempty(t_ns)
+        if st == QueueStatus.closed:
+            self._gate(st, 0, 0)
+        return st == QueueStatus.ok
+
+    def mark_spinning(self, int consumer, bint on):
+        """Marks consumer index `consumer` as polling this queue itself (on) or not (off):
+        while marked, pushes wake no sleeping consumer. Unmarking wakes one if items
+        are left. For short polls only (an mpiray addition)."""
+        self._check_consumer(consumer, 0)
+        self._q.mark_spinning(consumer, on)
+
     # -- consumer records ----------------------------------------------------------------
 
     def done(self, int consumer):

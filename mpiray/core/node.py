@@ -3,7 +3,8 @@
     Node.start()
       ├─ store segment, shared task queue, inbox queue     (native, /dev/shm)
       ├─ zygote process ──forks──► num_cpus task workers (more on demand, actors)
-      ├─ inbox thread:   inbox ──events──► scheduler.handle_events
+      ├─ inbox thread:   inbox ──events──► scheduler.handle_events (core/inbox_pump.py;
+      │                  the driver drains it too while it waits for a task's return)
       ├─ monitor thread: zygote reports (started/died) ──► inbox (ordered after the
       │                  dead worker's own last events)
       └─ log thread:     workers' stdout/stderr pipe ──► driver's terminal, line by line
@@ -26,6 +27,7 @@ from mpiray import _ids
 from mpiray.core import actor_spec as A
 from mpiray.core import names
 from mpiray.core import protocol as P
+from mpiray.core.inbox_pump import InboxPump
 from mpiray.core.native import Queue, QueueClosed, Store
 from mpiray.core.resources import NodeResources
 from mpiray.core.scheduler import Scheduler
@@ -75,7 +77,8 @@ class Node:
         resources = NodeResources(totals, c.gpu_ids)
         self.scheduler = Scheduler(self.io, resources, max_task_workers=MAX_TASK_SLOTS,
                                    min_task_workers=c.num_cpus)
-        self._thread(self._inbox_loop, "mpiray-inbox")
+        self.pump = InboxPump(self.inbox, self.store, self.scheduler)
+        self._thread(self.pump.serve_forever, "mpiray-inbox")
         self._thread(self._monitor_loop, "mpiray-monitor")
         self._thread(self._log_loop, "mpiray-log")
         with self.scheduler.lock:
@@ -136,27 +139,6 @@ class Node:
                 pass  # zygote gone: shutting down
 
     # ------------------------------------------------------------ threads
-    def _inbox_loop(self):
-        sched = self.scheduler
-        while True:
-            try:
-                items = self.inbox.pop_batch(256, 0.1)
-            except QueueClosed:
-                return
-            if not items:
-                if sched.driver_ref_events:
-                    sched.stimulus_driver(lambda: None)
-                continue
-            for item in items:
-                events = P.loads(P.decode_item(item, self.store))
-                P.release_item(item, self.store)
-                try:
-                    sched.handle_events(events)
-                except Exception:  # noqa: BLE001 - a bug must not kill the node silently
-                    import traceback
-
-                    traceback.print_exc()
-
     def _monitor_loop(self):
         while True:
             try:
@@ -285,7 +267,11 @@ class NodeIO:
 
     def push_task(self, spec):
         q = self.node.task_queue
-        q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+        try:
+            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+        except QueueClosed:
+            if not self.node.stopped:
+                raise  # (stopping: the inbox still applies the last workers' events)
 
     def recover_task_queue(self, slot):
         return self._decode_all(self.node.task_queue.recover(slot)) if slot < MAX_TASK_SLOTS else []

@@ -29,6 +29,14 @@ def _check_amount(key, amount):
         raise ValueError(f"resource {key!r}: amounts above 1 must be whole numbers, got {amount!r}")
 
 
+def _within(req: dict, have: dict) -> bool:
+    # (a loop, not all(<genexpr>): this runs for every task dispatched)
+    for k, v in req.items():
+        if have.get(k, 0.0) + EPS < v:
+            return False
+    return True
+
+
 class NodeResources:
     def __init__(self, totals: dict, gpu_ids: list):
         self.totals = {k: float(v) for k, v in totals.items() if v}
@@ -36,10 +44,10 @@ class NodeResources:
         self.free_gpus = list(gpu_ids)
 
     def feasible(self, req: dict) -> bool:
-        return all(self.totals.get(k, 0.0) + EPS >= v for k, v in req.items())
+        return _within(req, self.totals)
 
     def fits(self, req: dict) -> bool:
-        return all(self.available.get(k, 0.0) + EPS >= v for k, v in req.items())
+        return _within(req, self.available)
 
     def acquire(self, req: dict) -> list:
         """Takes req; returns the GPU ids handed out with it (whole GPUs first)."""

@@ -68,6 +68,8 @@ class WorkerInfo:
 
 
 def _shape(req: dict):
+    if len(req) == 1:  # (the commonest: {"CPU": 1.0})
+        return tuple(req.items())
     return tuple(sorted(req.items()))
 
 
@@ -215,6 +217,11 @@ class Scheduler(CrossNode):
         if rec.missing == 0:
             self._to_ready(rec)
 
+    def running_here(self, oid) -> bool:
+        """oid is a return of a task running on this node (not blocked in a get)."""
+        rec = self.tasks.get(oid[: _ids.TASK_ID_SIZE])
+        return rec is not None and rec.state == DISPATCHED and not rec.blocked
+
     def _ev_task_done(self, task_id, slot, sealed, release, retry):
         rec = self.tasks.get(task_id)
         if rec is None or rec.state != DISPATCHED:
@@ -304,14 +311,18 @@ class Scheduler(CrossNode):
     # ------------------------------------------------------------------ transitions
     def _to_ready(self, rec):
         req = rec.spec.resources
-        if not self.res.feasible(req) and not (
-                self.cluster is not None and self.cluster.feasible_elsewhere(req)):
-            rec.state = INFEASIBLE
-            self.infeasible.append(rec)
-            self._warn_infeasible(rec.spec.name, req)
-            return
+        shape = _shape(req)
+        queue = self.ready.get(shape)
+        if queue is None:  # a shape not seen yet (a node's totals never change)
+            if not self.res.feasible(req) and not (
+                    self.cluster is not None and self.cluster.feasible_elsewhere(req)):
+                rec.state = INFEASIBLE
+                self.infeasible.append(rec)
+                self._warn_infeasible(rec.spec.name, req)
+                return
+            queue = self.ready[shape] = collections.deque()
         rec.state = READY
-        self.ready.setdefault(_shape(req), collections.deque()).append(rec)
+        queue.append(rec)
 
     def _warn_infeasible(self, name, req):
         key = (name, _shape(req))

@@ -11,13 +11,14 @@ import pickle
 
 import cloudpickle
 
+from mpiray._ids import return_ids
+
 NORMAL, ACTOR_CREATION, ACTOR_CALL = 0, 1, 2
 
 _FIELDS = ("task_id", "kind", "function_id", "name", "args", "deps", "contained",
            "num_returns", "resources", "max_retries", "retry_exceptions", "attempt",
            "actor_id", "method", "gpu_ids")
-_DEFAULTS = {"num_returns": 1, "resources": None, "max_retries": 0, "retry_exceptions": False,
-             "attempt": 0, "actor_id": b"", "method": "", "gpu_ids": None}
+_FIRST_RETURN = (1).to_bytes(4, "little")  # return i is object (task id, i + 1): see _ids
 
 
 class TaskSpec:
@@ -28,21 +29,19 @@ class TaskSpec:
 
     __slots__ = _FIELDS
 
-    def __init__(self, task_id, kind, function_id, name, args, deps, contained, **rest):
+    def __init__(self, task_id, kind, function_id, name, args, deps, contained, num_returns=1,
+                 resources=None, max_retries=0, retry_exceptions=False, attempt=0, actor_id=b"",
+                 method="", gpu_ids=None):
         self.task_id, self.kind, self.function_id, self.name = task_id, kind, function_id, name
         self.args, self.deps, self.contained = args, deps, contained
-        for key, default in _DEFAULTS.items():
-            setattr(self, key, rest.pop(key, default))
-        if rest:
-            raise TypeError(f"unknown TaskSpec fields: {sorted(rest)}")
-        if self.resources is None:
-            self.resources = {}
-        if self.gpu_ids is None:
-            self.gpu_ids = []
+        self.num_returns, self.max_retries, self.retry_exceptions = num_returns, max_retries, retry_exceptions
+        self.attempt, self.actor_id, self.method = attempt, actor_id, method
+        self.resources = {} if resources is None else resources
+        self.gpu_ids = [] if gpu_ids is None else gpu_ids
 
     def return_ids(self):
-        from mpiray._ids import return_ids
-
+        if self.num_returns == 1:  # (the commonest case, on every submit and every return)
+            return [self.task_id + _FIRST_RETURN]
         return return_ids(self.task_id, self.num_returns)
 
     def fields(self):

@@ -529,6 +529,43 @@ QueueStatus TaskQueue::spin_take(void* out, uint32_t* lens, int max_items, int c
     return st;
 }
 
+void TaskQueue::mark_spinning(int consumer, bool on) {
+    if (bad_consumer(consumer) || consumer < 0) return;
+    const uint64_t bit = uint64_t{1} << (consumer % 64);
+    if (on) {
+        // seq_cst: see spin_take.
+        h_->spinning[consumer / 64].fetch_or(bit, std::memory_order_seq_cst);
+        return;
+    }
+    h_->spinning[consumer / 64].fetch_and(~bit, std::memory_order_seq_cst);
+    took(QueueStatus::ok);  // pushes that skipped their wake for us: pass it on
+}
+
+QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns) {
+    const int64_t deadline = deadline_after(timeout_ns);
+    for (;;) {
+        const uint32_t key = h_->not_empty.prepare_wait();
+        if (size() > 0) {
+            h_->not_empty.cancel_wait();
+            return QueueStatus::ok;
+        }
+        // acquire: pairs with close(); drained and closed is the end.
+        if (h_->closed.load(std::memory_order_acquire)) {
+            h_->not_empty.cancel_wait();
+            return QueueStatus::closed;
+        }
+        int64_t sleep_ns = -1;
+        if (deadline >= 0) {
+            sleep_ns = deadline - monotonic_ns();
+            if (sleep_ns <= 0) {
+                h_->not_empty.cancel_wait();
+                return QueueStatus::timeout;
+            }
+        }
+        h_->not_empty.wait(key, sleep_ns);
+    }
+}
+
 void TaskQueue::wake_consumer() {
     // seq_cst fence: the pushed item is visible before we read the spinning bits (pairs
     // with the spinner's fetch_and and the fence that follows it).

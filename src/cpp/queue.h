@@ -91,6 +91,15 @@ public:
     QueueStatus pop_batch(void* out, uint32_t* lens, int max_items, int consumer, int64_t timeout_ns, int* n,
                           int64_t spin_ns = 0);
 
+    // Marks (on) or unmarks consumer index `consumer` as a spinner by hand, for a consumer
+    // that polls with try_pop/pop_batch(timeout 0) itself: while marked, pushes wake no
+    // sleeper. Unmarking wakes one if items are left. Keep marks short (a sleeper may be
+    // the only one that would take an item).
+    void mark_spinning(int consumer, bool on);
+    // Waits (up to timeout_ns; < 0: no limit) until an item is there, without taking it.
+    // ok / timeout / closed (closed and drained).
+    QueueStatus wait_nonempty(int64_t timeout_ns);
+
     // The consumer finished what it popped last: its record forgets it.
     QueueStatus done(int consumer);
     // What dead consumer `consumer` popped but never finished (0..kRecordItems items),

@@ -1,0 +1,82 @@
+"""The node's inbox, drained by the inbox thread or by the driver itself while it waits.
+
+    workers ──events──► inbox queue ──┬─► inbox thread: wait_nonempty ─► drain
+                                      └─► driver's get() of a running task's return:
+                                          marked as the inbox's spinner, polls the store,
+                                          then drains the task's end itself
+    drain: pop a batch and apply it to the scheduler, under one lock (events apply in the
+           order they were pushed, whoever pops them)
+
+Why the driver helps: a task's end (TASK_DONE) is pushed a few microseconds after the
+seal of its return. A driver blocked on that return is woken by the seal while the inbox
+thread is woken by the end, and the two threads then trade the GIL on every task (two
+futex wakes and a hand-off, about a third of a round trip). While the driver polls for
+the return of a task that is running, it marks itself as the inbox's spinner, so the
+worker's push wakes nobody, and it applies the end itself. The mark lasts one short poll:
+whatever is left when it ends wakes the inbox thread as usual.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+from mpiray.core import protocol as P
+from mpiray.core.native import QueueClosed
+
+PUMP_CONSUMER = 0        # the inbox's spinner mark used by the driver (it has no recorded consumers)
+RETURN_POLL_S = 200e-6   # how long the driver polls for a running task's return (then it sleeps)
+END_POLL_S = 50e-6       # how long it then polls for the task's end, pushed after the seal
+IDLE_S = 0.1             # the inbox thread wakes this often to apply the driver's ref events
+
+
+class InboxPump:
+    def __init__(self, inbox, store, scheduler):
+        self.inbox = inbox
+        self.store = store
+        self.scheduler = scheduler
+        self.lock = threading.Lock()
+
+    def drain(self, max_items=256) -> int:
+        """Pops what is there (up to max_items) and applies it; how many items it took."""
+        with self.lock:
+            items = self.inbox.pop_batch(max_items, 0)
+            for item in items:
+                events = P.loads(P.decode_item(item, self.store))
+                P.release_item(item, self.store)
+                try:
+                    self.scheduler.handle_events(events)
+                except Exception:  # noqa: BLE001 - a bug must not kill the node silently
+                    traceback.print_exc()
+        return len(items)
+
+    def serve_forever(self):
+        """The inbox thread's body, until the inbox is closed."""
+        sched = self.scheduler
+        while True:
+            try:
+                has_items = self.inbox.wait_nonempty(IDLE_S)
+            except QueueClosed:
+                return
+            if has_items:
+                self.drain()
+            elif sched.driver_ref_events:
+                sched.stimulus_driver(lambda: None)
+
+    def await_return(self, oid):
+        """The driver's short wait for the return of a task running on this node: the
+        store buffer, or None (not such a task, or not sealed within RETURN_POLL_S)."""
+        if not self.scheduler.running_here(oid):
+            return None
+        inbox = self.inbox
+        inbox.mark_spinning(PUMP_CONSUMER, True)
+        try:
+            buf = self.store.get(oid, RETURN_POLL_S)
+            if buf is not None:
+                deadline = time.perf_counter() + END_POLL_S
+                while not self.drain() and time.perf_counter() < deadline:
+                    pass
+            return buf
+        finally:
+            inbox.mark_spinning(PUMP_CONSUMER, False)  # wakes the inbox thread if items are left
