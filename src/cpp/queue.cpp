@@ -515,17 +515,18 @@ QueueStatus TaskQueue::spin_take(void* out, uint32_t* lens, int max_items, int c
     // seq_cst: a push that reads our bit as set skips its wake, so the bit must be visible
     // before we poll (pairs with the fence in wake_consumer).
     word.fetch_or(bit, std::memory_order_seq_cst);
-    const int64_t deadline = monotonic_ns() + spin_ns;
+    const int64_t deadline = monotonic_ns() + std::min(spin_ns, pop_spin_.budget_ns());
     QueueStatus st;
     for (int i = 0;; ++i) {
         st = take(out, lens, max_items, consumer, n);
         if (st != QueueStatus::would_block) break;
-        cpu_relax();
+        spin_pause(i);
         if (i % 64 == 63 && monotonic_ns() >= deadline) break;
     }
     // seq_cst: after this a push wakes sleepers again; what it pushed before it saw the bit
     // clear, our caller's next look (prepare_wait's fence, or took()'s) is sure to see.
     word.fetch_and(~bit, std::memory_order_seq_cst);
+    pop_spin_.paid(st != QueueStatus::would_block);
     return st;
 }
 

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "eventcount.h"
+#include "futex.h"
 
 namespace mpiray {
 
@@ -139,6 +140,7 @@ private:
 
     void* base_;
     size_t size_;
+    AdaptiveSpin pop_spin_{1000 * 1000};  // spin_take's budget, learnt (and capped by each call's spin_ns)
     Header* h_;
     char* slots_;
     char* records_;

@@ -17,10 +17,9 @@ namespace mpiray::store {
 
 namespace {
 
-// Pauses a getter spins on the seal counter before it sleeps (~150 us here): most seals a
+// A getter spins on the seal counter (up to kSealSpinNs) before it sleeps: most seals a
 // getter waits for (a task's result) land within that, and a futex wake costs ~50 us or
-// more on a quiet VM. Bounded, so a long wait still sleeps.
-constexpr int kSealSpins = 4000;
+// more on a quiet VM. Adaptive below that (AdaptiveSpin), so a loaded machine sleeps.
 thread_local ErrorInfo g_error;
 
 bool Resident(const Entry& x) { return x.offset != kNilOff; }
@@ -282,7 +281,9 @@ Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out
 void StoreClient::AwaitSeal(uint32_t seq, int64_t left_ns) {
     // Spin first: most seals a getter waits for (a task's result) land within the spin.
     // A spinning getter is not counted in `waiters`, so the sealer pays no futex wake for it.
-    if (spin_until_changed(&hdr_->seal_seq, seq, kSealSpins)) return;
+    const bool sealed = spin_until_changed_for(&hdr_->seal_seq, seq, seal_spin_.budget_ns());
+    seal_spin_.paid(sealed);
+    if (sealed) return;
     // seq_cst on both: pairs with WakeGetters' seal_seq++ then waiters read (see Header).
     hdr_->waiters.fetch_add(1, std::memory_order_seq_cst);
     if (hdr_->seal_seq.load(std::memory_order_seq_cst) == seq) futex_wait(&hdr_->seal_seq, seq, left_ns);

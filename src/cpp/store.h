@@ -27,9 +27,12 @@
 #include <memory>
 #include <string>
 
+#include "futex.h"
 #include "store_layout.h"
 
 namespace mpiray::store {
+
+constexpr int64_t kSealSpinNs = 150 * 1000;  // the longest a getter spins before it sleeps
 
 enum class Status : int {
     kOk = 0,
@@ -180,6 +183,7 @@ class StoreClient {
     uint8_t* data_ = nullptr;
     int slot_ = -1;
     bool creator_ = false;
+    AdaptiveSpin seal_spin_{kSealSpinNs};  // how long AwaitSeal spins, learnt
     struct Views;  // allocator / table / policy views over the segment (store.cpp)
     std::unique_ptr<Views> v_;
 };

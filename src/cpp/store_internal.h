@@ -46,7 +46,7 @@ class Locked {
         // A robust mutex cannot be glibc's adaptive kind, so the spin is ours.
         int rc = pthread_mutex_trylock(&c->hdr_->mutex);
         for (int i = 0; rc == EBUSY && i < kLockSpins; ++i) {
-            cpu_relax();
+            spin_pause(i);
             rc = pthread_mutex_trylock(&c->hdr_->mutex);
         }
         if (rc == EBUSY) rc = pthread_mutex_lock(&c->hdr_->mutex);

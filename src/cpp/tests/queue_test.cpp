@@ -332,6 +332,18 @@ static void test_spinners() {
     }
 }
 
+// The spin budget halves while spinning does not pay and grows back (to its cap) when it does.
+static void test_adaptive_spin() {
+    mpiray::AdaptiveSpin spin(200 * 1000);
+    CHECK(spin.budget_ns() == 200 * 1000);
+    for (int i = 0; i < 30; ++i) spin.paid(false);
+    CHECK(spin.budget_ns() == mpiray::AdaptiveSpin::kProbeNs);
+    spin.paid(true);
+    CHECK(spin.budget_ns() > mpiray::AdaptiveSpin::kProbeNs);
+    for (int i = 0; i < 30; ++i) spin.paid(true);
+    CHECK(spin.budget_ns() == 200 * 1000);
+}
+
 int main() {
     test_create_attach();
     test_fifo_full_empty_wrap();
@@ -342,6 +354,7 @@ int main() {
     test_producer_and_unrecorded_kill_points();
     test_stress();
     test_spinners();
+    test_adaptive_spin();
     std::printf("queue_test: %s (%d failures)\n", g_failures ? "FAILED" : "ok", g_failures);
     return g_failures ? 1 : 0;
 }
