@@ -14,8 +14,11 @@ import signal
 import threading
 
 from mpiray import _config
+from mpiray._native.reflist import RefLists
 from mpiray.core import current, refcount
 from mpiray.object_ref import ObjectRef
+
+_REF_LISTS = RefLists(ObjectRef)   # where an ObjectRef keeps its id, looked up once
 
 _init_lock = threading.RLock()
 
@@ -221,9 +224,9 @@ def _ids_of(refs, verb):
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError("wait() expects a list of ObjectRefs")
-    ids = _ids_of(object_refs, "wait")
-    if len(set(ids)) != len(ids):  # equal refs <=> equal ids, and bytes hash in C
-        raise ValueError("wait() requires a list of unique ObjectRefs")
+    # Type check, ids and the duplicate check in one C pass: per-ref Python work would
+    # be most of the call for a list of thousands of finished refs.
+    ids = _REF_LISTS.pack(object_refs, "wait", True)
     if not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
     if num_returns > len(object_refs):
@@ -233,20 +236,9 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise ValueError(f"timeout must be non-negative, got {timeout}")
     if not object_refs:
         return [], []
-    from itertools import compress
-    from operator import not_
-
-    ready = list(_runtime().wait(ids, num_returns, timeout))
+    ready = _runtime().wait(ids, num_returns, timeout)
     # The first num_returns ready refs are done; the others pend, in their order.
-    n_ready = ready.count(True)
-    if n_ready > num_returns:  # the ready ones after the num_returns-th pend too
-        cut = -1
-        for _ in range(num_returns):
-            cut = ready.index(True, cut + 1)
-        ready[cut + 1 :] = [False] * (len(ready) - cut - 1)
-    elif n_ready == len(ready):
-        return list(object_refs), []
-    return list(compress(object_refs, ready)), list(compress(object_refs, map(not_, ready)))
+    return _REF_LISTS.split(object_refs, ready, num_returns)
 
 
 def cancel(object_ref, *, force=False, recursive=True):

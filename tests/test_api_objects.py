@@ -68,6 +68,54 @@ def test_wait_keeps_input_order(ray):
     assert ready == fast and pending == [s]
 
 
+def test_wait_splits_in_input_order_and_counts_only_num_returns(ray):
+    @ray.remote
+    def slow():
+        time.sleep(30)
+
+    s = slow.remote()
+    fast = [ray.put(i) for i in range(4)]
+    refs = (fast[0], s, fast[1], fast[2], fast[3])  # a tuple is accepted too
+    ready, pending = ray.wait(refs, num_returns=2, timeout=10)
+    assert ready == fast[:2] and pending == [s, fast[2], fast[3]]
+    ready, pending = ray.wait(list(refs), num_returns=0)
+    assert ready == [] and pending == list(refs)
+    ray.cancel(s, force=True)
+
+
+def test_wait_argument_errors(ray):
+    from mpiray.object_ref import ObjectRef
+
+    refs = [ray.put(i) for i in range(100)]
+    with pytest.raises(ValueError):  # a duplicate far down a long list
+        ray.wait(refs + [refs[57]], num_returns=1)
+    with pytest.raises(ValueError):  # equal refs that are distinct objects
+        ray.wait([refs[0], ObjectRef(refs[0].binary())])
+    with pytest.raises(TypeError):  # every item's type is checked before duplicates
+        ray.wait([refs[0], refs[0], "x"])
+    with pytest.raises(TypeError):
+        ray.wait(refs[0])
+    with pytest.raises(ValueError):
+        ray.wait(refs, num_returns=101)
+    with pytest.raises(ValueError):
+        ray.wait(refs, num_returns=-1)
+    with pytest.raises(ValueError):
+        ray.wait(refs, timeout=-1)
+    assert ray.wait([], num_returns=0) == ([], [])
+
+
+def test_wait_accepts_objectref_subclasses(ray):
+    from mpiray.object_ref import ObjectRef
+
+    class Tagged(ObjectRef):
+        pass
+
+    ref = ray.put(1)
+    tagged = Tagged(ref.binary())
+    ready, pending = ray.wait([tagged, ray.put(2)], num_returns=2, timeout=10, fetch_local=True)
+    assert ready[0] is tagged and len(ready) == 2 and pending == []
+
+
 def _in_store(oids):
     from mpiray.core import current
 

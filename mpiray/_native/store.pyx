@@ -17,7 +17,9 @@ it is gone (ObjectBuffer.__dealloc__).
 import os
 
 from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer, PyBUF_ANY_CONTIGUOUS
+from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
+from libc.limits cimport INT_MAX
 from cpython.memoryview cimport PyMemoryView_FromObject
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.string cimport memcpy
@@ -75,6 +77,14 @@ cdef inline const uint8_t* id_ptr(object oid) except NULL:
     if not PyBytes_Check(oid) or PyBytes_GET_SIZE(oid) != <Py_ssize_t>kObjectIdSize:
         raise ValueError(f"object id must be bytes of length {kObjectIdSize}, got {oid!r:.60}")
     return <const uint8_t*>PyBytes_AS_STRING(oid)
+
+
+cdef inline int count_ready(const cbool* ready, Py_ssize_t n) noexcept:
+    cdef int count = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        count += ready[i]
+    return count
 
 
 cdef inline int64_t timeout_ns(object timeout) except? -2:
@@ -266,7 +276,7 @@ cdef class Store:
         return c.Contains(id)
 
     def wait(self, oids, int num_ready, timeout=None) -> list:
-        cdef StoreClient* c = self.client()
+        self.client()   # a closed store says so before a bad id does
         cdef list seq = oids if type(oids) is list else list(oids)
         cdef int n = len(seq)
         cdef int i = 0
@@ -275,19 +285,42 @@ cdef class Store:
             memcpy(&packed[i * kObjectIdSize], id_ptr(oid), kObjectIdSize)
             i += 1
         cdef vector[uint8_t] ready = vector[uint8_t](max(n, 1))
-        cdef const uint8_t* ids = packed.data()
+        self.wait_packed(packed.data(), n, num_ready, timeout, <cbool*>ready.data())
+        return [ready[i] != 0 for i in range(n)]
+
+    def wait_ids(self, bytes ids, int num_ready, timeout, bytearray ready) -> int:
+        """wait() for ids packed end to end (mpiray._native.reflist): sets ready[i] to 1 or 0
+        for each id, and returns how many are ready."""
+        cdef Py_ssize_t n = len(ids) // kObjectIdSize
+        if len(ids) != n * <Py_ssize_t>kObjectIdSize or len(ready) != n:
+            raise ValueError(f"{len(ids)} bytes of ids and {len(ready)} flags do not match "
+                             f"({kObjectIdSize} bytes an id)")
+        cdef cbool dummy
+        cdef cbool* flags = <cbool*>PyByteArray_AS_STRING(ready) if n else &dummy
+        return self.wait_packed(<const uint8_t*>PyBytes_AS_STRING(ids), n, num_ready, timeout, flags)
+
+    cdef int wait_packed(self, const uint8_t* ids, Py_ssize_t n, int num_ready, timeout,
+                         cbool* ready) except -1:
+        """The ready count, with ready[i] set per id."""
+        cdef StoreClient* c = self.client()
+        if n > INT_MAX:
+            raise ValueError(f"cannot wait on {n} objects at once")
         cdef int64_t t = timeout_ns(timeout)
         # A first look with the GIL held (never sleeps); sleep without it only if needed.
-        cdef Status st = c.Wait(ids, n, num_ready, 0, <cbool*>ready.data())
-        cdef int count = 0
-        if st == Status.kOk and t != 0:
-            for i in range(n):
-                count += ready[i]
-            if count < num_ready:
-                with nogil:
-                    st = c.Wait(ids, n, num_ready, t, <cbool*>ready.data())
+        cdef Status st = c.Wait(ids, <int>n, num_ready, 0, ready)
         check(st)
-        return [ready[i] != 0 for i in range(n)]
+        cdef int count = count_ready(ready, n)
+        if t == 0 or count >= num_ready:
+            return count
+        # Without the GIL, another thread may resize the caller's buffers: sleep on copies.
+        cdef vector[uint8_t] own_ids
+        own_ids.assign(ids, ids + n * kObjectIdSize)
+        cdef vector[uint8_t] flags = vector[uint8_t](max(n, 1))
+        with nogil:
+            st = c.Wait(own_ids.data(), <int>n, num_ready, t, <cbool*>flags.data())
+        check(st)
+        memcpy(ready, flags.data(), n)
+        return count_ready(ready, n)
 
     def delete(self, oid: bytes) -> None:
         cdef const uint8_t* id = id_ptr(oid)

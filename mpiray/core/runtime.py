@@ -28,6 +28,12 @@ BIG_OBJECT = 1 << 20
 WAIT_SLICE_S = 0.5   # a blocked get wakes this often to let signal handlers run
 
 
+def _pending_ids(ids, ready):
+    """The ids (bytes each) of packed ids whose ready flag is not set."""
+    size = _ids.OBJECT_ID_SIZE
+    return [ids[i * size : (i + 1) * size] for i, r in enumerate(ready) if not r]
+
+
 class Runtime:
     def __init__(self, session, store, channel, queue_factory, is_driver):
         self.session = session
@@ -126,18 +132,21 @@ class Runtime:
             raise value
         return value
 
-    def wait(self, oids, num_returns, timeout):
-        ready = self.store.wait(oids, num_returns, 0 if timeout is None or self.fetch_remote else timeout)
-        if sum(ready) >= num_returns:
+    def wait(self, ids, num_returns, timeout):
+        """ids: packed end to end (mpiray._native.reflist); a bytearray of ready flags."""
+        store = self.store
+        ready = bytearray(len(ids) // _ids.OBJECT_ID_SIZE)
+        count = store.wait_ids(ids, num_returns, 0 if timeout is None or self.fetch_remote else timeout, ready)
+        if count >= num_returns:
             return ready
         if self.fetch_remote:
-            self._pull([o for o, r in zip(oids, ready) if not r])
+            self._pull(_pending_ids(ids, ready))
             if timeout:
-                ready = self.store.wait(oids, num_returns, timeout)
-        if sum(ready) < num_returns and timeout is None:
+                count = store.wait_ids(ids, num_returns, timeout, ready)
+        if count < num_returns and timeout is None:
             with self._blocked():
-                while sum(ready) < num_returns:
-                    ready = self.store.wait(oids, num_returns, WAIT_SLICE_S)
+                while count < num_returns:
+                    count = store.wait_ids(ids, num_returns, WAIT_SLICE_S, ready)
         return ready
 
     def _blocked(self):

@@ -319,30 +319,41 @@ bool StoreClient::Contains(const uint8_t* id) {
     return e != kNil && (v_->table[e].state == ObjState::SEALED || v_->table[e].state == ObjState::SPILLED);
 }
 
+namespace {
+// Sets ready[i] per id and returns how many are. A cold table costs two dependent cache
+// misses per id (index slot, then entry), so the lookups run as a pipeline: while id i is
+// looked up, the entry of id i + kAhead and the slot of id i + 2 * kAhead are on their way,
+// and the misses of many ids overlap instead of queueing one after the other.
+int LookUpReadyLocked(const ObjectTable& table, const uint8_t* ids, const uint32_t* homes, int n,
+                      bool* ready) {
+    constexpr int kAhead = 16;
+    int count = 0;
+    for (int i = 0; i < std::min(n, 2 * kAhead); ++i) table.PrefetchSlot(homes[i]);
+    for (int i = 0; i < std::min(n, kAhead); ++i) table.PrefetchEntry(homes[i]);
+    for (int i = 0; i < n; ++i) {
+        if (i + 2 * kAhead < n) table.PrefetchSlot(homes[i + 2 * kAhead]);
+        if (i + kAhead < n) table.PrefetchEntry(homes[i + kAhead]);
+        uint32_t e = table.FindFrom(homes[i], ids + i * kObjectIdSize);
+        ready[i] = e != kNil && (table[e].state == ObjState::SEALED || table[e].state == ObjState::SPILLED);
+        count += ready[i];
+    }
+    return count;
+}
+}  // namespace
+
 Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeout_ns, bool* ready) {
     if (num_ready > n || num_ready < 0 || n < 0)
         return Fail(Status::kInvalid, "num_ready=%d must be within 0..%d (the number of ids)", num_ready, n);
     const int64_t deadline = timeout_ns < 0 ? -1 : monotonic_ns() + timeout_ns;
+    // Hashed once, before the mutex: the critical section is only the lookups.
+    std::vector<uint32_t> homes(n);
+    for (int i = 0; i < n; ++i) homes[i] = v_->table.Home(ids + i * kObjectIdSize);
     for (;;) {
         uint32_t seq = hdr_->seal_seq.load(std::memory_order_seq_cst);
-        int count = 0;
+        int count;
         {
             Locked lock(this);
-            // A cold table costs two cache misses per id (index slot, then entry): look
-            // ids up in blocks, loading the block's slots, then its entries, all at once,
-            // so the misses overlap instead of queueing one after the other.
-            constexpr int kBlock = 32;
-            for (int i = 0; i < n; ++i) {
-                if (i % kBlock == 0) {
-                    int end = std::min(n, i + kBlock);
-                    for (int j = i; j < end; ++j) v_->table.PrefetchSlot(ids + j * kObjectIdSize);
-                    for (int j = i; j < end; ++j) v_->table.PrefetchEntry(ids + j * kObjectIdSize);
-                }
-                uint32_t e = v_->table.Find(ids + i * kObjectIdSize);
-                ready[i] = e != kNil && (v_->table[e].state == ObjState::SEALED ||
-                                         v_->table[e].state == ObjState::SPILLED);
-                count += ready[i];
-            }
+            count = LookUpReadyLocked(v_->table, ids, homes.data(), n, ready);
         }
         int64_t left = deadline < 0 ? -1 : deadline - monotonic_ns();
         if (count >= num_ready || (deadline >= 0 && left <= 0)) break;

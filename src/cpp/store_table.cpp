@@ -7,22 +7,11 @@
 namespace mpiray::store {
 
 namespace {
-inline uint64_t Mix(uint64_t x) {  // splitmix64 finaliser: sequential ids still spread out
-    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27; x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 // True when slot j's occupant (home k) may move back into the hole at i.
 inline bool CanShift(uint32_t i, uint32_t j, uint32_t k) {
     return (j > i) ? (k <= i || k > j) : (k <= i && k > j);
 }
 }  // namespace
-
-uint32_t ObjectTable::Home(const uint8_t* id) const {
-    uint64_t a, b; uint32_t c;
-    std::memcpy(&a, id, 8); std::memcpy(&b, id + 8, 8); std::memcpy(&c, id + 16, 4);
-    return static_cast<uint32_t>(Mix(a ^ Mix(b ^ Mix(c)))) & h_->index_mask;
-}
 
 void ObjectTable::Init() {
     // Only ever called on a new segment, whose pages are zero (ftruncate): the index, pin
@@ -32,14 +21,6 @@ void ObjectTable::Init() {
     h_->entry_free_head = kNil;
     h_->entries_used = 0;
     h_->num_objects = 0;
-}
-
-uint32_t ObjectTable::Find(const uint8_t* id) const {
-    for (uint32_t s = Home(id);; s = (s + 1) & h_->index_mask) {
-        uint32_t v = idx_[s];
-        if (v == 0) return kNil;
-        if (std::memcmp(e_[v - 1].id, id, kObjectIdSize) == 0) return v - 1;
-    }
 }
 
 uint32_t ObjectTable::Insert(const uint8_t* id) {

@@ -6,10 +6,17 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "store_layout.h"
 
 namespace mpiray::store {
+
+inline uint64_t Mix(uint64_t x) {  // splitmix64 finaliser: sequential ids still spread out
+    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27; x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
 
 class ObjectTable {
   public:
@@ -21,13 +28,29 @@ class ObjectTable {
     uint32_t capacity() const { return h_->max_objects; }
 
     // Entry of a live (not delete-pending) object with this id, or kNil.
-    uint32_t Find(const uint8_t* id) const;
+    uint32_t Find(const uint8_t* id) const { return FindFrom(Home(id), id); }
+    // The id's home slot in the index. Needs only index_mask, which is fixed when the
+    // segment is made: callers may hash a batch of ids before they take the mutex.
+    // (Inline, like FindFrom: a batch lookup calls both once per id.)
+    uint32_t Home(const uint8_t* id) const {
+        uint64_t a, b; uint32_t c;
+        std::memcpy(&a, id, 8); std::memcpy(&b, id + 8, 8); std::memcpy(&c, id + 16, 4);
+        return static_cast<uint32_t>(Mix(a ^ Mix(b ^ Mix(c)))) & h_->index_mask;
+    }
+    // Find, given Home(id).
+    uint32_t FindFrom(uint32_t home, const uint8_t* id) const {
+        for (uint32_t s = home;; s = (s + 1) & h_->index_mask) {
+            uint32_t v = idx_[s];
+            if (v == 0) return kNil;
+            if (std::memcmp(e_[v - 1].id, id, kObjectIdSize) == 0) return v - 1;
+        }
+    }
     // Hints for a batch of Finds (each one is a cache miss in the index, then one in the
-    // entries, when the table is cold): start loading the id's index slot, or (once that
-    // slot is in cache) the entry it points to. No effect on the contents.
-    void PrefetchSlot(const uint8_t* id) const { __builtin_prefetch(&idx_[Home(id)]); }
-    void PrefetchEntry(const uint8_t* id) const {
-        uint32_t v = idx_[Home(id)];
+    // entries, when the table is cold): start loading an id's index slot (by its home), or
+    // (once that slot is in cache) the entry it points to. No effect on the contents.
+    void PrefetchSlot(uint32_t home) const { __builtin_prefetch(&idx_[home]); }
+    void PrefetchEntry(uint32_t home) const {
+        uint32_t v = idx_[home];
         if (v != 0) __builtin_prefetch(&e_[v - 1]);
     }
     // A fresh CREATED-less entry (state FREE, id set) already in the index, or kNil when the
@@ -50,7 +73,6 @@ class ObjectTable {
     void Repair();
 
   private:
-    uint32_t Home(const uint8_t* id) const;
     static uint64_t PinHash(uint16_t client, uint32_t e);
     uint32_t PinSlot(uint16_t client, uint32_t e) const;  // slot holding the record or kNil
     void ErasePin(uint32_t slot);
