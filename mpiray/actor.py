@@ -15,6 +15,7 @@ import inspect
 import cloudpickle
 
 from mpiray import _ids, _options
+from mpiray import api as _api
 from mpiray.core import actor_spec as A
 from mpiray.core import names, refcount, serialization_context
 from mpiray.core import protocol as P
@@ -152,26 +153,42 @@ def lookup_named_actor(rt, name, namespace):
     return handle
 
 
+class _HandleHold:
+    """One counted hold on an actor's handles (refcount key): shared by a handle and
+    the methods taken from it, so the actor lives while any of them does, and a method
+    cached on its handle makes no reference cycle (which only the GC would break)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key):
+        self.key = key
+        refcount.add_local(key)
+
+    def __del__(self):
+        try:
+            refcount.remove_local(self.key)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
 class ActorHandle:
     def __init__(self, actor_id: bytes, class_name: str, methods: dict):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._key = A.handle_key(actor_id)
-        refcount.add_local(self._key)
-
-    def __del__(self):
-        try:
-            refcount.remove_local(self._key)
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        self._hold = _HandleHold(self._key)
 
     def __getattr__(self, name):
         if name.startswith("_") and name != "__call__":
             raise AttributeError(name)
         if name not in self._methods:
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
-        return ActorMethod(self, name, self._methods[name])
+        # Kept on the handle: `actor.m.remote()` in a loop then finds it without this call.
+        method = self.__dict__[name] = ActorMethod(self._hold, self._actor_id,
+                                                   f"{self._class_name}.{name}", name,
+                                                   self._methods[name])
+        return method
 
     def __reduce__(self):
         serialization_context.record(self._key)
@@ -192,20 +209,18 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, handle, name, num_returns, max_retries=0):
-        self._handle, self._name, self._num_returns = handle, name, num_returns
-        self._max_retries = max_retries
+    def __init__(self, hold, actor_id, task_name, name, num_returns, max_retries=0):
+        self._hold = hold  # keeps the actor alive while this method is held
+        self._actor_id, self._task_name, self._name = actor_id, task_name, name
+        self._num_returns, self._max_retries = num_returns, max_retries
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
                         f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        from mpiray.api import _runtime
-
-        h = self._handle
-        refs = _runtime().call_actor(h._actor_id, h._class_name, self._name, args, kwargs,
-                                     self._num_returns, self._max_retries)
+        refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._name, args, kwargs,
+                                          self._num_returns, self._max_retries)
         if self._num_returns == 1:
             return refs[0]
         return None if self._num_returns == 0 else refs
@@ -213,4 +228,4 @@ class ActorMethod:
     def options(self, num_returns=None, max_task_retries=None, **ignored):
         n = self._num_returns if num_returns is None else num_returns
         retries = self._max_retries if max_task_retries is None else max_task_retries
-        return ActorMethod(self._handle, self._name, n, retries)
+        return ActorMethod(self._hold, self._actor_id, self._task_name, self._name, n, retries)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cloudpickle
 
 from mpiray import _options
+from mpiray import api as _api
 from mpiray.core import current
 
 
@@ -40,9 +41,7 @@ class RemoteFunction:
         return _Bound()
 
     def _submit(self, args, kwargs, opts, name):
-        from mpiray.api import _runtime
-
-        rt = _runtime()
+        rt = _api._runtime()
         fid = self._exported.get(rt.session)
         if fid is None:
             if self._blob is None:

@@ -17,6 +17,7 @@ import cloudpickle
 
 from mpiray import _ids
 from mpiray.core import context
+from mpiray.core.native import QueueClosed
 from mpiray.core import protocol as P
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
 from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RayTaskError
@@ -246,10 +247,11 @@ class Runtime:
             q = self.actor_queues[actor_id] = self.queue_factory(actor_id)
         return q
 
-    def call_actor(self, actor_id, class_name, method, args, kwargs, num_returns, max_retries=0):
+    def call_actor(self, actor_id, name, method, args, kwargs, num_returns, max_retries=0):
+        """name: the task's name (Class.method)."""
         blob, deps, contained, holder = self.pack_args(args, kwargs)
         spec = TaskSpec(
-            task_id=_ids.new_id(), kind=ACTOR_CALL, function_id=b"", name=f"{class_name}.{method}",
+            task_id=_ids.new_id(), kind=ACTOR_CALL, function_id=b"", name=name,
             args=blob, deps=deps, contained=contained, num_returns=num_returns,
             actor_id=actor_id, method=method, max_retries=max_retries,
         )
@@ -266,8 +268,6 @@ class Runtime:
         return refs
 
     def push_actor_call(self, spec):
-        from mpiray.core.native import QueueClosed
-
         if self.fetch_remote and not self.is_driver:
             # Across nodes a call from a worker goes through its node's scheduler, after
             # the worker's hold on the return refs: the answer may come back through the
