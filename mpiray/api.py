@@ -58,7 +58,7 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
             if hasattr(node, "scheduler"):
                 _stop_node(node)
             raise
-        channel = DriverChannel(node.scheduler)
+        channel = DriverChannel(node.scheduler, node.pump)
         refcount.set_sink(channel)
         rt = Runtime(node.session, node.store, channel, _driver_actor_queue(node), is_driver=True)
         rt.fetch_remote = node.num_nodes > 1

@@ -81,3 +81,58 @@ def test_available_resources_track_running_tasks(fresh, tmp_path):
     assert ray.available_resources().get("CPU", 0) == 1
     gate.write_text("1")
     assert ray.get(ref, timeout=30)
+
+
+def test_cpu_count_limits_concurrency_of_plain_tasks(fresh, tmp_path):
+    """More one-CPU tasks than CPUs: some wait on the task queue (dispatched ahead),
+    yet no more than num_cpus run at once, and available CPU never reads below 0."""
+    ray = fresh
+    ray.init(num_cpus=2)
+    running = tmp_path / "running"
+    running.mkdir()
+
+    @ray.remote
+    def span(i):
+        mark = running / str(i)
+        mark.write_text("")
+        at_once = len(os.listdir(running))
+        time.sleep(0.05)
+        mark.unlink()
+        return at_once
+
+    refs = [span.remote(i) for i in range(12)]
+    seen_cpu = []
+    while not ray.wait(refs[-1:], timeout=0)[0]:
+        seen_cpu.append(ray.available_resources().get("CPU", 0.0))
+        time.sleep(0.01)
+    assert max(ray.get(refs, timeout=60)) <= 2
+    assert seen_cpu and min(seen_cpu) >= 0.0
+    deadline = time.monotonic() + 10  # the last ends may still be on their way
+    while ray.available_resources().get("CPU") != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ray.available_resources().get("CPU") == 2
+
+
+def test_plain_task_waits_while_another_holds_every_cpu(fresh, tmp_path):
+    """Idle workers exist (one task holds all 4 CPUs), yet a one-CPU task must not run
+    until those CPUs come back."""
+    ray = fresh
+    ray.init(num_cpus=4)
+    gate = tmp_path / "open"
+
+    @ray.remote(num_cpus=4)
+    def hog():
+        while not gate.exists():
+            time.sleep(0.01)
+        return "hog"
+
+    @ray.remote
+    def plain():
+        return "plain"
+
+    big = hog.remote()
+    small = plain.remote()
+    ready, _ = ray.wait([small], timeout=0.5)
+    assert ready == []
+    gate.write_text("1")
+    assert ray.get([big, small], timeout=30) == ["hog", "plain"]

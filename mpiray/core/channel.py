@@ -18,8 +18,9 @@ from mpiray.core import protocol as P
 
 
 class DriverChannel:
-    def __init__(self, scheduler):
+    def __init__(self, scheduler, pump=None):
         self.scheduler = scheduler
+        self.pump = pump  # the node's InboxPump: drained here too (see send)
 
     def incref(self, oid):
         self.scheduler.driver_ref_events.append((P.INCREF, oid))
@@ -28,6 +29,12 @@ class DriverChannel:
         self.scheduler.driver_ref_events.append((P.DECREF, oid))
 
     def send(self, events, flush=True):
+        # Workers' events first, if any wait: a driver submitting in a loop holds the
+        # GIL for the inbox thread's whole switch interval (5 ms), and the ends of the
+        # tasks it keeps submitting are what frees their CPUs for the next ones.
+        pump = self.pump
+        if pump is not None and pump.inbox.size():
+            pump.drain()
         self.scheduler.handle_events(events)
 
     def flush(self):

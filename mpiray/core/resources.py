@@ -68,5 +68,9 @@ class NodeResources:
         if req.get("GPU", 0.0) >= 1:
             self.free_gpus.extend(g for g in gpu_ids if g not in self.free_gpus)
 
+    def overcommitted_cpus(self) -> float:
+        """CPUs held beyond the total: tasks dispatched ahead (Scheduler._dispatch_ahead)."""
+        return max(0.0, -self.available.get("CPU", 0.0))
+
     def snapshot_available(self) -> dict:
         return {k: max(0.0, round(v, 6)) for k, v in self.available.items()}

@@ -67,6 +67,9 @@ class WorkerInfo:
         self.slot, self.kind, self.pid, self.actor_id = slot, kind, None, actor_id
 
 
+_ONE_CPU = (("CPU", 1.0),)   # the shape of a plain task (the default num_cpus=1)
+
+
 def _shape(req: dict):
     if len(req) == 1:  # (the commonest: {"CPU": 1.0})
         return tuple(req.items())
@@ -339,8 +342,31 @@ class Scheduler(CrossNode):
                 self._to_dispatched(queue.popleft())
             while queue and self.cluster is not None and self._to_forwarded(queue[0]):
                 queue.popleft()
+        self._dispatch_ahead()
         self.actors.place_pending()
         self._ensure_task_workers()
+
+    def _dispatch_ahead(self):
+        """Plain one-CPU tasks beyond the free CPUs wait on the task queue rather than
+        here, up to one per CPU: a worker that finishes a task then takes the next at
+        once, instead of sleeping until its end has reached the scheduler and a new
+        task has been pushed (a futex sleep and wake per task on a busy pipeline). They
+        hold their CPU from now on, so the node's CPU count goes below zero by as many
+        tasks as wait there (_ensure_task_workers starts no worker for them). Not under
+        MPI (a task that does not fit here is for another node), not while other work
+        waits for resources (it would never see a CPU come free), and only while every
+        task worker has a task: an idle one would run a task queued ahead at once, past
+        the node's CPUs (a task holding several CPUs leaves workers idle)."""
+        queue = self.ready.get(_ONE_CPU)
+        if not queue or self.cluster is not None or self.actors.pending or any(
+                q for shape, q in self.ready.items() if q and shape != _ONE_CPU):
+            return
+        over = self.res.overcommitted_cpus()
+        if self.active + self.blocked - over < self.task_workers:
+            return
+        while queue and over < self.res.totals.get("CPU", 0.0):
+            self._to_dispatched(queue.popleft())
+            over = self.res.overcommitted_cpus()
 
     def _to_dispatched(self, rec):
         rec.state = DISPATCHED
@@ -350,8 +376,9 @@ class Scheduler(CrossNode):
         self.io.push_task(rec.spec)
 
     def _ensure_task_workers(self):
-        """Enough workers that every dispatched task has one that is not blocked."""
-        want = max(self.min_task_workers, self.active + self.blocked)
+        """Enough workers that every dispatched task has one that is not blocked (tasks
+        dispatched ahead wait for one to finish)."""
+        want = max(self.min_task_workers, self.active + self.blocked - int(self.res.overcommitted_cpus()))
         while self.task_workers < min(want, self.max_task_workers):
             self.spawn_worker(TASK)
 

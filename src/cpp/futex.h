@@ -65,21 +65,25 @@ inline void spin_pause(int i) {
     if (i % kYieldEvery == kYieldEvery - 1) sched_yield();
 }
 
-// How long a waiter spins before it sleeps, learnt from what spinning was worth lately.
-// A spin pays when the event lands within it (a task's result, the next task): then a
-// futex sleep + wake (~50 us on a quiet VM) is saved. It does not pay when the machine
-// is oversubscribed (the thread we wait for needs the core we spin on) or the waiter
-// is simply idle: then the budget halves each time, down to a short probe, and the
-// waiter sleeps at once. Process-local (one per client object); relaxed atomics, since
-// a lost update only nudges a heuristic.
+// How long a waiter spins before it sleeps, learnt from how long its waits have been.
+// A spin pays when the event lands within it (a task's result, the next task): a futex
+// sleep + wake (~50 us on a quiet VM) is saved. It does not when the waits are long: an
+// idle waiter, or an oversubscribed machine where the thread we wait for needs the very
+// core we would spin on. So a wait that ended within max_ns (spinning or asleep) sets the
+// budget to cover twice that wait; a longer one (or a timeout) halves it, down to a
+// short probe. Process-local (one per client object); relaxed atomics, since a lost
+// update only nudges a heuristic.
 class AdaptiveSpin {
   public:
     static constexpr int64_t kProbeNs = 2000;
     explicit AdaptiveSpin(int64_t max_ns) : max_ns_(max_ns), budget_ns_(max_ns) {}
     int64_t budget_ns() const { return budget_ns_.load(std::memory_order_relaxed); }
-    void paid(bool paid_off) {
+    // waited_ns: how long the awaited event took to come; < 0: it did not come.
+    void record(int64_t waited_ns) {
         const int64_t b = budget_ns();
-        budget_ns_.store(paid_off ? std::min(max_ns_, 2 * b + kProbeNs) : std::max(kProbeNs, b / 2),
+        budget_ns_.store(waited_ns >= 0 && waited_ns <= max_ns_
+                             ? std::min(max_ns_, std::max(b, 2 * waited_ns + kProbeNs))
+                             : std::max(kProbeNs, b / 2),
                          std::memory_order_relaxed);
     }
 

@@ -473,9 +473,14 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
         cpu_relax();
         st = take(out, lens, max_items, consumer, n);
     }
-    if (st == QueueStatus::would_block && timeout_ns != 0 && spin_ns > 0 && consumer >= 0)
-        st = spin_take(out, lens, max_items, consumer, n, timeout_ns < 0 ? spin_ns : std::min(spin_ns, timeout_ns));
-    if (st != QueueStatus::would_block) return took(st);
+    // A spinning consumer learns from each wait how long to spin the next time.
+    const bool adaptive = st == QueueStatus::would_block && timeout_ns != 0 && spin_ns > 0 && consumer >= 0;
+    const int64_t t0 = adaptive ? monotonic_ns() : 0;
+    if (adaptive) st = spin_take(out, lens, max_items, consumer, n, timeout_ns < 0 ? spin_ns : std::min(spin_ns, timeout_ns));
+    if (st != QueueStatus::would_block) {
+        if (adaptive) pop_spin_.record(monotonic_ns() - t0);
+        return took(st);
+    }
     if (timeout_ns == 0) return QueueStatus::timeout;
     const int64_t deadline = deadline_after(timeout_ns);
     for (;;) {
@@ -483,6 +488,7 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
         st = take(out, lens, max_items, consumer, n);
         if (st != QueueStatus::would_block) {
             h_->not_empty.cancel_wait();
+            if (adaptive && st == QueueStatus::ok) pop_spin_.record(monotonic_ns() - t0);
             return took(st);
         }
         int64_t sleep_ns = -1;
@@ -490,6 +496,7 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
             sleep_ns = deadline - monotonic_ns();
             if (sleep_ns <= 0) {
                 h_->not_empty.cancel_wait();
+                if (adaptive) pop_spin_.record(-1);
                 return QueueStatus::timeout;
             }
         }
@@ -526,7 +533,6 @@ QueueStatus TaskQueue::spin_take(void* out, uint32_t* lens, int max_items, int c
     // seq_cst: after this a push wakes sleepers again; what it pushed before it saw the bit
     // clear, our caller's next look (prepare_wait's fence, or took()'s) is sure to see.
     word.fetch_and(~bit, std::memory_order_seq_cst);
-    pop_spin_.paid(st != QueueStatus::would_block);
     return st;
 }
 

@@ -281,13 +281,16 @@ Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out
 void StoreClient::AwaitSeal(uint32_t seq, int64_t left_ns) {
     // Spin first: most seals a getter waits for (a task's result) land within the spin.
     // A spinning getter is not counted in `waiters`, so the sealer pays no futex wake for it.
-    const bool sealed = spin_until_changed_for(&hdr_->seal_seq, seq, seal_spin_.budget_ns());
-    seal_spin_.paid(sealed);
-    if (sealed) return;
+    const int64_t t0 = monotonic_ns();
+    if (spin_until_changed_for(&hdr_->seal_seq, seq, seal_spin_.budget_ns())) {
+        seal_spin_.record(monotonic_ns() - t0);
+        return;
+    }
     // seq_cst on both: pairs with WakeGetters' seal_seq++ then waiters read (see Header).
     hdr_->waiters.fetch_add(1, std::memory_order_seq_cst);
     if (hdr_->seal_seq.load(std::memory_order_seq_cst) == seq) futex_wait(&hdr_->seal_seq, seq, left_ns);
     hdr_->waiters.fetch_sub(1, std::memory_order_seq_cst);
+    seal_spin_.record(hdr_->seal_seq.load(std::memory_order_relaxed) != seq ? monotonic_ns() - t0 : -1);
 }
 
 Status StoreClient::Release(const ObjectHandle& h) {

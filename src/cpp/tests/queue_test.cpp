@@ -332,15 +332,18 @@ static void test_spinners() {
     }
 }
 
-// The spin budget halves while spinning does not pay and grows back (to its cap) when it does.
+// The spin budget halves while waits are long (or time out) and covers twice a short
+// wait as soon as one comes, up to its cap.
 static void test_adaptive_spin() {
     mpiray::AdaptiveSpin spin(200 * 1000);
     CHECK(spin.budget_ns() == 200 * 1000);
-    for (int i = 0; i < 30; ++i) spin.paid(false);
+    for (int i = 0; i < 30; ++i) spin.record(i % 2 ? -1 : 5 * 1000 * 1000);
     CHECK(spin.budget_ns() == mpiray::AdaptiveSpin::kProbeNs);
-    spin.paid(true);
-    CHECK(spin.budget_ns() > mpiray::AdaptiveSpin::kProbeNs);
-    for (int i = 0; i < 30; ++i) spin.paid(true);
+    spin.record(30 * 1000);  // a 30 us wait: spinning 62 us would have caught it
+    CHECK(spin.budget_ns() == 2 * 30 * 1000 + mpiray::AdaptiveSpin::kProbeNs);
+    spin.record(10 * 1000);  // a shorter one does not shrink it
+    CHECK(spin.budget_ns() == 2 * 30 * 1000 + mpiray::AdaptiveSpin::kProbeNs);
+    spin.record(150 * 1000);
     CHECK(spin.budget_ns() == 200 * 1000);
 }
 
