@@ -169,9 +169,23 @@ Status StoreClient::CreateObject(const uint8_t* id, int64_t size, ObjectHandle* 
     return st;
 }
 
-void StoreClient::WakeGetters() {
-    // seq_cst on both: pairs with AwaitSeal's waiters++ then seal_seq read (see Header).
+Header::SealWord& StoreClient::SealWordOf(const uint8_t* id) const {
+    uint64_t a, b;
+    uint32_t c;
+    std::memcpy(&a, id, 8);
+    std::memcpy(&b, id + 8, 8);
+    std::memcpy(&c, id + 16, 4);
+    // Ids of one process differ in the counter (bytes 8..15) and the return index: mix all.
+    const uint64_t x = (a ^ (b * 0x9E3779B97F4A7C15ull) ^ (uint64_t{c} * 0xC2B2AE3D27D4EB4Full)) * 0xFF51AFD7ED558CCDull;
+    return hdr_->seal_words[(x >> 40) % kSealBuckets];
+}
+
+void StoreClient::WakeGetters(const uint8_t* id) {
+    // seq_cst on all: pairs with AwaitSeal's waiters++ then word read (see Header).
+    Header::SealWord& w = SealWordOf(id);
+    w.seq.fetch_add(1, std::memory_order_seq_cst);
     hdr_->seal_seq.fetch_add(1, std::memory_order_seq_cst);
+    if (w.waiters.load(std::memory_order_seq_cst) != 0) futex_wake(&w.seq);
     if (hdr_->waiters.load(std::memory_order_seq_cst) != 0) futex_wake(&hdr_->seal_seq);
 }
 
@@ -185,7 +199,7 @@ Status StoreClient::Seal(const uint8_t* id) {
         x.state = ObjState::SEALED;
         v_->policy().Added(e);
     }
-    WakeGetters();  // outside the lock: woken getters should not find it held
+    WakeGetters(id);  // outside the lock: woken getters should not find it held
     return Status::kOk;
 }
 
@@ -232,7 +246,7 @@ Status StoreClient::Put(const uint8_t* id, const void* data, int64_t size) {
         v_->policy().Added(h.entry);
         DropPinLocked(h.entry, 1, static_cast<uint16_t>(slot_));
     }
-    WakeGetters();
+    WakeGetters(id);
     return Status::kOk;
 }
 
@@ -248,15 +262,17 @@ Status StoreClient::TryPut(const uint8_t* id, const void* data, int64_t size) {
         x.state = ObjState::SEALED;  // payload first, state last (see NewEntryLocked)
         v_->policy().Added(e);
     }
-    WakeGetters();
+    WakeGetters(id);
     return Status::kOk;
 }
 
 Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out) {
     const int64_t deadline = timeout_ns < 0 ? -1 : monotonic_ns() + timeout_ns;
+    int64_t waiting_since = -1;  // for the spin's learning: how long *this object* took
+    Header::SealWord& w = SealWordOf(id);
     Status st;
     for (;;) {
-        uint32_t seq = hdr_->seal_seq.load(std::memory_order_seq_cst);  // before the check
+        uint32_t seq = w.seq.load(std::memory_order_seq_cst);  // before the check
         {
             Locked lock(this);
             uint32_t e = v_->table.Find(id);
@@ -271,26 +287,41 @@ Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out
                 if (x.state == ObjState::SEALED || st != Status::kOk) break;
             }
         }
-        int64_t left = deadline < 0 ? -1 : deadline - monotonic_ns();
-        if (deadline >= 0 && left <= 0) { st = Fail(Status::kTimeout, "timed out"); break; }
-        AwaitSeal(seq, left);
+        const int64_t now = monotonic_ns();
+        int64_t left = deadline < 0 ? -1 : deadline - now;
+        if (deadline >= 0 && left <= 0) {
+            st = Fail(Status::kTimeout, "timed out");
+            if (waiting_since >= 0) seal_spin_.record(-1);
+            return st;
+        }
+        if (waiting_since < 0) waiting_since = now;
+        AwaitSeal(&w.seq, &w.waiters, seq, left);
     }
+    if (waiting_since >= 0) seal_spin_.record(monotonic_ns() - waiting_since);
     return st;
 }
 
-void StoreClient::AwaitSeal(uint32_t seq, int64_t left_ns) {
+void StoreClient::AwaitSeal(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiters, uint32_t seq,
+                            int64_t left_ns) {
     // Spin first: most seals a getter waits for (a task's result) land within the spin.
-    // A spinning getter is not counted in `waiters`, so the sealer pays no futex wake for it.
-    const int64_t t0 = monotonic_ns();
-    if (spin_until_changed_for(&hdr_->seal_seq, seq, seal_spin_.budget_ns())) {
-        seal_spin_.record(monotonic_ns() - t0);
-        return;
+    // A spinning getter is not counted in `waiters`, so the sealer pays no futex wake for
+    // it. One spinner per node at a time (a claim that expires by itself, so a spinner
+    // that dies holds nothing): getters blocked on many tasks at once (nested tasks)
+    // would otherwise spin on every core the tasks they wait for need.
+    const int64_t budget = seal_spin_.budget_ns();
+    const int64_t now = monotonic_ns();
+    int64_t claim = hdr_->spin_claim_until_ns.load(std::memory_order_relaxed);
+    // relaxed: a claim only rations spinning; correctness rests on seal_seq/waiters.
+    if (claim < now && hdr_->spin_claim_until_ns.compare_exchange_strong(claim, now + budget, std::memory_order_relaxed)) {
+        const bool sealed = spin_until_changed_for(word, seq, budget);
+        claim = now + budget;
+        hdr_->spin_claim_until_ns.compare_exchange_strong(claim, 0, std::memory_order_relaxed);
+        if (sealed) return;
     }
-    // seq_cst on both: pairs with WakeGetters' seal_seq++ then waiters read (see Header).
-    hdr_->waiters.fetch_add(1, std::memory_order_seq_cst);
-    if (hdr_->seal_seq.load(std::memory_order_seq_cst) == seq) futex_wait(&hdr_->seal_seq, seq, left_ns);
-    hdr_->waiters.fetch_sub(1, std::memory_order_seq_cst);
-    seal_spin_.record(hdr_->seal_seq.load(std::memory_order_relaxed) != seq ? monotonic_ns() - t0 : -1);
+    // seq_cst on both: pairs with WakeGetters' word++ then waiters read (see Header).
+    waiters->fetch_add(1, std::memory_order_seq_cst);
+    if (word->load(std::memory_order_seq_cst) == seq) futex_wait(word, seq, left_ns);
+    waiters->fetch_sub(1, std::memory_order_seq_cst);
 }
 
 Status StoreClient::Release(const ObjectHandle& h) {
@@ -351,6 +382,7 @@ Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeo
     // Hashed once, before the mutex: the critical section is only the lookups.
     std::vector<uint32_t> homes(n);
     for (int i = 0; i < n; ++i) homes[i] = v_->table.Home(ids + i * kObjectIdSize);
+    int64_t waiting_since = -1;
     for (;;) {
         uint32_t seq = hdr_->seal_seq.load(std::memory_order_seq_cst);
         int count;
@@ -358,9 +390,18 @@ Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeo
             Locked lock(this);
             count = LookUpReadyLocked(v_->table, ids, homes.data(), n, ready);
         }
-        int64_t left = deadline < 0 ? -1 : deadline - monotonic_ns();
-        if (count >= num_ready || (deadline >= 0 && left <= 0)) break;
-        AwaitSeal(seq, left);
+        const int64_t now = monotonic_ns();
+        int64_t left = deadline < 0 ? -1 : deadline - now;
+        if (count >= num_ready) {
+            if (waiting_since >= 0) seal_spin_.record(now - waiting_since);
+            break;
+        }
+        if (deadline >= 0 && left <= 0) {
+            if (waiting_since >= 0) seal_spin_.record(-1);
+            break;
+        }
+        if (waiting_since < 0) waiting_since = now;
+        AwaitSeal(&hdr_->seal_seq, &hdr_->waiters, seq, left);
     }
     return Status::kOk;
 }

@@ -6,10 +6,10 @@
 //   CreateObject(id, n) ──lock──► table: Insert id → CREATED, pinned by producer
 //                                 alloc: n bytes at offset o (64-aligned)
 //   write payload at base+o  ◄── (no lock: the bytes are the producer's alone)
-//   Seal(id) ───────────lock──► CREATED → SEALED, LRU head; seal_seq++ ─► futex wake
+//   Seal(id) ───────────lock──► CREATED → SEALED, LRU head; seal words++ ─► futex wake
 //                                                                         │
 //   consumer process                                                      ▼
-//   Get(id, timeout) ───lock──► SEALED? pin (client, id) → base+o ; else sleep on seal_seq
+//   Get(id, timeout) ───lock──► SEALED? pin (client, id) → base+o ; else sleep on id's seal word
 //   read payload (zero copy)      SPILLED? allocate, read spill file back, SEALED
 //   Release(handle) ────lock──► unpin; last pin of a deleted object frees it
 //
@@ -170,9 +170,12 @@ class StoreClient {
     Status SpillLocked(uint32_t e);
     Status RestoreLocked(uint32_t e);
     Status PinLocked(uint32_t e, ObjectHandle* out);
-    void WakeGetters();
-    // Waits (spin, then futex sleep up to left_ns; < 0: no limit) until seal_seq moves from seq.
-    void AwaitSeal(uint32_t seq, int64_t left_ns);
+    // After the seal of id: bumps its bucket's word and seal_seq, wakes their sleepers.
+    void WakeGetters(const uint8_t* id);
+    Header::SealWord& SealWordOf(const uint8_t* id) const;
+    // Waits (spin, then futex sleep up to left_ns; < 0: no limit) until *word moves from
+    // seq; `waiters` counts the sleepers of word.
+    void AwaitSeal(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiters, uint32_t seq, int64_t left_ns);
     std::string SpillPath(const Entry& x) const;
     static void ParallelCopy(uint8_t* dst, const uint8_t* src, uint64_t n);
 

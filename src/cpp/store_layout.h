@@ -7,7 +7,8 @@
 //
 // Every field below the "lock-protected" line of Header, and every Entry, PinRecord and
 // allocator block header, is read and written only while holding Header::mutex. The only
-// lock-free words are the futex pair (seal_seq, waiters) and the magic/pid used to attach.
+// lock-free words are the futex pairs (seal_seq/waiters, seal_words), the spin claim and
+// the magic/pid used to attach.
 #pragma once
 
 #include <atomic>
@@ -24,7 +25,8 @@ inline constexpr uint32_t kMaxClients = 256;
 inline constexpr uint32_t kNil = 0xFFFFFFFFu;
 inline constexpr uint64_t kNilOff = ~uint64_t{0};
 inline constexpr uint64_t kMagic = 0x5453594152495050ull;  // "PPIRAYST": header initialised
-inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kVersion = 3;  // 3: per-id seal words, spin claim
+inline constexpr uint32_t kSealBuckets = 64;  // per-id seal words (Header::seal_words)
 
 enum class ObjState : uint8_t { FREE = 0, CREATED = 1, SEALED = 2, SPILLED = 3 };
 
@@ -98,6 +100,19 @@ struct alignas(64) Header {
     // Both sides use seq_cst so at least one sees the other (Dekker): no lost wake-up.
     alignas(64) std::atomic<uint32_t> seal_seq;
     std::atomic<uint32_t> waiters;
+    // Monotonic ns until which one getter may spin (0: nobody): getters take turns
+    // spinning, and a dead spinner's claim simply expires.
+    std::atomic<int64_t> spin_claim_until_ns;
+    // The same protocol per bucket of ids (bucket = hash of the id): Get(id) spins and
+    // sleeps on its id's bucket only, so a seal ends the spin of, and wakes, only the
+    // getters whose ids share its bucket, not every getter of the node. Wait() (any of
+    // many ids) uses seal_seq/waiters. A sealer bumps its bucket's word and seal_seq,
+    // then wakes whichever has sleepers.
+    struct alignas(64) SealWord {
+        std::atomic<uint32_t> seq;
+        std::atomic<uint32_t> waiters;
+    };
+    SealWord seal_words[kSealBuckets];
 
     // ---- lock-protected ----
     alignas(64) AllocState alloc;

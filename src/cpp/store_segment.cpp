@@ -174,6 +174,11 @@ Status StoreClient::Create(const std::string& name, uint64_t capacity, const std
     pthread_mutexattr_destroy(&a);
     h->seal_seq.store(0, std::memory_order_relaxed);
     h->waiters.store(0, std::memory_order_relaxed);
+    h->spin_claim_until_ns.store(0, std::memory_order_relaxed);
+    for (auto& w : h->seal_words) {
+        w.seq.store(0, std::memory_order_relaxed);
+        w.waiters.store(0, std::memory_order_relaxed);
+    }
 
     std::unique_ptr<StoreClient> c(new StoreClient());
     c->name_ = name;
@@ -216,6 +221,11 @@ Status StoreClient::Attach(const std::string& name, std::unique_ptr<StoreClient>
     if (p == MAP_FAILED || static_cast<Header*>(p)->magic.load(std::memory_order_acquire) != kMagic) {
         if (p != MAP_FAILED) munmap(p, size);
         return Fail(Status::kNoSegment, "segment %s never finished initialising", name.c_str());
+    }
+    if (uint32_t v = static_cast<Header*>(p)->version; v != kVersion) {  // another build's layout
+        munmap(p, size);
+        return Fail(Status::kInvalid, "segment %s has layout version %u, this build reads %u", name.c_str(), v,
+                    kVersion);
     }
     std::unique_ptr<StoreClient> c(new StoreClient());
     c->name_ = name;

@@ -185,12 +185,58 @@ static void TestDeadClientAndStale() {
     CHECK(t->Destroy() == Status::kOk);
 }
 
+// Getters in another process sleep on their id's seal word: seals of other ids (many,
+// so some share its bucket) must not end the wait, the seal of its own id must, and
+// Wait() over several ids must see a seal of any of them. Spin-skipping kicks in after
+// a few long waits, so the getter runs several rounds.
+static void TestSealWakes() {
+    const std::string name = Name("wakes");  // (the child's pid differs)
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(name, 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    constexpr int kRounds = 8;
+    pid_t child = fork();
+    if (child == 0) {
+        std::unique_ptr<StoreClient> c;
+        if (StoreClient::Attach(name, &c) != Status::kOk) _exit(2);
+        for (int r = 0; r < kRounds; ++r) {
+            ObjectHandle h;
+            if (c->Get(Id(1000 + r).data(), 5'000'000'000, &h) != Status::kOk) _exit(3);
+            if (h.size != 8 || h.data[0] != r) _exit(4);
+            c->Release(h);
+        }
+        std::vector<uint8_t> ids;
+        for (int i = 0; i < 3; ++i) { auto id = Id(2000 + i); ids.insert(ids.end(), id.begin(), id.end()); }
+        bool ready[3];
+        if (c->Wait(ids.data(), 3, 1, 5'000'000'000, ready) != Status::kOk || !ready[2]) _exit(5);
+        _exit(0);
+    }
+    uint8_t val[8] = {};
+    for (int r = 0; r < kRounds; ++r) {
+        usleep(2000);
+        for (int i = 0; i < 200; ++i) {  // other ids: the getter must keep waiting
+            auto id = Id(10000 + r * 1000 + i);
+            CHECK(s->TryPut(id.data(), val, 8) == Status::kOk);
+            CHECK(s->Delete(id.data()) == Status::kOk);
+        }
+        val[0] = static_cast<uint8_t>(r);
+        CHECK(s->TryPut(Id(1000 + r).data(), val, 8) == Status::kOk);
+    }
+    usleep(2000);
+    CHECK(s->TryPut(Id(2002).data(), val, 8) == Status::kOk);
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) std::fprintf(stderr, "getter status %d\n", status);
+    CHECK(s->Destroy() == Status::kOk);
+}
+
 int main() {
     TestAllocator();
     TestLifecycle();
     TestTryPut();
     TestSpillAndFull();
     TestDeadClientAndStale();
+    TestSealWakes();
     rmdir("/tmp/mpiray-cpptest-spill");
     std::printf("store_test: %s (%d failures)\n", g_failures ? "FAILED" : "ok", g_failures);
     return g_failures ? 1 : 0;
