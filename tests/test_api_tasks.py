@@ -223,3 +223,31 @@ def test_runtime_context_in_tasks(ray):
     tid, name, actor = ray.get(ctx.options(name="named-task").remote())
     assert isinstance(tid, str) and len(tid) == 32
     assert name == "named-task" and actor is None
+
+
+def test_workers_started_for_blocked_parents_retire_when_idle(fresh):
+    """Parents blocked in get() lend their CPUs, so the node starts workers beyond
+    num_cpus; once idle for a while those extra workers exit (no task is lost, and
+    later work still runs)."""
+    from mpiray.core import current
+
+    ray = fresh
+    ray.init(num_cpus=2)
+
+    @ray.remote
+    def leaf(i):
+        return i
+
+    @ray.remote
+    def parent(n):
+        return sum(ray.get([leaf.remote(i) for i in range(n)]))
+
+    assert ray.get([parent.remote(20) for _ in range(4)], timeout=60) == [190] * 4
+    sched = current.node().scheduler
+    assert sched.task_workers > 2
+    deadline = time.monotonic() + 20
+    while sched.task_workers > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sched.task_workers == 2
+    assert ray.get([leaf.remote(i) for i in range(10)], timeout=60) == list(range(10))
+    assert ray.get(parent.remote(5), timeout=60) == 10

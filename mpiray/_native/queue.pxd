@@ -33,7 +33,7 @@ cdef extern from "queue.h" namespace "mpiray" nogil:
         QueueStatus pop_batch(void* out, uint32_t* lengths, int max_items, int consumer, int64_t timeout_ns, int* n)
         QueueStatus done(int consumer)
         void mark_spinning(int consumer, bint on)
-        QueueStatus wait_nonempty(int64_t timeout_ns)
+        QueueStatus wait_nonempty(int64_t timeout_ns, int consumer, int64_t spin_ns)
         QueueStatus recover(int consumer, vector[string]* items)
         void close()
         bint closed()

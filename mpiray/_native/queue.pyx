@@ -246,13 +246,17 @@ cdef class Queue:
                 out.append(PyBytes_FromStringAndSize(self._buf + <size_t>k * self.max_payload, self._lens[k]))
         return out
 
-    def wait_nonempty(self, timeout=None):
+    def wait_nonempty(self, timeout=None, int consumer=-1, double spin=0.0):
         """Waits until an item is there, without taking it: True, or False on timeout.
-        QueueClosed once closed and drained."""
+        spin: poll this long first as spinner `consumer` (see pop). QueueClosed once
+        closed and drained."""
         cdef int64_t t_ns = _timeout_ns(timeout)
+        cdef int64_t spin_ns = <int64_t>(spin * 1e9)
         cdef QueueStatus st
+        if consumer >= kMaxConsumers:
+            self._check_consumer(consumer, -1)
         with nogil:
-            st = self._q.wait_nonempty(t_ns)
+            st = self._q.wait_nonempty(t_ns, consumer, spin_ns)
         if st == QueueStatus.closed:
             self._gate(st, 0, 0)
         return st == QueueStatus.ok

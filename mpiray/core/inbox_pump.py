@@ -26,6 +26,8 @@ from mpiray.core import protocol as P
 from mpiray.core.native import QueueClosed
 
 PUMP_CONSUMER = 0        # the inbox's spinner mark used by the driver (it has no recorded consumers)
+THREAD_CONSUMER = 1      # the one the inbox thread spins as
+THREAD_SPIN_S = 100e-6   # the inbox thread polls this long before it sleeps (adaptive below it)
 RETURN_POLL_S = 200e-6   # how long the driver polls for a running task's return (then it sleeps)
 END_POLL_S = 50e-6       # how long it then polls for the task's end, pushed after the seal
 IDLE_S = 0.1             # the inbox thread wakes this often to apply the driver's ref events
@@ -56,13 +58,13 @@ class InboxPump:
         sched = self.scheduler
         while True:
             try:
-                has_items = self.inbox.wait_nonempty(IDLE_S)
+                has_items = self.inbox.wait_nonempty(IDLE_S, THREAD_CONSUMER, THREAD_SPIN_S)
             except QueueClosed:
                 return
             if has_items:
                 self.drain()
-            elif sched.driver_ref_events:
-                sched.stimulus_driver(lambda: None)
+            else:  # a quiet spell: the driver's dropped refs, and workers no longer needed
+                sched.stimulus_driver(sched.retire_idle_workers)
 
     def await_return(self, oid):
         """The driver's short wait for the return of a task running on this node: the

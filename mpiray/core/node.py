@@ -273,6 +273,12 @@ class NodeIO:
             if not self.node.stopped:
                 raise  # (stopping: the inbox still applies the last workers' events)
 
+    def retire_task_worker(self):
+        try:
+            self.node.task_queue.push(P.TERMINATE)
+        except QueueClosed:
+            pass  # stopping anyway
+
     def recover_task_queue(self, slot):
         return self._decode_all(self.node.task_queue.recover(slot)) if slot < MAX_TASK_SLOTS else []
 

@@ -31,7 +31,7 @@ CANCEL = 14         # (CANCEL, task_id, force, recursive)
 
 # Queue items that are not TaskSpecs.
 ITEM_IN_STORE = b"@"     # b"@" + oid: the real item is a stored object
-TERMINATE = b"T"         # an actor's last item: exit once every earlier call is done
+TERMINATE = b"T"         # an actor's last item (exit once every earlier call is done); a task worker's retirement
 
 
 def encode_item(payload: bytes, max_payload: int, store, new_oid) -> bytes:

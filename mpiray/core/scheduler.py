@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 
 from mpiray import _ids
 from mpiray.core import protocol as P
@@ -42,6 +43,7 @@ from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
 log = logging.getLogger("mpiray")
 
 WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISPATCHED"
+RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
 TASK, ACTOR = "task", "actor"
 
 
@@ -93,6 +95,8 @@ class Scheduler(CrossNode):
         self.infeasible = []
         self.workers = {}       # slot -> WorkerInfo
         self.task_workers = 0   # task workers alive or starting
+        self.retiring = 0       # of those, told to exit (retire_idle_workers)
+        self.busy_at = 0.0      # when more than min_task_workers were last needed
         self.active = 0         # dispatched tasks whose worker is not blocked in get()
         self.blocked = 0        # task workers blocked in get() (their CPU lent back)
         self.actors = ActorManager(self)
@@ -378,9 +382,25 @@ class Scheduler(CrossNode):
     def _ensure_task_workers(self):
         """Enough workers that every dispatched task has one that is not blocked (tasks
         dispatched ahead wait for one to finish)."""
-        want = max(self.min_task_workers, self.active + self.blocked - int(self.res.overcommitted_cpus()))
+        need = self.active + self.blocked - int(self.res.overcommitted_cpus())
+        if need > self.min_task_workers:
+            self.busy_at = time.monotonic()
+        want = max(self.min_task_workers, need)
         while self.task_workers < min(want, self.max_task_workers):
             self.spawn_worker(TASK)
+
+    def retire_idle_workers(self):
+        """Task workers started for a burst (nested tasks blocked in get) go once the
+        node has needed no more than num_cpus of them for RETIRE_AFTER_S, as Ray's idle
+        workers do: an idle worker costs memory, and one that could take a task queued
+        ahead turns dispatching ahead off (_dispatch_ahead)."""
+        surplus = self.task_workers - self.retiring - self.min_task_workers
+        if surplus <= 0 or self.active + self.blocked > self.min_task_workers or \
+                time.monotonic() - self.busy_at < RETIRE_AFTER_S:
+            return
+        self.retiring += surplus
+        for _ in range(surplus):
+            self.io.retire_task_worker()  # whichever idle worker takes it exits
 
     def spawn_worker(self, kind, actor_id=b"", gpu_ids=(), options=None):
         slot = self.io.spawn_worker(kind, actor_id, list(gpu_ids), options or {})
@@ -404,6 +424,7 @@ class Scheduler(CrossNode):
             self.actors.on_process_died(w, status)
             return
         self.task_workers -= 1
+        self.retiring = max(0, self.retiring - 1)
         for spec in self.io.recover_task_queue(slot):
             rec = self.tasks.get(spec.task_id)
             if rec is None or rec.state != DISPATCHED:

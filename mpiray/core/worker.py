@@ -59,6 +59,9 @@ class TaskWorker:
                 break
             if item is None:
                 continue
+            if item == P.TERMINATE:  # retired: the node has more workers than it needs
+                self.queue.done(self.slot)
+                break
             data = P.decode_item(item, self.rt.store)
             self.execute(TaskSpec.from_bytes(data))
             self.queue.done(self.slot)

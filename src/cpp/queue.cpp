@@ -511,7 +511,8 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
     }
 }
 
-QueueStatus TaskQueue::spin_take(void* out, uint32_t* lens, int max_items, int consumer, int* n, int64_t spin_ns) {
+template <class Poll>
+QueueStatus TaskQueue::spin_marked(int consumer, int64_t spin_ns, Poll poll) {
     // One spinner at a time: a second one would only burn another core for the same item
     // (on a 2-core host, the core the producer needs). It sleeps; took() wakes it when
     // more than one item waits.
@@ -525,7 +526,7 @@ QueueStatus TaskQueue::spin_take(void* out, uint32_t* lens, int max_items, int c
     const int64_t deadline = monotonic_ns() + std::min(spin_ns, pop_spin_.budget_ns());
     QueueStatus st;
     for (int i = 0;; ++i) {
-        st = take(out, lens, max_items, consumer, n);
+        st = poll();
         if (st != QueueStatus::would_block) break;
         spin_pause(i);
         if (i % 64 == 63 && monotonic_ns() >= deadline) break;
@@ -534,6 +535,10 @@ QueueStatus TaskQueue::spin_take(void* out, uint32_t* lens, int max_items, int c
     // clear, our caller's next look (prepare_wait's fence, or took()'s) is sure to see.
     word.fetch_and(~bit, std::memory_order_seq_cst);
     return st;
+}
+
+QueueStatus TaskQueue::spin_take(void* out, uint32_t* lens, int max_items, int consumer, int* n, int64_t spin_ns) {
+    return spin_marked(consumer, spin_ns, [&] { return take(out, lens, max_items, consumer, n); });
 }
 
 void TaskQueue::mark_spinning(int consumer, bool on) {
@@ -548,12 +553,22 @@ void TaskQueue::mark_spinning(int consumer, bool on) {
     took(QueueStatus::ok);  // pushes that skipped their wake for us: pass it on
 }
 
-QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns) {
+QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns, int consumer, int64_t spin_ns) {
+    if (size() > 0) return QueueStatus::ok;
+    const bool adaptive = timeout_ns != 0 && spin_ns > 0 && consumer >= 0 && consumer < kMaxConsumers;
+    const int64_t t0 = adaptive ? monotonic_ns() : 0;
+    if (adaptive && spin_marked(consumer, timeout_ns < 0 ? spin_ns : std::min(spin_ns, timeout_ns), [&] {
+            return size() > 0 ? QueueStatus::ok : QueueStatus::would_block;
+        }) == QueueStatus::ok) {
+        pop_spin_.record(monotonic_ns() - t0);
+        return QueueStatus::ok;
+    }
     const int64_t deadline = deadline_after(timeout_ns);
     for (;;) {
         const uint32_t key = h_->not_empty.prepare_wait();
         if (size() > 0) {
             h_->not_empty.cancel_wait();
+            if (adaptive) pop_spin_.record(monotonic_ns() - t0);
             return QueueStatus::ok;
         }
         // acquire: pairs with close(); drained and closed is the end.
@@ -566,6 +581,7 @@ QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns) {
             sleep_ns = deadline - monotonic_ns();
             if (sleep_ns <= 0) {
                 h_->not_empty.cancel_wait();
+                if (adaptive) pop_spin_.record(-1);
                 return QueueStatus::timeout;
             }
         }

@@ -97,9 +97,10 @@ public:
     // sleeper. Unmarking wakes one if items are left. Keep marks short (a sleeper may be
     // the only one that would take an item).
     void mark_spinning(int consumer, bool on);
-    // Waits (up to timeout_ns; < 0: no limit) until an item is there, without taking it.
-    // ok / timeout / closed (closed and drained).
-    QueueStatus wait_nonempty(int64_t timeout_ns);
+    // Waits (up to timeout_ns; < 0: no limit) until an item is there, without taking it;
+    // spin_ns > 0: first polls as spinner `consumer` (see pop). ok / timeout / closed
+    // (closed and drained).
+    QueueStatus wait_nonempty(int64_t timeout_ns, int consumer = -1, int64_t spin_ns = 0);
 
     // The consumer finished what it popped last: its record forgets it.
     QueueStatus done(int consumer);
@@ -133,6 +134,8 @@ private:
     QueueStatus try_pop_one(void* out, uint32_t* len, int consumer, int index_in_record);
     QueueStatus take(void* out, uint32_t* lens, int max_items, int consumer, int* n);
     QueueStatus spin_take(void* out, uint32_t* lens, int max_items, int consumer, int* n, int64_t spin_ns);
+    template <class Poll>
+    QueueStatus spin_marked(int consumer, int64_t spin_ns, Poll poll);
     QueueStatus took(QueueStatus st);
     void wake_consumer();
     void forget(int consumer);
