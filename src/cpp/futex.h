@@ -71,12 +71,12 @@ inline void spin_pause(int i) {
 // idle waiter, or an oversubscribed machine where the thread we wait for needs the very
 // core we would spin on. So a wait that ended within max_ns (spinning or asleep) sets the
 // budget to cover twice that wait; a longer one (or a timeout) halves it, down to a
-// short probe. Process-local (one per client object); relaxed atomics, since a lost
+// short probe, which is also where it starts. Process-local (one per client object); relaxed atomics, since a lost
 // update only nudges a heuristic.
 class AdaptiveSpin {
   public:
     static constexpr int64_t kProbeNs = 2000;
-    explicit AdaptiveSpin(int64_t max_ns) : max_ns_(max_ns), budget_ns_(max_ns) {}
+    explicit AdaptiveSpin(int64_t max_ns) : max_ns_(max_ns), budget_ns_(kProbeNs) {}
     int64_t budget_ns() const { return budget_ns_.load(std::memory_order_relaxed); }
     // waited_ns: how long the awaited event took to come; < 0: it did not come.
     void record(int64_t waited_ns) {

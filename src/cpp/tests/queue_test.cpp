@@ -336,6 +336,8 @@ static void test_spinners() {
 // wait as soon as one comes, up to its cap.
 static void test_adaptive_spin() {
     mpiray::AdaptiveSpin spin(200 * 1000);
+    CHECK(spin.budget_ns() == mpiray::AdaptiveSpin::kProbeNs);  // cautious until a wait shows it pays
+    spin.record(150 * 1000);
     CHECK(spin.budget_ns() == 200 * 1000);
     for (int i = 0; i < 30; ++i) spin.record(i % 2 ? -1 : 5 * 1000 * 1000);
     CHECK(spin.budget_ns() == mpiray::AdaptiveSpin::kProbeNs);
