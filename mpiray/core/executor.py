@@ -19,6 +19,9 @@ from mpiray.exceptions import RayTaskError, TaskCancelledError
 from mpiray.serialization import serialize, serialize_error
 
 
+_NONE = serialize(None).to_bytes()
+
+
 class ExitActor(BaseException):
     """Raised by mpiray.actor.exit_actor(): ends the actor after this call."""
 
@@ -79,6 +82,10 @@ def write_returns(runtime, spec, result):
             return _write_error(runtime, spec, err)
     sealed = []
     for oid, value in zip(oids, values):
+        if value is None:  # (the commonest return: one ready-made object)
+            runtime.store.put(oid, _NONE)
+            sealed.append((oid, []))
+            continue
         sobj = serialize(value)
         runtime.write(oid, sobj)
         if sobj.contained:

@@ -198,6 +198,8 @@ class Runtime:
     def unpack_args(self, spec):
         """The call's (args, kwargs), top-level refs replaced by their values.
         Raises _DependencyFailed with the error's bytes if an argument is an error."""
+        if spec.args == _NO_ARGS:
+            return (), {}
         if spec.args:
             args, kwargs = deserialize(spec.args)[0]
         else:

@@ -86,13 +86,15 @@ class TaskWorker:
         self._report(spec, sealed, retry)
 
     def _pin_gpus(self, gpu_ids):
-        """CUDA_VISIBLE_DEVICES names exactly this task's GPUs while it runs."""
-        if gpu_ids:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-        elif self.original_cuda is None:
+        """CUDA_VISIBLE_DEVICES names exactly this task's GPUs while it runs (and is the
+        worker's original value for a task without GPUs)."""
+        want = ",".join(str(g) for g in gpu_ids) if gpu_ids else self.original_cuda
+        if os.environ.get("CUDA_VISIBLE_DEVICES") == want:
+            return  # (the usual case: no environment write per task)
+        if want is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = self.original_cuda
+            os.environ["CUDA_VISIBLE_DEVICES"] = want
 
     def _report(self, spec, sealed, retry):
         self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry)])
