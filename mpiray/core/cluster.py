@@ -47,6 +47,7 @@ class Cluster:
         self.sent_to = {}                   # task id -> (node, resources held in its view)
         self.fetching = set()               # oids asked for and not arrived yet
         self.wanted = set()                 # oids waited for here, to be made here (for now)
+        self.after_end = {}                 # task id sent away -> its returns waited for here
         self.shipped = set()                # (node, function id) already sent
 
     # ------------------------------------------------------------ placement
@@ -115,13 +116,27 @@ class Cluster:
         if node_req is not None:
             self.views[node_req[0]].release(node_req[1])
 
+    def fetch_after_end(self, task_id: bytes, here) -> None:
+        """task_id (sent away) has ended; `here`: its returns that came with the end.
+        The others that processes here wait for are fetched now."""
+        for oid in self.after_end.pop(task_id, ()):
+            if oid not in here:
+                self.need(oid)
+
     # ------------------------------------------------------------ objects
     def is_foreign(self, oid: bytes) -> bool:
         return _ids.node_of(oid) != self.me
 
     def need(self, oid: bytes) -> None:
-        """Asks for a copy of oid, once, from where it lives."""
+        """Asks for a copy of oid, once, from where it lives. A return of a task still
+        running on another node is asked for only once that task has ended without
+        bringing it along (small returns come with the task's end: a fetch sent now would
+        move the object a second time, by the slower raw path)."""
         if oid in self.fetching:
+            return
+        task_id = oid[: _ids.TASK_ID_SIZE]
+        if task_id in self.sent_to:
+            self.after_end.setdefault(task_id, set()).add(oid)
             return
         home = self.home_of(oid)
         if home == self.me:

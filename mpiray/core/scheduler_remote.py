@@ -65,6 +65,7 @@ class CrossNode:
         rec = self.tasks.pop(task_id, None)
         self.cluster.came_back(task_id)
         here = self.take_returns(inline)
+        self.cluster.fetch_after_end(task_id, here)
         if rec is None:
             return
         self.sealed_elsewhere(rec.spec.return_ids(), here)
