@@ -84,6 +84,8 @@ constexpr int kSpinTries = 128;  // ~5 us on the 2-vCPU EPYC VM (pause is slow o
 constexpr int64_t kStuckCheckNs = 20 * 1000 * 1000;
 
 int64_t deadline_after(int64_t timeout_ns) { return timeout_ns < 0 ? -1 : monotonic_ns() + timeout_ns; }
+// How long a waiter may still sleep: -1 without a deadline, 0 once it has passed.
+int64_t sleep_left(int64_t deadline) { return deadline < 0 ? -1 : std::max<int64_t>(0, deadline - monotonic_ns()); }
 
 }  // namespace
 
@@ -332,13 +334,10 @@ QueueStatus TaskQueue::push(const void* data, uint32_t len, int64_t timeout_ns) 
             if (st == QueueStatus::ok) wake_consumer();
             return st;
         }
-        int64_t sleep_ns = -1;
-        if (deadline >= 0) {
-            sleep_ns = deadline - monotonic_ns();
-            if (sleep_ns <= 0) {
-                h_->not_full.cancel_wait();
-                return QueueStatus::timeout;
-            }
+        int64_t sleep_ns = sleep_left(deadline);
+        if (sleep_ns == 0) {
+            h_->not_full.cancel_wait();
+            return QueueStatus::timeout;
         }
         // Full because a pid-owned claim (dead producer or unrecorded consumer?) holds the
         // slot at head: sleep in short steps and check whether its owner still lives.
@@ -491,14 +490,11 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
             if (adaptive && st == QueueStatus::ok) pop_spin_.record(monotonic_ns() - t0);
             return took(st);
         }
-        int64_t sleep_ns = -1;
-        if (deadline >= 0) {
-            sleep_ns = deadline - monotonic_ns();
-            if (sleep_ns <= 0) {
-                h_->not_empty.cancel_wait();
-                if (adaptive) pop_spin_.record(-1);
-                return QueueStatus::timeout;
-            }
+        int64_t sleep_ns = sleep_left(deadline);
+        if (sleep_ns == 0) {
+            h_->not_empty.cancel_wait();
+            if (adaptive) pop_spin_.record(-1);
+            return QueueStatus::timeout;
         }
         // Empty because a pid-owned claim (a producer mid-push) holds the slot at tail:
         // sleep in short steps and check whether that producer still lives.
@@ -576,14 +572,11 @@ QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns, int consumer, int64_t s
             h_->not_empty.cancel_wait();
             return QueueStatus::closed;
         }
-        int64_t sleep_ns = -1;
-        if (deadline >= 0) {
-            sleep_ns = deadline - monotonic_ns();
-            if (sleep_ns <= 0) {
-                h_->not_empty.cancel_wait();
-                if (adaptive) pop_spin_.record(-1);
-                return QueueStatus::timeout;
-            }
+        int64_t sleep_ns = sleep_left(deadline);
+        if (sleep_ns == 0) {
+            h_->not_empty.cancel_wait();
+            if (adaptive) pop_spin_.record(-1);
+            return QueueStatus::timeout;
         }
         h_->not_empty.wait(key, sleep_ns);
     }
