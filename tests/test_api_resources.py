@@ -6,6 +6,17 @@ import time
 import pytest
 
 
+def _held_until(ray, gate, num_cpus, value):
+    """A task holding num_cpus until the file `gate` exists; it returns value."""
+    @ray.remote(num_cpus=num_cpus)
+    def held():
+        while not gate.exists():
+            time.sleep(0.01)
+        return value
+
+    return held
+
+
 def test_custom_resources_limit_concurrency(fresh):
     ray = fresh
     ray.init(num_cpus=2, resources={"slot": 1})
@@ -67,13 +78,7 @@ def test_available_resources_track_running_tasks(fresh, tmp_path):
     ray = fresh
     ray.init(num_cpus=3)
     gate = tmp_path / "open"
-
-    @ray.remote(num_cpus=2)
-    def hold():
-        while not gate.exists():
-            time.sleep(0.01)
-        return True
-
+    hold = _held_until(ray, gate, num_cpus=2, value=True)
     ref = hold.remote()
     deadline = time.monotonic() + 10
     while ray.available_resources().get("CPU", 0) != 1 and time.monotonic() < deadline:
@@ -119,12 +124,7 @@ def test_plain_task_waits_while_another_holds_every_cpu(fresh, tmp_path):
     ray = fresh
     ray.init(num_cpus=4)
     gate = tmp_path / "open"
-
-    @ray.remote(num_cpus=4)
-    def hog():
-        while not gate.exists():
-            time.sleep(0.01)
-        return "hog"
+    hog = _held_until(ray, gate, num_cpus=4, value="hog")
 
     @ray.remote
     def plain():
