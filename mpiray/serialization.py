@@ -25,6 +25,7 @@ import sys
 
 import cloudpickle
 
+from mpiray._native.store import copy_into as _copy_into
 from mpiray.core import serialization_context
 
 MAGIC = 0x3159524D  # "MRY1"
@@ -32,6 +33,7 @@ FLAG_ERROR = 1
 FORMAT_PICKLE = 0
 FORMAT_NDARRAY = 1
 OOB_THRESHOLD = 4096
+STREAM_COPY_MIN = 2 << 20  # out-of-band buffers this big are copied by copy_into (streaming stores)
 ALIGN = 64
 _HEADER = struct.Struct("<IIIIQ")   # magic, flags, n_buffers, format, in-band length
 _ENTRY = struct.Struct("<QQ")       # offset, length of one out-of-band buffer
@@ -83,7 +85,10 @@ class SerializedObject:
         head = self.header()
         dest[: len(head)] = head
         for off, buf in zip(self.offsets, self.buffers):
-            dest[off : off + buf.nbytes] = buf
+            if buf.nbytes >= STREAM_COPY_MIN:
+                _copy_into(dest, off, buf)  # streaming stores, no GIL (2x memcpy into shm)
+            else:
+                dest[off : off + buf.nbytes] = buf
 
 
 def _is_plain(value, depth: int = 3) -> bool:

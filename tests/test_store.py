@@ -366,3 +366,20 @@ def test_spill_files_removed_on_delete_and_destroy(tmp_path):
 
 def test_zz_no_segments_left_in_dev_shm():
     assert [f for f in os.listdir("/dev/shm") if SESSION in f] == []
+
+
+def test_copy_into_streams_big_buffers_exactly():
+    """copy_into (streaming stores from 2 MiB) writes exactly the source's bytes at the
+    offset, whatever the alignment, and refuses what does not fit."""
+    import numpy as np
+
+    from mpiray._native.store import copy_into
+
+    for size, offset in ((100, 3), ((2 << 20) + 13, 7), ((4 << 20) + 64, 64)):
+        src = np.random.default_rng(size).integers(0, 255, size, dtype=np.uint8)
+        dest = bytearray(size + offset + 5)
+        copy_into(dest, offset, src)
+        assert bytes(dest[offset:offset + size]) == src.tobytes()
+        assert dest[:offset] == bytearray(offset) and dest[offset + size:] == bytearray(5)
+    with pytest.raises(ValueError):
+        copy_into(bytearray(10), 5, b"123456")

@@ -64,3 +64,7 @@ cdef extern from "store.h" namespace "mpiray::store" nogil:
         uint64_t capacity()
         int client_slot()
         void TestHoldLockForever()
+
+
+cdef extern from "copy.h" namespace "mpiray" nogil:
+    void copy_stream(void* dst, const void* src, size_t n)

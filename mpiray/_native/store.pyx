@@ -16,7 +16,7 @@ it is gone (ObjectBuffer.__dealloc__).
 """
 import os
 
-from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer, PyBUF_ANY_CONTIGUOUS
+from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer, PyBUF_ANY_CONTIGUOUS, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
 from libc.limits cimport INT_MAX
@@ -31,7 +31,7 @@ from libcpp.vector cimport vector
 from mpiray.exceptions import ObjectStoreFullError
 
 from mpiray._native.store cimport (
-    ErrorInfo, LastError, ObjectHandle, SegmentBytes, Status, StoreClient, StoreStats, kObjectIdSize,
+    copy_stream, ErrorInfo, LastError, ObjectHandle, SegmentBytes, Status, StoreClient, StoreStats, kObjectIdSize,
 )
 
 OBJECT_ID_SIZE = kObjectIdSize  # the one definition lives in src/cpp/store_layout.h
@@ -95,6 +95,26 @@ cdef inline int64_t timeout_ns(object timeout) except? -2:
 
 
 # ---------------------------------------------------------------- helpers for the runtime
+
+def copy_into(dest, Py_ssize_t offset, src) -> None:
+    """Copies the bytes of src (a contiguous buffer) into the writable buffer dest at
+    offset, without the GIL. From 2 MiB it uses streaming stores: about twice memcpy's
+    speed into shared memory here for sizes memcpy itself does not stream (src/cpp/copy.h)."""
+    cdef Py_buffer d
+    cdef Py_buffer b
+    PyObject_GetBuffer(dest, &d, PyBUF_WRITABLE)
+    try:
+        PyObject_GetBuffer(src, &b, PyBUF_ANY_CONTIGUOUS)
+        try:
+            if offset < 0 or offset + b.len > d.len:
+                raise ValueError(f"{b.len} bytes at offset {offset} do not fit a buffer of {d.len}")
+            with nogil:
+                copy_stream(<char*>d.buf + offset, b.buf, <size_t>b.len)
+        finally:
+            PyBuffer_Release(&b)
+    finally:
+        PyBuffer_Release(&d)
+
 
 def make_segment_name(session: str, kind: str) -> str:
     """'/mpiray-<uid>-<session>-<kind>': per user and per session, so jobs never collide."""

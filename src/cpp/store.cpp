@@ -1,6 +1,7 @@
 // Object lifecycle: create → seal → get → release → delete (and abort), pressure handling,
 // client reaping. Segment creation/attach live in store_segment.cpp, spill files in
 // store_spill.cpp.
+#include "copy.h"
 #include "store.h"
 
 #include <algorithm>
@@ -216,27 +217,11 @@ Status StoreClient::Abort(const uint8_t* id) {
     return Status::kOk;
 }
 
-void StoreClient::ParallelCopy(uint8_t* dst, const uint8_t* src, uint64_t n) {
-    // One core copies ~12-20 GB/s into warm shm, two ~26 GB/s (ENVIRONMENT.md); below
-    // 64 MiB a thread start (~30 µs) is not worth it.
-    constexpr uint64_t kThreshold = 64ull << 20;
-    if (n < kThreshold) { std::memcpy(dst, src, n); return; }
-    unsigned nt = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
-    uint64_t chunk = (n / nt + 4095) & ~uint64_t{4095};
-    std::vector<std::thread> ts;
-    for (unsigned t = 1; t < nt; ++t) {
-        uint64_t lo = std::min(n, t * chunk), hi = std::min(n, lo + chunk);
-        if (lo < hi) ts.emplace_back([=] { std::memcpy(dst + lo, src + lo, hi - lo); });
-    }
-    std::memcpy(dst, src, std::min(n, chunk));
-    for (auto& t : ts) t.join();
-}
-
 Status StoreClient::Put(const uint8_t* id, const void* data, int64_t size) {
     ObjectHandle h;
     Status st = CreateObject(id, size, &h);
     if (st != Status::kOk) return st;
-    ParallelCopy(h.data, static_cast<const uint8_t*>(data), h.size);
+    copy_parallel(h.data, data, h.size);
     {
         Locked lock(this);  // seal and unpin in one critical section
         Entry& x = v_->table[h.entry];

@@ -177,7 +177,6 @@ class StoreClient {
     // seq; `waiters` counts the sleepers of word.
     void AwaitSeal(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiters, uint32_t seq, int64_t left_ns);
     std::string SpillPath(const Entry& x) const;
-    static void ParallelCopy(uint8_t* dst, const uint8_t* src, uint64_t n);
 
     std::string name_;
     uint8_t* base_ = nullptr;  // segment start in this process
