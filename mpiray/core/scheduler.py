@@ -295,9 +295,15 @@ class Scheduler(CrossNode):
         if rec.state == FORWARDED:  # the node running it cancels it and reports back
             self.io.forward_cancel(self.cluster.sent_to[task_id][0], task_id, force)
             return
+        if rec.state == DISPATCHED and rec.ahead:
+            # Queued ahead, maybe not started: a worker might take it only when the task
+            # it runs ends. Taken back (and ended as cancelled) if it is still queued.
+            self._reclaim_ahead()
         if rec.state == DISPATCHED:
             self.io.mark_cancelled(task_id, force)
             return
+        if task_id not in self.tasks:
+            return  # ended by _reclaim_ahead
         self._remove_pending(rec)
         del self.tasks[task_id]
         self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
