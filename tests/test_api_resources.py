@@ -136,3 +136,76 @@ def test_plain_task_waits_while_another_holds_every_cpu(fresh, tmp_path):
     assert ready == []
     gate.write_text("1")
     assert ray.get([big, small], timeout=30) == ["hog", "plain"]
+
+
+def test_zero_cpu_task_runs_while_plain_tasks_wait_for_the_cpu(fresh, tmp_path):
+    """A num_cpus=0 task needs no CPU: it runs while one-CPU tasks hold or wait for
+    every CPU, as in Ray. Here the one-CPU tasks wait for it (a file it writes): had it
+    been queued behind a one-CPU task dispatched ahead, the worker started for it would
+    take that task instead (two one-CPU tasks on one CPU) and it would never run."""
+    ray = fresh
+    ray.init(num_cpus=1)
+    gate = tmp_path / "gate"
+    running = tmp_path / "running"
+    running.mkdir()
+
+    @ray.remote
+    def waiter(i):
+        (running / str(i)).write_text("")
+        at_once = len(os.listdir(running))
+        deadline = time.monotonic() + 20  # hang guard
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (running / str(i)).unlink()
+        return gate.exists(), at_once
+
+    @ray.remote(num_cpus=0)
+    def opener():
+        gate.write_text("1")
+        return "opened"
+
+    first = waiter.remote(0)
+    deadline = time.monotonic() + 30  # let the first one start
+    while not os.listdir(running) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = waiter.remote(1)
+    assert ray.get(opener.remote(), timeout=60) == "opened"
+    assert ray.get([first, second], timeout=60) == [(True, 1), (True, 1)]
+
+
+def test_worker_of_a_zero_cpu_task_does_not_take_a_task_queued_ahead(fresh, tmp_path):
+    """The worker that ran a num_cpus=0 task frees no CPU when it ends: it must not then
+    run a one-CPU task past the node's CPUs (as it would one dispatched ahead)."""
+    ray = fresh
+    ray.init(num_cpus=1)
+    gate = tmp_path / "gate"
+    running = tmp_path / "running"
+    running.mkdir()
+
+    @ray.remote(num_cpus=0)
+    def light():
+        (tmp_path / "light").write_text("")
+        deadline = time.monotonic() + 20  # hang guard
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "light"
+
+    @ray.remote
+    def plain(i):
+        (running / str(i)).write_text("")
+        at_once = len(os.listdir(running))
+        time.sleep(1.0)
+        at_once = max(at_once, len(os.listdir(running)))
+        (running / str(i)).unlink()
+        return at_once
+
+    first = light.remote()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "light").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    a, b = plain.remote(0), plain.remote(1)
+    while not os.listdir(running) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.write_text("1")
+    assert ray.get(first, timeout=60) == "light"
+    assert ray.get([a, b], timeout=60) == [1, 1]

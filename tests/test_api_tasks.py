@@ -251,3 +251,37 @@ def test_workers_started_for_blocked_parents_retire_when_idle(fresh):
     assert sched.task_workers == 2
     assert ray.get([leaf.remote(i) for i in range(10)], timeout=60) == list(range(10))
     assert ray.get(parent.remote(5), timeout=60) == 10
+
+
+def test_cancelling_a_task_that_waits_for_a_cpu_ends_it_at_once(fresh, tmp_path):
+    """A task that has not started (every CPU busy) is cancelled at once: get() raises
+    TaskCancelledError without waiting for the running task to free the CPU, even when
+    the task was already queued for the next free worker (dispatched ahead)."""
+    ray = fresh
+    ray.init(num_cpus=1)
+    gate = tmp_path / "gate"
+
+    @ray.remote
+    def hold():
+        (tmp_path / "started").write_text("")
+        deadline = time.monotonic() + 30  # hang guard
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return gate.exists()
+
+    @ray.remote
+    def pending():
+        return "ran"
+
+    first = hold.remote()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = pending.remote()
+    ray.cancel(second)
+    try:
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(second, timeout=10)
+    finally:
+        gate.write_text("1")
+    assert ray.get(first, timeout=60) is True

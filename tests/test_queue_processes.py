@@ -251,3 +251,18 @@ def test_random_sigkills_lose_nothing_and_duplicate_only_unfinished(make_queue, 
     assert len(np.unique(rec)) == len(rec)
     # ...except one popped, run, but killed before done(): at-least-once, documented.
     assert len(set(finished.tolist()) & set(rec.tolist())) <= kills
+
+
+@pytest.mark.parametrize("point", [11, 12])
+def test_inbox_style_consumer_gets_past_a_producer_killed_mid_push(make_queue, point):
+    """The inbox thread's loop (wait_nonempty, then pop_batch without waiting) must get
+    past the slot of a producer SIGKILLed mid-push: wait_nonempty waits (and repairs the
+    slot) rather than report an item that no pop can take, which spun forever."""
+    q = make_queue(capacity=4, slot_size=128)
+    _run_killed(_push_killed_at, q.name, point)
+    q.push(b"after")
+    got, deadline = [], time.monotonic() + 20  # hang guard
+    while not got and time.monotonic() < deadline:
+        if q.wait_nonempty(0.1, 1, 100e-6):
+            got = q.pop_batch(256, 0)
+    assert got == [b"after"]

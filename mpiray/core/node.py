@@ -273,6 +273,31 @@ class NodeIO:
             if not self.node.stopped:
                 raise  # (stopping: the inbox still applies the last workers' events)
 
+    def take_queued_tasks(self):
+        """Pops every item now on the task queue: [(item, its task id or None)]
+        (Scheduler._reclaim_ahead; push_item puts one back, drop_item frees one)."""
+        q, items = self.node.task_queue, []
+        while True:
+            try:
+                item = q.try_pop()
+            except QueueClosed:
+                return items
+            if item is None:
+                return items
+            task_id = None
+            if item != P.TERMINATE:
+                task_id = TaskSpec.from_bytes(P.decode_item(item, self.store)).task_id
+            items.append((item, task_id))
+
+    def drop_item(self, item):
+        P.release_item(item, self.store)
+
+    def push_item(self, item):
+        try:
+            self.node.task_queue.push(item)
+        except QueueClosed:
+            pass  # stopping anyway
+
     def retire_task_worker(self):
         try:
             self.node.task_queue.push(P.TERMINATE)

@@ -49,7 +49,7 @@ TASK, ACTOR = "task", "actor"
 
 class TaskRecord:
     __slots__ = ("spec", "state", "missing", "gpu_ids", "blocked", "cancelled", "force_cancelled",
-                 "origin")
+                 "origin", "ahead")
 
     def __init__(self, spec, origin=None):
         self.spec = spec
@@ -60,6 +60,7 @@ class TaskRecord:
         self.blocked = False
         self.cancelled = False
         self.force_cancelled = False
+        self.ahead = False        # last dispatched ahead (Scheduler._dispatch_ahead)
 
 
 class WorkerInfo:
@@ -99,6 +100,7 @@ class Scheduler(CrossNode):
         self.busy_at = 0.0      # when more than min_task_workers were last needed
         self.active = 0         # dispatched tasks whose worker is not blocked in get()
         self.blocked = 0        # task workers blocked in get() (their CPU lent back)
+        self.light = 0          # dispatched tasks holding less than one CPU (see _dispatch_ahead)
         self.actors = ActorManager(self)
         self.router = ActorRouter(self)   # actors across nodes (used under MPI only)
         self.cluster = None     # core.cluster.Cluster under MPI with more than one node
@@ -269,6 +271,8 @@ class Scheduler(CrossNode):
 
     def _release_task_resources(self, rec):
         req = dict(rec.spec.resources)
+        if req.get("CPU", 0.0) < 1:
+            self.light -= 1
         if rec.blocked:
             req.pop("CPU", None)  # already lent back while blocked
             rec.blocked = False
@@ -291,9 +295,15 @@ class Scheduler(CrossNode):
         if rec.state == FORWARDED:  # the node running it cancels it and reports back
             self.io.forward_cancel(self.cluster.sent_to[task_id][0], task_id, force)
             return
+        if rec.state == DISPATCHED and rec.ahead:
+            # Queued ahead, maybe not started: a worker might take it only when the task
+            # it runs ends. Taken back (and ended as cancelled) if it is still queued.
+            self._reclaim_ahead()
         if rec.state == DISPATCHED:
             self.io.mark_cancelled(task_id, force)
             return
+        if task_id not in self.tasks:
+            return  # ended by _reclaim_ahead
         self._remove_pending(rec)
         del self.tasks[task_id]
         self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
@@ -341,7 +351,10 @@ class Scheduler(CrossNode):
             )
 
     def _dispatch(self):
-        for queue in self.ready.values():
+        for shape, queue in self.ready.items():
+            if queue and shape != _ONE_CPU and self.res.overcommitted_cpus() > 0 and \
+                    self.res.fits(queue[0].spec.resources):
+                self._reclaim_ahead()
             while queue and self.res.fits(queue[0].spec.resources):
                 self._to_dispatched(queue.popleft())
             while queue and self.cluster is not None and self._to_forwarded(queue[0]):
@@ -362,18 +375,47 @@ class Scheduler(CrossNode):
         task worker has a task: an idle one would run a task queued ahead at once, past
         the node's CPUs (a task holding several CPUs leaves workers idle)."""
         queue = self.ready.get(_ONE_CPU)
-        if not queue or self.cluster is not None or self.actors.pending or any(
+        # light: the worker of a task holding less than one CPU would, once that task
+        # ends, take a task queued ahead without a CPU having come free.
+        if not queue or self.light or self.cluster is not None or self.actors.pending or any(
                 q for shape, q in self.ready.items() if q and shape != _ONE_CPU):
             return
         over = self.res.overcommitted_cpus()
         if self.active + self.blocked - over < self.task_workers:
             return
         while queue and over < self.res.totals.get("CPU", 0.0):
-            self._to_dispatched(queue.popleft())
+            self._to_dispatched(queue.popleft(), ahead=True)
             over = self.res.overcommitted_cpus()
 
-    def _to_dispatched(self, rec):
+    def _reclaim_ahead(self):
+        """A task that needs no CPU (num_cpus=0) is about to go on the task queue while
+        one-CPU tasks wait there ahead: it would sit behind them, and the worker started
+        for it would take one of them instead (past the node's CPUs), so the task could
+        wait for ever on tasks that wait for it. Take back the tasks still queued ahead
+        (to the front of their ready queue); what else is there goes back as it was."""
+        back = []
+        for item, task_id in self.io.take_queued_tasks():
+            rec = self.tasks.get(task_id) if task_id is not None else None
+            if rec is None or rec.state != DISPATCHED or not rec.ahead or rec.blocked:
+                self.io.push_item(item)
+                continue
+            self.io.drop_item(item)
+            self._release_task_resources(rec)
+            rec.ahead = False
+            if rec.cancelled:
+                del self.tasks[rec.spec.task_id]
+                self.seal_error(rec.spec.return_ids(), TaskCancelledError(rec.spec.task_id.hex()))
+                self._finish(rec)
+            else:
+                rec.state = READY
+                back.append(rec)
+        self.ready[_ONE_CPU].extendleft(reversed(back))
+
+    def _to_dispatched(self, rec, ahead=False):
         rec.state = DISPATCHED
+        rec.ahead = ahead
+        if rec.spec.resources.get("CPU", 0.0) < 1:
+            self.light += 1
         rec.gpu_ids = self.res.acquire(rec.spec.resources)
         rec.spec.gpu_ids = rec.gpu_ids
         self.active += 1

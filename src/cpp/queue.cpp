@@ -549,12 +549,25 @@ void TaskQueue::mark_spinning(int consumer, bool on) {
     took(QueueStatus::ok);  // pushes that skipped their wake for us: pass it on
 }
 
+bool TaskQueue::has_item() const {
+    // Not size() > 0: head counts slots that producers have claimed, and one still
+    // writing (or one that died writing) holds back every pop. Look as try_pop_one does.
+    uint64_t t = h_->tail.load(std::memory_order_acquire);
+    for (uint32_t i = 0; i < h_->capacity; ++i, ++t) {
+        const uint64_t w = slot_for(t)->word.load(std::memory_order_acquire);
+        if (w == make_word(stage(lap_of(t), kFull), 0)) return true;
+        if (stage_of(w) <= stage(lap_of(t), kFull)) return false;  // EMPTY or WRITING at t
+        // claimed by a reader already and tail lags: look at the next ticket
+    }
+    return false;
+}
+
 QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns, int consumer, int64_t spin_ns) {
-    if (size() > 0) return QueueStatus::ok;
+    if (has_item()) return QueueStatus::ok;
     const bool adaptive = timeout_ns != 0 && spin_ns > 0 && consumer >= 0 && consumer < kMaxConsumers;
     const int64_t t0 = adaptive ? monotonic_ns() : 0;
     if (adaptive && spin_marked(consumer, timeout_ns < 0 ? spin_ns : std::min(spin_ns, timeout_ns), [&] {
-            return size() > 0 ? QueueStatus::ok : QueueStatus::would_block;
+            return has_item() ? QueueStatus::ok : QueueStatus::would_block;
         }) == QueueStatus::ok) {
         pop_spin_.record(monotonic_ns() - t0);
         return QueueStatus::ok;
@@ -562,7 +575,7 @@ QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns, int consumer, int64_t s
     const int64_t deadline = deadline_after(timeout_ns);
     for (;;) {
         const uint32_t key = h_->not_empty.prepare_wait();
-        if (size() > 0) {
+        if (has_item()) {
             h_->not_empty.cancel_wait();
             if (adaptive) pop_spin_.record(monotonic_ns() - t0);
             return QueueStatus::ok;
@@ -578,7 +591,14 @@ QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns, int consumer, int64_t s
             if (adaptive) pop_spin_.record(-1);
             return QueueStatus::timeout;
         }
+        // As in pop_batch: a producer that died mid-push holds the slot at tail; check
+        // its owner in short steps and repair the slot.
+        Slot* s = slot_for(h_->tail.load(std::memory_order_relaxed));
+        const uint64_t w0 = s->word.load(std::memory_order_relaxed);
+        const bool watch = owner_of(w0) >= kMaxConsumers;
+        if (watch) sleep_ns = sleep_ns < 0 ? kStuckCheckNs : std::min(sleep_ns, kStuckCheckNs);
         h_->not_empty.wait(key, sleep_ns);
+        if (watch && s->word.load(std::memory_order_relaxed) == w0) repair_if_owner_dead(s, w0);
     }
 }
 

@@ -97,7 +97,8 @@ public:
     // sleeper. Unmarking wakes one if items are left. Keep marks short (a sleeper may be
     // the only one that would take an item).
     void mark_spinning(int consumer, bool on);
-    // Waits (up to timeout_ns; < 0: no limit) until an item is there, without taking it;
+    // Waits (up to timeout_ns; < 0: no limit) until an item a pop can take is there (not a
+    // slot a producer still writes, nor one a dead producer left: repaired as pop does), without taking it;
     // spin_ns > 0: first polls as spinner `consumer` (see pop). ok / timeout / closed
     // (closed and drained).
     QueueStatus wait_nonempty(int64_t timeout_ns, int consumer = -1, int64_t spin_ns = 0);
@@ -137,6 +138,7 @@ private:
     template <class Poll>
     QueueStatus spin_marked(int consumer, int64_t spin_ns, Poll poll);
     QueueStatus took(QueueStatus st);
+    bool has_item() const;
     void wake_consumer();
     void forget(int consumer);
     bool repair_if_owner_dead(Slot* s, uint64_t word);

@@ -224,6 +224,23 @@ static void test_producer_and_unrecorded_kill_points() {
     }
 }
 
+// wait_nonempty reports an item only when a pop can take it: a producer that died
+// mid-push leaves a claimed slot (head counts it) that blocks every pop until repaired.
+// The inbox thread loops wait_nonempty + pop_batch(timeout 0): were a dead producer's
+// slot reported as an item, it would spin forever and never repair it.
+static void test_wait_nonempty_dead_producer() {
+    for (int point : {11, 12}) {
+        Q a("wne-dead", 4, 128);
+        in_child_killed_at(point, [&] { push_str(a.q, "lost"); });
+        CHECK(push_str(a.q, "after"));
+        CHECK(a.q->wait_nonempty(2000000000LL, 1, 100000) == QueueStatus::ok);
+        uint32_t len = 0;
+        char buf[512];
+        CHECK(a.q->try_pop(buf, &len, -1) == QueueStatus::ok && std::string(buf, len) == "after");
+        CHECK(a.q->wait_nonempty(0) == QueueStatus::timeout);
+    }
+}
+
 // Many producers and consumers on threads, a small ring so it laps and fills constantly.
 static void test_stress() {
     constexpr int kProducers = 4, kConsumers = 4, kPerProducer = 100000;
@@ -357,6 +374,7 @@ int main() {
     test_records();
     test_consumer_kill_points();
     test_producer_and_unrecorded_kill_points();
+    test_wait_nonempty_dead_producer();
     test_stress();
     test_spinners();
     test_adaptive_spin();
