@@ -35,6 +35,7 @@ cdef extern from "queue.h" namespace "mpiray" nogil:
         void mark_spinning(int consumer, bint on)
         QueueStatus wait_nonempty(int64_t timeout_ns, int consumer, int64_t spin_ns)
         QueueStatus recover(int consumer, vector[string]* items)
+        void populate_slots()
         void close()
         bint closed()
         size_t size()

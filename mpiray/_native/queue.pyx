@@ -246,6 +246,12 @@ cdef class Queue:
                 out.append(PyBytes_FromStringAndSize(self._buf + <size_t>k * self.max_payload, self._lens[k]))
         return out
 
+    def populate(self):
+        """Maps every slot page into this process now (see TaskQueue::populate_slots): for
+        the busy node-wide queues, whose first pass round the ring would fault page by page."""
+        with nogil:
+            self._q.populate_slots()
+
     def wait_nonempty(self, timeout=None, int consumer=-1, double spin=0.0):
         """Waits until an item is there, without taking it: True, or False on timeout.
         spin: poll this long first as spinner `consumer` (see pop). QueueClosed once

@@ -34,8 +34,8 @@ from mpiray.core.scheduler import Scheduler
 from mpiray.core.task_spec import TaskSpec
 from mpiray.serialization import serialize_error
 
-TASK_QUEUE_SLOTS, TASK_SLOT_SIZE = 4096, 4096
-INBOX_SLOTS, INBOX_SLOT_SIZE = 4096, 4096
+TASK_QUEUE_SLOTS, TASK_SLOT_SIZE = 1024, 4096   # (a few tasks wait there: CPUs + dispatched ahead)
+INBOX_SLOTS, INBOX_SLOT_SIZE = 2048, 4096       # both mapped in by every process (Queue.populate)
 ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE = 1024, 2048
 MAX_TASK_SLOTS = 250        # consumer slots of the shared task queue
 INLINE_RETURNS = 64 << 10   # returns up to this size travel with a task's end (MPI mode)
@@ -66,6 +66,8 @@ class Node:
                                       prefault=c.prefault_store)
             self.task_queue = Queue.create(names.task_queue_name(s), TASK_QUEUE_SLOTS, TASK_SLOT_SIZE)
             self.inbox = Queue.create(names.inbox_name(s), INBOX_SLOTS, INBOX_SLOT_SIZE)
+            self.task_queue.populate()
+            self.inbox.populate()
             if self.reports.recv()[0] != "ready":
                 raise RuntimeError("mpiray's worker launcher (zygote) failed to start")
         except BaseException:

@@ -60,6 +60,7 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options):
     session = init["session"]
     store = Store.attach(names.store_name(session))
     inbox = Queue.attach(names.inbox_name(session))
+    inbox.populate()
     channel = WorkerChannel(inbox, store)
     refcount.set_sink(channel)
 
@@ -82,7 +83,9 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options):
         else:
             from mpiray.core.worker import TaskWorker
 
-            TaskWorker(rt, Queue.attach(names.task_queue_name(session)), slot).serve()
+            tasks = Queue.attach(names.task_queue_name(session))
+            tasks.populate()
+            TaskWorker(rt, tasks, slot).serve()
     finally:
         channel.flush()
         sys.stdout.flush()

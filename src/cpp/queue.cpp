@@ -685,6 +685,13 @@ QueueStatus TaskQueue::recover(int consumer, std::vector<std::string>* items) {
     return QueueStatus::ok;
 }
 
+void TaskQueue::populate_slots() {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    madvise(slots_, static_cast<size_t>(h_->capacity) * h_->slot_size, MADV_POPULATE_WRITE);
+}
+
 // ---- close and size -------------------------------------------------------------------
 
 void TaskQueue::close() {
