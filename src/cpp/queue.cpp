@@ -689,7 +689,10 @@ void TaskQueue::populate_slots() {
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-    madvise(slots_, static_cast<size_t>(h_->capacity) * h_->slot_size, MADV_POPULATE_WRITE);
+    // madvise wants a page-aligned start: the slots begin one header into the segment.
+    const uintptr_t start = reinterpret_cast<uintptr_t>(slots_) & ~uintptr_t{4095};
+    const uintptr_t end = reinterpret_cast<uintptr_t>(slots_) + static_cast<size_t>(h_->capacity) * h_->slot_size;
+    madvise(reinterpret_cast<void*>(start), end - start, MADV_POPULATE_WRITE);
 }
 
 // ---- close and size -------------------------------------------------------------------
