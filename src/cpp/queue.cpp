@@ -490,21 +490,26 @@ QueueStatus TaskQueue::pop_batch(void* out, uint32_t* lens, int max_items, int c
             if (adaptive && st == QueueStatus::ok) pop_spin_.record(monotonic_ns() - t0);
             return took(st);
         }
-        int64_t sleep_ns = sleep_left(deadline);
-        if (sleep_ns == 0) {
-            h_->not_empty.cancel_wait();
-            if (adaptive) pop_spin_.record(-1);
-            return QueueStatus::timeout;
-        }
-        // Empty because a pid-owned claim (a producer mid-push) holds the slot at tail:
-        // sleep in short steps and check whether that producer still lives.
-        Slot* s = slot_for(h_->tail.load(std::memory_order_relaxed));
-        const uint64_t w0 = s->word.load(std::memory_order_relaxed);
-        const bool watch = owner_of(w0) >= kMaxConsumers;
-        if (watch) sleep_ns = sleep_ns < 0 ? kStuckCheckNs : std::min(sleep_ns, kStuckCheckNs);
-        h_->not_empty.wait(key, sleep_ns);
-        if (watch && s->word.load(std::memory_order_relaxed) == w0) repair_if_owner_dead(s, w0);
+        if (!sleep_not_empty(key, deadline, adaptive)) return QueueStatus::timeout;
     }
+}
+
+bool TaskQueue::sleep_not_empty(uint32_t key, int64_t deadline, bool adaptive) {
+    int64_t sleep_ns = sleep_left(deadline);
+    if (sleep_ns == 0) {
+        h_->not_empty.cancel_wait();
+        if (adaptive) pop_spin_.record(-1);  // the wait did not end: spinning would not have paid
+        return false;
+    }
+    // Empty because a pid-owned claim (a producer mid-push) holds the slot at tail? Then
+    // sleep in short steps and check whether that producer still lives.
+    Slot* s = slot_for(h_->tail.load(std::memory_order_relaxed));
+    const uint64_t w0 = s->word.load(std::memory_order_relaxed);
+    const bool watch = owner_of(w0) >= kMaxConsumers;
+    if (watch) sleep_ns = sleep_ns < 0 ? kStuckCheckNs : std::min(sleep_ns, kStuckCheckNs);
+    h_->not_empty.wait(key, sleep_ns);
+    if (watch && s->word.load(std::memory_order_relaxed) == w0) repair_if_owner_dead(s, w0);
+    return true;
 }
 
 template <class Poll>
@@ -585,20 +590,7 @@ QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns, int consumer, int64_t s
             h_->not_empty.cancel_wait();
             return QueueStatus::closed;
         }
-        int64_t sleep_ns = sleep_left(deadline);
-        if (sleep_ns == 0) {
-            h_->not_empty.cancel_wait();
-            if (adaptive) pop_spin_.record(-1);
-            return QueueStatus::timeout;
-        }
-        // As in pop_batch: a producer that died mid-push holds the slot at tail; check
-        // its owner in short steps and repair the slot.
-        Slot* s = slot_for(h_->tail.load(std::memory_order_relaxed));
-        const uint64_t w0 = s->word.load(std::memory_order_relaxed);
-        const bool watch = owner_of(w0) >= kMaxConsumers;
-        if (watch) sleep_ns = sleep_ns < 0 ? kStuckCheckNs : std::min(sleep_ns, kStuckCheckNs);
-        h_->not_empty.wait(key, sleep_ns);
-        if (watch && s->word.load(std::memory_order_relaxed) == w0) repair_if_owner_dead(s, w0);
+        if (!sleep_not_empty(key, deadline, adaptive)) return QueueStatus::timeout;
     }
 }
 

@@ -146,6 +146,10 @@ private:
     QueueStatus took(QueueStatus st);
     bool has_item() const;
     void wake_consumer();
+    // Sleeps on not_empty (key from prepare_wait) until woken or the deadline (< 0: none),
+    // repairing a slot at tail whose producer died mid-push; false (the wait cancelled)
+    // if the deadline has passed already.
+    bool sleep_not_empty(uint32_t key, int64_t deadline, bool adaptive);
     void forget(int consumer);
     bool repair_if_owner_dead(Slot* s, uint64_t word);
 
