@@ -1,6 +1,7 @@
 """Tasks end to end on a real one-node runtime: values, options, nesting, errors, retries."""
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -285,3 +286,41 @@ def test_cancelling_a_task_that_waits_for_a_cpu_ends_it_at_once(fresh, tmp_path)
     finally:
         gate.write_text("1")
     assert ray.get(first, timeout=60) is True
+
+
+def test_api_call_made_while_the_inbox_is_drained_does_not_deadlock(fresh):
+    """A user's __del__ run by a collection inside the inbox thread's drain may call the
+    API: a submit and a get from there must not wait for the drain they are part of."""
+    from mpiray.core import current
+
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote
+    def double(x):
+        return 2 * x
+
+    from mpiray.core import protocol as P
+
+    node = current.node()
+    sched = node.scheduler
+    original = sched.handle_events
+    inner, armed = [], [threading.current_thread()]
+
+    def handle_then_call_the_api(events, slot=None):
+        original(events, slot)
+        # As a __del__ would, once, from the inbox thread while it drains.
+        if armed and threading.current_thread() is not armed[0]:
+            armed.clear()
+            node.inbox.push(P.dumps([]))  # more events wait: the submit would drain them
+            inner.append(ray.get(double.remote(21), timeout=20))
+
+    sched.handle_events = handle_then_call_the_api
+    try:
+        assert ray.get(double.remote(1), timeout=30) == 2
+        deadline = time.monotonic() + 30
+        while not inner and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert inner == [42]
+    finally:
+        sched.handle_events = original

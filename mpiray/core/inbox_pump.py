@@ -40,9 +40,15 @@ class InboxPump:
         self.scheduler = scheduler
         self.lock = threading.Lock()
 
-    def drain(self, max_items=256) -> int:
-        """Pops what is there (up to max_items) and applies it; how many items it took."""
-        with self.lock:
+    def drain(self, max_items=256, wait=True) -> int:
+        """Pops what is there (up to max_items) and applies it; how many items it took.
+        wait=False (the driver helping): 0 at once if another drain is under way. That
+        one applies what is there; and it may be this very thread's, when a collection
+        inside it runs a user's __del__ that calls the API (a plain lock: re-entering it
+        would let events apply out of order)."""
+        if not self.lock.acquire(wait):
+            return 0
+        try:
             items = self.inbox.pop_batch(max_items, 0)
             for item in items:
                 events = P.loads(P.decode_item(item, self.store))
@@ -51,6 +57,8 @@ class InboxPump:
                     self.scheduler.handle_events(events)
                 except Exception:  # noqa: BLE001 - a bug must not kill the node silently
                     traceback.print_exc()
+        finally:
+            self.lock.release()
         return len(items)
 
     def serve_forever(self):
@@ -77,7 +85,7 @@ class InboxPump:
             buf = self.store.get(oid, RETURN_POLL_S)
             if buf is not None:
                 deadline = time.perf_counter() + END_POLL_S
-                while not self.drain() and time.perf_counter() < deadline:
+                while not self.drain(wait=False) and time.perf_counter() < deadline:
                     pass
             return buf
         finally:
