@@ -90,8 +90,13 @@ class Runtime:
         if missing:
             self._pull([oids[i] for i in missing])
             deadline = None if timeout is None else time.monotonic() + timeout
+            # A worker waits for the last first: tasks end roughly in the order they were
+            # submitted, so one sleep covers the batch, where waiting in order would wake
+            # it once per object (a nested parent getting its children). The driver waits
+            # in order: while a task it waits for runs, it applies that task's end itself
+            # (InboxPump.await_return), which keeps the next ones flowing.
             with self._blocked():
-                for i in missing:
+                for i in (missing if self.pump is not None else reversed(missing)):
                     bufs[i] = self.wait_get(oids[i], deadline)
                     if bufs[i] is None:
                         raise GetTimeoutError(
