@@ -34,7 +34,7 @@ class DriverChannel:
         # tasks it keeps submitting are what frees their CPUs for the next ones.
         pump = self.pump
         if pump is not None and pump.inbox.size():
-            pump.drain(wait=False)
+            pump.drain()
         self.scheduler.handle_events(events)
 
     def flush(self):

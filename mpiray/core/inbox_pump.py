@@ -39,26 +39,29 @@ class InboxPump:
         self.store = store
         self.scheduler = scheduler
         self.lock = threading.Lock()
+        self.owner = None  # the thread draining now (see drain)
 
-    def drain(self, max_items=256, wait=True) -> int:
+    def drain(self, max_items=256) -> int:
         """Pops what is there (up to max_items) and applies it; how many items it took.
-        wait=False (the driver helping): 0 at once if another drain is under way. That
-        one applies what is there; and it may be this very thread's, when a collection
-        inside it runs a user's __del__ that calls the API (a plain lock: re-entering it
-        would let events apply out of order)."""
-        if not self.lock.acquire(wait):
+        Called again by the thread that is draining (a collection inside the drain ran a
+        user's __del__ that calls the API) it returns 0 at once: the lock is a plain one
+        (re-entering would let events apply out of order), and the outer drain goes on."""
+        me = threading.get_ident()
+        if self.owner == me:
             return 0
-        try:
-            items = self.inbox.pop_batch(max_items, 0)
-            for item in items:
-                events = P.loads(P.decode_item(item, self.store))
-                P.release_item(item, self.store)
-                try:
-                    self.scheduler.handle_events(events)
-                except Exception:  # noqa: BLE001 - a bug must not kill the node silently
-                    traceback.print_exc()
-        finally:
-            self.lock.release()
+        with self.lock:
+            self.owner = me
+            try:
+                items = self.inbox.pop_batch(max_items, 0)
+                for item in items:
+                    events = P.loads(P.decode_item(item, self.store))
+                    P.release_item(item, self.store)
+                    try:
+                        self.scheduler.handle_events(events)
+                    except Exception:  # noqa: BLE001 - a bug must not kill the node silently
+                        traceback.print_exc()
+            finally:
+                self.owner = None
         return len(items)
 
     def serve_forever(self):
@@ -85,7 +88,7 @@ class InboxPump:
             buf = self.store.get(oid, RETURN_POLL_S)
             if buf is not None:
                 deadline = time.perf_counter() + END_POLL_S
-                while not self.drain(wait=False) and time.perf_counter() < deadline:
+                while not self.drain() and time.perf_counter() < deadline:
                     pass
             return buf
         finally:
