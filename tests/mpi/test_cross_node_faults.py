@@ -321,10 +321,10 @@ def test_task_bounced_between_busy_nodes_releases_args_and_capacity(ray3, tmp_pa
 
 
 # ---------------------------------------------------------------- actors
-def test_remote_actor_restarts_then_dies_for_good(ray):
-    from mpiray.exceptions import ActorDiedError, ActorUnavailableError
-
-    @ray.remote(max_restarts=1)
+def _counter_actor(ray, **options):
+    """An actor class counting calls, telling its pid, and able to crash its process
+    (defined in here, so it travels by value like the tests' own classes)."""
+    @ray.remote(**options)
     class C:
         def __init__(self):
             self.n = 0
@@ -339,6 +339,13 @@ def test_remote_actor_restarts_then_dies_for_good(ray):
         def crash(self):
             os._exit(1)
 
+    return C
+
+
+def test_remote_actor_restarts_then_dies_for_good(ray):
+    from mpiray.exceptions import ActorDiedError, ActorUnavailableError
+
+    C = _counter_actor(ray, max_restarts=1)
     a = C.options(**on_node(last(ray))).remote()
     first = ray.get(a.pid.remote(), timeout=60)
     with pytest.raises(ActorUnavailableError):
@@ -448,17 +455,7 @@ def test_handle_held_only_by_a_task_on_another_node_keeps_the_actor(ray3):
 def test_actor_made_by_a_task_on_one_node_hosted_on_another(ray3):
     ray = ray3
 
-    @ray.remote
-    class C:
-        def __init__(self):
-            self.n = 0
-
-        def incr(self):
-            self.n += 1
-            return self.n
-
-        def pid(self):
-            return os.getpid()
+    C = _counter_actor(ray)
 
     @ray.remote
     def make():
@@ -512,15 +509,7 @@ def test_calls_from_a_third_node_after_a_remote_actor_died(ray3):
 def test_named_detached_actor_made_on_another_node(ray3):
     ray = ray3
     name = f"faults-{os.getpid()}-{time.monotonic_ns()}"
-
-    @ray.remote
-    class C:
-        def __init__(self):
-            self.n = 0
-
-        def incr(self):
-            self.n += 1
-            return self.n
+    C = _counter_actor(ray)
 
     @ray.remote
     def make_named(name):
