@@ -72,8 +72,13 @@ def test_exception_in_driver_ends_every_rank(tmp_path):
     assert settle(before) == before
 
 
+def mpich_segments():
+    return {e for e in os.listdir("/dev/shm") if e.startswith("mpich_shm_")}
+
+
 def test_killed_rank_stops_the_job_promptly(tmp_path):
     before = our_segments()
+    mpich_before = mpich_segments()
     proc, took = mpirun(3, """
         import os, signal, time
         import mpiray as ray
@@ -93,6 +98,8 @@ def test_killed_rank_stops_the_job_promptly(tmp_path):
     # the pid of the rank that died first: it names the first end it notices).
     assert "BAD TERMINATION" in out and "RUNNING AT" in out
     assert settle(before) == before
+    # MPICH never cleans its segments after a killed job: mpiray unlinks them at init.
+    assert mpich_segments() - mpich_before == set()
 
 
 def test_module_launcher_runs_the_script_on_rank_0_only(tmp_path):

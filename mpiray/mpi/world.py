@@ -33,6 +33,24 @@ def launched_by_mpi(environ=os.environ) -> bool:
     return "SLURM_PROCID" in environ and tasks.isdigit() and int(tasks) > 1
 
 
+MPICH_SEGMENT_PREFIX = "/dev/shm/mpich_shm_"
+
+
+def unlink_mapped_segments(prefix: str) -> list:
+    """Unlink the shared-memory files this process maps whose path starts with prefix;
+    the mappings stay valid until the last process unmaps them."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if prefix in line}
+    gone = []
+    for path in sorted(p for p in paths if p.startswith(prefix)):
+        try:
+            os.unlink(path)
+            gone.append(path)
+        except FileNotFoundError:       # a neighbour rank unlinked it first
+            pass
+    return gone
+
+
 def node_per_rank(environ=os.environ) -> bool:
     return environ.get("MPIRAY_NODE_PER_RANK", "0") not in ("", "0")
 
@@ -58,6 +76,10 @@ class World:
         self.node_index = self.leaders.index(leader)
         self.ranks_per_node = [leaders_of.count(r) for r in self.leaders]
         self.hosts = self.comm.allgather(self.hostname)
+        # Every rank of this host is past MPI_Init (the allgathers above), so MPICH's
+        # segments are mapped by all who need them: their names can go now. Otherwise a
+        # rank killed by SIGKILL leaves MPICH's 3 MB segments in /dev/shm forever.
+        unlink_mapped_segments(MPICH_SEGMENT_PREFIX)
 
     @property
     def num_nodes(self) -> int:
