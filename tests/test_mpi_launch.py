@@ -2,7 +2,6 @@
 a rank killed mid-job, `python -m mpiray`. Each must end promptly and leave nothing."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,24 +10,9 @@ import time
 
 import pytest
 
-from conftest import our_segments
+from conftest import MPIEXEC, ROOT, mpirun, our_segments
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="mpiexec not in the venv")
-
-
-def mpirun(n, code, *, per_rank=True, timeout=120, module=False, tmp_path=None):
-    script = os.path.join(str(tmp_path), "job.py")
-    with open(script, "w") as f:
-        f.write(textwrap.dedent(code))
-    env = dict(os.environ, MPIRAY_NODE_PER_RANK="1" if per_rank else "0",
-               PYTHONPATH=ROOT)
-    cmd = [MPIEXEC, "-n", str(n), sys.executable] + (["-m", "mpiray"] if module else []) + [script]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    return proc, time.monotonic() - start
 
 
 def settle(before):

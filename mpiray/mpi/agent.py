@@ -6,9 +6,10 @@
     ("object", oid, n) ──► store.create_object ──Irecv chunks──► seal ──► ARRIVED event
 
 One thread per rank owns MPI (funneled), so user code never meets it. MPICH's blocking
-receive burns a core, so the loop polls with a backoff: it keeps polling for a short
-while after traffic, then sleeps on an Event (up to MAX_SLEEP_S) that ``send`` sets, so
-an idle node costs next to nothing and a message to send goes out at once.
+receive burns a core, so between messages the thread waits in ``MpiPoller.wait`` (C, no
+GIL): it probes for a message every few tens of microseconds while the node is busy, less
+often as it stays quiet, and ``send`` ends the wait at once by poking it. An idle node
+costs next to nothing and a message to send goes out at once.
 """
 
 from __future__ import annotations
@@ -20,18 +21,22 @@ import threading
 import time
 import traceback
 
+from mpiray._native.mpipoll import MpiPoller, mpi_function_address, set_timer_slack_ns
 from mpiray.core import protocol as P
 from mpiray.serialization import serialize_error
 
 TAG_CTRL, TAG_DATA = 11, 12
 CHUNK = 256 << 20           # bytes per raw message (MPI counts are ints)
-# Keep polling this long after the last traffic (MPIRAY_MPI_SPIN_US): on a host with
-# cores to spare a spinning MPI thread answers in microseconds; on a small one (2 cores
-# here) it takes the cores the workers need, and napping at once is faster overall.
-SPIN_S = float(os.environ.get("MPIRAY_MPI_SPIN_US", 2000 if (os.cpu_count() or 1) >= 8 else 0)) * 1e-6
-WARM_S, WARM_SLEEP_S = 0.1, 1e-4   # then sleep in short naps for a while,
-COOL_S, COOL_SLEEP_S = 1.0, 1e-3   # then in longer ones,
-MAX_SLEEP_S = 5e-3                 # and in naps of this once the node has been idle a while
+# How often the MPI thread probes for a message from another rank, by how long the node
+# has been quiet. Every message waits for the next probe (half the interval on average),
+# and each probe costs a wake-up: probing every 20 us takes ~25% of a core, every 5 ms ~1%.
+# On 2 cores, 20-50 us gave the shortest cross-node round trips (5 us starves the workers).
+PROBE_BUSY_S = float(os.environ.get("MPIRAY_MPI_PROBE_US", "20")) * 1e-6
+PROBE_PLAN = ((0.1, PROBE_BUSY_S),   # (quiet for less than this many seconds, probe every)
+              (1.0, 1e-3),
+              (None, 5e-3))
+LOCAL_POLL_S = 1e-4         # how often local work without a wake-up of its own (calls on
+                            # proxy queues, retries, timers) is looked at while it exists
 WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are retried
 # Every node leader tells rank 0 it is alive this often; rank 0 ends the job (naming the
 # rank and host) when one is silent for MPIRAY_RANK_TIMEOUT_S. mpiexec already ends a job
@@ -58,7 +63,8 @@ class Agent:
         self.scheduler = None            # set once the node's scheduler exists
         self.on_control = on_control     # lifecycle messages ("start", "stop", ...) -> callable
         self.outbox = collections.deque()
-        self.wake = threading.Event()
+        self.poller = MpiPoller(mpi_function_address("MPI_Iprobe"), self.comm,
+                                self.MPI.ANY_SOURCE, TAG_CTRL)
         self.sends = []                  # (request, buffer kept alive until sent)
         self.recvs = []                  # IncomingObject
         self.waiting = {}                # oid -> [requester node]: not sealed here yet
@@ -73,11 +79,11 @@ class Agent:
     def send(self, node: int, msg) -> None:
         """Thread-safe and non-blocking: the agent's thread does the MPI call."""
         self.outbox.append((self.world.leader_of(node), msg))
-        self.wake.set()
+        self.poller.poke()
 
     def send_rank(self, rank: int, msg) -> None:
         self.outbox.append((rank, msg))
-        self.wake.set()
+        self.poller.poke()
 
     def _drain_outbox(self) -> bool:
         """Everything queued for one rank goes as one message (order kept)."""
@@ -108,11 +114,12 @@ class Agent:
 
     def stop(self):
         self.running = False
-        self.wake.set()
+        self.poller.poke()
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join(timeout=10)
 
     def run(self):
+        set_timer_slack_ns(1000)   # a 20 us nap must not last 70
         try:
             self.loop()
         except BaseException as exc:  # noqa: BLE001 - a dead MPI thread must stop the job
@@ -133,7 +140,7 @@ class Agent:
                     self.heard[status.Get_source()] = time.monotonic()
                 with self.gate:
                     self._handle(status.Get_source(), msg, cycle in (self.cycle, None) and self.node_open)
-                busy = True
+                busy = busy or msg[0] != "alive"
             if self.sends:
                 self._progress_sends()
                 # MPI moves a large message only while the sender keeps calling into it
@@ -153,16 +160,28 @@ class Agent:
             now = time.perf_counter()
             if busy:
                 last_busy = now
-            elif now - last_busy > SPIN_S:
-                idle = now - last_busy
-                self.wake.wait(WARM_SLEEP_S if idle < WARM_S else COOL_SLEEP_S if idle < COOL_S
-                               else MAX_SLEEP_S)
-                self.wake.clear()
+            else:
+                self._wait(now - last_busy)
         # drain what is still in flight so no peer waits on a half-sent object
         deadline = time.monotonic() + 5
         while self.sends and time.monotonic() < deadline:
             self._progress_sends()
             time.sleep(1e-3)
+
+    def _wait(self, quiet_s):
+        """Until a message comes, a local send pokes us, local work is due, or the node
+        has been quiet long enough to probe less often."""
+        for upto, probe in PROBE_PLAN:
+            if upto is None or quiet_s < upto:
+                break
+        if self.proxies or self.waiting or self.recvs or self.sends or (
+                self.scheduler is not None and self.scheduler.lingering):
+            timeout = LOCAL_POLL_S
+        else:
+            timeout = self.last_beat + HEARTBEAT_S - time.monotonic()
+            if upto is not None:
+                timeout = min(timeout, upto - quiet_s)
+        self.poller.wait(max(timeout, probe), probe)
 
     def _heartbeat(self):
         """Leaders: say "alive" to rank 0 now and then. Rank 0: end the job when a leader
@@ -171,8 +190,9 @@ class Agent:
         if now - self.last_beat < HEARTBEAT_S:
             return
         self.last_beat = now
-        if self.world.rank != 0:
-            self.send_rank(0, ("alive",))
+        if self.world.rank != 0:   # (not through the outbox: it is not traffic that
+            # should make the thread probe often, see _wait)
+            self.sends.append((self.comm.isend((self.cycle, ("alive",)), dest=0, tag=TAG_CTRL), None))
             return
         for rank, seen in self.heard.items():
             if now - seen > RANK_TIMEOUT_S:
