@@ -58,6 +58,40 @@ def test_recursive_tasks_do_not_deadlock_two_cpus(ray):
     assert ray.get(fib.remote(10), timeout=120) == 55
 
 
+def test_tasks_submitted_by_a_busy_task_start_while_it_computes(ray, tmp_path):
+    """A task's submits may go out in batches; one that keeps the CPU (pure Python, no
+    get) must still see its children run meanwhile, the last of a burst included."""
+    @ray.remote(num_cpus=0)
+    def touch(path):
+        open(path, "w").close()
+
+    @ray.remote(num_cpus=1)
+    def parent(paths):
+        refs = [touch.remote(p) for p in paths]   # a burst: all but the first may wait
+        deadline = time.monotonic() + 20
+        while not all(os.path.exists(p) for p in paths):
+            if time.monotonic() > deadline:
+                return "children never ran while the parent computed"
+        return len(refs)
+
+    paths = [str(tmp_path / f"child-{i}") for i in range(5)]
+    assert ray.get(parent.remote(paths)) == 5
+
+
+def test_wait_with_a_timeout_inside_a_task_sees_its_own_children(ray):
+    @ray.remote
+    def child(i):
+        return i
+
+    @ray.remote
+    def parent():
+        refs = [child.remote(i) for i in range(6)]
+        ready, rest = ray.wait(refs, num_returns=6, timeout=30)
+        return len(ready), len(rest), sorted(ray.get(ready))
+
+    assert ray.get(parent.remote()) == (6, 0, list(range(6)))
+
+
 def test_tree_reduction_inside_a_task(ray):
     @ray.remote
     def leaf(i):
@@ -304,18 +338,18 @@ def test_api_call_made_while_the_inbox_is_drained_does_not_deadlock(fresh):
 
     node = current.node()
     sched = node.scheduler
-    original = sched.handle_events
+    original = sched.handle_event_lists
     inner, armed = [], [threading.current_thread()]
 
-    def handle_then_call_the_api(events, slot=None):
-        original(events, slot)
+    def handle_then_call_the_api(lists):
+        original(lists)
         # As a __del__ would, once, from the inbox thread while it drains.
         if armed and threading.current_thread() is not armed[0]:
             armed.clear()
             node.inbox.push(P.dumps([]))  # more events wait: the submit would drain them
             inner.append(ray.get(double.remote(21), timeout=20))
 
-    sched.handle_events = handle_then_call_the_api
+    sched.handle_event_lists = handle_then_call_the_api
     try:
         assert ray.get(double.remote(1), timeout=30) == 2
         deadline = time.monotonic() + 30
@@ -323,4 +357,4 @@ def test_api_call_made_while_the_inbox_is_drained_does_not_deadlock(fresh):
             time.sleep(0.01)
         assert inner == [42]
     finally:
-        sched.handle_events = original
+        sched.handle_event_lists = original

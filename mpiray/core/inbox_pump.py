@@ -53,13 +53,12 @@ class InboxPump:
             self.owner = me
             try:
                 items = self.inbox.pop_batch(max_items, 0)
+                lists = []
                 for item in items:
-                    events = P.loads(P.decode_item(item, self.store))
+                    lists.append(P.loads(P.decode_item(item, self.store)))
                     P.release_item(item, self.store)
-                    try:
-                        self.scheduler.handle_events(events)
-                    except Exception:  # noqa: BLE001 - a bug must not kill the node silently
-                        traceback.print_exc()
+                if lists:
+                    self.scheduler.handle_event_lists(lists)
             finally:
                 self.owner = None
         return len(items)

@@ -31,6 +31,7 @@ import collections
 import logging
 import threading
 import time
+import traceback
 
 from mpiray import _ids
 from mpiray.core import protocol as P
@@ -193,6 +194,21 @@ class Scheduler(CrossNode):
             self._apply_driver_refs()
             for ev in events:
                 self._HANDLERS[ev[0]](self, *ev[1:])
+            self._dispatch()
+
+    def handle_event_lists(self, lists):
+        """Several workers' batches, in order, under one lock and with one dispatch (the
+        inbox thread drains many at once). A batch whose handler raises is reported and
+        the next ones still apply: one bad event must not lose another task's end."""
+        handlers = self._HANDLERS
+        with self.lock:
+            self._apply_driver_refs()
+            for events in lists:
+                try:
+                    for ev in events:
+                        handlers[ev[0]](self, *ev[1:])
+                except Exception:  # noqa: BLE001 - a bug must not kill the node silently
+                    traceback.print_exc()
             self._dispatch()
 
     def stimulus_driver(self, fn, *args):
