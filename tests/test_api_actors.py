@@ -220,3 +220,34 @@ def test_misuse_errors(ray, Counter):
         c.incr()
     with pytest.raises(ValueError):
         ray.kill("not an actor")
+
+
+def test_cancel_of_a_child_an_actor_just_returned(ray):
+    """An actor method submits a task and returns its ref; the caller cancels it at once.
+    The submit must reach the scheduler before the caller can hold the ref (else the
+    cancel names a task the scheduler does not know yet, and is dropped)."""
+    from mpiray.exceptions import TaskCancelledError
+
+    @ray.remote(num_cpus=0)
+    def slow():
+        time.sleep(3)
+        return "ran to the end"
+
+    @ray.remote(num_cpus=0)
+    class Maker:
+        def make(self, n):
+            return [slow.remote() for _ in range(n)]
+
+    m = Maker.remote()
+    ray.get(m.make.remote(0))
+    outcomes = []
+    for _ in range(3):
+        refs = ray.get(m.make.remote(4))
+        for r in refs:
+            ray.cancel(r)
+        for r in refs:
+            try:
+                outcomes.append(ray.get(r, timeout=30))
+            except TaskCancelledError:
+                outcomes.append("cancelled")
+    assert outcomes == ["cancelled"] * len(outcomes), outcomes

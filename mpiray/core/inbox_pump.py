@@ -58,7 +58,10 @@ class InboxPump:
                     lists.append(P.loads(P.decode_item(item, self.store)))
                     P.release_item(item, self.store)
                 if lists:
-                    self.scheduler.handle_event_lists(lists)
+                    try:
+                        self.scheduler.handle_event_lists(lists)
+                    except Exception:  # noqa: BLE001 - a bug (in a dispatch, say) must not
+                        traceback.print_exc()  # kill the inbox thread, and so the node
             finally:
                 self.owner = None
         return len(items)

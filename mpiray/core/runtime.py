@@ -16,7 +16,6 @@ import time
 import cloudpickle
 
 from mpiray import _ids
-from mpiray.core import context
 from mpiray.core.native import QueueClosed
 from mpiray.core import protocol as P
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
@@ -88,7 +87,6 @@ class Runtime:
         bufs = [self.store.get(oid, 0) for oid in oids]
         missing = [i for i, b in enumerate(bufs) if b is None]
         if missing:
-            self.channel.flush()  # the tasks we are about to wait for may not be submitted yet
             self._pull([oids[i] for i in missing])
             deadline = None if timeout is None else time.monotonic() + timeout
             # A worker waits for the last first: tasks end roughly in the order they were
@@ -143,14 +141,9 @@ class Runtime:
         """ids: packed end to end (mpiray._native.reflist); a bytearray of ready flags."""
         store = self.store
         ready = bytearray(len(ids) // _ids.OBJECT_ID_SIZE)
-        count = store.wait_ids(ids, num_returns, 0, ready)
+        count = store.wait_ids(ids, num_returns, 0 if timeout is None or self.fetch_remote else timeout, ready)
         if count >= num_returns:
             return ready
-        self.channel.flush()  # the tasks we are about to wait for may not be submitted yet
-        if timeout and not self.fetch_remote:
-            count = store.wait_ids(ids, num_returns, timeout, ready)
-            if count >= num_returns:
-                return ready
         if self.fetch_remote:
             self._pull(_pending_ids(ids, ready))
             if timeout:
@@ -246,7 +239,7 @@ class Runtime:
             retry_exceptions=opts["retry_exceptions"],
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
-        self.channel.send_soon([(P.SUBMIT, spec)])
+        self.channel.send([(P.SUBMIT, spec)])
         del holder  # the pending task now holds the stored arguments
         return refs
 
