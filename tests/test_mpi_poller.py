@@ -74,3 +74,19 @@ def test_poller_needs_the_probe_function():
 
     with pytest.raises(ValueError, match="MPI_Iprobe"):
         MpiPoller(0, None, -2, 11)
+
+
+def test_busy_probe_interval_shares_the_host_cores(monkeypatch):
+    from mpiray.mpi.agent import probe_plan
+
+    monkeypatch.delenv("MPIRAY_MPI_PROBE_US", raising=False)
+    busy = lambda threads, cores: probe_plan(threads, cores)[0][1]  # noqa: E731
+    assert busy(1, 2) == pytest.approx(20e-6)      # never more often than every 20 us
+    assert busy(2, 2) == pytest.approx(40e-6)      # 2 MPI threads on 2 cores: 1/8 of them
+    assert busy(4, 2) == pytest.approx(80e-6)
+    assert busy(8, 64) == pytest.approx(20e-6)
+    plan = probe_plan(4, 2)                        # quiet nodes probe less and less often
+    assert [every for _, every in plan] == sorted(every for _, every in plan)
+    assert plan[-1][0] is None
+    monkeypatch.setenv("MPIRAY_MPI_PROBE_US", "300")
+    assert busy(4, 2) == pytest.approx(300e-6)

@@ -29,12 +29,25 @@ TAG_CTRL, TAG_DATA = 11, 12
 CHUNK = 256 << 20           # bytes per raw message (MPI counts are ints)
 # How often the MPI thread probes for a message from another rank, by how long the node
 # has been quiet. Every message waits for the next probe (half the interval on average),
-# and each probe costs a wake-up: probing every 20 us takes ~25% of a core, every 5 ms ~1%.
-# On 2 cores, 20-50 us gave the shortest cross-node round trips (5 us starves the workers).
-PROBE_BUSY_S = float(os.environ.get("MPIRAY_MPI_PROBE_US", "20")) * 1e-6
-PROBE_PLAN = ((0.1, PROBE_BUSY_S),   # (quiet for less than this many seconds, probe every)
-              (1.0, 1e-3),
+# and each probe costs a wake-up of ~5 us: probing every 20 us takes ~25% of a core. So
+# while busy, the MPI threads of one host together may probe at most PROBE_SHARE of its
+# cores, but never more often than every 20 us. Measured on 2 cores: 2 nodes' round trip
+# was shortest at 20-50 us (5 us starved the workers: 2.7 ms); 4 nodes ran 5k tasks/s at
+# 20 us and 10-16k at 100 us. MPIRAY_MPI_PROBE_US sets the busy interval outright.
+PROBE_COST_S, PROBE_SHARE, PROBE_MIN_S = 5e-6, 1 / 8, 20e-6
+QUIET_PLAN = ((1.0, 1e-3),           # (quiet for less than this many seconds, probe every)
               (None, 5e-3))
+BUSY_S = 0.1                         # "busy": traffic in the last 0.1 s
+
+
+def probe_plan(threads_on_host: int, cores: int) -> tuple:
+    """((quiet for less than s, probe every s), ...) for this host's MPI threads."""
+    forced = os.environ.get("MPIRAY_MPI_PROBE_US")
+    busy = float(forced) * 1e-6 if forced else max(
+        PROBE_MIN_S, PROBE_COST_S * threads_on_host / (PROBE_SHARE * max(cores, 1)))
+    return ((BUSY_S, busy),) + QUIET_PLAN
+
+
 LOCAL_POLL_S = 1e-4         # how often local work without a wake-up of its own (calls on
                             # proxy queues, retries, timers) is looked at while it exists
 WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are retried
@@ -50,8 +63,9 @@ TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every me
 
 
 class Agent:
-    def __init__(self, world, node_index, store, on_control, cycle):
+    def __init__(self, world, node_index, store, on_control, cycle, threads_on_host=1):
         self.world = world
+        self.probe_plan = probe_plan(threads_on_host, os.cpu_count() or 1)
         self.cycle = cycle               # the driver's init() count: stale messages are dropped
         self.node_open = True            # False once the node is being stopped
         self.gate = threading.Lock()     # held while a message touches the node
@@ -171,7 +185,7 @@ class Agent:
     def _wait(self, quiet_s):
         """Until a message comes, a local send pokes us, local work is due, or the node
         has been quiet long enough to probe less often."""
-        for upto, probe in PROBE_PLAN:
+        for upto, probe in self.probe_plan:
             if upto is None or quiet_s < upto:
                 break
         if self.proxies or self.waiting or self.recvs or self.sends or (

@@ -103,7 +103,7 @@ class DriverLink:
         global _cycle
         _cycle += 1
         self.cycle = _cycle
-        self.agent = Agent(w, 0, node.store, self.on_control, _cycle)
+        self.agent = Agent(w, 0, node.store, self.on_control, _cycle, len(nodes_on_my_host(w)))
         self.agent.scheduler = node.scheduler
 
     def on_control(self, source, msg):
@@ -263,7 +263,7 @@ class NodeServer:
         except Exception as exc:  # noqa: BLE001 - the driver reports it
             w.comm.send((cfg["cycle"], ("failed", w.node_index, f"{type(exc).__name__}: {exc}")), dest=0, tag=TAG_CTRL)
             return
-        agent = Agent(w, w.node_index, node.store, self.on_control, cfg["cycle"])
+        agent = Agent(w, w.node_index, node.store, self.on_control, cfg["cycle"], len(nodes_on_my_host(w)))
         agent.scheduler = node.scheduler
         node.agent = agent
         self.node = node
