@@ -144,6 +144,28 @@ def test_actors_live_on_every_node_and_are_called_from_everywhere(ray):
     assert ray.get([a.incr.remote(0) for a in actors], timeout=60) == [100 * i + 3 * k for i in range(k)]
 
 
+def test_a_burst_of_calls_to_a_remote_actor_keeps_its_order(ray):
+    """The driver's messages leave either by its own thread or by the MPI thread's
+    outbox, whichever is free; a burst of calls must still arrive in order."""
+    k = expected_nodes()
+
+    @ray.remote
+    class Log:
+        def __init__(self):
+            self.seen = []
+
+        def add(self, i):
+            self.seen.append(i)
+
+        def read(self):
+            return self.seen
+
+    log = Log.options(**on_node(ray, k - 1)).remote()
+    refs = [log.add.remote(i) for i in range(3000)]
+    ray.get(refs, timeout=120)
+    assert ray.get(log.read.remote(), timeout=60) == list(range(3000))
+
+
 def test_named_actor_is_found_from_any_node(ray):
     k = expected_nodes()
 
