@@ -5,8 +5,9 @@
 Every run uses MPIRAY_NODE_PER_RANK=1, so each rank is a node of its own on this machine.
 - transfer: a 256 MiB object made on node 1, pulled by the driver (node 0), against raw
   mpi4py Send/Recv of the same 256 MiB between the same two ranks (goal >= 0.7x), from
-  anonymous memory and from /dev/shm memory (what a store is: MPICH moves it at about half
-  the speed here);
+  anonymous memory, from /dev/shm memory (what a store is: MPICH moves it at about half
+  the speed here), and from anonymous into /dev/shm memory (the ceiling of any pull into a
+  store);
 - round trip: a task sent to node 1 and its result back, against a raw mpi4py pickled
   ping-pong between the same ranks (goal <= 2x);
 - tasks/s with 1, 2 and 4 nodes (no-op tasks; the driver's node has 1 CPU).
@@ -26,7 +27,9 @@ MIB = 1 << 20
 SIZE = 256 * MIB
 
 
-def _send_recv_gbps(comm, buf):
+def _send_recv_gbps(comm, buf, recv_buf=None):
+    """Rank 1 sends buf, rank 0 receives into recv_buf (default: its own buf)."""
+    into = buf if recv_buf is None else recv_buf
     times = []
     for _ in range(5):
         comm.Barrier()
@@ -34,7 +37,7 @@ def _send_recv_gbps(comm, buf):
         if comm.rank == 1:
             comm.Send(buf, dest=0)
         elif comm.rank == 0:
-            comm.Recv(buf, source=1)
+            comm.Recv(into, source=1)
         times.append(time.perf_counter() - t)
     return SIZE / min(times) / 1e9
 
@@ -59,8 +62,13 @@ def _shm_buffer(comm):
 def raw_baselines(comm):
     """Rank 0 <-> 1 before mpiray starts: Send/Recv bandwidth (between anonymous buffers,
     and between /dev/shm buffers as the stores are) and a pickled ping-pong."""
-    gbps = _send_recv_gbps(comm, np.ones(SIZE, dtype=np.uint8))  # touched: no page faults
-    shm_gbps = _send_recv_gbps(comm, _shm_buffer(comm))
+    anon = np.ones(SIZE, dtype=np.uint8)  # touched: no page faults
+    gbps = _send_recv_gbps(comm, anon)
+    shm = _shm_buffer(comm)
+    shm_gbps = _send_recv_gbps(comm, shm)
+    # the most any pull into a store can reach: the sender's best case, /dev/shm receiver
+    into_shm_gbps = _send_recv_gbps(comm, anon, shm)
+    del shm
     n = 2000
     comm.Barrier()
     t = time.perf_counter()
@@ -71,7 +79,7 @@ def raw_baselines(comm):
         elif comm.rank == 1:
             comm.send(comm.recv(source=0), dest=0)
     rtt_us = (time.perf_counter() - t) / n * 1e6
-    return gbps, shm_gbps, rtt_us
+    return gbps, shm_gbps, into_shm_gbps, rtt_us
 
 
 def child(mode, out):
@@ -80,7 +88,8 @@ def child(mode, out):
     comm = MPI.COMM_WORLD
     result = {}
     if mode == "pair":
-        result["raw_gbps"], result["raw_shm_gbps"], result["raw_rtt_us"] = raw_baselines(comm)
+        (result["raw_gbps"], result["raw_shm_gbps"], result["raw_into_shm_gbps"],
+         result["raw_rtt_us"]) = raw_baselines(comm)
     import mpiray as ray
     from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -162,6 +171,8 @@ def main():
           f"raw MPI Send/Recv {pair['raw_gbps']:.2f} GB/s   ratio {pair['transfer_gbps'] / pair['raw_gbps']:.2f} (goal >= 0.7)")
     print(f"  same raw Send/Recv between /dev/shm buffers (as the stores are): {pair['raw_shm_gbps']:.2f} GB/s   "
           f"ratio {pair['transfer_gbps'] / pair['raw_shm_gbps']:.2f}")
+    print(f"  raw Send/Recv from an anonymous buffer into a /dev/shm one (the ceiling of any pull "
+          f"into a store): {pair['raw_into_shm_gbps']:.2f} GB/s   ratio {pair['transfer_gbps'] / pair['raw_into_shm_gbps']:.2f}")
     print(f"task round trip to node 1           : {pair['task_rtt_us']:6.0f} us     "
           f"raw mpi4py pickled ping-pong {pair['raw_rtt_us']:.1f} us   ratio {pair['task_rtt_us'] / pair['raw_rtt_us']:.1f}x (goal <= 2x)")
     for n in (1, 2, 4):
