@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 IGNORED_KEYWORDS = {
     "address", "include_dashboard", "dashboard_host", "dashboard_port", "log_to_driver",
     "configure_logging", "logging_level", "logging_format", "logging_config",
-    "runtime_env", "job_config", "local_mode", "_temp_dir", "_system_config",
+    "job_config", "local_mode", "_temp_dir", "_system_config",
     "_enable_object_reconstruction", "_metrics_export_port", "_node_ip_address",
     "_redis_password", "storage", "labels", "_plasma_directory", "_node_name",
     "enable_resource_isolation", "system_reserved_cpu", "system_reserved_memory",
@@ -33,6 +33,7 @@ class Config:
     # memory bandwidth; off by default so a default 30%-of-RAM store starts instantly.
     prefault_store: bool = False
     extra: dict = field(default_factory=dict)
+    runtime_env: dict = None   # the job's, canonical (core/runtime_env.py): every worker's
 
     def totals(self) -> dict:
         totals = {"CPU": float(self.num_cpus), **{k: float(v) for k, v in self.resources.items()}}
@@ -42,7 +43,7 @@ class Config:
 
 
 def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
-                namespace=None, log_to_driver=True, **kwargs) -> Config:
+                namespace=None, log_to_driver=True, runtime_env=None, **kwargs) -> Config:
     prefault = kwargs.pop("_prefault_store", None)
     visible = kwargs.pop("_visible_gpus", None)   # MPI: this node's share of the host's GPUs
     unknown = set(kwargs) - IGNORED_KEYWORDS
@@ -71,9 +72,12 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
         raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
     if prefault is None:
         prefault = os.environ.get("MPIRAY_PREFAULT_STORE", "0") not in ("", "0")
+    from mpiray.core import runtime_env as renv
+
     return Config(num_cpus, num_gpus, gpu_ids, resources, object_store_memory,
                   namespace=namespace or "", log_to_driver=log_to_driver,
-                  prefault_store=bool(prefault), extra=kwargs)
+                  prefault_store=bool(prefault), extra=kwargs,
+                  runtime_env=renv.validate(runtime_env, "init(runtime_env=...)"))
 
 
 def detect_gpu_ids() -> list:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from mpiray.core import runtime_env
 from mpiray.core.resources import normalize
 
 TASK_OPTIONS = {
     "num_returns", "num_cpus", "num_gpus", "resources", "max_retries", "retry_exceptions",
     "name", "memory", "accelerator_type", "scheduling_strategy", "runtime_env",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
-    "_metadata", "enable_task_events", "label_selector", "object_store_memory",
+    "_metadata", "enable_task_events", "label_selector", "object_store_memory", "max_calls",
 }
 ACTOR_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "max_restarts", "max_task_retries", "max_concurrency",
@@ -60,6 +61,9 @@ def task_options(opts: dict) -> dict:
     if not (isinstance(retry, bool) or (isinstance(retry, tuple) and all(
             isinstance(c, type) and issubclass(c, BaseException) for c in retry))):
         raise ValueError("retry_exceptions must be a bool or a list of exception classes")
+    max_calls = opts.get("max_calls", 0)
+    if not isinstance(max_calls, int) or isinstance(max_calls, bool) or max_calls < 0:
+        raise ValueError(f"max_calls must be a non-negative integer (0: no limit), got {max_calls!r}")
     return {
         "num_returns": num_returns,
         "resources": _with_strategy(
@@ -68,6 +72,8 @@ def task_options(opts: dict) -> dict:
         "max_retries": 10**9 if max_retries == -1 else max_retries,
         "retry_exceptions": retry,
         "name": opts.get("name"),
+        "runtime_env": runtime_env.validate(opts.get("runtime_env")),
+        "max_calls": max_calls,
     }
 
 
@@ -101,4 +107,5 @@ def actor_options(opts: dict) -> dict:
         "max_concurrency": max_concurrency, "name": name or "",
         "namespace": opts.get("namespace"), "detached": lifetime == "detached",
         "get_if_exists": bool(opts.get("get_if_exists", False)),
+        "runtime_env": runtime_env.validate(opts.get("runtime_env")),
     }

@@ -20,6 +20,7 @@ from mpiray.core import actor_spec as A
 from mpiray.core import names, refcount, serialization_context
 from mpiray.core import protocol as P
 from mpiray.core.actor_worker import ExitActor
+from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, TaskSpec
 
 
@@ -93,7 +94,8 @@ class ActorClass:
         blob, deps, contained, holder = rt.pack_args(args, kwargs)
         creation = TaskSpec(task_id=_ids.new_id(), kind=ACTOR_CREATION, function_id=fid,
                             name=f"{self.__name__}.__init__", args=blob, deps=deps,
-                            contained=contained, actor_id=actor_id, num_returns=0)
+                            contained=contained, actor_id=actor_id, num_returns=0,
+                            runtime_env=runtime_env.merge(rt.inherited_env, opts["runtime_env"]))
         concurrency = opts["max_concurrency"] or (1000 if self._is_async else 1)
         aspec = A.ActorSpec(
             actor_id=actor_id, class_name=self.__name__, creation=creation,

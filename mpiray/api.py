@@ -103,7 +103,8 @@ def _join_nodes(world, node, config):
 
     node.link = roles.DriverLink(world, node)
     node.agent = node.link.agent
-    node.link.start({"namespace": config.namespace, "prefault": config.prefault_store})
+    node.link.start({"namespace": config.namespace, "prefault": config.prefault_store,
+                     "runtime_env": config.runtime_env})
 
 
 def _stop_node(node):

@@ -205,3 +205,18 @@ def test_ctrl_c_ends_every_rank(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert settle(before) == before
+
+
+def test_the_jobs_runtime_env_reaches_every_node(tmp_path):
+    proc, _ = mpirun(3, """
+        import os
+        import mpiray as ray
+        ray.init(num_cpus=1, runtime_env={"env_vars": {"JOB_VAR": "everywhere"}})
+        @ray.remote
+        def read():
+            return os.environ.get("JOB_VAR"), ray.get_runtime_context().get_node_id()[:4]
+        got = ray.get([read.options(resources={f"node:{i}": 0.01}).remote() for i in range(3)])
+        print("got", got, flush=True)
+    """, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "got [('everywhere', '0000'), ('everywhere', '0001'), ('everywhere', '0002')]" in proc.stdout

@@ -22,6 +22,7 @@ from mpiray.core import context
 from mpiray.core import executor
 from mpiray.core.executor import ExitActor
 from mpiray.core import protocol as P
+from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
 from mpiray.core.worker import spin_pop
@@ -61,9 +62,12 @@ class ActorWorker:
 
     def _construct(self):
         spec = self.aspec.creation
-        cls = self.rt.load_function(spec.function_id)
         context.set_task(spec.task_id.hex(), spec.name)
         try:
+            # the actor's whole process runs in its runtime_env, its class loaded in it too
+            runtime_env.apply_process(spec.runtime_env)
+            self.rt.inherited_env = spec.runtime_env
+            cls = self.rt.load_function(spec.function_id)
             args, kwargs = self.rt.unpack_args(spec)
             self.instance = cls.__new__(cls)
             self.instance.__init__(*args, **kwargs)

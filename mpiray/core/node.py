@@ -130,7 +130,7 @@ class Node:
             "session": self.session, "node_id": self.node_id, "sys_path": list(sys.path),
             "cwd": os.getcwd(), "preload": preload, "cleanup_on_exit": True,
             "namespace": self.config.namespace, "node_index": self.node_index,
-            "num_nodes": self.num_nodes,
+            "num_nodes": self.num_nodes, "runtime_env": self.config.runtime_env,
         })
 
     def command(self, *cmd):

@@ -18,6 +18,7 @@ import cloudpickle
 from mpiray import _ids
 from mpiray.core.native import QueueClosed
 from mpiray.core import protocol as P
+from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
 from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RayTaskError
 from mpiray.object_ref import ObjectRef
@@ -46,6 +47,8 @@ class Runtime:
         self.blocked_hook = None             # workers: lend the CPU back while blocked
         self.fetch_remote = False            # MPI mode: ask the node to pull missing objects
         self.pump = None                     # driver: its node's InboxPump (drained while waiting)
+        self.inherited_env = None            # the running task's or actor's runtime_env: its
+                                             # children's start from it (core/runtime_env.py)
 
     # ------------------------------------------------------------ objects
     def put(self, value) -> ObjectRef:
@@ -237,6 +240,8 @@ class Runtime:
             deps=deps, contained=contained, num_returns=opts["num_returns"],
             resources=opts["resources"], max_retries=opts["max_retries"],
             retry_exceptions=opts["retry_exceptions"],
+            runtime_env=runtime_env.merge(self.inherited_env, opts["runtime_env"]),
+            max_calls=opts["max_calls"],
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         self.channel.send([(P.SUBMIT, spec)])

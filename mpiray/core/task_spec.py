@@ -17,7 +17,7 @@ NORMAL, ACTOR_CREATION, ACTOR_CALL = 0, 1, 2
 
 _FIELDS = ("task_id", "kind", "function_id", "name", "args", "deps", "contained",
            "num_returns", "resources", "max_retries", "retry_exceptions", "attempt",
-           "actor_id", "method", "gpu_ids")
+           "actor_id", "method", "gpu_ids", "runtime_env", "max_calls")
 _FIRST_RETURN = (1).to_bytes(4, "little")  # return i is object (task id, i + 1): see _ids
 
 
@@ -25,19 +25,22 @@ class TaskSpec:
     """task_id: 16-byte id; kind: NORMAL / ACTOR_CREATION / ACTOR_CALL; function_id: stored
     blob of the function or class; name: task name; args: serialized (args, kwargs), or b""
     when they live in the store as deps[-1]; deps: oids of top-level ref arguments;
-    contained: every oid the arguments hold; resources: what it needs; gpu_ids: what it got."""
+    contained: every oid the arguments hold; resources: what it needs; gpu_ids: what it got;
+    runtime_env: core/runtime_env.py's canonical dict, or None; max_calls: how many tasks of
+    this function a worker runs before it exits (0: no limit)."""
 
     __slots__ = _FIELDS
 
     def __init__(self, task_id, kind, function_id, name, args, deps, contained, num_returns=1,
                  resources=None, max_retries=0, retry_exceptions=False, attempt=0, actor_id=b"",
-                 method="", gpu_ids=None):
+                 method="", gpu_ids=None, runtime_env=None, max_calls=0):
         self.task_id, self.kind, self.function_id, self.name = task_id, kind, function_id, name
         self.args, self.deps, self.contained = args, deps, contained
         self.num_returns, self.max_retries, self.retry_exceptions = num_returns, max_retries, retry_exceptions
         self.attempt, self.actor_id, self.method = attempt, actor_id, method
         self.resources = {} if resources is None else resources
         self.gpu_ids = [] if gpu_ids is None else gpu_ids
+        self.runtime_env, self.max_calls = runtime_env, max_calls
 
     def return_ids(self):
         if self.num_returns == 1:  # (the commonest case, on every submit and every return)
@@ -47,7 +50,8 @@ class TaskSpec:
     def fields(self):
         return (self.task_id, self.kind, self.function_id, self.name, self.args, self.deps,
                 self.contained, self.num_returns, self.resources, self.max_retries,
-                self.retry_exceptions, self.attempt, self.actor_id, self.method, self.gpu_ids)
+                self.retry_exceptions, self.attempt, self.actor_id, self.method, self.gpu_ids,
+                self.runtime_env, self.max_calls)
 
     def __reduce__(self):
         return (_from_tuple, (self.fields(),))
@@ -67,5 +71,6 @@ def _from_tuple(fields):
     spec = TaskSpec.__new__(TaskSpec)
     (spec.task_id, spec.kind, spec.function_id, spec.name, spec.args, spec.deps,
      spec.contained, spec.num_returns, spec.resources, spec.max_retries,
-     spec.retry_exceptions, spec.attempt, spec.actor_id, spec.method, spec.gpu_ids) = fields
+     spec.retry_exceptions, spec.attempt, spec.actor_id, spec.method, spec.gpu_ids,
+     spec.runtime_env, spec.max_calls) = fields
     return spec

@@ -18,9 +18,10 @@ from mpiray import _ids
 from mpiray.core import context
 from mpiray.core import protocol as P
 from mpiray.core import executor
+from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
-from mpiray.exceptions import TaskCancelledError
+from mpiray.exceptions import RuntimeEnvSetupError, TaskCancelledError
 
 IDLE_FLUSH_S = 0.5
 # After finishing work a worker polls its queue this long before it sleeps: the next task
@@ -43,6 +44,8 @@ class TaskWorker:
         self.slot = slot
         self.current = None
         self.original_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        self.calls = {}          # function id -> tasks run (for max_calls)
+        self.exit_after = False  # a function's max_calls was reached: exit after the task
         runtime.blocked_hook = self._lend_cpu
 
     def serve(self):
@@ -66,6 +69,8 @@ class TaskWorker:
             self.execute(TaskSpec.from_bytes(data))
             self.queue.done(self.slot)
             P.release_item(item, self.rt.store)
+            if self.exit_after:  # the node starts a fresh worker in its place
+                break
         ch.flush()
 
     def execute(self, spec):
@@ -77,13 +82,29 @@ class TaskWorker:
         self._pin_gpus(spec.gpu_ids)
         self.current = spec
         try:
-            fn = self.rt.load_function(spec.function_id)
-            sealed, retry = executor.run(self.rt, spec, fn)
+            if spec.runtime_env is None:
+                sealed, retry = executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
+            else:
+                sealed, retry = self._run_in_env(spec)
         except TaskCancelledError:  # the signal landed outside the user's function
             sealed, retry = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex())), False
+        except RuntimeEnvSetupError as exc:
+            sealed, retry = executor._write_error(self.rt, spec, exc), False
         finally:
             self.current = None
         self._report(spec, sealed, retry)
+        if spec.max_calls:
+            count = self.calls[spec.function_id] = self.calls.get(spec.function_id, 0) + 1
+            self.exit_after = count >= spec.max_calls
+
+    def _run_in_env(self, spec):
+        """The task inside its runtime_env (core/runtime_env.py), which its children inherit."""
+        with runtime_env.applied(spec.runtime_env):
+            self.rt.inherited_env = spec.runtime_env
+            try:
+                return executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
+            finally:
+                self.rt.inherited_env = None
 
     def _pin_gpus(self, gpu_ids):
         """CUDA_VISIBLE_DEVICES names exactly this task's GPUs while it runs (and is the

@@ -29,6 +29,9 @@ def main(cmd_fd: int, report_fd: int) -> None:
     init = commands.recv()
     sys.path[:] = init["sys_path"]
     os.chdir(init["cwd"])
+    from mpiray.core import runtime_env
+
+    runtime_env.apply_process(init.get("runtime_env"))  # the job's: every worker inherits it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     from mpiray.core import worker_main  # noqa: F401 - imported once, shared by every fork
 

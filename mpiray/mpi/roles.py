@@ -49,9 +49,11 @@ def node_config(w: World, cfg: dict):
     cpus = _env_int("MPIRAY_NUM_CPUS") or len(os.sched_getaffinity(0))
     store = _env_int("MPIRAY_OBJECT_STORE_MEMORY") or \
         _config.default_store_capacity() // len(nodes_on_my_host(w))
-    return _config.make_config(
+    config = _config.make_config(
         num_cpus=cpus, object_store_memory=store, _visible_gpus=gpu_share(w),
         namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
+    config.runtime_env = cfg.get("runtime_env")  # the driver's, checked there already
+    return config
 
 
 def nodes_on_my_host(w: World) -> list:

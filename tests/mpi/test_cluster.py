@@ -166,6 +166,26 @@ def test_a_burst_of_calls_to_a_remote_actor_keeps_its_order(ray):
     assert ray.get(log.read.remote(), timeout=60) == list(range(3000))
 
 
+def test_runtime_env_travels_with_tasks_and_actors_to_other_nodes(ray, tmp_path):
+    k = expected_nodes()
+    (tmp_path / "data.txt").write_text("shared")
+    env = {"env_vars": {"FROM_DRIVER": "yes"}, "working_dir": str(tmp_path)}
+
+    @ray.remote(runtime_env=env)
+    def read():
+        with open("data.txt") as f:
+            return os.environ.get("FROM_DRIVER"), f.read(), node_index(ray)
+
+    @ray.remote(runtime_env={"env_vars": {"ACTOR_VAR": "a"}})
+    class Reader:
+        def read(self):
+            return os.environ.get("ACTOR_VAR"), node_index(ray)
+
+    assert ray.get(read.options(**on_node(ray, k - 1)).remote(), timeout=60) == ("yes", "shared", k - 1)
+    actor = Reader.options(**on_node(ray, k - 1)).remote()
+    assert ray.get(actor.read.remote(), timeout=60) == ("a", k - 1)
+
+
 def test_named_actor_is_found_from_any_node(ray):
     k = expected_nodes()
 

@@ -1,0 +1,180 @@
+"""Ray's runtime_env on mpiray: the environment a task or actor runs its code in.
+
+    init(runtime_env=job) ──► Config ──► each node's zygote: set once, every worker forked
+                                         from it inherits it (env vars, cwd, sys.path)
+    @remote / .options(runtime_env=env) ──► TaskSpec.runtime_env
+        task:  set around the task (TaskWorker.execute), undone after it
+        actor: set for the actor's process before its __init__ (ActorWorker)
+    a task's or actor's children inherit its runtime_env, their own fields on top
+
+mpiray runs every task on the machine's shared file system and in the driver's Python
+environment, so what Ray ships or installs is used in place here:
+- env_vars: {name: value}, strings only (Ray's rule).
+- working_dir: a local directory: the code runs in it (cwd) and imports from it.
+  Ray uploads a copy; here every process sees the directory itself.
+- py_modules: local package directories, .py files or imported modules: importable.
+- pip / uv: checked, not installed: every requirement must already be installed in
+  this environment, else RuntimeEnvSetupError names the missing ones.
+- config, eager_install: accepted (they tune how Ray sets environments up).
+Anything else (conda, container, image_uri, remote URIs, ...) is a ValueError naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import types
+
+SUPPORTED = {"env_vars", "working_dir", "py_modules", "pip", "uv", "config", "eager_install"}
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def validate(env, where="runtime_env") -> dict | None:
+    """The canonical form of a user's runtime_env (absolute paths, only what acts), or
+    None when it asks for nothing. Raises ValueError / TypeError / RuntimeEnvSetupError."""
+    if env is None:
+        return None
+    if hasattr(env, "to_dict") and not isinstance(env, dict):  # ray.runtime_env.RuntimeEnv
+        env = env.to_dict()
+    if not isinstance(env, dict):
+        raise TypeError(f"{where} must be a dict, got {type(env).__name__}")
+    unknown = set(env) - SUPPORTED
+    if unknown:
+        raise ValueError(
+            f"{where}: {', '.join(sorted(unknown))} not supported by mpiray (it runs every task "
+            f"in the driver's Python environment); supported: {', '.join(sorted(SUPPORTED))}")
+    out = {}
+    env_vars = env.get("env_vars")
+    if env_vars:
+        if not isinstance(env_vars, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+            raise TypeError(f"{where}['env_vars'] must be a dict of str to str, got {env_vars!r}")
+        out["env_vars"] = dict(env_vars)
+    if env.get("working_dir") is not None:
+        out["working_dir"] = _local_dir(env["working_dir"], f"{where}['working_dir']")
+    if env.get("py_modules"):
+        modules = env["py_modules"]
+        if not isinstance(modules, (list, tuple)):
+            raise TypeError(f"{where}['py_modules'] must be a list, got {type(modules).__name__}")
+        out["py_modules"] = [_import_root(m, f"{where}['py_modules']") for m in modules]
+    for tool in ("pip", "uv"):
+        if env.get(tool):
+            _check_installed(env[tool], f"{where}[{tool!r}]")
+    return out or None
+
+
+def merge(parent: dict | None, child: dict | None) -> dict | None:
+    """The child's fields over the parent's; env_vars are merged, the child's winning."""
+    if not parent:
+        return child
+    if not child:
+        return parent
+    merged = dict(parent, **child)
+    if "env_vars" in parent and "env_vars" in child:
+        merged["env_vars"] = dict(parent["env_vars"], **child["env_vars"])
+    return merged
+
+
+def apply_process(env: dict | None) -> None:
+    """Sets env for the rest of this process's life (a zygote, an actor)."""
+    if env:
+        os.environ.update(env.get("env_vars", {}))
+        for root in reversed(_import_roots(env)):
+            if root not in sys.path:
+                sys.path.insert(0, root)
+        if "working_dir" in env:
+            os.chdir(env["working_dir"])
+
+
+@contextlib.contextmanager
+def applied(env: dict | None):
+    """Sets env for one task and puts back what it changed afterwards."""
+    if not env:
+        yield
+        return
+    saved_env = {k: os.environ.get(k) for k in env.get("env_vars", {})}
+    saved_path = list(sys.path)
+    saved_cwd = os.getcwd()
+    try:
+        try:
+            apply_process(env)
+        except OSError as exc:  # (its working_dir went away since it was checked, say)
+            from mpiray.exceptions import RuntimeEnvSetupError
+
+            raise RuntimeEnvSetupError(f"runtime_env could not be set up: {exc}") from exc
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        sys.path[:] = saved_path
+        if os.getcwd() != saved_cwd:
+            os.chdir(saved_cwd)
+
+
+def _import_roots(env: dict) -> list:
+    roots = ([env["working_dir"]] if "working_dir" in env else []) + env.get("py_modules", [])
+    return list(dict.fromkeys(roots))
+
+
+def _local_dir(path, where) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{where} must be a path, got {type(path).__name__}")
+    path = os.fspath(path)
+    if "://" in path:
+        raise ValueError(f"{where}: remote URIs ({path!r}) are not supported by mpiray; "
+                         "give a directory on a file system every node sees")
+    full = os.path.abspath(path)
+    if not os.path.isdir(full):
+        raise ValueError(f"{where}: {path!r} is not an existing directory")
+    return full
+
+
+def _import_root(module, where) -> str:
+    """The sys.path entry that makes module importable: the directory holding it."""
+    if isinstance(module, types.ModuleType):
+        origin = getattr(module, "__file__", None)
+        if origin is None:
+            raise ValueError(f"{where}: module {module.__name__!r} has no file to import from")
+        module = os.path.dirname(origin) if os.path.basename(origin) == "__init__.py" else origin
+    if not isinstance(module, (str, os.PathLike)):
+        raise TypeError(f"{where}: expected paths or modules, got {module!r}")
+    path = os.fspath(module)
+    if "://" in path:
+        raise ValueError(f"{where}: remote URIs ({path!r}) are not supported by mpiray")
+    full = os.path.abspath(path)
+    if not os.path.exists(full):
+        raise ValueError(f"{where}: {path!r} does not exist")
+    return os.path.dirname(full.rstrip(os.sep))
+
+
+def _check_installed(spec, where) -> None:
+    from importlib import metadata
+
+    from mpiray.exceptions import RuntimeEnvSetupError
+
+    if isinstance(spec, dict):
+        spec = spec.get("packages", [])
+    if isinstance(spec, (str, os.PathLike)):
+        path = os.fspath(spec)
+        if not os.path.isfile(path):
+            raise ValueError(f"{where}: {path!r} is neither a list of packages nor a requirements file")
+        with open(path) as f:
+            spec = [line for line in f if line.strip() and not line.lstrip().startswith(("#", "-"))]
+    missing = []
+    for requirement in spec:
+        match = _REQUIREMENT_NAME.match(str(requirement))
+        if match is None:
+            raise ValueError(f"{where}: cannot read the requirement {requirement!r}")
+        try:
+            metadata.distribution(match.group(1))
+        except metadata.PackageNotFoundError:
+            missing.append(match.group(1))
+    if missing:
+        raise RuntimeEnvSetupError(
+            f"{where}: {', '.join(missing)} not installed. mpiray installs nothing: tasks run "
+            f"in the driver's Python environment ({sys.prefix}); install them there first")
