@@ -34,6 +34,16 @@ def remote(*args, **kwargs):
     return lambda target: make(target, kwargs)
 
 
+def __getattr__(name):
+    """`ray.util` and `ray.runtime_env` without an import of their own, as in Ray (loaded on
+    first use: a plain `import mpiray` stays quick)."""
+    if name in ("util", "runtime_env"):
+        import importlib
+
+        return importlib.import_module(f"mpiray.{name}")
+    raise AttributeError(f"module 'mpiray' has no attribute {name!r}")
+
+
 __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources",
     "cancel", "cluster_resources", "exceptions", "exit_actor", "free", "get", "get_actor",

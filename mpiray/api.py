@@ -230,13 +230,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     ids = _REF_LISTS.pack(object_refs, "wait", True)
     if not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+    if not object_refs:   # (Ray: "it is possible to call wait with an empty list")
+        return [], []
     if num_returns > len(object_refs):
         raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
                          f"of ObjectRefs given ({len(object_refs)})")
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be non-negative, got {timeout}")
-    if not object_refs:
-        return [], []
     ready = _runtime().wait(ids, num_returns, timeout)
     # The first num_returns ready refs are done; the others pend, in their order.
     return _REF_LISTS.split(object_refs, ready, num_returns)
@@ -300,7 +300,7 @@ def nodes() -> list:
     node = _driver_node("nodes")
     return [{
         "NodeID": info["node_id"], "Alive": True, "alive": True,
-        "NodeManagerAddress": info["host"], "NodeManagerHostname": info["host"],
+        "NodeManagerAddress": info["ip"], "NodeManagerHostname": info["host"],
         "NodeIndex": index, "MPIRank": info["rank"], "Pid": info["pid"],
         "Resources": dict(info["totals"]),
     } for index, info in enumerate(_node_table(node))]
@@ -309,8 +309,10 @@ def nodes() -> list:
 def _node_table(node):
     if node.cluster_table is not None:
         return node.cluster_table
-    return [{"node_id": node.node_id, "host": os.uname().nodename, "rank": 0, "pid": os.getpid(),
-             "totals": dict(node.scheduler.res.totals)}]
+    from mpiray.util.network import get_node_ip_address
+
+    return [{"node_id": node.node_id, "host": os.uname().nodename, "ip": get_node_ip_address(),
+             "rank": 0, "pid": os.getpid(), "totals": dict(node.scheduler.res.totals)}]
 
 
 def _sum(dicts):

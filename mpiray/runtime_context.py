@@ -32,8 +32,9 @@ class RuntimeContext:
         return self.namespace
 
     def get_assigned_resources(self):
-        gpus = context.gpu_ids()
-        return {"GPU": float(len(gpus))} if gpus else {}
+        """What the running task or actor holds, as Ray reports it ({} in the driver);
+        the node:<i> slivers that pin a task to a node are not resources it was given."""
+        return {k: v for k, v in context.resources().items() if not k.startswith("node:")}
 
     def get_accelerator_ids(self):
         return {"GPU": [str(g) for g in context.gpu_ids()]}

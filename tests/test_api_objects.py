@@ -102,6 +102,7 @@ def test_wait_argument_errors(ray):
     with pytest.raises(ValueError):
         ray.wait(refs, timeout=-1)
     assert ray.wait([], num_returns=0) == ([], [])
+    assert ray.wait([]) == ([], [])          # as Ray: the default num_returns=1 too
 
 
 def test_wait_accepts_objectref_subclasses(ray):

@@ -209,3 +209,31 @@ def test_worker_of_a_zero_cpu_task_does_not_take_a_task_queued_ahead(fresh, tmp_
     gate.write_text("1")
     assert ray.get(first, timeout=60) == "light"
     assert ray.get([a, b], timeout=60) == [1, 1]
+
+
+def test_assigned_resources_are_what_the_task_or_actor_holds(fresh):
+    ray = fresh
+    ray.init(num_cpus=2, num_gpus=2, resources={"custom": 4})
+
+    def assigned():
+        return ray.get_runtime_context().get_assigned_resources()
+
+    assert ray.get(ray.remote(assigned).remote()) == {"CPU": 1.0}
+    shaped = ray.remote(num_cpus=0.5, num_gpus=1, resources={"custom": 2})(assigned)
+    assert ray.get(shaped.remote()) == {"CPU": 0.5, "GPU": 1.0, "custom": 2.0}
+    pinned = ray.remote(resources={"node:0": 0.01})(assigned)
+    assert ray.get(pinned.remote()) == {"CPU": 1.0}   # a pin is not a resource given
+
+    @ray.remote(num_cpus=1, num_gpus=1)
+    class Holder:
+        def assigned(self):
+            return assigned()
+
+    @ray.remote
+    class Light:   # as in Ray, an actor holds no CPU unless it asks for one
+        def assigned(self):
+            return assigned()
+
+    assert ray.get(Holder.remote().assigned.remote()) == {"CPU": 1.0, "GPU": 1.0}
+    assert ray.get(Light.remote().assigned.remote()) == {}
+    assert assigned() == {}   # the driver

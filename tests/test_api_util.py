@@ -56,3 +56,14 @@ def test_multiprocessing_pool(ray):
         assert result.get(timeout=30) == 42 and result.successful()
         with pytest.raises(ZeroDivisionError):
             pool.apply(lambda: 1 / 0)
+
+
+def test_node_ip_address_is_the_nodes_address_everywhere(ray):
+    import ipaddress
+
+    import mpiray
+
+    ip = mpiray.util.get_node_ip_address()   # ray.util without importing it, as in Ray
+    ipaddress.IPv4Address(ip)
+    assert ray.nodes()[0]["NodeManagerAddress"] == ip
+    assert ray.get(ray.remote(lambda: mpiray.util.get_node_ip_address()).remote()) == ip

@@ -48,6 +48,7 @@ class ActorWorker:
         self.aspec = P.loads(buf)
         del buf
         context.process()["actor_id"] = self.actor_id.hex()
+        context.process()["resources"] = dict(self.aspec.resources)
         if not self._construct():
             return
         self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot)])

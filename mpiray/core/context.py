@@ -7,10 +7,12 @@ _local = threading.local()
 _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": False}
 
 
-def set_task(task_id=None, name=None, gpu_ids=None):
+def set_task(task_id=None, name=None, gpu_ids=None, resources=None):
     _local.task_id, _local.name = task_id, name
     if gpu_ids is not None:
         _local.gpu_ids = gpu_ids
+    if resources is not None:
+        _local.resources = resources
 
 
 def task_id():
@@ -23,6 +25,11 @@ def task_name():
 
 def gpu_ids():
     return getattr(_local, "gpu_ids", _process.get("gpu_ids", []))
+
+
+def resources():
+    """What the running task holds (an actor's calls: what the actor holds)."""
+    return getattr(_local, "resources", _process.get("resources", {}))
 
 
 def process():

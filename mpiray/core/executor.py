@@ -30,7 +30,10 @@ def run(runtime, spec, fn):
     """Executes fn for spec and writes its returns. Returns (sealed, retry):
     sealed = [(oid, contained oids)], retry = True when the scheduler should re-run it."""
     # Actor calls see the GPUs of their process; a task sees the ones it was given.
-    context.set_task(spec.task_id.hex(), spec.name, None if spec.actor_id else spec.gpu_ids)
+    if spec.actor_id:
+        context.set_task(spec.task_id.hex(), spec.name)
+    else:
+        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids, spec.resources)
     try:
         try:
             args, kwargs = runtime.unpack_args(spec)

@@ -88,8 +88,10 @@ def _env_int(name: str) -> int:
 
 
 def node_info(w: World, node) -> dict:
+    from mpiray.util.network import get_node_ip_address
+
     return {"totals": dict(node.scheduler.res.totals), "host": w.hostname, "rank": w.rank,
-            "pid": os.getpid(),
+            "ip": get_node_ip_address(), "pid": os.getpid(),
             "node_id": node.node_id, "index": w.node_index}
 
 

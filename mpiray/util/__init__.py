@@ -1,5 +1,7 @@
-"""mpiray.util: ActorPool, a distributed Queue, and a multiprocessing.Pool over tasks."""
+"""mpiray.util: ActorPool, a distributed Queue, a multiprocessing.Pool over tasks, and the
+node's IP address."""
 
 from mpiray.util.actor_pool import ActorPool
+from mpiray.util.network import get_node_ip_address
 
-__all__ = ["ActorPool"]
+__all__ = ["ActorPool", "get_node_ip_address"]
