@@ -9,7 +9,7 @@ from mpiray import exceptions
 from mpiray.actor import ActorClass, ActorHandle, exit_actor, method
 from mpiray.api import (
     available_resources, cancel, cluster_resources, free, get, get_actor, get_gpu_ids,
-    init, is_initialized, kill, nodes, put, shutdown, wait,
+    init, is_initialized, kill, nodes, put, shutdown, timeline, wait,
 )
 from mpiray.object_ref import ObjectRef
 from mpiray.remote_function import RemoteFunction
@@ -48,5 +48,5 @@ __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources",
     "cancel", "cluster_resources", "exceptions", "exit_actor", "free", "get", "get_actor",
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method",
-    "nodes", "put", "remote", "shutdown", "wait",
+    "nodes", "put", "remote", "shutdown", "timeline", "wait",
 ]

@@ -331,6 +331,26 @@ def _driver_node(what):
     return node
 
 
+def timeline(filename=None):
+    """The tasks and actor calls run so far (the last 100,000 per node) as Chrome trace
+    events: returned as a list, or written as JSON to filename (then None)."""
+    from mpiray.core import timeline as tl
+
+    node = _driver_node("timeline")
+    pump = getattr(node, "pump", None)
+    if pump is not None:
+        pump.drain()   # ends the workers have already reported
+    logs = [(0, tl.local_log(node.scheduler))]
+    link = getattr(node, "link", None)
+    if link is not None:
+        logs += link.timeline_logs()
+    events = tl.chrome_events(logs)
+    if filename is None:
+        return events
+    tl.write(events, filename)
+    return None
+
+
 def get_gpu_ids() -> list:
     from mpiray.core import context
 

@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from mpiray.core import actor_spec as A
@@ -25,10 +26,13 @@ from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
+from mpiray.core.timeline import ENABLED as _TIMED
 from mpiray.core.worker import spin_pop
 from mpiray.exceptions import ActorDiedError
 
 MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
+# the clock of timeline()'s events, or 0.0 (no event) when they are off
+_now = time.time if _TIMED else float
 OUTBOX_BATCH = 64
 
 
@@ -41,6 +45,7 @@ class ActorWorker:
         self.instance = None
         self.aspec = None
         self.exiting = False
+        self.pid = os.getpid()
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -97,20 +102,22 @@ class ActorWorker:
             return False
         spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
         method = getattr(self.instance, spec.method)
+        start = _now()
         try:
             sealed, _ = executor.run(self.rt, spec, method)
         except ExitActor:
             sealed = executor._write_error(self.rt, spec, ActorDiedError(
                 "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
             self.exiting = True
-        self._report(spec, sealed, item, consumer)
+        self._report(spec, sealed, item, consumer, start)
         return not self.exiting
 
-    def _report(self, spec, sealed, item, consumer):
+    def _report(self, spec, sealed, item, consumer, start):
         # Completions go out in batches (when idle, or every OUTBOX_BATCH events): the
         # caller waits on the store, not on the scheduler, so only frees are delayed.
         ch = self.rt.channel
-        ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id)],
+        timing = (spec.name, self.pid, start, _now()) if start else None
+        ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id, timing)],
                 flush=self.exiting or len(ch.outbox) >= OUTBOX_BATCH)
         self.queue.done(consumer)
         P.release_item(item, self.rt.store)
@@ -162,7 +169,8 @@ class ActorWorker:
                 break
             spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
             fut = asyncio.run_coroutine_threadsafe(self._run_async(spec), loop)
-            fut.add_done_callback(lambda f, s=spec, i=item, c=consumer: self._async_done(f, s, i, c, slots))
+            fut.add_done_callback(lambda f, s=spec, i=item, c=consumer, t=_now():
+                                  self._async_done(f, s, i, c, slots, t))
             if self.exiting:
                 break
         slots.drain()
@@ -186,12 +194,12 @@ class ActorWorker:
             return executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
         return executor.write_returns(self.rt, spec, result)
 
-    def _async_done(self, fut, spec, item, consumer, slots):
+    def _async_done(self, fut, spec, item, consumer, slots, start):
         try:
             sealed = fut.result()
         except BaseException as exc:  # noqa: BLE001
             sealed = executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
-        self._report(spec, sealed, item, consumer)
+        self._report(spec, sealed, item, consumer, start)
         slots.put(consumer)
         if self.exiting:
             self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])

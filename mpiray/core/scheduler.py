@@ -45,6 +45,7 @@ log = logging.getLogger("mpiray")
 
 WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISPATCHED"
 RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
+TASK_LOG_SIZE = 100_000  # tasks and actor calls timeline() remembers per node
 TASK, ACTOR = "task", "actor"
 
 
@@ -108,6 +109,9 @@ class Scheduler(CrossNode):
         self.borrowed = set()   # other nodes' oids whose owner counts this node as a holder
         self.kept = set()       # other nodes' oids kept here for their owner (task returns)
         self.lingering = collections.deque()  # (due, oid): unborrows applied after a grace
+        # ((name, pid, start, end), task id) of the last tasks and actor calls run here,
+        # for timeline() (core/timeline.py); bounded, as Ray's task events are
+        self.task_log = collections.deque(maxlen=TASK_LOG_SIZE)
         self._warned = set()
 
     # ------------------------------------------------------------------ refs
@@ -247,7 +251,9 @@ class Scheduler(CrossNode):
         rec = self.tasks.get(oid[: _ids.TASK_ID_SIZE])
         return rec is not None and rec.state == DISPATCHED and not rec.blocked
 
-    def _ev_task_done(self, task_id, slot, sealed, release, retry):
+    def _ev_task_done(self, task_id, slot, sealed, release, retry, timing=None):
+        if timing is not None:
+            self.task_log.append((timing, task_id))
         rec = self.tasks.get(task_id)
         if rec is None or rec.state != DISPATCHED:
             return

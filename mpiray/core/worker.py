@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 
 from mpiray import _ids
 from mpiray.core import context
@@ -21,9 +22,11 @@ from mpiray.core import executor
 from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
+from mpiray.core.timeline import ENABLED as TIMED
 from mpiray.exceptions import RuntimeEnvSetupError, TaskCancelledError
 
 IDLE_FLUSH_S = 0.5
+_now = time.time if TIMED else float   # the clock of timeline()'s events, or 0.0: no event
 # After finishing work a worker polls its queue this long before it sleeps: the next task
 # usually follows within tens of microseconds, and a futex sleep + wake costs ~50 us or
 # more on a quiet VM. The poll runs in C, marked as a spinner, so a push meanwhile wakes
@@ -44,6 +47,7 @@ class TaskWorker:
         self.slot = slot
         self.current = None
         self.original_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        self.pid = os.getpid()
         self.calls = {}          # function id -> tasks run (for max_calls)
         self.exit_after = False  # a function's max_calls was reached: exit after the task
         runtime.blocked_hook = self._lend_cpu
@@ -81,6 +85,7 @@ class TaskWorker:
             return
         self._pin_gpus(spec.gpu_ids)
         self.current = spec
+        start = _now()
         try:
             if spec.runtime_env is None:
                 sealed, retry = executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
@@ -92,7 +97,7 @@ class TaskWorker:
             sealed, retry = executor._write_error(self.rt, spec, exc), False
         finally:
             self.current = None
-        self._report(spec, sealed, retry)
+        self._report(spec, sealed, retry, (spec.name, self.pid, start, _now()) if start else None)
         if spec.max_calls:
             count = self.calls[spec.function_id] = self.calls.get(spec.function_id, 0) + 1
             self.exit_after = count >= spec.max_calls
@@ -117,8 +122,8 @@ class TaskWorker:
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = want
 
-    def _report(self, spec, sealed, retry):
-        self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry)])
+    def _report(self, spec, sealed, retry, timing=None):
+        self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry, timing)])
 
     def _on_cancel_signal(self, signum, frame):
         spec = self.current

@@ -103,6 +103,7 @@ class DriverLink:
         self.w, self.node = w, node
         self.started = {}
         self.stopped = set()
+        self.logs = {}    # node -> its task log (timeline_logs)
         self.event = threading.Event()
         global _cycle
         _cycle += 1
@@ -117,7 +118,18 @@ class DriverLink:
             self.stopped.add(msg[1])
         elif msg[0] == "failed":
             self.started[msg[1]] = RuntimeError(msg[2])
+        elif msg[0] == "timeline_events":
+            self.logs[msg[1]] = msg[2]
         self.event.set()
+
+    def timeline_logs(self) -> list:
+        """[(node, its task log)] of every other node (core/timeline.py)."""
+        others = range(1, self.w.num_nodes)
+        self.logs = {}
+        for k in others:
+            self.agent.send(k, ("timeline",))
+        self._wait(lambda: len(self.logs) == len(others), "every node's task log", 60)
+        return sorted(self.logs.items())
 
     def start(self, cfg: dict):
         self.agent.start()
@@ -234,6 +246,11 @@ class NodeServer:
     def on_control(self, source, msg):
         if msg[0] == "cluster":  # at once, in the MPI thread: tasks may follow right behind
             self.node.join_cluster(msg[1], self.node.agent.send)
+        elif msg[0] == "timeline":
+            from mpiray.core.timeline import local_log
+
+            self.node.agent.send_rank(0, ("timeline_events", self.w.node_index,
+                                          local_log(self.node.scheduler)))
         else:
             self.commands.append(msg)
 

@@ -186,6 +186,25 @@ def test_runtime_env_travels_with_tasks_and_actors_to_other_nodes(ray, tmp_path)
     assert ray.get(actor.read.remote(), timeout=60) == ("a", k - 1)
 
 
+def test_timeline_gathers_every_nodes_tasks(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    def marked_for_timeline(i):
+        return node_index(ray)
+
+    where = ray.get([marked_for_timeline.options(**on_node(ray, i)).remote(i) for i in range(k)],
+                    timeout=60)
+    assert where == list(range(k))
+    deadline = time.monotonic() + 10
+    while True:
+        seen = {e["pid"] for e in ray.timeline() if e["name"].endswith("marked_for_timeline")}
+        if len(seen) == k or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert seen == {f"node {i}" for i in range(k)}
+
+
 def test_named_actor_is_found_from_any_node(ray):
     k = expected_nodes()
 

@@ -1,0 +1,65 @@
+"""timeline(): tasks and actor calls as Chrome trace events, from real workers."""
+
+import json
+import os
+import time
+
+
+def test_tasks_and_actor_calls_appear_with_their_durations(fresh, tmp_path):
+    ray = fresh
+    ray.init(num_cpus=2)
+
+    @ray.remote
+    def nap(seconds):
+        time.sleep(seconds)
+        return os.getpid()
+
+    @ray.remote
+    class Counter:
+        def incr(self):
+            time.sleep(0.01)
+            return os.getpid()
+
+    before = time.time()
+    pids = ray.get([nap.remote(0.05) for _ in range(4)])
+    counter = Counter.remote()
+    actor_pid = ray.get([counter.incr.remote() for _ in range(3)])[0]
+    deadline = time.monotonic() + 10   # an actor reports its calls' ends in batches
+    while True:
+        events = ray.timeline()
+        if len(events) >= 7 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    tasks = [e for e in events if e["name"].endswith("nap")]
+    calls = [e for e in events if e["name"] == "Counter.incr"]
+    assert len(tasks) == 4 and len(calls) == 3, events
+    for e in tasks + calls:
+        assert e["ph"] == "X" and e["pid"] == "node 0"
+        assert e["ts"] >= before * 1e6 - 1e3
+    assert all(e["dur"] >= 0.045e6 for e in tasks)
+    assert all(e["dur"] >= 0.009e6 for e in calls)
+    assert {e["tid"] for e in tasks} == {f"worker {p}" for p in pids}
+    assert {e["tid"] for e in calls} == {f"worker {actor_pid}"}
+    assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
+
+    path = tmp_path / "trace.json"
+    assert ray.timeline(str(path)) is None
+    assert json.loads(path.read_text()) == ray.timeline()
+
+
+def test_task_events_can_be_turned_off(tmp_path):
+    import subprocess
+    import sys
+
+    code = """
+import mpiray as ray
+ray.init(num_cpus=1)
+ray.get([ray.remote(lambda: 1).remote() for _ in range(5)])
+print("events", len(ray.timeline()))
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, MPIRAY_TASK_EVENTS="0", PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "events 0" in out.stdout
