@@ -93,9 +93,7 @@ class ActorManager:
                 rec.cause = ActorDiedError("The actor exited: exit_actor() was called "
                                            "or no handle to it remains.", actor_id=actor_id.hex())
 
-    def done(self, sealed, release, task_id=None, timing=None):
-        if timing is not None:
-            self.s.task_log.append((timing, task_id))
+    def done(self, sealed, release, task_id=None):
         for oid, contained in sealed:
             self.s._on_sealed(oid, contained)
         if self.s.cluster is not None and task_id is not None:

@@ -45,7 +45,6 @@ class ActorWorker:
         self.instance = None
         self.aspec = None
         self.exiting = False
-        self.pid = os.getpid()
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -116,8 +115,9 @@ class ActorWorker:
         # Completions go out in batches (when idle, or every OUTBOX_BATCH events): the
         # caller waits on the store, not on the scheduler, so only frees are delayed.
         ch = self.rt.channel
-        timing = (spec.name, self.pid, start, _now()) if start else None
-        ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id, timing)],
+        if start:
+            ch.timings.entries.append((spec.name, start, _now(), spec.task_id))
+        ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id)],
                 flush=self.exiting or len(ch.outbox) >= OUTBOX_BATCH)
         self.queue.done(consumer)
         P.release_item(item, self.rt.store)

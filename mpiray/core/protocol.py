@@ -28,6 +28,7 @@ ACTOR_EXIT = 11     # (ACTOR_EXIT, actor_id, slot)                  exit_actor()
 ACTOR_DONE = 12     # (ACTOR_DONE, sealed, release, task_id)
 KILL_ACTOR = 13     # (KILL_ACTOR, actor_id, no_restart)
 CANCEL = 14         # (CANCEL, task_id, force, recursive)
+TIMINGS = 31        # (TIMINGS, blob)   a worker's timed tasks and calls (core/timeline.py)
 
 # Queue items that are not TaskSpecs.
 ITEM_IN_STORE = b"@"     # b"@" + oid: the real item is a stored object

@@ -39,6 +39,7 @@ from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.scheduler_remote import FORWARDED, CrossNode
 from mpiray.core.resources import NodeResources
+from mpiray.core.timeline import TaskLog
 from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
 
 log = logging.getLogger("mpiray")
@@ -111,7 +112,7 @@ class Scheduler(CrossNode):
         self.lingering = collections.deque()  # (due, oid): unborrows applied after a grace
         # ((name, pid, start, end), task id) of the last tasks and actor calls run here,
         # for timeline() (core/timeline.py); bounded, as Ray's task events are
-        self.task_log = collections.deque(maxlen=TASK_LOG_SIZE)
+        self.task_log = TaskLog(TASK_LOG_SIZE)
         self._warned = set()
 
     # ------------------------------------------------------------------ refs
@@ -251,9 +252,7 @@ class Scheduler(CrossNode):
         rec = self.tasks.get(oid[: _ids.TASK_ID_SIZE])
         return rec is not None and rec.state == DISPATCHED and not rec.blocked
 
-    def _ev_task_done(self, task_id, slot, sealed, release, retry, timing=None):
-        if timing is not None:
-            self.task_log.append((timing, task_id))
+    def _ev_task_done(self, task_id, slot, sealed, release, retry):
         rec = self.tasks.get(task_id)
         if rec is None or rec.state != DISPATCHED:
             return
@@ -526,6 +525,7 @@ Scheduler._HANDLERS = {
     P.DECREF: Scheduler._ev_decref,
     P.SEALED: Scheduler._ev_sealed,
     P.TASK_DONE: Scheduler._ev_task_done,
+    P.TIMINGS: lambda self, blob: self.task_log.add_blob(blob),
     P.SUBMIT: Scheduler.submit,
     P.BLOCKED: Scheduler._ev_blocked,
     P.UNBLOCKED: Scheduler._ev_unblocked,

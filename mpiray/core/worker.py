@@ -47,7 +47,6 @@ class TaskWorker:
         self.slot = slot
         self.current = None
         self.original_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
-        self.pid = os.getpid()
         self.calls = {}          # function id -> tasks run (for max_calls)
         self.exit_after = False  # a function's max_calls was reached: exit after the task
         runtime.blocked_hook = self._lend_cpu
@@ -84,20 +83,28 @@ class TaskWorker:
             self._report(spec, sealed, False)
             return
         self._pin_gpus(spec.gpu_ids)
-        self.current = spec
         start = _now()
         try:
+            self.current = spec
+            # A cancel's signal that came before the line above found no task to stop;
+            # its mark in the store was made before the signal was sent: look again.
+            if store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+                self.current = None   # (a later signal of this cancel must not fire again)
+                raise TaskCancelledError(spec.task_id.hex())
             if spec.runtime_env is None:
                 sealed, retry = executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
             else:
                 sealed, retry = self._run_in_env(spec)
         except TaskCancelledError:  # the signal landed outside the user's function
+            self.current = None  # every cancel signals every task worker: no second raise
             sealed, retry = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex())), False
         except RuntimeEnvSetupError as exc:
             sealed, retry = executor._write_error(self.rt, spec, exc), False
         finally:
             self.current = None
-        self._report(spec, sealed, retry, (spec.name, self.pid, start, _now()) if start else None)
+        if start:
+            self.rt.channel.timings.entries.append((spec.name, start, _now(), spec.task_id))
+        self._report(spec, sealed, retry)
         if spec.max_calls:
             count = self.calls[spec.function_id] = self.calls.get(spec.function_id, 0) + 1
             self.exit_after = count >= spec.max_calls
@@ -122,8 +129,8 @@ class TaskWorker:
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = want
 
-    def _report(self, spec, sealed, retry, timing=None):
-        self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry, timing)])
+    def _report(self, spec, sealed, retry):
+        self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry)])
 
     def _on_cancel_signal(self, signum, frame):
         spec = self.current
