@@ -34,6 +34,8 @@ class Config:
     prefault_store: bool = False
     extra: dict = field(default_factory=dict)
     runtime_env: dict = None   # the job's, canonical (core/runtime_env.py): every worker's
+    # workers time their tasks for timeline() (MPIRAY_TASK_EVENTS=1 in the driver's env)
+    task_events: bool = False
 
     def totals(self) -> dict:
         totals = {"CPU": float(self.num_cpus), **{k: float(v) for k, v in self.resources.items()}}
@@ -77,7 +79,8 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
     return Config(num_cpus, num_gpus, gpu_ids, resources, object_store_memory,
                   namespace=namespace or "", log_to_driver=log_to_driver,
                   prefault_store=bool(prefault), extra=kwargs,
-                  runtime_env=renv.validate(runtime_env, "init(runtime_env=...)"))
+                  runtime_env=renv.validate(runtime_env, "init(runtime_env=...)"),
+                  task_events=os.environ.get("MPIRAY_TASK_EVENTS", "0") not in ("", "0"))
 
 
 def detect_gpu_ids() -> list:

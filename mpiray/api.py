@@ -104,7 +104,7 @@ def _join_nodes(world, node, config):
     node.link = roles.DriverLink(world, node)
     node.agent = node.link.agent
     node.link.start({"namespace": config.namespace, "prefault": config.prefault_store,
-                     "runtime_env": config.runtime_env})
+                     "runtime_env": config.runtime_env, "task_events": config.task_events})
 
 
 def _stop_node(node):
@@ -337,6 +337,11 @@ def timeline(filename=None):
     from mpiray.core import timeline as tl
 
     node = _driver_node("timeline")
+    if not node.config.task_events:
+        import warnings
+
+        warnings.warn("timeline(): workers are not timing their tasks; set MPIRAY_TASK_EVENTS=1 "
+                      "in the environment before init() to record them", stacklevel=2)
     pump = getattr(node, "pump", None)
     if pump is not None:
         pump.drain()   # ends the workers have already reported

@@ -5,7 +5,8 @@ import os
 import time
 
 
-def test_tasks_and_actor_calls_appear_with_their_durations(fresh, tmp_path):
+def test_tasks_and_actor_calls_appear_with_their_durations(fresh, tmp_path, monkeypatch):
+    monkeypatch.setenv("MPIRAY_TASK_EVENTS", "1")   # (read at init)
     ray = fresh
     ray.init(num_cpus=2)
 
@@ -47,19 +48,12 @@ def test_tasks_and_actor_calls_appear_with_their_durations(fresh, tmp_path):
     assert json.loads(path.read_text()) == ray.timeline()
 
 
-def test_task_events_can_be_turned_off(tmp_path):
-    import subprocess
-    import sys
+def test_task_events_are_off_by_default_and_timeline_says_so(fresh, monkeypatch):
+    import pytest
 
-    code = """
-import mpiray as ray
-ray.init(num_cpus=1)
-ray.get([ray.remote(lambda: 1).remote() for _ in range(5)])
-print("events", len(ray.timeline()))
-"""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, MPIRAY_TASK_EVENTS="0", PYTHONPATH=root)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert "events 0" in out.stdout
+    monkeypatch.delenv("MPIRAY_TASK_EVENTS", raising=False)
+    ray = fresh
+    ray.init(num_cpus=1)
+    assert ray.get([ray.remote(lambda: 1).remote() for _ in range(5)]) == [1] * 5
+    with pytest.warns(UserWarning, match="MPIRAY_TASK_EVENTS=1"):
+        assert ray.timeline() == []

@@ -15,7 +15,6 @@ import asyncio
 import inspect
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from mpiray.core import actor_spec as A
@@ -26,13 +25,11 @@ from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
-from mpiray.core.timeline import ENABLED as _TIMED
+from mpiray.core import timeline
 from mpiray.core.worker import spin_pop
 from mpiray.exceptions import ActorDiedError
 
 MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
-# the clock of timeline()'s events, or 0.0 (no event) when they are off
-_now = time.time if _TIMED else float
 OUTBOX_BATCH = 64
 
 
@@ -45,6 +42,7 @@ class ActorWorker:
         self.instance = None
         self.aspec = None
         self.exiting = False
+        self.now = timeline.clock()
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -101,7 +99,7 @@ class ActorWorker:
             return False
         spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
         method = getattr(self.instance, spec.method)
-        start = _now()
+        start = self.now()
         try:
             sealed, _ = executor.run(self.rt, spec, method)
         except ExitActor:
@@ -116,7 +114,7 @@ class ActorWorker:
         # caller waits on the store, not on the scheduler, so only frees are delayed.
         ch = self.rt.channel
         if start:
-            ch.timings.entries.append((spec.name, start, _now(), spec.task_id))
+            ch.timings.entries.append((spec.name, start, self.now(), spec.task_id))
         ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id)],
                 flush=self.exiting or len(ch.outbox) >= OUTBOX_BATCH)
         self.queue.done(consumer)
@@ -169,7 +167,7 @@ class ActorWorker:
                 break
             spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
             fut = asyncio.run_coroutine_threadsafe(self._run_async(spec), loop)
-            fut.add_done_callback(lambda f, s=spec, i=item, c=consumer, t=_now():
+            fut.add_done_callback(lambda f, s=spec, i=item, c=consumer, t=self.now():
                                   self._async_done(f, s, i, c, slots, t))
             if self.exiting:
                 break

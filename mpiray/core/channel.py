@@ -15,7 +15,7 @@ import threading
 
 from mpiray import _ids
 from mpiray.core import protocol as P
-from mpiray.core.timeline import Timings
+from mpiray.core import timeline
 
 
 class DriverChannel:
@@ -55,7 +55,7 @@ class WorkerChannel:
         self.store = store
         self.outbox = collections.deque()
         self.lock = threading.Lock()
-        self.timings = Timings()   # this process's timed tasks and calls (timeline())
+        self.timings = timeline.Timings() if timeline.enabled() else None  # (timeline())
 
     def incref(self, oid):
         self.outbox.append((P.INCREF, oid))  # deque.append is atomic: safe from __del__
@@ -79,9 +79,10 @@ class WorkerChannel:
                     batch.append(self.outbox.popleft())
             except IndexError:
                 pass
-            timed = self.timings.take()
-            if timed is not None:
-                batch.append((P.TIMINGS, timed))
+            if self.timings is not None:
+                timed = self.timings.take()
+                if timed is not None:
+                    batch.append((P.TIMINGS, timed))
             if not batch:
                 return
             item = P.encode_item(P.dumps(batch), self.inbox.max_payload, self.store, _ids.new_put_id)

@@ -131,6 +131,7 @@ class Node:
             "cwd": os.getcwd(), "preload": preload, "cleanup_on_exit": True,
             "namespace": self.config.namespace, "node_index": self.node_index,
             "num_nodes": self.num_nodes, "runtime_env": self.config.runtime_env,
+            "task_events": self.config.task_events,
         })
 
     def command(self, *cmd):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 
 from mpiray import _ids
 from mpiray.core import context
@@ -22,11 +21,10 @@ from mpiray.core import executor
 from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
-from mpiray.core.timeline import ENABLED as TIMED
+from mpiray.core import timeline
 from mpiray.exceptions import RuntimeEnvSetupError, TaskCancelledError
 
 IDLE_FLUSH_S = 0.5
-_now = time.time if TIMED else float   # the clock of timeline()'s events, or 0.0: no event
 # After finishing work a worker polls its queue this long before it sleeps: the next task
 # usually follows within tens of microseconds, and a futex sleep + wake costs ~50 us or
 # more on a quiet VM. The poll runs in C, marked as a spinner, so a push meanwhile wakes
@@ -47,6 +45,7 @@ class TaskWorker:
         self.slot = slot
         self.current = None
         self.original_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        self.now = timeline.clock()
         self.calls = {}          # function id -> tasks run (for max_calls)
         self.exit_after = False  # a function's max_calls was reached: exit after the task
         runtime.blocked_hook = self._lend_cpu
@@ -83,7 +82,7 @@ class TaskWorker:
             self._report(spec, sealed, False)
             return
         self._pin_gpus(spec.gpu_ids)
-        start = _now()
+        start = self.now()
         try:
             self.current = spec
             # A cancel's signal that came before the line above found no task to stop;
@@ -103,7 +102,7 @@ class TaskWorker:
         finally:
             self.current = None
         if start:
-            self.rt.channel.timings.entries.append((spec.name, start, _now(), spec.task_id))
+            self.rt.channel.timings.entries.append((spec.name, start, self.now(), spec.task_id))
         self._report(spec, sealed, retry)
         if spec.max_calls:
             count = self.calls[spec.function_id] = self.calls.get(spec.function_id, 0) + 1

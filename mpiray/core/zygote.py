@@ -32,6 +32,8 @@ def main(cmd_fd: int, report_fd: int) -> None:
     from mpiray.core import runtime_env
 
     runtime_env.apply_process(init.get("runtime_env"))  # the job's: every worker inherits it
+    # read by core/timeline.py when the worker modules are imported, just below
+    os.environ["MPIRAY_TASK_EVENTS"] = "1" if init.get("task_events") else "0"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     from mpiray.core import worker_main  # noqa: F401 - imported once, shared by every fork
 

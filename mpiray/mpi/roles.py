@@ -53,6 +53,7 @@ def node_config(w: World, cfg: dict):
         num_cpus=cpus, object_store_memory=store, _visible_gpus=gpu_share(w),
         namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
     config.runtime_env = cfg.get("runtime_env")  # the driver's, checked there already
+    config.task_events = bool(cfg.get("task_events"))
     return config
 
 

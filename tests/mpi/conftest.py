@@ -15,6 +15,7 @@ import pytest
 def cluster():
     import mpiray
 
+    os.environ["MPIRAY_TASK_EVENTS"] = "1"   # every node times its tasks: timeline() tests
     mpiray.init(num_cpus=1)
     yield mpiray
     mpiray.shutdown()
