@@ -1,6 +1,7 @@
 """runtime_env (job, task and actor level) and max_calls, in real worker processes."""
 
 import os
+import time
 
 import pytest
 
@@ -112,3 +113,142 @@ def test_max_calls_replaces_the_worker_after_that_many_tasks(ray):
     assert len(set(pids)) >= 3
     with pytest.raises(ValueError, match="max_calls"):
         pid.options(max_calls=-1)
+
+
+def test_same_module_name_in_two_tasks_py_modules_each_gets_its_own(fresh, tmp_path):
+    # Two tasks with different working_dirs, each holding its own `settings.py`: on Ray
+    # each runs in a worker of its own runtime_env; here they share the worker (1 CPU),
+    # and the second must not get the first one's module from sys.modules.
+    ray = fresh
+    ray.init(num_cpus=1)
+    dirs = []
+    for name in ("a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "settings_rv2.py").write_text(f"WHO = {name!r}\n")
+        dirs.append(str(d))
+
+    @ray.remote
+    def who():
+        import settings_rv2
+        return settings_rv2.WHO, os.getpid()
+
+    (wa, pa) = ray.get(who.options(runtime_env={"working_dir": dirs[0]}).remote())
+    (wb, pb) = ray.get(who.options(runtime_env={"working_dir": dirs[1]}).remote())
+    assert pa == pb   # (same worker: what this test is about)
+    assert (wa, wb) == ("a", "b")
+
+    @ray.remote
+    def plain():
+        try:
+            import settings_rv2  # noqa: F401
+            return "imported"
+        except ImportError:
+            return "ImportError"
+
+    # a task without that runtime_env cannot import what only the env made importable
+    assert ray.get(plain.remote()) == "ImportError"
+
+
+def test_a_cancel_that_lands_while_the_env_is_put_back_leaves_nothing_behind(fresh, tmp_path):
+    ray = fresh
+    ray.init(num_cpus=1)
+    many = {f"RV2_VAR_{i}": "x" * 10 for i in range(30_000)}   # slow to put back
+    flag = tmp_path / "returned"
+
+    @ray.remote(runtime_env={"env_vars": many})
+    def quick(path):
+        open(path, "w").close()
+        return 1
+
+    @ray.remote
+    def leaked():
+        return sum(1 for k in os.environ if k.startswith("RV2_VAR_")), os.getpid()
+
+    _, pid = ray.get(leaked.remote())
+    ref = quick.remote(str(flag))
+    while not flag.exists():
+        time.sleep(0.001)
+    time.sleep(0.05)          # the task has returned: its env vars are being put back
+    ray.cancel(ref)
+    try:
+        ray.get(ref)
+    except Exception:
+        pass
+    n, pid2 = ray.get(leaked.remote())
+    assert pid2 == pid
+    assert n == 0
+
+
+def test_a_restarted_actor_keeps_its_runtime_env(ray, tmp_path):
+    @ray.remote(max_restarts=1, runtime_env={"env_vars": {"RV2_ACTOR": "yes"},
+                                             "working_dir": str(tmp_path)})
+    class A:
+        def where(self):
+            return os.environ.get("RV2_ACTOR"), os.getcwd(), os.getpid()
+
+        def die(self):
+            os._exit(1)
+
+    a = A.remote()
+    env1, cwd1, pid1 = ray.get(a.where.remote())
+    a.die.remote()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            env2, cwd2, pid2 = ray.get(a.where.remote())
+            if pid2 != pid1:
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (env1, cwd1) == (env2, cwd2) == ("yes", str(tmp_path))
+
+
+def test_max_calls_under_a_burst_on_one_cpu_loses_and_repeats_nothing(fresh, tmp_path):
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote(max_calls=1)
+    def one(i, path):
+        with open(path, "a") as f:
+            f.write(f"{i}\n")
+        return i, os.getpid()
+
+    log = str(tmp_path / "runs")
+    out = ray.get([one.remote(i, log) for i in range(40)])
+    assert [i for i, _ in out] == list(range(40))
+    assert len({p for _, p in out}) == 40
+    with open(log) as f:
+        assert sorted(int(x) for x in f.read().split()) == list(range(40))
+
+
+def test_max_calls_with_nested_blocked_parents(fresh):
+    ray = fresh
+    ray.init(num_cpus=2)
+
+    @ray.remote(max_calls=1)
+    def leaf(i):
+        return i
+
+    @ray.remote(max_calls=1)
+    def parent(i):
+        return sum(ray.get([leaf.remote(i) for _ in range(3)]))
+
+    assert ray.get([parent.remote(i) for i in range(10)]) == [3 * i for i in range(10)]
+
+
+def test_forgetting_an_envs_modules_spares_a_site_packages_inside_its_directory(monkeypatch):
+    import sys
+    import types
+
+    from mpiray.core.runtime_env import _forget_modules
+
+    mine, lib = types.ModuleType("rv2_mine"), types.ModuleType("rv2_lib")
+    mine.__file__ = "/x/proj/rv2_mine.py"
+    lib.__file__ = "/x/proj/.venv/site-packages/rv2_lib/__init__.py"
+    monkeypatch.setitem(sys.modules, "rv2_mine", mine)
+    monkeypatch.setitem(sys.modules, "rv2_lib", lib)
+    _forget_modules({"rv2_mine", "rv2_lib"}, ["/x/proj"], ["/usr/lib/python3", "/x/proj/.venv/site-packages"])
+    assert "rv2_mine" not in sys.modules and sys.modules["rv2_lib"] is lib

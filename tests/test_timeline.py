@@ -57,3 +57,28 @@ def test_task_events_are_off_by_default_and_timeline_says_so(fresh, monkeypatch)
     assert ray.get([ray.remote(lambda: 1).remote() for _ in range(5)]) == [1] * 5
     with pytest.warns(UserWarning, match="MPIRAY_TASK_EVENTS=1"):
         assert ray.timeline() == []
+
+
+def test_threaded_actor_timings_stay_aligned(fresh, monkeypatch):
+    monkeypatch.setenv("MPIRAY_TASK_EVENTS", "1")
+    ray = fresh
+    ray.init(num_cpus=2)
+
+    @ray.remote(max_concurrency=8)
+    class Busy:
+        def __init__(self):
+            import sys
+            sys.setswitchinterval(1e-6)   # threads switch as often as they can
+
+        def call(self, i):
+            return i
+
+    actor = Busy.remote()
+    for _ in range(20):
+        assert ray.get([actor.call.remote(i) for i in range(500)]) == list(range(500))
+    events = ray.timeline()
+    calls = [e for e in events if e["name"] == "Busy.call"]
+    assert len(calls) <= 10_000
+    for e in calls:
+        assert e["dur"] >= 0 and e["dur"] < 5e6, e
+        assert e["args"]["task_id"] is not None

@@ -97,6 +97,11 @@ def applied(env: dict | None):
     saved_env = {k: os.environ.get(k) for k in env.get("env_vars", {})}
     saved_path = list(sys.path)
     saved_cwd = os.getcwd()
+    # what the env makes importable stays its own: modules imported from its directories
+    # go with it, or the next task on this worker (another env's module of the same
+    # name, or no env at all) would get them from sys.modules
+    added = [r for r in _import_roots(env) if r not in saved_path]
+    saved_modules = set(sys.modules) if added else None
     try:
         try:
             apply_process(env)
@@ -114,6 +119,28 @@ def applied(env: dict | None):
         sys.path[:] = saved_path
         if os.getcwd() != saved_cwd:
             os.chdir(saved_cwd)
+        if saved_modules is not None:
+            _forget_modules(set(sys.modules) - saved_modules, added, saved_path)
+
+
+def _forget_modules(names, roots, base_path) -> None:
+    """Drops from sys.modules those of names loaded from under one of roots (and not from
+    a sys.path entry inside it, such as a virtual environment's site-packages)."""
+    roots = [os.path.join(r, "") for r in roots]
+    base = [os.path.join(os.path.abspath(p), "") for p in base_path if isinstance(p, str) and p]
+
+    def from_roots(path):
+        best = max((r for r in roots if path.startswith(r)), key=len, default=None)
+        return best is not None and not any(
+            len(b) > len(best) and path.startswith(b) for b in base)
+
+    for name in names:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None)
+        paths = getattr(module, "__path__", None)   # (namespace packages have no file)
+        if (origin and from_roots(origin)) or (not origin and paths and all(
+                from_roots(str(p)) for p in paths)):
+            sys.modules.pop(name, None)
 
 
 def _import_roots(env: dict) -> list:

@@ -66,7 +66,11 @@ class Timings:
 
     def take(self):
         """The blob of what was added since the last take, or None."""
-        entries, self.entries = self.entries, []
+        taken, self.entries = self.entries, []
+        # A thread that fetched the old list just before the swap may still append to
+        # it: work on a copy, so the names, times and ids built below stay aligned
+        # (such a late entry is dropped).
+        entries = list(taken)
         if not entries:
             return None
         times = array("d")

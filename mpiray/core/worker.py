@@ -101,6 +101,7 @@ class TaskWorker:
             sealed, retry = executor._write_error(self.rt, spec, exc), False
         finally:
             self.current = None
+            self.rt.inherited_env = None
         if start:
             self.rt.channel.timings.entries.append((spec.name, start, self.now(), spec.task_id))
         self._report(spec, sealed, retry)
@@ -115,7 +116,11 @@ class TaskWorker:
             try:
                 return executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
             finally:
+                # the task is over: a cancel's signal from here on finds no task, so it
+                # cannot cut the putting back of the environment short (a leak into
+                # every later task of this worker)
                 self.rt.inherited_env = None
+                self.current = None
 
     def _pin_gpus(self, gpu_ids):
         """CUDA_VISIBLE_DEVICES names exactly this task's GPUs while it runs (and is the
