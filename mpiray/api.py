@@ -356,6 +356,23 @@ def timeline(filename=None):
     return None
 
 
+def list_named_actors(all_namespaces=False) -> list:
+    """Names of the live named actors of this job's namespace, or with all_namespaces
+    [{"name": ..., "namespace": ...}] of every namespace (ray.util.list_named_actors)."""
+    node = _driver_node("list_named_actors")
+    with node.scheduler.lock:
+        pairs = node.scheduler.actors.named()
+    link = getattr(node, "link", None)
+    if link is not None:
+        for _, named in link.ask("named_actors"):
+            pairs += named
+    pairs = sorted(set(pairs))
+    if all_namespaces:
+        return [{"name": name, "namespace": ns} for name, ns in pairs]
+    here = _namespace(None)
+    return [name for name, ns in pairs if ns == here]
+
+
 def get_gpu_ids() -> list:
     from mpiray.core import context
 

@@ -251,3 +251,34 @@ def test_cancel_of_a_child_an_actor_just_returned(ray):
             except TaskCancelledError:
                 outcomes.append("cancelled")
     assert outcomes == ["cancelled"] * len(outcomes), outcomes
+
+
+def test_list_named_actors_by_namespace(fresh):
+    ray = fresh
+    ray.init(num_cpus=2, namespace="team")
+
+    @ray.remote
+    class Named:
+        def ping(self):
+            return 1
+
+    first = Named.options(name="first").remote()
+    other = Named.options(name="elsewhere", namespace="other").remote()
+    anonymous = Named.remote()
+
+    @ray.remote
+    def make_one():   # named from inside a task: listed too
+        keep = Named.options(name="from_task", lifetime="detached").remote()
+        return ray.get(keep.ping.remote())
+
+    assert ray.get([first.ping.remote(), other.ping.remote(), anonymous.ping.remote(),
+                    make_one.remote()]) == [1, 1, 1, 1]
+    assert ray.util.list_named_actors() == ["first", "from_task"]
+    assert ray.util.list_named_actors(all_namespaces=True) == [
+        {"name": "elsewhere", "namespace": "other"}, {"name": "first", "namespace": "team"},
+        {"name": "from_task", "namespace": "team"}]
+    ray.kill(first)
+    deadline = time.monotonic() + 10
+    while "first" in ray.util.list_named_actors() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ray.util.list_named_actors() == ["from_task"]

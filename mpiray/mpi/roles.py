@@ -96,6 +96,21 @@ def node_info(w: World, node) -> dict:
             "node_id": node.node_id, "index": w.node_index}
 
 
+def _task_log(scheduler):
+    from mpiray.core.timeline import local_log
+
+    return local_log(scheduler)
+
+
+def _named_actors(scheduler):
+    with scheduler.lock:
+        return scheduler.actors.named()
+
+
+# What the driver may ask every node (DriverLink.ask), answered from its scheduler.
+ASKABLE = {"task_log": _task_log, "named_actors": _named_actors}
+
+
 # ---------------------------------------------------------------- driver side
 class DriverLink:
     """Rank 0's end of the lifecycle conversation; lives from init() to shutdown()."""
@@ -104,7 +119,7 @@ class DriverLink:
         self.w, self.node = w, node
         self.started = {}
         self.stopped = set()
-        self.logs = {}    # node -> its task log (timeline_logs)
+        self.answers = {}  # node -> its answer to the last ask()
         self.event = threading.Event()
         global _cycle
         _cycle += 1
@@ -119,18 +134,23 @@ class DriverLink:
             self.stopped.add(msg[1])
         elif msg[0] == "failed":
             self.started[msg[1]] = RuntimeError(msg[2])
-        elif msg[0] == "timeline_events":
-            self.logs[msg[1]] = msg[2]
+        elif msg[0] == "answer":
+            self.answers[msg[1]] = msg[2]
         self.event.set()
+
+    def ask(self, question: str) -> list:
+        """[(node, its answer)] of every other node to a question of ASKABLE (one at a
+        time: the driver's API calls it)."""
+        others = range(1, self.w.num_nodes)
+        self.answers = {}
+        for k in others:
+            self.agent.send(k, ("ask", question))
+        self._wait(lambda: len(self.answers) == len(others), f"every node's {question}", 60)
+        return sorted(self.answers.items())
 
     def timeline_logs(self) -> list:
         """[(node, its task log)] of every other node (core/timeline.py)."""
-        others = range(1, self.w.num_nodes)
-        self.logs = {}
-        for k in others:
-            self.agent.send(k, ("timeline",))
-        self._wait(lambda: len(self.logs) == len(others), "every node's task log", 60)
-        return sorted(self.logs.items())
+        return self.ask("task_log")
 
     def start(self, cfg: dict):
         self.agent.start()
@@ -247,11 +267,9 @@ class NodeServer:
     def on_control(self, source, msg):
         if msg[0] == "cluster":  # at once, in the MPI thread: tasks may follow right behind
             self.node.join_cluster(msg[1], self.node.agent.send)
-        elif msg[0] == "timeline":
-            from mpiray.core.timeline import local_log
-
-            self.node.agent.send_rank(0, ("timeline_events", self.w.node_index,
-                                          local_log(self.node.scheduler)))
+        elif msg[0] == "ask":
+            self.node.agent.send_rank(0, ("answer", self.w.node_index,
+                                          ASKABLE[msg[1]](self.node.scheduler)))
         else:
             self.commands.append(msg)
 

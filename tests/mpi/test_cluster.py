@@ -205,6 +205,27 @@ def test_timeline_gathers_every_nodes_tasks(ray):
     assert seen == {f"node {i}" for i in range(k)}
 
 
+def test_named_actors_on_every_node_are_listed(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    class Listed:
+        def node(self):
+            return node_index(ray)
+
+    @ray.remote
+    def create_here(i):   # created by a task of node i, placed on node i
+        actor = Listed.options(name=f"listed-{i}", lifetime="detached", **on_node(ray, i)).remote()
+        return ray.get(actor.node.remote())
+
+    assert ray.get([create_here.options(**on_node(ray, i)).remote(i) for i in range(k)],
+                   timeout=60) == list(range(k))
+    names = ray.util.list_named_actors()
+    assert [n for n in names if n.startswith("listed-")] == [f"listed-{i}" for i in range(k)]
+    for i in range(k):
+        ray.kill(ray.get_actor(f"listed-{i}"))
+
+
 def test_named_actor_is_found_from_any_node(ray):
     k = expected_nodes()
 
