@@ -35,7 +35,7 @@ run: build
 	@for ex in examples/counter_actor.py examples/parameter_server.py; do \
 	  if [ -f $$ex ]; then echo "== $$ex"; $(PY) $$ex || exit 1; fi; done
 
-build/cpptest/%: src/cpp/tests/%.cpp $(NATIVE_SRC) $(NATIVE_HDR)
+build/cpptest/%: src/cpp/tests/%.cpp $(NATIVE_SRC) $(NATIVE_HDR) $(wildcard src/cpp/tests/*.h)
 	@mkdir -p build/cpptest
 	$(CXX) $(CXXFLAGS) -o $@ $< $(NATIVE_SRC) -lrt
 

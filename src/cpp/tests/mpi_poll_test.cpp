@@ -7,17 +7,10 @@
 #include <thread>
 
 #include "mpi_poll.h"
+#include "tests/check.h"
 
 using mpiray::MpiPoller;
 
-static int g_failures = 0;
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++g_failures;                                                       \
-        }                                                                       \
-    } while (0)
 
 // The stand-in probe: a message is "pending" once g_pending is set; counts its calls and
 // checks that the poller passes its arguments through.

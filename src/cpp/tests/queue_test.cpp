@@ -13,18 +13,11 @@
 
 #include "futex.h"
 #include "queue.h"
+#include "tests/check.h"
 
 using mpiray::QueueStatus;
 using mpiray::TaskQueue;
 
-static int g_failures = 0;
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++g_failures;                                                       \
-        }                                                                       \
-    } while (0)
 
 static std::string unique_name(const char* what) {
     static int n = 0;
