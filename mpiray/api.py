@@ -331,6 +331,16 @@ def _driver_node(what):
     return node
 
 
+def _every_node(node, question, here):
+    """[(node index, answer)]: the driver's node answers with here(scheduler), the others
+    (under MPI) are asked over it (mpi/roles.py, ASKABLE)."""
+    answers = [(0, here(node.scheduler))]
+    link = getattr(node, "link", None)
+    if link is not None:
+        answers += link.ask(question)
+    return answers
+
+
 def timeline(filename=None):
     """The tasks and actor calls run so far (the last 100,000 per node) as Chrome trace
     events: returned as a list, or written as JSON to filename (then None)."""
@@ -345,11 +355,7 @@ def timeline(filename=None):
     pump = getattr(node, "pump", None)
     if pump is not None:
         pump.drain()   # ends the workers have already reported
-    logs = [(0, tl.local_log(node.scheduler))]
-    link = getattr(node, "link", None)
-    if link is not None:
-        logs += link.timeline_logs()
-    events = tl.chrome_events(logs)
+    events = tl.chrome_events(_every_node(node, "task_log", tl.local_log))
     if filename is None:
         return events
     tl.write(events, filename)
@@ -360,13 +366,8 @@ def list_named_actors(all_namespaces=False) -> list:
     """Names of the live named actors of this job's namespace, or with all_namespaces
     [{"name": ..., "namespace": ...}] of every namespace (ray.util.list_named_actors)."""
     node = _driver_node("list_named_actors")
-    with node.scheduler.lock:
-        pairs = node.scheduler.actors.named()
-    link = getattr(node, "link", None)
-    if link is not None:
-        for _, named in link.ask("named_actors"):
-            pairs += named
-    pairs = sorted(set(pairs))
+    answers = _every_node(node, "named_actors", lambda scheduler: scheduler.actors.named())
+    pairs = sorted({pair for _, named in answers for pair in named})
     if all_namespaces:
         return [{"name": name, "namespace": ns} for name, ns in pairs]
     here = _namespace(None)

@@ -41,8 +41,9 @@ class ActorManager:
     def named(self) -> list:
         """(name, namespace) of the named actors created here that are not dead for good
         (an actor placed on another node is counted by its creator's node only)."""
-        return [(r.spec.name, r.spec.namespace) for r in self.actors.values()
-                if r.spec.name and r.state != DEAD and r.origin is None]
+        with self.s.lock:
+            return [(r.spec.name, r.spec.namespace) for r in self.actors.values()
+                    if r.spec.name and r.state != DEAD and r.origin is None]
 
     # ------------------------------------------------------------ creation
     def create(self, aspec, origin=None):

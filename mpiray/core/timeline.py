@@ -1,8 +1,9 @@
 """timeline(): the tasks and actor calls the cluster ran, as Chrome trace events.
 
-    worker: time.time() around each task / call ──TASK_DONE / ACTOR_DONE (timing)──►
-    its node's scheduler: task_log (the last TASK_LOG_SIZE) ──► timeline() in the driver
-    (other nodes' logs come over MPI: "timeline" ──► "timeline_events", roles.py)
+    worker: clock around each task / call ──► Timings ──one TIMINGS event with its next
+        flush of events──► its node's scheduler: TaskLog (flat arrays, the last
+        TASK_LOG_SIZE) ──► timeline() in the driver (other nodes' logs over MPI:
+        DriverLink.ask("task_log"), roles.py)
 
 Open the file in chrome://tracing or https://ui.perfetto.dev: one row per worker process,
 grouped by node. Times are the workers' wall clocks (so nodes on different hosts are only
@@ -13,7 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from array import array
+
+ID_SIZE = 16   # bytes of task id kept per entry
+
 
 def enabled() -> bool:
     """Workers time their tasks only when MPIRAY_TASK_EVENTS=1 was in the driver's
@@ -24,8 +29,6 @@ def enabled() -> bool:
 
 def clock():
     """The clock of timeline()'s events in this process, or one that reads 0.0 (no event)."""
-    import time
-
     return time.time if enabled() else float
 
 
@@ -79,9 +82,6 @@ class Timings:
             times.append(end)
         ids = b"".join((e[3] or b"")[:ID_SIZE].ljust(ID_SIZE, b"\0") for e in entries)
         return (self.pid, [e[0] for e in entries], times.tobytes(), ids)
-
-
-ID_SIZE = 16
 
 
 class TaskLog:

@@ -76,20 +76,15 @@ class TaskWorker:
         ch.flush()
 
     def execute(self, spec):
-        store = self.rt.store
-        if store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
-            sealed = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
-            self._report(spec, sealed, False)
-            return
-        self._pin_gpus(spec.gpu_ids)
         start = self.now()
         try:
             self.current = spec
-            # A cancel's signal that came before the line above found no task to stop;
-            # its mark in the store was made before the signal was sent: look again.
-            if store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+            # A cancel marks the store, then signals every task worker: a signal that came
+            # before the line above found no task to stop, so the mark is what tells.
+            if self.rt.store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
                 self.current = None   # (a later signal of this cancel must not fire again)
                 raise TaskCancelledError(spec.task_id.hex())
+            self._pin_gpus(spec.gpu_ids)
             if spec.runtime_env is None:
                 sealed, retry = executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
             else:

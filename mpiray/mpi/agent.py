@@ -229,7 +229,7 @@ class Agent:
         if self.world.rank != 0:   # (not through the outbox: it is not traffic that
             # should make the thread probe often, see _wait)
             with self.send_lock:
-                self.sends.append((self.comm.isend((self.cycle, ("alive",)), dest=0, tag=TAG_CTRL), None))
+                self._isend(0, ("alive",))
             return
         for rank, seen in self.heard.items():
             if now - seen > RANK_TIMEOUT_S:

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 
+from mpiray.core.timeline import local_log
 from mpiray.mpi.agent import TAG_CTRL, Agent
 from mpiray.mpi.world import World
 
@@ -96,19 +97,8 @@ def node_info(w: World, node) -> dict:
             "node_id": node.node_id, "index": w.node_index}
 
 
-def _task_log(scheduler):
-    from mpiray.core.timeline import local_log
-
-    return local_log(scheduler)
-
-
-def _named_actors(scheduler):
-    with scheduler.lock:
-        return scheduler.actors.named()
-
-
 # What the driver may ask every node (DriverLink.ask), answered from its scheduler.
-ASKABLE = {"task_log": _task_log, "named_actors": _named_actors}
+ASKABLE = {"task_log": local_log, "named_actors": lambda scheduler: scheduler.actors.named()}
 
 
 # ---------------------------------------------------------------- driver side
@@ -147,10 +137,6 @@ class DriverLink:
             self.agent.send(k, ("ask", question))
         self._wait(lambda: len(self.answers) == len(others), f"every node's {question}", 60)
         return sorted(self.answers.items())
-
-    def timeline_logs(self) -> list:
-        """[(node, its task log)] of every other node (core/timeline.py)."""
-        return self.ask("task_log")
 
     def start(self, cfg: dict):
         self.agent.start()
