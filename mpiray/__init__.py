@@ -11,6 +11,7 @@ from mpiray.api import (
     available_resources, cancel, cluster_resources, free, get, get_actor, get_gpu_ids,
     init, is_initialized, kill, nodes, put, shutdown, timeline, wait,
 )
+from mpiray.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from mpiray.object_ref import ObjectRef
 from mpiray.remote_function import RemoteFunction
 from mpiray.runtime_context import get_runtime_context
@@ -45,7 +46,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources",
+    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",
+    "RemoteFunction", "available_resources",
     "cancel", "cluster_resources", "exceptions", "exit_actor", "free", "get", "get_actor",
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method",
     "nodes", "put", "remote", "shutdown", "timeline", "wait",

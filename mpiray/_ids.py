@@ -4,8 +4,11 @@
     object id (20 B) = task id | index (4 B, little endian)
 
 Return i of a task is object (task id, i + 1), so a caller holds its refs before the
-task runs; a put is index 0 of a fresh id. A few reserved indexes name side objects
-that processes use to talk through the store (a cancel mark, an actor's death note).
+task runs; a put is index 0 of a fresh id. A generator task's id has STREAM_BIT set in
+its last byte: item i it yields is (task id, i + 1) too, and its one declared return is
+(task id, STREAM_END_INDEX), so any node tells a stream's items from their id alone.
+A few reserved indexes name side objects that processes use to talk through the store
+(a cancel mark, an actor's death note).
 The node that made an id owns what it names (``node_of``): across nodes, refcounts,
 fetches and frees of an object go to its owner.
 """
@@ -23,6 +26,8 @@ FORCE_CANCEL_INDEX = 0xFFFFFFF1
 ACTOR_DEATH_INDEX = 0xFFFFFFF2   # sealed when an actor is dead for good: its cause
 ACTOR_SPEC_INDEX = 0xFFFFFFF3    # an actor's creation spec, read by each incarnation
 ACTOR_HANDLE_INDEX = 0xFFFFFFF4  # refcount key for an actor's handles
+STREAM_END_INDEX = 0xFFFFFFEF    # a generator task's end: the refs of every item it made
+STREAM_BIT = 0x80                # in a task id's last byte: a generator task
 
 _lock = threading.Lock()
 _node = b"\0\0"
@@ -30,6 +35,7 @@ _nonce = _node + os.urandom(6)
 _counter = itertools.count(1)
 _pid = os.getpid()
 _INDEX = struct.Struct("<I")
+_END = _INDEX.pack(STREAM_END_INDEX)
 
 
 def _fresh_nonce_after_fork():
@@ -63,6 +69,26 @@ def new_id() -> bytes:
 
 def object_id(base: bytes, index: int) -> bytes:
     return base + _INDEX.pack(index)
+
+
+def new_stream_id() -> bytes:
+    """A task id for a generator task (see STREAM_BIT)."""
+    tid = new_id()
+    return tid[:-1] + bytes((tid[-1] | STREAM_BIT,))
+
+
+def stream_end(task_id: bytes) -> bytes:
+    return task_id + _END
+
+
+def is_stream_item(oid: bytes) -> bool:
+    """oid is an item yielded by a generator task (not its end, not a put)."""
+    return (oid[TASK_ID_SIZE - 1] & STREAM_BIT) != 0 and len(oid) == OBJECT_ID_SIZE \
+        and 0 < _INDEX.unpack_from(oid, TASK_ID_SIZE)[0] < STREAM_END_INDEX
+
+
+def is_stream_end(oid: bytes) -> bool:
+    return oid[TASK_ID_SIZE:] == _END
 
 
 def return_ids(task_id: bytes, num_returns: int) -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mpiray.core import runtime_env
 from mpiray.core.resources import normalize
+from mpiray.core.task_spec import DYNAMIC, STREAMING
 
 TASK_OPTIONS = {
     "num_returns", "num_cpus", "num_gpus", "resources", "max_retries", "retry_exceptions",
@@ -47,11 +48,25 @@ def _with_strategy(req: dict, strategy) -> dict:
     raise ValueError(f"unsupported scheduling_strategy {strategy!r}")
 
 
-def task_options(opts: dict) -> dict:
+def num_returns_option(value, default=1) -> int:
+    """Ray's num_returns: a count, or "streaming" / "dynamic" for a generator."""
+    if value is None:
+        value = default
+    if value == "streaming":
+        return STREAMING
+    if value == "dynamic":
+        return DYNAMIC
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"num_returns must be a non-negative integer, \"streaming\" or "
+                         f"\"dynamic\", got {value!r}")
+    return value
+
+
+def task_options(opts: dict, is_generator: bool = False) -> dict:
+    """is_generator: the function yields; unless num_returns says otherwise its calls
+    stream their items (Ray's default for generator functions)."""
     check_keys(opts, TASK_OPTIONS, "a remote function")
-    num_returns = opts.get("num_returns", 1)
-    if not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+    num_returns = num_returns_option(opts.get("num_returns"), "streaming" if is_generator else 1)
     max_retries = opts.get("max_retries", DEFAULT_TASK_RETRIES)
     if not isinstance(max_retries, int) or max_retries < -1:
         raise ValueError(f"max_retries must be an integer >= -1, got {max_retries!r}")

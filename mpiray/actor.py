@@ -21,13 +21,16 @@ from mpiray.core import names, refcount, serialization_context
 from mpiray.core import protocol as P
 from mpiray.core.actor_worker import ExitActor
 from mpiray.core import runtime_env
-from mpiray.core.task_spec import ACTOR_CREATION, TaskSpec
+from mpiray.core.task_spec import ACTOR_CREATION, STREAMING, TaskSpec
+from mpiray.remote_function import is_generator_function, wrap_returns
 
 
 def method(*args, **kwargs):
-    """@mpiray.method(num_returns=n) on an actor method."""
+    """@mpiray.method(num_returns=n) on an actor method (n: a count, "streaming" or
+    "dynamic"); other options of Ray's (concurrency_group, ...) are accepted."""
     def decorate(fn):
-        fn.__mpiray_num_returns__ = kwargs.get("num_returns", 1)
+        if "num_returns" in kwargs:
+            fn.__mpiray_num_returns__ = _options.num_returns_option(kwargs["num_returns"])
         return fn
 
     if args and callable(args[0]) and not kwargs:
@@ -50,7 +53,8 @@ class ActorClass:
         self._raw_options = dict(options)
         self._checked = _options.actor_options(options)
         self._methods = _method_table(cls)
-        self._is_async = any(inspect.iscoroutinefunction(m) for m in _public_functions(cls).values())
+        self._is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+                             for m in _public_functions(cls).values())
         self._blob = None
         self._exported = {}
         self.__name__ = cls.__name__
@@ -125,8 +129,9 @@ def _public_functions(cls):
 
 
 def _method_table(cls):
-    return {n: getattr(f, "__mpiray_num_returns__", 1) for n, f in
-            inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m))
+    """name -> num_returns (TaskSpec's): a generator method streams unless told."""
+    return {n: getattr(f, "__mpiray_num_returns__", STREAMING if is_generator_function(f) else 1)
+            for n, f in inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m))
             if not n.startswith("__") or n == "__call__"}
 
 
@@ -223,11 +228,9 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._name, args, kwargs,
                                           self._num_returns, self._max_retries)
-        if self._num_returns == 1:
-            return refs[0]
-        return None if self._num_returns == 0 else refs
+        return wrap_returns(refs, self._num_returns)
 
     def options(self, num_returns=None, max_task_retries=None, **ignored):
-        n = self._num_returns if num_returns is None else num_returns
+        n = self._num_returns if num_returns is None else _options.num_returns_option(num_returns)
         retries = self._max_retries if max_task_retries is None else max_task_retries
         return ActorMethod(self._hold, self._actor_id, self._task_name, self._name, n, retries)

@@ -12,10 +12,12 @@ import os
 import shutil
 import signal
 import threading
+import time
 
 from mpiray import _config
 from mpiray._native.reflist import RefLists
 from mpiray.core import current, refcount
+from mpiray.generators import ObjectRefGenerator
 from mpiray.object_ref import ObjectRef
 
 _REF_LISTS = RefLists(ObjectRef)   # where an ObjectRef keeps its id, looked up once
@@ -203,6 +205,9 @@ def get(object_refs, *, timeout=None):
     if isinstance(object_refs, ObjectRef):
         return _runtime().get_one(object_refs._id, timeout)
     if not isinstance(object_refs, (list, tuple)):
+        if isinstance(object_refs, ObjectRefGenerator):
+            raise TypeError("get() of an ObjectRefGenerator is not allowed (as in Ray): iterate "
+                            "it for its ObjectRefs, or get(gen.completed()) to wait for its end")
         raise ValueError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
     ids = _ids_of(object_refs, "get")
     if not ids:
@@ -227,7 +232,12 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise TypeError("wait() expects a list of ObjectRefs")
     # Type check, ids and the duplicate check in one C pass: per-ref Python work would
     # be most of the call for a list of thousands of finished refs.
-    ids = _REF_LISTS.pack(object_refs, "wait", True)
+    try:
+        ids = _REF_LISTS.pack(object_refs, "wait", True)
+    except TypeError:
+        if not any(isinstance(r, ObjectRefGenerator) for r in object_refs):
+            raise
+        return _wait_with_generators(list(object_refs), num_returns, timeout)
     if not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
     if not object_refs:   # (Ray: "it is possible to call wait with an empty list")
@@ -242,7 +252,35 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     return _REF_LISTS.split(object_refs, ready, num_returns)
 
 
+def _wait_with_generators(items, num_returns, timeout):
+    """wait() over refs and ObjectRefGenerators (ready: next() would not block)."""
+    for x in items:
+        if not isinstance(x, (ObjectRef, ObjectRefGenerator)):
+            raise TypeError(f"wait() expects a list of ObjectRefs or ObjectRefGenerators; it "
+                            f"holds a {type(x).__name__}")
+    if len(set(map(id, items))) != len(items):
+        raise ValueError("wait() got the same ObjectRefGenerator twice")
+    if not isinstance(num_returns, int) or not 0 <= num_returns <= len(items):
+        raise ValueError(f"num_returns must be an integer from 0 to {len(items)}, got {num_returns!r}")
+    rt = _runtime()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ready = [x.next_ready() if isinstance(x, ObjectRefGenerator) else rt.store.contains(x._id)
+                 for x in items]
+        left = None if deadline is None else deadline - time.monotonic()
+        if sum(ready) >= num_returns or (left is not None and left <= 0):
+            break
+        pending = b"".join(b"".join(x._wait_ids()) if isinstance(x, ObjectRefGenerator) else x._id
+                           for x, r in zip(items, ready) if not r)
+        rt.wait(pending, 1, left)   # until one more is ready (or the time is up)
+    done = [x for x, r in zip(items, ready) if r][:num_returns]
+    taken = set(map(id, done))
+    return done, [x for x in items if id(x) not in taken]
+
+
 def cancel(object_ref, *, force=False, recursive=True):
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
     _runtime().cancel(object_ref._id, force, recursive)

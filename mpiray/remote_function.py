@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import inspect
+
 import cloudpickle
 
 from mpiray import _options
 from mpiray import api as _api
 from mpiray.core import current
+from mpiray.core.task_spec import STREAMING
+
+
+def is_generator_function(fn) -> bool:
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def wrap_returns(refs, n):
+    """What .remote() returns for n (TaskSpec's num_returns) return refs."""
+    if n == 1:
+        return refs[0]
+    if n == 0:
+        return None
+    if n == STREAMING:
+        from mpiray.generators import ObjectRefGenerator
+
+        return ObjectRefGenerator(refs[0])
+    if n < 0:  # "dynamic": one ref, to the DynamicObjectRefGenerator
+        return refs[0]
+    return refs
 
 
 class RemoteFunction:
     def __init__(self, function, options: dict):
         self._function = function
         self._raw_options = dict(options)
-        self._options = _options.task_options(options)
+        self._is_generator = is_generator_function(function)
+        self._options = _options.task_options(options, self._is_generator)
         self._name = options.get("name") or f"{function.__module__}.{function.__qualname__}"
         self._blob = None
         self._exported = {}     # session -> function id in that session's store
@@ -30,7 +53,7 @@ class RemoteFunction:
 
     def options(self, **opts):
         merged = {**self._raw_options, **opts}
-        checked = _options.task_options(merged)
+        checked = _options.task_options(merged, self._is_generator)
         name = opts.get("name") or self._name
         parent = self
 
@@ -47,13 +70,7 @@ class RemoteFunction:
             if self._blob is None:
                 self._blob = cloudpickle.dumps(self._function)
             fid = self._exported[rt.session] = rt.export(self._blob)
-        refs = rt.submit_task(fid, name, args, kwargs, opts)
-        n = opts["num_returns"]
-        if n == 1:
-            return refs[0]
-        if n == 0:
-            return None
-        return refs
+        return wrap_returns(rt.submit_task(fid, name, args, kwargs, opts), opts["num_returns"])
 
     def __getstate__(self):
         return {"function": self._function, "options": self._raw_options}

@@ -177,12 +177,15 @@ class ActorWorker:
 
     async def _run_async(self, spec):
         method = getattr(self.instance, spec.method)
-        if not inspect.iscoroutinefunction(method):
+        is_agen = inspect.isasyncgenfunction(method)
+        if not (inspect.iscoroutinefunction(method) or is_agen):
             return executor.run(self.rt, spec, method)[0]
         context.set_task(spec.task_id.hex(), spec.name)
         try:
             args, kwargs = await asyncio.get_running_loop().run_in_executor(
                 None, self.rt.unpack_args, spec)
+            if is_agen:
+                return await executor.write_async_stream(self.rt, spec, method(*args, **kwargs))
             result = await method(*args, **kwargs)
         except ExitActor:
             self.exiting = True

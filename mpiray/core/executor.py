@@ -5,17 +5,24 @@
                     ▼                                         ▼
            same error bytes ──► returns          RayTaskError ──► returns
                                         (or a retry, when retry_exceptions allows)
+
+A generator task (num_returns "streaming"/"dynamic") writes each value it yields as an
+item the moment it is yielded, then its end object: the refs of all of them
+(mpiray/generators.py).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import traceback
 
+from mpiray import _ids
 from mpiray.core import context
 from mpiray.core import protocol as P
 from mpiray.core.runtime import DependencyFailed
 from mpiray.exceptions import RayTaskError, TaskCancelledError
+from mpiray.object_ref import ObjectRef
 from mpiray.serialization import serialize, serialize_error
 
 
@@ -47,6 +54,8 @@ def run(runtime, spec, fn):
             if _should_retry(spec, exc):
                 return [], True
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
+        if spec.num_returns < 0:
+            return write_stream(runtime, spec, result)
         return write_returns(runtime, spec, result), False
     finally:
         context.set_task(None, None)
@@ -72,9 +81,19 @@ def wrap(exc, name):
 
 def write_returns(runtime, spec, result):
     oids = spec.return_ids()
+    if inspect.isgenerator(result):  # a generator function with num_returns=n: n values
+        try:
+            result = list(result)
+        except Exception as exc:  # noqa: BLE001 - raised inside the generator
+            return _write_error(runtime, spec, wrap(exc, spec.name))
+        if spec.num_returns == 1:
+            if len(result) != 1:
+                return _write_error(runtime, spec, wrap(ValueError(
+                    f"{spec.name} declared num_returns=1 but yielded {len(result)} values"), spec.name))
+            result = result[0]
     if spec.num_returns == 0:
         return []
-    if spec.num_returns == 1:
+    if spec.num_returns == 1 or spec.num_returns < 0:  # (< 0: a stream's end)
         values = [result]
     else:
         values = list(result) if result is not None else []
@@ -89,7 +108,10 @@ def write_returns(runtime, spec, result):
             runtime.store.put(oid, _NONE)
             sealed.append((oid, []))
             continue
-        sobj = serialize(value)
+        try:
+            sobj = serialize(value)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable value fails the task, not the worker
+            return _write_unserializable(runtime, spec, exc, sealed)
         runtime.write(oid, sobj)
         if sobj.contained:
             # Told now, while `result` still holds those refs: once it is dropped, this
@@ -97,6 +119,100 @@ def write_returns(runtime, spec, result):
             runtime.channel.send([(P.SEALED, oid, sobj.contained)], flush=False)
         sealed.append((oid, []))
     return sealed
+
+
+def _write_unserializable(runtime, spec, exc, sealed):
+    """The returns not written yet become the error (those written stay)."""
+    err = wrap(TypeError(f"the return value of {spec.name} could not be serialized: {exc}"), spec.name)
+    data = serialize_error(err).to_bytes()
+    done = {oid for oid, _ in sealed}
+    for oid in spec.return_ids():
+        if oid not in done:
+            runtime.store.put(oid, data)
+            sealed.append((oid, []))
+    return sealed
+
+
+def write_stream(runtime, spec, gen):
+    """Writes every value the generator yields as the stream's next item, then the end
+    (the items' refs). Returns (sealed, retry) as run() does. A retried attempt skips
+    the items an earlier one made (the generator is taken to yield the same values)."""
+    if not (inspect.isgenerator(gen) or inspect.isasyncgen(gen)):
+        err = wrap(TypeError(f"{spec.name} was called with num_returns=\"streaming\" or "
+                             f"\"dynamic\" but returned a {type(gen).__name__}, not a generator"),
+                   spec.name)
+        return _write_error(runtime, spec, err), False
+    stream = _Stream(runtime, spec)
+    try:
+        for value in gen:
+            stream.add(value)
+    except _StreamBroken:
+        gen.close()
+    except BaseException as exc:  # noqa: BLE001 - the error is the stream's next item
+        if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
+            raise
+        if _should_retry(spec, exc):
+            return [], True
+        stream.add_error(wrap(exc, spec.name))
+    return stream.end(), False
+
+
+async def write_async_stream(runtime, spec, agen):
+    """write_stream for an async generator (an async actor's method): items as they come."""
+    stream = _Stream(runtime, spec)
+    try:
+        async for value in agen:
+            stream.add(value)
+    except _StreamBroken:
+        await agen.aclose()
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
+            raise
+        stream.add_error(wrap(exc, spec.name))
+    return stream.end()
+
+
+class _Stream:
+    """The items of one generator task as they are written."""
+
+    def __init__(self, runtime, spec):
+        self.rt, self.spec = runtime, spec
+        self.refs = []
+        # Across nodes the node pushes each item to the caller's node when it hears of
+        # it, so it must hear at once; on one host the caller reads the store directly.
+        self.flush = runtime.fetch_remote
+
+    def _next_id(self):
+        return _ids.object_id(self.spec.task_id, len(self.refs) + 1)
+
+    def add(self, value):
+        oid = self._next_id()
+        if not self.rt.store.contains(oid):  # (else made by an attempt before this one)
+            try:
+                sobj = serialize(value)
+            except Exception as exc:  # noqa: BLE001
+                self.add_error(wrap(TypeError(
+                    f"a value yielded by {self.spec.name} could not be serialized: {exc}"), self.spec.name))
+                raise _StreamBroken() from None
+            self.rt.write(oid, sobj)
+            self.rt.channel.send([(P.SEALED, oid, sobj.contained)], flush=self.flush)
+        self.refs.append(ObjectRef(oid, _counted=False))
+
+    def add_error(self, err):
+        oid = self._next_id()
+        if not self.rt.store.contains(oid):
+            self.rt.write_error(oid, err)
+            self.rt.channel.send([(P.SEALED, oid, [])], flush=self.flush)
+        self.refs.append(ObjectRef(oid, _counted=False))
+
+    def end(self):
+        from mpiray.generators import DynamicObjectRefGenerator
+
+        return write_returns(self.rt, self.spec, DynamicObjectRefGenerator(self.refs))
+
+
+class _StreamBroken(Exception):
+    """A yielded value could not be stored: its error is already the last item."""
 
 
 def _write_error(runtime, spec, err):

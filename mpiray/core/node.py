@@ -232,6 +232,9 @@ class NodeIO:
         functions = cluster.functions_for(node, [spec.function_id], self.read_blob)
         self.node.agent.send(node, ("task", spec.to_bytes(), functions, cluster.me))
 
+    def push_object(self, node, oid, contained):
+        self.node.agent.push_object(node, oid, contained)
+
     def forward_cancel(self, node, task_id, force):
         self.node.agent.send(node, ("cancel", task_id, force))
 

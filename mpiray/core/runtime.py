@@ -235,8 +235,10 @@ class Runtime:
     # ------------------------------------------------------------ tasks
     def submit_task(self, function_id, name, args, kwargs, opts) -> list:
         blob, deps, contained, holder = self.pack_args(args, kwargs)
+        n = opts["num_returns"]
         spec = TaskSpec(
-            task_id=_ids.new_id(), kind=0, function_id=function_id, name=name, args=blob,
+            task_id=_ids.new_id() if n >= 0 else _ids.new_stream_id(), kind=0,
+            function_id=function_id, name=name, args=blob,
             deps=deps, contained=contained, num_returns=opts["num_returns"],
             resources=opts["resources"], max_retries=opts["max_retries"],
             retry_exceptions=opts["retry_exceptions"],
@@ -262,7 +264,8 @@ class Runtime:
         """name: the task's name (Class.method)."""
         blob, deps, contained, holder = self.pack_args(args, kwargs)
         spec = TaskSpec(
-            task_id=_ids.new_id(), kind=ACTOR_CALL, function_id=b"", name=name,
+            task_id=_ids.new_id() if num_returns >= 0 else _ids.new_stream_id(),
+            kind=ACTOR_CALL, function_id=b"", name=name,
             args=blob, deps=deps, contained=contained, num_returns=num_returns,
             actor_id=actor_id, method=method, max_retries=max_retries,
         )

@@ -37,7 +37,7 @@ from mpiray import _ids
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
-from mpiray.core.scheduler_remote import FORWARDED, CrossNode
+from mpiray.core.scheduler_remote import FORWARDED, UNBORROW_GRACE_S, CrossNode
 from mpiray.core.resources import NodeResources
 from mpiray.core.timeline import TaskLog
 from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
@@ -48,6 +48,7 @@ WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISP
 RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
 TASK_LOG_SIZE = 100_000  # tasks and actor calls timeline() remembers per node
 TASK, ACTOR = "task", "actor"
+STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
 
 
 class TaskRecord:
@@ -110,6 +111,7 @@ class Scheduler(CrossNode):
         self.borrowed = set()   # other nodes' oids whose owner counts this node as a holder
         self.kept = set()       # other nodes' oids kept here for their owner (task returns)
         self.lingering = collections.deque()  # (due, oid): unborrows applied after a grace
+        self.streams_over = {}  # generator tasks whose end was freed (oldest first, bounded)
         # ((name, pid, start, end), task id) of the last tasks and actor calls run here,
         # for timeline() (core/timeline.py); bounded, as Ray's task events are
         self.task_log = TaskLog(TASK_LOG_SIZE)
@@ -154,6 +156,8 @@ class Scheduler(CrossNode):
         self.io.delete_object(oid)
         if self.cluster is not None:
             self.cluster.freed(oid)
+        if _ids.is_stream_end(oid):
+            self._stream_over(oid[: _ids.TASK_ID_SIZE])
         for inner in self.contains.pop(oid, ()):
             self._decref(inner)
 
@@ -170,9 +174,16 @@ class Scheduler(CrossNode):
         if self.cluster is not None:
             self.cluster.have(oid)
         if oid not in self.counts and oid not in self.kept:  # nobody holds it: free at once
+            if _ids.is_stream_item(oid) and self._stream_item(oid, contained):
+                return
             self.io.delete_object(oid)
             if self.cluster is not None and not self.cluster.is_foreign(oid):
                 self.cluster.freed(oid)  # and the node that made it for us may drop it
+            if _ids.is_stream_end(oid):  # the caller let go of the stream before its end
+                self._stream_over(oid[: _ids.TASK_ID_SIZE])
+                for inner in contained:
+                    if inner not in self.counts:
+                        self._free(inner)
             return
         self.sealed.add(oid)
         if contained:
@@ -180,6 +191,33 @@ class Scheduler(CrossNode):
             for inner in contained:
                 self._incref(inner)
         self._wake_waiters(oid)
+
+    def _stream_item(self, oid, contained) -> bool:
+        """An item a generator task yielded, that no ref holds yet: the stream holds it
+        here until its end does (True), unless the stream is over (False: free it). One
+        made here for another node's caller goes there at once."""
+        if self.cluster is not None and self.cluster.is_foreign(oid):
+            for inner in contained:  # held until the caller's node borrows them
+                self._incref(inner)
+                self.lingering.append((time.monotonic() + UNBORROW_GRACE_S, inner))
+            self.io.push_object(_ids.node_of(oid), oid, contained)
+            self.io.delete_object(oid)  # (its memory goes once the push is sent)
+            return True
+        if oid[: _ids.TASK_ID_SIZE] in self.streams_over or not self.io.contains(oid):
+            return False  # (not in the store: a caller took it and dropped it already)
+        self.sealed.add(oid)
+        if contained:
+            self.contains[oid] = list(contained)
+            for inner in contained:
+                self._incref(inner)
+        self._wake_waiters(oid)
+        return True
+
+    def _stream_over(self, task_id):
+        """The end of task_id's stream is freed: items still coming are not kept."""
+        self.streams_over[task_id] = None
+        if len(self.streams_over) > STREAMS_OVER_KEPT:
+            del self.streams_over[next(iter(self.streams_over))]
 
     def _wake_waiters(self, oid):
         for rec in self.waiting_on.pop(oid, ()):

@@ -11,9 +11,13 @@ import pickle
 
 import cloudpickle
 
-from mpiray._ids import return_ids
+from mpiray._ids import return_ids, stream_end
 
 NORMAL, ACTOR_CREATION, ACTOR_CALL = 0, 1, 2
+# num_returns of a generator task: its items stream to the caller (an ObjectRefGenerator),
+# or are handed over all at once at its end (num_returns="dynamic"). Either way its one
+# declared return is the stream's end object (mpiray/generators.py).
+STREAMING, DYNAMIC = -1, -2
 
 _FIELDS = ("task_id", "kind", "function_id", "name", "args", "deps", "contained",
            "num_returns", "resources", "max_retries", "retry_exceptions", "attempt",
@@ -45,6 +49,8 @@ class TaskSpec:
     def return_ids(self):
         if self.num_returns == 1:  # (the commonest case, on every submit and every return)
             return [self.task_id + _FIRST_RETURN]
+        if self.num_returns < 0:
+            return [stream_end(self.task_id)]
         return return_ids(self.task_id, self.num_returns)
 
     def fields(self):

@@ -91,6 +91,7 @@ class Agent:
         self.sends = []                  # (request, buffer kept alive until sent)
         self.recvs = []                  # IncomingObject
         self.waiting = {}                # oid -> [requester node]: not sealed here yet
+        self.pushes = collections.deque()  # (node, oid, buffer, contained) to send unasked
         self.proxies = {}                # actor id -> (local queue, node it runs on)
         self.node_by_rank = {r: i for i, r in enumerate(world.leaders)}
         self.next_waiting_check = 0.0
@@ -165,8 +166,11 @@ class Agent:
         MPI = self.MPI
         status = MPI.Status()
         last_busy = time.perf_counter()
-        while self.running or self.outbox or self.sends or self.recvs:
+        while self.running or self.outbox or self.sends or self.recvs or self.pushes:
             busy = self._drain_outbox()
+            if self.pushes:
+                self._drain_pushes()
+                busy = True
             self._heartbeat()
             while self.comm.Iprobe(MPI.ANY_SOURCE, TAG_CTRL, status):
                 cycle, msg = self.comm.recv(source=status.Get_source(), tag=TAG_CTRL)
@@ -447,6 +451,20 @@ class Agent:
             for off in range(0, n, CHUNK):
                 piece = raw[off: off + CHUNK]
                 self.sends.append((self.comm.Isend([piece, self.MPI.BYTE], dest=rank, tag=TAG_DATA), buf))
+
+    def push_object(self, node, oid, contained):
+        """Sends a sealed object of this node's store to node without being asked (a
+        generator's item, to its caller's node). Any thread; the buffer taken now keeps
+        the object alive until it is sent."""
+        buf = self.store.get(oid, 0)
+        if buf is not None:
+            self.pushes.append((node, oid, buf, list(contained)))
+            self.poller.poke()
+
+    def _drain_pushes(self):
+        while self.pushes:
+            node, oid, buf, contained = self.pushes.popleft()
+            self.send_object(node, oid, buf, contained)
 
     def _retry_waiting(self):
         now = time.perf_counter()

@@ -1,0 +1,164 @@
+"""Generator tasks: the caller's side of a task or actor method that yields.
+
+    worker: for value in fn(): ──serialize──► item i = (task id, i + 1) in the store
+            │                                  (sealed as it is made; across nodes pushed
+            │                                   to the caller's node at once)
+            └─ the generator ends ──► end = (task id, STREAM_END_INDEX): every item's ref
+    caller: ObjectRefGenerator ──next()──► waits for item i, or for the end
+            ──► ObjectRef(item i) │ the end's error │ StopIteration
+
+Until its end is sealed, a stream's items are held by the scheduler for the stream;
+from then on the end object holds them, and each item's own refs. So items nobody took
+go when the generator (which holds the end) is dropped, as in Ray. Ray frees an item the
+caller took and dropped at once; here it goes with the end as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mpiray import _ids
+from mpiray.object_ref import ObjectRef
+
+
+class DynamicObjectRefGenerator:
+    """The value of a num_returns="dynamic" task (and the end of every stream): the
+    refs of what the generator yielded, in order."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __repr__(self):
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
+
+
+class ObjectRefGenerator:
+    """What calling a generator task returns: iterate it (``for ref in gen``, ``async
+    for``, ``next(gen)``) for one ObjectRef per value yielded, as soon as each is made.
+    An exception in the generator comes as a ref holding it, after the values yielded
+    before it. Not thread-safe, and not to be passed to other tasks (as in Ray)."""
+
+    def __init__(self, end_ref: ObjectRef):
+        self._end = end_ref
+        self._task_id = end_ref.binary()[: _ids.TASK_ID_SIZE]
+        self._index = 0          # items handed out so far
+        self._count = None       # how many items the task made, once its end is read
+        self._failed = False     # the task itself failed: its end holds the error
+        self._finished = False   # everything handed out (StopIteration from now on)
+
+    # ------------------------------------------------------------ iteration
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> ObjectRef:
+        ref = self._next(None)
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ObjectRef:
+        if self.next_ready():
+            ref = self._next(0)
+        else:  # (a thread waits, so the event loop keeps running)
+            ref = await asyncio.get_running_loop().run_in_executor(None, self._next, None)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def _item_id(self):
+        return _ids.object_id(self._task_id, self._index + 1)
+
+    def _next(self, timeout):
+        """The next item's ref, the end's ref if the task failed, or None once all is
+        handed out. timeout (seconds, None: forever) only bounds the first wait."""
+        from mpiray.api import _runtime
+        from mpiray.exceptions import GetTimeoutError
+
+        if self._finished:
+            return None
+        rt = _runtime()
+        item, end = self._item_id(), self._end.binary()
+        if self._count is None:
+            ready = rt.wait(item + end, 1, timeout)
+            if not ready[0] and not ready[1]:
+                raise GetTimeoutError(f"no item of the generator task {self._task_id.hex()} "
+                                      f"within {timeout} s")
+            if not ready[0]:
+                self._read_end(rt)
+        if self._failed:
+            if rt.store.contains(item):  # (made before the failure)
+                self._index += 1
+                return ObjectRef(item)
+            self._finished = True
+            return self._end
+        if self._count is not None and self._index >= self._count:
+            self._finished = True
+            return None
+        # Ready, or made before the end: across nodes an item may still be on its way.
+        if not rt.store.contains(item):
+            rt.wait(item, 1, None)
+        self._index += 1
+        return ObjectRef(item)
+
+    def _read_end(self, rt):
+        from mpiray.serialization import deserialize
+
+        buf = rt.store.get(self._end.binary(), 0)
+        value, is_error = deserialize(buf)
+        del buf
+        if is_error:
+            self._failed = True
+        else:
+            self._count = len(value)
+
+    # ------------------------------------------------------------ Ray's other methods
+    def next_ready(self) -> bool:
+        """next() would not block."""
+        if self._finished:
+            return True
+        from mpiray.api import _runtime
+
+        store = _runtime().store
+        return store.contains(self._item_id()) or store.contains(self._end.binary())
+
+    def is_finished(self) -> bool:
+        """The task has ended and every item was handed out."""
+        if self._finished:
+            return True
+        from mpiray.api import _runtime
+
+        rt = _runtime()
+        if self._count is None and not self._failed and rt.store.contains(self._end.binary()):
+            self._read_end(rt)
+        return self._count is not None and self._index >= self._count
+
+    def completed(self) -> ObjectRef:
+        """A ref that is ready once the task has ended; getting it raises the task's
+        error if the task itself failed."""
+        return self._end
+
+    def task_id(self):
+        return self._task_id.hex()
+
+    def _wait_ids(self):
+        """(next item id, end id): the generator is ready for wait() once either is."""
+        return self._item_id(), self._end.binary()
+
+    def __reduce__(self):
+        raise TypeError("an ObjectRefGenerator cannot be passed to another task or actor, "
+                        "or stored (as in Ray): pass the ObjectRefs it gives instead")
+
+    def __repr__(self):
+        return f"ObjectRefGenerator(task {self._task_id.hex()}, {self._index} taken)"
+
+
+__all__ = ["DynamicObjectRefGenerator", "ObjectRefGenerator"]

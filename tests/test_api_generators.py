@@ -1,0 +1,371 @@
+"""Generator tasks and actor methods: streaming (the default for a function that yields),
+num_returns="dynamic", a count, errors, wait, cancel, and the store left clean."""
+
+import asyncio
+import gc
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from mpiray import _ids
+
+
+def _store(ray):
+    from mpiray.core import current
+
+    return current.node().store
+
+
+def _wait_until(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_a_generator_function_streams_its_values_by_default(ray):
+    @ray.remote
+    def count(n):
+        for i in range(n):
+            yield i * 10
+
+    gen = count.remote(4)
+    assert isinstance(gen, ray.ObjectRefGenerator)
+    refs = list(gen)
+    assert all(isinstance(r, ray.ObjectRef) for r in refs)
+    assert ray.get(refs) == [0, 10, 20, 30]
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert gen.is_finished()
+
+
+def test_items_come_before_the_task_ends(ray):
+    @ray.remote
+    def slow(n, pause):
+        for i in range(n):
+            yield i
+            time.sleep(pause)
+
+    start = time.monotonic()
+    gen = slow.remote(3, 1.0)
+    first = next(gen)
+    assert ray.get(first) == 0
+    assert time.monotonic() - start < 0.9   # the task still has ~2 s to go
+    assert not gen.is_finished()
+    assert [ray.get(r) for r in gen] == [1, 2]
+
+
+def test_an_exception_comes_after_the_values_yielded_before_it(ray):
+    @ray.remote(max_retries=0)
+    def breaks():
+        yield "a"
+        yield "b"
+        raise KeyError("third")
+
+    gen = breaks.remote()
+    assert ray.get(next(gen)) == "a"
+    assert ray.get(next(gen)) == "b"
+    bad = next(gen)
+    with pytest.raises(KeyError):
+        ray.get(bad)
+    with pytest.raises(ray.exceptions.RayTaskError):
+        ray.get(bad)
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_dynamic_returns_one_ref_to_all_the_refs(ray):
+    @ray.remote(num_returns="dynamic")
+    def split(n):
+        for i in range(n):
+            yield np.full(1000, i)
+
+    ref = split.remote(5)
+    assert isinstance(ref, ray.ObjectRef)
+    dyn = ray.get(ref)
+    assert isinstance(dyn, ray.DynamicObjectRefGenerator)
+    assert len(dyn) == 5
+    assert [int(ray.get(r)[0]) for r in dyn] == [0, 1, 2, 3, 4]
+
+
+def test_a_generator_with_a_count_returns_that_many_refs(ray):
+    @ray.remote(num_returns=3)
+    def three():
+        yield 1
+        yield 2
+        yield 3
+
+    a, b, c = three.remote()
+    assert ray.get([a, b, c]) == [1, 2, 3]
+
+    bad = three.options(num_returns=2).remote()
+    with pytest.raises(ray.exceptions.RayTaskError, match="num_returns=2"):
+        ray.get(bad[0])
+
+
+def test_streaming_on_a_function_that_does_not_yield_is_a_clear_error(ray):
+    @ray.remote(num_returns="streaming")
+    def plain():
+        return 1
+
+    gen = plain.remote()
+    with pytest.raises(ray.exceptions.RayTaskError, match="not a generator"):
+        ray.get(next(gen))
+
+
+def test_bad_num_returns_is_refused_by_name(ray):
+    @ray.remote
+    def f():
+        return 1
+
+    with pytest.raises(ValueError, match="num_returns"):
+        f.options(num_returns="lots")
+
+
+def test_an_unpicklable_value_fails_the_task_not_the_worker(ray):
+    import threading
+
+    @ray.remote(max_retries=0)
+    def returns_a_lock():
+        return threading.Lock()
+
+    @ray.remote(max_retries=0)
+    def yields_a_lock():
+        yield 1
+        yield threading.Lock()
+        yield 3   # never reached: the stream ends at the value it could not store
+
+    with pytest.raises(ray.exceptions.RayTaskError, match="could not be serialized"):
+        ray.get(returns_a_lock.remote())
+    gen = yields_a_lock.remote()
+    assert ray.get(next(gen)) == 1
+    with pytest.raises(ray.exceptions.RayTaskError, match="could not be serialized"):
+        ray.get(next(gen))
+    assert list(gen) == []
+
+    @ray.remote
+    def pid():
+        return os.getpid()
+
+    assert ray.get(pid.remote())  # the workers are alive and well
+
+
+def test_refs_of_items_go_to_other_tasks(ray):
+    @ray.remote
+    def chunks():
+        for i in range(3):
+            yield np.arange(100_000) + i
+
+    @ray.remote
+    def total(a):
+        return int(a.sum())
+
+    sums = [total.remote(r) for r in chunks.remote()]
+    base = sum(range(100_000))
+    assert ray.get(sums) == [base, base + 100_000, base + 200_000]
+
+
+def test_wait_takes_generators_and_refs(ray):
+    @ray.remote
+    def slow_items():
+        time.sleep(1.5)
+        yield 1
+
+    @ray.remote
+    def quick():
+        return "q"
+
+    gen = slow_items.remote()
+    q = quick.remote()
+    ready, pending = ray.wait([gen, q], num_returns=1, timeout=10)
+    assert ready == [q] and pending == [gen]
+    ready, pending = ray.wait([gen], timeout=0)
+    assert ready == [] and pending == [gen]
+    ready, pending = ray.wait([gen], timeout=10)
+    assert ready == [gen]
+    assert gen.next_ready()
+    assert ray.get(next(gen)) == 1
+
+
+def test_completed_is_ready_at_the_end(ray):
+    @ray.remote
+    def two():
+        yield 1
+        time.sleep(0.3)
+        yield 2
+
+    gen = two.remote()
+    ray.get(gen.completed(), timeout=10)
+    assert gen.is_finished() is False   # ended, but nothing taken yet
+    assert [ray.get(r) for r in gen] == [1, 2]
+    assert gen.is_finished()
+
+
+def test_async_iteration(ray):
+    @ray.remote
+    def letters():
+        for c in "abc":
+            time.sleep(0.05)
+            yield c
+
+    async def collect():
+        return [await ref async for ref in letters.remote()]
+
+    assert asyncio.run(collect()) == ["a", "b", "c"]
+
+
+def test_get_of_a_generator_and_passing_one_are_refused(ray):
+    @ray.remote
+    def g():
+        yield 1
+
+    @ray.remote
+    def takes(x):
+        return x
+
+    gen = g.remote()
+    with pytest.raises(TypeError, match="ObjectRefGenerator"):
+        ray.get(gen)
+    with pytest.raises(TypeError, match="ObjectRefGenerator"):
+        takes.remote(gen)
+    assert [ray.get(r) for r in gen] == [1]
+
+
+def test_cancel_of_a_generator_ends_its_stream(ray):
+    @ray.remote
+    def forever():
+        i = 0
+        while True:
+            yield i
+            i += 1
+            time.sleep(0.01)
+
+    gen = forever.remote()
+    assert ray.get(next(gen)) == 0
+    ray.cancel(gen)
+    refs = []
+    for ref in gen:     # the items already made, then the cancellation
+        refs.append(ref)
+        assert len(refs) < 10_000
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(refs[-1])
+
+
+def test_a_crashed_generator_is_retried_without_duplicates(ray, tmp_path):
+    marker = tmp_path / "crashed"
+
+    @ray.remote(max_retries=2)
+    def crashes_once(path):
+        yield "x"
+        yield "y"
+        if not os.path.exists(path):
+            open(path, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield "z"
+
+    assert [ray.get(r) for r in crashes_once.remote(str(marker))] == ["x", "y", "z"]
+
+
+def test_a_crash_without_retries_ends_the_stream_with_the_error(ray):
+    @ray.remote(max_retries=0)
+    def dies():
+        yield 1
+        time.sleep(0.2)
+        os._exit(3)
+
+    gen = dies.remote()
+    assert ray.get(next(gen)) == 1
+    rest = list(gen)
+    assert len(rest) == 1
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(rest[0])
+
+
+def test_actor_generator_methods_sync_threaded_and_async(ray):
+    @ray.remote
+    class Sync:
+        def __init__(self):
+            self.base = 100
+
+        def items(self, n):
+            for i in range(n):
+                yield self.base + i
+
+        @ray.method(num_returns="dynamic")
+        def dyn(self, n):
+            yield from range(n)
+
+    @ray.remote(max_concurrency=4)
+    class Threaded:
+        def items(self, n):
+            yield from range(n)
+
+    @ray.remote
+    class Async:
+        async def items(self, n):
+            for i in range(n):
+                await asyncio.sleep(0.01)
+                yield i * i
+
+        async def plain(self):
+            return "plain"
+
+    s, t, a = Sync.remote(), Threaded.remote(), Async.remote()
+    assert [ray.get(r) for r in s.items.remote(3)] == [100, 101, 102]
+    assert [ray.get(r) for r in ray.get(s.dyn.remote(4))] == [0, 1, 2, 3]
+    assert [ray.get(r) for r in t.items.remote(5)] == [0, 1, 2, 3, 4]
+    assert [ray.get(r) for r in a.items.remote(4)] == [0, 1, 4, 9]
+    assert ray.get(a.plain.remote()) == "plain"
+    assert [ray.get(r) for r in s.items.options(num_returns="streaming").remote(1)] == [100]
+
+
+def test_items_are_freed_with_the_generator(ray):
+    @ray.remote
+    def big(n):
+        for i in range(n):
+            yield np.full(200_000, i, dtype=np.uint8)
+
+    store = _store(ray)
+    gen = big.remote(6)
+    kept = next(gen)
+    tid = kept.binary()[: _ids.TASK_ID_SIZE]
+    ray.get(gen.completed(), timeout=30)
+    item_ids = [_ids.object_id(tid, i + 1) for i in range(6)]
+    assert all(store.contains(oid) for oid in item_ids)
+    del gen
+    gc.collect()
+    # the five never taken go with the generator; the one taken lives while its ref does
+    _wait_until(lambda: not any(store.contains(oid) for oid in item_ids[1:]))
+    assert store.contains(item_ids[0])
+    assert int(ray.get(kept)[0]) == 0
+    del kept
+    gc.collect()
+    _wait_until(lambda: not store.contains(item_ids[0]))
+
+
+def test_a_generator_dropped_while_running_leaves_nothing(ray):
+    @ray.remote
+    def slowly(n):
+        for i in range(n):
+            time.sleep(0.05)
+            yield np.full(100_000, i, dtype=np.uint8)
+
+    store = _store(ray)
+    gen = slowly.remote(8)
+    tid = next(gen).binary()[: _ids.TASK_ID_SIZE]
+    del gen
+    gc.collect()
+    time.sleep(0.8)   # the task runs on and ends
+    ids = [_ids.object_id(tid, i + 1) for i in range(8)] + [_ids.stream_end(tid)]
+    _wait_until(lambda: not any(store.contains(oid) for oid in ids))
+
+
+def test_many_items(ray):
+    @ray.remote
+    def many(n):
+        yield from range(n)
+
+    assert sum(ray.get(r) for r in many.remote(5000)) == sum(range(5000))
