@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mpiray.core import runtime_env
+from mpiray.core import placement, runtime_env
 from mpiray.core.resources import normalize
 from mpiray.core.task_spec import DYNAMIC, STREAMING
 
@@ -30,12 +30,41 @@ def check_keys(given: dict, allowed: set, what: str):
                          f"valid ones are {', '.join(sorted(allowed))}")
 
 
-def _with_strategy(req: dict, strategy) -> dict:
+def _strategy_of(opts: dict):
+    """scheduling_strategy=, or Ray's older placement_group= / _bundle_index= options."""
+    pg = opts.get("placement_group")
+    if pg is None or pg == "default":
+        return opts.get("scheduling_strategy")
+    if opts.get("scheduling_strategy") not in (None, "DEFAULT"):
+        raise ValueError("give either placement_group= or scheduling_strategy=, not both")
+    from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return PlacementGroupSchedulingStrategy(pg, opts.get("placement_group_bundle_index", -1),
+                                            opts.get("placement_group_capture_child_tasks"))
+
+
+def _in_group(req: dict, strategy, fit: dict) -> dict:
+    """req asked of the strategy's bundle; fit (what placing it takes) must fit that
+    bundle (or one of them, for index -1), else no node could ever run it."""
+    pg, index = strategy.placement_group, strategy.placement_group_bundle_index
+    bundles = pg.bundle_specs if index < 0 else [pg.bundle_specs[index]]
+    if not any(all(b.get(k, 0.0) + 1e-9 >= v for k, v in fit.items()) for b in bundles):
+        which = "any bundle" if index < 0 else f"bundle {index} ({bundles[0]})"
+        raise ValueError(f"{fit} does not fit {which} of placement group {pg.id.hex()}: "
+                         "it could never run there")
+    return placement.in_group(req, pg.id.hex(), index)
+
+
+def _with_strategy(req: dict, strategy, fit=None) -> dict:
     """NodeAffinitySchedulingStrategy(node_id, soft=False) becomes a request for a sliver
     of the node:<index> resource that only that node has; "DEFAULT" and "SPREAD" place
-    as usual (placement already spreads what does not fit on the submitting node)."""
-    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    as usual (placement already spreads what does not fit on the submitting node);
+    PlacementGroupSchedulingStrategy renames the request into its bundle's resources."""
+    from mpiray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
+                                                   PlacementGroupSchedulingStrategy)
 
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return _in_group(req, strategy, req if fit is None else fit)
     if strategy is None or isinstance(strategy, str):
         if strategy not in (None, "DEFAULT", "SPREAD"):
             raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD' "
@@ -45,7 +74,8 @@ def _with_strategy(req: dict, strategy) -> dict:
         if strategy.soft:
             return req
         return dict(req, **{strategy.resource(): 0.001})
-    raise ValueError(f"unsupported scheduling_strategy {strategy!r}")
+        raise ValueError(f"unsupported scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
+                         "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
 
 
 def num_returns_option(value, default=1) -> int:
@@ -83,7 +113,7 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
         "num_returns": num_returns,
         "resources": _with_strategy(
             normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources")),
-            opts.get("scheduling_strategy")),
+            _strategy_of(opts)),
         "max_retries": 10**9 if max_retries == -1 else max_retries,
         "retry_exceptions": retry,
         "name": opts.get("name"),
@@ -95,11 +125,13 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
 def actor_options(opts: dict) -> dict:
     check_keys(opts, ACTOR_OPTIONS, "an actor class")
     explicit_cpus = opts.get("num_cpus")
-    held = _with_strategy(normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"),
-                                    default_cpus=0), opts.get("scheduling_strategy"))
-    placement = dict(held)
+    held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"), default_cpus=0)
+    to_place = dict(held)
     if explicit_cpus is None:
-        placement["CPU"] = 1.0  # Ray: an actor needs a CPU to be placed but holds none
+        to_place["CPU"] = 1.0  # Ray: an actor needs a CPU to be placed but holds none
+    strategy = _strategy_of(opts)
+    held = _with_strategy(held, strategy, to_place)
+    placement_req = _with_strategy(to_place, strategy)
     max_restarts = opts.get("max_restarts", 0)
     if not isinstance(max_restarts, int) or max_restarts < -1:
         raise ValueError(f"max_restarts must be an integer >= -1, got {max_restarts!r}")
@@ -116,7 +148,7 @@ def actor_options(opts: dict) -> dict:
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
     return {
-        "resources": held, "placement": placement,
+        "resources": held, "placement": placement_req,
         "max_restarts": -1 if max_restarts == -1 else max_restarts,
         "max_task_retries": 10**9 if max_task_retries == -1 else max_task_retries,
         "max_concurrency": max_concurrency, "name": name or "",

@@ -121,6 +121,18 @@ class TaskUnschedulableError(RayError):
     pass
 
 
+class TaskPlacementGroupRemoved(RayError):
+    """The placement group the task was to run in was removed."""
+
+    def __init__(self, message="The placement group of this task was removed."):
+        super().__init__(message)
+
+
+class ActorPlacementGroupRemoved(RayActorError):
+    """The placement group the actor lived in was removed (a RayActorError here, so
+    that its callers' `except RayActorError` sees it)."""
+
+
 class AsyncioActorExit(RayError):
     pass
 

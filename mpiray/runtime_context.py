@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mpiray.core import context, current
+from mpiray.core import context, current, placement
 
 
 class RuntimeContext:
@@ -34,7 +34,16 @@ class RuntimeContext:
     def get_assigned_resources(self):
         """What the running task or actor holds, as Ray reports it ({} in the driver);
         the node:<i> slivers that pin a task to a node are not resources it was given."""
-        return {k: v for k, v in context.resources().items() if not k.startswith("node:")}
+        out = {}
+        for key, amount in context.resources().items():
+            base = placement.base_name(key)  # a bundle's CPU_group_<i>_<pg> is a CPU
+            if not base.startswith("node:") and base != placement.BUNDLE:
+                out[base] = amount
+        return out
+
+    def get_placement_group_id(self):
+        """The hex id of the placement group the running task or actor is in, or None."""
+        return placement.group_of(context.resources())
 
     def get_accelerator_ids(self):
         return {"GPU": [str(g) for g in context.gpu_ids()]}

@@ -13,6 +13,7 @@ the queue is closed and drained, every call getting RayActorError.
 
 from __future__ import annotations
 
+from mpiray.core import placement
 from mpiray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
@@ -57,6 +58,8 @@ class ActorManager:
                 cluster is not None and origin is None and cluster.feasible_elsewhere(aspec.placement)):
             self.s._warn_infeasible(f"actor {aspec.class_name}", aspec.placement)
         self.pending.append(rec)
+        if placement.group_of(aspec.placement) in self.s.bundles.removed:
+            self.s._kill_removed_actor(rec)
 
     def place_pending(self):
         if not self.pending:

@@ -78,6 +78,19 @@ class Cluster:
                 return home
         return max(fits, key=lambda n: self.views[n].available.get("CPU", 0.0))
 
+    def change_totals(self, node: int, delta: dict, sign: int):
+        """node's resources grew (sign +1) or shrank (-1) by a placement group bundle."""
+        totals = self.table[node]["totals"]
+        for k, v in delta.items():
+            left = totals.get(k, 0.0) + sign * v
+            if left > 1e-9:
+                totals[k] = left
+            else:
+                totals.pop(k, None)
+        view = self.views.get(node)
+        if view is not None:
+            view.add(delta) if sign > 0 else view.remove(delta)
+
     def home_of(self, oid: bytes) -> int:
         """Where to ask for an object: the node its route names, else its owner."""
         route = self.routes.get(oid[: _ids.TASK_ID_SIZE])

@@ -93,3 +93,5 @@ REMOTE_ACTOR = 27      # (REMOTE_ACTOR, actor_spec, origin_node)   placed here b
 ACTOR_DEAD = 28        # (ACTOR_DEAD, actor_id, cause)             dead on the node it ran on
 NAME_OP = 29           # (NAME_OP, op, key, value, reply_oid)   to node 0's name registry
 TICK = 30              # (TICK,)      time passed: delayed work that is due (MPI thread)
+PG_OP = 32             # (PG_OP, op, args, reply_oid)   to the placement group table (node 0's)
+PG_MSG = 33            # (PG_MSG, kind, args)   placement groups between nodes (core/placement.py)

@@ -42,6 +42,10 @@ class NodeResources:
         self.totals = {k: float(v) for k, v in totals.items() if v}
         self.available = dict(self.totals)
         self.free_gpus = list(gpu_ids)
+        # GPUs reserved by placement group bundles (core/placement.py): the bundle's
+        # "GPU_group_<i>_<pg>" -> its free device ids; a device id -> its bundle's key
+        self.group_gpus = {}
+        self.gpu_home = {}
 
     def feasible(self, req: dict) -> bool:
         return _within(req, self.totals)
@@ -53,6 +57,10 @@ class NodeResources:
         """Takes req; returns the GPU ids handed out with it (whole GPUs first)."""
         for k, v in req.items():
             self.available[k] = self.available.get(k, 0.0) - v
+        if self.group_gpus:
+            for k, v in req.items():
+                if k.startswith("GPU_group_"):
+                    return self._take_group_gpus(k, v)
         gpus = req.get("GPU", 0.0)
         if 0 < gpus < 1:  # a fraction shares one device with other fractional users
             return self.free_gpus[:1] if self.free_gpus else self._shared_gpu()
@@ -64,9 +72,55 @@ class NodeResources:
 
     def release(self, req: dict, gpu_ids=()) -> None:
         for k, v in req.items():
-            self.available[k] = self.available.get(k, 0.0) + v
+            if k in self.totals:  # (a removed placement group's are gone)
+                self.available[k] = self.available.get(k, 0.0) + v
         if req.get("GPU", 0.0) >= 1:
             self.free_gpus.extend(g for g in gpu_ids if g not in self.free_gpus)
+        elif self.gpu_home and gpu_ids:
+            for g in gpu_ids:
+                pool = self.group_gpus.get(self.gpu_home.get(g))
+                if pool is not None and g not in pool and any(
+                        k.startswith("GPU_group_") and v >= 1 for k, v in req.items()):
+                    pool.append(g)
+
+    # ---------------------------------------------------------- placement group bundles
+    def add(self, extra: dict, gpu_key=None, gpu_ids=()) -> None:
+        """A reserved bundle's resources join the node (gpu_ids: the devices it holds)."""
+        for k, v in extra.items():
+            self.totals[k] = self.totals.get(k, 0.0) + v
+            self.available[k] = self.available.get(k, 0.0) + v
+        if gpu_key is not None:
+            self.group_gpus[gpu_key] = list(gpu_ids)
+            self.gpu_home.update((g, gpu_key) for g in gpu_ids)
+
+    def remove(self, extra: dict, gpu_key=None) -> list:
+        """A bundle's resources leave the node; returns the device ids it held."""
+        for k, v in extra.items():
+            left = self.totals.get(k, 0.0) - v
+            if left > EPS:
+                self.totals[k] = left
+                self.available[k] = self.available.get(k, 0.0) - v
+            else:
+                self.totals.pop(k, None)
+                self.available.pop(k, None)
+        self.group_gpus.pop(gpu_key, None)
+        ids = [g for g, home in self.gpu_home.items() if home == gpu_key]
+        for g in ids:
+            del self.gpu_home[g]
+        return ids
+
+    def _take_group_gpus(self, key, amount) -> list:
+        """Device ids for `amount` of a bundle's GPUs (key: one bundle's, or the
+        wildcard "GPU_group_<pg>" meaning any bundle of that group on this node)."""
+        pools = [self.group_gpus[key]] if key in self.group_gpus else [
+            pool for k, pool in self.group_gpus.items() if k.endswith(key[len("GPU_group"):])]
+        if 0 < amount < 1:   # a fraction shares a device
+            return next(([pool[0]] for pool in pools if pool), [])
+        taken = []
+        for pool in pools:
+            while pool and len(taken) < int(amount):
+                taken.append(pool.pop(0))
+        return taken
 
     def overcommitted_cpus(self) -> float:
         """CPUs held beyond the total: tasks dispatched ahead (Scheduler._dispatch_ahead)."""

@@ -34,13 +34,15 @@ import time
 import traceback
 
 from mpiray import _ids
+from mpiray.core import placement
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.scheduler_remote import FORWARDED, UNBORROW_GRACE_S, CrossNode
 from mpiray.core.resources import NodeResources
 from mpiray.core.timeline import TaskLog
-from mpiray.exceptions import TaskCancelledError, WorkerCrashedError
+from mpiray.exceptions import (ActorPlacementGroupRemoved, TaskCancelledError,
+                               TaskPlacementGroupRemoved, WorkerCrashedError)
 
 log = logging.getLogger("mpiray")
 
@@ -112,6 +114,8 @@ class Scheduler(CrossNode):
         self.kept = set()       # other nodes' oids kept here for their owner (task returns)
         self.lingering = collections.deque()  # (due, oid): unborrows applied after a grace
         self.streams_over = {}  # generator tasks whose end was freed (oldest first, bounded)
+        self.bundles = placement.Bundles(self)           # placement group bundles held here
+        self.pgs = placement.PlacementGroups(self)       # the table (used on node 0 only)
         # ((name, pid, start, end), task id) of the last tasks and actor calls run here,
         # for timeline() (core/timeline.py); bounded, as Ray's task events are
         self.task_log = TaskLog(TASK_LOG_SIZE)
@@ -318,7 +322,7 @@ class Scheduler(CrossNode):
             rec.blocked = True
             self.active -= 1
             self.blocked += 1
-            self.res.release({"CPU": rec.spec.resources.get("CPU", 0.0)})
+            self.res.release(placement.cpu_part(rec.spec.resources))
 
     def _ev_unblocked(self, task_id):
         rec = self.tasks.get(task_id)
@@ -326,14 +330,15 @@ class Scheduler(CrossNode):
             rec.blocked = False
             self.active += 1
             self.blocked -= 1
-            self.res.acquire({"CPU": rec.spec.resources.get("CPU", 0.0)})
+            self.res.acquire(placement.cpu_part(rec.spec.resources))
 
     def _release_task_resources(self, rec):
         req = dict(rec.spec.resources)
         if req.get("CPU", 0.0) < 1:
             self.light -= 1
         if rec.blocked:
-            req.pop("CPU", None)  # already lent back while blocked
+            for key in placement.cpu_part(rec.spec.resources):
+                req.pop(key, None)  # already lent back while blocked
             rec.blocked = False
             self.blocked -= 1
         else:
@@ -389,9 +394,12 @@ class Scheduler(CrossNode):
         req = rec.spec.resources
         shape = _shape(req)
         queue = self.ready.get(shape)
-        if queue is None:  # a shape not seen yet (a node's totals never change)
+        if queue is None:  # a shape not seen yet (totals change only with placement groups)
             if not self.res.feasible(req) and not (
                     self.cluster is not None and self.cluster.feasible_elsewhere(req)):
+                if placement.group_of(req) in self.bundles.removed:
+                    self._fail_removed(rec)
+                    return
                 rec.state = INFEASIBLE
                 self.infeasible.append(rec)
                 self._warn_infeasible(rec.spec.name, req)
@@ -402,6 +410,8 @@ class Scheduler(CrossNode):
 
     def _warn_infeasible(self, name, req):
         key = (name, _shape(req))
+        if placement.group_of(req) is not None:
+            return  # its placement group is not placed yet: waiting is normal
         if key not in self._warned:
             self._warned.add(key)
             self.io.warn(
@@ -410,6 +420,8 @@ class Scheduler(CrossNode):
             )
 
     def _dispatch(self):
+        if self.bundles.waiting:  # (a bundle waiting for room takes it before tasks do)
+            self.bundles.try_waiting()
         for shape, queue in self.ready.items():
             if queue and shape != _ONE_CPU and self.res.overcommitted_cpus() > 0 and \
                     self.res.fits(queue[0].spec.resources):
@@ -479,6 +491,125 @@ class Scheduler(CrossNode):
         rec.spec.gpu_ids = rec.gpu_ids
         self.active += 1
         self.io.push_task(rec.spec)
+
+    # ------------------------------------------------------------------ placement groups
+    def _ev_pg_op(self, op, args, reply):
+        """A process here asks the placement group table (node 0's) something."""
+        if self.cluster is None or self.cluster.me == 0:
+            self._pg_op(op, args, reply, 0)
+        else:
+            self.cluster.send(0, ("pg", "op", (op, args, reply, self.cluster.me)))
+
+    def _pg_op(self, op, args, reply, requester):
+        try:
+            result = self.pgs.apply(op, args)
+        except Exception as exc:  # noqa: BLE001 - the asker gets the error
+            result = exc
+        if result is placement.DEFERRED:
+            self.pgs.wait_for(args[0], reply, requester)
+        elif reply is not None:
+            self.pg_reply(reply, requester, result)
+
+    def pg_reply(self, reply, requester, result):
+        data = P.dumps(result)
+        if self.cluster is None or requester == self.cluster.me:
+            self.io.put_bytes(reply, data)
+        else:
+            self.cluster.send(requester, ("name_reply", reply, data))
+
+    def _ev_pg_msg(self, kind, args):
+        """A placement group message from node 0, or from a node holding a bundle."""
+        if kind == "reserve":
+            self.bundles.reserve(*args)
+        elif kind == "unreserve":
+            self.bundles.unreserve(*args)
+        elif kind == "removed":
+            self._group_removed(*args)
+        elif kind == "placed":
+            self.pgs.placed(*args)
+        elif kind == "resources":
+            node, delta, sign = args
+            self.cluster.change_totals(node, delta, sign)
+            self._recheck_infeasible()
+        elif kind == "op":
+            self._pg_op(*args)
+
+    def pg_send(self, node, kind, args):
+        if self.cluster is None or node == self.cluster.me:
+            self._ev_pg_msg(kind, args)
+        else:
+            self.cluster.send(node, ("pg", kind, args))
+
+    def pg_placed(self, pg, index):
+        self.pg_send(0, "placed", (pg, index))
+
+    def resources_changed(self, delta, sign):
+        """This node's totals changed by a bundle (sign +1: reserved, -1: removed)."""
+        if self.cluster is not None:
+            self.cluster.change_totals(self.cluster.me, delta, sign)
+            for node in range(len(self.cluster.table)):
+                if node != self.cluster.me:
+                    self.cluster.send(node, ("pg", "resources", (self.cluster.me, delta, sign)))
+        self._recheck_infeasible()
+
+    def _recheck_infeasible(self):
+        recs, self.infeasible = self.infeasible, []
+        for rec in recs:
+            self._to_ready(rec)
+
+    def nodes_for_placement(self):
+        """[(node, totals, free)] for planning bundles (node 0's view of the others)."""
+        here = (0 if self.cluster is None else self.cluster.me, self.res.totals,
+                self.res.snapshot_available())
+        if self.cluster is None:
+            return [here]
+        others = [(n, self.cluster.table[n]["totals"], self.cluster.seen_available(n))
+                  for n in self.cluster.views]
+        return sorted([here] + others)
+
+    def num_nodes(self):
+        return 1 if self.cluster is None else len(self.cluster.table)
+
+    def node_ids(self):
+        if self.cluster is None:
+            return [self.io.node.node_id]
+        return [info["node_id"] for info in self.cluster.table]
+
+    def _group_removed(self, pg):
+        """pg is removed: work still waiting for its resources fails."""
+        self.bundles.removed.add(pg)
+        self.bundles.waiting = [w for w in self.bundles.waiting if w[0] != pg]
+        for rec in list(self.tasks.values()):
+            if rec.state in (READY, INFEASIBLE, WAITING) and placement.uses(rec.spec.resources, pg):
+                self._remove_pending(rec)
+                self._fail_removed(rec)
+        for shape in [sh for sh, q in self.ready.items() if not q and placement.uses(dict(sh), pg)]:
+            del self.ready[shape]
+        for arec in list(self.actors.pending):
+            if placement.uses(arec.spec.placement, pg):
+                self._kill_removed_actor(arec)
+
+    def evict_group(self, pg):
+        """A bundle of pg held here is being given back: what runs in pg here ends."""
+        for rec in list(self.tasks.values()):
+            if rec.state == DISPATCHED and placement.uses(rec.spec.resources, pg):
+                self.cancel(rec.spec.task_id, True)
+        for arec in list(self.actors.actors.values()):
+            if placement.uses(arec.spec.placement, pg):
+                self._kill_removed_actor(arec)
+
+    def _fail_removed(self, rec):
+        self.tasks.pop(rec.spec.task_id, None)
+        self.seal_error(rec.spec.return_ids(), TaskPlacementGroupRemoved(
+            f"{rec.spec.name} was to run in a placement group that was removed"))
+        self._finish(rec)
+
+    def _kill_removed_actor(self, arec):
+        if arec.cause is None:
+            arec.cause = ActorPlacementGroupRemoved(
+                f"The actor {arec.spec.class_name} lived in a placement group that was removed.",
+                actor_id=arec.spec.actor_id.hex())
+        self.actors.kill(arec.spec.actor_id, no_restart=True)
 
     def _ensure_task_workers(self):
         """Enough workers that every dispatched task has one that is not blocked (tasks
@@ -583,6 +714,8 @@ Scheduler._HANDLERS = {
     P.ACTOR_DEAD: lambda self, aid, cause: self.router.dead_elsewhere(aid, cause),
     P.NAME_OP: lambda self, op, key, value, reply: self.cluster.send(
         0, ("name_op", op, key, value, reply, self.cluster.me)),
+    P.PG_OP: Scheduler._ev_pg_op,
+    P.PG_MSG: Scheduler._ev_pg_msg,
     P.WORKER_STARTED: Scheduler._ev_worker_started,
     P.WORKER_DIED: Scheduler._ev_worker_died,
 }

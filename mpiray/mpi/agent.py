@@ -58,7 +58,7 @@ HEARTBEAT_S = 1.0
 RANK_TIMEOUT_S = float(os.environ.get("MPIRAY_RANK_TIMEOUT_S", "15"))
 # Messages whose handling is only scheduler events (so a batch of them is applied at once).
 EVENT_ONLY = frozenset(("task", "task_done", "cancel", "borrow", "unborrow", "free", "actor_create",
-                        "actor_call", "call_done", "actor_kill", "actor_dead"))
+                        "actor_call", "call_done", "actor_kill", "actor_dead", "pg"))
 TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every message
 DIRECT_SEND = os.environ.get("MPIRAY_MPI_DIRECT_SEND", "1") not in ("", "0")
 
@@ -346,6 +346,9 @@ class Agent:
         result = actor_names.apply(self.store, op, key, value)
         if reply is not None:
             self.send(requester, ("name_reply", reply, P.dumps(result)))
+
+    def handle_pg(self, source, kind, args):
+        self._events([(P.PG_MSG, kind, args)])
 
     def handle_name_reply(self, source, reply, data):
         self.store.put(reply, data)

@@ -1,4 +1,4 @@
-"""Ray's scheduling strategies that mean something here (see _options._with_strategy)."""
+"""Ray's scheduling strategies (see _options._with_strategy)."""
 
 from __future__ import annotations
 
@@ -26,4 +26,26 @@ class NodeAffinitySchedulingStrategy:
         return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
 
 
-__all__ = ["NodeAffinitySchedulingStrategy"]
+class PlacementGroupSchedulingStrategy:
+    """Run in bundle placement_group_bundle_index of placement_group (-1: any of its
+    bundles). placement_group_capture_child_tasks is accepted; the tasks such a task
+    submits are placed as usual (not in the group)."""
+
+    def __init__(self, placement_group, placement_group_bundle_index: int = -1,
+                 placement_group_capture_child_tasks=None):
+        from mpiray.util.placement_group import PlacementGroup, check_placement_group_index
+
+        if not isinstance(placement_group, PlacementGroup):
+            raise ValueError(f"PlacementGroupSchedulingStrategy needs a PlacementGroup, got "
+                             f"{placement_group!r}")
+        check_placement_group_index(placement_group, placement_group_bundle_index)
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def __repr__(self):
+        return (f"PlacementGroupSchedulingStrategy({self.placement_group!r}, "
+                f"bundle {self.placement_group_bundle_index})")
+
+
+__all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]

@@ -1,0 +1,281 @@
+"""Placement groups: bundles of resources reserved on nodes, and the work placed in them.
+
+    placement_group(bundles) ──PG_OP "create"──► node 0's PlacementGroups ──plan──► node n
+    node n's Bundles: reserve once its free resources hold the bundle ──► the bundle's
+        resources become resources of their own (CPU_group_<i>_<pg>, CPU_group_<pg>,
+        bundle_group_<i>_<pg>, ...) ──"resources"──► every node's view of node n
+        ──"placed"──► node 0: CREATED once every bundle is
+    task or actor in bundle i: {CPU: 1} ──in_group──► {CPU_group_<i>_<pg>: 1,
+        bundle_group_<i>_<pg>: 0.001}: placed, held and freed like any resources
+    remove_placement_group ──► node 0 ──"unreserve"──► each node holding a bundle: its
+        tasks and actors end, its resources go back ──"removed"──► every node fails the
+        work still queued for it
+
+This is Ray's own scheme, so a bundle index of -1 (the wildcard names) means "any
+bundle"; pg.ready() is a task in bundle 0 that asks the table to answer once every
+bundle is placed (op_when_created).
+Under MPI node 0 (the driver's) keeps the table; a single host is node 0.
+"""
+
+from __future__ import annotations
+
+from mpiray.core.resources import EPS
+
+BUNDLE = "bundle"            # a resource every bundle has, so zero-resource work fits
+BUNDLE_UNITS = 1000.0
+SLIVER = 0.001
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
+DEFERRED = object()          # an op whose answer goes out later (op_when_created)
+_MARK = "_group_"
+
+
+def group_name(resource: str, pg: str, index=None) -> str:
+    return f"{resource}{_MARK}{pg}" if index is None else f"{resource}{_MARK}{index}_{pg}"
+
+
+def bundle_resources(pg: str, index: int, bundle: dict) -> dict:
+    """What reserving bundle `index` of pg adds to its node."""
+    out = {}
+    for key, amount in list(bundle.items()) + [(BUNDLE, BUNDLE_UNITS)]:
+        out[group_name(key, pg, index)] = amount
+        out[group_name(key, pg)] = amount
+    return out
+
+
+def in_group(req: dict, pg: str, index: int) -> dict:
+    """req, asked of bundle `index` of pg (-1: of any of its bundles)."""
+    i = None if index < 0 else index
+    out = {group_name(k, pg, i): v for k, v in req.items()}
+    out[group_name(BUNDLE, pg, i)] = SLIVER
+    return out
+
+
+def group_of(req: dict):
+    """The placement group (hex id) a resource request is in, or None."""
+    for key in req:
+        if key.startswith(BUNDLE + _MARK):
+            return key.rsplit("_", 1)[1]
+    return None
+
+
+def base_name(key: str) -> str:
+    """The resource a bundle's name stands for ("CPU_group_0_<pg>", "CPU_group_<pg>":
+    "CPU"); a name outside any group is itself."""
+    return key.split(_MARK, 1)[0]
+
+
+def uses(req: dict, pg: str) -> bool:
+    suffix = "_" + pg
+    return any(k.endswith(suffix) and _MARK in k for k in req)
+
+
+def cpu_part(req: dict) -> dict:
+    """The CPUs in req, the node's and a bundle's: what a task lends back while it waits
+    in get() (so that its children can run in the same bundle)."""
+    if "CPU" in req and len(req) == 1:  # (the commonest: {"CPU": n})
+        return req
+    return {k: v for k, v in req.items() if k == "CPU" or k.startswith("CPU" + _MARK)}
+
+
+def check_bundles(bundles, strategy):
+    """Ray's rules for placement_group()'s arguments, with errors naming what is wrong."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"placement group strategy must be one of {', '.join(STRATEGIES)}, "
+                         f"got {strategy!r}")
+    if not isinstance(bundles, (list, tuple)) or not bundles:
+        raise ValueError(f"bundles must be a non-empty list of resource dicts, got {bundles!r}")
+    out = []
+    for i, bundle in enumerate(bundles):
+        if not isinstance(bundle, dict) or not bundle:
+            raise ValueError(f"bundle {i} must be a non-empty dict of resources, got {bundle!r}")
+        clean = {}
+        for key, amount in bundle.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"bundle {i}: resource names are strings, got {key!r}")
+            if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount < 0:
+                raise ValueError(f"bundle {i}: resource {key!r} must be a non-negative number, "
+                                 f"got {amount!r}")
+            if amount:
+                clean[key] = float(amount)
+        if not clean:
+            raise ValueError(f"bundle {i} asks for nothing: {bundle!r} (every amount is 0)")
+        out.append(clean)
+    return out
+
+
+def _fits(have: dict, want: dict) -> bool:
+    return all(have.get(k, 0.0) + EPS >= v for k, v in want.items())
+
+
+def _take(have: dict, want: dict):
+    for k, v in want.items():
+        have[k] = have.get(k, 0.0) - v
+
+
+def plan(bundles, strategy, nodes):
+    """Which node holds each bundle: nodes is [(index, totals, free)]; a bundle goes
+    where it fits now if it can, else where it fits at all (it waits there for room).
+    None if the cluster can never hold them this way."""
+    free = {n: dict(f) for n, _, f in nodes}
+    totals = {n: t for n, t, _ in nodes}
+    order = [n for n, _, _ in nodes]
+    if strategy in ("PACK", "STRICT_PACK"):
+        whole = {}
+        for b in bundles:
+            for k, v in b.items():
+                whole[k] = whole.get(k, 0.0) + v
+        for pool in (free, totals):
+            for n in order:
+                if _fits(pool[n], whole):
+                    return [n] * len(bundles)
+        if strategy == "STRICT_PACK":
+            return None
+    if strategy == "STRICT_SPREAD" and len(bundles) > len(order):
+        return None
+    where, count = [], {n: 0 for n in order}
+    for b in bundles:
+        if strategy == "PACK":   # next to the bundle before, else the first with room
+            prefer = ([where[-1]] if where else []) + order
+        elif strategy == "STRICT_SPREAD":
+            prefer = [n for n in order if n not in where]
+        else:                    # SPREAD: the node holding fewest bundles so far
+            prefer = sorted(order, key=lambda n: count[n])
+        chosen = next((n for n in prefer if _fits(free[n], b)), None)
+        if chosen is None:
+            chosen = next((n for n in prefer if _fits(totals[n], b)), None)
+        if chosen is None:
+            return None
+        _take(free[chosen], b)
+        where.append(chosen)
+        count[chosen] += 1
+    return where
+
+
+class Bundles:
+    """The bundles reserved on one node (every node has one; part of its scheduler)."""
+
+    def __init__(self, scheduler):
+        self.s = scheduler
+        self.held = {}       # (pg, index) -> bundle
+        self.waiting = []    # (pg, index, bundle): no room for them yet
+        self.removed = set() # placement groups removed: work still asking for them fails
+
+    def reserve(self, pg, index, bundle):
+        if pg not in self.removed:
+            self.waiting.append((pg, index, bundle))
+            self.try_waiting()
+
+    def try_waiting(self):
+        """Reserves the waiting bundles that fit now (before tasks take what is free)."""
+        s, still = self.s, []
+        for pg, index, bundle in self.waiting:
+            if not s.res.fits(bundle):
+                still.append((pg, index, bundle))
+                continue
+            gpu_ids = s.res.acquire(bundle)
+            added = bundle_resources(pg, index, bundle)
+            s.res.add(added, group_name("GPU", pg, index) if gpu_ids else None, gpu_ids)
+            self.held[(pg, index)] = bundle
+            s.resources_changed(added, +1)
+            s.pg_placed(pg, index)
+        self.waiting = still
+
+    def unreserve(self, pg, index):
+        self.waiting = [w for w in self.waiting if w[:2] != (pg, index)]
+        bundle = self.held.pop((pg, index), None)
+        if bundle is None:
+            return
+        self.s.evict_group(pg)
+        removed = bundle_resources(pg, index, bundle)
+        gpu_ids = self.s.res.remove(removed, group_name("GPU", pg, index))
+        self.s.res.release(bundle, gpu_ids)
+        self.s.resources_changed(removed, -1)
+
+
+class PlacementGroups:
+    """The cluster's placement group table: node 0's scheduler keeps it."""
+
+    def __init__(self, scheduler):
+        self.s = scheduler
+        self.groups = {}     # pg hex -> record dict
+        self.names = {}      # (namespace, name) -> pg hex
+
+    def apply(self, op, args):
+        return getattr(self, "op_" + op)(*args)
+
+    def op_create(self, pg, bundles, strategy, name, namespace):
+        where = plan(bundles, strategy, self.s.nodes_for_placement())
+        self.groups[pg] = {"bundles": bundles, "strategy": strategy, "name": name,
+                           "namespace": namespace, "state": PENDING, "where": where,
+                           "placed": [False] * len(bundles), "waiters": []}
+        if name:
+            self.names[(namespace, name)] = pg
+        if where is None:
+            self.s.io.warn(f"placement group {name or pg} ({strategy}, bundles {bundles}) "
+                           f"cannot be placed on this cluster: it stays pending")
+            return None
+        for index, (node, bundle) in enumerate(zip(where, bundles)):
+            self.s.pg_send(node, "reserve", (pg, index, bundle))
+        return None
+
+    def placed(self, pg, index):
+        rec = self.groups.get(pg)
+        if rec is None or rec["state"] == REMOVED:
+            return
+        rec["placed"][index] = True
+        if all(rec["placed"]):
+            rec["state"] = CREATED
+            self._answer_waiters(rec, True)
+
+    def op_when_created(self, pg):
+        """True once every bundle of pg is placed (answered then), False if it is removed."""
+        rec = self.groups.get(pg)
+        if rec is None or rec["state"] == REMOVED:
+            return False
+        if rec["state"] == CREATED:
+            return True
+        return DEFERRED
+
+    def wait_for(self, pg, reply, requester):
+        self.groups[pg]["waiters"].append((reply, requester))
+
+    def _answer_waiters(self, rec, answer):
+        waiters, rec["waiters"] = rec["waiters"], []
+        for reply, requester in waiters:
+            self.s.pg_reply(reply, requester, answer)
+
+    def op_remove(self, pg):
+        rec = self.groups.get(pg)
+        if rec is None or rec["state"] == REMOVED:
+            return None
+        rec["state"] = REMOVED
+        self._answer_waiters(rec, False)
+        if rec["name"] and self.names.get((rec["namespace"], rec["name"])) == pg:
+            del self.names[(rec["namespace"], rec["name"])]
+        for node in range(self.s.num_nodes()):
+            self.s.pg_send(node, "removed", (pg,))
+        for index, node in enumerate(rec["where"] or ()):
+            self.s.pg_send(node, "unreserve", (pg, index))
+        return None
+
+    def op_get(self, name, namespace):
+        pg = self.names.get((namespace, name))
+        return None if pg is None else self._public(pg)
+
+    def op_info(self, pg):
+        return self._public(pg) if pg in self.groups else None
+
+    def op_table(self):
+        return {pg: self._public(pg) for pg in self.groups}
+
+    def _public(self, pg):
+        rec = self.groups[pg]
+        node_ids = self.s.node_ids()
+        return {
+            "placement_group_id": pg, "name": rec["name"], "namespace": rec["namespace"],
+            "bundles": dict(enumerate(rec["bundles"])), "strategy": rec["strategy"],
+            "state": rec["state"],
+            "bundles_to_node_id": {i: node_ids[n] for i, n in enumerate(rec["where"] or ())
+                                   if rec["placed"][i]},
+        }

@@ -1,0 +1,206 @@
+"""Ray's placement group API: reserve bundles of resources, then run tasks and actors in
+them (``PlacementGroupSchedulingStrategy``). The table and the reservations: core/placement.py.
+
+    placement_group(bundles) ──(its id made here)──► PG_OP "create" ──► node 0's table
+    pg.ready() ──► a task that needs bundle 0: it runs (and returns pg) once bundle 0 exists
+    placement_group_table / get_placement_group ──► PG_OP with a reply object
+"""
+
+from __future__ import annotations
+
+import time
+
+from mpiray import _ids
+from mpiray.core import context, current, placement
+from mpiray.core import protocol as P
+
+REPLY_TIMEOUT_S = 60.0
+
+
+class PlacementGroupID:
+    def __init__(self, hex_id: str):
+        self._hex = hex_id
+
+    def hex(self) -> str:
+        return self._hex
+
+    def binary(self) -> bytes:
+        return bytes.fromhex(self._hex)
+
+    def __eq__(self, other):
+        return isinstance(other, PlacementGroupID) and other._hex == self._hex
+
+    def __hash__(self):
+        return hash(self._hex)
+
+    def __repr__(self):
+        return f"PlacementGroupID({self._hex})"
+
+
+class PlacementGroup:
+    """A handle on a placement group; it may be passed to tasks and actors."""
+
+    def __init__(self, id_hex: str, bundles, strategy="PACK", name=""):
+        self.id = PlacementGroupID(id_hex)
+        self._bundles = [dict(b) for b in bundles]
+        self.strategy = strategy
+        self.name = name
+        self._ready = None
+
+    @property
+    def bundle_specs(self) -> list:
+        return [dict(b) for b in self._bundles]
+
+    @property
+    def bundle_count(self) -> int:
+        return len(self._bundles)
+
+    def ready(self):
+        """An ObjectRef that is ready (its value: this group) once the group is placed.
+        One per handle: wait() in a loop does not start a task each time."""
+        from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        if self._ready is None:
+            self._ready = _ready_task().options(
+                num_cpus=0, max_retries=0,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self, 0)).remote(self)
+        return self._ready
+
+    def wait(self, timeout_seconds=30) -> bool:
+        """True once the group is placed, False if timeout_seconds pass first."""
+        import mpiray
+
+        ready, _ = mpiray.wait([self.ready()], timeout=timeout_seconds)
+        return bool(ready)
+
+    def __eq__(self, other):
+        return isinstance(other, PlacementGroup) and other.id == self.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __reduce__(self):
+        return (PlacementGroup, (self.id.hex(), self._bundles, self.strategy, self.name))
+
+    def __repr__(self):
+        return f"PlacementGroup({self.id.hex()}, {self.strategy}, {self._bundles})"
+
+
+def _bundle_reservation_check(pg):
+    """Runs in bundle 0 (so once that is placed); returns once every bundle is."""
+    if not _ask("when_created", (pg.id.hex(),), timeout=None):
+        from mpiray.exceptions import RaySystemError
+
+        raise RaySystemError(f"placement group {pg.id.hex()} was removed before it was placed")
+    return pg
+
+
+_READY = None
+
+
+def _ready_task():
+    global _READY
+    if _READY is None:
+        import mpiray
+
+        _READY = mpiray.remote(_bundle_reservation_check)
+    return _READY
+
+
+def placement_group(bundles, strategy="PACK", name="", lifetime=None,
+                    _max_cpu_fraction_per_node=None, _soft_target_node_id=None,
+                    bundle_label_selector=None) -> PlacementGroup:
+    """Reserves `bundles` (a list of resource dicts) on the cluster's nodes, as
+    `strategy` (PACK, SPREAD, STRICT_PACK, STRICT_SPREAD) says. Returns at once; the
+    group is placed as soon as nodes have room (pg.ready(), pg.wait())."""
+    clean = placement.check_bundles(bundles, strategy)
+    if not isinstance(name, str):
+        raise ValueError(f"a placement group name must be a string, got {name!r}")
+    if lifetime not in (None, "detached"):
+        raise ValueError(f"lifetime must be None or 'detached', got {lifetime!r}")
+    pg = _ids.new_id().hex()
+    _ask("create", (pg, clean, strategy, name, _namespace()), wait=False)
+    return PlacementGroup(pg, clean, strategy, name)
+
+
+def remove_placement_group(placement_group: PlacementGroup) -> None:
+    """Gives the group's resources back; the tasks and actors running in it end (their
+    callers get TaskPlacementGroupRemoved / ActorPlacementGroupRemoved)."""
+    if not isinstance(placement_group, PlacementGroup):
+        raise TypeError(f"remove_placement_group() expects a PlacementGroup, got "
+                        f"{type(placement_group).__name__}")
+    _ask("remove", (placement_group.id.hex(),))
+
+
+def get_placement_group(placement_group_name: str) -> PlacementGroup:
+    """The live group of that name (in this job's namespace); ValueError if none."""
+    info = _ask("get", (placement_group_name, _namespace()))
+    if info is None:
+        raise ValueError(f"Failed to look up placement group with name {placement_group_name!r}")
+    return _from_info(info)
+
+
+def placement_group_table(placement_group: PlacementGroup = None) -> dict:
+    """One group's state ({"placement_group_id", "name", "bundles", "strategy", "state",
+    "bundles_to_node_id"}), or every group's by id."""
+    if placement_group is None:
+        return _ask("table", ())
+    return _ask("info", (placement_group.id.hex(),)) or {}
+
+
+def get_current_placement_group():
+    """The group the running task or actor is in, or None (and None in the driver)."""
+    pg = placement.group_of(context.resources())
+    if pg is None:
+        return None
+    info = _ask("info", (pg,))
+    return None if info is None else _from_info(info)
+
+
+def check_placement_group_index(placement_group: PlacementGroup, bundle_index: int) -> None:
+    if not isinstance(bundle_index, int) or isinstance(bundle_index, bool) or \
+            not -1 <= bundle_index < placement_group.bundle_count:
+        raise ValueError(f"placement_group_bundle_index must be -1 (any bundle) or from 0 to "
+                         f"{placement_group.bundle_count - 1}, got {bundle_index!r}")
+
+
+def _from_info(info) -> PlacementGroup:
+    bundles = [info["bundles"][i] for i in sorted(info["bundles"])]
+    return PlacementGroup(info["placement_group_id"], bundles, info["strategy"], info["name"])
+
+
+def _namespace():
+    from mpiray.api import _namespace as namespace_of
+
+    return namespace_of(None)
+
+
+def _ask(op, args, wait=True, timeout=REPLY_TIMEOUT_S):
+    """op on the table (node 0's scheduler): directly in the driver, else by a message
+    and a reply object (timeout None: as long as it takes)."""
+    from mpiray.api import _runtime
+
+    rt = _runtime()
+    node = current.node()
+    if node is not None and (node.scheduler.cluster is None or node.scheduler.cluster.me == 0):
+        result = node.scheduler.stimulus_driver(node.scheduler.pgs.apply, op, args)
+    elif not wait:
+        rt.channel.send([(P.PG_OP, op, args, None)])
+        return None
+    else:
+        reply = _ids.new_put_id()
+        rt.channel.send([(P.PG_OP, op, args, reply)])
+        buf = rt.wait_get(reply, None if timeout is None else time.monotonic() + timeout)
+        if buf is None:
+            raise TimeoutError(f"no answer from the placement group table in {timeout} s")
+        result = P.loads(buf)
+        del buf
+        rt.store.delete(reply)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+__all__ = ["PlacementGroup", "check_placement_group_index", "get_current_placement_group",
+           "get_placement_group", "placement_group", "placement_group_table",
+           "remove_placement_group"]

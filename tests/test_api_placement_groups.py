@@ -1,0 +1,237 @@
+"""Placement groups on one host: reserve, run tasks and actors in bundles, wait, remove."""
+
+import os
+import time
+
+import pytest
+
+from mpiray.util.placement_group import (
+    get_current_placement_group, get_placement_group, placement_group, placement_group_table,
+    remove_placement_group,
+)
+from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+
+@pytest.fixture
+def ray4(fresh):
+    fresh.init(num_cpus=4, resources={"disk": 2})
+    yield fresh
+    fresh.shutdown()
+
+
+def in_pg(pg, index=-1, **opts):
+    return dict(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, index), **opts)
+
+
+def test_a_group_reserves_its_bundles_and_gives_them_back(ray4):
+    ray = ray4
+    pg = placement_group([{"CPU": 1}, {"CPU": 2, "disk": 1}], strategy="PACK", name="pair")
+    assert ray.get(pg.ready(), timeout=10) == pg
+    assert pg.wait(5)
+    assert pg.bundle_count == 2 and pg.bundle_specs[1] == {"CPU": 2.0, "disk": 1.0}
+    free = ray.available_resources()
+    assert free["CPU"] == 1.0 and free["disk"] == 1.0   # held for the group now
+    assert ray.cluster_resources()["CPU"] == 4.0
+    info = placement_group_table(pg)
+    assert info["state"] == "CREATED" and info["strategy"] == "PACK" and info["name"] == "pair"
+    assert set(info["bundles_to_node_id"]) == {0, 1}
+    assert get_placement_group("pair") == pg
+    assert pg.id.hex() in placement_group_table()
+
+    remove_placement_group(pg)
+    assert placement_group_table(pg)["state"] == "REMOVED"
+    free = ray.available_resources()
+    assert free["CPU"] == 4.0 and free["disk"] == 2.0
+    assert not any("_group_" in k for k in free)
+    with pytest.raises(ValueError, match="pair"):
+        get_placement_group("pair")
+
+
+def test_tasks_run_in_their_bundle_and_share_it(ray4):
+    ray = ray4
+    pg = placement_group([{"CPU": 1}, {"CPU": 2}])
+    pg.wait(10)
+
+    @ray.remote
+    def held():
+        time.sleep(0.3)
+        return ray.get_runtime_context().get_assigned_resources(), \
+            ray.get_runtime_context().get_placement_group_id()
+
+    res, pg_id = ray.get(held.options(**in_pg(pg, 1, num_cpus=2)).remote(), timeout=30)
+    assert res == {"CPU": 2.0} and pg_id == pg.id.hex()
+
+    # three one-CPU tasks in a 3-CPU group run side by side; the node's last CPU stays free
+    start = time.monotonic()
+    out = ray.get([held.options(**in_pg(pg)).remote() for _ in range(3)], timeout=30)
+    assert all(r == {"CPU": 1.0} for r, _ in out)
+    assert time.monotonic() - start < 0.9 + 2
+    assert ray.get(held.remote(), timeout=30)[1] is None   # outside: no group
+    remove_placement_group(pg)
+
+
+def test_work_beyond_a_bundle_waits_for_it(ray4):
+    ray = ray4
+    pg = placement_group([{"CPU": 1}])
+    pg.wait(10)
+
+    @ray.remote
+    def stamp():
+        t = time.monotonic()
+        time.sleep(0.4)
+        return t
+
+    a, b = ray.get([stamp.options(**in_pg(pg, 0)).remote() for _ in range(2)], timeout=30)
+    assert abs(a - b) >= 0.35   # one CPU in the bundle: one after the other
+    remove_placement_group(pg)
+
+
+def test_a_task_waiting_on_its_child_in_the_same_bundle_lends_its_cpu(ray4):
+    ray = ray4
+    pg = placement_group([{"CPU": 1}])
+
+    @ray.remote
+    def child():
+        return "child"
+
+    @ray.remote
+    def parent(pg):
+        return ray.get(child.options(**in_pg(pg, 0)).remote())
+
+    assert ray.get(parent.options(**in_pg(pg, 0)).remote(pg), timeout=30) == "child"
+    remove_placement_group(pg)
+
+
+def test_actors_live_in_bundles(ray4):
+    ray = ray4
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_PACK")
+
+    @ray.remote
+    class Where:
+        def group(self):
+            return get_current_placement_group()
+
+        def pid(self):
+            return os.getpid()
+
+    actors = [Where.options(**in_pg(pg, i)).remote() for i in range(2)]
+    assert [ray.get(a.group.remote(), timeout=30) for a in actors] == [pg, pg]
+    assert ray.available_resources()["CPU"] == 2.0
+    remove_placement_group(pg)
+    for a in actors:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(a.pid.remote(), timeout=30)
+    with pytest.raises(ray.exceptions.ActorPlacementGroupRemoved):
+        ray.get(actors[0].pid.remote(), timeout=30)
+
+
+def test_removing_a_group_ends_its_running_and_queued_tasks(ray4):
+    ray = ray4
+    pg = placement_group([{"CPU": 1}])
+    pg.wait(10)
+
+    @ray.remote(max_retries=0)
+    def long():
+        time.sleep(60)
+
+    running = long.options(**in_pg(pg, 0)).remote()
+    queued = long.options(**in_pg(pg, 0)).remote()
+    time.sleep(0.5)
+    start = time.monotonic()
+    remove_placement_group(pg)
+    with pytest.raises(ray.exceptions.TaskPlacementGroupRemoved):
+        ray.get(queued, timeout=30)
+    with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+        ray.get(running, timeout=30)
+    assert time.monotonic() - start < 10
+    with pytest.raises(ray.exceptions.TaskPlacementGroupRemoved):
+        ray.get(long.options(**in_pg(pg, 0)).remote(), timeout=30)   # submitted after
+    assert ray.available_resources()["CPU"] == 4.0
+
+
+def test_a_group_waits_for_room_and_one_too_big_stays_pending(ray4, capfd):
+    ray = ray4
+
+    @ray.remote
+    def busy():
+        time.sleep(1.0)
+
+    held = [busy.remote() for _ in range(4)]   # every CPU taken for a second
+    time.sleep(0.2)
+    pg = placement_group([{"CPU": 2}])
+    assert not pg.wait(0.1)
+    assert placement_group_table(pg)["state"] == "PENDING"
+    assert pg.wait(20)
+    ray.get(held)
+
+    too_big = placement_group([{"CPU": 8}])
+    assert "cannot be placed" in capfd.readouterr().err
+    assert not too_big.wait(0.5)
+    assert placement_group_table(too_big)["state"] == "PENDING"
+    spread = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")  # one node
+    assert not spread.wait(0.5)
+    for g in (pg, too_big, spread):
+        remove_placement_group(g)
+    assert ray.available_resources()["CPU"] == 4.0
+
+
+def test_bad_arguments_are_refused_by_name(ray4):
+    ray = ray4
+    with pytest.raises(ValueError, match="strategy"):
+        placement_group([{"CPU": 1}], strategy="TIGHT")
+    with pytest.raises(ValueError, match="non-empty list"):
+        placement_group([])
+    with pytest.raises(ValueError, match="bundle 1"):
+        placement_group([{"CPU": 1}, {}])
+    with pytest.raises(ValueError, match="non-negative"):
+        placement_group([{"CPU": -1}])
+    pg = placement_group([{"CPU": 1}])
+    with pytest.raises(ValueError, match="bundle_index"):
+        PlacementGroupSchedulingStrategy(pg, 3)
+
+    @ray.remote
+    def f():
+        return 1
+
+    with pytest.raises(ValueError, match="does not fit"):
+        f.options(**in_pg(pg, 0, num_cpus=2))
+    with pytest.raises(ValueError, match="does not fit"):
+        f.options(**in_pg(pg, 0, num_gpus=1))
+    with pytest.raises(TypeError, match="PlacementGroup"):
+        remove_placement_group("pg")
+    remove_placement_group(pg)
+
+
+def test_older_placement_group_options_and_ray_util_names(ray4):
+    ray = ray4
+    pg = ray.util.placement_group([{"CPU": 1}])
+
+    @ray.remote
+    def f():
+        return ray.get_runtime_context().get_placement_group_id()
+
+    assert ray.get(f.options(placement_group=pg, placement_group_bundle_index=0).remote(),
+                   timeout=30) == pg.id.hex()
+    assert ray.util.placement_group_table(pg)["state"] == "CREATED"
+    ray.util.remove_placement_group(pg)
+
+
+def test_placement_groups_from_inside_a_task(ray4):
+    ray = ray4
+
+    @ray.remote
+    def make_and_use():
+        pg = placement_group([{"CPU": 1}], name="inner")
+        ray.get(pg.ready())
+        got = get_placement_group("inner")
+
+        @ray.remote
+        def inside():
+            return ray.get_runtime_context().get_placement_group_id()
+
+        out = ray.get(inside.options(**in_pg(pg, 0)).remote())
+        state = placement_group_table(pg)["state"]
+        remove_placement_group(pg)
+        return got == pg, out == pg.id.hex(), state
+
+    assert ray.get(make_and_use.remote(), timeout=60) == (True, True, "CREATED")
