@@ -41,6 +41,16 @@ class RuntimeContext:
                 out[base] = amount
         return out
 
+    def is_canceled(self) -> bool:
+        """ray.cancel was called on the running task or actor call (a running sync
+        actor call is not interrupted: it may look here and stop)."""
+        from mpiray import _ids
+        from mpiray.api import _runtime
+
+        task = context.task_id()
+        return task is not None and _runtime().store.contains(
+            _ids.object_id(bytes.fromhex(task), _ids.CANCEL_INDEX))
+
     def get_placement_group_id(self):
         """The hex id of the placement group the running task or actor is in, or None."""
         return placement.group_of(context.resources())

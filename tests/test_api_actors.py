@@ -282,3 +282,66 @@ def test_list_named_actors_by_namespace(fresh):
     while "first" in ray.util.list_named_actors() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert ray.util.list_named_actors() == ["from_task"]
+
+
+def test_cancel_of_actor_calls_queued_running_and_async(ray):
+    """As in Ray: a queued call is cancelled and never runs; a running sync call finishes
+    but sees is_canceled(); a running async call is cancelled on the loop."""
+
+    @ray.remote
+    class Sync:
+        def __init__(self):
+            self.ran = []
+
+        def slow(self, i):
+            time.sleep(1.0)
+            self.ran.append(i)
+            return i
+
+        def polite(self):
+            for _ in range(200):
+                if ray.get_runtime_context().is_canceled():
+                    return "stopped"
+                time.sleep(0.02)
+            return "never told"
+
+        def log(self):
+            return self.ran
+
+    @ray.remote
+    class Async:
+        async def slow(self):
+            await asyncio.sleep(30)
+            return "finished"
+
+        async def quick(self):
+            return "quick"
+
+    s = Sync.remote()
+    first, queued = s.slow.remote(1), s.slow.remote(2)
+    time.sleep(0.3)
+    ray.cancel(queued)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(queued, timeout=30)
+    assert ray.get(first, timeout=30) == 1
+    assert ray.get(s.log.remote(), timeout=30) == [1]   # the cancelled call never ran
+
+    polite = s.polite.remote()
+    time.sleep(0.3)
+    ray.cancel(polite)
+    assert ray.get(polite, timeout=30) == "stopped"
+
+    a = Async.remote()
+    slow = a.slow.remote()
+    time.sleep(0.3)
+    start = time.monotonic()
+    ray.cancel(slow)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(slow, timeout=30)
+    assert time.monotonic() - start < 5
+    assert ray.get(a.quick.remote(), timeout=30) == "quick"
+
+    done = s.slow.remote(3)
+    assert ray.get(done, timeout=30) == 3
+    ray.cancel(done)   # ended already: nothing happens
+    assert ray.get(done) == 3

@@ -13,8 +13,15 @@ the queue is closed and drained, every call getting RayActorError.
 
 from __future__ import annotations
 
+import time
+
+from mpiray import _ids
 from mpiray.core import placement
 from mpiray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+# A cancelled call's mark stays until the call ends here, or this long (a call that
+# runs on another node, or had ended when the cancel came).
+CALL_MARK_KEEP_S = 600.0
 
 PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
 
@@ -38,6 +45,7 @@ class ActorManager:
         self.s = scheduler
         self.actors = {}        # actor_id -> ActorRecord
         self.pending = []       # records waiting for resources
+        self.cancelled_calls = {}  # task id of a call marked cancelled here -> when to drop the mark
 
     def named(self) -> list:
         """(name, namespace) of the named actors created here that are not dead for good
@@ -104,6 +112,9 @@ class ActorManager:
                                            "or no handle to it remains.", actor_id=actor_id.hex())
 
     def done(self, sealed, release, task_id=None):
+        if self.cancelled_calls and task_id in self.cancelled_calls:
+            del self.cancelled_calls[task_id]
+            self.s.io.clear_cancel_marks(task_id)
         for oid, contained in sealed:
             self.s._on_sealed(oid, contained)
         if self.s.cluster is not None and task_id is not None:
@@ -200,7 +211,31 @@ class ActorManager:
                 self.s._decref(oid)
 
     def cancel_call(self, task_id, force):
-        return None  # actor calls are not cancellable once queued (Ray: same for sync actors)
+        """ray.cancel of an actor call made on this node (a task id the scheduler does
+        not run): the call is marked cancelled in the store of every node, since any may
+        host the actor. Its process skips it if it has not started, cancels it on the
+        event loop of an async actor, and lets a running sync call finish (it may look
+        at get_runtime_context().is_canceled()), as Ray does. force is not for actors."""
+        self.mark_call(task_id)
+        cluster = self.s.cluster
+        if cluster is not None:
+            for node in range(len(cluster.table)):
+                if node != cluster.me:
+                    cluster.send(node, ("call_cancel", task_id))
+
+    def mark_call(self, task_id):
+        if task_id in self.cancelled_calls or self.s.io.contains(_ids.object_id(task_id, 1)) \
+                or self.s.io.contains(_ids.stream_end(task_id)):
+            return  # already cancelled, or ended
+        self.s.io.mark_call_cancelled(task_id)
+        self.cancelled_calls[task_id] = time.monotonic() + CALL_MARK_KEEP_S
+
+    def sweep_call_marks(self):
+        """Marks of calls this node never saw end (they ran elsewhere, or had ended)."""
+        now = time.monotonic()
+        for task_id in [t for t, due in self.cancelled_calls.items() if due <= now]:
+            del self.cancelled_calls[task_id]
+            self.s.io.clear_cancel_marks(task_id)
 
     def shutdown_all(self):
         for rec in self.actors.values():

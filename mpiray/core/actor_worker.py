@@ -6,7 +6,9 @@
          └─ TERMINATE (no handle left) ──► finish earlier calls ──► ACTOR_EXIT ──► exit
 
 Every in-flight call sits in its own consumer slot of the queue until done, so if this
-process dies the scheduler recovers exactly the calls it was running.
+process dies the scheduler recovers exactly the calls it was running. A call that
+ray.cancel marked in the store is skipped if it has not started; on an async actor a
+running one is cancelled on the loop (_watch_cancels).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import asyncio
 import inspect
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
+from mpiray import _ids
 from mpiray.core import actor_spec as A
 from mpiray.core import context
 from mpiray.core import executor
@@ -27,9 +30,10 @@ from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
 from mpiray.core import timeline
 from mpiray.core.worker import spin_pop
-from mpiray.exceptions import ActorDiedError
+from mpiray.exceptions import ActorDiedError, TaskCancelledError
 
 MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
+CANCEL_POLL_S = 0.05  # how often an async actor looks for cancelled running calls
 OUTBOX_BATCH = 64
 
 
@@ -43,6 +47,7 @@ class ActorWorker:
         self.aspec = None
         self.exiting = False
         self.now = timeline.clock()
+        self.running_async = {}   # task id -> future of an async call running on the loop
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -93,11 +98,22 @@ class ActorWorker:
                     self.rt.channel.flush()
         return item
 
+    def _cancelled(self, spec) -> bool:
+        """The call was cancelled before it started (ray.cancel marks it in the store):
+        its returns say so, and it does not run."""
+        if not self.rt.store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+            return False
+        executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
+        return True
+
     def _run_call(self, item, consumer):
         """Runs one call synchronously; returns False when the actor must stop."""
         if item == P.TERMINATE:
             return False
         spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+        if self._cancelled(spec):
+            self._report(spec, [(oid, []) for oid in spec.return_ids()], item, consumer, 0)
+            return True
         method = getattr(self.instance, spec.method)
         start = self.now()
         try:
@@ -155,6 +171,7 @@ class ActorWorker:
     def _serve_async(self, concurrency):
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True, name="actor-loop").start()
+        asyncio.run_coroutine_threadsafe(self._watch_cancels(), loop)
         slots = _SlotPool(min(concurrency, MAX_RECORDED))
         while True:
             consumer = slots.take()
@@ -166,7 +183,12 @@ class ActorWorker:
                 self.queue.done(consumer)
                 break
             spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+            if self._cancelled(spec):
+                self._report(spec, [(oid, []) for oid in spec.return_ids()], item, consumer, 0)
+                slots.put(consumer)
+                continue
             fut = asyncio.run_coroutine_threadsafe(self._run_async(spec), loop)
+            self.running_async[spec.task_id] = fut
             fut.add_done_callback(lambda f, s=spec, i=item, c=consumer, t=self.now():
                                   self._async_done(f, s, i, c, slots, t))
             if self.exiting:
@@ -187,6 +209,8 @@ class ActorWorker:
             if is_agen:
                 return await executor.write_async_stream(self.rt, spec, method(*args, **kwargs))
             result = await method(*args, **kwargs)
+        except asyncio.CancelledError:
+            return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
         except ExitActor:
             self.exiting = True
             return executor._write_error(self.rt, spec, ActorDiedError(
@@ -195,9 +219,22 @@ class ActorWorker:
             return executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
         return executor.write_returns(self.rt, spec, result)
 
+    async def _watch_cancels(self):
+        """Cancels the running calls that ray.cancel marked (asyncio's cancellation: the
+        call sees CancelledError at its next await), as Ray does for async actors."""
+        store = self.rt.store
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            for task_id, fut in list(self.running_async.items()):
+                if store.contains(_ids.object_id(task_id, _ids.CANCEL_INDEX)):
+                    fut.cancel()
+
     def _async_done(self, fut, spec, item, consumer, slots, start):
+        self.running_async.pop(spec.task_id, None)
         try:
             sealed = fut.result()
+        except (asyncio.CancelledError, CancelledError):
+            sealed = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
         except BaseException as exc:  # noqa: BLE001
             sealed = executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
         self._report(spec, sealed, item, consumer, start)

@@ -77,7 +77,7 @@ class InboxPump:
             if has_items:
                 self.drain()
             else:  # a quiet spell: the driver's dropped refs, and workers no longer needed
-                sched.stimulus_driver(sched.retire_idle_workers)
+                sched.stimulus_driver(sched.quiet)
 
     def await_return(self, oid):
         """The driver's short wait for the return of a task running on this node: the

@@ -363,6 +363,13 @@ class NodeIO:
             self.store.put(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
         self.node.command("signal", signal.SIGUSR2 if force else signal.SIGUSR1, "task")
 
+    def mark_call_cancelled(self, task_id):
+        """An actor call's cancel mark (its actor's process looks for it; no signal)."""
+        try:
+            self.store.put(_ids.object_id(task_id, _ids.CANCEL_INDEX), b"1")
+        except Exception:  # noqa: BLE001 - marked already
+            pass
+
     def clear_cancel_marks(self, task_id):
         for index in (_ids.CANCEL_INDEX, _ids.FORCE_CANCEL_INDEX):
             self.delete_object(_ids.object_id(task_id, index))

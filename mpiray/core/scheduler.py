@@ -621,6 +621,12 @@ class Scheduler(CrossNode):
         while self.task_workers < min(want, self.max_task_workers):
             self.spawn_worker(TASK)
 
+    def quiet(self):
+        """A quiet spell of the node (the inbox thread calls it): housekeeping."""
+        self.retire_idle_workers()
+        if self.actors.cancelled_calls:
+            self.actors.sweep_call_marks()
+
     def retire_idle_workers(self):
         """Task workers started for a burst (nested tasks blocked in get) go once the
         node has needed no more than num_cpus of them for RETIRE_AFTER_S, as Ray's idle
@@ -714,6 +720,7 @@ Scheduler._HANDLERS = {
     P.ACTOR_DEAD: lambda self, aid, cause: self.router.dead_elsewhere(aid, cause),
     P.NAME_OP: lambda self, op, key, value, reply: self.cluster.send(
         0, ("name_op", op, key, value, reply, self.cluster.me)),
+    P.CALL_CANCEL: lambda self, task_id: self.actors.mark_call(task_id),
     P.PG_OP: Scheduler._ev_pg_op,
     P.PG_MSG: Scheduler._ev_pg_msg,
     P.WORKER_STARTED: Scheduler._ev_worker_started,

@@ -58,7 +58,7 @@ HEARTBEAT_S = 1.0
 RANK_TIMEOUT_S = float(os.environ.get("MPIRAY_RANK_TIMEOUT_S", "15"))
 # Messages whose handling is only scheduler events (so a batch of them is applied at once).
 EVENT_ONLY = frozenset(("task", "task_done", "cancel", "borrow", "unborrow", "free", "actor_create",
-                        "actor_call", "call_done", "actor_kill", "actor_dead", "pg"))
+                        "actor_call", "call_done", "actor_kill", "actor_dead", "pg", "call_cancel"))
 TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every message
 DIRECT_SEND = os.environ.get("MPIRAY_MPI_DIRECT_SEND", "1") not in ("", "0")
 
@@ -320,6 +320,9 @@ class Agent:
 
     def handle_cancel(self, source, task_id, force):
         self._events([(P.CANCEL, task_id, force, True)])
+
+    def handle_call_cancel(self, source, task_id):
+        self._events([(P.CALL_CANCEL, task_id)])
 
     # ------------------------------------------------------------ actors
     def handle_actor_create(self, source, aspec_bytes, functions):

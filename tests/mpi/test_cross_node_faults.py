@@ -240,6 +240,48 @@ def test_cancel_a_task_running_on_another_node(ray):
     assert time.monotonic() - start < 10
 
 
+def test_cancel_calls_of_an_actor_on_another_node(ray):
+    from mpiray.exceptions import TaskCancelledError
+
+    @ray.remote
+    class Slow:
+        def __init__(self):
+            self.ran = []
+
+        def work(self, i):
+            time.sleep(1.0)
+            self.ran.append(i)
+            return i
+
+        def log(self):
+            return self.ran
+
+    @ray.remote
+    class AsyncSlow:
+        async def work(self):
+            import asyncio
+
+            await asyncio.sleep(30)
+
+    actor = Slow.options(**on_node(last(ray))).remote()
+    first, queued = actor.work.remote(1), actor.work.remote(2)
+    time.sleep(0.5)
+    ray.cancel(queued)
+    with pytest.raises(TaskCancelledError):
+        ray.get(queued, timeout=60)
+    assert ray.get(first, timeout=60) == 1
+    assert ray.get(actor.log.remote(), timeout=60) == [1]
+
+    asy = AsyncSlow.options(**on_node(last(ray))).remote()
+    running = asy.work.remote()
+    time.sleep(0.5)
+    start = time.monotonic()
+    ray.cancel(running)
+    with pytest.raises(TaskCancelledError):
+        ray.get(running, timeout=60)
+    assert time.monotonic() - start < 10
+
+
 def test_cancel_a_task_owned_by_another_node(ray3):
     """Regression (fixed in b6ec0ef): Scheduler.cancel ignored tasks another node owns."""
     ray = ray3
