@@ -141,6 +141,12 @@ def actor_options(opts: dict) -> dict:
     max_concurrency = opts.get("max_concurrency")
     if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
         raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+    groups = opts.get("concurrency_groups") or {}
+    if not isinstance(groups, dict) or not all(
+            isinstance(g, str) and g and isinstance(n, int) and not isinstance(n, bool) and n > 0
+            for g, n in groups.items()):
+        raise ValueError(f"concurrency_groups must map group names to positive integers, "
+                         f"got {groups!r}")
     lifetime = opts.get("lifetime")
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}")
@@ -154,5 +160,6 @@ def actor_options(opts: dict) -> dict:
         "max_concurrency": max_concurrency, "name": name or "",
         "namespace": opts.get("namespace"), "detached": lifetime == "detached",
         "get_if_exists": bool(opts.get("get_if_exists", False)),
+        "concurrency_groups": dict(groups),
         "runtime_env": runtime_env.validate(opts.get("runtime_env")),
     }

@@ -21,7 +21,7 @@ from mpiray.core import names, refcount, serialization_context
 from mpiray.core import protocol as P
 from mpiray.core.actor_worker import ExitActor
 from mpiray.core import runtime_env
-from mpiray.core.task_spec import ACTOR_CREATION, STREAMING, TaskSpec
+from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
 from mpiray.remote_function import is_generator_function, wrap_returns
 
 
@@ -31,6 +31,8 @@ def method(*args, **kwargs):
     def decorate(fn):
         if "num_returns" in kwargs:
             fn.__mpiray_num_returns__ = _options.num_returns_option(kwargs["num_returns"])
+        if kwargs.get("concurrency_group") is not None:
+            fn.__mpiray_concurrency_group__ = kwargs["concurrency_group"]
         return fn
 
     if args and callable(args[0]) and not kwargs:
@@ -101,12 +103,15 @@ class ActorClass:
                             contained=contained, actor_id=actor_id, num_returns=0,
                             runtime_env=runtime_env.merge(rt.inherited_env, opts["runtime_env"]))
         concurrency = opts["max_concurrency"] or (1000 if self._is_async else 1)
+        groups = opts["concurrency_groups"]
+        method_groups = _method_groups(self._cls, groups)
         aspec = A.ActorSpec(
             actor_id=actor_id, class_name=self.__name__, creation=creation,
             placement=opts["placement"], resources=opts["resources"],
             max_restarts=opts["max_restarts"], max_task_retries=opts["max_task_retries"],
             max_concurrency=concurrency, is_async=self._is_async, name=opts["name"],
             namespace=namespace, detached=opts["detached"], methods=self._methods,
+            concurrency_groups=groups, method_groups=method_groups,
         )
         handle = ActorHandle(actor_id, self.__name__, self._methods)
         if opts["name"] and not _register_name(rt, aspec, handle):
@@ -133,6 +138,21 @@ def _method_table(cls):
     return {n: getattr(f, "__mpiray_num_returns__", STREAMING if is_generator_function(f) else 1)
             for n, f in inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m))
             if not n.startswith("__") or n == "__call__"}
+
+
+def _method_groups(cls, groups) -> dict:
+    """method -> its @method(concurrency_group=); the group must be one the actor has."""
+    out = {}
+    for name, fn in inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m)):
+        group = getattr(fn, "__mpiray_concurrency_group__", None)
+        if group is None:
+            continue
+        if group not in groups:
+            raise ValueError(f"{cls.__name__}.{name} is in concurrency group {group!r}, which "
+                             f"the actor does not have (its groups: {sorted(groups) or 'none'}; "
+                             "give them with concurrency_groups={...})")
+        out[name] = group
+    return out
 
 
 def _register_name(rt, aspec, handle) -> bool:
@@ -216,21 +236,26 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, hold, actor_id, task_name, name, num_returns, max_retries=0):
+    def __init__(self, hold, actor_id, task_name, name, num_returns, max_retries=0, group=None):
         self._hold = hold  # keeps the actor alive while this method is held
         self._actor_id, self._task_name, self._name = actor_id, task_name, name
         self._num_returns, self._max_retries = num_returns, max_retries
+        # a call's own concurrency group travels in TaskSpec.method as "name:group"
+        self._wire_name = name if group is None else f"{name}{GROUP_SEP}{group}"
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actor methods cannot be called directly. Instead of running "
                         f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._name, args, kwargs,
-                                          self._num_returns, self._max_retries)
+        refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._wire_name, args,
+                                          kwargs, self._num_returns, self._max_retries)
         return wrap_returns(refs, self._num_returns)
 
-    def options(self, num_returns=None, max_task_retries=None, **ignored):
+    def options(self, num_returns=None, max_task_retries=None, concurrency_group=None, **ignored):
         n = self._num_returns if num_returns is None else _options.num_returns_option(num_returns)
         retries = self._max_retries if max_task_retries is None else max_task_retries
-        return ActorMethod(self._hold, self._actor_id, self._task_name, self._name, n, retries)
+        if concurrency_group is not None and not isinstance(concurrency_group, str):
+            raise ValueError(f"concurrency_group must be a group name, got {concurrency_group!r}")
+        return ActorMethod(self._hold, self._actor_id, self._task_name, self._name, n, retries,
+                           concurrency_group)

@@ -345,3 +345,84 @@ def test_cancel_of_actor_calls_queued_running_and_async(ray):
     assert ray.get(done, timeout=30) == 3
     ray.cancel(done)   # ended already: nothing happens
     assert ray.get(done) == 3
+
+
+def test_concurrency_groups_keep_one_busy_group_from_blocking_another(ray):
+    """Ray's concurrency groups: the default group (max_concurrency=1 here) is busy
+    waiting for an event that a call in the "signal" group sets; groups have their own
+    threads (or, for async actors, their own limits), so that call still runs."""
+
+    @ray.remote(concurrency_groups={"signal": 1, "io": 2})
+    class Gate:
+        def __init__(self):
+            self.event = threading.Event()
+            self.active = 0
+            self.most = 0
+            self.lock = threading.Lock()
+
+        def wait_open(self):
+            return self.event.wait(20)
+
+        @ray.method(concurrency_group="signal")
+        def open(self):
+            self.event.set()
+            return "opened"
+
+        def open_plain(self):   # in the default group, unless a call says otherwise
+            self.event.set()
+            return "opened"
+
+        @ray.method(concurrency_group="io")
+        def io(self):
+            with self.lock:
+                self.active += 1
+                self.most = max(self.most, self.active)
+            time.sleep(0.3)
+            with self.lock:
+                self.active -= 1
+            return self.most
+
+    g = Gate.remote()
+    waiting = g.wait_open.remote()
+    time.sleep(0.2)
+    assert ray.get(g.open.remote(), timeout=30) == "opened"
+    assert ray.get(waiting, timeout=30) is True
+    assert max(ray.get([g.io.remote() for _ in range(4)], timeout=30)) == 2   # io: 2 at once
+    # a call may name its group itself
+    g2 = Gate.remote()
+    waiting = g2.wait_open.remote()
+    time.sleep(0.2)
+    assert ray.get(g2.open_plain.options(concurrency_group="signal").remote(), timeout=30) == "opened"
+    assert ray.get(waiting, timeout=30) is True
+    with pytest.raises(ValueError, match="nope"):
+        ray.get(g.io.options(concurrency_group="nope").remote(), timeout=30)
+
+    @ray.remote(concurrency_groups={"fast": 1})
+    class AsyncGate:
+        def __init__(self):
+            self.event = asyncio.Event()
+
+        async def wait_open(self):
+            await self.event.wait()
+            return "through"
+
+        @ray.method(concurrency_group="fast")
+        async def open(self):
+            self.event.set()
+
+    a = AsyncGate.options(max_concurrency=1).remote()
+    waiting = a.wait_open.remote()
+    time.sleep(0.2)
+    ray.get(a.open.remote(), timeout=30)
+    assert ray.get(waiting, timeout=30) == "through"
+
+    with pytest.raises(ValueError, match="concurrency group 'other'"):
+        @ray.remote
+        class Bad:
+            @ray.method(concurrency_group="other")
+            def f(self):
+                pass
+
+        Bad.remote()
+    with pytest.raises(ValueError, match="concurrency_groups"):
+        Gate.options(concurrency_groups={"io": 0})

@@ -23,6 +23,10 @@ class ActorSpec:
     namespace: str = ""
     detached: bool = False
     methods: dict = field(default_factory=dict)   # method name -> num_returns
+    # Ray's concurrency groups: group -> how many of its calls may run at once, and
+    # method -> its group (the others are in the default group, of max_concurrency)
+    concurrency_groups: dict = field(default_factory=dict)
+    method_groups: dict = field(default_factory=dict)
 
 
 def name_key(name: str, namespace: str) -> bytes:

@@ -27,7 +27,7 @@ from mpiray.core.executor import ExitActor
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
-from mpiray.core.task_spec import TaskSpec
+from mpiray.core.task_spec import GROUP_SEP, TaskSpec
 from mpiray.core import timeline
 from mpiray.core.worker import spin_pop
 from mpiray.exceptions import ActorDiedError, TaskCancelledError
@@ -48,6 +48,7 @@ class ActorWorker:
         self.exiting = False
         self.now = timeline.clock()
         self.running_async = {}   # task id -> future of an async call running on the loop
+        self.group_limits = {}    # async actor: concurrency group -> asyncio.Semaphore
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -62,7 +63,7 @@ class ActorWorker:
         concurrency = max(1, self.aspec.max_concurrency)
         if self.aspec.is_async:
             self._serve_async(concurrency)
-        elif concurrency > 1:
+        elif concurrency > 1 or self.aspec.concurrency_groups:
             self._serve_threaded(concurrency)
         else:
             self._serve_sync()
@@ -106,15 +107,37 @@ class ActorWorker:
         executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
         return True
 
-    def _run_call(self, item, consumer):
+    def _method_and_group(self, spec):
+        """(bound method, concurrency group or None: the default one) of a call; a call
+        may name its own group (ActorMethod.options: "method:group")."""
+        name, _, group = spec.method.partition(GROUP_SEP)
+        if not group:
+            group = self.aspec.method_groups.get(name)
+        elif group not in self.aspec.concurrency_groups:
+            raise ValueError(f"{spec.name} asks for concurrency group {group!r}, which "
+                             f"{self.aspec.class_name} does not have")
+        return getattr(self.instance, name), group
+
+    def _refuse(self, spec, exc):
+        """The call cannot run (cancelled before it started, or a bad group): its
+        returns get the error. Returns what _report needs."""
+        executor._write_error(self.rt, spec, exc)
+        return [(oid, []) for oid in spec.return_ids()]
+
+    def _run_call(self, item, consumer, spec=None):
         """Runs one call synchronously; returns False when the actor must stop."""
         if item == P.TERMINATE:
             return False
-        spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+        if spec is None:
+            spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
         if self._cancelled(spec):
             self._report(spec, [(oid, []) for oid in spec.return_ids()], item, consumer, 0)
             return True
-        method = getattr(self.instance, spec.method)
+        try:
+            method = self._method_and_group(spec)[0]
+        except ValueError as exc:
+            self._report(spec, self._refuse(spec, exc), item, consumer, 0)
+            return True
         start = self.now()
         try:
             sealed, _ = executor.run(self.rt, spec, method)
@@ -145,17 +168,22 @@ class ActorWorker:
             pass
 
     def _serve_threaded(self, concurrency):
-        slots = _SlotPool(min(concurrency, MAX_RECORDED))
+        """A pool of max_concurrency threads, and one per concurrency group (Ray's: a
+        group's calls run on its own threads, so a busy group never blocks another)."""
+        groups = self.aspec.concurrency_groups
+        slots = _SlotPool(min(concurrency + sum(groups.values()), MAX_RECORDED))
         stop = threading.Event()
+        pools = {None: ThreadPoolExecutor(concurrency)}
+        pools.update((g, ThreadPoolExecutor(n)) for g, n in groups.items())
 
-        def call(item, consumer):
+        def call(item, consumer, spec):
             try:
-                if not self._run_call(item, consumer):
+                if not self._run_call(item, consumer, spec):
                     stop.set()
             finally:
                 slots.put(consumer)
 
-        with ThreadPoolExecutor(concurrency) as pool:
+        try:
             while not stop.is_set():
                 consumer = slots.take()
                 try:
@@ -165,14 +193,20 @@ class ActorWorker:
                 if item == P.TERMINATE:
                     self.queue.done(consumer)
                     break
-                pool.submit(call, item, consumer)
+                spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+                group = spec.method.partition(GROUP_SEP)[2] or self.aspec.method_groups.get(
+                    spec.method)
+                pools.get(group, pools[None]).submit(call, item, consumer, spec)
+        finally:
+            for pool in pools.values():
+                pool.shutdown(wait=True)
         self.rt.channel.flush()
 
     def _serve_async(self, concurrency):
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True, name="actor-loop").start()
         asyncio.run_coroutine_threadsafe(self._watch_cancels(), loop)
-        slots = _SlotPool(min(concurrency, MAX_RECORDED))
+        slots = _SlotPool(min(concurrency + sum(self.aspec.concurrency_groups.values()), MAX_RECORDED))
         while True:
             consumer = slots.take()
             try:
@@ -198,7 +232,28 @@ class ActorWorker:
         self.rt.channel.flush()
 
     async def _run_async(self, spec):
-        method = getattr(self.instance, spec.method)
+        try:
+            method, group = self._method_and_group(spec)
+        except ValueError as exc:
+            return self._refuse(spec, exc)
+        limit = self._group_limit(group)
+        if limit is None:
+            return await self._run_async_call(spec, method)
+        async with limit:
+            return await self._run_async_call(spec, method)
+
+    def _group_limit(self, group):
+        """The semaphore of a concurrency group (None: no groups, the slots are the limit)."""
+        groups = self.aspec.concurrency_groups
+        if not groups:
+            return None
+        sem = self.group_limits.get(group)
+        if sem is None:
+            n = groups[group] if group is not None else max(1, self.aspec.max_concurrency)
+            sem = self.group_limits[group] = asyncio.Semaphore(n)
+        return sem
+
+    async def _run_async_call(self, spec, method):
         is_agen = inspect.isasyncgenfunction(method)
         if not (inspect.iscoroutinefunction(method) or is_agen):
             return executor.run(self.rt, spec, method)[0]

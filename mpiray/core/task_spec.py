@@ -18,6 +18,7 @@ NORMAL, ACTOR_CREATION, ACTOR_CALL = 0, 1, 2
 # or are handed over all at once at its end (num_returns="dynamic"). Either way its one
 # declared return is the stream's end object (mpiray/generators.py).
 STREAMING, DYNAMIC = -1, -2
+GROUP_SEP = ":"   # method "m:g": an actor call of m in concurrency group g (.options)
 
 _FIELDS = ("task_id", "kind", "function_id", "name", "args", "deps", "contained",
            "num_returns", "resources", "max_retries", "retry_exceptions", "attempt",
