@@ -52,7 +52,8 @@ def _in_group(req: dict, strategy, fit: dict) -> dict:
         which = "any bundle" if index < 0 else f"bundle {index} ({bundles[0]})"
         raise ValueError(f"{fit} does not fit {which} of placement group {pg.id.hex()}: "
                          "it could never run there")
-    return placement.in_group(req, pg.id.hex(), index)
+    return placement.in_group(req, pg.id.hex(), index,
+                              capture=bool(strategy.placement_group_capture_child_tasks))
 
 
 def _with_strategy(req: dict, strategy, fit=None) -> dict:
@@ -119,6 +120,8 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
         "name": opts.get("name"),
         "runtime_env": runtime_env.validate(opts.get("runtime_env")),
         "max_calls": max_calls,
+        # no strategy given: a parent capturing its children places this in its group
+        "capturable": opts.get("scheduling_strategy") is None and opts.get("placement_group") is None,
     }
 
 
@@ -161,5 +164,6 @@ def actor_options(opts: dict) -> dict:
         "namespace": opts.get("namespace"), "detached": lifetime == "detached",
         "get_if_exists": bool(opts.get("get_if_exists", False)),
         "concurrency_groups": dict(groups),
+        "capturable": opts.get("scheduling_strategy") is None and opts.get("placement_group") is None,
         "runtime_env": runtime_env.validate(opts.get("runtime_env")),
     }

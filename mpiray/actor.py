@@ -17,7 +17,7 @@ import cloudpickle
 from mpiray import _ids, _options
 from mpiray import api as _api
 from mpiray.core import actor_spec as A
-from mpiray.core import names, refcount, serialization_context
+from mpiray.core import context, names, placement, refcount, serialization_context
 from mpiray.core import protocol as P
 from mpiray.core.actor_worker import ExitActor
 from mpiray.core import runtime_env
@@ -105,9 +105,13 @@ class ActorClass:
         concurrency = opts["max_concurrency"] or (1000 if self._is_async else 1)
         groups = opts["concurrency_groups"]
         method_groups = _method_groups(self._cls, groups)
+        held, to_place = opts["resources"], opts["placement"]
+        if opts["capturable"] and not rt.is_driver:
+            parent = context.resources()
+            held, to_place = placement.captured(held, parent), placement.captured(to_place, parent)
         aspec = A.ActorSpec(
             actor_id=actor_id, class_name=self.__name__, creation=creation,
-            placement=opts["placement"], resources=opts["resources"],
+            placement=to_place, resources=held,
             max_restarts=opts["max_restarts"], max_task_retries=opts["max_task_retries"],
             max_concurrency=concurrency, is_async=self._is_async, name=opts["name"],
             namespace=namespace, detached=opts["detached"], methods=self._methods,

@@ -235,3 +235,31 @@ def test_placement_groups_from_inside_a_task(ray4):
         return got == pg, out == pg.id.hex(), state
 
     assert ray.get(make_and_use.remote(), timeout=60) == (True, True, "CREATED")
+
+
+def test_children_are_captured_only_when_asked(ray4):
+    ray = ray4
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}])
+    pg.wait(10)
+
+    @ray.remote
+    def child():
+        return ray.get_runtime_context().get_placement_group_id()
+
+    @ray.remote
+    def parent():
+        return ray.get(child.remote()), ray.get(child.options(scheduling_strategy="DEFAULT").remote())
+
+    @ray.remote
+    class Spawner:
+        def spawn(self):
+            return ray.get(child.remote())
+
+    captured = PlacementGroupSchedulingStrategy(pg, 0, placement_group_capture_child_tasks=True)
+    assert ray.get(parent.options(scheduling_strategy=captured).remote(), timeout=30) == \
+        (pg.id.hex(), None)
+    plain = PlacementGroupSchedulingStrategy(pg, 0)
+    assert ray.get(parent.options(scheduling_strategy=plain).remote(), timeout=30) == (None, None)
+    spawner = Spawner.options(scheduling_strategy=captured, num_cpus=0).remote()
+    assert ray.get(spawner.spawn.remote(), timeout=30) == pg.id.hex()
+    remove_placement_group(pg)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from mpiray.core.resources import EPS
 
 BUNDLE = "bundle"            # a resource every bundle has, so zero-resource work fits
+CAPTURE = "capture"          # marks work whose children go in its group (never counted)
 BUNDLE_UNITS = 1000.0
 SLIVER = 0.001
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -43,12 +44,25 @@ def bundle_resources(pg: str, index: int, bundle: dict) -> dict:
     return out
 
 
-def in_group(req: dict, pg: str, index: int) -> dict:
-    """req, asked of bundle `index` of pg (-1: of any of its bundles)."""
+def in_group(req: dict, pg: str, index: int, capture=False) -> dict:
+    """req, asked of bundle `index` of pg (-1: of any of its bundles). capture: the
+    tasks and actors it starts go in pg too (a zero-amount key marks it: it travels
+    with the request into the running task's context)."""
     i = None if index < 0 else index
     out = {group_name(k, pg, i): v for k, v in req.items()}
     out[group_name(BUNDLE, pg, i)] = SLIVER
+    if capture:
+        out[group_name(CAPTURE, pg)] = 0.0
     return out
+
+
+def captured(req: dict, parent: dict) -> dict:
+    """req of a task or actor started by one (resources `parent`) that captures its
+    children in its placement group: in that group (any bundle) and capturing too."""
+    for key in parent:
+        if key.startswith(CAPTURE + _MARK):
+            return in_group(req, key[len(CAPTURE + _MARK):], -1, capture=True)
+    return req
 
 
 def group_of(req: dict):

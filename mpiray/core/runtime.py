@@ -17,6 +17,7 @@ import cloudpickle
 
 from mpiray import _ids
 from mpiray.core.native import QueueClosed
+from mpiray.core import context, placement
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
@@ -236,11 +237,14 @@ class Runtime:
     def submit_task(self, function_id, name, args, kwargs, opts) -> list:
         blob, deps, contained, holder = self.pack_args(args, kwargs)
         n = opts["num_returns"]
+        req = opts["resources"]
+        if opts["capturable"] and not self.is_driver:
+            req = placement.captured(req, context.resources())
         spec = TaskSpec(
             task_id=_ids.new_id() if n >= 0 else _ids.new_stream_id(), kind=0,
             function_id=function_id, name=name, args=blob,
             deps=deps, contained=contained, num_returns=opts["num_returns"],
-            resources=opts["resources"], max_retries=opts["max_retries"],
+            resources=req, max_retries=opts["max_retries"],
             retry_exceptions=opts["retry_exceptions"],
             runtime_env=runtime_env.merge(self.inherited_env, opts["runtime_env"]),
             max_calls=opts["max_calls"],

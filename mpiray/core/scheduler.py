@@ -410,7 +410,8 @@ class Scheduler(CrossNode):
 
     def _warn_infeasible(self, name, req):
         key = (name, _shape(req))
-        if placement.group_of(req) is not None:
+        pg = placement.group_of(req)
+        if pg is not None and not self._group_seen(pg):
             return  # its placement group is not placed yet: waiting is normal
         if key not in self._warned:
             self._warned.add(key)
@@ -556,6 +557,12 @@ class Scheduler(CrossNode):
         recs, self.infeasible = self.infeasible, []
         for rec in recs:
             self._to_ready(rec)
+
+    def _group_seen(self, pg):
+        """Some bundle of pg is placed on some node (its resources are known here)."""
+        key = placement.group_name(placement.BUNDLE, pg)
+        return key in self.res.totals or (self.cluster is not None and any(
+            key in info["totals"] for info in self.cluster.table))
 
     def nodes_for_placement(self):
         """[(node, totals, free)] for planning bundles (node 0's view of the others)."""

@@ -28,8 +28,8 @@ class NodeAffinitySchedulingStrategy:
 
 class PlacementGroupSchedulingStrategy:
     """Run in bundle placement_group_bundle_index of placement_group (-1: any of its
-    bundles). placement_group_capture_child_tasks is accepted; the tasks such a task
-    submits are placed as usual (not in the group)."""
+    bundles). placement_group_capture_child_tasks=True: the tasks and actors it starts
+    without a strategy of their own go in the group too."""
 
     def __init__(self, placement_group, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks=None):
