@@ -67,3 +67,56 @@ def test_node_ip_address_is_the_nodes_address_everywhere(ray):
     ipaddress.IPv4Address(ip)
     assert ray.nodes()[0]["NodeManagerAddress"] == ip
     assert ray.get(ray.remote(lambda: mpiray.util.get_node_ip_address()).remote()) == ip
+
+
+def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
+    import time
+
+    from mpiray.util.state import (get_actor, list_actors, list_nodes, list_placement_groups,
+                                   list_tasks)
+
+    @ray.remote
+    class Member:
+        def ping(self):
+            return "pong"
+
+    alive = Member.options(name="state-member").remote()
+    gone = Member.remote()
+    ray.get([alive.ping.remote(), gone.ping.remote()])
+    ray.kill(gone)
+    deadline = time.monotonic() + 10
+    while get_actor(gone._ray_actor_id)["state"] != "DEAD":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    mine = {a["actor_id"]: a for a in list_actors(limit=10_000)}
+    assert mine[alive._ray_actor_id]["state"] == "ALIVE"
+    assert mine[alive._ray_actor_id]["name"] == "state-member"
+    assert mine[alive._ray_actor_id]["pid"] > 0
+    assert mine[gone._ray_actor_id]["state"] == "DEAD"
+    assert "ray.kill" in mine[gone._ray_actor_id]["death_cause"]
+    alive_ids = {a["actor_id"] for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)}
+    assert alive._ray_actor_id in alive_ids and gone._ray_actor_id not in alive_ids
+
+    @ray.remote
+    def sleeper():
+        time.sleep(1.0)
+
+    refs = [sleeper.remote() for _ in range(2)]
+    time.sleep(0.3)
+    running = [t for t in ray.util.state.list_tasks() if t["name"].endswith("sleeper")]
+    assert len(running) == 2 and all(t["state"] in ("RUNNING", "SUBMITTED_TO_WORKER") for t in running)
+    ray.get(refs)
+    deadline = time.monotonic() + 10   # (a worker reports a task's end a moment after its value)
+    while [t for t in list_tasks() if t["name"].endswith("sleeper")]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+    nodes = list_nodes()
+    assert len(nodes) == 1 and nodes[0]["state"] == "ALIVE" and nodes[0]["is_head_node"]
+    pg = ray.util.placement_group([{"CPU": 1}], name="state-pg")
+    pg.wait(10)
+    assert [g["state"] for g in list_placement_groups(filters=[("name", "=", "state-pg")])] == ["CREATED"]
+    ray.util.remove_placement_group(pg)
+    with pytest.raises(ValueError, match="filter"):
+        list_actors(filters=[("state", "~", "ALIVE")])
+    ray.kill(alive)

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 
+from mpiray.core import state_report
 from mpiray.core.timeline import local_log
 from mpiray.mpi.agent import TAG_CTRL, Agent
 from mpiray.mpi.world import World
@@ -98,7 +99,8 @@ def node_info(w: World, node) -> dict:
 
 
 # What the driver may ask every node (DriverLink.ask), answered from its scheduler.
-ASKABLE = {"task_log": local_log, "named_actors": lambda scheduler: scheduler.actors.named()}
+ASKABLE = {"task_log": local_log, "named_actors": lambda scheduler: scheduler.actors.named(),
+           "actors": state_report.actors, "tasks": state_report.tasks}
 
 
 # ---------------------------------------------------------------- driver side

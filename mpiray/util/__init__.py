@@ -1,5 +1,5 @@
 """mpiray.util: ActorPool, a distributed Queue, a multiprocessing.Pool over tasks,
-placement groups, and the node's IP address."""
+placement groups, the state API (mpiray.util.state), and the node's IP address."""
 
 from mpiray.api import list_named_actors
 from mpiray.util.actor_pool import ActorPool
@@ -8,6 +8,17 @@ from mpiray.util.placement_group import (  # (the function shadows its module, a
     PlacementGroup, get_current_placement_group, get_placement_group, placement_group,
     placement_group_table, remove_placement_group,
 )
+
+
+
+def __getattr__(name):
+    """ray.util.state without an import of its own (loaded on first use)."""
+    if name == "state":
+        import importlib
+
+        return importlib.import_module("mpiray.util.state")
+    raise AttributeError(f"module 'mpiray.util' has no attribute {name!r}")
+
 
 __all__ = ["ActorPool", "PlacementGroup", "get_current_placement_group", "get_node_ip_address",
            "get_placement_group", "list_named_actors", "placement_group", "placement_group_table",

@@ -226,6 +226,36 @@ def test_named_actors_on_every_node_are_listed(ray):
         ray.kill(ray.get_actor(f"listed-{i}"))
 
 
+def test_state_api_sees_actors_and_tasks_of_every_node(ray):
+    from mpiray.util.state import list_actors, list_nodes, list_tasks
+
+    k = expected_nodes()
+
+    @ray.remote
+    class Probe:
+        def node(self):
+            return ray.get_runtime_context().get_node_id()
+
+    @ray.remote
+    def wait_a_bit():
+        time.sleep(1.0)
+
+    actors = [Probe.options(**on_node(ray, i)).remote() for i in range(k)]
+    homes = ray.get([a.node.remote() for a in actors], timeout=60)
+    listed = {a["actor_id"]: a for a in list_actors(limit=10_000)}
+    for actor, home in zip(actors, homes):
+        assert listed[actor._ray_actor_id]["state"] == "ALIVE"
+        assert listed[actor._ray_actor_id]["node_id"] == home   # reported once, where it runs
+    refs = [wait_a_bit.options(**on_node(ray, i)).remote() for i in range(k)]
+    time.sleep(0.4)
+    nodes_running = {t["node_id"] for t in list_tasks() if t["name"].endswith("wait_a_bit")}
+    assert nodes_running == {n["NodeID"] for n in ray.nodes()}
+    ray.get(refs, timeout=60)
+    assert len(list_nodes()) == k
+    for a in actors:
+        ray.kill(a)
+
+
 def test_named_actor_is_found_from_any_node(ray):
     k = expected_nodes()
 

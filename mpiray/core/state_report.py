@@ -1,0 +1,49 @@
+"""What one node tells ray.util.state about its actors and tasks (the driver gathers
+every node's answer: api._every_node, mpi/roles.py ASKABLE)."""
+
+from __future__ import annotations
+
+from mpiray.core import actor_manager as AM
+from mpiray.core import scheduler as S
+
+# Ray's state names for ours
+ACTOR_STATES = {AM.PENDING: "PENDING_CREATION", AM.STARTING: "PENDING_CREATION",
+                AM.ALIVE: "ALIVE", AM.DEAD: "DEAD"}
+TASK_STATES = {S.WAITING: "PENDING_ARGS_AVAIL", S.READY: "PENDING_NODE_ASSIGNMENT",
+               S.INFEASIBLE: "PENDING_NODE_ASSIGNMENT", S.DISPATCHED: "RUNNING"}
+
+
+def actors(scheduler) -> list:
+    """Every actor this node runs or has not placed yet (one placed on another node is
+    that node's to report)."""
+    with scheduler.lock:
+        out = []
+        for rec in scheduler.actors.actors.values():
+            if rec.host is not None:
+                continue
+            worker = scheduler.workers.get(rec.slot)
+            restarted = rec.spec.max_restarts not in (0,) and rec.restarts_left != rec.spec.max_restarts
+            state = ACTOR_STATES[rec.state]
+            if state == "PENDING_CREATION" and restarted:
+                state = "RESTARTING"
+            out.append({
+                "actor_id": rec.spec.actor_id.hex(), "class_name": rec.spec.class_name,
+                "state": state, "name": rec.spec.name, "ray_namespace": rec.spec.namespace,
+                "pid": worker.pid if worker is not None and rec.state != AM.DEAD else None,
+                "is_detached": rec.spec.detached, "required_resources": dict(rec.spec.resources),
+                "death_cause": None if rec.cause is None else str(rec.cause),
+            })
+        return out
+
+
+def tasks(scheduler) -> list:
+    """The tasks this node holds that have not ended (a task sent on to another node
+    is that node's to report)."""
+    with scheduler.lock:
+        return [{
+            "task_id": rec.spec.task_id.hex(), "name": rec.spec.name,
+            # (a task queued ahead for the next free worker: Ray's "submitted to a worker")
+            "state": "SUBMITTED_TO_WORKER" if rec.ahead and rec.state == S.DISPATCHED
+            else TASK_STATES[rec.state], "attempt_number": rec.spec.attempt,
+            "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
+        } for rec in scheduler.tasks.values() if rec.state in TASK_STATES]
