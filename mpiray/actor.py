@@ -19,7 +19,7 @@ from mpiray import api as _api
 from mpiray.core import actor_spec as A
 from mpiray.core import context, names, placement, refcount, serialization_context
 from mpiray.core import protocol as P
-from mpiray.core.actor_worker import ExitActor
+from mpiray.core.actor_worker import TERMINATE_METHOD, ExitActor
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
 from mpiray.remote_function import is_generator_function, wrap_returns
@@ -211,6 +211,8 @@ class ActorHandle:
         self._hold = _HandleHold(self._key)
 
     def __getattr__(self, name):
+        if name == TERMINATE_METHOD:  # Ray's graceful end: after the calls before it
+            return ActorMethod(self._hold, self._actor_id, f"{self._class_name}.{name}", name, 1)
         if name.startswith("_") and name != "__call__":
             raise AttributeError(name)
         if name not in self._methods:

@@ -61,12 +61,31 @@ class RuntimeContext:
     def was_current_actor_reconstructed(self):
         return bool(context.process().get("reconstructed"))
 
+    def get_actor_name(self):
+        """The running actor's name ("" if it has none; None outside an actor)."""
+        return context.process().get("actor_name")
+
+    def get_task_function_name(self):
+        return context.task_name()
+
+    @property
+    def current_placement_group_id(self):
+        return self.get_placement_group_id()
+
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        return any(k.startswith(placement.CAPTURE + "_group_") for k in context.resources())
+
     @property
     def current_actor(self):
+        """A handle on the running actor (its methods callable), or None."""
         from mpiray.actor import ActorHandle
 
-        aid = context.process().get("actor_id")
-        return None if aid is None else ActorHandle(bytes.fromhex(aid), "actor", {})
+        proc = context.process()
+        aid = proc.get("actor_id")
+        if aid is None:
+            return None
+        return ActorHandle(bytes.fromhex(aid), proc.get("actor_class", "actor"),
+                           proc.get("actor_methods", {}))
 
 
 def get_runtime_context() -> RuntimeContext:

@@ -426,3 +426,32 @@ def test_concurrency_groups_keep_one_busy_group_from_blocking_another(ray):
         Bad.remote()
     with pytest.raises(ValueError, match="concurrency_groups"):
         Gate.options(concurrency_groups={"io": 0})
+
+
+def test_ray_terminate_ends_the_actor_after_earlier_calls(ray):
+    @ray.remote
+    class Worker:
+        def slow(self):
+            time.sleep(0.4)
+            return "done"
+
+        def me(self):
+            ctx = ray.get_runtime_context()
+            return ctx.get_actor_name(), ctx.current_actor._ray_actor_id
+
+    @ray.remote
+    class AsyncWorker:
+        async def slow(self):
+            await asyncio.sleep(0.4)
+            return "done"
+
+    for actor in (Worker.options(name="terminated").remote(), Worker.options(max_concurrency=3).remote(),
+                  AsyncWorker.remote()):
+        earlier = actor.slow.remote()
+        assert ray.get(actor.__ray_terminate__.remote(), timeout=30) is None
+        assert ray.get(earlier, timeout=30) == "done"
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.slow.remote(), timeout=30)
+    named = Worker.options(name="who").remote()
+    assert ray.get(named.me.remote(), timeout=30) == ("who", named._ray_actor_id)
+    assert ray.get_runtime_context().get_actor_name() is None

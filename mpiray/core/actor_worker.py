@@ -33,6 +33,7 @@ from mpiray.core.worker import spin_pop
 from mpiray.exceptions import ActorDiedError, TaskCancelledError
 
 MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
+TERMINATE_METHOD = "__ray_terminate__"
 CANCEL_POLL_S = 0.05  # how often an async actor looks for cancelled running calls
 OUTBOX_BATCH = 64
 
@@ -55,8 +56,9 @@ class ActorWorker:
         buf = self.rt.store.get(A.spec_key(self.actor_id), 30.0)
         self.aspec = P.loads(buf)
         del buf
-        context.process()["actor_id"] = self.actor_id.hex()
-        context.process()["resources"] = dict(self.aspec.resources)
+        context.process().update(actor_id=self.actor_id.hex(), resources=dict(self.aspec.resources),
+                                 actor_name=self.aspec.name, actor_class=self.aspec.class_name,
+                                 actor_methods=dict(self.aspec.methods))
         if not self._construct():
             return
         self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot)])
@@ -99,6 +101,14 @@ class ActorWorker:
                     self.rt.channel.flush()
         return item
 
+    def _terminate_call(self, spec, item, consumer) -> bool:
+        """actor.__ray_terminate__.remote(): as Ray's, the actor ends once the calls
+        before it are done (the loop stops taking calls; its return is None)."""
+        if spec.method != TERMINATE_METHOD:
+            return False
+        self._report(spec, executor.write_returns(self.rt, spec, None), item, consumer, 0)
+        return True
+
     def _cancelled(self, spec) -> bool:
         """The call was cancelled before it started (ray.cancel marks it in the store):
         its returns say so, and it does not run."""
@@ -130,6 +140,8 @@ class ActorWorker:
             return False
         if spec is None:
             spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+        if self._terminate_call(spec, item, consumer):
+            return False
         if self._cancelled(spec):
             self._report(spec, [(oid, []) for oid in spec.return_ids()], item, consumer, 0)
             return True
@@ -194,6 +206,9 @@ class ActorWorker:
                     self.queue.done(consumer)
                     break
                 spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+                if self._terminate_call(spec, item, consumer):
+                    slots.put(consumer)
+                    break
                 group = spec.method.partition(GROUP_SEP)[2] or self.aspec.method_groups.get(
                     spec.method)
                 pools.get(group, pools[None]).submit(call, item, consumer, spec)
@@ -217,6 +232,9 @@ class ActorWorker:
                 self.queue.done(consumer)
                 break
             spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
+            if self._terminate_call(spec, item, consumer):
+                slots.put(consumer)
+                break
             if self._cancelled(spec):
                 self._report(spec, [(oid, []) for oid in spec.return_ids()], item, consumer, 0)
                 slots.put(consumer)
