@@ -189,6 +189,11 @@ class Scheduler(CrossNode):
                     if inner not in self.counts:
                         self._free(inner)
             return
+        self._keep_sealed(oid, contained)
+
+    def _keep_sealed(self, oid, contained):
+        """oid is sealed and held: what it contains is held by it, and tasks waiting
+        for it may go."""
         self.sealed.add(oid)
         if contained:
             self.contains[oid] = list(contained)
@@ -209,12 +214,7 @@ class Scheduler(CrossNode):
             return True
         if oid[: _ids.TASK_ID_SIZE] in self.streams_over or not self.io.contains(oid):
             return False  # (not in the store: a caller took it and dropped it already)
-        self.sealed.add(oid)
-        if contained:
-            self.contains[oid] = list(contained)
-            for inner in contained:
-                self._incref(inner)
-        self._wake_waiters(oid)
+        self._keep_sealed(oid, contained)
         return True
 
     def _stream_over(self, task_id):
