@@ -87,6 +87,10 @@ def is_stream_item(oid: bytes) -> bool:
         and 0 < _INDEX.unpack_from(oid, TASK_ID_SIZE)[0] < STREAM_END_INDEX
 
 
+def index_of(oid: bytes) -> int:
+    return _INDEX.unpack_from(oid, TASK_ID_SIZE)[0]
+
+
 def is_stream_end(oid: bytes) -> bool:
     return oid[TASK_ID_SIZE:] == _END
 

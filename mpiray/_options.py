@@ -68,15 +68,15 @@ def _with_strategy(req: dict, strategy, fit=None) -> dict:
         return _in_group(req, strategy, req if fit is None else fit)
     if strategy is None or isinstance(strategy, str):
         if strategy not in (None, "DEFAULT", "SPREAD"):
-            raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD' "
-                             "or a NodeAffinitySchedulingStrategy")
+            raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
+                             "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
         return req
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         if strategy.soft:
             return req
         return dict(req, **{strategy.resource(): 0.001})
-        raise ValueError(f"unsupported scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
-                         "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
+    raise ValueError(f"unsupported scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
+                     "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
 
 
 def num_returns_option(value, default=1) -> int:

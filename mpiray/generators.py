@@ -8,9 +8,10 @@
             ──► ObjectRef(item i) │ the end's error │ StopIteration
 
 Until its end is sealed, a stream's items are held by the scheduler for the stream;
-from then on the end object holds them, and each item's own refs. So items nobody took
-go when the generator (which holds the end) is dropped, as in Ray. Ray frees an item the
-caller took and dropped at once; here it goes with the end as well.
+from then on the end object holds them, and each item's own refs. An item the caller
+took goes when its refs do (as in Ray); the items nobody took go when the generator
+(which holds the end) is dropped, and so do the items of a task that died half-way
+(Scheduler._stream_over).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import asyncio
 
 from mpiray import _ids
 from mpiray.object_ref import ObjectRef
+
+ASYNC_WAIT_SLICE_S = 0.5   # an awaiting thread's longest wait before it looks again
 
 
 class DynamicObjectRefGenerator:
@@ -36,6 +39,21 @@ class DynamicObjectRefGenerator:
 
     def __repr__(self):
         return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
+
+
+class StreamEnd:
+    """The value of a streaming task's end: it holds the refs of the items (so that
+    they live as long as the stream does) and tells how many there are; `get` of
+    `gen.completed()` gives it. The items are the generator's to hand out."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __repr__(self):
+        return f"StreamEnd({len(self._refs)} items)"
 
 
 class ObjectRefGenerator:
@@ -66,13 +84,20 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
-        if self.next_ready():
-            ref = self._next(0)
-        else:  # (a thread waits, so the event loop keeps running)
-            ref = await asyncio.get_running_loop().run_in_executor(None, self._next, None)
+        # A thread waits for the next item, so that the event loop keeps running, but
+        # takes nothing: the item is taken here, so a cancelled await (wait_for) loses none.
+        loop = asyncio.get_running_loop()
+        while not self.next_ready():
+            await loop.run_in_executor(None, self._wait_ready, ASYNC_WAIT_SLICE_S)
+        ref = self._next(0)
         if ref is None:
             raise StopAsyncIteration
         return ref
+
+    def _wait_ready(self, timeout):
+        from mpiray.api import _runtime
+
+        _runtime().wait(self._item_id() + self._end.binary(), 1, timeout)
 
     def _item_id(self):
         return _ids.object_id(self._task_id, self._index + 1)
@@ -127,8 +152,15 @@ class ObjectRefGenerator:
             return True
         from mpiray.api import _runtime
 
-        store = _runtime().store
-        return store.contains(self._item_id()) or store.contains(self._end.binary())
+        rt = _runtime()
+        if rt.store.contains(self._item_id()):
+            return True
+        if not rt.store.contains(self._end.binary()):
+            return False
+        if self._count is None and not self._failed:
+            self._read_end(rt)
+        # ended: ready unless the next item is still on its way from another node
+        return self._failed or self._index >= self._count
 
     def is_finished(self) -> bool:
         """The task has ended and every item was handed out."""
@@ -142,8 +174,9 @@ class ObjectRefGenerator:
         return self._count is not None and self._index >= self._count
 
     def completed(self) -> ObjectRef:
-        """A ref that is ready once the task has ended; getting it raises the task's
-        error if the task itself failed."""
+        """A ref that is ready once the task has ended (its value: a StreamEnd, which
+        says how many items there were); getting it raises the task's error if the task
+        itself failed."""
         return self._end
 
     def task_id(self):
@@ -161,4 +194,4 @@ class ObjectRefGenerator:
         return f"ObjectRefGenerator(task {self._task_id.hex()}, {self._index} taken)"
 
 
-__all__ = ["DynamicObjectRefGenerator", "ObjectRefGenerator"]
+__all__ = ["DynamicObjectRefGenerator", "ObjectRefGenerator", "StreamEnd"]

@@ -369,3 +369,119 @@ def test_many_items(ray):
         yield from range(n)
 
     assert sum(ray.get(r) for r in many.remote(5000)) == sum(range(5000))
+
+
+def test_items_of_a_generator_that_died_go_with_it(ray):
+    @ray.remote(max_retries=0)
+    def dies():
+        yield b"x" * 1000
+        yield b"y" * 1000
+        time.sleep(0.3)
+        os._exit(1)
+
+    store = _store(ray)
+    gen = dies.remote()
+    tid = gen.completed().binary()[: _ids.TASK_ID_SIZE]
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(gen.completed(), timeout=30)
+    items = [_ids.object_id(tid, i) for i in (1, 2)]
+    assert all(store.contains(oid) for oid in items)   # (the worker may not have reported them)
+    del gen
+    gc.collect()
+    _wait_until(lambda: not any(store.contains(oid) for oid in items))
+
+
+def test_items_made_after_the_generator_is_dropped_are_not_kept(ray):
+    @ray.remote
+    def many():
+        for i in range(60):
+            time.sleep(0.01)
+            yield np.full(50_000, i % 250, dtype=np.uint8)
+
+    store = _store(ray)
+    gen = many.remote()
+    tid = next(gen).binary()[: _ids.TASK_ID_SIZE]
+    del gen
+    gc.collect()
+    time.sleep(1.2)   # the task has yielded the rest by now
+    ids = [_ids.object_id(tid, i + 1) for i in range(60)] + [_ids.stream_end(tid)]
+    _wait_until(lambda: not any(store.contains(oid) for oid in ids))
+
+
+def test_async_def_generator_and_async_def_tasks(ray):
+    @ray.remote
+    async def ticks(n):
+        for i in range(n):
+            await asyncio.sleep(0.01)
+            yield i
+
+    @ray.remote
+    async def plain(x):
+        await asyncio.sleep(0.01)
+        return x * 2
+
+    @ray.remote(num_returns=2)
+    async def two():
+        yield "a"
+        yield "b"
+
+    assert [ray.get(r) for r in ticks.remote(4)] == [0, 1, 2, 3]
+    assert ray.get(plain.remote(21)) == 42
+    assert ray.get(two.remote()) == ["a", "b"]
+
+
+def test_a_cancelled_await_of_the_next_item_loses_nothing(ray):
+    @ray.remote
+    def slow(n):
+        for i in range(n):
+            time.sleep(0.4)
+            yield i
+
+    async def main():
+        gen, got = slow.remote(3), []
+        while True:
+            try:
+                ref = await asyncio.wait_for(gen.__anext__(), 0.1)
+            except asyncio.TimeoutError:
+                continue
+            except StopAsyncIteration:
+                return got
+            got.append(await ref)
+
+    assert asyncio.run(main()) == [0, 1, 2]
+
+
+def test_cancel_ends_an_actor_generator_method(ray):
+    @ray.remote
+    class Source:
+        def forever(self):
+            i = 0
+            while True:
+                time.sleep(0.01)
+                yield i
+                i += 1
+
+        def ping(self):
+            return "pong"
+
+    @ray.remote
+    class AsyncSource:
+        async def forever(self):
+            i = 0
+            while True:
+                await asyncio.sleep(0.01)
+                yield i
+                i += 1
+
+    sync = Source.remote()
+    for actor in (sync, AsyncSource.remote()):
+        gen = actor.forever.remote()
+        assert ray.get(next(gen), timeout=30) == 0
+        ray.cancel(gen)
+        refs = []
+        for ref in gen:
+            refs.append(ref)
+            assert len(refs) < 5000
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(refs[-1], timeout=30)
+    assert ray.get(sync.ping.remote(), timeout=30) == "pong"   # its stream ended: it serves again

@@ -175,6 +175,54 @@ def test_a_group_waits_for_room_and_one_too_big_stays_pending(ray4, capfd):
     assert ray.available_resources()["CPU"] == 4.0
 
 
+def test_a_bundle_is_shared_by_indexed_and_any_bundle_requests(ray4):
+    ray = ray4
+    pg = placement_group([{"CPU": 1}])
+    pg.wait(10)
+
+    @ray.remote
+    def stamp():
+        t = time.monotonic()
+        time.sleep(0.5)
+        return t
+
+    a, b = ray.get([stamp.options(**in_pg(pg, -1)).remote(), stamp.options(**in_pg(pg, 0)).remote()],
+                   timeout=30)
+    assert abs(a - b) >= 0.45   # one CPU in the group: the two requests take turns
+    remove_placement_group(pg)
+
+
+def test_groups_are_reserved_whole_and_one_at_a_time(ray4, capfd):
+    ray = ray4
+    # each bundle fits the node, both together do not: pending, and the node keeps its CPUs
+    pg = placement_group([{"CPU": 3}, {"CPU": 2}])
+    assert not pg.wait(0.5)
+    assert "cannot be placed" in capfd.readouterr().err
+
+    @ray.remote
+    def one():
+        return 1
+
+    assert ray.get([one.remote() for _ in range(4)], timeout=30) == [1] * 4
+    remove_placement_group(pg)
+
+    @ray.remote
+    def busy(s):
+        time.sleep(s)
+
+    held = [busy.remote(s) for s in (0.5, 1.0, 1.5)]
+    time.sleep(0.2)
+    a = placement_group([{"CPU": 2}, {"CPU": 1}])
+    b = placement_group([{"CPU": 1}, {"CPU": 2}])   # would deadlock with a if each took a part
+    assert a.wait(20)
+    assert not b.wait(0.2)   # a holds 3 of the 4 CPUs: b waits, holding nothing
+    assert placement_group_table(b)["state"] == "PENDING"
+    remove_placement_group(a)
+    assert b.wait(20)
+    remove_placement_group(b)
+    ray.get(held)
+
+
 def test_bad_arguments_are_refused_by_name(ray4):
     ray = ray4
     with pytest.raises(ValueError, match="strategy"):
@@ -199,6 +247,8 @@ def test_bad_arguments_are_refused_by_name(ray4):
         f.options(**in_pg(pg, 0, num_gpus=1))
     with pytest.raises(TypeError, match="PlacementGroup"):
         remove_placement_group("pg")
+    with pytest.raises(ValueError, match="scheduling_strategy"):
+        f.options(scheduling_strategy=123)
     remove_placement_group(pg)
 
 

@@ -13,6 +13,7 @@ item the moment it is yielded, then its end object: the refs of all of them
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import traceback
@@ -21,6 +22,7 @@ from mpiray import _ids
 from mpiray.core import context
 from mpiray.core import protocol as P
 from mpiray.core.runtime import DependencyFailed
+from mpiray.core.task_spec import STREAMING
 from mpiray.exceptions import RayTaskError, TaskCancelledError
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import serialize, serialize_error
@@ -81,9 +83,14 @@ def wrap(exc, name):
 
 def write_returns(runtime, spec, result):
     oids = spec.return_ids()
-    if inspect.isgenerator(result):  # a generator function with num_returns=n: n values
+    if inspect.iscoroutine(result):  # an `async def` task: run on a loop of its own
         try:
-            result = list(result)
+            result = asyncio.run(result)
+        except Exception as exc:  # noqa: BLE001
+            return _write_error(runtime, spec, wrap(exc, spec.name))
+    if inspect.isgenerator(result) or inspect.isasyncgen(result):
+        try:  # a generator function with num_returns=n: n values
+            result = list(result) if inspect.isgenerator(result) else asyncio.run(_collect(result))
         except Exception as exc:  # noqa: BLE001 - raised inside the generator
             return _write_error(runtime, spec, wrap(exc, spec.name))
         if spec.num_returns == 1:
@@ -121,6 +128,10 @@ def write_returns(runtime, spec, result):
     return sealed
 
 
+async def _collect(agen):
+    return [value async for value in agen]
+
+
 def _write_unserializable(runtime, spec, exc, sealed):
     """The returns not written yet become the error (those written stay)."""
     err = wrap(TypeError(f"the return value of {spec.name} could not be serialized: {exc}"), spec.name)
@@ -137,7 +148,9 @@ def write_stream(runtime, spec, gen):
     """Writes every value the generator yields as the stream's next item, then the end
     (the items' refs). Returns (sealed, retry) as run() does. A retried attempt skips
     the items an earlier one made (the generator is taken to yield the same values)."""
-    if not (inspect.isgenerator(gen) or inspect.isasyncgen(gen)):
+    if inspect.isasyncgen(gen):  # an `async def` generator task: on a loop of its own
+        return asyncio.run(write_async_stream(runtime, spec, gen)), False
+    if not inspect.isgenerator(gen):
         err = wrap(TypeError(f"{spec.name} was called with num_returns=\"streaming\" or "
                              f"\"dynamic\" but returned a {type(gen).__name__}, not a generator"),
                    spec.name)
@@ -153,8 +166,16 @@ def write_stream(runtime, spec, gen):
             raise
         if _should_retry(spec, exc):
             return [], True
-        stream.add_error(wrap(exc, spec.name))
+        stream.add_error(_stream_error(exc, spec))
     return stream.end(), False
+
+
+def _stream_error(exc, spec):
+    """A cancel ends a stream with TaskCancelledError itself (as a cancelled task's
+    return is); anything else is the generator's error."""
+    if isinstance(exc, (TaskCancelledError, asyncio.CancelledError)):
+        return TaskCancelledError(spec.task_id.hex())
+    return wrap(exc, spec.name)
 
 
 async def write_async_stream(runtime, spec, agen):
@@ -168,7 +189,7 @@ async def write_async_stream(runtime, spec, agen):
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
             raise
-        stream.add_error(wrap(exc, spec.name))
+        stream.add_error(_stream_error(exc, spec))
     return stream.end()
 
 
@@ -181,11 +202,17 @@ class _Stream:
         # Across nodes the node pushes each item to the caller's node when it hears of
         # it, so it must hear at once; on one host the caller reads the store directly.
         self.flush = runtime.fetch_remote
+        # a task is stopped by a signal; an actor's generator method looks for the mark
+        # between items (a running actor call is not interrupted, but its stream ends)
+        self.check_cancel = bool(spec.actor_id)
+        self.cancel_mark = _ids.object_id(spec.task_id, _ids.CANCEL_INDEX)
 
     def _next_id(self):
         return _ids.object_id(self.spec.task_id, len(self.refs) + 1)
 
     def add(self, value):
+        if self.check_cancel and self.rt.store.contains(self.cancel_mark):
+            raise TaskCancelledError(self.spec.task_id.hex())  # (an actor's: no signal)
         oid = self._next_id()
         if not self.rt.store.contains(oid):  # (else made by an attempt before this one)
             try:
@@ -206,9 +233,10 @@ class _Stream:
         self.refs.append(ObjectRef(oid, _counted=False))
 
     def end(self):
-        from mpiray.generators import DynamicObjectRefGenerator
+        from mpiray.generators import DynamicObjectRefGenerator, StreamEnd
 
-        return write_returns(self.rt, self.spec, DynamicObjectRefGenerator(self.refs))
+        kind = StreamEnd if self.spec.num_returns == STREAMING else DynamicObjectRefGenerator
+        return write_returns(self.rt, self.spec, kind(self.refs))
 
 
 class _StreamBroken(Exception):

@@ -48,9 +48,13 @@ def in_group(req: dict, pg: str, index: int, capture=False) -> dict:
     """req, asked of bundle `index` of pg (-1: of any of its bundles). capture: the
     tasks and actors it starts go in pg too (a zero-amount key marks it: it travels
     with the request into the running task's context)."""
-    i = None if index < 0 else index
-    out = {group_name(k, pg, i): v for k, v in req.items()}
-    out[group_name(BUNDLE, pg, i)] = SLIVER
+    out = {}
+    for key, amount in list(req.items()) + [(BUNDLE, SLIVER)]:
+        if index >= 0:  # (first: a bundle's GPU ids come from the first GPU name met)
+            out[group_name(key, pg, index)] = amount
+        # Ray's scheme: an indexed request takes the group's wildcard names as well, so
+        # that it competes with "any bundle" requests for the same resources
+        out[group_name(key, pg)] = amount
     if capture:
         out[group_name(CAPTURE, pg)] = 0.0
     return out
@@ -92,6 +96,14 @@ def cpu_part(req: dict) -> dict:
     return {k: v for k, v in req.items() if k == "CPU" or k.startswith("CPU" + _MARK)}
 
 
+def cpus_of(req: dict) -> float:
+    """How many CPUs req holds, the node's or a bundle's."""
+    cpus = req.get("CPU")
+    if cpus is not None or len(req) == 1:  # (the commonest: {"CPU": n})
+        return cpus or 0.0
+    return max((v for k, v in req.items() if k.startswith("CPU" + _MARK)), default=0.0)
+
+
 def check_bundles(bundles, strategy):
     """Ray's rules for placement_group()'s arguments, with errors naming what is wrong."""
     if strategy not in STRATEGIES:
@@ -127,18 +139,23 @@ def _take(have: dict, want: dict):
         have[k] = have.get(k, 0.0) - v
 
 
+def _total(bundles) -> dict:
+    whole = {}
+    for b in bundles:
+        for k, v in b.items():
+            whole[k] = whole.get(k, 0.0) + v
+    return whole
+
+
 def plan(bundles, strategy, nodes):
     """Which node holds each bundle: nodes is [(index, totals, free)]; a bundle goes
     where it fits now if it can, else where it fits at all (it waits there for room).
     None if the cluster can never hold them this way."""
     free = {n: dict(f) for n, _, f in nodes}
-    totals = {n: t for n, t, _ in nodes}
+    totals = {n: dict(t) for n, t, _ in nodes}   # less the bundles planned there so far
     order = [n for n, _, _ in nodes]
     if strategy in ("PACK", "STRICT_PACK"):
-        whole = {}
-        for b in bundles:
-            for k, v in b.items():
-                whole[k] = whole.get(k, 0.0) + v
+        whole = _total(bundles)
         for pool in (free, totals):
             for n in order:
                 if _fits(pool[n], whole):
@@ -161,6 +178,7 @@ def plan(bundles, strategy, nodes):
         if chosen is None:
             return None
         _take(free[chosen], b)
+        _take(totals[chosen], b)
         where.append(chosen)
         count[chosen] += 1
     return where
@@ -172,39 +190,47 @@ class Bundles:
     def __init__(self, scheduler):
         self.s = scheduler
         self.held = {}       # (pg, index) -> bundle
-        self.waiting = []    # (pg, index, bundle): no room for them yet
+        self.waiting = []    # (pg, [(index, bundle)]): a group's bundles here, no room yet
         self.removed = set() # placement groups removed: work still asking for them fails
 
-    def reserve(self, pg, index, bundle):
+    def reserve(self, pg, items):
+        """items: [(index, bundle)] of pg to hold here: all at once, when all fit (a
+        group holding part of a node while waiting for the rest could starve another)."""
         if pg not in self.removed:
-            self.waiting.append((pg, index, bundle))
+            self.waiting.append((pg, items))
             self.try_waiting()
 
     def try_waiting(self):
-        """Reserves the waiting bundles that fit now (before tasks take what is free)."""
+        """Reserves, oldest first, the waiting groups that fit now (before tasks take
+        what is free)."""
         s, still = self.s, []
-        for pg, index, bundle in self.waiting:
-            if not s.res.fits(bundle):
-                still.append((pg, index, bundle))
+        for pg, items in self.waiting:
+            if not s.res.fits(_total(b for _, b in items)):
+                still.append((pg, items))
                 continue
-            gpu_ids = s.res.acquire(bundle)
-            added = bundle_resources(pg, index, bundle)
-            s.res.add(added, group_name("GPU", pg, index) if gpu_ids else None, gpu_ids)
-            self.held[(pg, index)] = bundle
-            s.resources_changed(added, +1)
-            s.pg_placed(pg, index)
+            for index, bundle in items:
+                gpu_ids = s.res.acquire(bundle)
+                added = bundle_resources(pg, index, bundle)
+                s.res.add(added, group_name("GPU", pg, index) if gpu_ids else None, gpu_ids)
+                self.held[(pg, index)] = bundle
+                s.resources_changed(added, +1)
+            s.pg_placed(pg, [index for index, _ in items])
         self.waiting = still
 
-    def unreserve(self, pg, index):
-        self.waiting = [w for w in self.waiting if w[:2] != (pg, index)]
-        bundle = self.held.pop((pg, index), None)
-        if bundle is None:
+    def unreserve(self, pg):
+        """Gives back every bundle of pg held here (or waiting here); what runs in the
+        group here ends first."""
+        self.waiting = [w for w in self.waiting if w[0] != pg]
+        mine = [(i, b) for (g, i), b in self.held.items() if g == pg]
+        if not mine:
             return
         self.s.evict_group(pg)
-        removed = bundle_resources(pg, index, bundle)
-        gpu_ids = self.s.res.remove(removed, group_name("GPU", pg, index))
-        self.s.res.release(bundle, gpu_ids)
-        self.s.resources_changed(removed, -1)
+        for index, bundle in mine:
+            del self.held[(pg, index)]
+            removed = bundle_resources(pg, index, bundle)
+            gpu_ids = self.s.res.remove(removed, group_name("GPU", pg, index))
+            self.s.res.release(bundle, gpu_ids)
+            self.s.resources_changed(removed, -1)
 
 
 class PlacementGroups:
@@ -214,6 +240,10 @@ class PlacementGroups:
         self.s = scheduler
         self.groups = {}     # pg hex -> record dict
         self.names = {}      # (namespace, name) -> pg hex
+        # Groups are placed one at a time, oldest first: two groups each holding part of
+        # what the other waits for would wait for ever (Ray places them one by one too).
+        self.queue = []      # pg hex, waiting for its turn
+        self.placing = None  # the pg whose bundles the nodes are reserving now
 
     def apply(self, op, args):
         return getattr(self, "op_" + op)(*args)
@@ -229,18 +259,37 @@ class PlacementGroups:
             self.s.io.warn(f"placement group {name or pg} ({strategy}, bundles {bundles}) "
                            f"cannot be placed on this cluster: it stays pending")
             return None
-        for index, (node, bundle) in enumerate(zip(where, bundles)):
-            self.s.pg_send(node, "reserve", (pg, index, bundle))
+        self.queue.append(pg)
+        self._place_next()
         return None
 
-    def placed(self, pg, index):
+    def _place_next(self):
+        """Asks the nodes to reserve the next group's bundles (planned again now: the
+        nodes' free resources have moved since it was created)."""
+        while self.placing is None and self.queue:
+            pg = self.queue.pop(0)
+            rec = self.groups[pg]
+            rec["where"] = plan(rec["bundles"], rec["strategy"], self.s.nodes_for_placement()) \
+                or rec["where"]
+            self.placing = pg
+            per_node = {}
+            for index, (node, bundle) in enumerate(zip(rec["where"], rec["bundles"])):
+                per_node.setdefault(node, []).append((index, bundle))
+            for node, items in per_node.items():
+                self.s.pg_send(node, "reserve", (pg, items))
+
+    def placed(self, pg, indexes):
         rec = self.groups.get(pg)
         if rec is None or rec["state"] == REMOVED:
             return
-        rec["placed"][index] = True
+        for index in indexes:
+            rec["placed"][index] = True
         if all(rec["placed"]):
             rec["state"] = CREATED
             self._answer_waiters(rec, True)
+            if self.placing == pg:
+                self.placing = None
+                self._place_next()
 
     def op_when_created(self, pg):
         """True once every bundle of pg is placed (answered then), False if it is removed."""
@@ -269,8 +318,14 @@ class PlacementGroups:
             del self.names[(rec["namespace"], rec["name"])]
         for node in range(self.s.num_nodes()):
             self.s.pg_send(node, "removed", (pg,))
-        for index, node in enumerate(rec["where"] or ()):
-            self.s.pg_send(node, "unreserve", (pg, index))
+        if pg in self.queue:
+            self.queue.remove(pg)   # (never asked of any node)
+        else:
+            for node in set(rec["where"] or ()):
+                self.s.pg_send(node, "unreserve", (pg,))
+        if self.placing == pg:
+            self.placing = None
+            self._place_next()
         return None
 
     def op_get(self, name, namespace):

@@ -38,7 +38,7 @@ from mpiray.core import placement
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
-from mpiray.core.scheduler_remote import FORWARDED, UNBORROW_GRACE_S, CrossNode
+from mpiray.core.scheduler_remote import FORWARDED, CrossNode
 from mpiray.core.resources import NodeResources
 from mpiray.core.timeline import TaskLog
 from mpiray.exceptions import (ActorPlacementGroupRemoved, TaskCancelledError,
@@ -114,6 +114,8 @@ class Scheduler(CrossNode):
         self.kept = set()       # other nodes' oids kept here for their owner (task returns)
         self.lingering = collections.deque()  # (due, oid): unborrows applied after a grace
         self.streams_over = {}  # generator tasks whose end was freed (oldest first, bounded)
+        self.stream_last = {}   # generator task -> the highest item index held here for it
+        self.pushed_holds = {}  # item pushed to its caller's node -> refs inside, held till it has them
         self.bundles = placement.Bundles(self)           # placement group bundles held here
         self.pgs = placement.PlacementGroups(self)       # the table (used on node 0 only)
         # ((name, pid, start, end), task id) of the last tasks and actor calls run here,
@@ -154,6 +156,8 @@ class Scheduler(CrossNode):
             self.actors.on_handles_gone(oid[: _ids.TASK_ID_SIZE])
         elif oid in self.sealed or self.io.contains(oid):
             self._free(oid)  # (a put without refs inside is sealed without telling us)
+        elif _ids.is_stream_end(oid):  # a generator dropped while its task runs on
+            self._stream_over(oid[: _ids.TASK_ID_SIZE])
 
     def _free(self, oid):
         self.sealed.discard(oid)
@@ -205,23 +209,47 @@ class Scheduler(CrossNode):
         """An item a generator task yielded, that no ref holds yet: the stream holds it
         here until its end does (True), unless the stream is over (False: free it). One
         made here for another node's caller goes there at once."""
+        task_id = oid[: _ids.TASK_ID_SIZE]
         if self.cluster is not None and self.cluster.is_foreign(oid):
-            for inner in contained:  # held until the caller's node borrows them
-                self._incref(inner)
-                self.lingering.append((time.monotonic() + UNBORROW_GRACE_S, inner))
+            if contained:  # held until the caller's node has them too ("item_held")
+                for inner in contained:
+                    self._incref(inner)
+                self.pushed_holds[oid] = list(contained)
             self.io.push_object(_ids.node_of(oid), oid, contained)
             self.io.delete_object(oid)  # (its memory goes once the push is sent)
             return True
-        if oid[: _ids.TASK_ID_SIZE] in self.streams_over or not self.io.contains(oid):
+        if task_id in self.streams_over or not self.io.contains(oid):
             return False  # (not in the store: a caller took it and dropped it already)
+        index = _ids.index_of(oid)
+        if index > self.stream_last.get(task_id, 0):
+            self.stream_last[task_id] = index
         self._keep_sealed(oid, contained)
         return True
 
+    def _ev_item_held(self, oid):
+        """The caller's node has an item pushed from here, and holds its refs now."""
+        for inner in self.pushed_holds.pop(oid, ()):
+            self._decref(inner)
+
     def _stream_over(self, task_id):
-        """The end of task_id's stream is freed: items still coming are not kept."""
+        """Nothing holds task_id's stream any more (its end is freed, or was dropped
+        before it was made): the items no ref holds go now, and those still to come
+        as they come. Items are probed up to the last one heard of and on while there
+        are more: a worker that died may have stored some it had not reported."""
+        if task_id in self.streams_over:
+            return
         self.streams_over[task_id] = None
         if len(self.streams_over) > STREAMS_OVER_KEPT:
             del self.streams_over[next(iter(self.streams_over))]
+        last, index = self.stream_last.pop(task_id, 0), 1
+        while True:
+            oid = _ids.object_id(task_id, index)
+            here = self.io.contains(oid)
+            if not here and index > last:
+                break
+            if here and oid not in self.counts and oid not in self.kept:
+                self._free(oid)
+            index += 1
 
     def _wake_waiters(self, oid):
         for rec in self.waiting_on.pop(oid, ()):
@@ -330,11 +358,13 @@ class Scheduler(CrossNode):
             rec.blocked = False
             self.active += 1
             self.blocked -= 1
-            self.res.acquire(placement.cpu_part(rec.spec.resources))
+            totals = self.res.totals  # (a removed group's CPUs are gone: not taken again)
+            self.res.acquire({k: v for k, v in placement.cpu_part(rec.spec.resources).items()
+                              if k in totals})
 
     def _release_task_resources(self, rec):
         req = dict(rec.spec.resources)
-        if req.get("CPU", 0.0) < 1:
+        if placement.cpus_of(req) < 1:
             self.light -= 1
         if rec.blocked:
             for key in placement.cpu_part(rec.spec.resources):
@@ -486,7 +516,7 @@ class Scheduler(CrossNode):
     def _to_dispatched(self, rec, ahead=False):
         rec.state = DISPATCHED
         rec.ahead = ahead
-        if rec.spec.resources.get("CPU", 0.0) < 1:
+        if placement.cpus_of(rec.spec.resources) < 1:
             self.light += 1
         rec.gpu_ids = self.res.acquire(rec.spec.resources)
         rec.spec.gpu_ids = rec.gpu_ids
@@ -541,8 +571,8 @@ class Scheduler(CrossNode):
         else:
             self.cluster.send(node, ("pg", kind, args))
 
-    def pg_placed(self, pg, index):
-        self.pg_send(0, "placed", (pg, index))
+    def pg_placed(self, pg, indexes):
+        self.pg_send(0, "placed", (pg, indexes))
 
     def resources_changed(self, delta, sign):
         """This node's totals changed by a bundle (sign +1: reserved, -1: removed)."""
@@ -597,12 +627,13 @@ class Scheduler(CrossNode):
                 self._kill_removed_actor(arec)
 
     def evict_group(self, pg):
-        """A bundle of pg held here is being given back: what runs in pg here ends."""
+        """A bundle of pg held here is being given back: what runs in pg here ends (an
+        actor placed on another node is that node's to end, with the right cause)."""
         for rec in list(self.tasks.values()):
             if rec.state == DISPATCHED and placement.uses(rec.spec.resources, pg):
                 self.cancel(rec.spec.task_id, True)
         for arec in list(self.actors.actors.values()):
-            if placement.uses(arec.spec.placement, pg):
+            if arec.host is None and placement.uses(arec.spec.placement, pg):
                 self._kill_removed_actor(arec)
 
     def _fail_removed(self, rec):
@@ -728,6 +759,7 @@ Scheduler._HANDLERS = {
     P.NAME_OP: lambda self, op, key, value, reply: self.cluster.send(
         0, ("name_op", op, key, value, reply, self.cluster.me)),
     P.CALL_CANCEL: lambda self, task_id: self.actors.mark_call(task_id),
+    P.ITEM_HELD: Scheduler._ev_item_held,
     P.PG_OP: Scheduler._ev_pg_op,
     P.PG_MSG: Scheduler._ev_pg_msg,
     P.WORKER_STARTED: Scheduler._ev_worker_started,

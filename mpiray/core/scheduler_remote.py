@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 
+from mpiray import _ids
+
 FORWARDED = "FORWARDED"
 
 # An unborrow that would free an object waits this long first: a borrow of the same object
@@ -111,7 +113,10 @@ class CrossNode:
                 if not self.io.contains(oid):
                     self.cluster.need(oid)
 
-    def _ev_arrived(self, oid, contained):
-        """A copy pulled from another node was sealed here."""
+    def _ev_arrived(self, oid, contained, source=None):
+        """A copy pulled from (or, for a generator's item, pushed by) another node was
+        sealed here. The pusher holds the item's refs until told it is here."""
         self._on_sealed(oid, contained)
+        if source is not None and _ids.is_stream_item(oid) and not self.cluster.is_foreign(oid):
+            self.cluster.send(source, ("item_held", oid))
 

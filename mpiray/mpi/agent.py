@@ -58,7 +58,8 @@ HEARTBEAT_S = 1.0
 RANK_TIMEOUT_S = float(os.environ.get("MPIRAY_RANK_TIMEOUT_S", "15"))
 # Messages whose handling is only scheduler events (so a batch of them is applied at once).
 EVENT_ONLY = frozenset(("task", "task_done", "cancel", "borrow", "unborrow", "free", "actor_create",
-                        "actor_call", "call_done", "actor_kill", "actor_dead", "pg", "call_cancel"))
+                        "actor_call", "call_done", "actor_kill", "actor_dead", "pg", "call_cancel",
+                        "item_held"))
 TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every message
 DIRECT_SEND = os.environ.get("MPIRAY_MPI_DIRECT_SEND", "1") not in ("", "0")
 
@@ -324,6 +325,9 @@ class Agent:
     def handle_call_cancel(self, source, task_id):
         self._events([(P.CALL_CANCEL, task_id)])
 
+    def handle_item_held(self, source, oid):
+        self._events([(P.ITEM_HELD, oid)])
+
     # ------------------------------------------------------------ actors
     def handle_actor_create(self, source, aspec_bytes, functions):
         self._install_functions(functions)
@@ -504,6 +508,7 @@ class IncomingObject:
     def __init__(self, agent, source, oid, nbytes, contained, discard=False):
         self.agent, self.oid, self.contained = agent, oid, contained
         self.error, self.discard = None, discard
+        self.source_node = agent.node_by_rank.get(source)
         try:
             if discard:
                 raise LookupError("stale")
@@ -531,7 +536,8 @@ class IncomingObject:
                 store.put(oid, serialize_error(self.error).to_bytes())
             except Exception:  # noqa: BLE001 - nothing more we can do
                 return
-        self.agent._events([(P.ARRIVED, oid, self.contained if self.error is None else [])])
+        self.agent._events([(P.ARRIVED, oid, self.contained if self.error is None else [],
+                             self.source_node)])
 
 
 def _brief(msg):

@@ -136,3 +136,17 @@ def test_items_not_taken_are_freed_on_the_callers_node(ray):
     while any(store.contains(oid) for oid in ids):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_refs_inside_items_cross_nodes(ray):
+    @ray.remote
+    def wrapped(n):
+        yield np.zeros(64 << 20, dtype=np.uint8)   # a big item first: the rest queue behind it
+        for i in range(n):
+            yield [ray.put(("payload", i))]        # each item holds a ref made on that node
+
+    gen = wrapped.options(**on_node(last_node(ray))).remote(10)
+    assert ray.get(next(gen), timeout=120).nbytes == 64 << 20
+    inner = [ray.get(r, timeout=60)[0] for r in gen]
+    time.sleep(1.0)   # past any grace period: the refs must still resolve
+    assert ray.get(inner, timeout=60) == [("payload", i) for i in range(10)]

@@ -79,7 +79,7 @@ def test_an_actor_in_a_remote_bundle_ends_with_its_group(ray):
     actor = Where.options(**in_pg(pg, last)).remote()
     assert ray.get(actor.node.remote(), timeout=60) == placement_group_table(pg)["bundles_to_node_id"][last]
     remove_placement_group(pg)
-    with pytest.raises(ray.exceptions.RayActorError):
+    with pytest.raises(ray.exceptions.ActorPlacementGroupRemoved):
         ray.get(actor.node.remote(), timeout=60)
     no_group_resources_left(ray)
 
