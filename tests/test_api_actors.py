@@ -455,3 +455,21 @@ def test_ray_terminate_ends_the_actor_after_earlier_calls(ray):
     named = Worker.options(name="who").remote()
     assert ray.get(named.me.remote(), timeout=30) == ("who", named._ray_actor_id)
     assert ray.get_runtime_context().get_actor_name() is None
+
+
+def test_dropping_the_handles_of_a_killed_actor(ray):
+    """Regression: kill() closes the actor's queue at once; its last handle going before
+    the death was seen pushed the end-of-calls mark onto the closed queue, and the
+    driver's next call raised QueueClosed."""
+
+    @ray.remote
+    class Short:
+        def ping(self):
+            return 1
+
+    for _ in range(5):
+        a = Short.remote()
+        ray.get(a.ping.remote())
+        ray.kill(a)
+        del a
+        assert ray.get(Short.remote().ping.remote(), timeout=30) == 1

@@ -429,8 +429,11 @@ class NodeIO:
 
     def terminate_actor(self, actor_id):
         q = self.actor_queue(actor_id)
-        if q is not None and not q.push(P.TERMINATE, 5.0):
-            self.node.scheduler.actors.kill(actor_id, True)
+        try:
+            if q is not None and not q.push(P.TERMINATE, 5.0):
+                self.node.scheduler.actors.kill(actor_id, True)
+        except QueueClosed:
+            pass  # killed already (kill closes its queue; its death is on the way)
 
     def close_actor_queue(self, actor_id, drain=True):
         q = self.actor_queue(actor_id)
