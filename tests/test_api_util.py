@@ -120,3 +120,23 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     with pytest.raises(ValueError, match="filter"):
         list_actors(filters=[("state", "~", "ALIVE")])
     ray.kill(alive)
+
+
+def test_queue_async_put_and_get(ray):
+    import asyncio
+
+    from mpiray.util.queue import Empty, Full, Queue
+
+    q = Queue(maxsize=1)
+
+    async def main():
+        await q.put_async("a")
+        with pytest.raises(Full):
+            await q.put_async("b", timeout=0.1)
+        got = await q.get_async()
+        with pytest.raises(Empty):
+            await q.get_async(block=False)
+        return got
+
+    assert asyncio.run(main()) == "a"
+    q.shutdown()

@@ -99,6 +99,22 @@ class Queue:
     def get_nowait(self):
         return self.get(block=False)
 
+    async def put_async(self, item, block=True, timeout=None):
+        """put() for asyncio code: awaits the queue actor instead of blocking."""
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        if not await self.actor.put.remote(item, block, timeout):
+            raise Full
+
+    async def get_async(self, block=True, timeout=None):
+        """get() for asyncio code: awaits the queue actor instead of blocking."""
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        ok, item = await self.actor.get.remote(block, timeout)
+        if not ok:
+            raise Empty
+        return item
+
     def get_nowait_batch(self, num_items):
         items = mpiray.get(self.actor.get_batch.remote(num_items))
         if items is None:
