@@ -61,6 +61,16 @@ class RuntimeContext:
     def was_current_actor_reconstructed(self):
         return bool(context.process().get("reconstructed"))
 
+    def get(self) -> dict:
+        """Ray's older dict form of the context."""
+        out = {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
+               "namespace": self.namespace}
+        if self.get_task_id() is not None:
+            out["task_id"] = self.get_task_id()
+        if self.get_actor_id() is not None:
+            out["actor_id"] = self.get_actor_id()
+        return out
+
     def get_actor_name(self):
         """The running actor's name ("" if it has none; None outside an actor)."""
         return context.process().get("actor_name")
