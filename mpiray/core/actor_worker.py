@@ -50,6 +50,7 @@ class ActorWorker:
         self.now = timeline.clock()
         self.running_async = {}   # task id -> future of an async call running on the loop
         self.group_limits = {}    # async actor: concurrency group -> asyncio.Semaphore
+        self.watching = False     # async actor: _watch_cancels is running
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -220,7 +221,6 @@ class ActorWorker:
     def _serve_async(self, concurrency):
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True, name="actor-loop").start()
-        asyncio.run_coroutine_threadsafe(self._watch_cancels(), loop)
         slots = _SlotPool(min(concurrency + sum(self.aspec.concurrency_groups.values()), MAX_RECORDED))
         while True:
             consumer = slots.take()
@@ -241,6 +241,9 @@ class ActorWorker:
                 continue
             fut = asyncio.run_coroutine_threadsafe(self._run_async(spec), loop)
             self.running_async[spec.task_id] = fut
+            if not self.watching:  # (after the call is in running_async: see _watch_cancels)
+                self.watching = True
+                asyncio.run_coroutine_threadsafe(self._watch_cancels(), loop)
             fut.add_done_callback(lambda f, s=spec, i=item, c=consumer, t=self.now():
                                   self._async_done(f, s, i, c, slots, t))
             if self.exiting:
@@ -294,10 +297,17 @@ class ActorWorker:
 
     async def _watch_cancels(self):
         """Cancels the running calls that ray.cancel marked (asyncio's cancellation: the
-        call sees CancelledError at its next await), as Ray does for async actors."""
+        call sees CancelledError at its next await), as Ray does for async actors. It
+        runs while calls do (an idle actor does not wake up): it says it stops, then
+        looks once more, so a call the main thread added meanwhile is not missed."""
         store = self.rt.store
         while True:
             await asyncio.sleep(CANCEL_POLL_S)
+            if not self.running_async:
+                self.watching = False
+                if not self.running_async:
+                    return
+                self.watching = True
             for task_id, fut in list(self.running_async.items()):
                 if store.contains(_ids.object_id(task_id, _ids.CANCEL_INDEX)):
                     fut.cancel()
