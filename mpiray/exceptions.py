@@ -89,7 +89,11 @@ def _dual_class(cause_cls):
 class TaskCancelledError(RayError):
     def __init__(self, task_id=None, message=None):
         self.task_id = task_id
+        self._message = message
         super().__init__(message or f"Task {task_id} was cancelled")
+
+    def __reduce__(self):  # (args holds the message, not the task id)
+        return (type(self), (self.task_id, self._message))
 
 
 class WorkerCrashedError(RayError):

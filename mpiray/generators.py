@@ -97,7 +97,10 @@ class ObjectRefGenerator:
     def _wait_ready(self, timeout):
         from mpiray.api import _runtime
 
-        _runtime().wait(self._item_id() + self._end.binary(), 1, timeout)
+        rt = _runtime()
+        end = self._end.binary()
+        # once the end is here, only the item (on its way from another node) is awaited
+        rt.wait(self._item_id() if rt.store.contains(end) else self._item_id() + end, 1, timeout)
 
     def _item_id(self):
         return _ids.object_id(self._task_id, self._index + 1)

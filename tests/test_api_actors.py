@@ -473,3 +473,77 @@ def test_dropping_the_handles_of_a_killed_actor(ray):
         ray.kill(a)
         del a
         assert ray.get(Short.remote().ping.remote(), timeout=30) == 1
+
+
+def test_a_busy_group_does_not_hold_back_other_groups_calls(ray):
+    """Regressions: the calls waiting for one group's turn took every queue slot, so a
+    call of another group was not even read; a group actor's crash lost the calls past
+    max_concurrency slots (callers waited for ever); exit_actor() did not end a threaded
+    actor."""
+
+    @ray.remote(concurrency_groups={"io": 1})
+    class Busy:
+        @ray.method(concurrency_group="io")
+        def slow(self):
+            time.sleep(1.0)
+
+        def fast(self):
+            return "fast"
+
+        def pid(self):
+            return os.getpid()
+
+        def bye(self):
+            ray.actor.exit_actor()
+
+    @ray.remote(concurrency_groups={"io": 1})
+    class AsyncBusy:
+        @ray.method(concurrency_group="io")
+        async def slow(self):
+            await asyncio.sleep(0.5)
+
+        async def fast(self):
+            return "fast"
+
+    b = Busy.remote()
+    ray.get(b.fast.remote(), timeout=30)
+    slow = [b.slow.remote() for _ in range(3)]
+    time.sleep(0.3)
+    start = time.monotonic()
+    assert ray.get(b.fast.remote(), timeout=30) == "fast"
+    assert time.monotonic() - start < 0.8   # not after the slow ones
+    a = AsyncBusy.remote()
+    queued = [a.slow.remote() for _ in range(150)]
+    time.sleep(0.3)
+    assert ray.get(a.fast.remote(), timeout=10) == "fast"
+    ray.kill(a)
+
+    pid = ray.get(b.pid.remote(), timeout=30)
+    more = [b.slow.remote() for _ in range(3)] + [b.fast.remote()]
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    for ref in slow + more:   # each ends (done, or the actor's death), none waits for ever
+        try:
+            ray.get(ref, timeout=30)
+        except ray.exceptions.RayActorError:
+            pass
+    del queued
+
+    c = Busy.remote()
+    ray.get(c.fast.remote(), timeout=30)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(c.bye.remote(), timeout=30)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(c.fast.remote(), timeout=30)
+
+
+def test_async_actor_calls_each_see_their_own_task_id(ray):
+    @ray.remote
+    class Interleaved:
+        async def same_id_after_await(self, delay):
+            before = ray.get_runtime_context().get_task_id()
+            await asyncio.sleep(delay)
+            return before is not None and before == ray.get_runtime_context().get_task_id()
+
+    a = Interleaved.remote()
+    assert all(ray.get([a.same_id_after_await.remote(0.2 - i * 0.02) for i in range(8)], timeout=30))

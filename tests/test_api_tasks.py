@@ -425,3 +425,29 @@ def test_a_failing_dispatch_does_not_kill_the_inbox_thread(fresh):
     sched._dispatch = original
     # ...and must still be there to apply a worker's nested submit
     assert ray.get([parent.remote() for _ in range(3)], timeout=30) == [7, 7, 7]
+
+
+def test_async_def_tasks_are_retried_like_others(ray, tmp_path):
+    import asyncio
+
+    marker = tmp_path / "attempts"
+
+    @ray.remote(max_retries=3, retry_exceptions=True)
+    async def flaky(path):
+        await asyncio.sleep(0)
+        n = int(open(path).read()) if os.path.exists(path) else 0
+        open(path, "w").write(str(n + 1))
+        if n < 2:
+            raise ValueError("not yet")
+        return n
+
+    assert ray.get(flaky.remote(str(marker)), timeout=60) == 2
+
+
+def test_task_cancelled_error_pickles_with_its_message():
+    import pickle
+
+    from mpiray.exceptions import TaskCancelledError
+
+    err = pickle.loads(pickle.dumps(TaskCancelledError("abc")))
+    assert str(err) == "Task abc was cancelled" and err.task_id == "abc"

@@ -121,6 +121,26 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
         list_actors(filters=[("state", "~", "ALIVE")])
     ray.kill(alive)
 
+    import os
+    import signal
+
+    @ray.remote(max_restarts=-1)
+    class Phoenix:
+        def pid(self):
+            return os.getpid()
+
+    bird = Phoenix.remote()
+    os.kill(ray.get(bird.pid.remote()), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        row = get_actor(bird._ray_actor_id)
+        if row["state"] == "ALIVE" and row["num_restarts"] == 1:
+            break
+        assert row["state"] in ("ALIVE", "RESTARTING", "PENDING_CREATION"), row
+        assert time.monotonic() < deadline, row
+        time.sleep(0.02)
+    ray.kill(bird)
+
 
 def test_queue_async_put_and_get(ray):
     import asyncio

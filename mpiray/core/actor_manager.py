@@ -17,6 +17,7 @@ import time
 
 from mpiray import _ids
 from mpiray.core import placement
+from mpiray.core.actor_spec import recorded_slots
 from mpiray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 # A cancelled call's mark stays until the call ends here, or this long (a call that
@@ -33,6 +34,7 @@ class ActorRecord:
         self.slot = None
         self.gpu_ids = []
         self.restarts_left = aspec.max_restarts
+        self.restarts = 0                 # how many times it was restarted
         self.no_restart = False           # kill(no_restart=True), exit_actor, ctor failure
         self.cause = None                 # why it is dead
         self.held = {}                    # resources held while alive
@@ -159,8 +161,9 @@ class ActorManager:
         self.s.res.release(rec.held, rec.gpu_ids)
         rec.held, rec.gpu_ids = {}, []
         restart = not rec.no_restart and rec.restarts_left != 0
-        lost = self.s.io.recover_actor_calls(rec.spec.actor_id, rec.spec.max_concurrency)
+        lost = self.s.io.recover_actor_calls(rec.spec.actor_id, recorded_slots(rec.spec))
         if restart:
+            rec.restarts += 1
             if rec.restarts_left > 0:
                 rec.restarts_left -= 1
             retried = [c for c in lost if c.attempt < rec.spec.max_task_retries]
@@ -212,16 +215,23 @@ class ActorManager:
 
     def cancel_call(self, task_id, force):
         """ray.cancel of an actor call made on this node (a task id the scheduler does
-        not run): the call is marked cancelled in the store of every node, since any may
-        host the actor. Its process skips it if it has not started, cancels it on the
-        event loop of an async actor, and lets a running sync call finish (it may look
-        at get_runtime_context().is_canceled()), as Ray does. force is not for actors."""
-        self.mark_call(task_id)
+        not run): the call is marked cancelled in the store of the actor's node. Its
+        process skips it if it has not started, cancels it on the event loop of an async
+        actor, and lets a running sync call finish (it may look at
+        get_runtime_context().is_canceled()), as Ray does. force is not for actors."""
+        self.cancel_here_or_on(task_id)
+
+    def cancel_here_or_on(self, task_id):
+        """A call passed on from here is cancelled on its next hop (the cancel follows
+        the call's route to the actor's node); else it is marked here, where the actor
+        runs or the call still waits in the queue of a remote actor's proxy (which
+        passes the cancel on after the call: ActorRouter.pass_cancel)."""
         cluster = self.s.cluster
-        if cluster is not None:
-            for node in range(len(cluster.table)):
-                if node != cluster.me:
-                    cluster.send(node, ("call_cancel", task_id))
+        route = cluster.routes.get(task_id) if cluster is not None else None
+        if route is not None:
+            cluster.send(route[0], ("call_cancel", task_id))
+        else:
+            self.mark_call(task_id)
 
     def mark_call(self, task_id):
         if task_id in self.cancelled_calls or self.s.io.contains(_ids.object_id(task_id, 1)) \

@@ -60,6 +60,13 @@ class ActorRouter:
         self.calls.setdefault(spec.task_id, (None, list(spec.contained), spec.return_ids()))
         self.cluster.send(host, ("actor_call", actor_id, payload))
         self.cluster.route(spec.task_id, host, spec.return_ids())
+        self.pass_cancel(spec.task_id, host)
+
+    def pass_cancel(self, task_id, host):
+        """A call cancelled while it waited here goes on cancelled (after the call)."""
+        if self.s.actors.cancelled_calls.pop(task_id, None) is not None:
+            self.s.io.clear_cancel_marks(task_id)
+            self.cluster.send(host, ("call_cancel", task_id))
 
     # ------------------------------------------------------------ calls arriving
     def call_in(self, actor_id, payload, source):
@@ -76,6 +83,7 @@ class ActorRouter:
             self.calls[spec.task_id] = (source, None, spec.return_ids())
             self.cluster.send(rec.host, ("actor_call", actor_id, payload))
             self.cluster.route(spec.task_id, rec.host, spec.return_ids())
+            self.pass_cancel(spec.task_id, rec.host)
             return
         for oid in spec.contained:                   # the call holds its arguments here
             self.s._incref(oid)

@@ -29,6 +29,20 @@ class ActorSpec:
     method_groups: dict = field(default_factory=dict)
 
 
+MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
+GROUPS_RECORDED = 256  # the same for an actor with concurrency groups (the queue's limit):
+# a call waiting for its group's turn holds a slot too, so one busy group must not take
+# them all before a call of another group is even read (calls come off one FIFO queue)
+
+
+def recorded_slots(aspec) -> int:
+    """How many calls of this actor may be in flight (each in a recorded queue slot, so
+    that the scheduler recovers them if its process dies)."""
+    if aspec.concurrency_groups:
+        return GROUPS_RECORDED
+    return min(max(1, aspec.max_concurrency), MAX_RECORDED)
+
+
 def name_key(name: str, namespace: str) -> bytes:
     """The store id under which a named actor is registered (create is atomic)."""
     return hashlib.sha1(f"actor-name\0{namespace}\0{name}".encode()).digest()

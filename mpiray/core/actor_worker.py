@@ -21,6 +21,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 from mpiray import _ids
 from mpiray.core import actor_spec as A
+from mpiray.core.actor_spec import recorded_slots
 from mpiray.core import context
 from mpiray.core import executor
 from mpiray.core.executor import ExitActor
@@ -32,7 +33,7 @@ from mpiray.core import timeline
 from mpiray.core.worker import spin_pop
 from mpiray.exceptions import ActorDiedError, TaskCancelledError
 
-MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
+
 TERMINATE_METHOD = "__ray_terminate__"
 CANCEL_POLL_S = 0.05  # how often an async actor looks for cancelled running calls
 OUTBOX_BATCH = 64
@@ -184,7 +185,7 @@ class ActorWorker:
         """A pool of max_concurrency threads, and one per concurrency group (Ray's: a
         group's calls run on its own threads, so a busy group never blocks another)."""
         groups = self.aspec.concurrency_groups
-        slots = _SlotPool(min(concurrency + sum(groups.values()), MAX_RECORDED))
+        slots = _SlotPool(recorded_slots(self.aspec))
         stop = threading.Event()
         pools = {None: ThreadPoolExecutor(concurrency)}
         pools.update((g, ThreadPoolExecutor(n)) for g, n in groups.items())
@@ -192,7 +193,12 @@ class ActorWorker:
         def call(item, consumer, spec):
             try:
                 if not self._run_call(item, consumer, spec):
+                    # exit_actor(): the main thread may wait for a call that never comes,
+                    # so the process ends here (as an async actor's does)
                     stop.set()
+                    self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+                    self.rt.channel.flush()
+                    os._exit(0)
             finally:
                 slots.put(consumer)
 
@@ -221,7 +227,7 @@ class ActorWorker:
     def _serve_async(self, concurrency):
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True, name="actor-loop").start()
-        slots = _SlotPool(min(concurrency + sum(self.aspec.concurrency_groups.values()), MAX_RECORDED))
+        slots = _SlotPool(recorded_slots(self.aspec))
         while True:
             consumer = slots.take()
             try:

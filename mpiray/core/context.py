@@ -1,35 +1,40 @@
-"""What the current thread is running: task id, name, actor, GPUs (per thread, so the
-calls of a threaded actor each see their own)."""
+"""What the current caller is running: task id, name, actor, GPUs. Kept in context
+variables, so each thread (a threaded actor's calls) and each asyncio task (an async
+actor's calls, interleaved on one loop) sees its own."""
 
-import threading
+import contextvars
 
-_local = threading.local()
+_task = contextvars.ContextVar("mpiray_task", default=(None, None))
+_gpu_ids = contextvars.ContextVar("mpiray_gpu_ids", default=None)
+_resources = contextvars.ContextVar("mpiray_resources", default=None)
 _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": False}
 
 
 def set_task(task_id=None, name=None, gpu_ids=None, resources=None):
-    _local.task_id, _local.name = task_id, name
+    _task.set((task_id, name))
     if gpu_ids is not None:
-        _local.gpu_ids = gpu_ids
+        _gpu_ids.set(gpu_ids)
     if resources is not None:
-        _local.resources = resources
+        _resources.set(resources)
 
 
 def task_id():
-    return getattr(_local, "task_id", None)
+    return _task.get()[0]
 
 
 def task_name():
-    return getattr(_local, "name", None)
+    return _task.get()[1]
 
 
 def gpu_ids():
-    return getattr(_local, "gpu_ids", _process.get("gpu_ids", []))
+    ids = _gpu_ids.get()
+    return _process.get("gpu_ids", []) if ids is None else ids
 
 
 def resources():
     """What the running task holds (an actor's calls: what the actor holds)."""
-    return getattr(_local, "resources", _process.get("resources", {}))
+    res = _resources.get()
+    return _process.get("resources", {}) if res is None else res
 
 
 def process():

@@ -50,6 +50,8 @@ def run(runtime, spec, fn):
             return _write_bytes(runtime, spec, failed.error_bytes), False
         try:
             result = fn(*args, **kwargs)
+            if inspect.iscoroutine(result):  # an `async def` task: on a loop of its own
+                result = asyncio.run(result)
         except BaseException as exc:  # noqa: BLE001 - every failure goes home
             if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
                 raise
@@ -83,11 +85,6 @@ def wrap(exc, name):
 
 def write_returns(runtime, spec, result):
     oids = spec.return_ids()
-    if inspect.iscoroutine(result):  # an `async def` task: run on a loop of its own
-        try:
-            result = asyncio.run(result)
-        except Exception as exc:  # noqa: BLE001
-            return _write_error(runtime, spec, wrap(exc, spec.name))
     if inspect.isgenerator(result) or inspect.isasyncgen(result):
         try:  # a generator function with num_returns=n: n values
             result = list(result) if inspect.isgenerator(result) else asyncio.run(_collect(result))

@@ -385,14 +385,14 @@ class NodeIO:
             self.node.actor_queues[actor_id] = q
         return q
 
-    def recover_actor_calls(self, actor_id, max_concurrency):
-        from mpiray.core.actor_worker import MAX_RECORDED
-
+    def recover_actor_calls(self, actor_id, slots):
+        """The calls a dead actor process held, from its `slots` recorded queue slots
+        (actor_worker.recorded_slots)."""
         q = self.actor_queue(actor_id)
         if q is None:
             return []
         items = []
-        for consumer in range(min(max(1, max_concurrency), MAX_RECORDED)):
+        for consumer in range(slots):
             items += q.recover(consumer)
         return self._decode_all(items)
 

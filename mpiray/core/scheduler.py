@@ -758,7 +758,7 @@ Scheduler._HANDLERS = {
     P.ACTOR_DEAD: lambda self, aid, cause: self.router.dead_elsewhere(aid, cause),
     P.NAME_OP: lambda self, op, key, value, reply: self.cluster.send(
         0, ("name_op", op, key, value, reply, self.cluster.me)),
-    P.CALL_CANCEL: lambda self, task_id: self.actors.mark_call(task_id),
+    P.CALL_CANCEL: lambda self, task_id: self.actors.cancel_here_or_on(task_id),
     P.ITEM_HELD: Scheduler._ev_item_held,
     P.PG_OP: Scheduler._ev_pg_op,
     P.PG_MSG: Scheduler._ev_pg_msg,

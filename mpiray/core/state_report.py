@@ -22,9 +22,8 @@ def actors(scheduler) -> list:
             if rec.host is not None:
                 continue
             worker = scheduler.workers.get(rec.slot)
-            restarted = rec.spec.max_restarts not in (0,) and rec.restarts_left != rec.spec.max_restarts
             state = ACTOR_STATES[rec.state]
-            if state == "PENDING_CREATION" and restarted:
+            if state == "PENDING_CREATION" and rec.restarts:
                 state = "RESTARTING"
             out.append({
                 "actor_id": rec.spec.actor_id.hex(), "class_name": rec.spec.class_name,
@@ -32,6 +31,7 @@ def actors(scheduler) -> list:
                 "pid": worker.pid if worker is not None and rec.state != AM.DEAD else None,
                 "is_detached": rec.spec.detached, "required_resources": dict(rec.spec.resources),
                 "death_cause": None if rec.cause is None else str(rec.cause),
+                "num_restarts": rec.restarts,
             })
         return out
 
