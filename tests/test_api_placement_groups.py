@@ -70,7 +70,10 @@ def test_tasks_run_in_their_bundle_and_share_it(ray4):
     remove_placement_group(pg)
 
 
-def test_work_beyond_a_bundle_waits_for_it(ray4):
+@pytest.mark.parametrize("first,second", [(0, 0), (-1, 0)])
+def test_work_beyond_a_bundle_waits_for_it(ray4, first, second):
+    """One CPU in the group: two one-CPU tasks take turns, also when one of them asks for
+    any bundle (-1) and the other for bundle 0 (both names are the group's CPU)."""
     ray = ray4
     pg = placement_group([{"CPU": 1}])
     pg.wait(10)
@@ -81,8 +84,9 @@ def test_work_beyond_a_bundle_waits_for_it(ray4):
         time.sleep(0.4)
         return t
 
-    a, b = ray.get([stamp.options(**in_pg(pg, 0)).remote() for _ in range(2)], timeout=30)
-    assert abs(a - b) >= 0.35   # one CPU in the bundle: one after the other
+    a, b = ray.get([stamp.options(**in_pg(pg, first)).remote(),
+                    stamp.options(**in_pg(pg, second)).remote()], timeout=30)
+    assert abs(a - b) >= 0.35
     remove_placement_group(pg)
 
 
@@ -173,23 +177,6 @@ def test_a_group_waits_for_room_and_one_too_big_stays_pending(ray4, capfd):
     for g in (pg, too_big, spread):
         remove_placement_group(g)
     assert ray.available_resources()["CPU"] == 4.0
-
-
-def test_a_bundle_is_shared_by_indexed_and_any_bundle_requests(ray4):
-    ray = ray4
-    pg = placement_group([{"CPU": 1}])
-    pg.wait(10)
-
-    @ray.remote
-    def stamp():
-        t = time.monotonic()
-        time.sleep(0.5)
-        return t
-
-    a, b = ray.get([stamp.options(**in_pg(pg, -1)).remote(), stamp.options(**in_pg(pg, 0)).remote()],
-                   timeout=30)
-    assert abs(a - b) >= 0.45   # one CPU in the group: the two requests take turns
-    remove_placement_group(pg)
 
 
 def test_groups_are_reserved_whole_and_one_at_a_time(ray4, capfd):
