@@ -160,3 +160,19 @@ def test_queue_async_put_and_get(ray):
 
     assert asyncio.run(main()) == "a"
     q.shutdown()
+
+
+def test_inspect_serializability_names_the_part_that_fails(ray, capsys):
+    import threading
+
+    lock = threading.Lock()
+
+    def uses_a_lock():
+        with lock:
+            return 1
+
+    ok, failures = ray.util.inspect_serializability(uses_a_lock, name="uses_a_lock")
+    assert not ok
+    assert [f.name for f in failures] == ["lock"]
+    assert "lock" in capsys.readouterr().out
+    assert ray.util.inspect_serializability(lambda: 1) == (True, set())
