@@ -23,6 +23,7 @@ from mpiray.core.actor_worker import TERMINATE_METHOD, ExitActor
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
 from mpiray.remote_function import is_generator_function, wrap_returns
+from mpiray.serialization import unpicklable
 
 
 def method(*args, **kwargs):
@@ -94,7 +95,10 @@ class ActorClass:
         fid = self._exported.get(rt.session)
         if fid is None:
             if self._blob is None:
-                self._blob = cloudpickle.dumps(self._cls)
+                try:
+                    self._blob = cloudpickle.dumps(self._cls)
+                except Exception as exc:  # noqa: BLE001
+                    raise unpicklable(f"the actor class {self.__name__}", exc) from exc
             fid = self._exported[rt.session] = rt.export(self._blob)
         actor_id = _ids.new_id()
         blob, deps, contained, holder = rt.pack_args(args, kwargs)

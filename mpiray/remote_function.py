@@ -10,6 +10,7 @@ from mpiray import _options
 from mpiray import api as _api
 from mpiray.core import current
 from mpiray.core.task_spec import STREAMING
+from mpiray.serialization import unpicklable
 
 
 def is_generator_function(fn) -> bool:
@@ -68,7 +69,10 @@ class RemoteFunction:
         fid = self._exported.get(rt.session)
         if fid is None:
             if self._blob is None:
-                self._blob = cloudpickle.dumps(self._function)
+                try:
+                    self._blob = cloudpickle.dumps(self._function)
+                except Exception as exc:  # noqa: BLE001
+                    raise unpicklable(f"the remote function {self._name}", exc) from exc
             fid = self._exported[rt.session] = rt.export(self._blob)
         return wrap_returns(rt.submit_task(fid, name, args, kwargs, opts), opts["num_returns"])
 

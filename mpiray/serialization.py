@@ -264,3 +264,9 @@ def _new_layout(key: bytes):
         _layouts.clear()
     _layouts[key] = layout
     return layout
+
+
+def unpicklable(what: str, exc: Exception) -> TypeError:
+    """The error for something a task, actor or put needs that does not pickle."""
+    return TypeError(f"{what} could not be serialized: {exc} "
+                     "(mpiray.util.inspect_serializability(obj) shows which part does not)")

@@ -451,3 +451,23 @@ def test_task_cancelled_error_pickles_with_its_message():
 
     err = pickle.loads(pickle.dumps(TaskCancelledError("abc")))
     assert str(err) == "Task abc was cancelled" and err.task_id == "abc"
+
+
+def test_what_does_not_pickle_is_named(ray):
+    lock = threading.Lock()
+
+    @ray.remote
+    def takes(x):
+        return 1
+
+    @ray.remote
+    def closes_over_a_lock():
+        with lock:
+            return 1
+
+    with pytest.raises(TypeError, match="an argument could not be serialized"):
+        takes.remote(threading.Lock())
+    with pytest.raises(TypeError, match="remote function .*closes_over_a_lock could not be serialized"):
+        closes_over_a_lock.remote()
+    with pytest.raises(TypeError, match="put"):
+        ray.put(threading.Lock())

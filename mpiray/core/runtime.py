@@ -23,7 +23,7 @@ from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
 from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RayTaskError
 from mpiray.object_ref import ObjectRef
-from mpiray.serialization import deserialize, serialize, serialize_error
+from mpiray.serialization import deserialize, serialize, serialize_error, unpicklable
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
@@ -57,7 +57,10 @@ class Runtime:
             raise TypeError("Calling 'put' on an ObjectRef is not allowed (put its value, "
                             "or pass the ref inside a container)")
         oid = _ids.new_put_id()
-        sobj = serialize(value)
+        try:
+            sobj = serialize(value)
+        except Exception as exc:  # noqa: BLE001
+            raise unpicklable("the value given to put()", exc) from exc
         self.write(oid, sobj)
         ref = ObjectRef(oid)
         if sobj.contained:
@@ -189,7 +192,10 @@ class Runtime:
             return _NO_ARGS, [], [], None
         deps = [a._id for a in args if type(a) is ObjectRef]
         deps += [v._id for v in kwargs.values() if type(v) is ObjectRef]
-        sobj = serialize((args, kwargs))
+        try:
+            sobj = serialize((args, kwargs))
+        except Exception as exc:  # noqa: BLE001 - a clear error instead of pickle's
+            raise unpicklable("an argument", exc) from exc
         if sobj.total_size <= ARGS_INLINE_LIMIT:
             return sobj.to_bytes(), deps, sobj.contained, None
         holder = self.put_serialized(sobj)      # one stored object holds every argument
