@@ -93,6 +93,22 @@ def num_returns_option(value, default=1) -> int:
     return value
 
 
+def retry_exceptions_option(retry):
+    """retry_exceptions=: True, False, or a list of exception classes (a tuple here)."""
+    if isinstance(retry, list):
+        retry = tuple(retry)
+    if not (isinstance(retry, bool) or (isinstance(retry, tuple) and all(
+            isinstance(c, type) and issubclass(c, BaseException) for c in retry))):
+        raise ValueError("retry_exceptions must be a bool or a list of exception classes")
+    return retry
+
+
+def max_task_retries_option(value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+        raise ValueError(f"max_task_retries must be an integer >= -1, got {value!r}")
+    return 10**9 if value == -1 else value
+
+
 def task_options(opts: dict, is_generator: bool = False) -> dict:
     """is_generator: the function yields; unless num_returns says otherwise its calls
     stream their items (Ray's default for generator functions)."""
@@ -101,12 +117,7 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
     max_retries = opts.get("max_retries", DEFAULT_TASK_RETRIES)
     if not isinstance(max_retries, int) or max_retries < -1:
         raise ValueError(f"max_retries must be an integer >= -1, got {max_retries!r}")
-    retry = opts.get("retry_exceptions", False)
-    if isinstance(retry, list):
-        retry = tuple(retry)
-    if not (isinstance(retry, bool) or (isinstance(retry, tuple) and all(
-            isinstance(c, type) and issubclass(c, BaseException) for c in retry))):
-        raise ValueError("retry_exceptions must be a bool or a list of exception classes")
+    retry = retry_exceptions_option(opts.get("retry_exceptions", False))
     max_calls = opts.get("max_calls", 0)
     if not isinstance(max_calls, int) or isinstance(max_calls, bool) or max_calls < 0:
         raise ValueError(f"max_calls must be a non-negative integer (0: no limit), got {max_calls!r}")

@@ -27,13 +27,18 @@ from mpiray.serialization import unpicklable
 
 
 def method(*args, **kwargs):
-    """@mpiray.method(num_returns=n) on an actor method (n: a count, "streaming" or
-    "dynamic"); other options of Ray's (concurrency_group, ...) are accepted."""
+    """@mpiray.method(num_returns=n, concurrency_group=, max_task_retries=,
+    retry_exceptions=) on an actor method (n: a count, "streaming" or "dynamic")."""
     def decorate(fn):
         if "num_returns" in kwargs:
             fn.__mpiray_num_returns__ = _options.num_returns_option(kwargs["num_returns"])
         if kwargs.get("concurrency_group") is not None:
             fn.__mpiray_concurrency_group__ = kwargs["concurrency_group"]
+        if "max_task_retries" in kwargs or "retry_exceptions" in kwargs:
+            retries = kwargs.get("max_task_retries")
+            fn.__mpiray_retries__ = (
+                -1 if retries is None else _options.max_task_retries_option(retries),
+                _options.retry_exceptions_option(kwargs.get("retry_exceptions", False)))
         return fn
 
     if args and callable(args[0]) and not kwargs:
@@ -142,10 +147,16 @@ def _public_functions(cls):
 
 
 def _method_table(cls):
-    """name -> num_returns (TaskSpec's): a generator method streams unless told."""
-    return {n: getattr(f, "__mpiray_num_returns__", STREAMING if is_generator_function(f) else 1)
-            for n, f in inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m))
-            if not n.startswith("__") or n == "__call__"}
+    """name -> num_returns (TaskSpec's; a generator method streams unless told), or
+    (num_returns, max_task_retries, retry_exceptions) for a method given those."""
+    table = {}
+    for n, f in inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m)):
+        if n.startswith("__") and n != "__call__":
+            continue
+        nret = getattr(f, "__mpiray_num_returns__", STREAMING if is_generator_function(f) else 1)
+        retries = getattr(f, "__mpiray_retries__", None)
+        table[n] = nret if retries is None else (nret, *retries)
+    return table
 
 
 def _method_groups(cls, groups) -> dict:
@@ -216,15 +227,17 @@ class ActorHandle:
 
     def __getattr__(self, name):
         if name == TERMINATE_METHOD:  # Ray's graceful end: after the calls before it
-            return ActorMethod(self._hold, self._actor_id, f"{self._class_name}.{name}", name, 1)
+            return ActorMethod(self._hold, self._actor_id, f"{self._class_name}.{name}", name, 1, 0)
         if name.startswith("_") and name != "__call__":
             raise AttributeError(name)
         if name not in self._methods:
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
+        entry = self._methods[name]
+        nret, retries, retry_exceptions = entry if isinstance(entry, tuple) else (entry, -1, False)
         # Kept on the handle: `actor.m.remote()` in a loop then finds it without this call.
         method = self.__dict__[name] = ActorMethod(self._hold, self._actor_id,
-                                                   f"{self._class_name}.{name}", name,
-                                                   self._methods[name])
+                                                   f"{self._class_name}.{name}", name, nret,
+                                                   retries, retry_exceptions=retry_exceptions)
         return method
 
     def __reduce__(self):
@@ -246,10 +259,14 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, hold, actor_id, task_name, name, num_returns, max_retries=0, group=None):
+    def __init__(self, hold, actor_id, task_name, name, num_returns, max_retries=-1, group=None,
+                 retry_exceptions=False):
         self._hold = hold  # keeps the actor alive while this method is held
         self._actor_id, self._task_name, self._name = actor_id, task_name, name
+        # max_retries -1: the actor's max_task_retries (for crashes, and for exceptions
+        # retry_exceptions allows)
         self._num_returns, self._max_retries = num_returns, max_retries
+        self._retry_exceptions, self._group = retry_exceptions, group
         # a call's own concurrency group travels in TaskSpec.method as "name:group"
         self._wire_name = name if group is None else f"{name}{GROUP_SEP}{group}"
 
@@ -259,13 +276,18 @@ class ActorMethod:
 
     def remote(self, *args, **kwargs):
         refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._wire_name, args,
-                                          kwargs, self._num_returns, self._max_retries)
+                                          kwargs, self._num_returns, self._max_retries,
+                                          self._retry_exceptions)
         return wrap_returns(refs, self._num_returns)
 
-    def options(self, num_returns=None, max_task_retries=None, concurrency_group=None, **ignored):
+    def options(self, num_returns=None, max_task_retries=None, concurrency_group=None,
+                retry_exceptions=None, **ignored):
         n = self._num_returns if num_returns is None else _options.num_returns_option(num_returns)
-        retries = self._max_retries if max_task_retries is None else max_task_retries
+        retries = self._max_retries if max_task_retries is None else \
+            _options.max_task_retries_option(max_task_retries)
+        rx = self._retry_exceptions if retry_exceptions is None else \
+            _options.retry_exceptions_option(retry_exceptions)
         if concurrency_group is not None and not isinstance(concurrency_group, str):
             raise ValueError(f"concurrency_group must be a group name, got {concurrency_group!r}")
         return ActorMethod(self._hold, self._actor_id, self._task_name, self._name, n, retries,
-                           concurrency_group)
+                           concurrency_group if concurrency_group is not None else self._group, rx)

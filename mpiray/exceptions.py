@@ -77,10 +77,17 @@ def _dual_class(cause_cls):
         def __reduce__(self):
             return RayTaskError.__reduce__(self)
 
+        def __getattr__(self, name):  # (only for what the error itself lacks)
+            cause = self.__dict__.get("cause")
+            if cause is None or name.startswith("__"):
+                raise AttributeError(name)
+            return getattr(cause, name)   # Ray's: the cause's attributes (code, returncode, ...)
+
         dual = type(
             f"RayTaskError({cause_cls.__name__})",
             (RayTaskError, cause_cls),
-            {"__str__": __str__, "__reduce__": __reduce__, "__init__": lambda self, *a, **k: None},
+            {"__str__": __str__, "__reduce__": __reduce__, "__getattr__": __getattr__,
+             "__init__": lambda self, *a, **k: None},
         )
         _DUALS[cause_cls] = dual
     return dual

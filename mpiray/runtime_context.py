@@ -58,6 +58,7 @@ class RuntimeContext:
     def get_accelerator_ids(self):
         return {"GPU": [str(g) for g in context.gpu_ids()]}
 
+    @property
     def was_current_actor_reconstructed(self):
         return bool(context.process().get("reconstructed"))
 
@@ -82,6 +83,7 @@ class RuntimeContext:
     def current_placement_group_id(self):
         return self.get_placement_group_id()
 
+    @property
     def should_capture_child_tasks_in_placement_group(self) -> bool:
         return any(k.startswith(placement.CAPTURE + "_group_") for k in context.resources())
 

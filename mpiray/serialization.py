@@ -229,7 +229,9 @@ def deserialize(buf):
     if fmt != FORMAT_PICKLE:
         raise ValueError(f"unknown object format {fmt}: the store or a message is corrupt")
     if not n_buffers:  # (a bytes buf is sliced by copy: only small pickles come as bytes)
-        return pickle.loads(buf[_HSIZE : _HSIZE + inband_len]), flags & FLAG_ERROR != 0
+        if flags & FLAG_ERROR:
+            return _load_error(buf[_HSIZE : _HSIZE + inband_len]), True
+        return pickle.loads(buf[_HSIZE : _HSIZE + inband_len]), False
     mv = memoryview(buf)
     pos = _HSIZE
     oob = []
@@ -239,6 +241,17 @@ def deserialize(buf):
         pos += _ENTRY.size
     value = pickle.loads(mv[pos : pos + inband_len], buffers=oob)
     return value, bool(flags & FLAG_ERROR)
+
+
+def _load_error(data):
+    """An error object; one whose class cannot be rebuilt here (an __init__ that wants
+    other arguments than its args, say) becomes a RaySystemError saying so, as in Ray."""
+    try:
+        return pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001
+        from mpiray.exceptions import RaySystemError
+
+        return RaySystemError(f"Failed to unpickle serialized exception: {type(exc).__name__}: {exc}")
 
 
 # FORMAT_NDARRAY: arrays of one shape and dtype have the same buffer entry and description

@@ -547,3 +547,73 @@ def test_async_actor_calls_each_see_their_own_task_id(ray):
 
     a = Interleaved.remote()
     assert all(ray.get([a.same_id_after_await.remote(0.2 - i * 0.02) for i in range(8)], timeout=30))
+
+
+def test_actor_methods_retried_on_exceptions_when_asked(ray):
+    @ray.remote(max_task_retries=3)
+    class Flaky:
+        def __init__(self):
+            self.n = 0
+
+        @ray.method(retry_exceptions=True)
+        def decorated(self):
+            self.n += 1
+            if self.n < 3:
+                raise ValueError("not yet")
+            return self.n
+
+        def plain(self):
+            self.n += 1
+            raise KeyError("always")
+
+        def reset(self):
+            self.n = 0
+
+    @ray.remote
+    class AsyncFlaky:
+        def __init__(self):
+            self.n = 0
+
+        async def later(self):
+            self.n += 1
+            if self.n < 2:
+                raise ValueError("not yet")
+            return self.n
+
+    f = Flaky.remote()
+    assert ray.get(f.decorated.remote(), timeout=30) == 3
+    with pytest.raises(KeyError):   # not asked: no retry
+        ray.get(f.plain.remote(), timeout=30)
+    ray.get(f.reset.remote())
+    with pytest.raises(KeyError):
+        ray.get(f.plain.options(retry_exceptions=[KeyError], max_task_retries=1).remote(), timeout=30)
+    a = AsyncFlaky.remote()
+    assert ray.get(a.later.options(retry_exceptions=True, max_task_retries=2).remote(), timeout=30) == 2
+
+
+def test_a_wrong_number_of_returns_fails_the_call_not_the_actor(ray):
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        @ray.method(num_returns=2)
+        def two(self):
+            return 5
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    @ray.remote(num_returns=2, max_retries=0)
+    def two():
+        return 1
+
+    c = Counter.remote()
+    assert ray.get(c.incr.remote()) == 1
+    x, _ = c.two.remote()
+    with pytest.raises(ray.exceptions.RayTaskError, match="num_returns=2"):
+        ray.get(x, timeout=30)
+    assert ray.get(c.incr.remote(), timeout=30) == 2   # state kept: the actor lived on
+    with pytest.raises(ray.exceptions.RayTaskError, match="num_returns=2"):
+        ray.get(two.remote()[0], timeout=30)

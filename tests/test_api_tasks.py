@@ -471,3 +471,37 @@ def test_what_does_not_pickle_is_named(ray):
         closes_over_a_lock.remote()
     with pytest.raises(TypeError, match="put"):
         ray.put(threading.Lock())
+
+
+def test_errors_keep_their_cause_attributes_or_say_why_not(ray):
+    import subprocess
+
+    class CodedError(Exception):
+        def __init__(self, msg="", code=0):
+            super().__init__(msg)
+            self.code = code
+
+    class NeedsTwo(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"{a}-{b}")
+
+    @ray.remote(max_retries=0)
+    def coded():
+        raise CodedError("bad", 7)
+
+    @ray.remote(max_retries=0)
+    def fails_a_command():
+        subprocess.run(["false"], check=True)
+
+    @ray.remote(max_retries=0)
+    def needs_two():
+        raise NeedsTwo(1, 2)
+
+    with pytest.raises(CodedError) as info:
+        ray.get(coded.remote())
+    assert info.value.code == 7
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        ray.get(fails_a_command.remote())
+    assert info.value.returncode == 1
+    with pytest.raises(ray.exceptions.RaySystemError, match="unpickle"):
+        ray.get(needs_two.remote())

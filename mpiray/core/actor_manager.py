@@ -166,7 +166,8 @@ class ActorManager:
             rec.restarts += 1
             if rec.restarts_left > 0:
                 rec.restarts_left -= 1
-            retried = [c for c in lost if c.attempt < rec.spec.max_task_retries]
+            retried = [c for c in lost if c.attempt < (
+                c.max_retries if c.max_retries >= 0 else rec.spec.max_task_retries)]
             for call in retried:
                 call.attempt += 1
                 self.s.io.push_actor_call(rec.spec.actor_id, call)

@@ -103,6 +103,11 @@ class ActorWorker:
                     self.rt.channel.flush()
         return item
 
+    def _resolve_retries(self, spec):
+        """A call's retries: its own (method option), else the actor's max_task_retries."""
+        if spec.max_retries < 0:
+            spec.max_retries = self.aspec.max_task_retries
+
     def _terminate_call(self, spec, item, consumer) -> bool:
         """actor.__ray_terminate__.remote(): as Ray's, the actor ends once the calls
         before it are done (the loop stops taking calls; its return is None)."""
@@ -153,8 +158,13 @@ class ActorWorker:
             self._report(spec, self._refuse(spec, exc), item, consumer, 0)
             return True
         start = self.now()
+        self._resolve_retries(spec)
         try:
-            sealed, _ = executor.run(self.rt, spec, method)
+            while True:  # an exception retry_exceptions allows runs the call again, here
+                sealed, retry = executor.run(self.rt, spec, method)
+                if not retry:
+                    break
+                spec.attempt += 1
         except ExitActor:
             sealed = executor._write_error(self.rt, spec, ActorDiedError(
                 "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
@@ -282,24 +292,33 @@ class ActorWorker:
 
     async def _run_async_call(self, spec, method):
         is_agen = inspect.isasyncgenfunction(method)
+        self._resolve_retries(spec)
         if not (inspect.iscoroutinefunction(method) or is_agen):
-            return executor.run(self.rt, spec, method)[0]
+            while True:
+                sealed, retry = executor.run(self.rt, spec, method)
+                if not retry:
+                    return sealed
+                spec.attempt += 1
         context.set_task(spec.task_id.hex(), spec.name)
-        try:
-            args, kwargs = await asyncio.get_running_loop().run_in_executor(
-                None, self.rt.unpack_args, spec)
-            if is_agen:
-                return await executor.write_async_stream(self.rt, spec, method(*args, **kwargs))
-            result = await method(*args, **kwargs)
-        except asyncio.CancelledError:
-            return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
-        except ExitActor:
-            self.exiting = True
-            return executor._write_error(self.rt, spec, ActorDiedError(
-                "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
-        except Exception as exc:  # noqa: BLE001
-            return executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
-        return executor.write_returns(self.rt, spec, result)
+        while True:
+            try:
+                args, kwargs = await asyncio.get_running_loop().run_in_executor(
+                    None, self.rt.unpack_args, spec)
+                if is_agen:
+                    return await executor.write_async_stream(self.rt, spec, method(*args, **kwargs))
+                result = await method(*args, **kwargs)
+            except asyncio.CancelledError:
+                return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
+            except ExitActor:
+                self.exiting = True
+                return executor._write_error(self.rt, spec, ActorDiedError(
+                    "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
+            except Exception as exc:  # noqa: BLE001
+                if executor.should_retry(spec, exc):
+                    spec.attempt += 1
+                    continue
+                return executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
+            return executor.write_returns(self.rt, spec, result)
 
     async def _watch_cancels(self):
         """Cancels the running calls that ray.cancel marked (asyncio's cancellation: the

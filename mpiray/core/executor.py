@@ -55,7 +55,7 @@ def run(runtime, spec, fn):
         except BaseException as exc:  # noqa: BLE001 - every failure goes home
             if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
                 raise
-            if _should_retry(spec, exc):
+            if should_retry(spec, exc):
                 return [], True
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
         if spec.num_returns < 0:
@@ -65,7 +65,7 @@ def run(runtime, spec, fn):
         context.set_task(None, None)
 
 
-def _should_retry(spec, exc):
+def should_retry(spec, exc):
     if spec.attempt >= spec.max_retries or isinstance(exc, TaskCancelledError):
         return False
     rx = spec.retry_exceptions
@@ -100,7 +100,10 @@ def write_returns(runtime, spec, result):
     if spec.num_returns == 1 or spec.num_returns < 0:  # (< 0: a stream's end)
         values = [result]
     else:
-        values = list(result) if result is not None else []
+        try:
+            values = list(result) if result is not None else []
+        except TypeError:  # not iterable: a task error, not a dead worker
+            values = [result]
         if len(values) != spec.num_returns:
             err = wrap(ValueError(
                 f"{spec.name} declared num_returns={spec.num_returns} but returned "
@@ -161,7 +164,7 @@ def write_stream(runtime, spec, gen):
     except BaseException as exc:  # noqa: BLE001 - the error is the stream's next item
         if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
             raise
-        if _should_retry(spec, exc):
+        if should_retry(spec, exc):
             return [], True
         stream.add_error(_stream_error(exc, spec))
     return stream.end(), False

@@ -270,14 +270,16 @@ class Runtime:
             q = self.actor_queues[actor_id] = self.queue_factory(actor_id)
         return q
 
-    def call_actor(self, actor_id, name, method, args, kwargs, num_returns, max_retries=0):
-        """name: the task's name (Class.method)."""
+    def call_actor(self, actor_id, name, method, args, kwargs, num_returns, max_retries=-1,
+                   retry_exceptions=False):
+        """name: the task's name (Class.method); max_retries -1: the actor's max_task_retries."""
         blob, deps, contained, holder = self.pack_args(args, kwargs)
         spec = TaskSpec(
             task_id=_ids.new_id() if num_returns >= 0 else _ids.new_stream_id(),
             kind=ACTOR_CALL, function_id=b"", name=name,
             args=blob, deps=deps, contained=contained, num_returns=num_returns,
             actor_id=actor_id, method=method, max_retries=max_retries,
+            retry_exceptions=retry_exceptions,
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         # The call holds its arguments until the actor reports it done; register the
