@@ -14,7 +14,7 @@ import inspect
 
 import cloudpickle
 
-from mpiray import _ids, _options
+from mpiray import _ids, _options, signature
 from mpiray import api as _api
 from mpiray.core import actor_spec as A
 from mpiray.core import context, names, placement, refcount, serialization_context
@@ -61,6 +61,7 @@ class ActorClass:
         self._raw_options = dict(options)
         self._checked = _options.actor_options(options)
         self._methods = _method_table(cls)
+        self._check_args = signature.checker(cls)   # (the constructor's, without self)
         self._is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                              for m in _public_functions(cls).values())
         self._blob = None
@@ -88,6 +89,8 @@ class ActorClass:
     def _create(self, args, kwargs, opts):
         from mpiray.api import _namespace, _runtime
 
+        if self._check_args is not None:
+            self._check_args(args, kwargs)
         rt = _runtime()
         namespace = _namespace(opts["namespace"])
         if opts["name"]:

@@ -181,9 +181,39 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+class RayContext(dict):
+    """What init() returns: a dict of the session (Ray's address_info keys too), and a
+    context manager that shuts the runtime down (`with ray.init(): ...`)."""
+
+    @property
+    def address_info(self):
+        return dict(self)
+
+    @property
+    def dashboard_url(self):
+        return None   # (no dashboard here)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+        return False
+
+    def disconnect(self):
+        shutdown()
+
+
 def _context_info():
     info = current.info() or {}
-    return {"session": info.get("session"), "node_id": info.get("node_id")}
+    return RayContext(session=info.get("session"), node_id=info.get("node_id"),
+                      address=None, node_ip_address=_node_ip())
+
+
+def _node_ip():
+    from mpiray.util.network import get_node_ip_address
+
+    return get_node_ip_address()
 
 
 def _runtime():

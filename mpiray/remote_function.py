@@ -6,7 +6,7 @@ import inspect
 
 import cloudpickle
 
-from mpiray import _options
+from mpiray import _options, signature
 from mpiray import api as _api
 from mpiray.core import current
 from mpiray.core.task_spec import STREAMING
@@ -36,6 +36,7 @@ class RemoteFunction:
     def __init__(self, function, options: dict):
         self._function = function
         self._raw_options = dict(options)
+        self._check_args = signature.checker(function)
         self._is_generator = is_generator_function(function)
         self._options = _options.task_options(options, self._is_generator)
         self._name = options.get("name") or f"{function.__module__}.{function.__qualname__}"
@@ -65,6 +66,8 @@ class RemoteFunction:
         return _Bound()
 
     def _submit(self, args, kwargs, opts, name):
+        if self._check_args is not None:
+            self._check_args(args, kwargs)
         rt = _api._runtime()
         fid = self._exported.get(rt.session)
         if fid is None:

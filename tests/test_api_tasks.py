@@ -505,3 +505,27 @@ def test_errors_keep_their_cause_attributes_or_say_why_not(ray):
     assert info.value.returncode == 1
     with pytest.raises(ray.exceptions.RaySystemError, match="unpickle"):
         ray.get(needs_two.remote())
+
+
+def test_a_call_that_does_not_fit_the_signature_fails_at_remote(ray):
+    @ray.remote
+    def f(a, b, *, c, d=1):
+        return a + b + c + d
+
+    @ray.remote
+    class Holder:
+        def __init__(self, x):
+            self.x = x
+
+    with pytest.raises(TypeError, match="missing a required argument: 'b'"):
+        f.remote(1)
+    with pytest.raises(TypeError, match="'c'"):
+        f.remote(1, 2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'e'"):
+        f.remote(1, 2, c=3, e=4)
+    with pytest.raises(TypeError, match="multiple values for argument 'a'"):
+        f.options(name="again").remote(1, a=1, b=2, c=3)
+    with pytest.raises(TypeError, match="'x'"):
+        Holder.remote()
+    assert ray.get(f.remote(1, 2, c=3)) == 7
+    assert ray.get(f.remote(*[1], b=2, c=3, d=0)) == 6

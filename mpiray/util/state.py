@@ -8,6 +8,17 @@ dicts with Ray's field names (what each node reports: core/state_report.py).
 from __future__ import annotations
 
 DEFAULT_LIMIT = 100
+
+
+class _Row(dict):
+    """One listed item: a dict, whose fields also read as attributes (Ray's states are
+    dataclasses: `actor.state`)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 _OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b}
 
 
@@ -19,7 +30,7 @@ def _filtered(rows, filters, limit):
         if rows and key not in rows[0]:
             raise ValueError(f"cannot filter on {key!r}; the fields are {', '.join(rows[0])}")
         rows = [r for r in rows if _OPS[op](str(r.get(key)), str(value))]
-    return rows[:limit]
+    return [_Row(r) for r in rows[:limit]]
 
 
 def _gather(question):
