@@ -11,6 +11,7 @@ no handle remains anywhere, an unnamed, non-detached actor ends after its queued
 from __future__ import annotations
 
 import inspect
+import os
 
 import cloudpickle
 
@@ -128,6 +129,7 @@ class ActorClass:
             max_concurrency=concurrency, is_async=self._is_async, name=opts["name"],
             namespace=namespace, detached=opts["detached"], methods=self._methods,
             concurrency_groups=groups, method_groups=method_groups,
+            owner_pid=0 if rt.is_driver else os.getpid(),
         )
         handle = ActorHandle(actor_id, self.__name__, self._methods)
         if opts["name"] and not _register_name(rt, aspec, handle):

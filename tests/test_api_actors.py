@@ -617,3 +617,39 @@ def test_a_wrong_number_of_returns_fails_the_call_not_the_actor(ray):
     assert ray.get(c.incr.remote(), timeout=30) == 2   # state kept: the actor lived on
     with pytest.raises(ray.exceptions.RayTaskError, match="num_returns=2"):
         ray.get(two.remote()[0], timeout=30)
+
+
+def test_an_actor_dies_with_the_process_that_created_it_unless_detached(ray):
+    @ray.remote(max_restarts=-1)
+    class Child:
+        def ping(self):
+            return "hello"
+
+    @ray.remote
+    class Parent:
+        def make(self, detached):
+            opts = {"lifetime": "detached", "name": f"orphan-{os.getpid()}"} if detached else {}
+            self.child = Child.options(**opts).remote()
+            return self.child, os.getpid()
+
+    @ray.remote
+    def make_from_a_task():
+        return Child.remote()
+
+    parents = [Parent.remote(), Parent.remote()]   # (held: an actor no handle holds ends)
+    child, pid = ray.get(parents[0].make.remote(False))
+    kept, pid2 = ray.get(parents[1].make.remote(True))
+    assert ray.get([child.ping.remote(), kept.ping.remote()], timeout=30) == ["hello"] * 2
+    os.kill(pid, signal.SIGKILL)
+    os.kill(pid2, signal.SIGKILL)
+    with pytest.raises(ray.exceptions.RayActorError, match="owner"):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ray.get(child.ping.remote(), timeout=30)
+            time.sleep(0.05)
+    assert ray.get(kept.ping.remote(), timeout=30) == "hello"   # detached: lives on
+    ray.kill(kept)
+    # a task that created an actor and ended normally: the actor lives while its handle does
+    made = ray.get(make_from_a_task.remote())
+    time.sleep(1.5)   # (idle task workers retire after a second)
+    assert ray.get(made.ping.remote(), timeout=30) == "hello"

@@ -144,6 +144,15 @@ class ActorManager:
         pid = self.s.workers[rec.slot].pid if rec.slot in self.s.workers else None
         self.s.io.kill_worker(rec.slot, pid)
 
+    def owner_gone(self, pid):
+        """The process that created these actors died: they end (not detached ones)."""
+        for rec in list(self.actors.values()):
+            if rec.spec.owner_pid == pid and not rec.spec.detached and rec.state != DEAD:
+                rec.cause = rec.cause or ActorDiedError(
+                    f"The actor {rec.spec.class_name} died because its owner (the worker "
+                    f"process {pid} that created it) died.", actor_id=rec.spec.actor_id.hex())
+                self.kill(rec.spec.actor_id, no_restart=True)
+
     def on_handles_gone(self, actor_id):
         rec = self.actors.get(actor_id)
         if rec is None or rec.state == DEAD or rec.spec.name or rec.spec.detached:

@@ -27,6 +27,7 @@ class ActorSpec:
     # method -> its group (the others are in the default group, of max_concurrency)
     concurrency_groups: dict = field(default_factory=dict)
     method_groups: dict = field(default_factory=dict)
+    owner_pid: int = 0    # the process that created it: a non-detached actor dies with it
 
 
 MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)

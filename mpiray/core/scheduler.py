@@ -50,6 +50,7 @@ WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISP
 RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
 TASK_LOG_SIZE = 100_000  # tasks and actor calls timeline() remembers per node
 TASK, ACTOR = "task", "actor"
+CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
 
 
@@ -696,6 +697,11 @@ class Scheduler(CrossNode):
         self.io.release_slot(slot)
         if w is None:
             return
+        # Ray's ownership: the actors a process created die with it (unless detached).
+        # A task worker's normal exit (retired when idle, max_calls) is not a death of
+        # what it made: those actors live on while their handles do.
+        if w.kind == ACTOR or status != CLEAN_EXIT:
+            self.actors.owner_gone(pid)
         if w.kind == ACTOR:
             self.actors.on_process_died(w, status)
             return
