@@ -19,6 +19,8 @@ The header's format field says what the in-band part is:
 
 from __future__ import annotations
 
+import collections
+import io
 import pickle
 import struct
 import sys
@@ -194,12 +196,44 @@ def serialize(value, flags: int = 0) -> SerializedObject:
         buffers.append(raw)
         return False
 
-    if _is_plain(value):
+    if _is_plain(value) and not _custom:
         inband = pickle.dumps(value, protocol=5, buffer_callback=keep_out_of_band)
         return SerializedObject(inband, buffers, [], flags)
     with serialization_context.collecting() as contained:
-        inband = cloudpickle.dumps(value, protocol=5, buffer_callback=keep_out_of_band)
+        if _custom:
+            inband = _dumps_custom(value, keep_out_of_band)
+        else:
+            inband = cloudpickle.dumps(value, protocol=5, buffer_callback=keep_out_of_band)
     return SerializedObject(inband, buffers, list(dict.fromkeys(contained)), flags)
+
+
+# ray.util.register_serializer: class -> reducer. The reducer names the deserializer
+# function, which cloudpickle sends by value, so any process can rebuild the object.
+_custom: dict = {}
+
+
+def register_serializer(cls, *, serializer, deserializer):
+    if not isinstance(cls, type):
+        raise TypeError(f"register_serializer needs a class, got {cls!r}")
+    if not (callable(serializer) and callable(deserializer)):
+        raise TypeError("serializer and deserializer must be callables")
+    _custom[cls] = lambda obj: (deserializer, (serializer(obj),))
+
+
+def deregister_serializer(cls):
+    _custom.pop(cls, None)
+
+
+class _CustomPickler(cloudpickle.CloudPickler):
+    # (the C pickler reads its dispatch table once, when made: a class attribute that
+    # sees later registrations)
+    dispatch_table = collections.ChainMap(_custom, cloudpickle.CloudPickler.dispatch_table)
+
+
+def _dumps_custom(value, buffer_callback):
+    out = io.BytesIO()
+    _CustomPickler(out, protocol=5, buffer_callback=buffer_callback).dump(value)
+    return out.getvalue()
 
 
 def serialize_error(err: BaseException) -> SerializedObject:

@@ -176,3 +176,28 @@ def test_inspect_serializability_names_the_part_that_fails(ray, capsys):
     assert [f.name for f in failures] == ["lock"]
     assert "lock" in capsys.readouterr().out
     assert ray.util.inspect_serializability(lambda: 1) == (True, set())
+
+
+def test_register_serializer_for_a_class_pickle_cannot_handle(ray):
+    import threading
+
+    class Guarded:
+        def __init__(self, value):
+            self.value = value
+            self.lock = threading.Lock()
+
+    ray.util.register_serializer(Guarded, serializer=lambda g: g.value,
+                                 deserializer=lambda v: Guarded(v))
+    try:
+        @ray.remote
+        def bump(g):   # (rebuilt in the worker: the deserializer travels with the value;
+            return g.value + 1, isinstance(g.lock, type(threading.Lock()))  # as in Ray,
+            # a worker serializing one itself would register the class there too)
+
+        got = ray.get(ray.put(Guarded(1)))
+        assert got.value == 1 and isinstance(got.lock, type(threading.Lock()))
+        assert ray.get(bump.remote(Guarded(41))) == (42, True)
+    finally:
+        ray.util.deregister_serializer(Guarded)
+    with pytest.raises(TypeError):
+        ray.put(Guarded(1))
