@@ -23,6 +23,8 @@ def native_extensions():
                 module,
                 [pyx],
                 include_dirs=["src/cpp"],
+                # (rebuilt when a header or C++ source changes, not only the .pyx)
+                depends=sorted(glob.glob("src/cpp/*.h") + glob.glob("src/cpp/*.cpp")),
                 language="c++",
                 extra_compile_args=CXX_FLAGS,
                 libraries=["rt", "pthread"],

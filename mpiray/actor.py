@@ -37,9 +37,13 @@ def method(*args, **kwargs):
             fn.__mpiray_concurrency_group__ = kwargs["concurrency_group"]
         if "max_task_retries" in kwargs or "retry_exceptions" in kwargs:
             retries = kwargs.get("max_task_retries")
+            rx = _options.retry_exceptions_option(kwargs.get("retry_exceptions", False))
+            # (exception classes as cloudpickle bytes: the method table travels in specs
+            # and name registrations that plain pickle writes, and the user's classes
+            # are not importable where they are read)
             fn.__mpiray_retries__ = (
                 -1 if retries is None else _options.max_task_retries_option(retries),
-                _options.retry_exceptions_option(kwargs.get("retry_exceptions", False)))
+                rx if isinstance(rx, bool) else cloudpickle.dumps(rx))
         return fn
 
     if args and callable(args[0]) and not kwargs:
@@ -90,17 +94,17 @@ class ActorClass:
     def _create(self, args, kwargs, opts):
         from mpiray.api import _namespace, _runtime
 
-        if self._check_args is not None:
-            self._check_args(args, kwargs)
         rt = _runtime()
         namespace = _namespace(opts["namespace"])
         if opts["name"]:
             existing = _find_named(rt, opts["name"], namespace)
             if existing is not None:
                 if opts["get_if_exists"]:
-                    return existing
+                    return existing   # (as in Ray, before the arguments are looked at)
                 raise ValueError(f"The name {opts['name']!r} (namespace {namespace!r}) is "
                                  "already taken by another actor")
+        if self._check_args is not None:
+            self._check_args(args, kwargs)
         fid = self._exported.get(rt.session)
         if fid is None:
             if self._blob is None:
@@ -239,6 +243,8 @@ class ActorHandle:
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
         entry = self._methods[name]
         nret, retries, retry_exceptions = entry if isinstance(entry, tuple) else (entry, -1, False)
+        if isinstance(retry_exceptions, bytes):
+            retry_exceptions = cloudpickle.loads(retry_exceptions)
         # Kept on the handle: `actor.m.remote()` in a loop then finds it without this call.
         method = self.__dict__[name] = ActorMethod(self._hold, self._actor_id,
                                                    f"{self._class_name}.{name}", name, nret,

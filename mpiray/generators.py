@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 
 from mpiray import _ids
+from mpiray.core import serialization_context
 from mpiray.object_ref import ObjectRef
 
 ASYNC_WAIT_SLICE_S = 0.5   # an awaiting thread's longest wait before it looks again
@@ -42,18 +43,25 @@ class DynamicObjectRefGenerator:
 
 
 class StreamEnd:
-    """The value of a streaming task's end: it holds the refs of the items (so that
-    they live as long as the stream does) and tells how many there are; `get` of
-    `gen.completed()` gives it. The items are the generator's to hand out."""
+    """The value of a streaming task's end: it holds the items (as the stored object's
+    contained ids, so that they live as long as the stream does) and tells how many
+    there are; `get` of `gen.completed()` gives it. It makes no ObjectRef when read:
+    a ref made and dropped there would free an item the generator has not handed out
+    yet (a stream's items have no count of their own until the end's is applied)."""
 
-    def __init__(self, refs):
-        self._refs = list(refs)
+    def __init__(self, refs=(), ids=None):
+        self._ids = [r.binary() for r in refs] if ids is None else list(ids)
 
     def __len__(self):
-        return len(self._refs)
+        return len(self._ids)
+
+    def __reduce__(self):
+        for oid in self._ids:
+            serialization_context.record(oid)
+        return (StreamEnd, ((), self._ids))
 
     def __repr__(self):
-        return f"StreamEnd({len(self._refs)} items)"
+        return f"StreamEnd({len(self._ids)} items)"
 
 
 class ObjectRefGenerator:

@@ -17,6 +17,14 @@ def is_generator_function(fn) -> bool:
     return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
 
 
+def _name_of(function) -> str:
+    """module.qualname, for a plain function; a partial or callable object is named by
+    what it wraps, or its class."""
+    target = getattr(function, "func", function)   # (functools.partial)
+    qual = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{getattr(target, '__module__', None) or type(target).__module__}.{qual}"
+
+
 def wrap_returns(refs, n):
     """What .remote() returns for n (TaskSpec's num_returns) return refs."""
     if n == 1:
@@ -39,10 +47,10 @@ class RemoteFunction:
         self._check_args = signature.checker(function)
         self._is_generator = is_generator_function(function)
         self._options = _options.task_options(options, self._is_generator)
-        self._name = options.get("name") or f"{function.__module__}.{function.__qualname__}"
+        self._name = options.get("name") or _name_of(function)
         self._blob = None
         self._exported = {}     # session -> function id in that session's store
-        self.__name__ = getattr(function, "__name__", "remote_function")
+        self.__name__ = getattr(function, "__name__", None) or self._name.rsplit(".", 1)[-1]
         self.__doc__ = function.__doc__
         self.__wrapped__ = function
 

@@ -196,7 +196,7 @@ def serialize(value, flags: int = 0) -> SerializedObject:
         buffers.append(raw)
         return False
 
-    if _is_plain(value) and not _custom:
+    if _is_plain(value) and not _custom_plain:
         inband = pickle.dumps(value, protocol=5, buffer_callback=keep_out_of_band)
         return SerializedObject(inband, buffers, [], flags)
     with serialization_context.collecting() as contained:
@@ -218,10 +218,20 @@ def register_serializer(cls, *, serializer, deserializer):
     if not (callable(serializer) and callable(deserializer)):
         raise TypeError("serializer and deserializer must be callables")
     _custom[cls] = lambda obj: (deserializer, (serializer(obj),))
+    _note_plain()
 
 
 def deregister_serializer(cls):
     _custom.pop(cls, None)
+    _note_plain()
+
+
+_custom_plain = False   # a registered class is one of the plain types (_is_plain)
+
+
+def _note_plain():
+    global _custom_plain
+    _custom_plain = any(cls in _PLAIN or cls.__module__ == "numpy" for cls in _custom)
 
 
 class _CustomPickler(cloudpickle.CloudPickler):
@@ -273,15 +283,16 @@ def deserialize(buf):
         off, length = _ENTRY.unpack_from(mv, pos)
         oob.append(mv[off : off + length])
         pos += _ENTRY.size
-    value = pickle.loads(mv[pos : pos + inband_len], buffers=oob)
-    return value, bool(flags & FLAG_ERROR)
+    if flags & FLAG_ERROR:
+        return _load_error(mv[pos : pos + inband_len], oob), True
+    return pickle.loads(mv[pos : pos + inband_len], buffers=oob), False
 
 
-def _load_error(data):
+def _load_error(data, buffers=()):
     """An error object; one whose class cannot be rebuilt here (an __init__ that wants
     other arguments than its args, say) becomes a RaySystemError saying so, as in Ray."""
     try:
-        return pickle.loads(data)
+        return pickle.loads(data, buffers=buffers)
     except Exception as exc:  # noqa: BLE001
         from mpiray.exceptions import RaySystemError
 

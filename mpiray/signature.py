@@ -26,7 +26,9 @@ def checker(fn):
     any_kw = _P.VAR_KEYWORD in kinds
     names = {p.name for p in params if p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)}
     positional = [p.name for p in params if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
-    required_pos = [(i, p.name) for i, p in enumerate(params)
+    # (name, or None for a positional-only one: a keyword cannot stand for it)
+    required_pos = [(i, p.name if p.kind == _P.POSITIONAL_OR_KEYWORD else None)
+                    for i, p in enumerate(params)
                     if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD) and p.default is _P.empty]
     required_kw = [p.name for p in params if p.kind == _P.KEYWORD_ONLY and p.default is _P.empty]
 
@@ -40,7 +42,7 @@ def checker(fn):
                 ok = False   # given twice
         if ok:
             for i, name in required_pos:
-                if i >= n and name not in kwargs:
+                if i >= n and (name is None or name not in kwargs):
                     ok = False
                     break
         if ok and required_kw:

@@ -653,3 +653,37 @@ def test_an_actor_dies_with_the_process_that_created_it_unless_detached(ray):
     made = ray.get(make_from_a_task.remote())
     time.sleep(1.5)   # (idle task workers retire after a second)
     assert ray.get(made.ping.remote(), timeout=30) == "hello"
+
+
+def test_method_retries_with_user_exception_classes_and_cancel(ray):
+    """Regressions: exception classes in @method(retry_exceptions=[...]) made the actor
+    unstartable (the method table went through plain pickle); a cancel did not stop a
+    call that kept retrying; get_if_exists wanted constructor arguments."""
+
+    class Transient(Exception):
+        pass
+
+    @ray.remote(max_task_retries=-1)
+    class Flaky:
+        def __init__(self, start):
+            self.n = start
+
+        @ray.method(retry_exceptions=[Transient])
+        def settle(self):
+            self.n += 1
+            if self.n < 3:
+                raise Transient()
+            return self.n
+
+        def forever(self):
+            time.sleep(0.01)
+            raise Transient()
+
+    f = Flaky.options(name="flaky-once").remote(0)
+    assert ray.get(f.settle.remote(), timeout=30) == 3
+    loop = f.forever.options(retry_exceptions=True).remote()
+    time.sleep(0.3)
+    ray.cancel(loop)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(loop, timeout=30)
+    assert Flaky.options(name="flaky-once", get_if_exists=True).remote() == f

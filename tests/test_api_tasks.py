@@ -506,6 +506,18 @@ def test_errors_keep_their_cause_attributes_or_say_why_not(ray):
     with pytest.raises(ray.exceptions.RaySystemError, match="unpickle"):
         ray.get(needs_two.remote())
 
+    class NeedsTwoWithData(Exception):
+        def __init__(self, a, b):
+            super().__init__("x")
+            self.data = np.zeros(1 << 18)   # (sent out of band: the other read path)
+
+    @ray.remote(max_retries=0)
+    def needs_two_with_data():
+        raise NeedsTwoWithData(1, 2)
+
+    with pytest.raises(ray.exceptions.RaySystemError, match="unpickle"):
+        ray.get(needs_two_with_data.remote())
+
 
 def test_a_call_that_does_not_fit_the_signature_fails_at_remote(ray):
     @ray.remote
@@ -529,3 +541,23 @@ def test_a_call_that_does_not_fit_the_signature_fails_at_remote(ray):
         Holder.remote()
     assert ray.get(f.remote(1, 2, c=3)) == 7
     assert ray.get(f.remote(*[1], b=2, c=3, d=0)) == 6
+
+
+def test_signature_checks_of_positional_only_and_partials(ray):
+    import functools
+
+    def base(a, /, **kw):
+        return a, kw
+
+    g = ray.remote(base)
+    with pytest.raises(TypeError, match="'a'"):
+        g.remote(a=1)           # a is positional-only: the keyword goes to **kw
+    assert ray.get(g.remote(1, a=2)) == (1, {"a": 2})
+
+    def add(a, b):
+        return a + b
+
+    inc = ray.remote(functools.partial(add, b=1))
+    assert ray.get(inc.remote(41)) == 42
+    with pytest.raises(TypeError):
+        inc.remote()

@@ -144,14 +144,20 @@ class ActorManager:
         pid = self.s.workers[rec.slot].pid if rec.slot in self.s.workers else None
         self.s.io.kill_worker(rec.slot, pid)
 
-    def owner_gone(self, pid):
-        """The process that created these actors died: they end (not detached ones)."""
+    def owner_gone(self, pid, died):
+        """The process pid of this node ended. died: its actors end with it (not the
+        detached ones); else (a clean exit) they are nobody's to follow from now on, so a
+        later process with the same pid is not taken for their owner. The record of an
+        actor placed here by another node is that node's to end (its owner lives there)."""
         for rec in list(self.actors.values()):
-            if rec.spec.owner_pid == pid and not rec.spec.detached and rec.state != DEAD:
+            if rec.spec.owner_pid != pid or rec.origin is not None:
+                continue
+            if died and not rec.spec.detached and rec.state != DEAD:
                 rec.cause = rec.cause or ActorDiedError(
                     f"The actor {rec.spec.class_name} died because its owner (the worker "
                     f"process {pid} that created it) died.", actor_id=rec.spec.actor_id.hex())
                 self.kill(rec.spec.actor_id, no_restart=True)
+            rec.spec.owner_pid = 0
 
     def on_handles_gone(self, actor_id):
         rec = self.actors.get(actor_id)

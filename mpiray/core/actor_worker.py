@@ -164,6 +164,9 @@ class ActorWorker:
                 sealed, retry = executor.run(self.rt, spec, method)
                 if not retry:
                     break
+                if self._cancelled(spec):  # (a cancelled call is not retried)
+                    sealed = [(oid, []) for oid in spec.return_ids()]
+                    break
                 spec.attempt += 1
         except ExitActor:
             sealed = executor._write_error(self.rt, spec, ActorDiedError(
@@ -298,6 +301,8 @@ class ActorWorker:
                 sealed, retry = executor.run(self.rt, spec, method)
                 if not retry:
                     return sealed
+                if self._cancelled(spec):
+                    return [(oid, []) for oid in spec.return_ids()]
                 spec.attempt += 1
         context.set_task(spec.task_id.hex(), spec.name)
         while True:
@@ -315,6 +320,8 @@ class ActorWorker:
                     "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
             except Exception as exc:  # noqa: BLE001
                 if executor.should_retry(spec, exc):
+                    if self._cancelled(spec):
+                        return [(oid, []) for oid in spec.return_ids()]
                     spec.attempt += 1
                     continue
                 return executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))

@@ -700,8 +700,7 @@ class Scheduler(CrossNode):
         # Ray's ownership: the actors a process created die with it (unless detached).
         # A task worker's normal exit (retired when idle, max_calls) is not a death of
         # what it made: those actors live on while their handles do.
-        if w.kind == ACTOR or status != CLEAN_EXIT:
-            self.actors.owner_gone(pid)
+        self.actors.owner_gone(pid, died=w.kind == ACTOR or status != CLEAN_EXIT)
         if w.kind == ACTOR:
             self.actors.on_process_died(w, status)
             return

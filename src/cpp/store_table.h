@@ -37,11 +37,13 @@ class ObjectTable {
     // per process: a process then first-touches an index page (a page fault in that
     // process, several us on a VM) once per ~256 new ids instead of once per id, which
     // made fresh workers several times slower for their first thousands of tasks. Other
-    // ids (content hashes) still spread at random.
+    // ids (content hashes) still spread at random. Return indexes past 3 (a generator
+    // task's thousands of items, its end at 0xFFFFFFEF) spread at random too: with only
+    // the low bits, one task's items shared four homes and every lookup walked them all.
     uint32_t Home(const uint8_t* id) const {
         uint64_t a, b; uint32_t c;
         std::memcpy(&a, id, 8); std::memcpy(&b, id + 8, 8); std::memcpy(&c, id + 16, 4);
-        return static_cast<uint32_t>(Mix(a) + (b << 2) + (c & 3)) & h_->index_mask;
+        return static_cast<uint32_t>(Mix(a) + (b << 2) + (c & 3) + Mix(c >> 2)) & h_->index_mask;
     }
     // Find, given Home(id).
     uint32_t FindFrom(uint32_t home, const uint8_t* id) const {
