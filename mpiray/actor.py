@@ -289,7 +289,7 @@ class ActorMethod:
         refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._wire_name, args,
                                           kwargs, self._num_returns, self._max_retries,
                                           self._retry_exceptions)
-        return wrap_returns(refs, self._num_returns)
+        return refs[0] if self._num_returns == 1 else wrap_returns(refs, self._num_returns)
 
     def options(self, num_returns=None, max_task_retries=None, concurrency_group=None,
                 retry_exceptions=None, **ignored):

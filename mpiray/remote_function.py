@@ -85,7 +85,9 @@ class RemoteFunction:
                 except Exception as exc:  # noqa: BLE001
                     raise unpicklable(f"the remote function {self._name}", exc) from exc
             fid = self._exported[rt.session] = rt.export(self._blob)
-        return wrap_returns(rt.submit_task(fid, name, args, kwargs, opts), opts["num_returns"])
+        refs = rt.submit_task(fid, name, args, kwargs, opts)
+        n = opts["num_returns"]
+        return refs[0] if n == 1 else wrap_returns(refs, n)
 
     def __getstate__(self):
         return {"function": self._function, "options": self._raw_options}

@@ -31,7 +31,21 @@ def checker(fn):
                     for i, p in enumerate(params)
                     if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD) and p.default is _P.empty]
     required_kw = [p.name for p in params if p.kind == _P.KEYWORD_ONLY and p.default is _P.empty]
+    check = _general(sig, max_pos, any_kw, names, positional, required_pos, required_kw)
 
+    if all(p.kind == _P.POSITIONAL_OR_KEYWORD and p.default is _P.empty for p in params):
+        exact = len(params)   # (the commonest: f(a, b) called as f.remote(x, y))
+
+        def check_exact(args, kwargs):
+            if kwargs or len(args) != exact:
+                check(args, kwargs)
+
+        return check_exact
+
+    return check
+
+
+def _general(sig, max_pos, any_kw, names, positional, required_pos, required_kw):
     def check(args, kwargs):
         n = len(args)
         ok = n <= max_pos

@@ -36,6 +36,7 @@ from mpiray.exceptions import ActorDiedError, TaskCancelledError
 
 TERMINATE_METHOD = "__ray_terminate__"
 CANCEL_POLL_S = 0.05  # how often an async actor looks for cancelled running calls
+_CANCEL_SUFFIX = _ids.object_id(b"", _ids.CANCEL_INDEX)   # (task id + this: its cancel mark)
 OUTBOX_BATCH = 64
 
 
@@ -51,6 +52,7 @@ class ActorWorker:
         self.now = timeline.clock()
         self.running_async = {}   # task id -> future of an async call running on the loop
         self.group_limits = {}    # async actor: concurrency group -> asyncio.Semaphore
+        self.methods = {}         # TaskSpec.method -> (bound method, group): looked up once
         self.watching = False     # async actor: _watch_cancels is running
 
     # ------------------------------------------------------------ start
@@ -119,7 +121,7 @@ class ActorWorker:
     def _cancelled(self, spec) -> bool:
         """The call was cancelled before it started (ray.cancel marks it in the store):
         its returns say so, and it does not run."""
-        if not self.rt.store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+        if not self.rt.store.contains(spec.task_id + _CANCEL_SUFFIX):
             return False
         executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
         return True
@@ -127,6 +129,12 @@ class ActorWorker:
     def _method_and_group(self, spec):
         """(bound method, concurrency group or None: the default one) of a call; a call
         may name its own group (ActorMethod.options: "method:group")."""
+        found = self.methods.get(spec.method)
+        if found is None:
+            found = self.methods[spec.method] = self._look_up(spec)
+        return found
+
+    def _look_up(self, spec):
         name, _, group = spec.method.partition(GROUP_SEP)
         if not group:
             group = self.aspec.method_groups.get(name)

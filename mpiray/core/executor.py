@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import os
 import traceback
+import types
 
 from mpiray import _ids
 from mpiray.core import context
@@ -29,6 +30,9 @@ from mpiray.serialization import serialize, serialize_error
 
 
 _NONE = serialize(None).to_bytes()
+# (type checks, not inspect's: these run for every task and actor call)
+_COROUTINE = types.CoroutineType
+_GENERATORS = frozenset((types.GeneratorType, types.AsyncGeneratorType))
 
 
 class ExitActor(BaseException):
@@ -50,7 +54,7 @@ def run(runtime, spec, fn):
             return _write_bytes(runtime, spec, failed.error_bytes), False
         try:
             result = fn(*args, **kwargs)
-            if inspect.iscoroutine(result):  # an `async def` task: on a loop of its own
+            if type(result) is _COROUTINE:  # an `async def` task: on a loop of its own
                 result = asyncio.run(result)
         except BaseException as exc:  # noqa: BLE001 - every failure goes home
             if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
@@ -85,7 +89,7 @@ def wrap(exc, name):
 
 def write_returns(runtime, spec, result):
     oids = spec.return_ids()
-    if inspect.isgenerator(result) or inspect.isasyncgen(result):
+    if type(result) in _GENERATORS:
         try:  # a generator function with num_returns=n: n values
             result = list(result) if inspect.isgenerator(result) else asyncio.run(_collect(result))
         except Exception as exc:  # noqa: BLE001 - raised inside the generator

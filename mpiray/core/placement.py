@@ -63,6 +63,8 @@ def in_group(req: dict, pg: str, index: int, capture=False) -> dict:
 def captured(req: dict, parent: dict) -> dict:
     """req of a task or actor started by one (resources `parent`) that captures its
     children in its placement group: in that group (any bundle) and capturing too."""
+    if len(parent) < 3:  # (a capturing request has at least a bundle, a resource, the mark)
+        return req
     for key in parent:
         if key.startswith(CAPTURE + _MARK):
             return in_group(req, key[len(CAPTURE + _MARK):], -1, capture=True)
