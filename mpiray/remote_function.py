@@ -45,6 +45,7 @@ class RemoteFunction:
         self._function = function
         self._raw_options = dict(options)
         self._check_args = signature.checker(function)
+        self._arg_count = signature.exact_count(function)   # -1: not a plain f(a, b, ...)
         self._is_generator = is_generator_function(function)
         self._options = _options.task_options(options, self._is_generator)
         self._name = options.get("name") or _name_of(function)
@@ -74,7 +75,8 @@ class RemoteFunction:
         return _Bound()
 
     def _submit(self, args, kwargs, opts, name):
-        if self._check_args is not None:
+        # (the exact-count case inline: this runs for every task submitted)
+        if (kwargs or len(args) != self._arg_count) and self._check_args is not None:
             self._check_args(args, kwargs)
         rt = _api._runtime()
         fid = self._exported.get(rt.session)

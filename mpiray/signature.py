@@ -45,6 +45,19 @@ def checker(fn):
     return check
 
 
+def exact_count(fn) -> int:
+    """How many arguments fn takes when it is a plain f(a, b, ...) (no defaults, no *,
+    no keyword-only), else -1: a call with exactly that many positional arguments and no
+    keywords needs no further check."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return -1
+    if all(p.kind == _P.POSITIONAL_OR_KEYWORD and p.default is _P.empty for p in params):
+        return len(params)
+    return -1
+
+
 def _general(sig, max_pos, any_kw, names, positional, required_pos, required_kw):
     def check(args, kwargs):
         n = len(args)

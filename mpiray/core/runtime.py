@@ -244,7 +244,7 @@ class Runtime:
         blob, deps, contained, holder = self.pack_args(args, kwargs)
         n = opts["num_returns"]
         req = opts["resources"]
-        if opts["capturable"] and not self.is_driver:
+        if not self.is_driver and opts["capturable"]:
             req = placement.captured(req, context.resources())
         spec = TaskSpec(
             task_id=_ids.new_id() if n >= 0 else _ids.new_stream_id(), kind=0,

@@ -359,13 +359,16 @@ class Scheduler(CrossNode):
             rec.blocked = False
             self.active += 1
             self.blocked -= 1
+            part = placement.cpu_part(rec.spec.resources)
             totals = self.res.totals  # (a removed group's CPUs are gone: not taken again)
-            self.res.acquire({k: v for k, v in placement.cpu_part(rec.spec.resources).items()
-                              if k in totals})
+            if not all(k in totals for k in part):
+                part = {k: v for k, v in part.items() if k in totals}
+            self.res.acquire(part)
 
     def _release_task_resources(self, rec):
         req = dict(rec.spec.resources)
-        if placement.cpus_of(req) < 1:
+        cpus = req.get("CPU")   # (inline: every task's end; cpus_of for a bundle's)
+        if (cpus if cpus is not None else placement.cpus_of(req)) < 1:
             self.light -= 1
         if rec.blocked:
             for key in placement.cpu_part(rec.spec.resources):
@@ -517,7 +520,9 @@ class Scheduler(CrossNode):
     def _to_dispatched(self, rec, ahead=False):
         rec.state = DISPATCHED
         rec.ahead = ahead
-        if placement.cpus_of(rec.spec.resources) < 1:
+        req = rec.spec.resources
+        cpus = req.get("CPU")   # (inline: every task's dispatch)
+        if (cpus if cpus is not None else placement.cpus_of(req)) < 1:
             self.light += 1
         rec.gpu_ids = self.res.acquire(rec.spec.resources)
         rec.spec.gpu_ids = rec.gpu_ids
