@@ -124,7 +124,8 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
     return {
         "num_returns": num_returns,
         "resources": _with_strategy(
-            normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources")),
+            normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources"),
+                      memory=opts.get("memory")),
             _strategy_of(opts)),
         "max_retries": 10**9 if max_retries == -1 else max_retries,
         "retry_exceptions": retry,
@@ -139,7 +140,8 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
 def actor_options(opts: dict) -> dict:
     check_keys(opts, ACTOR_OPTIONS, "an actor class")
     explicit_cpus = opts.get("num_cpus")
-    held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"), default_cpus=0)
+    held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"), default_cpus=0,
+                     memory=opts.get("memory"))
     to_place = dict(held)
     if explicit_cpus is None:
         to_place["CPU"] = 1.0  # Ray: an actor needs a CPU to be placed but holds none

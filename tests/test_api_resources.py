@@ -237,3 +237,21 @@ def test_assigned_resources_are_what_the_task_or_actor_holds(fresh):
     assert ray.get(Holder.remote().assigned.remote()) == {"CPU": 1.0, "GPU": 1.0}
     assert ray.get(Light.remote().assigned.remote()) == {}
     assert assigned() == {}   # the driver
+
+
+def test_ray_node_resources_memory_and_head(ray):
+    """Ray's own resource names: node:<ip>, node:__internal_head__, memory and
+    object_store_memory (bytes); `memory=` asks for memory."""
+    total = ray.cluster_resources()
+    ip = ray.util.get_node_ip_address()
+    assert total[f"node:{ip}"] == 1.0 and total["node:__internal_head__"] == 1.0
+    assert total["object_store_memory"] > 0 and total["memory"] > 0
+
+    @ray.remote
+    def here():
+        return ray.get_runtime_context().get_assigned_resources()
+
+    assert ray.get(here.options(resources={f"node:{ip}": 0.01}).remote(), timeout=30)
+    assert ray.get(here.options(memory=100 << 20).remote(), timeout=30)["memory"] == float(100 << 20)
+    with pytest.raises(ValueError, match="memory="):
+        here.options(resources={"memory": 1})

@@ -5,17 +5,22 @@ from __future__ import annotations
 EPS = 1e-9
 
 
-def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0) -> dict:
-    """One resource dict from Ray's three ways of asking; rejects bad amounts clearly."""
+_OWN_ARGUMENT = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory",
+                 "object_store_memory": "object_store_memory"}
+
+
+def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, memory=None) -> dict:
+    """One resource dict from Ray's ways of asking; rejects bad amounts clearly. memory:
+    bytes (Ray's `memory` resource: each node has what its RAM leaves beside the store)."""
     req = {}
     cpus = default_cpus if num_cpus is None else num_cpus
-    for key, amount in (("CPU", cpus), ("GPU", num_gpus or 0)):
+    for key, amount in (("CPU", cpus), ("GPU", num_gpus or 0), ("memory", memory or 0)):
         _check_amount(key, amount)
         if amount:
             req[key] = float(amount)
     for key, amount in (resources or {}).items():
-        if key in ("CPU", "GPU"):
-            raise ValueError(f"use num_cpus/num_gpus, not resources={{{key!r}: ...}}")
+        if key in _OWN_ARGUMENT:
+            raise ValueError(f"use {_OWN_ARGUMENT[key]}=, not resources={{{key!r}: ...}}")
         _check_amount(key, amount)
         if amount:
             req[key] = float(amount)
