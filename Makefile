@@ -32,7 +32,7 @@ build: $(BUILD_OK)
 run: build
 	$(PY) examples/tree_reduce.py
 	$(PY) examples/monte_carlo_pi.py
-	@for ex in examples/counter_actor.py examples/parameter_server.py; do \
+	@for ex in examples/counter_actor.py examples/parameter_server.py examples/streaming_pipeline.py; do \
 	  if [ -f $$ex ]; then echo "== $$ex"; $(PY) $$ex || exit 1; fi; done
 
 build/cpptest/%: src/cpp/tests/%.cpp $(NATIVE_SRC) $(NATIVE_HDR) $(wildcard src/cpp/tests/*.h)

@@ -98,7 +98,7 @@ def test_module_launcher_runs_the_script_on_rank_0_only(tmp_path):
     assert "nodes 3" in proc.stdout
 
 
-@pytest.mark.parametrize("example", ["tree_reduce.py", "parameter_server.py"])
+@pytest.mark.parametrize("example", ["tree_reduce.py", "parameter_server.py", "streaming_pipeline.py"])
 def test_examples_run_under_mpiexec(example, tmp_path):
     with open(os.path.join(ROOT, "examples", example)) as f:
         code = f.read()
