@@ -76,9 +76,10 @@ class NodeResources:
         return [0] if self.totals.get("GPU") else []
 
     def release(self, req: dict, gpu_ids=()) -> None:
+        av = self.available
         for k, v in req.items():
-            if k in self.totals:  # (a removed placement group's are gone)
-                self.available[k] = self.available.get(k, 0.0) + v
+            if k in av:  # (a removed placement group's names are gone: not brought back)
+                av[k] += v
         if req.get("GPU", 0.0) >= 1:
             self.free_gpus.extend(g for g in gpu_ids if g not in self.free_gpus)
         elif self.gpu_home and gpu_ids:

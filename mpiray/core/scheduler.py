@@ -50,6 +50,7 @@ WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISP
 RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
 TASK_LOG_SIZE = 100_000  # tasks and actor calls timeline() remembers per node
 TASK, ACTOR = "task", "actor"
+_STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task's ids)
 CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
 
@@ -157,7 +158,8 @@ class Scheduler(CrossNode):
             self.actors.on_handles_gone(oid[: _ids.TASK_ID_SIZE])
         elif oid in self.sealed or self.io.contains(oid):
             self._free(oid)  # (a put without refs inside is sealed without telling us)
-        elif _ids.is_stream_end(oid):  # a generator dropped while its task runs on
+        elif oid[_STREAM_BYTE] & _ids.STREAM_BIT and _ids.is_stream_end(oid):
+            # a generator dropped while its task runs on
             self._stream_over(oid[: _ids.TASK_ID_SIZE])
 
     def _free(self, oid):
@@ -165,7 +167,7 @@ class Scheduler(CrossNode):
         self.io.delete_object(oid)
         if self.cluster is not None:
             self.cluster.freed(oid)
-        if _ids.is_stream_end(oid):
+        if oid[_STREAM_BYTE] & _ids.STREAM_BIT and _ids.is_stream_end(oid):
             self._stream_over(oid[: _ids.TASK_ID_SIZE])
         for inner in self.contains.pop(oid, ()):
             self._decref(inner)
@@ -194,7 +196,14 @@ class Scheduler(CrossNode):
                     if inner not in self.counts:
                         self._free(inner)
             return
-        self._keep_sealed(oid, contained)
+        # (_keep_sealed, inline: every return of every task comes here)
+        self.sealed.add(oid)
+        if contained:
+            self.contains[oid] = list(contained)
+            for inner in contained:
+                self._incref(inner)
+        if oid in self.waiting_on:
+            self._wake_waiters(oid)
 
     def _keep_sealed(self, oid, contained):
         """oid is sealed and held: what it contains is held by it, and tasks waiting
