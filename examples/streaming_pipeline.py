@@ -20,7 +20,7 @@ from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 CHUNKS, CHUNK_ELEMENTS, SCORERS = 24, 250_000, 2
 
 
-@ray.remote
+@ray.remote(num_cpus=0)   # (it mostly waits; the CPUs go to the scorers' group)
 def read_chunks(n):
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -36,17 +36,18 @@ class Scorer:
 
 def main():
     ray.init()
-    pg = placement_group([{"CPU": 1}] * SCORERS, strategy="SPREAD")
+    scorers_n = max(1, min(SCORERS, int(ray.cluster_resources()["CPU"])))
+    pg = placement_group([{"CPU": 1}] * scorers_n, strategy="SPREAD")
     ray.get(pg.ready(), timeout=60)
     scorers = [Scorer.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote()
-               for i in range(SCORERS)]
+               for i in range(scorers_n)]
     start = time.perf_counter()
     first_at = None
     scores = []
     for i, chunk in enumerate(read_chunks.remote(CHUNKS)):
         if first_at is None:
             first_at = time.perf_counter() - start
-        scores.append(scorers[i % SCORERS].score.remote(chunk))
+        scores.append(scorers[i % scorers_n].score.remote(chunk))
     values = ray.get(scores, timeout=120)
     took = time.perf_counter() - start
     assert len(values) == CHUNKS and all(0.7 < v < 0.9 for v in values), values

@@ -14,9 +14,12 @@ IGNORED_KEYWORDS = {
     "_enable_object_reconstruction", "_metrics_export_port", "_node_ip_address",
     "_redis_password", "storage", "labels", "_plasma_directory", "_node_name",
     "enable_resource_isolation", "system_reserved_cpu", "system_reserved_memory",
-    "_cgroup_path", "_skip_env_hook", "_memory", "_driver_object_store_memory",
+    "_cgroup_path", "_skip_env_hook", "_driver_object_store_memory",
     "_tracing_startup_hook", "_include_dashboard", "num_worker_processes",
 }
+
+
+MEMORY_SHARE = 0.7   # Ray's default share of RAM for the `memory` resource
 
 
 @dataclass
@@ -36,6 +39,15 @@ class Config:
     runtime_env: dict = None   # the job's, canonical (core/runtime_env.py): every worker's
     # workers time their tasks for timeline() (MPIRAY_TASK_EVENTS=1 in the driver's env)
     task_events: bool = False
+    memory: int = None       # the `memory` resource in bytes (init's _memory), else Ray's
+    host_nodes: int = 1      # default share of this host's RAM, split among its nodes
+
+    def memory_bytes(self) -> int:
+        """Ray's default: tasks' `memory` may take 70% of RAM, less the object store."""
+        if self.memory is not None:
+            return self.memory
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return max(0, int(ram * MEMORY_SHARE) // max(1, self.host_nodes) - self.object_store_memory)
 
     def totals(self) -> dict:
         totals = {"CPU": float(self.num_cpus), **{k: float(v) for k, v in self.resources.items()}}
@@ -47,6 +59,9 @@ class Config:
 def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
                 namespace=None, log_to_driver=True, runtime_env=None, **kwargs) -> Config:
     prefault = kwargs.pop("_prefault_store", None)
+    memory = kwargs.pop("_memory", None)
+    if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool) or memory < 0):
+        raise ValueError(f"_memory must be a non-negative number of bytes, got {memory!r}")
     visible = kwargs.pop("_visible_gpus", None)   # MPI: this node's share of the host's GPUs
     unknown = set(kwargs) - IGNORED_KEYWORDS
     if unknown:
@@ -66,6 +81,8 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
     for key, amount in resources.items():
         if key in ("CPU", "GPU"):
             raise ValueError("use num_cpus/num_gpus for CPU and GPU, not resources=")
+        if key in ("memory", "object_store_memory"):
+            raise ValueError(f"use {'_memory' if key == 'memory' else key}= for {key}, not resources=")
         if not isinstance(amount, (int, float)) or amount < 0:
             raise ValueError(f"resource {key!r} must be a non-negative number, got {amount!r}")
     if object_store_memory is None:
@@ -80,7 +97,8 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
                   namespace=namespace or "", log_to_driver=log_to_driver,
                   prefault_store=bool(prefault), extra=kwargs,
                   runtime_env=renv.validate(runtime_env, "init(runtime_env=...)"),
-                  task_events=os.environ.get("MPIRAY_TASK_EVENTS", "0") not in ("", "0"))
+                  task_events=os.environ.get("MPIRAY_TASK_EVENTS", "0") not in ("", "0"),
+                  memory=memory)
 
 
 def detect_gpu_ids() -> list:

@@ -96,8 +96,9 @@ def _driver_node_share(world, config, num_gpus, object_store_memory):
     share = roles.gpu_share(world)
     if num_gpus is None:
         config.num_gpus, config.gpu_ids = len(share), list(share)
+    config.host_nodes = len(roles.nodes_on_my_host(world))
     if object_store_memory is None:
-        config.object_store_memory //= len(roles.nodes_on_my_host(world))
+        config.object_store_memory //= config.host_nodes
 
 
 def _join_nodes(world, node, config):

@@ -299,4 +299,9 @@ def test_children_are_captured_only_when_asked(ray4):
     assert ray.get(parent.options(scheduling_strategy=plain).remote(), timeout=30) == (None, None)
     spawner = Spawner.options(scheduling_strategy=captured, num_cpus=0).remote()
     assert ray.get(spawner.spawn.remote(), timeout=30) == pg.id.hex()
+    any_bundle = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+    assert ray.get(parent.options(scheduling_strategy=any_bundle, num_cpus=0).remote(),
+                   timeout=30)[0] == pg.id.hex()   # (regression: a 2-key request was skipped)
+    assert ray.get(Spawner.options(scheduling_strategy=any_bundle).remote().spawn.remote(),
+                   timeout=30) == pg.id.hex()
     remove_placement_group(pg)

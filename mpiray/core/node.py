@@ -75,7 +75,7 @@ class Node:
             raise
         self.io = NodeIO(self)
         totals = c.totals()
-        totals.update(ray_node_resources(self.node_index, c.object_store_memory))
+        totals.update(ray_node_resources(self.node_index, c.object_store_memory, c.memory_bytes()))
         resources = NodeResources(totals, c.gpu_ids)
         self.scheduler = Scheduler(self.io, resources, max_task_workers=MAX_TASK_SLOTS,
                                    min_task_workers=c.num_cpus)
@@ -205,19 +205,18 @@ def node_resource(index: int) -> str:
 
 # What Ray puts on the driver's node but not on others (some programs pin work there).
 HEAD_NODE_RESOURCE = "node:__internal_head__"
-MEMORY_SHARE = 0.7   # Ray's default: tasks' `memory` may take this much of RAM, less the store
 
 
-def ray_node_resources(index: int, store_bytes: int) -> dict:
+def ray_node_resources(index: int, store_bytes: int, memory_bytes: int) -> dict:
     """The resources every node has beside its CPUs, GPUs and custom ones, with Ray's
     names: node:<index> (only this node), node:<ip> (this host's nodes), the head's
-    mark, `memory` and `object_store_memory` (bytes)."""
+    mark, `memory` and `object_store_memory` (bytes; _config.Config.memory_bytes)."""
     from mpiray.util.network import get_node_ip_address
 
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     out = {node_resource(index): 1.0, f"node:{get_node_ip_address()}": 1.0,
-           "object_store_memory": float(store_bytes),
-           "memory": float(max(0, int(ram * MEMORY_SHARE) - store_bytes))}
+           "object_store_memory": float(store_bytes)}
+    if memory_bytes:
+        out["memory"] = float(memory_bytes)
     if index == 0:
         out[HEAD_NODE_RESOURCE] = 1.0
     return out

@@ -63,7 +63,7 @@ def in_group(req: dict, pg: str, index: int, capture=False) -> dict:
 def captured(req: dict, parent: dict) -> dict:
     """req of a task or actor started by one (resources `parent`) that captures its
     children in its placement group: in that group (any bundle) and capturing too."""
-    if len(parent) < 3:  # (a capturing request has at least a bundle, a resource, the mark)
+    if len(parent) < 2:  # (a capturing request has at least its bundle's name and the mark)
         return req
     for key in parent:
         if key.startswith(CAPTURE + _MARK):

@@ -5,8 +5,7 @@ from __future__ import annotations
 EPS = 1e-9
 
 
-_OWN_ARGUMENT = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory",
-                 "object_store_memory": "object_store_memory"}
+_OWN_ARGUMENT = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory"}
 
 
 def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, memory=None) -> dict:
@@ -19,6 +18,8 @@ def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, me
         if amount:
             req[key] = float(amount)
     for key, amount in (resources or {}).items():
+        if key == "object_store_memory":
+            raise ValueError("object_store_memory is not a resource a task or actor asks for")
         if key in _OWN_ARGUMENT:
             raise ValueError(f"use {_OWN_ARGUMENT[key]}=, not resources={{{key!r}: ...}}")
         _check_amount(key, amount)
