@@ -53,6 +53,7 @@ class ActorWorker:
         self.running_async = {}   # task id -> future of an async call running on the loop
         self.group_limits = {}    # async actor: concurrency group -> asyncio.Semaphore
         self.methods = {}         # TaskSpec.method -> (bound method, group): looked up once
+        self.kinds = {}           # TaskSpec.method -> "sync" / "coro" / "agen" (async actors)
         self.watching = False     # async actor: _watch_cancels is running
 
     # ------------------------------------------------------------ start
@@ -266,7 +267,9 @@ class ActorWorker:
                 self._report(spec, [(oid, []) for oid in spec.return_ids()], item, consumer, 0)
                 slots.put(consumer)
                 continue
-            fut = asyncio.run_coroutine_threadsafe(self._run_async(spec), loop)
+            # (no groups: straight to the call, one coroutine less per call)
+            coro = self._run_async(spec) if self.aspec.concurrency_groups else self._run_plain(spec)
+            fut = asyncio.run_coroutine_threadsafe(coro, loop)
             self.running_async[spec.task_id] = fut
             if not self.watching:  # (after the call is in running_async: see _watch_cancels)
                 self.watching = True
@@ -280,21 +283,28 @@ class ActorWorker:
         self.rt.channel.flush()
 
     async def _run_async(self, spec):
+        """A call of an async actor with concurrency groups: within its group's limit."""
         try:
             method, group = self._method_and_group(spec)
         except ValueError as exc:
             return self._refuse(spec, exc)
-        limit = self._group_limit(group)
-        if limit is None:
-            return await self._run_async_call(spec, method)
-        async with limit:
+        async with self._group_limit(group):
             return await self._run_async_call(spec, method)
 
+    def _run_plain(self, spec):
+        """A call of an async actor without groups: its method's coroutine itself."""
+        try:
+            method = self._method_and_group(spec)[0]
+        except ValueError as exc:   # (a call naming a group this actor lacks)
+            return self._refused(spec, exc)
+        return self._run_async_call(spec, method)
+
+    async def _refused(self, spec, exc):
+        return self._refuse(spec, exc)
+
     def _group_limit(self, group):
-        """The semaphore of a concurrency group (None: no groups, the slots are the limit)."""
+        """The semaphore of a concurrency group (the default one's: max_concurrency)."""
         groups = self.aspec.concurrency_groups
-        if not groups:
-            return None
         sem = self.group_limits.get(group)
         if sem is None:
             n = groups[group] if group is not None else max(1, self.aspec.max_concurrency)
@@ -302,9 +312,14 @@ class ActorWorker:
         return sem
 
     async def _run_async_call(self, spec, method):
-        is_agen = inspect.isasyncgenfunction(method)
+        kind = self.kinds.get(spec.method)
+        if kind is None:   # (inspect's checks are slow: once per method)
+            kind = self.kinds[spec.method] = (
+                "agen" if inspect.isasyncgenfunction(method) else
+                "coro" if inspect.iscoroutinefunction(method) else "sync")
+        is_agen = kind == "agen"
         self._resolve_retries(spec)
-        if not (inspect.iscoroutinefunction(method) or is_agen):
+        if kind == "sync":
             while True:
                 sealed, retry = executor.run(self.rt, spec, method)
                 if not retry:
