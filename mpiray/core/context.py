@@ -12,9 +12,11 @@ _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": F
 
 def set_task(task_id=None, name=None, gpu_ids=None, resources=None):
     _task.set((task_id, name))
-    if gpu_ids is not None:
+    # (set only when they change: most tasks of a worker have the same ones, and a
+    # ContextVar.set allocates)
+    if gpu_ids is not None and _gpu_ids.get() != gpu_ids:
         _gpu_ids.set(gpu_ids)
-    if resources is not None:
+    if resources is not None and _resources.get() != resources:
         _resources.set(resources)
 
 

@@ -245,7 +245,9 @@ class Runtime:
         n = opts["num_returns"]
         req = opts["resources"]
         if not self.is_driver and opts["capturable"]:
-            req = placement.captured(req, context.resources())
+            parent = context.resources()
+            if len(parent) > 1:   # (a plain parent, {"CPU": 1}, captures nothing)
+                req = placement.captured(req, parent)
         spec = TaskSpec(
             task_id=_ids.new_id() if n >= 0 else _ids.new_stream_id(), kind=0,
             function_id=function_id, name=name, args=blob,

@@ -368,9 +368,10 @@ class Scheduler(CrossNode):
             rec.blocked = False
             self.active += 1
             self.blocked -= 1
-            part = placement.cpu_part(rec.spec.resources)
-            totals = self.res.totals  # (a removed group's CPUs are gone: not taken again)
-            if not all(k in totals for k in part):
+            req = rec.spec.resources
+            part = placement.cpu_part(req)
+            if part is not req:  # a bundle's CPUs: a removed group's are not taken again
+                totals = self.res.totals
                 part = {k: v for k, v in part.items() if k in totals}
             self.res.acquire(part)
 
