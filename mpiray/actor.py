@@ -66,6 +66,7 @@ class ActorClass:
         self._raw_options = dict(options)
         self._checked = _options.actor_options(options)
         self._methods = _method_table(cls)
+        self._method_groups = {}   # the groups' names -> method -> group
         self._check_args = signature.checker(cls)   # (the constructor's, without self)
         self._is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                              for m in _public_functions(cls).values())
@@ -121,7 +122,10 @@ class ActorClass:
                             runtime_env=runtime_env.merge(rt.inherited_env, opts["runtime_env"]))
         concurrency = opts["max_concurrency"] or (1000 if self._is_async else 1)
         groups = opts["concurrency_groups"]
-        method_groups = _method_groups(self._cls, groups)
+        key = tuple(sorted(groups))
+        method_groups = self._method_groups.get(key)
+        if method_groups is None:   # (once per set of groups: it walks the class)
+            method_groups = self._method_groups[key] = _method_groups(self._cls, groups)
         held, to_place = opts["resources"], opts["placement"]
         if opts["capturable"] and not rt.is_driver:
             parent = context.resources()
