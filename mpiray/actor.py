@@ -67,7 +67,7 @@ class ActorClass:
         self._checked = _options.actor_options(options)
         self._methods = _method_table(cls)
         self._method_groups = {}   # the groups' names -> method -> group
-        self._check_args = signature.checker(cls)   # (the constructor's, without self)
+        self._arg_count, self._check_args = signature.checker(cls)   # (its constructor's)
         self._is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                              for m in _public_functions(cls).values())
         self._blob = None
@@ -104,7 +104,7 @@ class ActorClass:
                     return existing   # (as in Ray, before the arguments are looked at)
                 raise ValueError(f"The name {opts['name']!r} (namespace {namespace!r}) is "
                                  "already taken by another actor")
-        if self._check_args is not None:
+        if (kwargs or len(args) != self._arg_count) and self._check_args is not None:
             self._check_args(args, kwargs)
         fid = self._exported.get(rt.session)
         if fid is None:

@@ -44,8 +44,7 @@ class RemoteFunction:
     def __init__(self, function, options: dict):
         self._function = function
         self._raw_options = dict(options)
-        self._check_args = signature.checker(function)
-        self._arg_count = signature.exact_count(function)   # -1: not a plain f(a, b, ...)
+        self._arg_count, self._check_args = signature.checker(function)
         self._is_generator = is_generator_function(function)
         self._options = _options.task_options(options, self._is_generator)
         self._name = options.get("name") or _name_of(function)

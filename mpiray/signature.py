@@ -1,8 +1,9 @@
 """Checking a remote call's arguments against the function's signature at .remote(),
 as Ray does, so a wrong call fails where it is made instead of in a worker.
 
-    RemoteFunction / ActorClass ──checker(fn)──► check(args, kwargs) on every .remote()
-    fast path: counts and names only (~0.2 us); a call that fails it goes to
+    RemoteFunction / ActorClass ──checker(fn)──► (exact count, check) once
+    every .remote(): exactly that many positional arguments? done (inline) ; else
+    check(args, kwargs): counts and names (~0.2 us), and for a call that fails them
     inspect.Signature.bind, which raises Python's own TypeError
 """
 
@@ -14,11 +15,14 @@ _P = inspect.Parameter
 
 
 def checker(fn):
-    """check(args, kwargs), or None where the signature cannot be read (builtins)."""
+    """(exact, check): a call with exactly `exact` positional arguments and no keywords
+    fits fn (-1: fn is not a plain f(a, b, ...)), which callers test inline on their hot
+    path; check(args, kwargs) judges any other call, raising Python's TypeError. check
+    is None where the signature cannot be read (builtins): then nothing is checked."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return None
+        return -1, None
     params = list(sig.parameters.values())
     kinds = {p.kind for p in params}
     max_pos = float("inf") if _P.VAR_POSITIONAL in kinds else sum(
@@ -31,31 +35,9 @@ def checker(fn):
                     for i, p in enumerate(params)
                     if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD) and p.default is _P.empty]
     required_kw = [p.name for p in params if p.kind == _P.KEYWORD_ONLY and p.default is _P.empty]
-    check = _general(sig, max_pos, any_kw, names, positional, required_pos, required_kw)
-
-    if all(p.kind == _P.POSITIONAL_OR_KEYWORD and p.default is _P.empty for p in params):
-        exact = len(params)   # (the commonest: f(a, b) called as f.remote(x, y))
-
-        def check_exact(args, kwargs):
-            if kwargs or len(args) != exact:
-                check(args, kwargs)
-
-        return check_exact
-
-    return check
-
-
-def exact_count(fn) -> int:
-    """How many arguments fn takes when it is a plain f(a, b, ...) (no defaults, no *,
-    no keyword-only), else -1: a call with exactly that many positional arguments and no
-    keywords needs no further check."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return -1
-    if all(p.kind == _P.POSITIONAL_OR_KEYWORD and p.default is _P.empty for p in params):
-        return len(params)
-    return -1
+    plain = all(p.kind == _P.POSITIONAL_OR_KEYWORD and p.default is _P.empty for p in params)
+    return (len(params) if plain else -1,
+            _general(sig, max_pos, any_kw, names, positional, required_pos, required_kw))
 
 
 def _general(sig, max_pos, any_kw, names, positional, required_pos, required_kw):

@@ -234,14 +234,11 @@ class ActorManager:
         not run): the call is marked cancelled in the store of the actor's node. Its
         process skips it if it has not started, cancels it on the event loop of an async
         actor, and lets a running sync call finish (it may look at
-        get_runtime_context().is_canceled()), as Ray does. force is not for actors."""
-        self.cancel_here_or_on(task_id)
-
-    def cancel_here_or_on(self, task_id):
-        """A call passed on from here is cancelled on its next hop (the cancel follows
-        the call's route to the actor's node); else it is marked here, where the actor
-        runs or the call still waits in the queue of a remote actor's proxy (which
-        passes the cancel on after the call: ActorRouter.pass_cancel)."""
+        get_runtime_context().is_canceled()), as Ray does. force is not for actors.
+        A call passed on from here is cancelled on its next hop (the cancel follows the
+        call's route to the actor's node, CALL_CANCEL there); else it is marked here,
+        where the actor runs or the call still waits in the queue of a remote actor's
+        proxy (which passes the cancel on after the call: ActorRouter.pass_cancel)."""
         cluster = self.s.cluster
         route = cluster.routes.get(task_id) if cluster is not None else None
         if route is not None:

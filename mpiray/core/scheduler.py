@@ -50,6 +50,7 @@ WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISP
 RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
 TASK_LOG_SIZE = 100_000  # tasks and actor calls timeline() remembers per node
 TASK, ACTOR = "task", "actor"
+FREE, KEEP, PUSHED = "free", "keep", "pushed"   # what becomes of a sealed stream item
 _STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task's ids)
 CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
@@ -185,7 +186,11 @@ class Scheduler(CrossNode):
         if self.cluster is not None:
             self.cluster.have(oid)
         if oid not in self.counts and oid not in self.kept:  # nobody holds it: free at once
-            if _ids.is_stream_item(oid) and self._stream_item(oid, contained):
+            fate = self._stream_item(oid, contained) if _ids.is_stream_item(oid) else FREE
+            if fate == PUSHED:
+                return
+            if fate == KEEP:
+                self._keep_sealed(oid, contained)
                 return
             self.io.delete_object(oid)
             if self.cluster is not None and not self.cluster.is_foreign(oid):
@@ -196,14 +201,7 @@ class Scheduler(CrossNode):
                     if inner not in self.counts:
                         self._free(inner)
             return
-        # (_keep_sealed, inline: every return of every task comes here)
-        self.sealed.add(oid)
-        if contained:
-            self.contains[oid] = list(contained)
-            for inner in contained:
-                self._incref(inner)
-        if oid in self.waiting_on:
-            self._wake_waiters(oid)
+        self._keep_sealed(oid, contained)
 
     def _keep_sealed(self, oid, contained):
         """oid is sealed and held: what it contains is held by it, and tasks waiting
@@ -213,12 +211,13 @@ class Scheduler(CrossNode):
             self.contains[oid] = list(contained)
             for inner in contained:
                 self._incref(inner)
-        self._wake_waiters(oid)
+        if oid in self.waiting_on:
+            self._wake_waiters(oid)
 
-    def _stream_item(self, oid, contained) -> bool:
+    def _stream_item(self, oid, contained):
         """An item a generator task yielded, that no ref holds yet: the stream holds it
-        here until its end does (True), unless the stream is over (False: free it). One
-        made here for another node's caller goes there at once."""
+        here until its end does (KEEP), unless the stream is over (FREE). One made here
+        for another node's caller goes there at once (PUSHED)."""
         task_id = oid[: _ids.TASK_ID_SIZE]
         if self.cluster is not None and self.cluster.is_foreign(oid):
             if contained:  # held until the caller's node has them too ("item_held")
@@ -227,14 +226,13 @@ class Scheduler(CrossNode):
                 self.pushed_holds[oid] = list(contained)
             self.io.push_object(_ids.node_of(oid), oid, contained)
             self.io.delete_object(oid)  # (its memory goes once the push is sent)
-            return True
+            return PUSHED
         if task_id in self.streams_over or not self.io.contains(oid):
-            return False  # (not in the store: a caller took it and dropped it already)
+            return FREE  # (not in the store: a caller took it and dropped it already)
         index = _ids.index_of(oid)
         if index > self.stream_last.get(task_id, 0):
             self.stream_last[task_id] = index
-        self._keep_sealed(oid, contained)
-        return True
+        return KEEP
 
     def _ev_item_held(self, oid):
         """The caller's node has an item pushed from here, and holds its refs now."""
@@ -778,7 +776,7 @@ Scheduler._HANDLERS = {
     P.ACTOR_DEAD: lambda self, aid, cause: self.router.dead_elsewhere(aid, cause),
     P.NAME_OP: lambda self, op, key, value, reply: self.cluster.send(
         0, ("name_op", op, key, value, reply, self.cluster.me)),
-    P.CALL_CANCEL: lambda self, task_id: self.actors.cancel_here_or_on(task_id),
+    P.CALL_CANCEL: lambda self, task_id: self.actors.cancel_call(task_id, False),
     P.ITEM_HELD: Scheduler._ev_item_held,
     P.PG_OP: Scheduler._ev_pg_op,
     P.PG_MSG: Scheduler._ev_pg_msg,
