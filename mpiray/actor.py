@@ -160,15 +160,17 @@ def _public_functions(cls):
 
 
 def _method_table(cls):
-    """name -> num_returns (TaskSpec's; a generator method streams unless told), or
-    (num_returns, max_task_retries, retry_exceptions) for a method given those."""
+    """name -> (num_returns (TaskSpec's; a generator method streams unless told),
+    max_task_retries (-1: the actor's), retry_exceptions, the parameters' shape (for
+    checking calls' arguments wherever the handle goes))."""
     table = {}
     for n, f in inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m)):
         if n.startswith("__") and n != "__call__":
             continue
         nret = getattr(f, "__mpiray_num_returns__", STREAMING if is_generator_function(f) else 1)
-        retries = getattr(f, "__mpiray_retries__", None)
-        table[n] = nret if retries is None else (nret, *retries)
+        retries, retry_exceptions = getattr(f, "__mpiray_retries__", (-1, False))
+        bound = inspect.isfunction(f) and not isinstance(inspect.getattr_static(cls, n), staticmethod)
+        table[n] = (nret, retries, retry_exceptions, signature.shape(f, bound))
     return table
 
 
@@ -245,14 +247,14 @@ class ActorHandle:
             raise AttributeError(name)
         if name not in self._methods:
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
-        entry = self._methods[name]
-        nret, retries, retry_exceptions = entry if isinstance(entry, tuple) else (entry, -1, False)
+        nret, retries, retry_exceptions, shape = self._methods[name]
         if isinstance(retry_exceptions, bytes):
             retry_exceptions = cloudpickle.loads(retry_exceptions)
         # Kept on the handle: `actor.m.remote()` in a loop then finds it without this call.
         method = self.__dict__[name] = ActorMethod(self._hold, self._actor_id,
                                                    f"{self._class_name}.{name}", name, nret,
-                                                   retries, retry_exceptions=retry_exceptions)
+                                                   retries, retry_exceptions=retry_exceptions,
+                                                   checker=signature.checker_of_shape(shape))
         return method
 
     def __reduce__(self):
@@ -275,8 +277,10 @@ class ActorHandle:
 
 class ActorMethod:
     def __init__(self, hold, actor_id, task_name, name, num_returns, max_retries=-1, group=None,
-                 retry_exceptions=False):
+                 retry_exceptions=False, checker=(-1, None)):
         self._hold = hold  # keeps the actor alive while this method is held
+        self._checker = checker
+        self._arg_count, self._check_args = checker
         self._actor_id, self._task_name, self._name = actor_id, task_name, name
         # max_retries -1: the actor's max_task_retries (for crashes, and for exceptions
         # retry_exceptions allows)
@@ -290,6 +294,8 @@ class ActorMethod:
                         f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
+        if (kwargs or len(args) != self._arg_count) and self._check_args is not None:
+            self._check_args(args, kwargs)
         refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._wire_name, args,
                                           kwargs, self._num_returns, self._max_retries,
                                           self._retry_exceptions)
@@ -305,4 +311,5 @@ class ActorMethod:
         if concurrency_group is not None and not isinstance(concurrency_group, str):
             raise ValueError(f"concurrency_group must be a group name, got {concurrency_group!r}")
         return ActorMethod(self._hold, self._actor_id, self._task_name, self._name, n, retries,
-                           concurrency_group if concurrency_group is not None else self._group, rx)
+                           concurrency_group if concurrency_group is not None else self._group, rx,
+                           self._checker)

@@ -5,6 +5,9 @@ as Ray does, so a wrong call fails where it is made instead of in a worker.
     every .remote(): exactly that many positional arguments? done (inline) ; else
     check(args, kwargs): counts and names (~0.2 us), and for a call that fails them
     inspect.Signature.bind, which raises Python's own TypeError
+
+    actor methods: shape(method) ──in the handle's method table (travels with every
+    handle, a few bytes)──► checker_of_shape(shape) in whichever process calls it
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import inspect
 
 _P = inspect.Parameter
+_KINDS = {int(k): k for k in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD, _P.VAR_POSITIONAL,
+                              _P.KEYWORD_ONLY, _P.VAR_KEYWORD)}
+_of_shape = {}   # shape -> (exact, check): one per method of a class, not per handle
 
 
 def checker(fn):
@@ -23,6 +29,35 @@ def checker(fn):
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return -1, None
+    return _checker_of(sig)
+
+
+def shape(fn, bound: bool):
+    """A picklable description of fn's parameters, (name, kind, has a default) each, the
+    first one dropped when bound (a method's `self`); None where it cannot be read."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if bound and params and params[0].kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD):
+        params = params[1:]
+    return tuple((p.name, int(p.kind), p.default is not _P.empty) for p in params)
+
+
+def checker_of_shape(described):
+    """(exact, check) as checker() gives, from a shape()."""
+    if described is None:
+        return -1, None
+    found = _of_shape.get(described)
+    if found is None:
+        # A default's value does not matter to binding, only that there is one.
+        found = _of_shape[described] = _checker_of(inspect.Signature(
+            [_P(name, _KINDS[kind], default=None if has_default else _P.empty)
+             for name, kind, has_default in described]))
+    return found
+
+
+def _checker_of(sig):
     params = list(sig.parameters.values())
     kinds = {p.kind for p in params}
     max_pos = float("inf") if _P.VAR_POSITIONAL in kinds else sum(

@@ -222,6 +222,39 @@ def test_misuse_errors(ray, Counter):
         ray.kill("not an actor")
 
 
+def test_method_calls_are_checked_against_the_signature_at_remote(ray):
+    @ray.remote
+    class Methods:
+        def two(self, a, b):
+            return a * b
+
+        def keywords(self, x, y=2, *, z=3):
+            return x + y + z
+
+        @staticmethod
+        def static(a):
+            return a
+
+    @ray.remote
+    def call_badly(handle):
+        try:
+            handle.two.remote(1)
+        except TypeError as e:
+            return str(e)
+
+    m = Methods.remote()
+    with pytest.raises(TypeError, match="missing a required argument: 'b'"):
+        m.two.remote(1)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        m.two.remote(1, 2, 3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'w'"):
+        m.keywords.options(num_returns=1).remote(1, w=0)
+    # the check travels with the handle into a task
+    assert ray.get(call_badly.remote(m)) == "missing a required argument: 'b'"
+    assert ray.get([m.two.remote(b=2, a=3), m.keywords.remote(x=1, z=0), m.static.remote(5)],
+                   timeout=30) == [6, 3, 5]
+
+
 def test_cancel_of_a_child_an_actor_just_returned(ray):
     """An actor method submits a task and returns its ref; the caller cancels it at once.
     The submit must reach the scheduler before the caller can hold the ref (else the

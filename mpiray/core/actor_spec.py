@@ -22,7 +22,7 @@ class ActorSpec:
     name: str = ""
     namespace: str = ""
     detached: bool = False
-    methods: dict = field(default_factory=dict)   # method name -> num_returns
+    methods: dict = field(default_factory=dict)   # method name -> actor._method_table entry
     # Ray's concurrency groups: group -> how many of its calls may run at once, and
     # method -> its group (the others are in the default group, of max_concurrency)
     concurrency_groups: dict = field(default_factory=dict)
