@@ -58,6 +58,27 @@ def test_recursive_tasks_do_not_deadlock_two_cpus(ray):
     assert ray.get(fib.remote(10), timeout=120) == 55
 
 
+def test_parents_getting_children_from_thread_pools_do_not_deadlock(ray):
+    """More parents than CPUs, each waiting for its children in several threads at once:
+    a wait in any of a task's threads lends its CPU, and only the last one takes it back."""
+    import concurrent.futures
+
+    @ray.remote
+    def child(i):
+        return i
+
+    @ray.remote
+    def parent(n):
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            return sum(pool.map(lambda i: ray.get(child.remote(i)), range(n)))
+
+    assert ray.get([parent.remote(10) for _ in range(4)], timeout=60) == [45] * 4
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ray.available_resources().get("CPU") == 2   # every CPU came back, once
+
+
 def test_tasks_submitted_by_a_busy_task_start_while_it_computes(ray, tmp_path):
     """A task's submits may go out in batches; one that keeps the CPU (pure Python, no
     get) must still see its children run meanwhile, the last of a burst included."""

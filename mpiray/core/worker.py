@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 
 from mpiray import _ids
 from mpiray.core import context
@@ -48,6 +49,8 @@ class TaskWorker:
         self.now = timeline.clock()
         self.calls = {}          # function id -> tasks run (for max_calls)
         self.exit_after = False  # a function's max_calls was reached: exit after the task
+        self.lending = {}        # task id -> its threads waiting in get() now
+        self.lending_lock = threading.Lock()
         runtime.blocked_hook = self._lend_cpu
 
     def serve(self):
@@ -144,13 +147,27 @@ class TaskWorker:
 
     @contextlib.contextmanager
     def _lend_cpu(self):
-        """While this task waits in get(), its CPU goes back to the scheduler."""
+        """While this task waits in get(), its CPU goes back to the scheduler: from any of
+        its threads (a task that gets its children from a thread pool must not hold every
+        CPU they need), lent once by the first thread to wait and taken back by the last.
+        The counts and the messages go together under one lock, so the scheduler sees
+        them in the threads' order."""
         spec = self.current
-        if spec is None or context.task_id() is None:
+        if spec is None:
             yield
             return
-        self.rt.channel.send([(P.BLOCKED, spec.task_id)])
+        tid = spec.task_id
+        with self.lending_lock:
+            waiting = self.lending.get(tid, 0)
+            self.lending[tid] = waiting + 1
+            if not waiting:
+                self.rt.channel.send([(P.BLOCKED, tid)])
         try:
             yield
         finally:
-            self.rt.channel.send([(P.UNBLOCKED, spec.task_id)])
+            with self.lending_lock:
+                waiting = self.lending.pop(tid) - 1
+                if waiting:
+                    self.lending[tid] = waiting
+                else:
+                    self.rt.channel.send([(P.UNBLOCKED, tid)])
