@@ -7,6 +7,10 @@ driver catches a ``ValueError`` raised in a worker (Ray does the same).
 
 from __future__ import annotations
 
+import logging
+
+_log = logging.getLogger("mpiray")
+
 
 class RayError(Exception):
     """Base of every error mpiray raises on behalf of the runtime."""
@@ -48,11 +52,28 @@ class RayTaskError(RayError):
         if cause_cls is None or isinstance(self, cause_cls) or not _can_subclass(cause_cls):
             return self
         dual = _dual_class(cause_cls)
-        err = dual.__new__(dual)
+        err = _new_dual(dual, self.cause)
+        if err is None:
+            # As Ray does: a class that cannot be made this way comes as RayTaskError only.
+            _log.warning("The exception type %s raised in %s cannot be subclassed, so it is "
+                         "raised as RayTaskError only; its original is the error's .cause",
+                         cause_cls.__name__, self.function_name)
+            return self
         err.__dict__.update(self.__dict__)
         err.args = getattr(self.cause, "args", ())
         err.__cause__ = self.cause
         return err
+
+
+def _new_dual(dual, cause):
+    """An instance of dual made with no arguments, else with the cause's (classes whose
+    __new__ wants them: ExceptionGroup, pydantic's ValidationError); None if neither."""
+    for args in ((), getattr(cause, "args", ())):
+        try:
+            return dual.__new__(dual, *args)
+        except Exception:  # noqa: BLE001 - any refusal of this __new__
+            continue
+    return None
 
 
 def _can_subclass(cls):

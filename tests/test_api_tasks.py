@@ -195,6 +195,40 @@ def test_exception_is_ray_task_error_and_original_class(ray):
     assert "Traceback" in info.value.traceback_str
 
 
+class NeedsArgsToBeMade(Exception):
+    """As pydantic's ValidationError: __new__ itself wants the arguments."""
+
+    def __new__(cls, msg, errors):
+        self = super().__new__(cls, msg)
+        self.errors = errors
+        return self
+
+    def __reduce__(self):
+        return (NeedsArgsToBeMade, (self.args[0], self.errors))
+
+
+def test_errors_whose_class_needs_arguments_or_cannot_be_subclassed(ray):
+    @ray.remote(max_retries=0)
+    def fail(kind):
+        if kind == "group":
+            raise ExceptionGroup("two failures", [ValueError("a"), TypeError("b")])
+        if kind == "memory":
+            raise MemoryError("too big")
+        raise NeedsArgsToBeMade("invalid", ["e1"])
+
+    with pytest.raises(NeedsArgsToBeMade) as info:
+        ray.get(fail.remote("args"))
+    assert isinstance(info.value, ray.exceptions.RayTaskError)
+    assert info.value.errors == ["e1"]
+    with pytest.raises(ExceptionGroup) as info:
+        ray.get(fail.remote("group"))
+    assert [str(e) for e in info.value.exceptions] == ["a", "b"]
+    # MemoryError cannot be a base of another class: Ray's RayTaskError alone, with the cause
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(fail.remote("memory"))
+    assert isinstance(info.value.cause, MemoryError) and "too big" in str(info.value)
+
+
 def test_error_propagates_to_dependents_without_running_them(ray, tmp_path):
     marker = tmp_path / "ran"
 
