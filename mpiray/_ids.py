@@ -23,6 +23,7 @@ OBJECT_ID_SIZE = 20
 
 CANCEL_INDEX = 0xFFFFFFF0        # present in the store => the task was cancelled
 FORCE_CANCEL_INDEX = 0xFFFFFFF1
+CANCEL_RECURSIVE = b"r"          # the cancel mark's value when the task's children go too
 ACTOR_DEATH_INDEX = 0xFFFFFFF2   # sealed when an actor is dead for good: its cause
 ACTOR_SPEC_INDEX = 0xFFFFFFF3    # an actor's creation spec, read by each incarnation
 ACTOR_HANDLE_INDEX = 0xFFFFFFF4  # refcount key for an actor's handles

@@ -318,6 +318,48 @@ def test_cancel_pending_and_running(ray, tmp_path):
     assert ray.get(hog_ref, timeout=30) == "hog"
 
 
+
+@pytest.mark.parametrize("force", [False, True])
+def test_recursive_cancel_ends_the_tasks_the_task_submitted(ray, tmp_path, force):
+    @ray.remote
+    def child(path, steps):
+        for i in range(steps):
+            path.write_text(str(i))
+            time.sleep(0.02)
+        return "child done"
+
+    @ray.remote
+    def parent(path, steps):
+        return ray.get(child.remote(path, steps))
+
+    def started(path):
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return path.exists()
+
+    progress = tmp_path / "recursive"
+    ref = parent.remote(progress, 10_000)
+    assert started(progress)
+    ray.cancel(ref, force=force)            # recursive=True is Ray's default
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    time.sleep(0.3)
+    seen = progress.read_text()
+    time.sleep(0.3)
+    assert progress.read_text() == seen     # the child stopped too
+
+    alone = tmp_path / "not_recursive"
+    ref = parent.remote(alone, 25)
+    assert started(alone)
+    ray.cancel(ref, force=force, recursive=False)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    deadline = time.monotonic() + 30
+    while alone.read_text() != "24" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert alone.read_text() == "24"        # the child ran to its end
+
 def test_direct_call_and_bad_options_raise(ray):
     @ray.remote
     def f():

@@ -254,8 +254,8 @@ class NodeIO:
     def push_object(self, node, oid, contained):
         self.node.agent.push_object(node, oid, contained)
 
-    def forward_cancel(self, node, task_id, force):
-        self.node.agent.send(node, ("cancel", task_id, force))
+    def forward_cancel(self, node, task_id, force, recursive):
+        self.node.agent.send(node, ("cancel", task_id, force, recursive))
 
     def small_returns(self, oids, contains, limit=INLINE_RETURNS):
         """[(oid, bytes, contained)] of the sealed oids, while they total under limit.
@@ -376,8 +376,9 @@ class NodeIO:
         return self.store.contains(oid)
 
     # cancel
-    def mark_cancelled(self, task_id, force):
-        self.store.put(_ids.object_id(task_id, _ids.CANCEL_INDEX), b"1")
+    def mark_cancelled(self, task_id, force, recursive):
+        # (the mark says whether the task's worker cancels the tasks it submitted too)
+        self.store.put(_ids.object_id(task_id, _ids.CANCEL_INDEX), _ids.CANCEL_RECURSIVE if recursive else b"1")
         if force:
             self.store.put(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
         self.node.command("signal", signal.SIGUSR2 if force else signal.SIGUSR1, "task")

@@ -45,6 +45,7 @@ class Runtime:
         self.is_driver = is_driver
         self.functions = {}                  # function id -> loaded function/class
         self.actor_queues = {}
+        self.children = None   # task workers: the running task's submitted tasks (to cancel)
         self.blocked_hook = None             # workers: lend the CPU back while blocked
         self.fetch_remote = False            # MPI mode: ask the node to pull missing objects
         self.pump = None                     # driver: its node's InboxPump (drained while waiting)
@@ -258,6 +259,8 @@ class Runtime:
             max_calls=opts["max_calls"],
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
+        if self.children is not None:
+            self.children.append(spec.task_id)
         self.channel.send([(P.SUBMIT, spec)])
         del holder  # the pending task now holds the stored arguments
         return refs

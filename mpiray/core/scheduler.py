@@ -388,25 +388,26 @@ class Scheduler(CrossNode):
         self.res.release(req, rec.gpu_ids)
         rec.gpu_ids = []
 
-    def cancel(self, task_id, force):
+    def cancel(self, task_id, force, recursive=True):
+        """recursive: the task's worker also cancels the tasks the task submitted."""
         rec = self.tasks.get(task_id)
         if rec is None and self.cluster is not None and self.cluster.is_foreign(task_id):
             # a task another node owns (submitted there): its owner knows where it is
-            self.io.forward_cancel(_ids.node_of(task_id), task_id, force)
+            self.io.forward_cancel(_ids.node_of(task_id), task_id, force, recursive)
             return None
         if rec is None or rec.cancelled:
             return self.actors.cancel_call(task_id, force)
         rec.cancelled = True
         rec.force_cancelled = force
         if rec.state == FORWARDED:  # the node running it cancels it and reports back
-            self.io.forward_cancel(self.cluster.sent_to[task_id][0], task_id, force)
+            self.io.forward_cancel(self.cluster.sent_to[task_id][0], task_id, force, recursive)
             return
         if rec.state == DISPATCHED and rec.ahead:
             # Queued ahead, maybe not started: a worker might take it only when the task
             # it runs ends. Taken back (and ended as cancelled) if it is still queued.
             self._reclaim_ahead()
         if rec.state == DISPATCHED:
-            self.io.mark_cancelled(task_id, force)
+            self.io.mark_cancelled(task_id, force, recursive)
             return
         if task_id not in self.tasks:
             return  # ended by _reclaim_ahead
@@ -415,8 +416,8 @@ class Scheduler(CrossNode):
         self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
         self._finish(rec)
 
-    def _ev_cancel(self, task_id, force, recursive=False):
-        self.cancel(task_id, force)
+    def _ev_cancel(self, task_id, force, recursive=True):
+        self.cancel(task_id, force, recursive)
 
     def _remove_pending(self, rec):
         if rec.state == READY:

@@ -82,6 +82,7 @@ class TaskWorker:
         start = self.now()
         try:
             self.current = spec
+            self.rt.children = []
             # A cancel marks the store, then signals every task worker: a signal that came
             # before the line above found no task to stop, so the mark is what tells.
             if self.rt.store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
@@ -99,6 +100,7 @@ class TaskWorker:
             sealed, retry = executor._write_error(self.rt, spec, exc), False
         finally:
             self.current = None
+            self.rt.children = None
             self.rt.inherited_env = None
         if start:
             self.rt.channel.timings.entries.append((spec.name, start, self.now(), spec.task_id))
@@ -139,11 +141,28 @@ class TaskWorker:
         if spec is None:
             return
         store = self.rt.store
-        if signum == signal.SIGUSR2 and store.contains(_ids.object_id(spec.task_id, _ids.FORCE_CANCEL_INDEX)):
-            os.kill(os.getpid(), signal.SIGKILL)  # force: the scheduler sees the death
-        if store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
-            self.current = None
-            raise TaskCancelledError(spec.task_id.hex())
+        mark = store.get(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX), 0)
+        if mark is None:
+            return   # (another task's cancel: every task worker is signalled)
+        recursive = bytes(mark) == _ids.CANCEL_RECURSIVE
+        del mark   # (its pin: the traceback raised below keeps this frame)
+        force = signum == signal.SIGUSR2 and store.contains(
+            _ids.object_id(spec.task_id, _ids.FORCE_CANCEL_INDEX))
+        if recursive and self.rt.children:
+            self._cancel_children(force)
+        if force:
+            os.kill(os.getpid(), signal.SIGKILL)  # the scheduler sees the death
+        self.current = None
+        raise TaskCancelledError(spec.task_id.hex())
+
+    def _cancel_children(self, force):
+        """Ray's recursive cancel: what the cancelled task submitted is cancelled too (and
+        so on down, each by its own worker). Pushed straight onto the inbox: this runs in a
+        signal handler, which may have interrupted a flush holding the channel's lock."""
+        ch = self.rt.channel
+        events = [(P.CANCEL, tid, force, True) for tid in self.rt.children]
+        ch.inbox.push(P.encode_item(P.dumps(events), ch.inbox.max_payload, self.rt.store,
+                                    _ids.new_put_id))
 
     @contextlib.contextmanager
     def _lend_cpu(self):

@@ -319,8 +319,8 @@ class Agent:
     def handle_task_done(self, source, task_id, inline):
         self._events([(P.REMOTE_TASK_DONE, task_id, inline)])
 
-    def handle_cancel(self, source, task_id, force):
-        self._events([(P.CANCEL, task_id, force, True)])
+    def handle_cancel(self, source, task_id, force, recursive=True):
+        self._events([(P.CANCEL, task_id, force, recursive)])
 
     def handle_call_cancel(self, source, task_id):
         self._events([(P.CALL_CANCEL, task_id)])
