@@ -113,6 +113,13 @@ def detect_gpu_ids() -> list:
         return []
 
 
+def hide_gpus_without_request() -> bool:
+    """Ray's RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1: a task or actor that asked for no GPU
+    gets CUDA_VISIBLE_DEVICES="" (sees none) instead of the environment it inherits
+    (Ray's default since it flipped this flag, and mpiray's)."""
+    return os.environ.get("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0").lower() in ("1", "true")
+
+
 def _as_id(text):
     text = text.strip()
     return int(text) if text.isdigit() else text

@@ -74,6 +74,35 @@ def test_gpu_tasks_and_actors_are_pinned(fresh, monkeypatch):
     assert env_t != env_a
 
 
+@pytest.mark.parametrize("hide", ["0", "1"])
+def test_work_without_gpus_sees_them_unless_told_to_hide_them(fresh, monkeypatch, hide):
+    """Ray's RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO: "1" blanks CUDA_VISIBLE_DEVICES for tasks
+    and actors that asked for no GPU; unset (Ray's default now) they inherit it."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", hide)
+    ray = fresh
+    ray.init(num_cpus=2, num_gpus=2)
+    expect = "" if hide == "1" else "3,5"
+
+    @ray.remote
+    def cpu_only():
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    @ray.remote(num_gpus=1)
+    def gpu():
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    @ray.remote
+    class CpuActor:
+        def env(self):
+            return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    assert ray.get(cpu_only.remote(), timeout=30) == expect
+    assert ray.get(gpu.remote(), timeout=30) in ("3", "5")
+    assert ray.get([cpu_only.remote() for _ in range(4)], timeout=30) == [expect] * 4
+    assert ray.get(CpuActor.remote().env.remote(), timeout=30) == expect
+
+
 def test_available_resources_track_running_tasks(fresh, tmp_path):
     ray = fresh
     ray.init(num_cpus=3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from mpiray import _config
 from mpiray.core import context, names, refcount
 from mpiray.core.channel import WorkerChannel
 from mpiray.core.native import Queue, Store
@@ -52,6 +53,8 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options):
     _ids.set_node(init.get("node_index", 0))
     if gpu_ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+    elif _config.hide_gpus_without_request():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""   # (a task worker keeps it as its default)
     context.process()["gpu_ids"] = list(gpu_ids)
     context.process()["node_id"] = init["node_id"]
     context.process()["worker_id"] = f"{init['session']}-{slot}"
