@@ -284,3 +284,33 @@ def test_ray_node_resources_memory_and_head(ray):
     assert ray.get(here.options(memory=100 << 20).remote(), timeout=30)["memory"] == float(100 << 20)
     with pytest.raises(ValueError, match="memory="):
         here.options(resources={"memory": 1})
+
+
+def test_hard_node_affinity_to_a_node_that_cannot_run_it_fails(ray):
+    """Ray: NodeAffinitySchedulingStrategy(soft=False) to a node that does not exist or
+    lacks the resources fails (TaskUnschedulableError / ActorUnschedulableError) instead
+    of waiting; soft=True runs anywhere."""
+    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    nowhere = NodeAffinitySchedulingStrategy("ffff" + here[4:], soft=False)
+
+    @ray.remote
+    def f():
+        return 1
+
+    @ray.remote
+    class A:
+        def ping(self):
+            return "pong"
+
+    with pytest.raises(ray.exceptions.TaskUnschedulableError, match="node 65535"):
+        ray.get(f.options(scheduling_strategy=nowhere).remote(), timeout=30)
+    on_here = NodeAffinitySchedulingStrategy(here, soft=False)
+    with pytest.raises(ray.exceptions.TaskUnschedulableError, match="GPU"):
+        ray.get(f.options(num_gpus=1, scheduling_strategy=on_here).remote(), timeout=30)
+    with pytest.raises(ray.exceptions.ActorUnschedulableError):
+        ray.get(A.options(scheduling_strategy=nowhere).remote().ping.remote(), timeout=30)
+    soft = NodeAffinitySchedulingStrategy("ffff" + here[4:], soft=True)
+    assert ray.get(f.options(scheduling_strategy=soft).remote(), timeout=30) == 1
+    assert ray.get(A.options(scheduling_strategy=on_here).remote().ping.remote(), timeout=30) == "pong"

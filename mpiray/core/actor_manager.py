@@ -18,7 +18,11 @@ import time
 from mpiray import _ids
 from mpiray.core import placement
 from mpiray.core.actor_spec import recorded_slots
-from mpiray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
+                               RayActorError)
+
+# causes a dead actor's callers get as they are (any other is wrapped in ActorDiedError)
+_AS_IS = (RayActorError, ActorUnschedulableError)
 
 # A cancelled call's mark stays until the call ends here, or this long (a call that
 # runs on another node, or had ended when the cancel came).
@@ -64,12 +68,15 @@ class ActorManager:
         for oid in aspec.creation.contained:  # constructor args live as long as the actor
             self.s._incref(oid)
         cluster = self.s.cluster
-        if not self.s.res.feasible(aspec.placement) and not (
-                cluster is not None and origin is None and cluster.feasible_elsewhere(aspec.placement)):
+        infeasible = not self.s.res.feasible(aspec.placement) and not (
+            cluster is not None and origin is None and cluster.feasible_elsewhere(aspec.placement))
+        if infeasible and placement.pinned_node(aspec.placement) is None:
             self.s._warn_infeasible(f"actor {aspec.class_name}", aspec.placement)
         self.pending.append(rec)
         if placement.group_of(aspec.placement) in self.s.bundles.removed:
             self.s._kill_removed_actor(rec)
+        elif infeasible and placement.pinned_node(aspec.placement) is not None:
+            self.s._fail_unschedulable_actor(rec)
 
     def place_pending(self):
         if not self.pending:
@@ -202,7 +209,7 @@ class ActorManager:
     def _to_dead(self, rec):
         rec.state = DEAD
         aid = rec.spec.actor_id
-        cause = rec.cause if isinstance(rec.cause, RayActorError) else ActorDiedError(
+        cause = rec.cause if isinstance(rec.cause, _AS_IS) else ActorDiedError(
             f"The actor {rec.spec.class_name} is dead: {rec.cause}", actor_id=aid.hex(), cause=rec.cause)
         self.s.io.publish_actor_death(aid, cause)
         self._fail_calls(self.s.io.close_actor_queue(aid), cause)
@@ -216,7 +223,7 @@ class ActorManager:
 
     def death_cause(self, actor_id):
         rec = self.actors.get(actor_id)
-        if rec is not None and isinstance(rec.cause, RayActorError):
+        if rec is not None and isinstance(rec.cause, _AS_IS):
             return rec.cause
         return ActorDiedError("The actor is dead.", actor_id=actor_id.hex())
 

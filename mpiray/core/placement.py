@@ -350,3 +350,18 @@ class PlacementGroups:
             "bundles_to_node_id": {i: node_ids[n] for i, n in enumerate(rec["where"] or ())
                                    if rec["placed"][i]},
         }
+
+
+def pinned_node(req):
+    """The node index a NodeAffinitySchedulingStrategy(soft=False) pins req to, or None."""
+    for key in req:
+        if key.startswith("node:") and key[5:].isdigit():
+            return int(key[5:])
+    return None
+
+
+def unschedulable_message(what, req):
+    index = pinned_node(req)
+    wanted = {k: v for k, v in req.items() if not k.startswith("node:")}
+    return (f"{what} cannot be scheduled: NodeAffinitySchedulingStrategy(soft=False) pins it "
+            f"to node {index}, which does not exist or cannot hold {wanted}")

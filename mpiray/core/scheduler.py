@@ -41,7 +41,8 @@ from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.scheduler_remote import FORWARDED, CrossNode
 from mpiray.core.resources import NodeResources
 from mpiray.core.timeline import TaskLog
-from mpiray.exceptions import (ActorPlacementGroupRemoved, TaskCancelledError,
+from mpiray.exceptions import (ActorPlacementGroupRemoved, ActorUnschedulableError,
+                               TaskCancelledError, TaskUnschedulableError,
                                TaskPlacementGroupRemoved, WorkerCrashedError)
 
 log = logging.getLogger("mpiray")
@@ -443,6 +444,12 @@ class Scheduler(CrossNode):
                 if placement.group_of(req) in self.bundles.removed:
                     self._fail_removed(rec)
                     return
+                if placement.pinned_node(req) is not None:   # Ray: a hard affinity fails at once
+                    self.tasks.pop(rec.spec.task_id, None)
+                    self.seal_error(rec.spec.return_ids(), TaskUnschedulableError(
+                        placement.unschedulable_message(rec.spec.name, req)))
+                    self._finish(rec)
+                    return
                 rec.state = INFEASIBLE
                 self.infeasible.append(rec)
                 self._warn_infeasible(rec.spec.name, req)
@@ -650,6 +657,11 @@ class Scheduler(CrossNode):
         for arec in list(self.actors.actors.values()):
             if arec.host is None and placement.uses(arec.spec.placement, pg):
                 self._kill_removed_actor(arec)
+
+    def _fail_unschedulable_actor(self, arec):
+        arec.cause = ActorUnschedulableError(
+            placement.unschedulable_message(f"The actor {arec.spec.class_name}", arec.spec.placement))
+        self.actors.kill(arec.spec.actor_id, no_restart=True)
 
     def _fail_removed(self, rec):
         self.tasks.pop(rec.spec.task_id, None)
