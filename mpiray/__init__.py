@@ -12,16 +12,24 @@ from mpiray.api import (
     init, is_initialized, kill, nodes, put, shutdown, timeline, wait,
 )
 from mpiray.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+from mpiray.ids import ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID, WorkerID
 from mpiray.object_ref import ObjectRef
 from mpiray.remote_function import RemoteFunction
 from mpiray.runtime_context import get_runtime_context
 
 __version__ = "0.1.0"
 
+# Ray's worker modes (ray.get_runtime_context().worker.mode in Ray; here for code that
+# imports them): a driver script, a worker process, Ray's (removed) local mode.
+SCRIPT_MODE, WORKER_MODE, LOCAL_MODE = 0, 1, 2
+
 
 def remote(*args, **kwargs):
     """@remote, @remote(**options): a remote function or an actor class."""
     def make(target, options):
+        if isinstance(target, (RemoteFunction, ActorClass)):
+            raise TypeError(f"@remote applies to functions and classes; {target.__name__} is "
+                            "remote already (use .options(...) to change its options)")
         if isinstance(target, type):
             return ActorClass(target, options)
         if callable(target):
@@ -38,7 +46,7 @@ def remote(*args, **kwargs):
 def __getattr__(name):
     """`ray.util` and `ray.runtime_env` without an import of their own, as in Ray (loaded on
     first use: a plain `import mpiray` stays quick)."""
-    if name in ("util", "runtime_env"):
+    if name in ("util", "runtime_env", "cloudpickle", "types", "job_config"):
         import importlib
 
         return importlib.import_module(f"mpiray.{name}")
@@ -46,7 +54,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",
+    "ActorClass", "ActorHandle", "ActorID", "DynamicObjectRefGenerator", "JobID", "NodeID",
+    "ObjectID", "ObjectRef", "ObjectRefGenerator", "PlacementGroupID", "TaskID", "WorkerID",
     "RemoteFunction", "available_resources",
     "cancel", "cluster_resources", "exceptions", "exit_actor", "free", "get", "get_actor",
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method",

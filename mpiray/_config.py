@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 IGNORED_KEYWORDS = {
     "address", "include_dashboard", "dashboard_host", "dashboard_port", "log_to_driver",
     "configure_logging", "logging_level", "logging_format", "logging_config",
-    "job_config", "local_mode", "_temp_dir", "_system_config",
+    "local_mode", "_temp_dir", "_system_config",
     "_enable_object_reconstruction", "_metrics_export_port", "_node_ip_address",
     "_redis_password", "storage", "labels", "_plasma_directory", "_node_name",
     "enable_resource_isolation", "system_reserved_cpu", "system_reserved_memory",
@@ -41,6 +41,7 @@ class Config:
     task_events: bool = False
     memory: int = None       # the `memory` resource in bytes (init's _memory), else Ray's
     host_nodes: int = 1      # default share of this host's RAM, split among its nodes
+    default_actor_lifetime: str = "non_detached"   # (JobConfig's)
 
     def memory_bytes(self) -> int:
         """Ray's default: tasks' `memory` may take 70% of RAM, less the object store."""
@@ -58,6 +59,14 @@ class Config:
 
 def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
                 namespace=None, log_to_driver=True, runtime_env=None, **kwargs) -> Config:
+    job = kwargs.pop("job_config", None)
+    if job is not None:
+        from mpiray.job_config import JobConfig
+
+        if not isinstance(job, JobConfig):
+            raise TypeError(f"job_config must be a JobConfig, got {type(job).__name__}")
+        namespace = namespace if namespace is not None else job.ray_namespace
+        runtime_env = runtime_env if runtime_env is not None else job.runtime_env
     prefault = kwargs.pop("_prefault_store", None)
     memory = kwargs.pop("_memory", None)
     if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool) or memory < 0):
@@ -98,7 +107,8 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
                   prefault_store=bool(prefault), extra=kwargs,
                   runtime_env=renv.validate(runtime_env, "init(runtime_env=...)"),
                   task_events=os.environ.get("MPIRAY_TASK_EVENTS", "0") not in ("", "0"),
-                  memory=memory)
+                  memory=memory,
+                  default_actor_lifetime=job.default_actor_lifetime if job else "non_detached")
 
 
 def detect_gpu_ids() -> list:

@@ -174,7 +174,7 @@ def actor_options(opts: dict) -> dict:
         "max_restarts": -1 if max_restarts == -1 else max_restarts,
         "max_task_retries": 10**9 if max_task_retries == -1 else max_task_retries,
         "max_concurrency": max_concurrency, "name": name or "",
-        "namespace": opts.get("namespace"), "detached": lifetime == "detached",
+        "namespace": opts.get("namespace"), "lifetime": lifetime,
         "get_if_exists": bool(opts.get("get_if_exists", False)),
         "concurrency_groups": dict(groups),
         "capturable": opts.get("scheduling_strategy") is None and opts.get("placement_group") is None,

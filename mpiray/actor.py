@@ -18,7 +18,7 @@ import cloudpickle
 from mpiray import _ids, _options, signature
 from mpiray import api as _api
 from mpiray.core import actor_spec as A
-from mpiray.core import context, names, placement, refcount, serialization_context
+from mpiray.core import context, current, names, placement, refcount, serialization_context
 from mpiray.core import protocol as P
 from mpiray.core.actor_worker import TERMINATE_METHOD, ExitActor
 from mpiray.core import runtime_env
@@ -135,7 +135,7 @@ class ActorClass:
             placement=to_place, resources=held,
             max_restarts=opts["max_restarts"], max_task_retries=opts["max_task_retries"],
             max_concurrency=concurrency, is_async=self._is_async, name=opts["name"],
-            namespace=namespace, detached=opts["detached"], methods=self._methods,
+            namespace=namespace, detached=_detached(opts["lifetime"]), methods=self._methods,
             concurrency_groups=groups, method_groups=method_groups,
             owner_pid=0 if rt.is_driver else os.getpid(),
         )
@@ -153,6 +153,13 @@ class ActorClass:
         rt.channel.send([(P.CREATE_ACTOR, aspec)])
         del holder
         return handle
+
+
+def _detached(lifetime) -> bool:
+    """lifetime= if given, else the job's default (JobConfig's default_actor_lifetime)."""
+    if lifetime is None:
+        lifetime = (current.info() or {}).get("default_actor_lifetime", "non_detached")
+    return lifetime == "detached"
 
 
 def _public_functions(cls):

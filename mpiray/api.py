@@ -66,7 +66,9 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         rt.fetch_remote = node.num_nodes > 1
         rt.pump = node.pump
         current.set_runtime(rt, {"session": node.session, "node_id": node.node_id,
-                                 "namespace": config.namespace}, node)
+                                 "namespace": config.namespace,
+                                 "runtime_env": config.runtime_env,
+                                 "default_actor_lifetime": config.default_actor_lifetime}, node)
         _install_exit_handlers()
         return _context_info()
 
@@ -107,7 +109,8 @@ def _join_nodes(world, node, config):
     node.link = roles.DriverLink(world, node)
     node.agent = node.link.agent
     node.link.start({"namespace": config.namespace, "prefault": config.prefault_store,
-                     "runtime_env": config.runtime_env, "task_events": config.task_events})
+                     "runtime_env": config.runtime_env, "task_events": config.task_events,
+                     "default_actor_lifetime": config.default_actor_lifetime})
 
 
 def _stop_node(node):
@@ -235,7 +238,7 @@ def get(object_refs, *, timeout=None):
         raise ValueError(f"timeout must be a non-negative number or None, got {timeout!r}")
     if isinstance(object_refs, ObjectRef):
         return _runtime().get_one(object_refs._id, timeout)
-    if not isinstance(object_refs, (list, tuple)):
+    if not isinstance(object_refs, list):   # (Ray takes no tuple either)
         if isinstance(object_refs, ObjectRefGenerator):
             raise TypeError("get() of an ObjectRefGenerator is not allowed (as in Ray): iterate "
                             "it for its ObjectRefs, or get(gen.completed()) to wait for its end")
@@ -259,8 +262,8 @@ def _ids_of(refs, verb):
 
 
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
-    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
-        raise TypeError("wait() expects a list of ObjectRefs")
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, list):
+        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
     # Type check, ids and the duplicate check in one C pass: per-ref Python work would
     # be most of the call for a list of thousands of finished refs.
     try:
@@ -269,10 +272,10 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         if not any(isinstance(r, ObjectRefGenerator) for r in object_refs):
             raise
         return _wait_with_generators(list(object_refs), num_returns, timeout)
-    if not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
     if not object_refs:   # (Ray: "it is possible to call wait with an empty list")
         return [], []
+    if not isinstance(num_returns, int) or num_returns <= 0:
+        raise ValueError(f"num_returns must be a positive integer, got {num_returns!r}")
     if num_returns > len(object_refs):
         raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number "
                          f"of ObjectRefs given ({len(object_refs)})")
@@ -291,8 +294,8 @@ def _wait_with_generators(items, num_returns, timeout):
                             f"holds a {type(x).__name__}")
     if len(set(map(id, items))) != len(items):
         raise ValueError("wait() got the same ObjectRefGenerator twice")
-    if not isinstance(num_returns, int) or not 0 <= num_returns <= len(items):
-        raise ValueError(f"num_returns must be an integer from 0 to {len(items)}, got {num_returns!r}")
+    if not isinstance(num_returns, int) or not 0 < num_returns <= len(items):
+        raise ValueError(f"num_returns must be an integer from 1 to {len(items)}, got {num_returns!r}")
     rt = _runtime()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:

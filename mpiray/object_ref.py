@@ -11,6 +11,7 @@ import asyncio
 
 from mpiray import _ids
 from mpiray.core import refcount, serialization_context
+from mpiray.ids import TaskID
 
 _ID_SIZE = _ids.OBJECT_ID_SIZE
 _add_local = refcount.add_local        # (bound once: a ref is made per put and per call)
@@ -42,7 +43,8 @@ class ObjectRef:
         return self._id.hex()
 
     def task_id(self):
-        return self._id[: _ids.TASK_ID_SIZE].hex()
+        """The TaskID of the task that made this object (a put's: the putting task's)."""
+        return TaskID(self._id[: _ids.TASK_ID_SIZE])
 
     def __eq__(self, other):
         return type(other) is ObjectRef and other._id == self._id
@@ -71,6 +73,10 @@ class ObjectRef:
         from mpiray.core.futures import future_of
 
         return future_of(self)
+
+    def as_future(self):
+        """An asyncio.Future of this object's value, on the running (or current) loop."""
+        return asyncio.wrap_future(self.future())
 
     def __await__(self):
         return asyncio.wrap_future(self.future()).__await__()

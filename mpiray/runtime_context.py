@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mpiray import ids
 from mpiray.core import context, current, placement
 
 
@@ -71,6 +72,39 @@ class RuntimeContext:
         if self.get_actor_id() is not None:
             out["actor_id"] = self.get_actor_id()
         return out
+
+    @property
+    def runtime_env(self):
+        """The runtime_env the caller runs in: the job's, under its task's or actor's."""
+        from mpiray.core import runtime_env as renv
+        from mpiray.runtime_env import RuntimeEnv
+
+        rt = current.runtime()
+        merged = renv.merge((current.info() or {}).get("runtime_env"),
+                            rt.inherited_env if rt is not None else None)
+        return RuntimeEnv(**(merged or {}))
+
+    def get_runtime_env_string(self) -> str:
+        import json
+
+        return json.dumps(self.runtime_env)
+
+    # Ray's deprecated properties: id objects where the get_* methods give hex strings.
+    @property
+    def job_id(self):
+        return ids.of_hex(ids.JobID, self.get_job_id())
+
+    @property
+    def node_id(self):
+        return ids.of_hex(ids.NodeID, self.get_node_id())
+
+    @property
+    def task_id(self):
+        return ids.of_hex(ids.TaskID, self.get_task_id())
+
+    @property
+    def actor_id(self):
+        return ids.of_hex(ids.ActorID, self.get_actor_id())
 
     def get_actor_name(self):
         """The running actor's name ("" if it has none; None outside an actor)."""

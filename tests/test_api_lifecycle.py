@@ -152,3 +152,44 @@ def test_first_remote_call_initializes(fresh):
 
     assert ray.get(f.remote()) == "auto"
     assert ray.is_initialized()
+
+
+def test_ray_modules_ids_and_job_config(fresh):
+    """The names Ray programs import: ray.types, ray.cloudpickle, ray.job_config, the id
+    types, and JobConfig's runtime_env / namespace / default actor lifetime honoured."""
+    import os
+
+    ray = fresh
+    from mpiray.job_config import JobConfig
+    from mpiray.types import ObjectRef
+
+    ray.init(num_cpus=1, job_config=JobConfig(runtime_env={"env_vars": {"JOB_VAR": "on"}},
+                                              ray_namespace="jobs",
+                                              default_actor_lifetime="detached"))
+    assert ray.get_runtime_context().namespace == "jobs"
+    assert ray.get_runtime_context().runtime_env == {"env_vars": {"JOB_VAR": "on"}}
+    assert ray.cloudpickle.loads(ray.cloudpickle.dumps(lambda: 3))() == 3
+
+    @ray.remote
+    def env_and_ids():
+        ctx = ray.get_runtime_context()
+        return os.environ.get("JOB_VAR"), ctx.task_id.hex() == ctx.get_task_id()
+
+    ref = env_and_ids.remote()
+    assert isinstance(ref, ObjectRef) and isinstance(ref.task_id(), ray.TaskID)
+    assert ray.get(ref, timeout=30) == ("on", True)
+    assert ray.TaskID.from_hex(ref.task_id().hex()) == ref.task_id()
+
+    @ray.remote
+    class Kept:
+        def ping(self):
+            return "pong"
+
+    handle = Kept.remote()
+    assert ray.get(handle.ping.remote(), timeout=30) == "pong"
+    actor_id = handle._ray_actor_id
+    del handle   # detached by the job's default: it lives on without a handle
+    time.sleep(0.5)
+    from mpiray.util.state import list_actors
+
+    assert [a.state for a in list_actors() if a.actor_id == actor_id] == ["ALIVE"]

@@ -75,11 +75,16 @@ def test_wait_splits_in_input_order_and_counts_only_num_returns(ray):
 
     s = slow.remote()
     fast = [ray.put(i) for i in range(4)]
-    refs = (fast[0], s, fast[1], fast[2], fast[3])  # a tuple is accepted too
+    refs = [fast[0], s, fast[1], fast[2], fast[3]]
     ready, pending = ray.wait(refs, num_returns=2, timeout=10)
     assert ready == fast[:2] and pending == [s, fast[2], fast[3]]
-    ready, pending = ray.wait(list(refs), num_returns=0)
-    assert ready == [] and pending == list(refs)
+    # as Ray: a list only (no tuple), and at least one to wait for
+    with pytest.raises(TypeError, match="tuple"):
+        ray.wait(tuple(refs))
+    with pytest.raises(ValueError, match="tuple"):
+        ray.get(tuple(fast))
+    with pytest.raises(ValueError, match="positive"):
+        ray.wait(refs, num_returns=0)
     ray.cancel(s, force=True)
 
 

@@ -132,6 +132,7 @@ class Node:
             "namespace": self.config.namespace, "node_index": self.node_index,
             "num_nodes": self.num_nodes, "runtime_env": self.config.runtime_env,
             "task_events": self.config.task_events,
+            "default_actor_lifetime": self.config.default_actor_lifetime,
         })
 
     def command(self, *cmd):

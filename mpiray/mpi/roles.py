@@ -56,6 +56,7 @@ def node_config(w: World, cfg: dict):
         namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
     config.runtime_env = cfg.get("runtime_env")  # the driver's, checked there already
     config.task_events = bool(cfg.get("task_events"))
+    config.default_actor_lifetime = cfg.get("default_actor_lifetime", "non_detached")
     config.host_nodes = len(nodes_on_my_host(w))
     return config
 

@@ -11,37 +11,18 @@ from __future__ import annotations
 import time
 
 from mpiray import _ids
+from mpiray.ids import PlacementGroupID
 from mpiray.core import context, current, placement
 from mpiray.core import protocol as P
 
 REPLY_TIMEOUT_S = 60.0
 
 
-class PlacementGroupID:
-    def __init__(self, hex_id: str):
-        self._hex = hex_id
-
-    def hex(self) -> str:
-        return self._hex
-
-    def binary(self) -> bytes:
-        return bytes.fromhex(self._hex)
-
-    def __eq__(self, other):
-        return isinstance(other, PlacementGroupID) and other._hex == self._hex
-
-    def __hash__(self):
-        return hash(self._hex)
-
-    def __repr__(self):
-        return f"PlacementGroupID({self._hex})"
-
-
 class PlacementGroup:
     """A handle on a placement group; it may be passed to tasks and actors."""
 
     def __init__(self, id_hex: str, bundles, strategy="PACK", name=""):
-        self.id = PlacementGroupID(id_hex)
+        self.id = PlacementGroupID.from_hex(id_hex)
         self._bundles = [dict(b) for b in bundles]
         self.strategy = strategy
         self.name = name
