@@ -140,16 +140,21 @@ class ActorClass:
             owner_pid=0 if rt.is_driver else os.getpid(),
         )
         handle = ActorHandle(actor_id, self.__name__, self._methods)
-        if opts["name"] and not _register_name(rt, aspec, handle):
-            if opts["get_if_exists"]:
-                return _find_named(rt, opts["name"], namespace)
-            raise ValueError(f"The name {opts['name']!r} is already taken by another actor")
         from mpiray.core.native import Queue
         from mpiray.core.node import ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE
 
-        rt.actor_queues[actor_id] = Queue.create(
+        # The queue exists before the name is claimed: whoever finds the name (another
+        # task's get_if_exists) can queue calls at once; they wait there for the actor.
+        queue = rt.actor_queues[actor_id] = Queue.create(
             names.actor_queue_name(rt.session, actor_id), ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE)
         rt.store.put(A.spec_key(actor_id), P.dumps(aspec))
+        if opts["name"] and not _register_name(rt, aspec, handle):
+            del rt.actor_queues[actor_id]
+            queue.destroy()
+            rt.store.delete(A.spec_key(actor_id))
+            if opts["get_if_exists"]:
+                return _find_named(rt, opts["name"], namespace)
+            raise ValueError(f"The name {opts['name']!r} is already taken by another actor")
         rt.channel.send([(P.CREATE_ACTOR, aspec)])
         del holder
         return handle

@@ -142,6 +142,20 @@ def test_kill_and_named_actors(ray, Counter):
         pytest.fail("a killed actor's name was never released")
 
 
+@pytest.mark.parametrize("round_", range(3))
+def test_get_if_exists_from_many_tasks_at_once_shares_one_live_actor(ray, Counter, round_):
+    """The race's loser gets the winner's handle before its actor exists: its calls wait
+    in the actor's queue (made before the name is claimed) instead of finding no actor."""
+    @ray.remote
+    def use_shared(name):
+        c = Counter.options(name=name, get_if_exists=True).remote()
+        return ray.get(c.incr.remote(), timeout=30)
+
+    name = f"shared-{round_}"
+    assert sorted(ray.get([use_shared.remote(name) for _ in range(4)], timeout=60)) == [1, 2, 3, 4]
+    ray.kill(ray.get_actor(name))
+
+
 def test_constructor_failure_reaches_every_call(ray):
     @ray.remote
     class Broken:
