@@ -91,8 +91,12 @@ def test_restart_gives_fresh_state_and_new_process(ray):
         def pid(self):
             return os.getpid()
 
+        def reborn(self):
+            return ray.get_runtime_context().was_current_actor_reconstructed
+
     p = Phoenix.remote()
     assert ray.get([p.incr.remote() for _ in range(3)]) == [1, 2, 3]
+    assert ray.get(p.reborn.remote()) is False
     first = ray.get(p.pid.remote())
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 30
@@ -104,6 +108,7 @@ def test_restart_gives_fresh_state_and_new_process(ray):
             assert time.monotonic() < deadline
     assert value == 1
     assert ray.get(p.pid.remote()) != first
+    assert ray.get(p.reborn.remote()) is True
 
 
 def test_max_task_retries_reruns_the_interrupted_call(ray, tmp_path):

@@ -99,7 +99,8 @@ class ActorManager:
         rec.state = STARTING
         rec.slot = self.s.spawn_worker("actor", rec.spec.actor_id, rec.gpu_ids,
                                        {"max_concurrency": rec.spec.max_concurrency,
-                                        "label": rec.spec.class_name})
+                                        "label": rec.spec.class_name,
+                                        "reconstructed": rec.restarts > 0})
 
     def ready(self, actor_id, slot):
         rec = self.actors.get(actor_id)

@@ -56,6 +56,7 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options):
     elif _config.hide_gpus_without_request():
         os.environ["CUDA_VISIBLE_DEVICES"] = ""   # (a task worker keeps it as its default)
     context.process()["gpu_ids"] = list(gpu_ids)
+    context.process()["reconstructed"] = bool(options.get("reconstructed"))
     context.process()["node_id"] = init["node_id"]
     context.process()["worker_id"] = f"{init['session']}-{slot}"
     who = f"({options.get('label', 'worker')} pid={os.getpid()}) "
