@@ -255,9 +255,12 @@ class ActorHandle:
     def __getattr__(self, name):
         if name == TERMINATE_METHOD:  # Ray's graceful end: after the calls before it
             return ActorMethod(self._hold, self._actor_id, f"{self._class_name}.{name}", name, 1, 0)
-        if name.startswith("_") and name != "__call__":
-            raise AttributeError(name)
-        if name not in self._methods:
+        methods = self.__dict__.get("_methods")
+        if methods is None or name.startswith("__") and name != "__call__":
+            raise AttributeError(name)   # (copy/pickle probes, or not set up yet)
+        if name not in methods:
+            if name.startswith("_"):
+                raise AttributeError(name)
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
         nret, retries, retry_exceptions, shape = self._methods[name]
         if isinstance(retry_exceptions, bytes):

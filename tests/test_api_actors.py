@@ -229,6 +229,18 @@ def test_threaded_and_async_actors(ray):
     assert ray.get(a.await_ref.remote([ray.put(99)]), timeout=30) == 99
 
 
+def test_methods_with_a_leading_underscore_are_callable(ray):
+    @ray.remote
+    class Worker:
+        def _reset(self):
+            return "reset"
+
+    w = Worker.remote()
+    assert ray.get(w._reset.remote(), timeout=30) == "reset"
+    with pytest.raises(AttributeError):
+        w._missing.remote()
+
+
 def test_misuse_errors(ray, Counter):
     with pytest.raises(TypeError):
         Counter()
