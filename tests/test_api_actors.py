@@ -241,6 +241,38 @@ def test_methods_with_a_leading_underscore_are_callable(ray):
         w._missing.remote()
 
 
+@pytest.mark.parametrize("kind", ["sync", "threaded", "async"])
+def test_exit_actor_runs_the_actors_own_atexit_handlers(ray, tmp_path, kind):
+    import atexit
+
+    marker = tmp_path / "ran"
+
+    @ray.remote
+    class Leaving:
+        def __init__(self, path):
+            atexit.register(lambda: path.write_text("ran"))
+
+        def leave(self):
+            ray.actor.exit_actor()
+
+    @ray.remote
+    class LeavingAsync:
+        def __init__(self, path):
+            atexit.register(lambda: path.write_text("ran"))
+
+        async def leave(self):
+            ray.actor.exit_actor()
+
+    cls = LeavingAsync if kind == "async" else Leaving
+    a = cls.options(max_concurrency=4 if kind == "threaded" else None).remote(marker)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(a.leave.remote(), timeout=30)
+    deadline = time.monotonic() + 10
+    while not (marker.exists() and marker.read_text() == "ran") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.read_text() == "ran"
+
+
 def test_misuse_errors(ray, Counter):
     with pytest.raises(TypeError):
         Counter()

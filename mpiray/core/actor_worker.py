@@ -31,6 +31,7 @@ from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import GROUP_SEP, TaskSpec
 from mpiray.core import timeline
 from mpiray.core.worker import spin_pop
+from mpiray.core.worker_main import run_exit_handlers
 from mpiray.exceptions import ActorDiedError, TaskCancelledError
 
 
@@ -220,6 +221,7 @@ class ActorWorker:
                     stop.set()
                     self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
                     self.rt.channel.flush()
+                    run_exit_handlers()
                     os._exit(0)
             finally:
                 slots.put(consumer)
@@ -379,6 +381,8 @@ class ActorWorker:
         slots.put(consumer)
         if self.exiting:
             self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+            self.rt.channel.flush()
+            run_exit_handlers()
             os._exit(0)
 
 

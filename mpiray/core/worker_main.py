@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
@@ -47,8 +48,20 @@ class _PrefixedLines:
         return "utf-8"
 
 
+def run_exit_handlers():
+    """The atexit handlers this worker's own code registered (exit_actor(), the end of an
+    actor or worker), as a process of its own runs them at exit; a failing one is
+    reported, not raised: the process is ending."""
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001
+        pass
+
+
 def run_worker(init, slot, kind, actor_id, gpu_ids, options):
     from mpiray import _ids
+
+    atexit._clear()   # (the handlers forked from the zygote are the driver's, not ours)
 
     _ids.set_node(init.get("node_index", 0))
     if gpu_ids:

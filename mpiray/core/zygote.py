@@ -102,10 +102,11 @@ def _fork(init, cmd, commands, reports, wake_r, children):
             commands.close()
             reports.close()
             _die_with_parent()
-            from mpiray.core.worker_main import run_worker
+            from mpiray.core.worker_main import run_exit_handlers, run_worker
 
             run_worker(init, slot, kind, actor_id, gpu_ids, options)
             code = 0
+            run_exit_handlers()
         except BaseException:  # noqa: BLE001 - a worker that fails to start says why
             import traceback
 
