@@ -16,6 +16,38 @@ def test_actor_pool_ordered_and_unordered(ray):
     assert sorted(pool.map_unordered(lambda a, v: a.sq.remote(v), range(5))) == [0, 1, 4, 9, 16]
 
 
+def test_actor_pool_timeouts_and_methods_with_several_returns(ray, tmp_path):
+    import time
+
+    from mpiray.util import ActorPool
+
+    @ray.remote
+    class Slow:
+        def wait_for(self, path):
+            while not path.exists():
+                time.sleep(0.01)
+            return "done"
+
+        @ray.method(num_returns=2)
+        def both(self, v):
+            return v, -v
+
+    gate = tmp_path / "open"
+    pool = ActorPool([Slow.remote()])
+    pool.submit(lambda a, v: a.wait_for.remote(v), gate)
+    with pytest.raises(TimeoutError, match="Timed out"):
+        pool.get_next(timeout=0.1)
+    assert pool.has_next()                      # a plain timeout keeps the submission
+    with pytest.raises(TimeoutError, match="ignored"):
+        pool.get_next(timeout=0.1, ignore_if_timedout=True)
+    assert not pool.has_next()                  # ... ignore_if_timedout drops it
+    gate.write_text("1")
+    pool.submit(lambda a, v: list(a.both.remote(v)), 5)
+    assert pool.get_next(timeout=30) == [5, -5]
+    assert sorted(map(tuple, pool.map_unordered(lambda a, v: list(a.both.remote(v)), [1, 2]))) == \
+        [(1, -1), (2, -2)]
+
+
 def test_queue_between_tasks_and_driver(ray):
     from mpiray.util.queue import Empty, Full, Queue
 
@@ -36,6 +68,13 @@ def test_queue_between_tasks_and_driver(ray):
         q.put_nowait(i)
     with pytest.raises(Full):
         q.put_nowait(9)
+    with pytest.raises(ValueError, match="nonnegative"):
+        q.get_nowait_batch(-1)
+    with pytest.raises(TypeError):
+        q.get_nowait_batch("2")
+    unbounded = Queue(maxsize=-1)               # as queue.Queue: below 1 is unbounded
+    unbounded.put_nowait_batch(list(range(50)))
+    assert unbounded.qsize() == 50
 
 
 def test_multiprocessing_pool(ray):
@@ -56,6 +95,37 @@ def test_multiprocessing_pool(ray):
         assert result.get(timeout=30) == 42 and result.successful()
         with pytest.raises(ZeroDivisionError):
             pool.apply(lambda: 1 / 0)
+
+
+def _count_init(path):
+    import os
+
+    with open(path / str(os.getpid()), "a") as f:
+        f.write("x")
+
+
+def test_pool_initializer_runs_once_per_worker_and_imap_is_an_iterator(ray, tmp_path):
+    from multiprocessing import TimeoutError as PoolTimeout
+
+    from mpiray.util.multiprocessing import Pool
+
+    def sq(x):
+        return x * x
+
+    def slow(x):
+        import time
+
+        time.sleep(x)
+        return x
+
+    with Pool(2, initializer=_count_init, initargs=(tmp_path,)) as pool:
+        assert pool.map(sq, range(100)) == [i * i for i in range(100)]
+        runs = [p.read_text() for p in tmp_path.iterdir()]
+        assert runs and all(r == "x" for r in runs)   # once in each process, not per item
+        it = pool.imap(sq, range(4))
+        assert it.next(timeout=30) == 0 and list(it) == [1, 4, 9]
+        with pytest.raises(PoolTimeout):
+            pool.imap(slow, [5]).next(timeout=0.1)
 
 
 def test_node_ip_address_is_the_nodes_address_everywhere(ray):

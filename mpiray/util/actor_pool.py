@@ -4,6 +4,9 @@
                    └─ none idle ──► backlog (sent when an actor frees up)
     get_next()           ──► result of the oldest submission
     get_next_unordered() ──► whichever finishes first
+
+fn may return a ref or a list of refs (a method with num_returns > 1): a list is kept
+as a tuple key and is done when its last ref is (its refs come from one actor, in order).
 """
 
 from __future__ import annotations
@@ -37,15 +40,20 @@ class ActorPool:
             yield self.get_next_unordered()
 
     def _drain_old_results(self):
+        """Earlier submissions' results are dropped, finished or not (as Ray's map does)."""
         while self.has_next():
-            self.get_next_unordered()
+            try:
+                self.get_next_unordered(timeout=0, ignore_if_timedout=True)
+            except TimeoutError:
+                pass
 
     def submit(self, fn, value):
         if self._idle:
             actor = self._idle.pop()
             ref = fn(actor, value)
-            self._future_to_actor[ref] = (self._next_task_index, actor)
-            self._index_to_future[self._next_task_index] = ref
+            key = tuple(ref) if isinstance(ref, list) else ref
+            self._future_to_actor[key] = (self._next_task_index, actor)
+            self._index_to_future[self._next_task_index] = key
             self._next_task_index += 1
         else:
             self._backlog.append((fn, value))
@@ -57,37 +65,42 @@ class ActorPool:
         return bool(self._idle) and not self._backlog
 
     def get_next(self, timeout=None, ignore_if_timedout=False):
+        """The oldest submission's result. On timeout: TimeoutError; with
+        ignore_if_timedout the submission is also dropped from the pool (Ray's)."""
         if not self.has_next():
             raise StopIteration("No more results to get")
         if self._next_return_index >= self._next_task_index:
             raise ValueError("It is not allowed to call get_next() after get_next_unordered().")
-        ref = self._index_to_future[self._next_return_index]
-        if timeout is not None:
-            ready, _ = mpiray.wait([ref], timeout=timeout)
-            if not ready:
-                if ignore_if_timedout:
-                    return None
-                raise TimeoutError("Timed out waiting for result")
+        key = self._index_to_future[self._next_return_index]
+        timed_out = timeout is not None and not mpiray.wait([_last(key)], timeout=timeout)[0]
+        if timed_out and not ignore_if_timedout:
+            raise TimeoutError("Timed out waiting for result")
         del self._index_to_future[self._next_return_index]
         self._next_return_index += 1
-        _, actor = self._future_to_actor.pop(ref)
+        _, actor = self._future_to_actor.pop(key)
         self._return_actor(actor)
-        return mpiray.get(ref)
+        if timed_out:
+            raise TimeoutError(f"Timed out waiting for result. The task {key} has been ignored.")
+        return mpiray.get(_value_refs(key))
 
     def get_next_unordered(self, timeout=None, ignore_if_timedout=False):
+        """Whichever submission finishes first. On timeout: TimeoutError; with
+        ignore_if_timedout the oldest submission is dropped from the pool."""
         if not self.has_next():
             raise StopIteration("No more results to get")
-        ready, _ = mpiray.wait(list(self._future_to_actor), num_returns=1, timeout=timeout)
-        if not ready:
-            if ignore_if_timedout:
-                return None
+        by_last = {_last(k): k for k in self._future_to_actor}
+        ready, _ = mpiray.wait(list(by_last), num_returns=1, timeout=timeout)
+        if not ready and not ignore_if_timedout:
             raise TimeoutError("Timed out waiting for result")
-        ref = ready[0]
-        index, actor = self._future_to_actor.pop(ref)
+        key = by_last[ready[0]] if ready else min(self._future_to_actor,
+                                                   key=lambda k: self._future_to_actor[k][0])
+        index, actor = self._future_to_actor.pop(key)
         self._index_to_future.pop(index, None)
         self._next_return_index = max(self._next_return_index, index + 1)
         self._return_actor(actor)
-        return mpiray.get(ref)
+        if not ready:
+            raise TimeoutError(f"Timed out waiting for result. The task {key} has been ignored.")
+        return mpiray.get(_value_refs(key))
 
     def _return_actor(self, actor):
         self._idle.append(actor)
@@ -102,3 +115,11 @@ class ActorPool:
 
     def pop_idle(self):
         return self._idle.pop() if self.has_free() else None
+
+
+def _last(key):
+    return key[-1] if isinstance(key, tuple) else key
+
+
+def _value_refs(key):
+    return list(key) if isinstance(key, tuple) else key

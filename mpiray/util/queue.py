@@ -53,8 +53,9 @@ class _QueueActor:
 
 class Queue:
     def __init__(self, maxsize: int = 0, actor_options: dict | None = None):
-        if not isinstance(maxsize, int) or maxsize < 0:
-            raise ValueError(f"maxsize must be a non-negative integer, got {maxsize!r}")
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool):
+            raise TypeError(f"maxsize must be an integer, got {maxsize!r}")
+        maxsize = max(0, maxsize)   # (as queue.Queue and Ray: below 1 is unbounded)
         self.maxsize = maxsize
         opts = {"max_concurrency": 1000, "num_cpus": 0, **(actor_options or {})}
         self.actor = mpiray.remote(**opts)(_QueueActor).remote(maxsize)
@@ -116,6 +117,10 @@ class Queue:
         return item
 
     def get_nowait_batch(self, num_items):
+        if not isinstance(num_items, int) or isinstance(num_items, bool):
+            raise TypeError(f"'num_items' must be an int, got {type(num_items).__name__}")
+        if num_items < 0:
+            raise ValueError("'num_items' must be nonnegative")
         items = mpiray.get(self.actor.get_batch.remote(num_items))
         if items is None:
             raise Empty(f"Cannot get {num_items} items from queue of size {self.qsize()}.")

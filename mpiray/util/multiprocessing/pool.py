@@ -2,11 +2,13 @@
 
     map / imap / starmap ──chunks──► one task per chunk ──► results in order
     apply_async / map_async ──► AsyncResult over the task refs (callbacks on a thread)
+    initializer(*initargs): once in each worker process that runs the pool's work
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 from multiprocessing import TimeoutError
 
@@ -21,6 +23,58 @@ def _run_chunk(fn, chunk, star):
 @mpiray.remote
 def _run_one(fn, args, kwargs):
     return fn(*args, **kwargs)
+
+
+_INITIALIZED = set()   # in a worker process: the pools whose initializer ran here
+
+
+class _WithInitializer:
+    """fn, after the pool's initializer has run once in this process (as a
+    multiprocessing worker runs it once, not per item); pickled by reference to this
+    module, so the record above lives on in the worker between tasks."""
+
+    def __init__(self, fn, initializer, initargs, pool_token):
+        self.fn, self.initializer, self.initargs, self.token = fn, initializer, initargs, pool_token
+
+    def __call__(self, *args, **kwargs):
+        if self.token not in _INITIALIZED:
+            self.initializer(*self.initargs)
+            _INITIALIZED.add(self.token)
+        return self.fn(*args, **kwargs)
+
+
+class IMapIterator:
+    """imap's results in order (imap_unordered's as they come), with next(timeout) as
+    multiprocessing's; every chunk is submitted when imap is called."""
+
+    def __init__(self, refs, ordered):
+        self._pending, self._ordered = list(refs), ordered
+        self._items = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.next()
+
+    def next(self, timeout=None):
+        while not self._items:
+            if not self._pending:
+                raise StopIteration
+            if self._ordered:
+                ref = self._pending[0]
+            else:
+                ready, _ = mpiray.wait(self._pending, num_returns=1, timeout=timeout)
+                if not ready:
+                    raise TimeoutError(f"no result after {timeout} s")
+                ref = ready[0]
+            try:
+                chunk = mpiray.get(ref, timeout=timeout)
+            except mpiray.exceptions.GetTimeoutError:
+                raise TimeoutError(f"no result after {timeout} s") from None
+            self._pending.remove(ref)
+            self._items.extend(reversed(chunk))
+        return self._items.pop()
 
 
 class AsyncResult:
@@ -69,19 +123,16 @@ class Pool:
         if not mpiray.is_initialized():
             mpiray.init(num_cpus=processes)
         self._processes = processes or int(mpiray.cluster_resources().get("CPU", 1))
-        self._initializer, self._initargs = initializer, initargs
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._initializer, self._initargs = initializer, tuple(initargs)
+        self._token = secrets.token_hex(8)
         self._closed = False
 
     def _wrap(self, fn):
-        init, initargs = self._initializer, self._initargs
-        if init is None:
+        if self._initializer is None:
             return fn
-
-        def with_init(*args, **kwargs):
-            init(*initargs)
-            return fn(*args, **kwargs)
-
-        return with_init
+        return _WithInitializer(fn, self._initializer, self._initargs, self._token)
 
     def _check_open(self):
         if self._closed:
@@ -122,14 +173,10 @@ class Pool:
         return AsyncResult(refs, _flatten, callback, error_callback)
 
     def imap(self, fn, iterable, chunksize=1):
-        for ref in self._submit_chunks(fn, iterable, chunksize, False):
-            yield from mpiray.get(ref)
+        return IMapIterator(self._submit_chunks(fn, iterable, chunksize, False), ordered=True)
 
     def imap_unordered(self, fn, iterable, chunksize=1):
-        pending = self._submit_chunks(fn, iterable, chunksize, False)
-        while pending:
-            ready, pending = mpiray.wait(pending, num_returns=1)
-            yield from mpiray.get(ready[0])
+        return IMapIterator(self._submit_chunks(fn, iterable, chunksize, False), ordered=False)
 
     def close(self):
         self._closed = True
