@@ -24,7 +24,7 @@ from mpiray.core.actor_worker import TERMINATE_METHOD, ExitActor
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
 from mpiray.remote_function import is_generator_function, wrap_returns
-from mpiray.serialization import unpicklable
+from mpiray.serialization import dumps_function, unpicklable
 
 
 def method(*args, **kwargs):
@@ -110,7 +110,7 @@ class ActorClass:
         if fid is None:
             if self._blob is None:
                 try:
-                    self._blob = cloudpickle.dumps(self._cls)
+                    self._blob = dumps_function(self._cls)
                 except Exception as exc:  # noqa: BLE001
                     raise unpicklable(f"the actor class {self.__name__}", exc) from exc
             fid = self._exported[rt.session] = rt.export(self._blob)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import inspect
 
-import cloudpickle
 
 from mpiray import _options, signature
 from mpiray import api as _api
 from mpiray.core import current
 from mpiray.core.task_spec import STREAMING
-from mpiray.serialization import unpicklable
+from mpiray.serialization import dumps_function, unpicklable
 
 
 def is_generator_function(fn) -> bool:
@@ -82,7 +81,7 @@ class RemoteFunction:
         if fid is None:
             if self._blob is None:
                 try:
-                    self._blob = cloudpickle.dumps(self._function)
+                    self._blob = dumps_function(self._function)
                 except Exception as exc:  # noqa: BLE001
                     raise unpicklable(f"the remote function {self._name}", exc) from exc
             fid = self._exported[rt.session] = rt.export(self._blob)

@@ -24,6 +24,7 @@ import io
 import pickle
 import struct
 import sys
+import types
 
 import cloudpickle
 
@@ -238,6 +239,29 @@ class _CustomPickler(cloudpickle.CloudPickler):
     # (the C pickler reads its dispatch table once, when made: a class attribute that
     # sees later registrations)
     dispatch_table = collections.ChainMap(_custom, cloudpickle.CloudPickler.dispatch_table)
+
+
+def _code_keeping_its_file(code):
+    """cloudpickle's reduction of a code object, with the file it came from kept (the
+    cloudpickle here writes "<dynamic-code>"): a task's traceback then names the user's
+    file and shows its lines, as Ray's does."""
+    rebuild, args = _CODE_REDUCE(code)
+    return rebuild, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+
+_CODE_REDUCE = cloudpickle.CloudPickler.dispatch_table[types.CodeType]
+
+
+class _FunctionPickler(cloudpickle.CloudPickler):
+    dispatch_table = collections.ChainMap({types.CodeType: _code_keeping_its_file},
+                                          cloudpickle.CloudPickler.dispatch_table)
+
+
+def dumps_function(fn) -> bytes:
+    """A remote function or actor class by value (cloudpickle), keeping its file names."""
+    out = io.BytesIO()
+    _FunctionPickler(out, protocol=5).dump(fn)
+    return out.getvalue()
 
 
 def _dumps_custom(value, buffer_callback):

@@ -195,6 +195,32 @@ def test_exception_is_ray_task_error_and_original_class(ray):
     assert "Traceback" in info.value.traceback_str
 
 
+def test_error_text_shows_the_users_frames_and_each_nested_level(ray):
+    @ray.remote
+    def inner():
+        raise ValueError("boom from inner")
+
+    @ray.remote
+    def outer():
+        return ray.get(inner.remote())
+
+    @ray.remote
+    class Broken:
+        def fail(self):
+            raise KeyError("from a method")
+
+    with pytest.raises(ValueError) as info:
+        ray.get(outer.remote(), timeout=30)
+    text = str(info.value)
+    assert __file__ in text                                    # the file, not <dynamic-code>
+    assert 'raise ValueError("boom from inner")' in text       # and its source lines
+    assert "return ray.get(inner.remote())" in text            # the outer task's frame too
+    assert text.index("outer") < text.index("inner()") and "mpiray/core" not in text
+    with pytest.raises(KeyError) as info:
+        ray.get(Broken.remote().fail.remote(), timeout=30)
+    assert 'raise KeyError("from a method")' in str(info.value)
+
+
 class NeedsArgsToBeMade(Exception):
     """As pydantic's ValidationError: __new__ itself wants the arguments."""
 

@@ -81,10 +81,38 @@ def should_retry(spec, exc):
 
 
 def wrap(exc, name):
-    if isinstance(exc, RayTaskError):  # from a nested get: keep the original cause
-        exc = exc.cause if exc.cause is not None else exc
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The task's error as a RayTaskError: the user's frames (mpiray's own are left out,
+    as Ray leaves its out), and for an error a nested get raised, this task's frames
+    above the inner task's whole error text, which keeps the original cause."""
+    if isinstance(exc, RayTaskError):
+        frames = _user_frames(traceback.TracebackException(type(exc), exc, exc.__traceback__))
+        tb = "".join(frames.format()) + str(exc)
+        cause = exc.cause if exc.cause is not None else exc
+        return RayTaskError(name, tb, cause, pid=os.getpid(), ip="127.0.0.1")
+    tb = "".join(_without_own_frames(traceback.TracebackException(
+        type(exc), exc, exc.__traceback__)).format())
     return RayTaskError(name, tb, exc, pid=os.getpid(), ip="127.0.0.1")
+
+
+_OWN_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep   # mpiray/
+
+
+def _user_frames(te):
+    """te's frames outside mpiray's own code (all of them if none is outside)."""
+    user = [f for f in te.stack if not f.filename.startswith(_OWN_CODE)]
+    return traceback.StackSummary.from_list(user) if user else te.stack
+
+
+def _without_own_frames(te, seen=None):
+    """te with mpiray's frames dropped from it and from its chained exceptions."""
+    seen = set() if seen is None else seen
+    if te is None or id(te) in seen:
+        return te
+    seen.add(id(te))
+    te.stack = _user_frames(te)
+    _without_own_frames(te.__cause__, seen)
+    _without_own_frames(te.__context__, seen)
+    return te
 
 
 def write_returns(runtime, spec, result):
