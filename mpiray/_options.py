@@ -74,7 +74,7 @@ def _with_strategy(req: dict, strategy, fit=None) -> dict:
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         if strategy.soft:
             return req
-        return dict(req, **{strategy.resource(): 0.001})
+        return dict(req, **{strategy.resource(): placement.AFFINITY_SLIVER})
     raise ValueError(f"unsupported scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
                      "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
 

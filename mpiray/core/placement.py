@@ -352,10 +352,16 @@ class PlacementGroups:
         }
 
 
+# NodeAffinitySchedulingStrategy(soft=False) asks for this much of node:<index>: the
+# amount tells it from a request for node:<index> written by hand (which, as any
+# custom resource no node can give, waits instead of failing).
+AFFINITY_SLIVER = 2.0 ** -13   # (a power of two: sums of it stay exact)
+
+
 def pinned_node(req):
     """The node index a NodeAffinitySchedulingStrategy(soft=False) pins req to, or None."""
-    for key in req:
-        if key.startswith("node:") and key[5:].isdigit():
+    for key, amount in req.items():
+        if amount == AFFINITY_SLIVER and key.startswith("node:") and key[5:].isdigit():
             return int(key[5:])
     return None
 
