@@ -339,6 +339,73 @@ def test_worker_crash_on_a_remote_node_is_retried(ray, tmp_path):
     assert ray.get(crash_once.options(**on_node(ray, k - 1)).remote(marker), timeout=60) == "second try"
 
 
+def test_recursive_cancel_reaches_children_on_other_nodes(ray, tmp_path):
+    k = expected_nodes()
+    progress = tmp_path / "child-progress"
+
+    @ray.remote
+    def child(path):
+        for i in range(10_000):
+            with open(path, "w") as f:
+                f.write(str(i))
+            time.sleep(0.02)
+
+    @ray.remote
+    def parent(path, where):
+        return ray.get(child.options(**on_node(ray, where)).remote(path))
+
+    ref = parent.options(**on_node(ray, k - 1)).remote(str(progress), 0)
+    deadline = time.monotonic() + 30
+    while not progress.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    time.sleep(0.5)
+    seen = progress.read_text()
+    time.sleep(0.5)
+    assert progress.read_text() == seen        # the child on node 0 stopped too
+
+
+def test_hard_affinity_to_a_node_that_cannot_hold_the_task_fails(ray):
+    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    k = expected_nodes()
+    last = ray.nodes()[k - 1]["NodeID"]
+
+    @ray.remote
+    def f():
+        return 1
+
+    strategy = NodeAffinitySchedulingStrategy(last, soft=False)
+    with pytest.raises(ray.exceptions.TaskUnschedulableError):
+        ray.get(f.options(num_cpus=64, scheduling_strategy=strategy).remote(), timeout=60)
+    assert ray.get(f.options(scheduling_strategy=strategy).remote(), timeout=60) == 1
+
+
+def test_get_if_exists_from_tasks_on_every_node_shares_one_actor(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    @ray.remote
+    def use_shared():
+        c = Counter.options(name="shared-across-nodes", get_if_exists=True).remote()
+        return ray.get(c.incr.remote(), timeout=30)
+
+    n = 2 * k
+    refs = [use_shared.options(**on_node(ray, i % k)).remote() for i in range(n)]
+    assert sorted(ray.get(refs, timeout=60)) == list(range(1, n + 1))
+    ray.kill(ray.get_actor("shared-across-nodes"))
+
+
 def test_reinit_cycles_form_the_cluster_again(ray):
     k = expected_nodes()
     for _ in range(2):
