@@ -58,8 +58,8 @@ def _in_group(req: dict, strategy, fit: dict) -> dict:
 
 def _with_strategy(req: dict, strategy, fit=None) -> dict:
     """NodeAffinitySchedulingStrategy(node_id, soft=False) becomes a request for a sliver
-    of the node:<index> resource that only that node has; "DEFAULT" and "SPREAD" place
-    as usual (placement already spreads what does not fit on the submitting node);
+    of the node:<index> resource that only that node has; "SPREAD" adds the marker that
+    has the scheduler place the work on the nodes in turn (a no-op on one node);
     PlacementGroupSchedulingStrategy renames the request into its bundle's resources."""
     from mpiray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                                    PlacementGroupSchedulingStrategy)
@@ -70,7 +70,7 @@ def _with_strategy(req: dict, strategy, fit=None) -> dict:
         if strategy not in (None, "DEFAULT", "SPREAD"):
             raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
                              "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
-        return req
+        return dict(req, **{placement.SPREAD: 0.0}) if strategy == "SPREAD" else req
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         if strategy.soft:
             return req

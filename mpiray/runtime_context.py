@@ -38,7 +38,7 @@ class RuntimeContext:
         out = {}
         for key, amount in context.resources().items():
             base = placement.base_name(key)  # a bundle's CPU_group_<i>_<pg> is a CPU
-            if not base.startswith("node:") and base not in (placement.BUNDLE, placement.CAPTURE):
+            if not base.startswith("node:") and base not in (placement.BUNDLE, placement.CAPTURE, placement.SPREAD):
                 out[base] = amount
         return out
 

@@ -314,3 +314,20 @@ def test_hard_node_affinity_to_a_node_that_cannot_run_it_fails(ray):
     soft = NodeAffinitySchedulingStrategy("ffff" + here[4:], soft=True)
     assert ray.get(f.options(scheduling_strategy=soft).remote(), timeout=30) == 1
     assert ray.get(A.options(scheduling_strategy=on_here).remote().ping.remote(), timeout=30) == "pong"
+
+
+def test_spread_on_one_node_places_as_usual(ray):
+    @ray.remote
+    def assigned():
+        return ray.get_runtime_context().get_assigned_resources()
+
+    @ray.remote
+    class Actor:
+        def assigned(self):
+            return ray.get_runtime_context().get_assigned_resources()
+
+    spread = {"scheduling_strategy": "SPREAD"}
+    assert ray.get([assigned.options(**spread).remote() for _ in range(6)], timeout=30) == \
+        [{"CPU": 1.0}] * 6
+    assert ray.get(Actor.options(**spread).remote().assigned.remote(), timeout=30) == {}
+    assert "spread" not in ray.available_resources()

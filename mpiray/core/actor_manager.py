@@ -85,13 +85,29 @@ class ActorManager:
         for rec in self.pending:
             if rec.state != PENDING:
                 continue
-            if self.s.res.feasible(rec.spec.placement) and self.s.res.fits(rec.spec.resources):
+            if self.s.cluster is not None and rec.origin is None and \
+                    placement.SPREAD in rec.spec.placement:
+                if not self._place_spread(rec):
+                    still.append(rec)
+            elif self.s.res.feasible(rec.spec.placement) and self.s.res.fits(rec.spec.resources):
                 self._start(rec)
             elif self.s.cluster is not None and self.s.router.place_remotely(rec):
                 pass
             else:
                 still.append(rec)
         self.pending = still
+
+    def _place_spread(self, rec) -> bool:
+        """A SPREAD actor goes to the next node in turn with room (this one included)."""
+        res = self.s.res
+        node = self.s.cluster.spread_target(
+            rec.spec.placement, lambda req: res.feasible(req) and res.fits(rec.spec.resources))
+        if node is None:
+            return False
+        if node == self.s.cluster.me:
+            self._start(rec)
+            return True
+        return self.s.router.place_remotely(rec, node)
 
     def _start(self, rec):
         rec.held = dict(rec.spec.resources)

@@ -125,11 +125,13 @@ class ActorRouter:
         return task_id in self.calls
 
     # ------------------------------------------------------------ actors moving
-    def place_remotely(self, rec) -> bool:
-        """Sends a pending actor to another node with room; False if none has."""
+    def place_remotely(self, rec, node=None) -> bool:
+        """Sends a pending actor to node, by default another node with room; False if
+        none has."""
         if rec.origin is not None:
             return False  # an actor sent here stays here (its creator chose this node)
-        node = self.cluster.pick(rec.spec.placement, (), lambda oid: True)
+        if node is None:
+            node = self.cluster.pick(rec.spec.placement, (), lambda oid: True)
         if node is None:
             return False
         rec.host = node

@@ -49,6 +49,7 @@ class Cluster:
         self.wanted = set()                 # oids waited for here, to be made here (for now)
         self.after_end = {}                 # task id sent away -> its returns waited for here
         self.shipped = set()                # (node, function id) already sent
+        self.spread_next = me               # the node whose turn it is (SPREAD)
 
     # ------------------------------------------------------------ placement
     def feasible_elsewhere(self, req: dict) -> bool:
@@ -90,6 +91,21 @@ class Cluster:
         view = self.views.get(node)
         if view is not None:
             view.add(delta) if sign > 0 else view.remove(delta)
+
+    def spread_target(self, req: dict, fits_here) -> int | None:
+        """SPREAD: the first node from the one whose turn it is (this one included) with
+        room for req, whose turn then passes to the next; None if none has room."""
+        count = len(self.table)
+        for step in range(count):
+            node = (self.spread_next + step) % count
+            if node == self.me:
+                ok = fits_here(req)
+            else:
+                ok = self.views[node].fits(req) and self._feasible(node, req)
+            if ok:
+                self.spread_next = node + 1
+                return node
+        return None
 
     def home_of(self, oid: bytes) -> int:
         """Where to ask for an object: the node its route names, else its owner."""

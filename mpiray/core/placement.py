@@ -23,6 +23,9 @@ from mpiray.core.resources import EPS
 
 BUNDLE = "bundle"            # a resource every bundle has, so zero-resource work fits
 CAPTURE = "capture"          # marks work whose children go in its group (never counted)
+# scheduling_strategy="SPREAD" under MPI: an amount of 0 of this (nothing is taken) marks
+# work its node places on the nodes in turn (Cluster.spread_target), not here first
+SPREAD = "spread"
 BUNDLE_UNITS = 1000.0
 SLIVER = 0.001
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")

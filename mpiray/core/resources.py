@@ -62,7 +62,8 @@ class NodeResources:
     def acquire(self, req: dict) -> list:
         """Takes req; returns the GPU ids handed out with it (whole GPUs first)."""
         for k, v in req.items():
-            self.available[k] = self.available.get(k, 0.0) - v
+            if v:   # (a marker of 0 takes nothing, and must not show up as a resource)
+                self.available[k] = self.available.get(k, 0.0) - v
         if self.group_gpus:
             for k, v in req.items():
                 if k.startswith("GPU_group_"):

@@ -436,6 +436,9 @@ class Scheduler(CrossNode):
     # ------------------------------------------------------------------ transitions
     def _to_ready(self, rec):
         req = rec.spec.resources
+        if len(req) > 1 and placement.SPREAD in req and self.cluster is None:
+            # one node: SPREAD is the default placement (and the task may queue ahead)
+            req = rec.spec.resources = {k: v for k, v in req.items() if k != placement.SPREAD}
         shape = _shape(req)
         queue = self.ready.get(shape)
         if queue is None:  # a shape not seen yet (totals change only with placement groups)
@@ -474,6 +477,9 @@ class Scheduler(CrossNode):
         if self.bundles.waiting:  # (a bundle waiting for room takes it before tasks do)
             self.bundles.try_waiting()
         for shape, queue in self.ready.items():
+            if queue and self.cluster is not None and (placement.SPREAD, 0.0) in shape:
+                self._dispatch_spread(queue)
+                continue
             if queue and shape != _ONE_CPU and self.res.overcommitted_cpus() > 0 and \
                     self.res.fits(queue[0].spec.resources):
                 self._reclaim_ahead()

@@ -25,20 +25,40 @@ UNBORROW_GRACE_S = 0.5
 
 
 class CrossNode:
-    def _to_forwarded(self, rec):
-        """Sends rec to another node with room for it; False if none has. A task another
-        node sent here stays here (its sender chose this node, and passing it on could
-        send it back there)."""
+    def _to_forwarded(self, rec, node=None):
+        """Sends rec to node, by default another node with room for it; False if none
+        has. A task another node sent here stays here (its sender chose this node, and
+        passing it on could send it back there)."""
         if rec.origin is not None:
             return False
         spec = rec.spec
-        node = self.cluster.pick(spec.resources, spec.deps, self.io.contains)
+        if node is None:
+            node = self.cluster.pick(spec.resources, spec.deps, self.io.contains)
         if node is None:
             return False
         rec.state = FORWARDED
         self.io.forward_task(node, spec)  # before sent(): a fetch it may trigger follows the task
         self.cluster.sent(spec.task_id, node, spec.resources, spec.return_ids())
         return True
+
+    def _dispatch_spread(self, queue):
+        """scheduling_strategy="SPREAD": each task to the next node in turn with room
+        (this one included); one sent here by another node runs here."""
+        while queue:
+            rec = queue[0]
+            if rec.origin is not None:
+                if not self.res.fits(rec.spec.resources):
+                    return
+                self._to_dispatched(queue.popleft())
+                continue
+            node = self.cluster.spread_target(rec.spec.resources, self.res.fits)
+            if node is None:
+                return
+            queue.popleft()
+            if node == self.cluster.me:
+                self._to_dispatched(rec)
+            else:
+                self._to_forwarded(rec, node)
 
     def _ev_remote_task(self, spec, origin):
         """A task another node sent here: hold its returns for that node, then run it."""

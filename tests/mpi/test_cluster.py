@@ -406,6 +406,29 @@ def test_get_if_exists_from_tasks_on_every_node_shares_one_actor(ray):
     ray.kill(ray.get_actor("shared-across-nodes"))
 
 
+def test_spread_places_tasks_and_actors_on_every_node_in_turn(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    def where():
+        time.sleep(0.2)
+        return node_index(ray), ray.get_runtime_context().get_assigned_resources()
+
+    @ray.remote
+    class Where:
+        def index(self):
+            return node_index(ray)
+
+    placed = ray.get([where.options(scheduling_strategy="SPREAD").remote() for _ in range(k)],
+                     timeout=60)
+    assert sorted(i for i, _ in placed) == list(range(k))
+    assert all(res == {"CPU": 1.0} for _, res in placed)   # the marker is no resource
+    actors = [Where.options(scheduling_strategy="SPREAD").remote() for _ in range(k)]
+    assert sorted(ray.get([a.index.remote() for a in actors], timeout=60)) == list(range(k))
+    for a in actors:
+        ray.kill(a)
+
+
 def test_reinit_cycles_form_the_cluster_again(ray):
     k = expected_nodes()
     for _ in range(2):
