@@ -148,10 +148,17 @@ class ActorClass:
         queue = rt.actor_queues[actor_id] = Queue.create(
             names.actor_queue_name(rt.session, actor_id), ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE)
         rt.store.put(A.spec_key(actor_id), P.dumps(aspec))
-        if opts["name"] and not _register_name(rt, aspec, handle):
+        failure = None
+        try:
+            claimed = not opts["name"] or _register_name(rt, aspec, handle)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, once undone
+            claimed, failure = False, exc
+        if not claimed:   # (taken, or the registry failed: undone either way)
             del rt.actor_queues[actor_id]
             queue.destroy()
             rt.store.delete(A.spec_key(actor_id))
+            if failure is not None:
+                raise failure
             if opts["get_if_exists"]:
                 return _find_named(rt, opts["name"], namespace)
             raise ValueError(f"The name {opts['name']!r} is already taken by another actor")
