@@ -72,9 +72,8 @@ def _with_strategy(req: dict, strategy, fit=None) -> dict:
                              "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
         return dict(req, **{placement.SPREAD: 0.0}) if strategy == "SPREAD" else req
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
-        if strategy.soft:
-            return req
-        return dict(req, **{strategy.resource(): placement.AFFINITY_SLIVER})
+        # soft: a mark the node's scheduler resolves (placement.resolve_soft)
+        return dict(req, **{strategy.resource(): 0.0 if strategy.soft else placement.AFFINITY_SLIVER})
     raise ValueError(f"unsupported scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
                      "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
 

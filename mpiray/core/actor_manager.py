@@ -62,6 +62,11 @@ class ActorManager:
 
     # ------------------------------------------------------------ creation
     def create(self, aspec, origin=None):
+        soft = placement.soft_node_key(aspec.placement)
+        if soft is not None:
+            aspec.placement = placement.resolve_soft(aspec.placement, soft, self.s.node_can_hold)
+            aspec.resources = placement.resolve_soft(aspec.resources, soft,
+                                                     lambda *_: soft in aspec.placement)
         rec = ActorRecord(aspec)
         rec.origin = origin
         self.actors[aspec.actor_id] = rec

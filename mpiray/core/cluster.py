@@ -53,7 +53,7 @@ class Cluster:
 
     # ------------------------------------------------------------ placement
     def feasible_elsewhere(self, req: dict) -> bool:
-        return any(self._feasible(n, req) for n in self.views)
+        return any(self.feasible_on(n, req) for n in self.views)
 
     def seen_available(self, node: int) -> dict:
         """node's real totals less what this node sent there and has not heard back
@@ -62,7 +62,7 @@ class Cluster:
         return {k: max(0.0, round(total - (view.totals.get(k, 0.0) - view.available.get(k, 0.0)), 6))
                 for k, total in self.table[node]["totals"].items()}
 
-    def _feasible(self, node: int, req: dict) -> bool:
+    def feasible_on(self, node: int, req: dict) -> bool:
         """node's real totals can hold req (its view's CPUs are pipelined)."""
         totals = self.table[node]["totals"]
         return all(totals.get(k, 0.0) + 1e-9 >= v for k, v in req.items())
@@ -70,7 +70,7 @@ class Cluster:
     def pick(self, req: dict, deps, have_locally) -> int | None:
         """A node with room for req in its view, preferring one that owns an argument
         this node lacks, then the emptiest; None if none has room."""
-        fits = [n for n, v in self.views.items() if v.fits(req) and self._feasible(n, req)]
+        fits = [n for n, v in self.views.items() if v.fits(req) and self.feasible_on(n, req)]
         if not fits:
             return None
         for dep in deps:
@@ -101,7 +101,7 @@ class Cluster:
             if node == self.me:
                 ok = fits_here(req)
             else:
-                ok = self.views[node].fits(req) and self._feasible(node, req)
+                ok = self.views[node].fits(req) and self.feasible_on(node, req)
             if ok:
                 self.spread_next = node + 1
                 return node

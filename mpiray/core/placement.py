@@ -369,6 +369,22 @@ def pinned_node(req):
     return None
 
 
+def soft_node_key(req):
+    """The node:<index> key a NodeAffinitySchedulingStrategy(soft=True) marks req with
+    (an amount of 0, which takes nothing), or None."""
+    for key, amount in req.items():
+        if amount == 0.0 and key.startswith("node:") and key[5:].isdigit():
+            return key
+    return None
+
+
+def resolve_soft(req, key, can_hold):
+    """Ray's soft affinity: pinned to the node (as soft=False) when it exists and could
+    hold req (can_hold(index, req)), else free to go anywhere."""
+    base = {k: v for k, v in req.items() if k != key}
+    return dict(base, **{key: AFFINITY_SLIVER}) if can_hold(int(key[5:]), base) else base
+
+
 def unschedulable_message(what, req):
     index = pinned_node(req)
     wanted = {k: v for k, v in req.items() if not k.startswith("node:")}

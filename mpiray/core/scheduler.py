@@ -436,9 +436,13 @@ class Scheduler(CrossNode):
     # ------------------------------------------------------------------ transitions
     def _to_ready(self, rec):
         req = rec.spec.resources
-        if len(req) > 1 and placement.SPREAD in req and self.cluster is None:
-            # one node: SPREAD is the default placement (and the task may queue ahead)
-            req = rec.spec.resources = {k: v for k, v in req.items() if k != placement.SPREAD}
+        if len(req) > 1:
+            if placement.SPREAD in req and self.cluster is None:
+                # one node: SPREAD is the default placement (and the task may queue ahead)
+                req = rec.spec.resources = {k: v for k, v in req.items() if k != placement.SPREAD}
+            soft = placement.soft_node_key(req)
+            if soft is not None:
+                req = rec.spec.resources = placement.resolve_soft(req, soft, self.node_can_hold)
         shape = _shape(req)
         queue = self.ready.get(shape)
         if queue is None:  # a shape not seen yet (totals change only with placement groups)
@@ -663,6 +667,13 @@ class Scheduler(CrossNode):
         for arec in list(self.actors.actors.values()):
             if arec.host is None and placement.uses(arec.spec.placement, pg):
                 self._kill_removed_actor(arec)
+
+    def node_can_hold(self, index, req) -> bool:
+        """Node `index` exists and its totals can hold req."""
+        if index == _ids.this_node():
+            return self.res.feasible(req)
+        return self.cluster is not None and index in self.cluster.views and \
+            self.cluster.feasible_on(index, req)
 
     def _fail_unschedulable_actor(self, arec):
         arec.cause = ActorUnschedulableError(

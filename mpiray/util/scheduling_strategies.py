@@ -5,8 +5,9 @@ from __future__ import annotations
 
 class NodeAffinitySchedulingStrategy:
     """Run on the node with this id (``ray.nodes()[i]["NodeID"]``, or
-    ``get_runtime_context().get_node_id()``). soft=True: a preference this scheduler
-    does not act on; soft=False: only that node."""
+    ``get_runtime_context().get_node_id()``). soft=False: only that node (the work
+    fails when it does not exist or cannot hold it); soft=True: that node when it exists
+    and can hold the work, else any node (Ray's)."""
 
     def __init__(self, node_id: str, soft: bool = False, **_ray_only):
         if not isinstance(node_id, str) or len(node_id) < 4:

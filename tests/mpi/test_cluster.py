@@ -383,6 +383,33 @@ def test_hard_affinity_to_a_node_that_cannot_hold_the_task_fails(ray):
     assert ray.get(f.options(scheduling_strategy=strategy).remote(), timeout=60) == 1
 
 
+def test_soft_affinity_goes_to_the_node_when_it_can_hold_the_work_else_anywhere(ray):
+    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    k = expected_nodes()
+    last = ray.nodes()[k - 1]["NodeID"]
+    missing = "ffff" + last[4:]
+
+    @ray.remote
+    def where():
+        return node_index(ray)
+
+    @ray.remote
+    class Where:
+        def index(self):
+            return node_index(ray)
+
+    soft = NodeAffinitySchedulingStrategy(last, soft=True)
+    assert ray.get([where.options(scheduling_strategy=soft).remote() for _ in range(4)],
+                   timeout=60) == [k - 1] * 4
+    assert ray.get(Where.options(scheduling_strategy=soft).remote().index.remote(), timeout=60) == k - 1
+    nowhere = NodeAffinitySchedulingStrategy(missing, soft=True)
+    assert ray.get(where.options(scheduling_strategy=nowhere).remote(), timeout=60) in range(k)
+    too_big = where.options(num_cpus=64, scheduling_strategy=soft).remote()
+    assert ray.wait([too_big], timeout=0.5)[0] == []      # infeasible everywhere: it waits
+    ray.cancel(too_big)
+
+
 def test_get_if_exists_from_tasks_on_every_node_shares_one_actor(ray):
     k = expected_nodes()
 
