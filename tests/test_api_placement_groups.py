@@ -210,6 +210,59 @@ def test_groups_are_reserved_whole_and_one_at_a_time(ray4, capfd):
     ray.get(held)
 
 
+def test_groups_made_while_the_node_is_busy_are_each_reserved_once(ray4):
+    """Two groups waiting for room: once it comes, the first one's reservation must not
+    reserve it again when it asks for the next (each gets its bundle, all comes back)."""
+    ray = ray4
+
+    @ray.remote(num_cpus=4)
+    def hold(s):
+        time.sleep(s)
+
+    h = hold.remote(1.0)
+    time.sleep(0.3)
+    first, second = placement_group([{"CPU": 1}]), placement_group([{"CPU": 1}])
+    ray.get(h, timeout=30)
+    assert first.wait(20) and second.wait(20)
+    free = ray.available_resources()
+    assert free["CPU"] == 2.0
+    assert [free[f"CPU_group_0_{g.id.hex()}"] for g in (first, second)] == [1.0, 1.0]
+    remove_placement_group(first)
+    remove_placement_group(second)
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != 4.0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ray.available_resources()["CPU"] == 4.0
+
+
+def test_a_group_that_cannot_be_placed_yet_does_not_hold_back_later_ones(ray4, tmp_path):
+    """Ray goes on to the next group while one waits: a task holding what a waiting
+    group needs can still get a group of its own (here it would otherwise wait for ever)."""
+    ray = ray4
+    big_made, gate = tmp_path / "big_made", tmp_path / "gate"
+
+    @ray.remote(resources={"disk": 2})
+    def holds_disk():
+        while not big_made.exists():
+            time.sleep(0.01)
+        small = placement_group([{"CPU": 1}])   # after big, which waits for this task
+        ok = small.wait(20)
+        remove_placement_group(small)
+        while not gate.exists():
+            time.sleep(0.01)
+        return ok
+
+    ref = holds_disk.remote()
+    time.sleep(0.3)
+    big = placement_group([{"disk": 2}])
+    assert not big.wait(0.2)
+    big_made.write_text("1")
+    time.sleep(0.5)
+    gate.write_text("1")
+    assert ray.get(ref, timeout=60) is True
+    assert big.wait(20)
+
+
 def test_bad_arguments_are_refused_by_name(ray4):
     ray = ray4
     with pytest.raises(ValueError, match="strategy"):

@@ -197,6 +197,8 @@ class Bundles:
         self.held = {}       # (pg, index) -> bundle
         self.waiting = []    # (pg, [(index, bundle)]): a group's bundles here, no room yet
         self.removed = set() # placement groups removed: work still asking for them fails
+        self.trying = False  # try_waiting is running (a reservation it makes may ask for
+        self.again = False   # another, locally: that one is taken by the running pass)
 
     def reserve(self, pg, items):
         """items: [(index, bundle)] of pg to hold here: all at once, when all fit (a
@@ -207,20 +209,34 @@ class Bundles:
 
     def try_waiting(self):
         """Reserves, oldest first, the waiting groups that fit now (before tasks take
-        what is free)."""
-        s, still = self.s, []
-        for pg, items in self.waiting:
-            if not s.res.fits(_total(b for _, b in items)):
-                still.append((pg, items))
-                continue
-            for index, bundle in items:
-                gpu_ids = s.res.acquire(bundle)
-                added = bundle_resources(pg, index, bundle)
-                s.res.add(added, group_name("GPU", pg, index) if gpu_ids else None, gpu_ids)
-                self.held[(pg, index)] = bundle
-                s.resources_changed(added, +1)
-            s.pg_placed(pg, [index for index, _ in items])
-        self.waiting = still
+        what is free). Telling node 0 a group is placed may (on node 0) ask this node
+        for the next group at once: that request waits for this pass to end, which then
+        looks again, so no group is reserved twice."""
+        if self.trying:
+            self.again = True
+            return
+        s = self.s
+        self.trying = True
+        try:
+            self.again = True
+            while self.again:
+                self.again = False
+                waiting, self.waiting, still = self.waiting, [], []
+                for pg, items in waiting:
+                    if pg in self.removed or not s.res.fits(_total(b for _, b in items)):
+                        if pg not in self.removed:
+                            still.append((pg, items))
+                        continue
+                    for index, bundle in items:
+                        gpu_ids = s.res.acquire(bundle)
+                        added = bundle_resources(pg, index, bundle)
+                        s.res.add(added, group_name("GPU", pg, index) if gpu_ids else None, gpu_ids)
+                        self.held[(pg, index)] = bundle
+                        s.resources_changed(added, +1)
+                    s.pg_placed(pg, [index for index, _ in items])
+                self.waiting = still + self.waiting   # (asked for during the pass: after)
+        finally:
+            self.trying = False
 
     def unreserve(self, pg):
         """Gives back every bundle of pg held here (or waiting here); what runs in the
@@ -245,10 +261,14 @@ class PlacementGroups:
         self.s = scheduler
         self.groups = {}     # pg hex -> record dict
         self.names = {}      # (namespace, name) -> pg hex
-        # Groups are placed one at a time, oldest first: two groups each holding part of
-        # what the other waits for would wait for ever (Ray places them one by one too).
+        # A group whose bundles span several nodes is placed one at a time with the
+        # others of its kind, oldest first: two of them each holding part of what the
+        # other waits for would wait for ever. A group on one node is reserved whole
+        # there (Bundles.reserve), so it can hold nothing another waits for while it
+        # waits itself: it goes to its node at once, past any group still waiting (as
+        # Ray goes on to the next group when one cannot be placed yet).
         self.queue = []      # pg hex, waiting for its turn
-        self.placing = None  # the pg whose bundles the nodes are reserving now
+        self.placing = None  # the multi-node pg whose bundles the nodes are reserving now
 
     def apply(self, op, args):
         return getattr(self, "op_" + op)(*args)
@@ -269,17 +289,25 @@ class PlacementGroups:
         return None
 
     def _place_next(self):
-        """Asks the nodes to reserve the next group's bundles (planned again now: the
-        nodes' free resources have moved since it was created)."""
-        while self.placing is None and self.queue:
-            pg = self.queue.pop(0)
+        """Asks the nodes to reserve the queued groups' bundles (planned again now: the
+        nodes' free resources have moved since they were created): every group on one
+        node, and the oldest multi-node group unless one is being placed."""
+        nodes = self.s.nodes_for_placement()
+        free = {n: dict(f) for n, _, f in nodes}
+        for pg in list(self.queue):
             rec = self.groups[pg]
-            rec["where"] = plan(rec["bundles"], rec["strategy"], self.s.nodes_for_placement()) \
-                or rec["where"]
-            self.placing = pg
+            where = plan(rec["bundles"], rec["strategy"],
+                         [(n, t, free[n]) for n, t, _ in nodes]) or rec["where"]
+            if len(set(where)) > 1:
+                if self.placing is not None:
+                    continue
+                self.placing = pg
+            rec["where"] = where
+            self.queue.remove(pg)
             per_node = {}
-            for index, (node, bundle) in enumerate(zip(rec["where"], rec["bundles"])):
+            for index, (node, bundle) in enumerate(zip(where, rec["bundles"])):
                 per_node.setdefault(node, []).append((index, bundle))
+                _take(free[node], bundle)   # (the next plans see it taken)
             for node, items in per_node.items():
                 self.s.pg_send(node, "reserve", (pg, items))
 
