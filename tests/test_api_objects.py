@@ -173,3 +173,37 @@ def test_repeated_large_puts_reuse_memory(fresh):
         assert ray.get(ref)[-1] == 1.0
         del ref
     assert _stats(ray)["num_spilled"] == 0
+
+
+def test_a_return_too_big_for_the_store_fails_the_call_not_its_process(fresh, tmp_path):
+    """The task runs once (no crash, so no retry) and an actor keeps its state."""
+    ray = fresh
+    ray.init(num_cpus=1, object_store_memory=64 << 20)
+    runs = tmp_path / "runs"
+
+    @ray.remote
+    def too_big(path):
+        with open(path, "a") as f:
+            f.write("x")
+        return np.ones(100 << 20, dtype=np.uint8)
+
+    @ray.remote
+    class Holder:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+        def too_big(self):
+            return np.ones(100 << 20, dtype=np.uint8)
+
+    with pytest.raises(ray.exceptions.ObjectStoreFullError, match="does not fit"):
+        ray.get(too_big.remote(runs), timeout=60)
+    assert runs.read_text() == "x"
+    h = Holder.remote()
+    assert ray.get(h.incr.remote(), timeout=30) == 1
+    with pytest.raises(ray.exceptions.ObjectStoreFullError):
+        ray.get(h.too_big.remote(), timeout=60)
+    assert ray.get(h.incr.remote(), timeout=30) == 2

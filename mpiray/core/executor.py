@@ -24,7 +24,7 @@ from mpiray.core import context
 from mpiray.core import protocol as P
 from mpiray.core.runtime import DependencyFailed
 from mpiray.core.task_spec import STREAMING
-from mpiray.exceptions import RayTaskError, TaskCancelledError
+from mpiray.exceptions import ObjectStoreFullError, RayTaskError, TaskCancelledError
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import serialize, serialize_error
 
@@ -151,7 +151,13 @@ def write_returns(runtime, spec, result):
             sobj = serialize(value)
         except Exception as exc:  # noqa: BLE001 - an unpicklable value fails the task, not the worker
             return _write_unserializable(runtime, spec, exc, sealed)
-        runtime.write(oid, sobj)
+        try:
+            runtime.write(oid, sobj)
+        except (ObjectStoreFullError, ValueError) as exc:   # (ValueError: past its capacity)
+            # the task or call fails, not its worker (or actor), and is not run again
+            return _write_instead(runtime, spec, sealed, ObjectStoreFullError(
+                f"the return value of {spec.name} ({sobj.total_size} bytes) does not fit in "
+                f"the object store: {exc}"))
         if sobj.contained:
             # Told now, while `result` still holds those refs: once it is dropped, this
             # process's DECREFs follow, and the return's hold must already be counted.
@@ -165,8 +171,13 @@ async def _collect(agen):
 
 
 def _write_unserializable(runtime, spec, exc, sealed):
-    """The returns not written yet become the error (those written stay)."""
-    err = wrap(TypeError(f"the return value of {spec.name} could not be serialized: {exc}"), spec.name)
+    return _write_instead(runtime, spec, sealed, TypeError(
+        f"the return value of {spec.name} could not be serialized: {exc}"))
+
+
+def _write_instead(runtime, spec, sealed, exc):
+    """The returns not written yet become the error exc (those written stay)."""
+    err = wrap(exc, spec.name)
     data = serialize_error(err).to_bytes()
     done = {oid for oid, _ in sealed}
     for oid in spec.return_ids():
