@@ -207,3 +207,23 @@ def test_a_return_too_big_for_the_store_fails_the_call_not_its_process(fresh, tm
     with pytest.raises(ray.exceptions.ObjectStoreFullError):
         ray.get(h.too_big.remote(), timeout=60)
     assert ray.get(h.incr.remote(), timeout=30) == 2
+
+
+def test_a_ref_pickled_out_of_band_keeps_its_object(ray):
+    """Ray pins an object whose ref is pickled outside its own serialization (pickle,
+    ray.cloudpickle): the copy reads back after every in-band ref is gone."""
+    import pickle
+
+    ref = ray.put(np.arange(5))
+    data = ray.cloudpickle.dumps(ref)
+    del ref
+    gc.collect()
+    time.sleep(0.2)
+    assert list(ray.get(ray.cloudpickle.loads(data), timeout=10)) == [0, 1, 2, 3, 4]
+
+    @ray.remote
+    def made_in_a_task():
+        return pickle.dumps(ray.put("from a task"))
+
+    assert ray.get(pickle.loads(ray.get(made_in_a_task.remote())), timeout=10) == "from a task"
+

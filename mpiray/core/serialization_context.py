@@ -2,7 +2,8 @@
 
 ``ObjectRef.__reduce__`` calls ``record``; ``serialization.serialize`` opens a
 context around one dump and hands the ids to the runtime, which makes the container
-(a stored object, a task's arguments) hold those refs.
+(a stored object, a task's arguments) hold those refs. Outside a context the process
+itself holds the ref for good (Ray's out-of-band serialization).
 """
 
 import threading
@@ -25,6 +26,13 @@ class collecting:
 
 
 def record(oid: bytes) -> None:
+    """Notes oid in the container being pickled; a ref pickled outside any (pickle or
+    ray.cloudpickle called by the user: "out of band") is held for the rest of this
+    process's life instead, as Ray pins it, so the copy can always be read back."""
     ids = getattr(_local, "ids", None)
     if ids is not None:
         ids.append(oid)
+    else:
+        from mpiray.core import refcount
+
+        refcount.add_local(oid)
