@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -84,22 +85,28 @@ def test_killed_driver_leaves_nothing_behind():
     before = our_segments()
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import mpiray as ray, time
-        ray.init(num_cpus=2)
+        import numpy as np
+        session = ray.init(num_cpus=2, object_store_memory=64 << 20)["session"]
         @ray.remote
         def f(): return 1
         ray.get(f.remote())
-        print("ready", flush=True)
+        held = [ray.put(np.ones(40 << 20, dtype=np.uint8)) for _ in range(2)]  # one spills
+        print(session, flush=True)
         time.sleep(60)
     """)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
+    session = proc.stdout.readline().strip()
+    spill_dir = os.path.join(tempfile.gettempdir(), f"mpiray-spill-{os.getuid()}-{session}")
     assert len(our_segments()) > len(before)
+    assert os.listdir(spill_dir)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 10
-    while (our_segments() != before or _zygotes_alive()) and time.monotonic() < deadline:
+    while (our_segments() != before or _zygotes_alive() or os.path.exists(spill_dir)) and \
+            time.monotonic() < deadline:
         time.sleep(0.05)
     assert our_segments() == before
     assert _zygotes_alive() == []
+    assert not os.path.exists(spill_dir)   # its spilled objects' files went with it
 
 
 @pytest.mark.parametrize("how", ["sigterm", "exception", "normal"])

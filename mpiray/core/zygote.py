@@ -16,6 +16,7 @@ import ctypes
 import gc
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -60,6 +61,8 @@ def main(cmd_fd: int, report_fd: int) -> None:
             from mpiray.core.names import remove_session_segments
 
             remove_session_segments(init["session"])
+            if init.get("spill_dir"):   # (a killed driver could not remove its spill files)
+                shutil.rmtree(init["spill_dir"], ignore_errors=True)
     os._exit(0)
 
 
