@@ -146,7 +146,8 @@ class ActorClass:
         # The queue exists before the name is claimed: whoever finds the name (another
         # task's get_if_exists) can queue calls at once; they wait there for the actor.
         queue = rt.actor_queues[actor_id] = Queue.create(
-            names.actor_queue_name(rt.session, actor_id), ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE)
+            names.actor_queue_name(rt.session, actor_id), ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE,
+            A.queue_consumers(aspec))
         rt.store.put(A.spec_key(actor_id), P.dumps(aspec))
         failure = None
         try:

@@ -273,6 +273,44 @@ def test_exit_actor_runs_the_actors_own_atexit_handlers(ray, tmp_path, kind):
     assert marker.read_text() == "ran"
 
 
+def test_an_async_actor_runs_hundreds_of_calls_at_once_and_recovers_them_all(ray, tmp_path):
+    """Ray's default max_concurrency of an async actor is 1000: 400 calls all run at once
+    (the actor queue records each, past its default 256 slots), and when the process dies
+    every one of them is run again by the restarted actor."""
+    gate = tmp_path / "gate"
+
+    @ray.remote(max_restarts=1, max_task_retries=1)
+    class Many:
+        def __init__(self):
+            self.now = self.most = 0
+
+        async def work(self, i, gate):
+            self.now += 1
+            self.most = max(self.most, self.now)
+            while not gate.exists():
+                await asyncio.sleep(0.01)
+            self.now -= 1
+            return i
+
+        async def peak(self):
+            return self.most
+
+        def pid(self):
+            return os.getpid()
+
+    m = Many.remote()
+    first = ray.get(m.pid.remote(), timeout=30)
+    refs = [m.work.remote(i, gate) for i in range(400)]
+    deadline = time.monotonic() + 30
+    while ray.get(m.peak.remote(), timeout=30) < 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.get(m.peak.remote(), timeout=30) == 400
+    os.kill(first, signal.SIGKILL)
+    gate.write_text("1")
+    assert ray.get(refs, timeout=120) == list(range(400))
+    assert ray.get(m.pid.remote(), timeout=30) != first
+
+
 def test_misuse_errors(ray, Counter):
     with pytest.raises(TypeError):
         Counter()

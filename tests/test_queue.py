@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from mpiray._native.queue import MAX_CONSUMERS, MAX_RECORD_ITEMS, Queue, QueueClosed
+from mpiray._native.queue import DEFAULT_CONSUMERS, MAX_CONSUMERS, MAX_RECORD_ITEMS, Queue, QueueClosed
 
 
 def unique_name(tag):
@@ -17,8 +17,8 @@ def unique_name(tag):
 def make_queue():
     made = []
 
-    def make(capacity=1024, slot_size=512, tag="q"):
-        q = Queue.create(unique_name(tag), capacity, slot_size)
+    def make(capacity=1024, slot_size=512, tag="q", consumers=DEFAULT_CONSUMERS):
+        q = Queue.create(unique_name(tag), capacity, slot_size, consumers)
         made.append(q)
         return q
 
@@ -64,9 +64,24 @@ def test_payload_larger_than_a_slot_names_both_sizes(make_queue):
     assert q.push(b"x" * q.max_payload) and len(q.pop()) == 496
 
 
+def test_a_queue_made_with_more_consumer_slots_records_every_one(make_queue):
+    q = make_queue(consumers=MAX_CONSUMERS, tag="many")
+    other = Queue.attach(q.name)
+    assert (q.consumers, other.consumers) == (MAX_CONSUMERS, MAX_CONSUMERS)
+    for i in range(3):
+        q.push(f"item{i}".encode())
+    assert other.pop(timeout=0, consumer=MAX_CONSUMERS - 1) == b"item0"
+    assert q.pop(timeout=0, consumer=700) == b"item1"
+    q.done(700)
+    assert q.recover(MAX_CONSUMERS - 1) == [b"item0"]   # as if that consumer had died
+    assert q.recover(700) == []
+    with pytest.raises(ValueError, match=r"consumer must be in -1\.\.1023, got 1024"):
+        q.pop(timeout=0, consumer=MAX_CONSUMERS)
+
+
 def test_bad_arguments_give_clear_errors(make_queue):
     q = make_queue()
-    for bad in (MAX_CONSUMERS, -2):
+    for bad in (DEFAULT_CONSUMERS, -2):
         with pytest.raises(ValueError, match=r"consumer must be in -1\.\.255"):
             q.pop(timeout=0, consumer=bad)
         with pytest.raises(ValueError, match="consumer must be in"):
@@ -77,6 +92,8 @@ def test_bad_arguments_give_clear_errors(make_queue):
         q.recover(256)
     with pytest.raises(ValueError, match="timeout"):
         q.pop(timeout=-1)
+    with pytest.raises(ValueError, match=r"consumers must be in 1\.\.1024"):
+        Queue.create(q.name + "-more", consumers=MAX_CONSUMERS + 1)
     with pytest.raises(ValueError, match="max_items"):
         q.pop_batch(0)
     with pytest.raises(ValueError, match="slot_size"):

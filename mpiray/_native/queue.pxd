@@ -15,7 +15,7 @@ cdef extern from "queue.h" namespace "mpiray" nogil:
 
     cdef cppclass TaskQueue:
         @staticmethod
-        int create(const string& name, uint32_t capacity, uint32_t slot_size, TaskQueue** out)
+        int create(const string& name, uint32_t capacity, uint32_t slot_size, TaskQueue** out, int consumers)
         @staticmethod
         int attach(const string& name, TaskQueue** out)
         @staticmethod
@@ -26,6 +26,7 @@ cdef extern from "queue.h" namespace "mpiray" nogil:
         uint32_t capacity()
         uint32_t slot_size()
         uint32_t max_payload()
+        int consumers()
         QueueStatus try_push(const void* data, uint32_t length)
         QueueStatus push(const void* data, uint32_t length, int64_t timeout_ns)
         QueueStatus try_pop(void* out, uint32_t* length, int consumer)
@@ -41,6 +42,7 @@ cdef extern from "queue.h" namespace "mpiray" nogil:
         size_t size()
 
     const int kMaxConsumers "mpiray::TaskQueue::kMaxConsumers"
+    const int kDefaultConsumers "mpiray::TaskQueue::kDefaultConsumers"
     const int kRecordItems "mpiray::TaskQueue::kRecordItems"
     const int kSlotHeader "mpiray::TaskQueue::kSlotHeader"
     const int kMinSlotSize "mpiray::TaskQueue::kMinSlotSize"

@@ -3,7 +3,8 @@ from typing import Iterable, Optional, Union
 
 _Buffer = Union[bytes, bytearray, memoryview]
 
-MAX_CONSUMERS: int  # 256: consumer record slots per queue
+MAX_CONSUMERS: int  # 1024: consumer record slots a queue may have
+DEFAULT_CONSUMERS: int  # 256: ... and has unless create() says
 MAX_RECORD_ITEMS: int  # 16: most items a recorded pop_batch takes
 SLOT_HEADER: int  # 16: bytes of each slot not available to the payload
 
@@ -12,9 +13,10 @@ class QueueClosed(Exception): ...
 class Queue:
     name: str
     capacity: int
+    consumers: int
     max_payload: int  # bytes that fit in one slot: slot_size - SLOT_HEADER
     @staticmethod
-    def create(name: str, capacity: int = 1024, slot_size: int = 512) -> "Queue": ...
+    def create(name: str, capacity: int = 1024, slot_size: int = 512, consumers: int = 256) -> "Queue": ...
     @staticmethod
     def attach(name: str) -> "Queue": ...
     def push(self, data: _Buffer, timeout: Optional[float] = None) -> bool: ...

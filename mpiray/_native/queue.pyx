@@ -19,7 +19,8 @@ from libcpp.vector cimport vector
 
 import os
 
-MAX_CONSUMERS = kMaxConsumers          # consumer record slots per queue
+MAX_CONSUMERS = kMaxConsumers          # consumer record slots a queue may have
+DEFAULT_CONSUMERS = kDefaultConsumers  # ... and has unless create() says
 MAX_RECORD_ITEMS = kRecordItems        # most items one recorded pop_batch takes
 SLOT_HEADER = kSlotHeader              # bytes of each slot not available to the payload
 
@@ -50,6 +51,7 @@ cdef class Queue:
     cdef readonly str name
     cdef readonly int capacity
     cdef readonly int max_payload
+    cdef readonly int consumers   # recorded consumer slots: 0..consumers-1
 
     def __cinit__(self):
         self._q = NULL
@@ -62,14 +64,17 @@ cdef class Queue:
         free(self._lens)
 
     @staticmethod
-    def create(str name, int capacity=1024, int slot_size=512):
-        """Create the segment (O_EXCL, mode 0600). FileExistsError if the name is taken."""
+    def create(str name, int capacity=1024, int slot_size=512, int consumers=kDefaultConsumers):
+        """Create the segment (O_EXCL, mode 0600). FileExistsError if the name is taken.
+        consumers: its recorded consumer slots (0..consumers-1), up to MAX_CONSUMERS."""
+        if not 1 <= consumers <= kMaxConsumers:
+            raise ValueError(f"consumers must be in 1..{kMaxConsumers}, got {consumers}")
         if not 1 <= capacity <= <int>kMaxCapacity:
             raise ValueError(f"capacity must be in 1..{kMaxCapacity}, got {capacity}")
         if not <int>kMinSlotSize <= slot_size <= <int>kMaxSlotSize or slot_size % 64:
             raise ValueError(f"slot_size must be a multiple of 64 in {kMinSlotSize}..{kMaxSlotSize}, got {slot_size}")
         cdef TaskQueue* q = NULL
-        cdef int rc = TaskQueue.create(name.encode(), capacity, slot_size, &q)
+        cdef int rc = TaskQueue.create(name.encode(), capacity, slot_size, &q, consumers)
         if rc:
             raise OSError(rc, os.strerror(rc), name)
         return Queue._wrap(q, name)
@@ -90,6 +95,7 @@ cdef class Queue:
         self.name = name
         self.capacity = q.capacity()
         self.max_payload = q.max_payload()
+        self.consumers = q.consumers()
         self._chunk = max(kRecordItems, min(1024, _CHUNK_BYTES // self.max_payload))
         self._buf = <char*>malloc(<size_t>self._chunk * self.max_payload)
         self._lens = <uint32_t*>malloc(self._chunk * sizeof(uint32_t))
@@ -109,12 +115,12 @@ cdef class Queue:
             raise ValueError(f"payload of {size} bytes does not fit a slot of queue {self.name}: "
                              f"max_payload is {self.max_payload} bytes (put larger data in the object store)")
         if st == QueueStatus.bad_consumer:
-            raise ValueError(f"consumer must be in -1..{kMaxConsumers - 1}, got {consumer}")
+            raise ValueError(f"consumer must be in -1..{self.consumers - 1}, got {consumer}")
         return 0
 
     cdef inline int _check_consumer(self, int consumer, int lowest) except -1:
-        if consumer < lowest or consumer >= kMaxConsumers:
-            raise ValueError(f"consumer must be in {lowest}..{kMaxConsumers - 1}, got {consumer}")
+        if consumer < lowest or consumer >= self.consumers:
+            raise ValueError(f"consumer must be in {lowest}..{self.consumers - 1}, got {consumer}")
         return 0
 
     # -- push ----------------------------------------------------------------------------
@@ -259,7 +265,7 @@ cdef class Queue:
         cdef int64_t t_ns = _timeout_ns(timeout)
         cdef int64_t spin_ns = <int64_t>(spin * 1e9)
         cdef QueueStatus st
-        if consumer >= kMaxConsumers:
+        if consumer >= self.consumers:
             self._check_consumer(consumer, -1)
         with nogil:
             st = self._q.wait_nonempty(t_ns, consumer, spin_ns)

@@ -30,7 +30,8 @@ class ActorSpec:
     owner_pid: int = 0    # the process that created it: a non-detached actor dies with it
 
 
-MAX_RECORDED = 128   # in-flight calls recorded for recovery (queue consumer slots)
+MAX_RECORDED = 1000  # in-flight calls recorded for recovery (queue consumer slots): Ray's
+# default max_concurrency of an async actor
 GROUPS_RECORDED = 256  # the same for an actor with concurrency groups (the queue's limit):
 # a call waiting for its group's turn holds a slot too, so one busy group must not take
 # them all before a call of another group is even read (calls come off one FIFO queue)
@@ -42,6 +43,13 @@ def recorded_slots(aspec) -> int:
     if aspec.concurrency_groups:
         return GROUPS_RECORDED
     return min(max(1, aspec.max_concurrency), MAX_RECORDED)
+
+
+def queue_consumers(aspec) -> int:
+    """The consumer slots the actor's queue is made with: one per recorded call."""
+    from mpiray._native.queue import DEFAULT_CONSUMERS
+
+    return max(DEFAULT_CONSUMERS, recorded_slots(aspec))
 
 
 def name_key(name: str, namespace: str) -> bytes:

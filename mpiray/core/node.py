@@ -445,7 +445,7 @@ class NodeIO:
         """Queue and spec of an actor that another node placed here."""
         aid = aspec.actor_id
         q = Queue.create(names.actor_queue_name(self.node.session, aid), ACTOR_QUEUE_SLOTS,
-                         ACTOR_SLOT_SIZE)
+                         ACTOR_SLOT_SIZE, A.queue_consumers(aspec))
         self.node.actor_queues[aid] = q
         self.store.put(A.spec_key(aid), P.dumps(aspec))
 

@@ -20,7 +20,7 @@ namespace mpiray {
 namespace {
 
 constexpr uint64_t kMagic = 0x6d70697261795155ull;  // "mpirayQU"
-constexpr uint32_t kVersion = 2;  // 2: spinning consumer bits
+constexpr uint32_t kVersion = 3;  // 2: spinning consumer bits; 3: consumers per segment
 constexpr size_t kCacheLine = 64;
 constexpr size_t kRecordHeader = 256;
 
@@ -104,6 +104,8 @@ struct TaskQueue::Header {
     uint64_t records_offset;
     uint64_t total_size;
     int32_t creator_pid;
+    uint32_t consumers;       // recorded consumer slots (records) in this segment
+    uint32_t spinning_words;  // the words of `spinning` in use: ceil(consumers / 64)
 
     // Next push ticket: a hint advanced after the slot claim, by the claimer or a helper.
     alignas(kCacheLine) std::atomic<uint64_t> head;
@@ -156,6 +158,11 @@ TaskQueue::~TaskQueue() { munmap(base_, size_); }
 uint32_t TaskQueue::capacity() const { return h_->capacity; }
 uint32_t TaskQueue::slot_size() const { return h_->slot_size; }
 uint32_t TaskQueue::max_payload() const { return h_->max_payload; }
+int TaskQueue::consumers() const { return static_cast<int>(h_->consumers); }
+
+bool TaskQueue::bad_consumer(int consumer) const {
+    return consumer < -1 || consumer >= static_cast<int>(h_->consumers);
+}
 
 inline uint64_t TaskQueue::lap_of(uint64_t ticket) const {
     return h_->pow2_shift != 0xffffffffu ? ticket >> h_->pow2_shift : ticket / h_->capacity;
@@ -172,15 +179,16 @@ inline TaskQueue::Record* TaskQueue::record(int consumer) const {
 
 // ---- lifecycle ------------------------------------------------------------------------
 
-int TaskQueue::create(const std::string& name, uint32_t capacity, uint32_t slot_size, TaskQueue** out) {
+int TaskQueue::create(const std::string& name, uint32_t capacity, uint32_t slot_size, TaskQueue** out,
+                      int consumers) {
     if (capacity < 1 || capacity > kMaxCapacity || slot_size < kMinSlotSize || slot_size > kMaxSlotSize ||
-        slot_size % kCacheLine != 0)
+        slot_size % kCacheLine != 0 || consumers < 1 || consumers > kMaxConsumers)
         return EINVAL;
     const uint32_t max_payload = slot_size - kSlotHeader;
     const size_t slots_offset = round_up(sizeof(Header), kCacheLine);
     const size_t records_offset = round_up(slots_offset + size_t{capacity} * slot_size, 4096);
     const size_t record_size = round_up(kRecordHeader + size_t{kRecordItems} * max_payload, kCacheLine);
-    const size_t total = records_offset + size_t{kMaxConsumers} * record_size;
+    const size_t total = records_offset + size_t(consumers) * record_size;
 
     int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
     if (fd < 0) return errno;
@@ -211,6 +219,8 @@ int TaskQueue::create(const std::string& name, uint32_t capacity, uint32_t slot_
     h->records_offset = records_offset;
     h->total_size = total;
     h->creator_pid = self_pid();
+    h->consumers = static_cast<uint32_t>(consumers);
+    h->spinning_words = static_cast<uint32_t>((consumers + 63) / 64);
     // release: attach() acquires magic, then reads the fields above.
     h->magic.store(kMagic, std::memory_order_release);
     *out = new TaskQueue(p, total);
@@ -423,7 +433,7 @@ QueueStatus TaskQueue::try_pop_one(void* out, uint32_t* len, int consumer, int k
 }
 
 namespace {
-bool bad_consumer(int consumer) { return consumer < -1 || consumer >= TaskQueue::kMaxConsumers; }
+
 }  // namespace
 
 void TaskQueue::forget(int consumer) {
@@ -517,8 +527,8 @@ QueueStatus TaskQueue::spin_marked(int consumer, int64_t spin_ns, Poll poll) {
     // One spinner at a time: a second one would only burn another core for the same item
     // (on a 2-core host, the core the producer needs). It sleeps; took() wakes it when
     // more than one item waits.
-    for (const auto& w : h_->spinning)
-        if (w.load(std::memory_order_relaxed) != 0) return QueueStatus::would_block;
+    for (uint32_t i = 0; i < h_->spinning_words; ++i)
+        if (h_->spinning[i].load(std::memory_order_relaxed) != 0) return QueueStatus::would_block;
     std::atomic<uint64_t>& word = h_->spinning[consumer / 64];
     const uint64_t bit = uint64_t{1} << (consumer % 64);
     // seq_cst: a push that reads our bit as set skips its wake, so the bit must be visible
@@ -569,7 +579,7 @@ bool TaskQueue::has_item() const {
 
 QueueStatus TaskQueue::wait_nonempty(int64_t timeout_ns, int consumer, int64_t spin_ns) {
     if (has_item()) return QueueStatus::ok;
-    const bool adaptive = timeout_ns != 0 && spin_ns > 0 && consumer >= 0 && consumer < kMaxConsumers;
+    const bool adaptive = timeout_ns != 0 && spin_ns > 0 && consumer >= 0 && consumer < consumers();
     const int64_t t0 = adaptive ? monotonic_ns() : 0;
     if (adaptive && spin_marked(consumer, timeout_ns < 0 ? spin_ns : std::min(spin_ns, timeout_ns), [&] {
             return has_item() ? QueueStatus::ok : QueueStatus::would_block;
@@ -598,8 +608,8 @@ void TaskQueue::wake_consumer() {
     // seq_cst fence: the pushed item is visible before we read the spinning bits (pairs
     // with the spinner's fetch_and and the fence that follows it).
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    for (const auto& w : h_->spinning)
-        if (w.load(std::memory_order_relaxed) != 0) return;  // a spinner takes it
+    for (uint32_t i = 0; i < h_->spinning_words; ++i)
+        if (h_->spinning[i].load(std::memory_order_relaxed) != 0) return;  // a spinner takes it
     h_->not_empty.notify(1);
 }
 
@@ -633,13 +643,13 @@ bool TaskQueue::repair_if_owner_dead(Slot* s, uint64_t w) {
 }
 
 QueueStatus TaskQueue::done(int consumer) {
-    if (consumer < 0 || consumer >= kMaxConsumers) return QueueStatus::bad_consumer;
+    if (consumer < 0 || consumer >= consumers()) return QueueStatus::bad_consumer;
     forget(consumer);
     return QueueStatus::ok;
 }
 
 QueueStatus TaskQueue::recover(int consumer, std::vector<std::string>* items) {
-    if (consumer < 0 || consumer >= kMaxConsumers) return QueueStatus::bad_consumer;
+    if (consumer < 0 || consumer >= consumers()) return QueueStatus::bad_consumer;
     Record* rec = record(consumer);
     const uint32_t mp = h_->max_payload;
     // acquire: pairs with the release store in try_pop_one; items below n_held are whole.

@@ -41,12 +41,14 @@ enum class QueueStatus : int {
     timeout = 2,       // blocking call: the timeout passed
     closed = 3,        // push on a closed queue; pop on a closed *and drained* queue
     too_big = 4,       // payload larger than max_payload()
-    bad_consumer = 5,  // consumer index outside [-1, kMaxConsumers)
+    bad_consumer = 5,  // consumer index outside [-1, consumers())
 };
 
 class TaskQueue {
 public:
-    static constexpr int kMaxConsumers = 256;    // recorded consumer slots per segment
+    static constexpr int kMaxConsumers = 1024;   // recorded consumer slots a segment may have
+    static constexpr int kDefaultConsumers = 256;  // ... and has unless told (records cost
+                                                   // kRecordItems slots each, if touched)
     static constexpr int kRecordItems = 16;      // items one recorded pop_batch may hold
     static constexpr uint32_t kSlotHeader = 16;  // word + len + pad, counted in slot_size
     static constexpr uint32_t kMinSlotSize = 64;
@@ -56,7 +58,9 @@ public:
     // Creates the segment (O_CREAT|O_EXCL, mode 0600). slot_size: a multiple of 64 in
     // [kMinSlotSize, kMaxSlotSize], including the 16-byte slot header. Returns 0 and sets
     // *out, or an errno: EEXIST (name taken), EINVAL (bad sizes), or shm/mmap errors.
-    static int create(const std::string& name, uint32_t capacity, uint32_t slot_size, TaskQueue** out);
+    // consumers: how many recorded consumer slots, 1..kMaxConsumers.
+    static int create(const std::string& name, uint32_t capacity, uint32_t slot_size, TaskQueue** out,
+                      int consumers = kDefaultConsumers);
     // Maps an existing segment. Returns 0, or ENOENT, EPROTO (not a queue / other
     // version), or shm/mmap errors.
     static int attach(const std::string& name, TaskQueue** out);
@@ -70,6 +74,7 @@ public:
     uint32_t capacity() const;
     uint32_t slot_size() const;
     uint32_t max_payload() const;  // slot_size - kSlotHeader
+    int consumers() const;         // recorded consumer slots: indexes 0..consumers()-1
 
     // Never block. ok / would_block (full) / closed / too_big.
     QueueStatus try_push(const void* data, uint32_t len);
@@ -132,6 +137,7 @@ public:
     struct Record;
 
 private:
+    bool bad_consumer(int consumer) const;  // outside [-1, consumers())
     TaskQueue(void* base, size_t size);
 
     Slot* slot_for(uint64_t ticket) const;
