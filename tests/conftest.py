@@ -12,14 +12,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 
 
-def mpirun(n, code, *, per_rank=True, timeout=120, module=False, tmp_path=None):
-    """Runs code as job.py under mpiexec -n n (a rank per node unless per_rank=False):
-    (CompletedProcess, seconds it took)."""
+def mpirun(n, code, *, per_rank=True, timeout=120, module=False, tmp_path=None, env=None):
+    """Runs code as job.py under mpiexec -n n (a rank per node unless per_rank=False),
+    env added to the environment: (CompletedProcess, seconds it took)."""
     script = os.path.join(str(tmp_path), "job.py")
     with open(script, "w") as f:
         f.write(textwrap.dedent(code))
     env = dict(os.environ, MPIRAY_NODE_PER_RANK="1" if per_rank else "0",
-               PYTHONPATH=ROOT)
+               PYTHONPATH=ROOT, **(env or {}))
     cmd = [MPIEXEC, "-n", str(n), sys.executable] + (["-m", "mpiray"] if module else []) + [script]
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,

@@ -56,6 +56,31 @@ def test_exception_in_driver_ends_every_rank(tmp_path):
     assert settle(before) == before
 
 
+def test_spilled_objects_are_served_once_sends_free_the_store(tmp_path):
+    """Node 1's small store holds objects being sent (pinned until sent) and spilled ones:
+    a fetch that cannot bring one back yet is served when room comes, not dropped (the
+    driver's get waited for ever)."""
+    before = our_segments()
+    proc, _ = mpirun(3, """
+        import numpy as np
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote(resources={"node:1": 0.01})
+        def make(i):
+            return np.full(10 * 1024 * 1024, float(i))     # 80 MB
+        @ray.remote(resources={"node:2": 0.01})
+        def first(a):
+            return float(a[0])
+        refs = [make.remote(i) for i in range(6)]         # 480 MB: some spill on node 1
+        print("node 2", ray.get([first.remote(r) for r in refs], timeout=120), flush=True)
+        print("driver", [float(a[0]) for a in ray.get(refs, timeout=120)], flush=True)
+    """, tmp_path=tmp_path, env={"MPIRAY_OBJECT_STORE_MEMORY": str(300 << 20)})
+    assert proc.returncode == 0, proc.stderr
+    assert "node 2 [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]" in proc.stdout
+    assert "driver [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]" in proc.stdout
+    assert settle(before) == before
+
+
 def mpich_segments():
     return {e for e in os.listdir("/dev/shm") if e.startswith("mpich_shm_")}
 

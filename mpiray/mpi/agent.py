@@ -23,6 +23,7 @@ import traceback
 
 from mpiray._native.mpipoll import MpiPoller, mpi_function_address, set_timer_slack_ns
 from mpiray.core import protocol as P
+from mpiray.exceptions import ObjectStoreFullError
 from mpiray.serialization import serialize_error
 
 TAG_CTRL, TAG_DATA = 11, 12
@@ -415,8 +416,12 @@ class Agent:
 
     def _serve(self, oid, requester) -> bool:
         """Sends oid to requester if sealed here, or passes the request on along its
-        route; False if it is not here yet."""
-        buf = self.store.get(oid, 0)
+        route; False if it is not here yet, or spilled and the store has no room to
+        bring it back now (objects being sent hold theirs until sent: try again soon)."""
+        try:
+            buf = self.store.get(oid, 0)
+        except ObjectStoreFullError:
+            return False
         if buf is None:
             home = self._elsewhere(oid)
             if home is None:
@@ -482,10 +487,10 @@ class Agent:
             return
         self.next_waiting_check = now + WAITING_CHECK_S
         for oid in list(self.waiting):
-            requesters = self.waiting[oid]
-            if self._serve(oid, requesters[0]):
-                for other in requesters[1:]:
-                    self._serve(oid, other)
+            still = [r for r in self.waiting[oid] if not self._serve(oid, r)]
+            if still:
+                self.waiting[oid] = still
+            else:
                 del self.waiting[oid]
 
     # ------------------------------------------------------------ objects: the receiver
