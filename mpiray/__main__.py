@@ -4,6 +4,7 @@ Under mpiexec, every rank but 0 joins the cluster at once and serves it; rank 0 
 script. So code before the script's ``init()`` runs once, not on every rank.
 """
 
+import os
 import runpy
 import sys
 
@@ -15,11 +16,18 @@ def main(argv):
         return 0 if argv else 2
     from mpiray.mpi.world import launched_by_mpi
 
+    # as `python script.py` does, on every rank: the script's modules are importable
+    # wherever its functions run (every node's workers start with this sys.path)
+    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
     if launched_by_mpi():
+        from mpiray import api
         from mpiray.mpi import roles
 
         if not roles.world().is_driver:
             roles.serve(roles.world())  # never returns
+        # The other ranks serve from now on: they must hear "exit" however the script
+        # ends, even if it raises or exits before init() (or never calls it).
+        api._install_mpi_exit(roles.world())
     sys.argv = list(argv)
     runpy.run_path(argv[0], run_name="__main__")
     return 0

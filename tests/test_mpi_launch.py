@@ -123,6 +123,40 @@ def test_module_launcher_runs_the_script_on_rank_0_only(tmp_path):
     assert "nodes 3" in proc.stdout
 
 
+def test_module_launcher_ends_every_rank_when_the_script_fails_before_init(tmp_path):
+    before = our_segments()
+    proc, took = mpirun(3, """
+        raise ValueError("bad argument, before init")
+    """, module=True, tmp_path=tmp_path, timeout=60)
+    assert proc.returncode != 0 and "bad argument, before init" in proc.stderr
+    assert took < 30
+    proc, _ = mpirun(3, """print("never touches mpiray", flush=True)""", module=True,
+                     tmp_path=tmp_path, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.count("never touches mpiray") == 1
+    assert settle(before) == before
+
+
+def test_module_launcher_makes_the_scripts_directory_importable_on_every_node(tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "helper.py").write_text("def double(x):\n    return 2 * x\n")
+    (sub / "job.py").write_text(textwrap.dedent("""
+        import mpiray as ray
+        from helper import double
+        ray.init(num_cpus=1)
+        @ray.remote
+        def f(i):
+            return double(i)
+        print("doubled", ray.get([f.options(resources={f"node:{i}": 0.01}).remote(i)
+                                  for i in range(3)]), flush=True)
+    """))
+    env = dict(os.environ, MPIRAY_NODE_PER_RANK="1", PYTHONPATH=ROOT)
+    proc = subprocess.run([MPIEXEC, "-n", "3", sys.executable, "-m", "mpiray", "sub/job.py"],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "doubled [0, 2, 4]" in proc.stdout
+
+
 @pytest.mark.parametrize("example", ["tree_reduce.py", "parameter_server.py", "streaming_pipeline.py"])
 def test_examples_run_under_mpiexec(example, tmp_path):
     with open(os.path.join(ROOT, "examples", example)) as f:

@@ -11,6 +11,7 @@ The driver and every worker hold one ``Runtime``; only the channel differs.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 
 import cloudpickle
@@ -21,7 +22,7 @@ from mpiray.core import context, placement
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
-from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RayTaskError
+from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RaySystemError, RayTaskError
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, serialize, serialize_error, unpicklable
 
@@ -183,7 +184,13 @@ class Runtime:
             buf = self.store.get(fid, 30.0)
             if buf is None:
                 raise RuntimeError(f"function {fid.hex()} was never exported to this node")
-            fn = self.functions[fid] = cloudpickle.loads(buf)
+            try:
+                fn = cloudpickle.loads(buf)
+            except Exception as exc:  # noqa: BLE001 - a module the function needs is missing here
+                raise RaySystemError(f"the function or class could not be loaded in this worker "
+                                     f"(pid {os.getpid()}): {exc!r}; its modules must be "
+                                     "importable where it runs") from exc
+            self.functions[fid] = fn
         return fn
 
     # ------------------------------------------------------------ arguments

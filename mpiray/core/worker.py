@@ -23,7 +23,7 @@ from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
 from mpiray.core import timeline
-from mpiray.exceptions import RuntimeEnvSetupError, TaskCancelledError
+from mpiray.exceptions import RaySystemError, RuntimeEnvSetupError, TaskCancelledError
 
 IDLE_FLUSH_S = 0.5
 # After finishing work a worker polls its queue this long before it sleeps: the next task
@@ -96,7 +96,7 @@ class TaskWorker:
         except TaskCancelledError:  # the signal landed outside the user's function
             self.current = None  # every cancel signals every task worker: no second raise
             sealed, retry = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex())), False
-        except RuntimeEnvSetupError as exc:
+        except (RuntimeEnvSetupError, RaySystemError) as exc:   # (its env, or its function)
             sealed, retry = executor._write_error(self.rt, spec, exc), False
         finally:
             self.current = None
