@@ -11,6 +11,7 @@ import atexit
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 
@@ -138,6 +139,13 @@ def _install_mpi_exit(world):
 
         shutdown(True)
         roles.say_exit(world)
+        if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
+            # Ctrl-C ended the script (its except/finally blocks have run): leave as the
+            # other ranks do, with 130, instead of Python's death by SIGINT, which
+            # mpiexec takes for a crash and answers by killing ranks mid-exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            roles._exit_process(world, 130)
 
     atexit.register(bye)
 

@@ -189,13 +189,14 @@ def say_exit(w: World):
 def serve(w: World):
     """Every rank but 0: serve the driver's init()/shutdown() cycles, then exit."""
     _ignore_script_timers()
+    _leave_ctrl_c_to_the_driver()
     code = 0
     try:
         if w.is_leader:
             NodeServer(w).run()
         else:
             _wait_for_exit(w)
-    except KeyboardInterrupt:  # Ctrl-C: mpiexec sends SIGINT to every rank
+    except KeyboardInterrupt:  # a second Ctrl-C: the driver did not end after the first
         sys.stderr.flush()
         w.comm.Abort(130)
     except BaseException:  # noqa: BLE001 - say why, then take the job down
@@ -208,6 +209,23 @@ def serve(w: World):
         sys.stdout.flush()
         sys.stderr.flush()
     _exit_process(w, code)
+
+
+def _leave_ctrl_c_to_the_driver():
+    """mpiexec passes Ctrl-C (SIGINT) to every rank. The driver's KeyboardInterrupt runs
+    its except/finally blocks (a checkpoint, say) and its exit then says "exit" to every
+    rank, so a serving rank lets the first one pass; a second one (a driver that did not
+    end) takes the job down."""
+    import signal
+
+    seen = []
+
+    def on_sigint(signum, frame):
+        if seen:
+            raise KeyboardInterrupt
+        seen.append(signum)
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def _ignore_script_timers():
@@ -228,7 +246,11 @@ def _exit_process(w: World, code: int):
     then libc's exit(): unlike os._exit it runs the MPI library's own exit handlers,
     without which hydra reports the rank as killed by signal 9."""
     import ctypes
+    import signal
 
+    # leaving already: a Ctrl-C now (mpiexec's clean-up after the driver ended on one)
+    # must not break into MPI_Finalize or the C library's exit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     w.comm.Free()
     w.MPI.Finalize()
     ctypes.CDLL(None).exit(code)
