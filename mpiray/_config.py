@@ -42,6 +42,7 @@ class Config:
     memory: int = None       # the `memory` resource in bytes (init's _memory), else Ray's
     host_nodes: int = 1      # default share of this host's RAM, split among its nodes
     default_actor_lifetime: str = "non_detached"   # (JobConfig's)
+    job_id: str = ""         # the driver node's session, on every node (get_job_id())
 
     def memory_bytes(self) -> int:
         """Ray's default: tasks' `memory` may take 70% of RAM, less the object store."""

@@ -53,6 +53,7 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
             _driver_node_share(world, config, num_gpus, object_store_memory)
         node = Node(config, num_nodes=world.num_nodes if world else 1)
         config.spill_dir = default_spill_dir(node.session)
+        config.job_id = node.session
         try:
             node.start()
             if node.num_nodes > 1:
@@ -110,6 +111,7 @@ def _join_nodes(world, node, config):
     node.link = roles.DriverLink(world, node)
     node.agent = node.link.agent
     node.link.start({"namespace": config.namespace, "prefault": config.prefault_store,
+                     "job_id": config.job_id,
                      "runtime_env": config.runtime_env, "task_events": config.task_events,
                      "default_actor_lifetime": config.default_actor_lifetime})
 

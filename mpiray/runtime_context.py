@@ -20,7 +20,9 @@ class RuntimeContext:
         return (current.info() or {}).get("node_id")
 
     def get_job_id(self):
-        return (current.info() or {}).get("session")
+        """The driver's: the same on every node (each node has a session of its own)."""
+        info = current.info() or {}
+        return info.get("job_id") or info.get("session")
 
     def get_worker_id(self):
         return context.process().get("worker_id") or "driver"

@@ -129,7 +129,7 @@ class Node:
         self.commands.send({
             "session": self.session, "node_id": self.node_id, "sys_path": list(sys.path),
             "cwd": os.getcwd(), "preload": preload, "cleanup_on_exit": True,
-            "spill_dir": self.config.spill_dir,
+            "spill_dir": self.config.spill_dir, "job_id": self.config.job_id or self.session,
             "namespace": self.config.namespace, "node_index": self.node_index,
             "num_nodes": self.num_nodes, "runtime_env": self.config.runtime_env,
             "task_events": self.config.task_events,

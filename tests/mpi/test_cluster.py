@@ -456,6 +456,18 @@ def test_spread_places_tasks_and_actors_on_every_node_in_turn(ray):
         ray.kill(a)
 
 
+def test_the_job_id_is_the_drivers_on_every_node(ray):
+    k = expected_nodes()
+
+    @ray.remote
+    def job_id():
+        return ray.get_runtime_context().get_job_id()
+
+    driver = ray.get_runtime_context().get_job_id()
+    assert ray.get([job_id.options(**on_node(ray, i)).remote() for i in range(k)],
+                   timeout=60) == [driver] * k
+
+
 def test_reinit_cycles_form_the_cluster_again(ray):
     k = expected_nodes()
     for _ in range(2):
