@@ -331,3 +331,19 @@ def test_spread_on_one_node_places_as_usual(ray):
         [{"CPU": 1.0}] * 6
     assert ray.get(Actor.options(**spread).remote().assigned.remote(), timeout=30) == {}
     assert "spread" not in ray.available_resources()
+
+
+def test_spread_target_takes_the_nodes_in_turn_and_skips_full_ones():
+    from mpiray.core.cluster import Cluster
+
+    table = [{"totals": {"CPU": 1.0}} for _ in range(4)]
+    cluster = Cluster(1, table, send=None)
+    room_here = [True]
+    fits_here = lambda req: room_here[0]   # noqa: E731
+    one = {"CPU": 1.0, "spread": 0.0}
+    assert [cluster.spread_target(one, fits_here) for _ in range(4)] == [1, 2, 3, 0]
+    cluster.views[2].acquire({"CPU": 2.0})       # node 2 full (its view counts 2 CPUs)
+    room_here[0] = False
+    assert [cluster.spread_target(one, fits_here) for _ in range(3)] == [3, 0, 3]
+    assert cluster.spread_target({"CPU": 4.0}, fits_here) is None
+
