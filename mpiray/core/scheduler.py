@@ -472,10 +472,16 @@ class Scheduler(CrossNode):
             return  # its placement group is not placed yet: waiting is normal
         if key not in self._warned:
             self._warned.add(key)
-            self.io.warn(
-                f"{name} needs {req} but this cluster has {self.res.totals}: "
-                "it stays pending until resources that can hold it are added"
-            )
+            if self.cluster is None:
+                has = f"this cluster has {self.res.totals}"
+            else:   # (what each node has of what it asks)
+                totals = [self.res.totals if n == self.cluster.me else info["totals"]
+                          for n, info in enumerate(self.cluster.table)]
+                has = "no node has that much (" + "; ".join(
+                    f"node {n}: {({k: t.get(k, 0.0) for k in req})}"
+                    for n, t in enumerate(totals)) + ")"
+            self.io.warn(f"{name} needs {req} but {has}: it stays pending until resources "
+                         "that can hold it are added")
 
     def _dispatch(self):
         if self.bundles.waiting:  # (a bundle waiting for room takes it before tasks do)
