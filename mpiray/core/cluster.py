@@ -20,6 +20,7 @@ if not always balanced).
 from __future__ import annotations
 
 from mpiray import _ids
+from mpiray.core import placement
 from mpiray.core.resources import NodeResources
 
 
@@ -91,6 +92,9 @@ class Cluster:
         view = self.views.get(node)
         if view is not None:
             view.add(delta) if sign > 0 else view.remove(delta)
+            # the bundle's plain resources (its CPUs, ...) are held there while it lives
+            held = placement.reserved_from(delta)
+            view.acquire(held) if sign > 0 else view.release(held)
 
     def spread_target(self, req: dict, fits_here) -> int | None:
         """SPREAD: the first node from the one whose turn it is (this one included) with

@@ -47,6 +47,17 @@ def bundle_resources(pg: str, index: int, bundle: dict) -> dict:
     return out
 
 
+def reserved_from(added: dict) -> dict:
+    """The plain resources a node reserved for the bundles whose names it added
+    (bundle_resources): each resource once, from its "any bundle" name."""
+    out = {}
+    for key, amount in added.items():
+        base, _, rest = key.partition(_MARK)
+        if rest and "_" not in rest and base != BUNDLE:   # (<index>_<pg> has one)
+            out[base] = out.get(base, 0.0) + amount
+    return out
+
+
 def in_group(req: dict, pg: str, index: int, capture=False) -> dict:
     """req, asked of bundle `index` of pg (-1: of any of its bundles). capture: the
     tasks and actors it starts go in pg too (a zero-amount key marks it: it travels

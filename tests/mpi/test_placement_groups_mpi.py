@@ -41,8 +41,17 @@ def test_strict_spread_puts_one_bundle_on_every_node(ray):
 
     ran = ray.get([node.options(**in_pg(pg, i)).remote() for i in range(len(ids))], timeout=60)
     assert ran == [where[i] for i in range(len(ids))]
+    # every node's reserved CPU is gone from what the driver sees free, not only its own
+    total = ray.cluster_resources()["CPU"]
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0.0) != total - len(ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.available_resources().get("CPU", 0.0) == total - len(ids)
     remove_placement_group(pg)
     no_group_resources_left(ray)
+    while ray.available_resources().get("CPU") != total and time.monotonic() < deadline + 10:
+        time.sleep(0.05)
+    assert ray.available_resources().get("CPU") == total
 
 
 def test_a_bundle_too_big_for_the_drivers_node_goes_elsewhere(ray):
