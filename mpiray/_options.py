@@ -11,6 +11,7 @@ TASK_OPTIONS = {
     "name", "memory", "accelerator_type", "scheduling_strategy", "runtime_env",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
     "_metadata", "enable_task_events", "label_selector", "object_store_memory", "max_calls",
+    "_generator_backpressure_num_objects",
 }
 ACTOR_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "max_restarts", "max_task_retries", "max_concurrency",

@@ -100,6 +100,11 @@ def test_pip_requirements_must_already_be_installed(ray):
     assert ray.get(read.options(runtime_env=ok).remote(["X"])) == {"X": "1"}
     with pytest.raises(RuntimeEnvSetupError, match="surely-not-a-real-package"):
         read.options(runtime_env={"pip": ["numpy", "surely-not-a-real-package==1.0"]}).remote([])
+    # a version the installed one does not satisfy is refused too, naming both
+    with pytest.raises(RuntimeEnvSetupError, match=r"numpy<1\.0 \(installed: "):
+        read.options(runtime_env={"pip": ["numpy<1.0"]}).remote([])
+    with pytest.raises(RuntimeEnvSetupError, match="numpy>=99"):
+        read.options(runtime_env={"pip": {"packages": ["numpy>=99"]}}).remote([])
 
 
 def test_max_calls_replaces_the_worker_after_that_many_tasks(ray):

@@ -198,10 +198,31 @@ def _check_installed(spec, where) -> None:
         if match is None:
             raise ValueError(f"{where}: cannot read the requirement {requirement!r}")
         try:
-            metadata.distribution(match.group(1))
+            installed = metadata.version(match.group(1))
         except metadata.PackageNotFoundError:
-            missing.append(match.group(1))
+            missing.append(f"{match.group(1)} (not installed)")
+            continue
+        wanted = _version_spec(str(requirement))
+        if wanted is not None and not wanted.contains(installed, prereleases=True):
+            missing.append(f"{str(requirement).strip()} (installed: {installed})")
     if missing:
         raise RuntimeEnvSetupError(
-            f"{where}: {', '.join(missing)} not installed. mpiray installs nothing: tasks run "
-            f"in the driver's Python environment ({sys.prefix}); install them there first")
+            f"{where}: {', '.join(missing)}. mpiray installs nothing: tasks run in the "
+            f"driver's Python environment ({sys.prefix}); install what they need there first")
+
+
+def _version_spec(requirement: str):
+    """The version specifier of a requirement ("numpy>=1.2,<3"), or None if it has none
+    (or no parser of requirements is at hand: then the name alone is checked)."""
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:
+        try:
+            from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
+        except ImportError:
+            return None
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return None
+    return req.specifier if str(req.specifier) else None
