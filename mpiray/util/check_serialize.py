@@ -13,12 +13,15 @@ from collections import namedtuple
 
 import cloudpickle
 
+from mpiray.core import serialization_context
+
 FailureTuple = namedtuple("FailureTuple", ["obj", "name", "parent"])
 
 
 def _pickles(obj) -> bool:
     try:
-        cloudpickle.dumps(obj)
+        with serialization_context.collecting():   # (a trial: refs inside are not pinned)
+            cloudpickle.dumps(obj)
         return True
     except Exception:  # noqa: BLE001 - any failure is the answer
         return False
