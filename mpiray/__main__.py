@@ -18,7 +18,11 @@ def main(argv):
 
     # as `python script.py` does, on every rank: the script's modules are importable
     # wherever its functions run (every node's workers start with this sys.path)
-    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    here = os.path.dirname(os.path.abspath(argv[0]))
+    if sys.flags.safe_path:   # (python -P: sys.path[0] is not the cwd's, keep it)
+        sys.path.insert(0, here)
+    else:
+        sys.path[0] = here
     if launched_by_mpi():
         from mpiray import api
         from mpiray.mpi import roles

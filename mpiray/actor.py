@@ -281,7 +281,7 @@ class ActorHandle:
         return method
 
     def __reduce__(self):
-        serialization_context.record(self._key)
+        serialization_context.record(self._key, pin_out_of_band=False)
         return (ActorHandle, (self._actor_id, self._class_name, self._methods))
 
     def __eq__(self, other):

@@ -145,6 +145,8 @@ def _install_mpi_exit(world):
             # Ctrl-C ended the script (its except/finally blocks have run): leave as the
             # other ranks do, with 130, instead of Python's death by SIGINT, which
             # mpiexec takes for a crash and answers by killing ranks mid-exit
+            atexit.unregister(bye)
+            atexit._run_exitfuncs()   # (the ones registered before this, mpi4py's too)
             sys.stdout.flush()
             sys.stderr.flush()
             roles._exit_process(world, 130)

@@ -176,9 +176,17 @@ def test_constructor_failure_reaches_every_call(ray):
             ray.get(b.f.remote(), timeout=30)
 
 
-def test_actor_process_ends_when_no_handle_remains(ray, Counter):
+@pytest.mark.parametrize("copied", [False, True])
+def test_actor_process_ends_when_no_handle_remains(ray, Counter, copied):
+    import copy
+    import pickle
+
     c = Counter.remote()
     pid = ray.get(c.pid.remote())
+    if copied:   # copies, and a pickle made outside mpiray, do not keep the actor alive
+        other, data = copy.copy(c), pickle.dumps(c)
+        assert ray.get(other.pid.remote()) == pid
+        del other, data
     del c
     import gc
 

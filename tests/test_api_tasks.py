@@ -380,7 +380,12 @@ def test_recursive_cancel_ends_the_tasks_the_task_submitted(ray, tmp_path, force
         return "child done"
 
     @ray.remote
+    def quick():
+        return 1
+
+    @ray.remote
     def parent(path, steps):
+        assert ray.get([quick.remote() for _ in range(5)]) == [1] * 5   # (ended before)
         return ray.get(child.remote(path, steps))
 
     def started(path):
@@ -399,6 +404,11 @@ def test_recursive_cancel_ends_the_tasks_the_task_submitted(ray, tmp_path, force
     seen = progress.read_text()
     time.sleep(0.3)
     assert progress.read_text() == seen     # the child stopped too
+
+    # the children that ended long ago get no cancel mark of their own
+    from mpiray.core import current
+
+    assert not current.node().scheduler.actors.cancelled_calls
 
     alone = tmp_path / "not_recursive"
     ref = parent.remote(alone, 25)

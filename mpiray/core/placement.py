@@ -228,12 +228,13 @@ class Bundles:
             return
         s = self.s
         self.trying = True
+        waiting, still, position = [], [], -1
         try:
             self.again = True
             while self.again:
                 self.again = False
                 waiting, self.waiting, still = self.waiting, [], []
-                for pg, items in waiting:
+                for position, (pg, items) in enumerate(waiting):
                     if pg in self.removed or not s.res.fits(_total(b for _, b in items)):
                         if pg not in self.removed:
                             still.append((pg, items))
@@ -246,6 +247,10 @@ class Bundles:
                         s.resources_changed(added, +1)
                     s.pg_placed(pg, [index for index, _ in items])
                 self.waiting = still + self.waiting   # (asked for during the pass: after)
+        except BaseException:
+            # (the groups not looked at yet must not be lost: they wait on)
+            self.waiting = still + waiting[position + 1:] + self.waiting
+            raise
         finally:
             self.trying = False
 

@@ -27,7 +27,7 @@ ACTOR_FAILED = 10   # (ACTOR_FAILED, actor_id, error_blob)          the construc
 ACTOR_EXIT = 11     # (ACTOR_EXIT, actor_id, slot)                  exit_actor() / terminate
 ACTOR_DONE = 12     # (ACTOR_DONE, sealed, release, task_id)
 KILL_ACTOR = 13     # (KILL_ACTOR, actor_id, no_restart)
-CANCEL = 14         # (CANCEL, task_id, force, recursive)
+CANCEL = 14         # (CANCEL, task_id, force, recursive[, child: of a cancelled task, if still there])
 TIMINGS = 31        # (TIMINGS, blob)   a worker's timed tasks and calls (core/timeline.py)
 
 # Queue items that are not TaskSpecs.

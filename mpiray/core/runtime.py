@@ -266,8 +266,9 @@ class Runtime:
             max_calls=opts["max_calls"],
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
-        if self.children is not None:
-            self.children.append(spec.task_id)
+        children = self.children   # (read once: the task may end meanwhile in another thread)
+        if children is not None:
+            children.append(spec.task_id)
         self.channel.send([(P.SUBMIT, spec)])
         del holder  # the pending task now holds the stored arguments
         return refs

@@ -417,7 +417,11 @@ class Scheduler(CrossNode):
         self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
         self._finish(rec)
 
-    def _ev_cancel(self, task_id, force, recursive=True):
+    def _ev_cancel(self, task_id, force, recursive=True, child=False):
+        """child: one of the tasks a cancelled task submitted (recursive cancel): one
+        that has ended already is left alone (no mark for it)."""
+        if child and task_id not in self.tasks:
+            return
         self.cancel(task_id, force, recursive)
 
     def _remove_pending(self, rec):

@@ -25,14 +25,15 @@ class collecting:
         return False
 
 
-def record(oid: bytes) -> None:
-    """Notes oid in the container being pickled; a ref pickled outside any (pickle or
-    ray.cloudpickle called by the user: "out of band") is held for the rest of this
-    process's life instead, as Ray pins it, so the copy can always be read back."""
+def record(oid: bytes, pin_out_of_band: bool = True) -> None:
+    """Notes oid in the container being pickled; an ObjectRef pickled outside any (pickle
+    or ray.cloudpickle called by the user: "out of band") is held for the rest of this
+    process's life instead, as Ray pins it, so the copy can always be read back (an actor
+    handle is not: as in Ray, a copy does not keep its actor alive)."""
     ids = getattr(_local, "ids", None)
     if ids is not None:
         ids.append(oid)
-    else:
+    elif pin_out_of_band:
         from mpiray.core import refcount
 
         refcount.add_local(oid)

@@ -160,7 +160,7 @@ class TaskWorker:
         so on down, each by its own worker). Pushed straight onto the inbox: this runs in a
         signal handler, which may have interrupted a flush holding the channel's lock."""
         ch = self.rt.channel
-        events = [(P.CANCEL, tid, force, True) for tid in self.rt.children]
+        events = [(P.CANCEL, tid, force, True, True) for tid in self.rt.children]
         ch.inbox.push(P.encode_item(P.dumps(events), ch.inbox.max_payload, self.rt.store,
                                     _ids.new_put_id))
 

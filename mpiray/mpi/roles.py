@@ -252,8 +252,9 @@ def _exit_process(w: World, code: int):
     # leaving already: a Ctrl-C now (mpiexec's clean-up after the driver ended on one)
     # must not break into MPI_Finalize or the C library's exit
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    w.comm.Free()
-    w.MPI.Finalize()
+    if not w.MPI.Is_finalized():   # (the driver's Ctrl-C exit ran mpi4py's finalize)
+        w.comm.Free()
+        w.MPI.Finalize()
     ctypes.CDLL(None).exit(code)
 
 

@@ -250,7 +250,12 @@ int TaskQueue::attach(const std::string& name, TaskQueue** out) {
             // acquire: pairs with create()'s release store of magic.
             if (h->magic.load(std::memory_order_acquire) == kMagic) {
                 ::close(fd);
-                if (h->version != kVersion || h->total_size != size) {
+                // (a header whose sizes disagree would send record() and the spinning
+                // bits past the mapping)
+                if (h->version != kVersion || h->total_size != size || h->consumers < 1 ||
+                    h->consumers > static_cast<uint32_t>(kMaxConsumers) ||
+                    h->spinning_words != (h->consumers + 63) / 64 ||
+                    h->records_offset + uint64_t{h->consumers} * h->record_size > size) {
                     munmap(p, size);
                     return EPROTO;
                 }
