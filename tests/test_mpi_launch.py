@@ -250,9 +250,10 @@ def test_ctrl_c_ends_every_rank(tmp_path):
             @ray.remote
             def slow():
                 time.sleep(100)
-            print("ready", flush=True)
-            try:
-                ray.get([slow.remote() for _ in range(4)])
+            try:   # ("ready" inside: the Ctrl-C that follows it lands in the try)
+                refs = [slow.remote() for _ in range(4)]
+                print("ready", flush=True)
+                ray.get(refs)
             finally:   # the driver's own clean-up runs (the other ranks wait for it)
                 time.sleep(0.3)
                 print("cleaned up", flush=True)
