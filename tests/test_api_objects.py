@@ -227,3 +227,22 @@ def test_a_ref_pickled_out_of_band_keeps_its_object(ray):
 
     assert ray.get(pickle.loads(ray.get(made_in_a_task.remote())), timeout=10) == "from a task"
 
+
+
+def test_a_put_into_a_store_full_of_pinned_objects_waits_for_room(fresh):
+    """Room that comes soon (a reader drops its view) is waited for, not an error."""
+    import threading
+
+    ray = fresh
+    ray.init(num_cpus=1, object_store_memory=64 << 20)
+    held = ray.get(ray.put(np.ones(40 << 20, dtype=np.uint8)))   # a view: pinned, cannot spill
+
+    def drop_later():
+        nonlocal held
+        time.sleep(0.5)
+        held = None
+        gc.collect()
+
+    threading.Thread(target=drop_later).start()
+    again = ray.put(np.full(40 << 20, 2, dtype=np.uint8))
+    assert ray.get(again)[-1] == 2

@@ -29,6 +29,11 @@ from mpiray.serialization import deserialize, serialize, serialize_error, unpick
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
 WAIT_SLICE_S = 0.5   # a blocked get wakes this often to let signal handlers run
+# A store full of pinned objects often frees soon (objects being sent to another node,
+# a reader about to drop its view): a put or a return waits this long for room, looking
+# again with a growing pause, before it fails with ObjectStoreFullError (as Ray's
+# plasma queues a create that finds no room).
+STORE_FULL_WAIT_S = 10.0
 
 
 def _pending_ids(ids, ready):
@@ -71,11 +76,12 @@ class Runtime:
 
     def write(self, oid, sobj):
         if not sobj.buffers:
-            self.store.put(oid, sobj.to_bytes())
+            data = sobj.to_bytes()
+            self._when_room(lambda: self.store.put(oid, data))
             return
         if sobj.total_size >= BIG_OBJECT:
             self.channel.apply_refs()  # memory of dropped refs comes back before we allocate
-        buf = self.store.create_object(oid, sobj.total_size)
+        buf = self._when_room(lambda: self.store.create_object(oid, sobj.total_size))
         try:
             sobj.write_to(buf)
         except BaseException:
@@ -84,6 +90,21 @@ class Runtime:
             raise
         del buf
         self.store.seal(oid)
+
+    def _when_room(self, make):
+        """make(), again while the store is full, for up to STORE_FULL_WAIT_S."""
+        deadline, pause = None, 0.001
+        while True:
+            try:
+                return make()
+            except ObjectStoreFullError:
+                now = time.monotonic()
+                deadline = deadline or now + STORE_FULL_WAIT_S
+                if now >= deadline:
+                    raise
+                self.channel.apply_refs()
+                time.sleep(pause)
+                pause = min(2 * pause, 0.1)
 
     def write_error(self, oid, exc):
         try:
