@@ -22,7 +22,8 @@ from mpiray.core import context, placement
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
-from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RaySystemError, RayTaskError
+from mpiray.exceptions import (GetTimeoutError, ObjectStoreFullError, RaySystemError, RayTaskError,
+                               TaskCancelledError)
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, serialize, serialize_error, unpicklable
 
@@ -207,6 +208,8 @@ class Runtime:
                 raise RuntimeError(f"function {fid.hex()} was never exported to this node")
             try:
                 fn = cloudpickle.loads(buf)
+            except TaskCancelledError:   # (a cancel's signal landed while it loaded)
+                raise
             except Exception as exc:  # noqa: BLE001 - a module the function needs is missing here
                 raise RaySystemError(f"the function or class could not be loaded in this worker "
                                      f"(pid {os.getpid()}): {exc!r}; its modules must be "
