@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mpiray.core import placement, runtime_env
+from mpiray.core import affinity, placement, runtime_env
 from mpiray.core.resources import normalize
 from mpiray.core.task_spec import DYNAMIC, STREAMING
 
@@ -71,10 +71,10 @@ def _with_strategy(req: dict, strategy, fit=None) -> dict:
         if strategy not in (None, "DEFAULT", "SPREAD"):
             raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
                              "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
-        return dict(req, **{placement.SPREAD: 0.0}) if strategy == "SPREAD" else req
+        return dict(req, **{affinity.SPREAD: 0.0}) if strategy == "SPREAD" else req
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
-        # soft: a mark the node's scheduler resolves (placement.resolve_soft)
-        return dict(req, **{strategy.resource(): 0.0 if strategy.soft else placement.AFFINITY_SLIVER})
+        # soft: a mark the node's scheduler resolves (affinity.resolve_soft)
+        return dict(req, **{strategy.resource(): 0.0 if strategy.soft else affinity.AFFINITY_SLIVER})
     raise ValueError(f"unsupported scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
                      "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
 

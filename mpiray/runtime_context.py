@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mpiray import ids
-from mpiray.core import context, current, placement
+from mpiray.core import affinity, context, current, placement
 
 
 class RuntimeContext:
@@ -40,7 +40,8 @@ class RuntimeContext:
         out = {}
         for key, amount in context.resources().items():
             base = placement.base_name(key)  # a bundle's CPU_group_<i>_<pg> is a CPU
-            if not base.startswith("node:") and base not in (placement.BUNDLE, placement.CAPTURE, placement.SPREAD):
+            if not base.startswith("node:") and \
+                    base not in (placement.BUNDLE, placement.CAPTURE, affinity.SPREAD):
                 out[base] = amount
         return out
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from mpiray import _ids
-from mpiray.core import placement
+from mpiray.core import affinity, placement
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
                                RayActorError)
@@ -62,10 +62,10 @@ class ActorManager:
 
     # ------------------------------------------------------------ creation
     def create(self, aspec, origin=None):
-        soft = placement.soft_node_key(aspec.placement)
+        soft = affinity.soft_node_key(aspec.placement)
         if soft is not None:
-            aspec.placement = placement.resolve_soft(aspec.placement, soft, self.s.node_can_hold)
-            aspec.resources = placement.resolve_soft(aspec.resources, soft,
+            aspec.placement = affinity.resolve_soft(aspec.placement, soft, self.s.node_can_hold)
+            aspec.resources = affinity.resolve_soft(aspec.resources, soft,
                                                      lambda *_: soft in aspec.placement)
         rec = ActorRecord(aspec)
         rec.origin = origin
@@ -75,12 +75,13 @@ class ActorManager:
         cluster = self.s.cluster
         infeasible = not self.s.res.feasible(aspec.placement) and not (
             cluster is not None and origin is None and cluster.feasible_elsewhere(aspec.placement))
-        if infeasible and placement.pinned_node(aspec.placement) is None:
+        pinned = affinity.pinned_node(aspec.placement) is not None
+        if infeasible and not pinned:
             self.s._warn_infeasible(f"actor {aspec.class_name}", aspec.placement)
         self.pending.append(rec)
         if placement.group_of(aspec.placement) in self.s.bundles.removed:
             self.s._kill_removed_actor(rec)
-        elif infeasible and placement.pinned_node(aspec.placement) is not None:
+        elif infeasible and pinned:
             self.s._fail_unschedulable_actor(rec)
 
     def place_pending(self):
@@ -91,7 +92,7 @@ class ActorManager:
             if rec.state != PENDING:
                 continue
             if self.s.cluster is not None and rec.origin is None and \
-                    placement.SPREAD in rec.spec.placement:
+                    affinity.SPREAD in rec.spec.placement:
                 if not self._place_spread(rec):
                     still.append(rec)
             elif self.s.res.feasible(rec.spec.placement) and self.s.res.fits(rec.spec.resources):

@@ -23,9 +23,6 @@ from mpiray.core.resources import EPS
 
 BUNDLE = "bundle"            # a resource every bundle has, so zero-resource work fits
 CAPTURE = "capture"          # marks work whose children go in its group (never counted)
-# scheduling_strategy="SPREAD" under MPI: an amount of 0 of this (nothing is taken) marks
-# work its node places on the nodes in turn (Cluster.spread_target), not here first
-SPREAD = "spread"
 BUNDLE_UNITS = 1000.0
 SLIVER = 0.001
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -397,40 +394,3 @@ class PlacementGroups:
             "bundles_to_node_id": {i: node_ids[n] for i, n in enumerate(rec["where"] or ())
                                    if rec["placed"][i]},
         }
-
-
-# NodeAffinitySchedulingStrategy(soft=False) asks for this much of node:<index>: the
-# amount tells it from a request for node:<index> written by hand (which, as any
-# custom resource no node can give, waits instead of failing).
-AFFINITY_SLIVER = 2.0 ** -13   # (a power of two: sums of it stay exact)
-
-
-def pinned_node(req):
-    """The node index a NodeAffinitySchedulingStrategy(soft=False) pins req to, or None."""
-    for key, amount in req.items():
-        if amount == AFFINITY_SLIVER and key.startswith("node:") and key[5:].isdigit():
-            return int(key[5:])
-    return None
-
-
-def soft_node_key(req):
-    """The node:<index> key a NodeAffinitySchedulingStrategy(soft=True) marks req with
-    (an amount of 0, which takes nothing), or None."""
-    for key, amount in req.items():
-        if amount == 0.0 and key.startswith("node:") and key[5:].isdigit():
-            return key
-    return None
-
-
-def resolve_soft(req, key, can_hold):
-    """Ray's soft affinity: pinned to the node (as soft=False) when it exists and could
-    hold req (can_hold(index, req)), else free to go anywhere."""
-    base = {k: v for k, v in req.items() if k != key}
-    return dict(base, **{key: AFFINITY_SLIVER}) if can_hold(int(key[5:]), base) else base
-
-
-def unschedulable_message(what, req):
-    index = pinned_node(req)
-    wanted = {k: v for k, v in req.items() if not k.startswith("node:")}
-    return (f"{what} cannot be scheduled: NodeAffinitySchedulingStrategy(soft=False) pins it "
-            f"to node {index}, which does not exist or cannot hold {wanted}")

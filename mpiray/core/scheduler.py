@@ -34,7 +34,7 @@ import time
 import traceback
 
 from mpiray import _ids
-from mpiray.core import placement
+from mpiray.core import affinity, placement
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
@@ -440,13 +440,9 @@ class Scheduler(CrossNode):
     # ------------------------------------------------------------------ transitions
     def _to_ready(self, rec):
         req = rec.spec.resources
-        if len(req) > 1:
-            if placement.SPREAD in req and self.cluster is None:
-                # one node: SPREAD is the default placement (and the task may queue ahead)
-                req = rec.spec.resources = {k: v for k, v in req.items() if k != placement.SPREAD}
-            soft = placement.soft_node_key(req)
-            if soft is not None:
-                req = rec.spec.resources = placement.resolve_soft(req, soft, self.node_can_hold)
+        if len(req) > 1:   # (a strategy's marks: never on the commonest, {"CPU": 1})
+            req = rec.spec.resources = affinity.resolve(req, self.cluster is None,
+                                                        self.node_can_hold)
         shape = _shape(req)
         queue = self.ready.get(shape)
         if queue is None:  # a shape not seen yet (totals change only with placement groups)
@@ -455,10 +451,10 @@ class Scheduler(CrossNode):
                 if placement.group_of(req) in self.bundles.removed:
                     self._fail_removed(rec)
                     return
-                if placement.pinned_node(req) is not None:   # Ray: a hard affinity fails at once
+                if affinity.pinned_node(req) is not None:   # Ray: a hard affinity fails at once
                     self.tasks.pop(rec.spec.task_id, None)
                     self.seal_error(rec.spec.return_ids(), TaskUnschedulableError(
-                        placement.unschedulable_message(rec.spec.name, req)))
+                        affinity.unschedulable_message(rec.spec.name, req)))
                     self._finish(rec)
                     return
                 rec.state = INFEASIBLE
@@ -491,7 +487,7 @@ class Scheduler(CrossNode):
         if self.bundles.waiting:  # (a bundle waiting for room takes it before tasks do)
             self.bundles.try_waiting()
         for shape, queue in self.ready.items():
-            if queue and self.cluster is not None and (placement.SPREAD, 0.0) in shape:
+            if queue and self.cluster is not None and (affinity.SPREAD, 0.0) in shape:
                 self._dispatch_spread(queue)
                 continue
             if queue and shape != _ONE_CPU and self.res.overcommitted_cpus() > 0 and \
@@ -687,7 +683,7 @@ class Scheduler(CrossNode):
 
     def _fail_unschedulable_actor(self, arec):
         arec.cause = ActorUnschedulableError(
-            placement.unschedulable_message(f"The actor {arec.spec.class_name}", arec.spec.placement))
+            affinity.unschedulable_message(f"The actor {arec.spec.class_name}", arec.spec.placement))
         self.actors.kill(arec.spec.actor_id, no_restart=True)
 
     def _fail_removed(self, rec):

@@ -1,0 +1,63 @@
+"""Where work goes when its scheduling strategy says: the marks a strategy leaves in a
+request, and what a node's scheduler makes of them.
+
+    NodeAffinitySchedulingStrategy(node, soft=False) ──► {"node:<i>": AFFINITY_SLIVER}
+        no node can hold it ──► TaskUnschedulableError / ActorUnschedulableError
+    NodeAffinitySchedulingStrategy(node, soft=True)  ──► {"node:<i>": 0}
+        resolve(): the hard mark if node i can hold the work, else none
+    scheduling_strategy="SPREAD"                     ──► {"spread": 0}
+        under MPI the nodes in turn (Cluster.spread_target); on one node, nothing
+
+A mark of 0 takes nothing from any node (NodeResources skips it).
+"""
+
+from __future__ import annotations
+
+SPREAD = "spread"
+
+
+# NodeAffinitySchedulingStrategy(soft=False) asks for this much of node:<index>: the
+# amount tells it from a request for node:<index> written by hand (which, as any
+# custom resource no node can give, waits instead of failing).
+AFFINITY_SLIVER = 2.0 ** -13   # (a power of two: sums of it stay exact)
+
+
+def pinned_node(req):
+    """The node index a NodeAffinitySchedulingStrategy(soft=False) pins req to, or None."""
+    for key, amount in req.items():
+        if amount == AFFINITY_SLIVER and key.startswith("node:") and key[5:].isdigit():
+            return int(key[5:])
+    return None
+
+
+def soft_node_key(req):
+    """The node:<index> key a NodeAffinitySchedulingStrategy(soft=True) marks req with
+    (an amount of 0, which takes nothing), or None."""
+    for key, amount in req.items():
+        if amount == 0.0 and key.startswith("node:") and key[5:].isdigit():
+            return key
+    return None
+
+
+def resolve_soft(req, key, can_hold):
+    """Ray's soft affinity: pinned to the node (as soft=False) when it exists and could
+    hold req (can_hold(index, req)), else free to go anywhere."""
+    base = {k: v for k, v in req.items() if k != key}
+    return dict(base, **{key: AFFINITY_SLIVER}) if can_hold(int(key[5:]), base) else base
+
+
+def unschedulable_message(what, req):
+    index = pinned_node(req)
+    wanted = {k: v for k, v in req.items() if not k.startswith("node:")}
+    return (f"{what} cannot be scheduled: NodeAffinitySchedulingStrategy(soft=False) pins it "
+            f"to node {index}, which does not exist or cannot hold {wanted}")
+
+
+def resolve(req, one_node, can_hold):
+    """req with its marks resolved as a node's scheduler places it: SPREAD dropped on
+    one node (there it is the default placement, and the task may queue ahead), a soft
+    affinity made hard or dropped (resolve_soft)."""
+    if one_node and SPREAD in req:
+        req = {k: v for k, v in req.items() if k != SPREAD}
+    soft = soft_node_key(req)
+    return req if soft is None else resolve_soft(req, soft, can_hold)
