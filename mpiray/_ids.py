@@ -27,6 +27,7 @@ CANCEL_RECURSIVE = b"r"          # the cancel mark's value when the task's child
 ACTOR_DEATH_INDEX = 0xFFFFFFF2   # sealed when an actor is dead for good: its cause
 ACTOR_SPEC_INDEX = 0xFFFFFFF3    # an actor's creation spec, read by each incarnation
 ACTOR_HANDLE_INDEX = 0xFFFFFFF4  # refcount key for an actor's handles
+QUEUE_ITEM_INDEX = 0xFFFFFFF5    # a queue message too big for its slot, held in the store
 STREAM_END_INDEX = 0xFFFFFFEF    # a generator task's end: the refs of every item it made
 STREAM_BIT = 0x80                # in a task id's last byte: a generator task
 
@@ -44,11 +45,18 @@ def _fresh_nonce_after_fork():
     _nonce, _counter, _pid = _node + os.urandom(6), itertools.count(1), os.getpid()
 
 
-def set_node(index: int) -> None:
-    """Ids made from now on in this process are owned by node ``index``."""
+def new_nonce(node_index: int) -> bytes:
+    """A process prefix for node ``node_index``: every id a process makes starts with it."""
+    return node_index.to_bytes(2, "little") + os.urandom(6)
+
+
+def set_node(index: int, nonce: bytes = None) -> None:
+    """Ids made from now on in this process are owned by node ``index`` (and start with
+    ``nonce``, one of new_nonce(index), when the process that forked this one chose it:
+    the node then knows what a dead worker made)."""
     global _node, _nonce, _counter
     _node = index.to_bytes(2, "little")
-    _nonce, _counter = _node + os.urandom(6), itertools.count(1)
+    _nonce, _counter = nonce or new_nonce(index), itertools.count(1)
 
 
 def this_node() -> int:
@@ -106,3 +114,12 @@ def task_of(oid: bytes) -> bytes:
 
 def new_put_id() -> bytes:
     return new_id() + b"\0\0\0\0"
+
+
+def is_put(oid: bytes) -> bool:
+    return oid[TASK_ID_SIZE:] == b"\0\0\0\0"
+
+
+def new_item_id() -> bytes:
+    """The store id of a queue message too big for its queue slot (core/protocol.py)."""
+    return new_id() + _INDEX.pack(QUEUE_ITEM_INDEX)

@@ -1,6 +1,7 @@
 """Objects: put/get/wait, zero copy, and reference counting that frees store memory."""
 
 import gc
+import os
 import time
 
 import numpy as np
@@ -246,3 +247,44 @@ def test_a_put_into_a_store_full_of_pinned_objects_waits_for_room(fresh):
     threading.Thread(target=drop_later).start()
     again = ray.put(np.full(40 << 20, 2, dtype=np.uint8))
     assert ray.get(again)[-1] == 2
+
+
+def test_a_dead_workers_objects_are_freed_unless_someone_else_holds_them(ray, tmp_path):
+    """What a crashed task held goes with it: objects it put (told to the node or still in
+    its outbox), returns of children it submitted; an object it handed to an actor lives."""
+
+    @ray.remote
+    class Keeper:
+        def keep(self, refs):
+            self.refs = refs
+
+        def value(self):
+            return ray.get(self.refs[0])
+
+    @ray.remote
+    def child():
+        return np.full(100_000, 7.0)
+
+    @ray.remote(max_retries=0)
+    def crash(keeper, told):
+        kept = ray.put(np.full(100_000, 3.0))
+        ray.get(keeper.keep.remote([kept]))
+        put = ray.put(np.ones(100_000))
+        child_ref = child.remote()          # (a submit: the node hears of put's ref too)
+        ray.get(child_ref)
+        silent = ray.put(np.zeros(100_000))  # its ref event never leaves the process
+        ids = [kept.binary(), put.binary(), child_ref.binary(), silent.binary()]
+        told.write_bytes(b"".join(ids))
+        os._exit(1)
+
+    keeper = Keeper.remote()
+    told = tmp_path / "ids"
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(crash.remote(keeper, told), timeout=60)
+    blob = told.read_bytes()
+    kept, *gone = [blob[i:i + 20] for i in range(0, len(blob), 20)]
+    assert _wait_until(lambda: _in_store(gone) == []), _in_store(gone)
+    assert _in_store([kept]) == [kept]
+    assert ray.get(keeper.value.remote())[0] == 3.0
+    ray.kill(keeper)                         # and its holder's death lets it go
+    assert _wait_until(lambda: _in_store([kept]) == [])

@@ -295,6 +295,14 @@ cdef class Store:
         cdef StoreClient* c = self.client()
         return c.Contains(id)
 
+    def ids_with_prefix(self, prefix: bytes) -> list:
+        """Ids of the sealed (or spilled) objects whose id starts with prefix."""
+        cdef StoreClient* c = self.client()
+        cdef bytes p = bytes(prefix)
+        cdef string found = c.IdsWithPrefix(<const uint8_t*>p, len(p))
+        cdef bytes blob = found
+        return [blob[i:i + kObjectIdSize] for i in range(0, len(blob), kObjectIdSize)]
+
     def wait(self, oids, int num_ready, timeout=None) -> list:
         self.client()   # a closed store says so before a bad id does
         cdef list seq = oids if type(oids) is list else list(oids)

@@ -1,11 +1,14 @@
 """How a process tells its node's scheduler what happened: two implementations.
 
     driver:  events ──► Scheduler.handle_events (same process, under its lock)
-    worker:  events ──► outbox (deque) ──flush──► inbox queue ──► scheduler's inbox thread
+    worker:  events ──► outbox (deque) ──flush──► [(FROM, slot), events...] ──► inbox queue
+                                                   ──► scheduler's inbox thread
 
 Both are the refcount sink of their process: ref events join the same ordered stream
 as seals and completions, which is what keeps counting correct (a hold on a ref is
-always registered before the release of an earlier hold on it).
+always registered before the release of an earlier hold on it). A worker's batches say
+which worker sent them, so the scheduler knows the refs each worker holds and can drop
+them when it dies.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ class DriverChannel:
 
 
 class WorkerChannel:
-    def __init__(self, inbox, store):
+    def __init__(self, inbox, store, slot):
         self.inbox = inbox
         self.store = store
+        self.sender = (P.FROM, slot)
         self.outbox = collections.deque()
         self.lock = threading.Lock()
         self.timings = timeline.Timings() if timeline.enabled() else None  # (timeline())
@@ -73,7 +77,7 @@ class WorkerChannel:
 
     def flush(self):
         with self.lock:
-            batch = []
+            batch = [self.sender]
             try:
                 while True:  # popleft is atomic: events appended meanwhile go next time
                     batch.append(self.outbox.popleft())
@@ -83,7 +87,7 @@ class WorkerChannel:
                 timed = self.timings.take()
                 if timed is not None:
                     batch.append((P.TIMINGS, timed))
-            if not batch:
+            if len(batch) == 1:
                 return
-            item = P.encode_item(P.dumps(batch), self.inbox.max_payload, self.store, _ids.new_put_id)
+            item = P.encode_item(P.dumps(batch), self.inbox.max_payload, self.store, _ids.new_item_id)
             self.inbox.push(item)

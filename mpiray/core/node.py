@@ -151,7 +151,7 @@ class Node:
             except (EOFError, OSError):
                 return
             if msg[0] == "started":
-                event = (P.WORKER_STARTED, msg[1], msg[2])
+                event = (P.WORKER_STARTED, msg[1], msg[2], msg[3])
             else:
                 event = (P.WORKER_DIED, msg[1], msg[2], msg[3])
             try:
@@ -295,7 +295,7 @@ class NodeIO:
     def push_task(self, spec):
         q = self.node.task_queue
         try:
-            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_item_id))
         except QueueClosed:
             if not self.node.stopped:
                 raise  # (stopping: the inbox still applies the last workers' events)
@@ -374,6 +374,10 @@ class NodeIO:
         except KeyError:
             pass
 
+    def ids_made_by(self, nonce):
+        """The sealed objects here whose ids start with nonce (one process's)."""
+        return self.store.ids_with_prefix(nonce)
+
     def contains(self, oid):
         return self.store.contains(oid)
 
@@ -427,7 +431,7 @@ class NodeIO:
         if q is None:
             return False
         try:
-            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_item_id))
             return True
         except QueueClosed:
             return False

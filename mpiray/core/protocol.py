@@ -29,6 +29,10 @@ ACTOR_DONE = 12     # (ACTOR_DONE, sealed, release, task_id)
 KILL_ACTOR = 13     # (KILL_ACTOR, actor_id, no_restart)
 CANCEL = 14         # (CANCEL, task_id, force, recursive[, child: of a cancelled task, if still there])
 TIMINGS = 31        # (TIMINGS, blob)   a worker's timed tasks and calls (core/timeline.py)
+FROM = 36           # (FROM, slot)       first of every worker's batch: INCREF/DECREF that
+                    #                    follow are that worker's own holds
+CALL_HOLD = 37      # (CALL_HOLD, [oid, ...])   an actor call holds its arguments until it ends
+CALL_UNHOLD = 38    # (CALL_UNHOLD, [oid, ...]) (not the sender's own refs: they outlive it)
 
 # Queue items that are not TaskSpecs.
 ITEM_IN_STORE = b"@"     # b"@" + oid: the real item is a stored object
@@ -74,7 +78,7 @@ def dumps(obj) -> bytes:
 loads = pickle.loads
 
 # Sent by the driver's monitor thread, which reads the zygote's reports.
-WORKER_STARTED = 15  # (WORKER_STARTED, slot, pid)
+WORKER_STARTED = 15  # (WORKER_STARTED, slot, pid, id prefix: core/zygote.py)
 WORKER_DIED = 16     # (WORKER_DIED, slot, pid, status)
 
 # Across nodes (MPI mode): what the node's MPI thread hands its scheduler, and FETCH,

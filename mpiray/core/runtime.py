@@ -325,7 +325,7 @@ class Runtime:
         # reports them sealed (an unheld result is freed at once), and the actor reports
         # through the same inbox: so the outbox goes out before the call does.
         if contained or not self.is_driver:
-            self.channel.send([(P.INCREF, oid) for oid in contained])
+            self.channel.send([(P.CALL_HOLD, contained)] if contained else [])
         del holder
         self.push_actor_call(spec)
         return refs
@@ -344,7 +344,7 @@ class Runtime:
         try:
             if q is None:
                 raise QueueClosed("the actor's queue is gone")
-            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_put_id))
+            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_item_id))
         except QueueClosed:
             self._fail_call_locally(spec)
 
@@ -364,7 +364,8 @@ class Runtime:
             except Exception:
                 pass
             events.append((P.SEALED, oid, []))
-        events += [(P.DECREF, oid) for oid in spec.contained]
+        if spec.contained:
+            events.append((P.CALL_UNHOLD, list(spec.contained)))
         self.channel.send(events)
 
 

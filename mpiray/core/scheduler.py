@@ -74,10 +74,11 @@ class TaskRecord:
 
 
 class WorkerInfo:
-    __slots__ = ("slot", "kind", "pid", "actor_id")
+    __slots__ = ("slot", "kind", "pid", "actor_id", "nonce")
 
     def __init__(self, slot, kind, actor_id=b""):
         self.slot, self.kind, self.pid, self.actor_id = slot, kind, None, actor_id
+        self.nonce = None   # the prefix of every id the process makes (core/zygote.py)
 
 
 _ONE_CPU = (("CPU", 1.0),)   # the shape of a plain task (the default num_cpus=1)
@@ -98,6 +99,8 @@ class Scheduler(CrossNode):
         self.min_task_workers = min_task_workers
         self.driver_ref_events = collections.deque()  # the driver's incref/decref, in order
         self.counts = {}        # oid -> holders (processes with a live ref + containers)
+        self.held_by = {}       # worker slot -> {oid: count}: the counts that are its refs
+        self.holds = None       # held_by of the worker whose batch is being applied
         self.contains = {}      # sealed oid -> oids it holds
         self.sealed = set()     # oids sealed and still counted
         self.waiting_on = {}    # oid -> [TaskRecord]
@@ -276,8 +279,11 @@ class Scheduler(CrossNode):
         """One batch of events from a worker (or the monitor thread), in order."""
         with self.lock:
             self._apply_driver_refs()
-            for ev in events:
-                self._HANDLERS[ev[0]](self, *ev[1:])
+            try:
+                for ev in events:
+                    self._HANDLERS[ev[0]](self, *ev[1:])
+            finally:
+                self.holds = None
             self._dispatch()
 
     def handle_event_lists(self, lists):
@@ -293,6 +299,7 @@ class Scheduler(CrossNode):
                         handlers[ev[0]](self, *ev[1:])
                 except Exception:  # noqa: BLE001 - a bug must not kill the node silently
                     traceback.print_exc()
+                self.holds = None
             self._dispatch()
 
     def stimulus_driver(self, fn, *args):
@@ -303,11 +310,48 @@ class Scheduler(CrossNode):
             self._dispatch()
             return out
 
+    def _ev_from(self, slot):
+        holds = self.held_by.get(slot)
+        if holds is None:
+            holds = self.held_by[slot] = {}
+        self.holds = holds
+
     def _ev_incref(self, oid):
+        holds = self.holds
+        if holds is not None:
+            holds[oid] = holds.get(oid, 0) + 1
         self._incref(oid)
 
     def _ev_decref(self, oid):
+        holds = self.holds
+        if holds is not None:
+            n = holds.get(oid, 0)
+            if n > 1:
+                holds[oid] = n - 1
+            elif n:
+                del holds[oid]
         self._decref(oid)
+
+    def _ev_call_hold(self, oids):
+        for oid in oids:
+            self._incref(oid)
+
+    def _ev_call_unhold(self, oids):
+        for oid in oids:
+            self._decref(oid)
+
+    def _release_worker_refs(self, slot, nonce):
+        """A worker process is gone: the refs it held are dropped (Ray releases what a
+        dead process held), and what it put but never told of (its ref events were still
+        in its outbox) is deleted: nobody else can know of it."""
+        for oid, n in self.held_by.pop(slot, {}).items():
+            for _ in range(n):
+                self._decref(oid)
+        if nonce is None:
+            return
+        for oid in self.io.ids_made_by(nonce):
+            if _ids.is_put(oid) and oid not in self.counts and oid not in self.kept:
+                self._free(oid)
 
     def _ev_sealed(self, oid, contained):
         self._on_sealed(oid, contained)
@@ -736,14 +780,15 @@ class Scheduler(CrossNode):
         return slot
 
     # ------------------------------------------------------------------ processes
-    def _ev_worker_started(self, slot, pid):
+    def _ev_worker_started(self, slot, pid, nonce=None):
         w = self.workers.get(slot)
         if w is not None:
-            w.pid = pid
+            w.pid, w.nonce = pid, nonce
 
     def _ev_worker_died(self, slot, pid, status):
         w = self.workers.pop(slot, None)
         self.io.release_slot(slot)
+        self._release_worker_refs(slot, w.nonce if w is not None else None)
         if w is None:
             return
         # Ray's ownership: the actors a process created die with it (unless detached).
@@ -788,8 +833,11 @@ class Scheduler(CrossNode):
 
 
 Scheduler._HANDLERS = {
+    P.FROM: Scheduler._ev_from,
     P.INCREF: Scheduler._ev_incref,
     P.DECREF: Scheduler._ev_decref,
+    P.CALL_HOLD: Scheduler._ev_call_hold,
+    P.CALL_UNHOLD: Scheduler._ev_call_unhold,
     P.SEALED: Scheduler._ev_sealed,
     P.TASK_DONE: Scheduler._ev_task_done,
     P.TIMINGS: lambda self, blob: self.task_log.add_blob(blob),

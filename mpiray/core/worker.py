@@ -162,7 +162,7 @@ class TaskWorker:
         ch = self.rt.channel
         events = [(P.CANCEL, tid, force, True, True) for tid in self.rt.children]
         ch.inbox.push(P.encode_item(P.dumps(events), ch.inbox.max_payload, self.rt.store,
-                                    _ids.new_put_id))
+                                    _ids.new_item_id))
 
     @contextlib.contextmanager
     def _lend_cpu(self):

@@ -58,12 +58,12 @@ def run_exit_handlers():
         pass
 
 
-def run_worker(init, slot, kind, actor_id, gpu_ids, options):
+def run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce=None):
     from mpiray import _ids
 
     atexit._clear()   # (the handlers forked from the zygote are the driver's, not ours)
 
-    _ids.set_node(init.get("node_index", 0))
+    _ids.set_node(init.get("node_index", 0), nonce)
     if gpu_ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
     elif _config.hide_gpus_without_request():
@@ -78,7 +78,7 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options):
     store = Store.attach(names.store_name(session))
     inbox = Queue.attach(names.inbox_name(session))
     inbox.populate()
-    channel = WorkerChannel(inbox, store)
+    channel = WorkerChannel(inbox, store, slot)
     refcount.set_sink(channel)
 
     def actor_queue(aid):

@@ -22,6 +22,8 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
+from mpiray import _ids
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -95,6 +97,9 @@ def _serve(init, commands, reports, wake_r, children):
 
 def _fork(init, cmd, commands, reports, wake_r, children):
     _, slot, kind, actor_id, gpu_ids, options = cmd
+    # Chosen here so that the node hears it with the pid: when the worker dies, what it
+    # made and never reported is found in the store by this prefix of its ids.
+    nonce = _ids.new_nonce(init.get("node_index", 0))
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -107,7 +112,7 @@ def _fork(init, cmd, commands, reports, wake_r, children):
             _die_with_parent()
             from mpiray.core.worker_main import run_exit_handlers, run_worker
 
-            run_worker(init, slot, kind, actor_id, gpu_ids, options)
+            run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce)
             code = 0
             run_exit_handlers()
         except BaseException:  # noqa: BLE001 - a worker that fails to start says why
@@ -117,7 +122,7 @@ def _fork(init, cmd, commands, reports, wake_r, children):
         finally:
             os._exit(code)
     children[pid] = (slot, kind)
-    reports.send(("started", slot, pid))
+    reports.send(("started", slot, pid, nonce))
 
 
 def _die_with_parent():

@@ -338,6 +338,18 @@ bool StoreClient::Contains(const uint8_t* id) {
     return e != kNil && (v_->table[e].state == ObjState::SEALED || v_->table[e].state == ObjState::SPILLED);
 }
 
+std::string StoreClient::IdsWithPrefix(const uint8_t* prefix, size_t n) {
+    std::string out;
+    if (n > kObjectIdSize) return out;
+    Locked lock(this);
+    for (uint32_t e = 0; e < hdr_->entries_used; ++e) {
+        const Entry& x = v_->table[e];
+        if ((x.state != ObjState::SEALED && x.state != ObjState::SPILLED) || x.delete_pending) continue;
+        if (std::memcmp(x.id, prefix, n) == 0) out.append(reinterpret_cast<const char*>(x.id), kObjectIdSize);
+    }
+    return out;
+}
+
 namespace {
 // Sets ready[i] per id and returns how many are. A cold table costs two dependent cache
 // misses per id (index slot, then entry), so the lookups run as a pipeline: while id i is

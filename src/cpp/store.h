@@ -127,6 +127,11 @@ class StoreClient {
     Status ReleaseId(const uint8_t* id);
     // True when `id` is SEALED or SPILLED.
     bool Contains(const uint8_t* id);
+    // The ids (kObjectIdSize bytes each, one after another) of the SEALED and SPILLED
+    // objects whose id starts with the n bytes at prefix: what one process made, since ids
+    // begin with its node and nonce (mpiray/_ids.py). A scan of the table, for the rare
+    // clean-up after a process died.
+    std::string IdsWithPrefix(const uint8_t* prefix, size_t n);
     // Blocks until at least num_ready of the n ids are sealed or the timeout passes; fills
     // ready[i]. Returns kOk either way (ready says what happened); kInvalid if num_ready > n.
     Status Wait(const uint8_t* ids, int n, int num_ready, int64_t timeout_ns, bool* ready);

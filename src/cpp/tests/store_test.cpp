@@ -230,6 +230,27 @@ static void TestSealWakes() {
     CHECK(s->Destroy() == Status::kOk);
 }
 
+// What a process made, found by the prefix of its ids: sealed and spilled objects only.
+static void TestIdsWithPrefix() {
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(Name("prefix"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    auto mine = [](int i) { auto id = Id(i); id[4] = 0xAB; id[5] = 0xCD; return id; };
+    CHECK(s->Put(mine(1).data(), "a", 1) == Status::kOk);
+    CHECK(s->Put(mine(2).data(), "b", 1) == Status::kOk);
+    CHECK(s->Put(Id(3).data(), "c", 1) == Status::kOk);             // another prefix
+    ObjectHandle h;
+    CHECK(s->CreateObject(mine(4).data(), 8, &h) == Status::kOk);  // not sealed: not listed
+    CHECK(s->Delete(mine(2).data()) == Status::kOk);
+    const uint8_t prefix[2] = {0xAB, 0xCD};
+    std::string ids = s->IdsWithPrefix(mine(1).data(), 6);
+    CHECK(ids.size() == kObjectIdSize && std::memcmp(ids.data(), mine(1).data(), kObjectIdSize) == 0);
+    CHECK(s->IdsWithPrefix(prefix, 2).empty());                     // a prefix matches from byte 0
+    CHECK(s->IdsWithPrefix(prefix, 0).size() == 2 * kObjectIdSize);  // every sealed object
+    CHECK(s->IdsWithPrefix(prefix, kObjectIdSize + 1).empty());
+    CHECK(s->Abort(mine(4).data()) == Status::kOk);
+    CHECK(s->Destroy() == Status::kOk);
+}
+
 int main() {
     TestAllocator();
     TestLifecycle();
@@ -237,6 +258,7 @@ int main() {
     TestSpillAndFull();
     TestDeadClientAndStale();
     TestSealWakes();
+    TestIdsWithPrefix();
     rmdir("/tmp/mpiray-cpptest-spill");
     std::printf("store_test: %s (%d failures)\n", g_failures ? "FAILED" : "ok", g_failures);
     return g_failures ? 1 : 0;
