@@ -421,6 +421,37 @@ def test_recursive_cancel_ends_the_tasks_the_task_submitted(ray, tmp_path, force
         time.sleep(0.02)
     assert alone.read_text() == "24"        # the child ran to its end
 
+def test_recursive_cancel_of_a_task_submitting_in_a_loop_stops_every_child(ray, tmp_path):
+    """The cancel lands while the parent submits: every child it made stops (one whose
+    submit had not reached the node yet included)."""
+    log = tmp_path / "log"
+
+    @ray.remote
+    def child(i):
+        for _ in range(200):
+            with open(log, "a") as f:
+                f.write(f"{i}\n")
+            time.sleep(0.01)
+
+    @ray.remote
+    def parent():
+        refs = []
+        while True:
+            refs.append(child.remote(len(refs)))
+
+    ref = parent.remote()
+    deadline = time.monotonic() + 30
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    time.sleep(1.0)
+    seen = log.read_text()
+    time.sleep(0.5)
+    assert log.read_text() == seen     # no child runs on
+
+
 def test_direct_call_and_bad_options_raise(ray):
     @ray.remote
     def f():

@@ -149,6 +149,8 @@ def write_returns(runtime, spec, result):
             continue
         try:
             sobj = serialize(value)
+        except TaskCancelledError:   # (a cancel's signal landed while it pickled)
+            raise
         except Exception as exc:  # noqa: BLE001 - an unpicklable value fails the task, not the worker
             return _write_unserializable(runtime, spec, exc, sealed)
         try:

@@ -67,6 +67,8 @@ class Runtime:
         oid = _ids.new_put_id()
         try:
             sobj = serialize(value)
+        except TaskCancelledError:   # (a cancel's signal landed while it pickled)
+            raise
         except Exception as exc:  # noqa: BLE001
             raise unpicklable("the value given to put()", exc) from exc
         self.write(oid, sobj)
@@ -226,6 +228,8 @@ class Runtime:
         deps += [v._id for v in kwargs.values() if type(v) is ObjectRef]
         try:
             sobj = serialize((args, kwargs))
+        except TaskCancelledError:   # (a cancel's signal landed while it pickled)
+            raise
         except Exception as exc:  # noqa: BLE001 - a clear error instead of pickle's
             raise unpicklable("an argument", exc) from exc
         if sobj.total_size <= ARGS_INLINE_LIMIT:

@@ -463,9 +463,12 @@ class Scheduler(CrossNode):
 
     def _ev_cancel(self, task_id, force, recursive=True, child=False):
         """child: one of the tasks a cancelled task submitted (recursive cancel): one
-        that has ended already is left alone (no mark for it)."""
-        if child and task_id not in self.tasks:
-            return
+        that has ended already is left alone (no mark for it), and so is one cancelled
+        already (a worker sends its children's cancels twice: core/worker.py)."""
+        if child:
+            rec = self.tasks.get(task_id)
+            if rec is None or rec.cancelled:
+                return
         self.cancel(task_id, force, recursive)
 
     def _remove_pending(self, rec):

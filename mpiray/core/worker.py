@@ -34,6 +34,36 @@ IDLE_FLUSH_S = 0.5
 SPIN_S = 200e-6
 
 
+RESIGNAL_S = 0.002
+
+
+def _bookkeeping_code():
+    from mpiray.core import refcount
+    from mpiray.core.channel import WorkerChannel
+
+    return frozenset(f.__code__ for f in (WorkerChannel.flush, refcount.add_local,
+                                          refcount.remove_local, P.encode_item))
+
+
+_BOOKKEEPING = _bookkeeping_code()
+
+
+def _in_bookkeeping(frame) -> bool:
+    """A cancel's signal interrupted code that must not stop half-way."""
+    while frame is not None:
+        if frame.f_code in _BOOKKEEPING:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _signal_self(signum):
+    try:
+        os.kill(os.getpid(), signum)
+    except OSError:
+        pass
+
+
 def spin_pop(queue, consumer, spin_s=SPIN_S):
     """pop, polling for up to spin_s seconds first; None if nothing came."""
     return queue.pop(spin_s, consumer, spin_s)
@@ -51,6 +81,7 @@ class TaskWorker:
         self.exit_after = False  # a function's max_calls was reached: exit after the task
         self.lending = {}        # task id -> its threads waiting in get() now
         self.lending_lock = threading.Lock()
+        self.child_cancels = None   # a recursive cancel's events, sent again in order
         runtime.blocked_hook = self._lend_cpu
 
     def serve(self):
@@ -104,6 +135,11 @@ class TaskWorker:
             self.rt.inherited_env = None
         if start:
             self.rt.channel.timings.entries.append((spec.name, start, self.now(), spec.task_id))
+        if self.child_cancels:
+            # (the first copy may have overtaken a child's submit, still in the outbox
+            # then; this one follows it: a child already ended ignores it)
+            self.rt.channel.send(self.child_cancels, flush=False)
+            self.child_cancels = None
         self._report(spec, sealed, retry)
         if spec.max_calls:
             count = self.calls[spec.function_id] = self.calls.get(spec.function_id, 0) + 1
@@ -148,6 +184,11 @@ class TaskWorker:
         del mark   # (its pin: the traceback raised below keeps this frame)
         force = signum == signal.SIGUSR2 and store.contains(
             _ids.object_id(spec.task_id, _ids.FORCE_CANCEL_INDEX))
+        if not force and _in_bookkeeping(frame):
+            # Raising here would lose events half-way out of the outbox, or a ref count
+            # changed without its event: the signal comes again in a moment instead.
+            threading.Timer(RESIGNAL_S, _signal_self, (signum,)).start()
+            return
         if recursive and self.rt.children:
             self._cancel_children(force)
         if force:
@@ -161,6 +202,7 @@ class TaskWorker:
         signal handler, which may have interrupted a flush holding the channel's lock."""
         ch = self.rt.channel
         events = [(P.CANCEL, tid, force, True, True) for tid in self.rt.children]
+        self.child_cancels = events
         ch.inbox.push(P.encode_item(P.dumps(events), ch.inbox.max_payload, self.rt.store,
                                     _ids.new_item_id))
 
