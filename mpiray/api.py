@@ -17,7 +17,7 @@ import time
 
 from mpiray import _config
 from mpiray._native.reflist import RefLists
-from mpiray.core import current, refcount
+from mpiray.core import current, futures, refcount
 from mpiray.generators import ObjectRefGenerator
 from mpiray.object_ref import ObjectRef
 
@@ -173,6 +173,7 @@ def shutdown(_exiting_interpreter=False):
         node = current.node()
         if node is None:
             return
+        futures.stop(current.runtime())   # (pending awaits fail; its thread ends first)
         current.set_runtime(None)
         refcount.set_sink(None)
         _stop_node(node)

@@ -22,7 +22,6 @@ from mpiray import _ids
 from mpiray.core import serialization_context
 from mpiray.object_ref import ObjectRef
 
-ASYNC_WAIT_SLICE_S = 0.5   # an awaiting thread's longest wait before it looks again
 
 
 class DynamicObjectRefGenerator:
@@ -92,23 +91,23 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
-        # A thread waits for the next item, so that the event loop keeps running, but
-        # takes nothing: the item is taken here, so a cancelled await (wait_for) loses none.
-        loop = asyncio.get_running_loop()
+        # The process's waiter thread (core/futures.py) tells when the next item or the
+        # end is here, so that the event loop keeps running; the item is taken here, so a
+        # cancelled await (wait_for) loses none.
+        from mpiray.api import _runtime
+        from mpiray.core.futures import when_any
+        from mpiray.exceptions import RaySystemError
+
         while not self.next_ready():
-            await loop.run_in_executor(None, self._wait_ready, ASYNC_WAIT_SLICE_S)
+            end = self._end.binary()
+            # once the end is here, only the item (on its way from another node) is awaited
+            ids = [self._item_id()] if _runtime().store.contains(end) else [self._item_id(), end]
+            if await asyncio.wrap_future(when_any(ids)) is None:
+                raise RaySystemError("the runtime was shut down during the iteration")
         ref = self._next(0)
         if ref is None:
             raise StopAsyncIteration
         return ref
-
-    def _wait_ready(self, timeout):
-        from mpiray.api import _runtime
-
-        rt = _runtime()
-        end = self._end.binary()
-        # once the end is here, only the item (on its way from another node) is awaited
-        rt.wait(self._item_id() if rt.store.contains(end) else self._item_id() + end, 1, timeout)
 
     def _item_id(self):
         return _ids.object_id(self._task_id, self._index + 1)

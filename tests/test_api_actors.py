@@ -829,3 +829,63 @@ def test_method_retries_with_user_exception_classes_and_cancel(ray):
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(loop, timeout=30)
     assert Flaky.options(name="flaky-once", get_if_exists=True).remote() == f
+
+
+def test_any_number_of_awaits_may_wait_and_timed_out_ones_leave_nothing_behind(ray):
+    """One waiter thread serves every await (there was a pool of 32 threads, each held
+    by a pending await until its object came, even after a timeout)."""
+
+    @ray.remote
+    class Gate:
+        def __init__(self):
+            self.ev = asyncio.Event()
+
+        async def wait(self):
+            await self.ev.wait()
+            return "open"
+
+        async def open(self):
+            self.ev.set()
+
+    @ray.remote
+    class Relay:
+        async def relay(self, gate):
+            return await gate.wait.remote()
+
+        async def quick(self, ref_list):
+            return await ref_list[0] + 1
+
+    @ray.remote
+    def one(x):
+        return x
+
+    gate, relay = Gate.remote(), Relay.remote()
+
+    async def driver():
+        for _ in range(40):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(gate.wait.remote(), 0.02)
+        assert await asyncio.wait_for(one.remote(1), 30) == 1
+        assert await asyncio.gather(*[one.remote(i) for i in range(300)]) == list(range(300))
+
+    asyncio.run(driver())
+    relayed = [relay.relay.remote(gate) for _ in range(60)]    # 60 awaits inside one actor
+    assert ray.get(relay.quick.remote([one.remote(41)]), timeout=30) == 42
+    ray.get(gate.open.remote())
+    assert ray.get(relayed, timeout=30) == ["open"] * 60
+
+
+def test_an_await_pending_at_shutdown_fails_instead_of_holding_the_process(fresh):
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote
+    def slow():
+        time.sleep(30)
+
+    future = slow.remote().future()
+    start = time.monotonic()
+    ray.shutdown()
+    assert time.monotonic() - start < 10
+    with pytest.raises(ray.exceptions.RaySystemError, match="shut down"):
+        future.result(timeout=5)

@@ -222,6 +222,15 @@ cdef class Store:
         cdef StoreClient* c = self.c
         if c != NULL:
             c.Release(h)
+        return self.unuse()
+
+    # A call that sleeps without the GIL counts as a use of the mapping, as a live buffer
+    # does: close() from another thread meanwhile (shutdown while a thread waits in get)
+    # leaves the unmapping to the last use, instead of pulling the memory from under it.
+    cdef inline void use(self) noexcept:
+        self.live += 1
+
+    cdef int unuse(self) noexcept:
         self.live -= 1
         if self.live == 0 and self.closing and self.c != NULL:
             del self.c
@@ -236,10 +245,14 @@ cdef class Store:
         cdef int64_t n = size
         cdef ObjectHandle h
         cdef Status st
+        self.use()
         with nogil:
             st = c.CreateObject(id, n, &h)
-        check(st)
-        return wrap(self, h, False)
+        try:
+            check(st)
+            return wrap(self, h, False)   # (a use of its own, taken before ours ends)
+        finally:
+            self.unuse()
 
     def seal(self, oid: bytes) -> None:
         cdef const uint8_t* id = id_ptr(oid)
@@ -262,8 +275,10 @@ cdef class Store:
             if view.len <= SMALL_PUT:
                 st = c.TryPut(id, view.buf, view.len)
             if st == Status.kFull:  # big, or room must be made by spilling: may sleep
+                self.use()
                 with nogil:
                     st = c.Put(id, view.buf, view.len)
+                self.unuse()
         finally:
             PyBuffer_Release(&view)
         check(st)
@@ -277,8 +292,16 @@ cdef class Store:
         if t == 0:  # no sleep possible: skip the GIL round trip
             st = c.Get(id, 0, &h)
         else:
+            self.use()
             with nogil:
                 st = c.Get(id, t, &h)
+            try:
+                if st == Status.kTimeout:
+                    return None
+                check(st)
+                return wrap(self, h, True)   # (a use of its own, taken before ours ends)
+            finally:
+                self.unuse()
         if st == Status.kTimeout:
             return None
         check(st)
@@ -344,8 +367,10 @@ cdef class Store:
         cdef vector[uint8_t] own_ids
         own_ids.assign(ids, ids + n * kObjectIdSize)
         cdef vector[uint8_t] flags = vector[uint8_t](max(n, 1))
+        self.use()
         with nogil:
             st = c.Wait(own_ids.data(), <int>n, num_ready, t, <cbool*>flags.data())
+        self.unuse()
         check(st)
         memcpy(ready, flags.data(), n)
         return count_ready(ready, n)
@@ -365,8 +390,10 @@ cdef class Store:
     def stats(self) -> dict:
         cdef StoreClient* c = self.client()
         cdef StoreStats s
+        self.use()
         with nogil:
             s = c.Stats()
+        self.unuse()
         return {"capacity": s.capacity, "used": s.used, "pinned": s.pinned,
                 "num_objects": s.num_objects, "num_spilled": s.num_spilled,
                 "spilled_bytes": s.spilled_bytes, "spill_count": s.spill_count}
@@ -374,8 +401,10 @@ cdef class Store:
     def reap_dead_clients(self) -> int:
         cdef StoreClient* c = self.client()
         cdef int n
+        self.use()
         with nogil:
             n = c.ReapDeadClients()
+        self.unuse()
         return n
 
     def close(self) -> None:
