@@ -750,3 +750,30 @@ def test_signature_checks_of_positional_only_and_partials(ray):
     assert ray.get(inc.remote(41)) == 42
     with pytest.raises(TypeError):
         inc.remote()
+
+
+def test_a_worker_killed_while_writing_its_return_is_retried_or_fails(ray, tmp_path):
+    """The half-written return goes with the dead worker: the retry writes it again, or
+    the error takes its place (the getter waited for ever)."""
+    tries = tmp_path / "tries"
+
+    @ray.remote
+    def dies_mid_write(first_only):
+        n = int(tries.read_text()) if tries.exists() else 0
+        tries.write_text(str(n + 1))
+        if n == 0 or not first_only:
+            from mpiray.core import current
+
+            rt = current.runtime()
+
+            def write_half_and_die(oid, sobj):
+                rt.store.create_object(oid, sobj.total_size)   # made, never sealed
+                os._exit(9)
+
+            rt.write = write_half_and_die
+        return np.arange(1000)
+
+    assert ray.get(dies_mid_write.options(max_retries=1).remote(True), timeout=60)[999] == 999
+    tries.unlink()
+    with pytest.raises(ray.exceptions.WorkerCrashedError, match="exit code 9"):
+        ray.get(dies_mid_write.options(max_retries=0).remote(False), timeout=60)

@@ -374,6 +374,10 @@ class NodeIO:
         except KeyError:
             pass
 
+    def reap_dead_clients(self):
+        """Pins and half-made objects of store clients whose process is gone."""
+        self.store.reap_dead_clients()
+
     def ids_made_by(self, nonce):
         """The sealed objects here whose ids start with nonce (one process's)."""
         return self.store.ids_with_prefix(nonce)
