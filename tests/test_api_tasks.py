@@ -777,3 +777,56 @@ def test_a_worker_killed_while_writing_its_return_is_retried_or_fails(ray, tmp_p
     tries.unlink()
     with pytest.raises(ray.exceptions.WorkerCrashedError, match="exit code 9"):
         ray.get(dies_mid_write.options(max_retries=0).remote(False), timeout=60)
+
+
+def test_a_cancel_raises_keyboard_interrupt_in_the_task_as_rays_does(ray, tmp_path):
+    """`except Exception` in the task does not swallow a cancel, `except KeyboardInterrupt`
+    clean-up runs, and a task or actor method raising KeyboardInterrupt itself ends
+    cancelled (not retried; the actor lives on)."""
+    cleaned = tmp_path / "cleaned"
+
+    @ray.remote
+    def swallow_all(path):
+        try:
+            with open(path, "w"):
+                pass
+            time.sleep(30)
+        except Exception:  # noqa: BLE001
+            return "swallowed"
+        except KeyboardInterrupt:
+            cleaned.write_text("yes")
+            raise
+
+    started = tmp_path / "started"
+    ref = swallow_all.remote(started)
+    while not started.exists():
+        time.sleep(0.01)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    assert cleaned.read_text() == "yes"
+
+    tries = tmp_path / "tries"
+
+    @ray.remote(max_retries=3, retry_exceptions=True)
+    def interrupts():
+        tries.write_text(tries.read_text() + "x" if tries.exists() else "x")
+        raise KeyboardInterrupt
+
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(interrupts.remote(), timeout=30)
+    assert tries.read_text() == "x"
+
+    @ray.remote
+    class A:
+        def interrupt(self):
+            raise KeyboardInterrupt
+
+        def pid(self):
+            return os.getpid()
+
+    a = A.remote()
+    pid = ray.get(a.pid.remote())
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(a.interrupt.remote(), timeout=30)
+    assert ray.get(a.pid.remote(), timeout=30) == pid

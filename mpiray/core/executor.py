@@ -57,7 +57,9 @@ def run(runtime, spec, fn):
             if type(result) is _COROUTINE:  # an `async def` task: on a loop of its own
                 result = asyncio.run(result)
         except BaseException as exc:  # noqa: BLE001 - every failure goes home
-            if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
+            if isinstance(exc, KeyboardInterrupt):
+                exc = as_cancel(exc, spec)
+            elif isinstance(exc, (SystemExit, ExitActor)):
                 raise
             if should_retry(spec, exc):
                 return [], True
@@ -67,6 +69,15 @@ def run(runtime, spec, fn):
         return write_returns(runtime, spec, result), False
     finally:
         context.set_task(None, None)
+
+
+def as_cancel(exc, spec):
+    """A cancel raises KeyboardInterrupt in the task, as Ray's does (so that `except
+    Exception` in user code does not swallow it), and so may the user's own code: either
+    way the call ends cancelled, and is not retried."""
+    cancelled = TaskCancelledError(spec.task_id.hex())
+    cancelled.__cause__ = exc
+    return cancelled.with_traceback(exc.__traceback__)
 
 
 def should_retry(spec, exc):
@@ -149,8 +160,6 @@ def write_returns(runtime, spec, result):
             continue
         try:
             sobj = serialize(value)
-        except TaskCancelledError:   # (a cancel's signal landed while it pickled)
-            raise
         except Exception as exc:  # noqa: BLE001 - an unpicklable value fails the task, not the worker
             return _write_unserializable(runtime, spec, exc, sealed)
         try:
@@ -210,7 +219,9 @@ def write_stream(runtime, spec, gen):
     except _StreamBroken:
         gen.close()
     except BaseException as exc:  # noqa: BLE001 - the error is the stream's next item
-        if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
+        if isinstance(exc, KeyboardInterrupt):
+            exc = as_cancel(exc, spec)
+        elif isinstance(exc, (SystemExit, ExitActor)):
             raise
         if should_retry(spec, exc):
             return [], True
@@ -235,7 +246,9 @@ async def write_async_stream(runtime, spec, agen):
     except _StreamBroken:
         await agen.aclose()
     except BaseException as exc:  # noqa: BLE001
-        if isinstance(exc, (SystemExit, KeyboardInterrupt, ExitActor)):
+        if isinstance(exc, KeyboardInterrupt):
+            exc = as_cancel(exc, spec)
+        elif isinstance(exc, (SystemExit, ExitActor)):
             raise
         stream.add_error(_stream_error(exc, spec))
     return stream.end()

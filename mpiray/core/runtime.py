@@ -22,8 +22,7 @@ from mpiray.core import context, placement
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
-from mpiray.exceptions import (GetTimeoutError, ObjectStoreFullError, RaySystemError, RayTaskError,
-                               TaskCancelledError)
+from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RaySystemError, RayTaskError
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, serialize, serialize_error, unpicklable
 
@@ -67,8 +66,6 @@ class Runtime:
         oid = _ids.new_put_id()
         try:
             sobj = serialize(value)
-        except TaskCancelledError:   # (a cancel's signal landed while it pickled)
-            raise
         except Exception as exc:  # noqa: BLE001
             raise unpicklable("the value given to put()", exc) from exc
         self.write(oid, sobj)
@@ -210,8 +207,6 @@ class Runtime:
                 raise RuntimeError(f"function {fid.hex()} was never exported to this node")
             try:
                 fn = cloudpickle.loads(buf)
-            except TaskCancelledError:   # (a cancel's signal landed while it loaded)
-                raise
             except Exception as exc:  # noqa: BLE001 - a module the function needs is missing here
                 raise RaySystemError(f"the function or class could not be loaded in this worker "
                                      f"(pid {os.getpid()}): {exc!r}; its modules must be "
@@ -228,8 +223,6 @@ class Runtime:
         deps += [v._id for v in kwargs.values() if type(v) is ObjectRef]
         try:
             sobj = serialize((args, kwargs))
-        except TaskCancelledError:   # (a cancel's signal landed while it pickled)
-            raise
         except Exception as exc:  # noqa: BLE001 - a clear error instead of pickle's
             raise unpicklable("an argument", exc) from exc
         if sobj.total_size <= ARGS_INLINE_LIMIT:

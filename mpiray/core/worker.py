@@ -16,7 +16,6 @@ import signal
 import threading
 
 from mpiray import _ids
-from mpiray.core import context
 from mpiray.core import protocol as P
 from mpiray.core import executor
 from mpiray.core import runtime_env
@@ -124,7 +123,7 @@ class TaskWorker:
                 sealed, retry = executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
             else:
                 sealed, retry = self._run_in_env(spec)
-        except TaskCancelledError:  # the signal landed outside the user's function
+        except (TaskCancelledError, KeyboardInterrupt):  # the cancel came outside the user's function
             self.current = None  # every cancel signals every task worker: no second raise
             sealed, retry = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex())), False
         except (RuntimeEnvSetupError, RaySystemError) as exc:   # (its env, or its function)
@@ -194,7 +193,7 @@ class TaskWorker:
         if force:
             os.kill(os.getpid(), signal.SIGKILL)  # the scheduler sees the death
         self.current = None
-        raise TaskCancelledError(spec.task_id.hex())
+        raise KeyboardInterrupt   # as Ray's cancel: user code's `except Exception` lets it by
 
     def _cancel_children(self, force):
         """Ray's recursive cancel: what the cancelled task submitted is cancelled too (and
