@@ -30,6 +30,7 @@ ACTOR_HANDLE_INDEX = 0xFFFFFFF4  # refcount key for an actor's handles
 QUEUE_ITEM_INDEX = 0xFFFFFFF5    # a queue message too big for its slot, held in the store
 STREAM_END_INDEX = 0xFFFFFFEF    # a generator task's end: the refs of every item it made
 STREAM_BIT = 0x80                # in a task id's last byte: a generator task
+CALL_BIT = 0x40                  # in a task id's last byte: an actor call
 
 _lock = threading.Lock()
 _node = b"\0\0"
@@ -84,6 +85,16 @@ def new_stream_id() -> bytes:
     """A task id for a generator task (see STREAM_BIT)."""
     tid = new_id()
     return tid[:-1] + bytes((tid[-1] | STREAM_BIT,))
+
+
+def new_call_id(stream: bool) -> bytes:
+    """A task id for an actor call (see CALL_BIT; and STREAM_BIT for a generator method)."""
+    tid = new_id()
+    return tid[:-1] + bytes((tid[-1] | CALL_BIT | (STREAM_BIT if stream else 0),))
+
+
+def is_actor_call(oid: bytes) -> bool:
+    return bool(oid[TASK_ID_SIZE - 1] & CALL_BIT)
 
 
 def stream_end(task_id: bytes) -> bytes:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from mpiray import _config
+from mpiray import _config, _ids
 from mpiray._native.reflist import RefLists
 from mpiray.core import current, futures, refcount
 from mpiray.generators import ObjectRefGenerator
@@ -330,6 +330,8 @@ def cancel(object_ref, *, force=False, recursive=True):
         object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    if force and _ids.is_actor_call(object_ref._id):
+        raise ValueError("force=True is not supported for actor tasks.")
     _runtime().cancel(object_ref._id, force, recursive)
 
 

@@ -428,7 +428,8 @@ def test_list_named_actors_by_namespace(fresh):
 
 def test_cancel_of_actor_calls_queued_running_and_async(ray):
     """As in Ray: a queued call is cancelled and never runs; a running sync call finishes
-    but sees is_canceled(); a running async call is cancelled on the loop."""
+    but sees is_canceled(), and ends cancelled whatever it returns; a running async call
+    is cancelled on the loop (and one that catches CancelledError ends cancelled too)."""
 
     @ray.remote
     class Sync:
@@ -459,6 +460,12 @@ def test_cancel_of_actor_calls_queued_running_and_async(ray):
         async def quick(self):
             return "quick"
 
+        async def stubborn(self):
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                return "caught it"
+
     s = Sync.remote()
     first, queued = s.slow.remote(1), s.slow.remote(2)
     time.sleep(0.3)
@@ -471,7 +478,10 @@ def test_cancel_of_actor_calls_queued_running_and_async(ray):
     polite = s.polite.remote()
     time.sleep(0.3)
     ray.cancel(polite)
-    assert ray.get(polite, timeout=30) == "stopped"
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(polite, timeout=30)
+    with pytest.raises(ValueError, match="force=True is not supported for actor tasks"):
+        ray.cancel(s.slow.remote(4), force=True)
 
     a = Async.remote()
     slow = a.slow.remote()
@@ -482,6 +492,11 @@ def test_cancel_of_actor_calls_queued_running_and_async(ray):
         ray.get(slow, timeout=30)
     assert time.monotonic() - start < 5
     assert ray.get(a.quick.remote(), timeout=30) == "quick"
+    stubborn = a.stubborn.remote()
+    time.sleep(0.3)
+    ray.cancel(stubborn)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(stubborn, timeout=30)
 
     done = s.slow.remote(3)
     assert ray.get(done, timeout=30) == 3

@@ -337,6 +337,8 @@ class ActorWorker:
                 if is_agen:
                     return await executor.write_async_stream(self.rt, spec, method(*args, **kwargs))
                 result = await method(*args, **kwargs)
+                if executor.cancelled_meanwhile(self.rt, spec):   # (it caught CancelledError)
+                    return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
             except asyncio.CancelledError:
                 return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
             except ExitActor:

@@ -66,9 +66,17 @@ def run(runtime, spec, fn):
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
         if spec.num_returns < 0:
             return write_stream(runtime, spec, result)
+        if spec.actor_id and cancelled_meanwhile(runtime, spec):
+            return _write_error(runtime, spec, TaskCancelledError(spec.task_id.hex())), False
         return write_returns(runtime, spec, result), False
     finally:
         context.set_task(None, None)
+
+
+def cancelled_meanwhile(runtime, spec) -> bool:
+    """An actor call cancelled while it ran (it is not interrupted, but may have seen
+    is_canceled()) ends cancelled, as in Ray, whatever it returned."""
+    return runtime.store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX))
 
 
 def as_cancel(exc, spec):

@@ -309,7 +309,7 @@ class Runtime:
         """name: the task's name (Class.method); max_retries -1: the actor's max_task_retries."""
         blob, deps, contained, holder = self.pack_args(args, kwargs)
         spec = TaskSpec(
-            task_id=_ids.new_id() if num_returns >= 0 else _ids.new_stream_id(),
+            task_id=_ids.new_call_id(num_returns < 0),
             kind=ACTOR_CALL, function_id=b"", name=name,
             args=blob, deps=deps, contained=contained, num_returns=num_returns,
             actor_id=actor_id, method=method, max_retries=max_retries,
