@@ -904,3 +904,50 @@ def test_an_await_pending_at_shutdown_fails_instead_of_holding_the_process(fresh
     assert time.monotonic() - start < 10
     with pytest.raises(ray.exceptions.RaySystemError, match="shut down"):
         future.result(timeout=5)
+
+
+def test_sys_exit_in_an_actor_or_task(ray):
+    """sys.exit() / sys.exit(0) in a method is the actor's intended end (no restart, as in
+    Ray); sys.exit(n) is a crash with exit code n, restarted; a task's exit code is kept."""
+    import sys
+
+    @ray.remote(max_restarts=2)
+    class A:
+        def bye(self, code):
+            sys.exit(code)
+
+        async def bye_async(self):
+            sys.exit()
+
+        def ok(self):
+            return "ok"
+
+    a = A.remote()
+    with pytest.raises(ray.exceptions.ActorDiedError, match="sys.exit"):
+        ray.get(a.bye.remote(0), timeout=30)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(a.ok.remote(), timeout=30)
+
+    b = A.remote()
+    with pytest.raises(ray.exceptions.ActorUnavailableError, match="exit code 4"):
+        ray.get(b.bye.remote(4), timeout=30)
+    assert ray.get(b.ok.remote(), timeout=30) == "ok"    # restarted
+
+    @ray.remote
+    class Async:
+        async def bye(self):
+            sys.exit()
+
+        async def ok(self):
+            return "ok"
+
+    c = Async.options(max_restarts=1).remote()
+    with pytest.raises(ray.exceptions.ActorDiedError, match="sys.exit"):
+        ray.get(c.bye.remote(), timeout=30)
+
+    @ray.remote(max_retries=0)
+    def task_exits():
+        sys.exit(3)
+
+    with pytest.raises(ray.exceptions.WorkerCrashedError, match="exit code 3"):
+        ray.get(task_exits.remote(), timeout=30)

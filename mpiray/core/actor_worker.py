@@ -178,12 +178,21 @@ class ActorWorker:
                     sealed = [(oid, []) for oid in spec.return_ids()]
                     break
                 spec.attempt += 1
-        except ExitActor:
-            sealed = executor._write_error(self.rt, spec, ActorDiedError(
-                "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
-            self.exiting = True
+        except (ExitActor, SystemExit) as exc:
+            sealed = self._exit_call(spec, exc)
         self._report(spec, sealed, item, consumer, start)
         return not self.exiting
+
+    def _exit_call(self, spec, exc):
+        """exit_actor(), or sys.exit() / sys.exit(0) in a method: the actor's intended
+        end (no restart, as in Ray) once this call is answered. sys.exit(n) with n != 0
+        is a failure: the process ends with that code, and restarts count it."""
+        if isinstance(exc, SystemExit) and exc.code not in (None, 0):
+            raise exc
+        how = "exit_actor()" if isinstance(exc, ExitActor) else "sys.exit()"
+        self.exiting = True
+        return executor._write_error(self.rt, spec, ActorDiedError(
+            f"The actor exited: {how} was called.", actor_id=self.actor_id.hex()))
 
     def _report(self, spec, sealed, item, consumer, start):
         # Completions go out in batches (when idle, or every OUTBOX_BATCH events): the
@@ -341,10 +350,8 @@ class ActorWorker:
                     return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
             except asyncio.CancelledError:
                 return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
-            except ExitActor:
-                self.exiting = True
-                return executor._write_error(self.rt, spec, ActorDiedError(
-                    "The actor exited: exit_actor() was called.", actor_id=self.actor_id.hex()))
+            except (ExitActor, SystemExit) as exc:
+                return self._exit_call(spec, exc)
             except Exception as exc:  # noqa: BLE001
                 if executor.should_retry(spec, exc):
                     if self._cancelled(spec):
