@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sys
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
@@ -188,7 +189,12 @@ class ActorWorker:
         end (no restart, as in Ray) once this call is answered. sys.exit(n) with n != 0
         is a failure: the process ends with that code, and restarts count it."""
         if isinstance(exc, SystemExit) and exc.code not in (None, 0):
-            raise exc
+            from mpiray.core.worker_main import exit_code_of
+
+            code = exit_code_of(exc)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)   # (from any thread: an async actor's loop, a group's pool)
         how = "exit_actor()" if isinstance(exc, ExitActor) else "sys.exit()"
         self.exiting = True
         return executor._write_error(self.rt, spec, ActorDiedError(
@@ -332,7 +338,10 @@ class ActorWorker:
         self._resolve_retries(spec)
         if kind == "sync":
             while True:
-                sealed, retry = executor.run(self.rt, spec, method)
+                try:
+                    sealed, retry = executor.run(self.rt, spec, method)
+                except (ExitActor, SystemExit) as exc:   # (out of here it would stop the loop)
+                    return self._exit_call(spec, exc)
                 if not retry:
                     return sealed
                 if self._cancelled(spec):

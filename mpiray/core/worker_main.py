@@ -58,6 +58,17 @@ def run_exit_handlers():
         pass
 
 
+def exit_code_of(exc: SystemExit) -> int:
+    """The process exit code sys.exit(code) means, as the interpreter maps it (a message
+    is printed, and means 1)."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code & 0xFF
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 def run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce=None):
     from mpiray import _ids
 

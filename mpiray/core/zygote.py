@@ -110,13 +110,13 @@ def _fork(init, cmd, commands, reports, wake_r, children):
             commands.close()
             reports.close()
             _die_with_parent()
-            from mpiray.core.worker_main import run_exit_handlers, run_worker
+            from mpiray.core.worker_main import exit_code_of, run_exit_handlers, run_worker
 
             run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce)
             code = 0
             run_exit_handlers()
         except SystemExit as exc:   # sys.exit(n) in a task: the worker's exit code is n
-            code = _exit_code(exc)
+            code = exit_code_of(exc)
             run_exit_handlers()
         except BaseException:  # noqa: BLE001 - a worker that fails to start says why
             import traceback
@@ -126,16 +126,6 @@ def _fork(init, cmd, commands, reports, wake_r, children):
             os._exit(code)
     children[pid] = (slot, kind)
     reports.send(("started", slot, pid, nonce))
-
-
-def _exit_code(exc):
-    """As the interpreter maps SystemExit's code (a message is printed, and means 1)."""
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code & 0xFF
-    print(exc.code, file=sys.stderr)
-    return 1
 
 
 def _die_with_parent():
