@@ -288,3 +288,24 @@ def test_a_dead_workers_objects_are_freed_unless_someone_else_holds_them(ray, tm
     assert ray.get(keeper.value.remote())[0] == 3.0
     ray.kill(keeper)                         # and its holder's death lets it go
     assert _wait_until(lambda: _in_store([kept]) == [])
+
+
+def test_get_of_a_list_raises_an_error_already_there_without_waiting(ray):
+    """As Ray: get([slow, failed]) raises failed's error at once."""
+
+    @ray.remote
+    def slow():
+        time.sleep(20)
+
+    @ray.remote
+    def bad():
+        raise ValueError("bad")
+
+    failed = bad.remote()
+    ray.wait([failed], timeout=30)
+    pending = slow.remote()
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="bad"):
+        ray.get([pending, failed], timeout=30)
+    assert time.monotonic() - start < 10
+    ray.cancel(pending)

@@ -24,7 +24,7 @@ from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
 from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RaySystemError, RayTaskError
 from mpiray.object_ref import ObjectRef
-from mpiray.serialization import deserialize, serialize, serialize_error, unpicklable
+from mpiray.serialization import deserialize, is_error, serialize, serialize_error, unpicklable
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
@@ -117,6 +117,9 @@ class Runtime:
         bufs = [self.store.get(oid, 0) for oid in oids]
         missing = [i for i, b in enumerate(bufs) if b is None]
         if missing:
+            for buf in bufs:   # as Ray: an error that is here already is raised at once
+                if buf is not None and is_error(buf):
+                    self._value(buf)
             self._pull([oids[i] for i in missing])
             deadline = None if timeout is None else time.monotonic() + timeout
             # A worker waits for the last first: tasks end roughly in the order they were
@@ -130,6 +133,8 @@ class Runtime:
                     if bufs[i] is None:
                         raise GetTimeoutError(
                             f"Get timed out: object {oids[i].hex()} not ready after {timeout} s")
+                    if is_error(bufs[i]):
+                        self._value(bufs[i])
         return [self._value(b) for b in bufs]
 
     def get_one(self, oid, timeout=None):
