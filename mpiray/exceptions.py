@@ -65,6 +65,10 @@ class RayTaskError(RayError):
         return err
 
 
+def _rebuild_dual(*args):
+    return RayTaskError(*args).as_instanceof_cause()
+
+
 def _new_dual(dual, cause):
     """An instance of dual made with no arguments, else with the cause's (classes whose
     __new__ wants them: ExceptionGroup, pydantic's ValidationError); None if neither."""
@@ -95,8 +99,8 @@ def _dual_class(cause_cls):
         def __str__(self):
             return RayTaskError._message(self)
 
-        def __reduce__(self):
-            return RayTaskError.__reduce__(self)
+        def __reduce__(self):   # (a copy is dual too: pickled, put, returned by a task)
+            return (_rebuild_dual, RayTaskError.__reduce__(self)[1])
 
         def __getattr__(self, name):  # (only for what the error itself lacks)
             cause = self.__dict__.get("cause")
@@ -130,11 +134,23 @@ class WorkerCrashedError(RayError):
 
 
 class RayActorError(RayError):
-    def __init__(self, message="The actor died unexpectedly before finishing this task.", actor_id=None, cause=None):
+    def __init__(self, message="The actor died unexpectedly before finishing this task.", actor_id=None,
+                 cause=None, actor_init_failed=False):
         self.actor_id = actor_id
         self.cause = cause
         self.error_msg = message
+        self._actor_init_failed = actor_init_failed
         super().__init__(message)
+
+    @property
+    def actor_init_failed(self) -> bool:
+        """The actor's constructor raised (cause says what)."""
+        return self._actor_init_failed
+
+    @property
+    def preempted(self) -> bool:
+        """The actor's node was preempted (never here: nodes do not leave a job)."""
+        return False
 
 
 class ActorDiedError(RayActorError):

@@ -951,3 +951,29 @@ def test_sys_exit_in_an_actor_or_task(ray):
 
     with pytest.raises(ray.exceptions.WorkerCrashedError, match="exit code 3"):
         ray.get(task_exits.remote(), timeout=30)
+
+
+def test_every_actor_has_ray_ready_and_ray_call(ray):
+    @ray.remote
+    class A:
+        def __init__(self, x):
+            self.x = x
+
+    @ray.remote
+    class Async:
+        async def f(self):
+            return 1
+
+    @ray.remote
+    class Bad:
+        def __init__(self):
+            raise ValueError("no")
+
+    a = A.remote(5)
+    assert ray.get(a.__ray_ready__.remote(), timeout=30) is True
+    assert ray.get(a.__ray_call__.remote(lambda actor, y: actor.x + y, 2), timeout=30) == 7
+    assert ray.get(Async.remote().__ray_ready__.remote(), timeout=30) is True
+    with pytest.raises(ray.exceptions.RayActorError, match="creation task") as info:
+        ray.get(Bad.remote().__ray_ready__.remote(), timeout=30)
+    assert info.value.actor_init_failed and not info.value.preempted
+    assert isinstance(info.value.cause, ValueError)

@@ -830,3 +830,28 @@ def test_a_cancel_raises_keyboard_interrupt_in_the_task_as_rays_does(ray, tmp_pa
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(a.interrupt.remote(), timeout=30)
     assert ray.get(a.pid.remote(), timeout=30) == pid
+
+
+class CodedError(Exception):
+    def __init__(self, message, code=7):
+        super().__init__(message)
+        self.code = code
+
+
+def test_a_caught_task_error_keeps_its_class_when_returned_or_put(ray):
+    @ray.remote
+    def bad():
+        raise CodedError("bad")
+
+    @ray.remote
+    def catch():
+        try:
+            ray.get(bad.remote())
+        except CodedError as e:
+            return e
+
+    err = ray.get(catch.remote(), timeout=30)
+    assert isinstance(err, CodedError) and isinstance(err, ray.exceptions.RayTaskError)
+    assert err.code == 7
+    again = ray.get(ray.put(err))
+    assert isinstance(again, CodedError) and again.code == 7

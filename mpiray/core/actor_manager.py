@@ -19,7 +19,7 @@ from mpiray import _ids
 from mpiray.core import affinity, placement
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
-                               RayActorError)
+                               RayActorError, RayTaskError)
 
 # causes a dead actor's callers get as they are (any other is wrapped in ActorDiedError)
 _AS_IS = (RayActorError, ActorUnschedulableError)
@@ -133,7 +133,11 @@ class ActorManager:
         rec = self.actors.get(actor_id)
         if rec is not None:
             rec.no_restart = True
-            rec.cause = error  # the process exits next; death finishes the job
+            # the process exits next; death finishes the job
+            rec.cause = ActorDiedError(
+                f"The actor died because of an error raised in its creation task, {error}",
+                actor_id=actor_id.hex(), actor_init_failed=True,
+                cause=error.as_instanceof_cause() if isinstance(error, RayTaskError) else error)
 
     def exited(self, actor_id, slot):
         rec = self.actors.get(actor_id)

@@ -37,6 +37,9 @@ from mpiray.exceptions import ActorDiedError, TaskCancelledError
 
 
 TERMINATE_METHOD = "__ray_terminate__"
+# Every actor has these, as in Ray: __ray_ready__() answers once the actor is up (its
+# constructor's error otherwise), __ray_call__(fn, *args) runs fn(the actor, *args) in it.
+BUILT_IN_METHODS = (TERMINATE_METHOD, "__ray_ready__", "__ray_call__")
 CANCEL_POLL_S = 0.05  # how often an async actor looks for cancelled running calls
 _CANCEL_SUFFIX = _ids.object_id(b"", _ids.CANCEL_INDEX)   # (task id + this: its cancel mark)
 OUTBOX_BATCH = 64
@@ -139,6 +142,10 @@ class ActorWorker:
 
     def _look_up(self, spec):
         name, _, group = spec.method.partition(GROUP_SEP)
+        if name == "__ray_ready__":
+            return (lambda: True), None
+        if name == "__ray_call__":
+            return (lambda fn, *args, **kwargs: fn(self.instance, *args, **kwargs)), None
         if not group:
             group = self.aspec.method_groups.get(name)
         elif group not in self.aspec.concurrency_groups:
