@@ -485,3 +485,30 @@ def test_cancel_ends_an_actor_generator_method(ray):
         with pytest.raises(ray.exceptions.TaskCancelledError):
             ray.get(refs[-1], timeout=30)
     assert ray.get(sync.ping.remote(), timeout=30) == "pong"   # its stream ended: it serves again
+
+
+def test_a_generator_with_num_returns_that_raises_keeps_what_it_yielded(ray):
+    """Ray's docs: the returns it yielded hold their values, the rest hold the error; if
+    every return has a value, the error is only logged."""
+
+    @ray.remote
+    def two_then_raise():
+        yield 0
+        yield 1
+        raise ValueError("after two")
+
+    @ray.remote
+    def one_then_raise():
+        yield "only"
+        raise ValueError("after one")
+
+    r1, r2, r3, r4 = two_then_raise.options(num_returns=4).remote()
+    assert ray.get([r1, r2], timeout=30) == [0, 1]
+    for r in (r3, r4):
+        with pytest.raises(ValueError, match="after two"):
+            ray.get(r, timeout=30)
+    assert ray.get(list(two_then_raise.options(num_returns=2).remote()), timeout=30) == [0, 1]
+    a, b, c = one_then_raise.options(num_returns=3).remote()
+    assert ray.get(a, timeout=30) == "only"
+    with pytest.raises(ValueError, match="after one"):
+        ray.get(c, timeout=30)

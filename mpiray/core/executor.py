@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sys
 import traceback
 import types
 
@@ -137,10 +138,26 @@ def _without_own_frames(te, seen=None):
 def write_returns(runtime, spec, result):
     oids = spec.return_ids()
     if type(result) in _GENERATORS:
-        try:  # a generator function with num_returns=n: n values
-            result = list(result) if inspect.isgenerator(result) else asyncio.run(_collect(result))
+        # a generator function with num_returns=n: n values; one that raises part-way
+        # keeps what it yielded, the rest of the returns hold the error (as Ray's)
+        values = []
+        try:
+            if inspect.isgenerator(result):
+                for value in result:
+                    values.append(value)
+            else:
+                values = asyncio.run(_collect(result, values))
         except Exception as exc:  # noqa: BLE001 - raised inside the generator
-            return _write_error(runtime, spec, wrap(exc, spec.name))
+            if len(values) == spec.num_returns:   # every return has its value: only told
+                print(str(wrap(exc, spec.name)), file=sys.stderr)
+            elif values and len(values) < spec.num_returns:
+                sealed = write_returns(runtime, _first_returns(spec, len(values)),
+                                       values if len(values) > 1 else values[0])
+                rest = _write_error(runtime, _returns_after(spec, len(values)), wrap(exc, spec.name))
+                return sealed + rest
+            else:
+                return _write_error(runtime, spec, wrap(exc, spec.name))
+        result = values
         if spec.num_returns == 1:
             if len(result) != 1:
                 return _write_error(runtime, spec, wrap(ValueError(
@@ -185,8 +202,32 @@ def write_returns(runtime, spec, result):
     return sealed
 
 
-async def _collect(agen):
-    return [value async for value in agen]
+async def _collect(agen, values):
+    async for value in agen:
+        values.append(value)
+    return values
+
+
+class _Returns:
+    """A view of a spec with some of its return ids (a generator that raised part-way)."""
+
+    def __init__(self, spec, ids):
+        self.spec, self.ids = spec, ids
+        self.num_returns = len(ids)
+
+    def return_ids(self):
+        return self.ids
+
+    def __getattr__(self, name):
+        return getattr(self.spec, name)
+
+
+def _first_returns(spec, n):
+    return _Returns(spec, spec.return_ids()[:n])
+
+
+def _returns_after(spec, n):
+    return _Returns(spec, spec.return_ids()[n:])
 
 
 def _write_unserializable(runtime, spec, exc, sealed):
