@@ -4,8 +4,9 @@
           ──write_to(store buffer)──► [header | buffer table | in-band | buf0 | buf1 ...]
     store buffer (read-only, pinned) ──deserialize──► value whose arrays view the store
 
-Buffers of at least OOB_THRESHOLD bytes travel out of band, each 64-byte aligned, so
-numpy arrays come back as zero-copy read-only views that pin the object while alive.
+Every pickle buffer (numpy data, of any size) travels out of band, 64-byte aligned, so
+numpy arrays come back as zero-copy read-only views that pin the object while alive (as
+Ray's do: writing into an array read back fails, whatever its size).
 
 The header's format field says what the in-band part is:
 
@@ -35,7 +36,6 @@ MAGIC = 0x3159524D  # "MRY1"
 FLAG_ERROR = 1
 FORMAT_PICKLE = 0
 FORMAT_NDARRAY = 1
-OOB_THRESHOLD = 4096
 STREAM_COPY_MIN = 2 << 20  # out-of-band buffers this big are copied by copy_into (streaming stores)
 ALIGN = 64
 _HEADER = struct.Struct("<IIIIQ")   # magic, flags, n_buffers, format, in-band length
@@ -151,11 +151,10 @@ class _Inline:
 
 def _array_parts(value):
     """(description, data) of a numpy array that FORMAT_NDARRAY can carry, else None:
-    an exact ndarray, C- or Fortran-contiguous, of a dtype its .str names whole, big
-    enough to travel out of band anyway (a smaller one stays a writable copy)."""
+    an exact ndarray, C- or Fortran-contiguous, of a dtype its .str names whole. Any size:
+    as in Ray, every array read back is a read-only view of the stored bytes."""
     dtype = value.dtype
-    if value.nbytes < OOB_THRESHOLD or dtype.kind not in _ARRAY_KINDS or dtype.names is not None \
-            or dtype.metadata is not None:
+    if dtype.kind not in _ARRAY_KINDS or dtype.names is not None or dtype.metadata is not None:
         return None
     flags = value.flags
     if flags.c_contiguous:
@@ -191,10 +190,7 @@ def serialize(value, flags: int = 0) -> SerializedObject:
     buffers = []
 
     def keep_out_of_band(pb: pickle.PickleBuffer) -> bool:
-        raw = pb.raw()
-        if raw.nbytes < OOB_THRESHOLD:
-            return True  # small: cheaper in the pickle stream
-        buffers.append(raw)
+        buffers.append(pb.raw())   # (any size: arrays read back are read-only, as in Ray)
         return False
 
     if _is_plain(value) and not _custom_plain:
