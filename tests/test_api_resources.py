@@ -347,3 +347,27 @@ def test_spread_target_takes_the_nodes_in_turn_and_skips_full_ones():
     assert [cluster.spread_target(one, fits_here) for _ in range(3)] == [3, 0, 3]
     assert cluster.spread_target({"CPU": 4.0}, fits_here) is None
 
+
+
+def test_fractional_cpus_add_up_exactly(ray):
+    """0.1 CPU twenty times is 2 CPUs, not 2 - 4e-16 (which broke the scheduler when a
+    num_cpus=0 task came next)."""
+
+    @ray.remote(num_cpus=0.1)
+    def tenth():
+        time.sleep(1.0)
+        return 1
+
+    @ray.remote(num_cpus=0)
+    def free():
+        return 0
+
+    total = ray.cluster_resources()["CPU"]
+    refs = [tenth.remote() for _ in range(int(total * 10))]
+    time.sleep(0.5)
+    assert ray.get(free.remote(), timeout=30) == 0
+    assert sum(ray.get(refs, timeout=60)) == len(refs)
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.available_resources()["CPU"] == total

@@ -32,6 +32,7 @@ from mpiray.core.native import Queue, QueueClosed, Store
 from mpiray.core.resources import NodeResources
 from mpiray.core.scheduler import Scheduler
 from mpiray.core.task_spec import TaskSpec
+from mpiray.exceptions import ObjectStoreFullError
 from mpiray.serialization import serialize_error
 
 TASK_QUEUE_SLOTS, TASK_SLOT_SIZE = 1024, 4096   # (a few tasks wait there: CPUs + dispatched ahead)
@@ -267,7 +268,14 @@ class NodeIO:
         for oid in oids:
             if contains.get(oid):
                 continue
-            buf = self.store.get(oid, 0)
+            try:
+                # (the size first: a spilled big return is not read back just to be
+                # left out, and one that cannot be read back now is fetched later)
+                if total + self.store.size_of(oid) > limit:
+                    continue
+                buf = self.store.get(oid, 0)
+            except (KeyError, ObjectStoreFullError):
+                continue
             if buf is None:
                 continue
             if total + buf.nbytes <= limit:

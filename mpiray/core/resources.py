@@ -63,7 +63,9 @@ class NodeResources:
         """Takes req; returns the GPU ids handed out with it (whole GPUs first)."""
         for k, v in req.items():
             if v:   # (a marker of 0 takes nothing, and must not show up as a resource)
-                self.available[k] = self.available.get(k, 0.0) - v
+                left = self.available.get(k, 0.0) - v
+                # fractions (0.1 twenty times) must add up exactly: no -4e-16 CPUs
+                self.available[k] = left if v == 1.0 else round(left, 9)
         if self.group_gpus:
             for k, v in req.items():
                 if k.startswith("GPU_group_"):
@@ -81,7 +83,7 @@ class NodeResources:
         av = self.available
         for k, v in req.items():
             if k in av:  # (a removed placement group's names are gone: not brought back)
-                av[k] += v
+                av[k] = av[k] + v if v == 1.0 else round(av[k] + v, 9)
         if req.get("GPU", 0.0) >= 1:
             self.free_gpus.extend(g for g in gpu_ids if g not in self.free_gpus)
         elif self.gpu_home and gpu_ids:

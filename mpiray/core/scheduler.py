@@ -594,7 +594,12 @@ class Scheduler(CrossNode):
             else:
                 rec.state = READY
                 back.append(rec)
-        self.ready[_ONE_CPU].extendleft(reversed(back))
+        for rec in reversed(back):   # (to the front of their own queues, in their order)
+            shape = _shape(rec.spec.resources)
+            queue = self.ready.get(shape)
+            if queue is None:
+                queue = self.ready[shape] = collections.deque()
+            queue.appendleft(rec)
 
     def _to_dispatched(self, rec, ahead=False):
         rec.state = DISPATCHED
