@@ -8,7 +8,6 @@ in workers, so nested tasks and actors use exactly these functions.
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import signal
 import sys
@@ -17,7 +16,7 @@ import time
 
 from mpiray import _config, _ids
 from mpiray._native.reflist import RefLists
-from mpiray.core import current, futures, refcount
+from mpiray.core import cluster_info, current, futures, refcount
 from mpiray.generators import ObjectRefGenerator
 from mpiray.object_ref import ObjectRef
 
@@ -366,48 +365,20 @@ def _namespace(namespace):
 
 # ---------------------------------------------------------------- cluster
 def cluster_resources() -> dict:
-    node = _driver_node("cluster_resources")
-    return _sum([info["totals"] for info in _node_table(node)])
+    _runtime()
+    return cluster_info.ask("cluster_resources")
 
 
 def available_resources() -> dict:
-    """The driver's node as it is now; other nodes as the driver sees them (their totals
-    less what the driver has sent them and not heard back about)."""
-    node = _driver_node("available_resources")
-    with node.scheduler.lock:
-        node.scheduler._apply_driver_refs()
-        parts = [node.scheduler.res.snapshot_available()]
-        cluster = node.scheduler.cluster
-        if cluster is not None:
-            parts += [cluster.seen_available(n) for n in cluster.views]
-    return {k: v for k, v in _sum(parts).items() if v > 0}
+    """This node as it is now; other nodes as it sees them (their totals less what it
+    has sent them and not heard back about)."""
+    _runtime()
+    return cluster_info.ask("available_resources")
 
 
 def nodes() -> list:
-    node = _driver_node("nodes")
-    return [{
-        "NodeID": info["node_id"], "Alive": True, "alive": True,
-        "NodeManagerAddress": info["ip"], "NodeManagerHostname": info["host"],
-        "NodeIndex": index, "MPIRank": info["rank"], "Pid": info["pid"],
-        "Resources": dict(info["totals"]),
-    } for index, info in enumerate(_node_table(node))]
-
-
-def _node_table(node):
-    if node.cluster_table is not None:
-        return node.cluster_table
-    from mpiray.util.network import get_node_ip_address
-
-    return [{"node_id": node.node_id, "host": os.uname().nodename, "ip": get_node_ip_address(),
-             "rank": 0, "pid": os.getpid(), "totals": dict(node.scheduler.res.totals)}]
-
-
-def _sum(dicts):
-    out = {}
-    for d in dicts:
-        for k, v in d.items():
-            out[k] = out.get(k, 0.0) + v
-    return out
+    _runtime()
+    return cluster_info.ask("nodes")
 
 
 def _driver_node(what):

@@ -371,3 +371,23 @@ def test_fractional_cpus_add_up_exactly(ray):
     while ray.available_resources().get("CPU") != total and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ray.available_resources()["CPU"] == total
+
+
+def test_tasks_and_actors_ask_for_nodes_and_resources_too(ray):
+    """As in Ray: nodes(), cluster_resources() and available_resources() from a task or
+    an actor (cluster programs build node-affinity lists there)."""
+
+    @ray.remote
+    def ask():
+        return ray.nodes(), ray.cluster_resources(), ray.available_resources()
+
+    @ray.remote
+    class Asker:
+        def ask(self):
+            return [n["NodeID"] for n in ray.nodes()]
+
+    nodes, total, available = ray.get(ask.remote(), timeout=30)
+    assert [n["NodeID"] for n in nodes] == [n["NodeID"] for n in ray.nodes()]
+    assert total == ray.cluster_resources()
+    assert available["CPU"] <= total["CPU"] - 1    # (the asking task holds a CPU)
+    assert ray.get(Asker.remote().ask.remote(), timeout=30) == [n["NodeID"] for n in ray.nodes()]

@@ -382,6 +382,16 @@ class NodeIO:
         except KeyError:
             pass
 
+    def answer_query(self, what, reply):
+        """A worker's nodes() / cluster_resources() / available_resources()."""
+        from mpiray.core import cluster_info
+
+        try:
+            result = cluster_info.answer(self.node, what)
+        except Exception as exc:  # noqa: BLE001 - the asker raises it
+            result = exc
+        self.store.put(reply, P.dumps(result))
+
     def reap_dead_clients(self):
         """Pins and half-made objects of store clients whose process is gone."""
         self.store.reap_dead_clients()

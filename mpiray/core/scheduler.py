@@ -849,6 +849,7 @@ Scheduler._HANDLERS = {
     P.DECREF: Scheduler._ev_decref,
     P.CALL_HOLD: Scheduler._ev_call_hold,
     P.CALL_UNHOLD: Scheduler._ev_call_unhold,
+    P.NODE_QUERY: lambda self, what, reply: self.io.answer_query(what, reply),
     P.SEALED: Scheduler._ev_sealed,
     P.TASK_DONE: Scheduler._ev_task_done,
     P.TIMINGS: lambda self, blob: self.task_log.add_blob(blob),

@@ -38,6 +38,19 @@ def test_every_node_is_listed_with_its_resources(ray):
         assert total[f"node:{i}"] == 1.0
 
 
+def test_tasks_on_every_node_see_the_whole_cluster(ray):
+    """nodes() and cluster_resources() from a task on each node (as in Ray)."""
+
+    @ray.remote
+    def ask():
+        return [n["NodeID"] for n in ray.nodes()], ray.cluster_resources()["CPU"]
+
+    k = expected_nodes()
+    want = ([n["NodeID"] for n in ray.nodes()], ray.cluster_resources()["CPU"])
+    assert ray.get([ask.options(**on_node(ray, i)).remote() for i in range(k)], timeout=60) \
+        == [want] * k
+
+
 def test_tasks_spread_over_every_node_when_one_is_full(ray):
     @ray.remote
     def where(i):

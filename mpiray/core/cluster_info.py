@@ -1,0 +1,87 @@
+"""nodes(), cluster_resources(), available_resources(): answered by a node, asked from
+any process (as in Ray, tasks and actors ask too: e.g. to build node-affinity lists).
+
+    driver ──► its node (same process): answer(node, what)
+    worker ──NODE_QUERY(what, reply id)──► its node's scheduler ──answer──► reply object
+           ◄── store.get(reply) ◄──────────────────────────────────────────┘
+
+Under MPI every node holds the node table; available resources are the node's own, plus
+the other nodes as it sees them (their totals less what it has sent them and not heard
+back about).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from mpiray import _ids
+from mpiray.core import current
+from mpiray.core import protocol as P
+
+REPLY_TIMEOUT_S = 60.0
+QUESTIONS = ("nodes", "cluster_resources", "available_resources")
+
+
+def ask(what: str):
+    node = current.node()
+    if node is not None:
+        return answer(node, what)
+    rt = current.runtime()
+    reply = _ids.new_put_id()
+    rt.channel.send([(P.NODE_QUERY, what, reply)])
+    buf = rt.wait_get(reply, time.monotonic() + REPLY_TIMEOUT_S)
+    if buf is None:
+        raise TimeoutError(f"no answer to {what}() from this node in {REPLY_TIMEOUT_S} s")
+    result = P.loads(buf)
+    del buf
+    rt.store.delete(reply)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def answer(node, what: str):
+    if what not in QUESTIONS:
+        raise ValueError(f"unknown question {what!r}")
+    return globals()["_" + what](node)
+
+
+def _nodes(node) -> list:
+    return [{
+        "NodeID": info["node_id"], "Alive": True, "alive": True,
+        "NodeManagerAddress": info["ip"], "NodeManagerHostname": info["host"],
+        "NodeIndex": index, "MPIRank": info["rank"], "Pid": info["pid"],
+        "Resources": dict(info["totals"]),
+    } for index, info in enumerate(node_table(node))]
+
+
+def _cluster_resources(node) -> dict:
+    return _sum([info["totals"] for info in node_table(node)])
+
+
+def _available_resources(node) -> dict:
+    s = node.scheduler
+    with s.lock:
+        s._apply_driver_refs()
+        parts = [s.res.snapshot_available()]
+        if s.cluster is not None:
+            parts += [s.cluster.seen_available(n) for n in s.cluster.views]
+    return {k: v for k, v in _sum(parts).items() if v > 0}
+
+
+def node_table(node):
+    if node.cluster_table is not None:
+        return node.cluster_table
+    from mpiray.util.network import get_node_ip_address
+
+    return [{"node_id": node.node_id, "host": os.uname().nodename, "ip": get_node_ip_address(),
+             "rank": 0, "pid": os.getpid(), "totals": dict(node.scheduler.res.totals)}]
+
+
+def _sum(dicts):
+    out = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
