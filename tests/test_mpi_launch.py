@@ -285,3 +285,22 @@ def test_the_jobs_runtime_env_reaches_every_node(tmp_path):
     """, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "got [('everywhere', '0000'), ('everywhere', '0001'), ('everywhere', '0002')]" in proc.stdout
+
+
+def test_mpiray_resources_gives_a_node_custom_resources(tmp_path):
+    """MPIRAY_RESOURCES (JSON) describes the nodes other than the driver's (init()'s
+    keywords describe that one); a bad value fails the job with a message naming it."""
+    code = """
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote(resources={"bigmem": 1})
+        def where():
+            return int(ray.get_runtime_context().get_node_id()[:4], 16)
+        print("bigmem", ray.cluster_resources().get("bigmem"), sorted(set(ray.get([where.remote() for _ in range(4)]))), flush=True)
+    """
+    proc, _ = mpirun(3, code, tmp_path=tmp_path, env={"MPIRAY_RESOURCES": '{"bigmem": 2}'})
+    assert proc.returncode == 0, proc.stderr
+    assert "bigmem 4.0 [1, 2]" in proc.stdout
+    proc, took = mpirun(2, code, tmp_path=tmp_path, env={"MPIRAY_RESOURCES": "bigmem=2"})
+    assert proc.returncode != 0 and "MPIRAY_RESOURCES must be a JSON object" in proc.stderr
+    assert took < 60

@@ -53,6 +53,7 @@ def node_config(w: World, cfg: dict):
         _config.default_store_capacity() // len(nodes_on_my_host(w))
     config = _config.make_config(
         num_cpus=cpus, object_store_memory=store, _visible_gpus=gpu_share(w),
+        resources=env_resources(),
         namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
     config.runtime_env = cfg.get("runtime_env")  # the driver's, checked there already
     config.task_events = bool(cfg.get("task_events"))
@@ -82,6 +83,25 @@ def gpu_share(w: World) -> list:
 def _narrowed_by_slurm() -> bool:
     return "SLURM_STEP_GPUS" in os.environ or "SLURM_JOB_GPUS" in os.environ and \
         "SLURM_GPUS_PER_TASK" in os.environ
+
+
+def env_resources() -> dict:
+    """MPIRAY_RESOURCES='{"name": amount, ...}': custom resources of this rank's node
+    (as `ray start --resources` gives a Ray node its own; set per rank by the launcher,
+    e.g. an MPMD `mpiexec ... : -n 1 -env MPIRAY_RESOURCES '{"bigmem": 1}' ...`)."""
+    import json
+
+    text = os.environ.get("MPIRAY_RESOURCES", "").strip()
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"MPIRAY_RESOURCES must be a JSON object of resource amounts, "
+                         f"got {text!r}: {exc}") from None
+    if not isinstance(found, dict) or not all(isinstance(k, str) for k in found):
+        raise ValueError(f"MPIRAY_RESOURCES must be a JSON object of resource amounts, got {text!r}")
+    return found
 
 
 def _env_int(name: str) -> int:
