@@ -271,3 +271,54 @@ def test_register_serializer_for_a_class_pickle_cannot_handle(ray):
         ray.util.deregister_serializer(Guarded)
     with pytest.raises(TypeError):
         ray.put(Guarded(1))
+
+
+def _pid(_):
+    import os
+
+    return os.getpid()
+
+
+def _nap(x):
+    import time
+
+    time.sleep(x)
+    return x
+
+
+def test_pool_processes_are_actors_as_rays(ray):
+    """processes bounds the work at once, maxtasksperchild gives fresh processes, errors
+    come back as themselves, join() waits for the work given, terminate() ends it."""
+    import time
+
+    from mpiray.util.multiprocessing import Pool
+
+    with Pool(processes=1) as pool:
+        assert len(set(pool.map(_pid, range(6), chunksize=1))) == 1
+        start = time.monotonic()
+        assert pool.map(_nap, [0.3] * 3, chunksize=1) == [0.3] * 3
+        assert time.monotonic() - start >= 0.85          # one process: one after another
+    with Pool(processes=2, maxtasksperchild=1, ray_remote_args={"num_cpus": 0.5}) as pool:
+        assert len(set(pool.map(_pid, range(6), chunksize=1))) == 6
+
+    def bad(x):
+        raise KeyError(x)
+
+    with Pool(2) as pool:
+        with pytest.raises(KeyError) as info:
+            pool.map(bad, [1])
+        assert type(info.value) is KeyError
+        errors = []
+        pool.apply_async(bad, (2,), error_callback=errors.append).wait(30)
+        assert type(errors[0]) is KeyError
+        late = pool.apply_async(_nap, (0.5,))
+        pool.close()
+        pool.join()
+        assert late.ready() and late.get() == 0.5
+        with pytest.raises(ValueError):
+            pool.map(_pid, [1])
+    pool = Pool(1)
+    slow = pool.apply_async(_nap, (30,))
+    pool.terminate()
+    with pytest.raises(Exception):
+        slow.get(timeout=30)

@@ -197,8 +197,10 @@ class ActorManager:
         rec = self.actors.get(actor_id)
         if rec is None or rec.state == DEAD or rec.spec.name or rec.spec.detached:
             return
-        if rec.state == PENDING:
-            rec.no_restart = True
+        if rec.state == PENDING and not self.s.io.calls_queued(actor_id):
+            rec.no_restart = True   # (never started, nothing asked of it: gone at once)
+            rec.cause = ActorDiedError("The actor was never started and no handle to it "
+                                       "remains.", actor_id=actor_id.hex())
             self._to_dead(rec)
         else:
             self.s.io.terminate_actor(actor_id)  # after every call already queued

@@ -475,6 +475,10 @@ class NodeIO:
         self.node.actor_queues[aid] = q
         self.store.put(A.spec_key(aid), P.dumps(aspec))
 
+    def calls_queued(self, actor_id) -> bool:
+        q = self.actor_queue(actor_id)
+        return q is not None and q.size() > 0
+
     def terminate_actor(self, actor_id):
         q = self.actor_queue(actor_id)
         try:

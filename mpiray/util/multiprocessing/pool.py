@@ -1,46 +1,60 @@
-"""A multiprocessing.Pool whose work runs as mpiray tasks.
+"""A multiprocessing.Pool whose processes are mpiray actors, as Ray's is.
 
-    map / imap / starmap ──chunks──► one task per chunk ──► results in order
-    apply_async / map_async ──► AsyncResult over the task refs (callbacks on a thread)
-    initializer(*initargs): once in each worker process that runs the pool's work
+    Pool(processes=N) ──► N pool actors (initializer(*initargs) in each constructor)
+    map / imap / starmap ──chunks──► the actors in turn ──► results in order
+    apply_async / map_async ──► AsyncResult over the call refs (callbacks on a thread)
+    an item's exception ──► returned as _PoolTaskError ──► raised as itself by get()/next()
+    maxtasksperchild ──► an actor that ran that many chunks ends after them; a fresh one
+                         takes its place
+    close() ──► no more work; join() ──► every result is in; terminate() ──► actors killed
 """
 
 from __future__ import annotations
 
 import itertools
-import secrets
+import logging
 import threading
 from multiprocessing import TimeoutError
 
 import mpiray
 
+_log = logging.getLogger(__name__)
+
+
+class _PoolTaskError:
+    """An item's exception, carried back as a result (the chunk's other items still count)."""
+
+    def __init__(self, underlying):
+        self.underlying = underlying
+
 
 @mpiray.remote
-def _run_chunk(fn, chunk, star):
-    return [fn(*args) if star else fn(args) for args in chunk]
+class _PoolActor:
+    def __init__(self, initializer, initargs):
+        if initializer is not None:
+            initializer(*initargs)
+
+    def run(self, fn, chunk, star):
+        out = []
+        for args in chunk:
+            try:
+                out.append(fn(*args) if star else fn(args))
+            except Exception as exc:  # noqa: BLE001 - raised by get() in the caller
+                out.append(_PoolTaskError(exc))
+        return out
+
+    def run_one(self, fn, args, kwargs):
+        try:
+            return [fn(*args, **kwargs)]
+        except Exception as exc:  # noqa: BLE001
+            return [_PoolTaskError(exc)]
 
 
-@mpiray.remote
-def _run_one(fn, args, kwargs):
-    return fn(*args, **kwargs)
-
-
-_INITIALIZED = set()   # in a worker process: the pools whose initializer ran here
-
-
-class _WithInitializer:
-    """fn, after the pool's initializer has run once in this process (as a
-    multiprocessing worker runs it once, not per item); pickled by reference to this
-    module, so the record above lives on in the worker between tasks."""
-
-    def __init__(self, fn, initializer, initargs, pool_token):
-        self.fn, self.initializer, self.initargs, self.token = fn, initializer, initargs, pool_token
-
-    def __call__(self, *args, **kwargs):
-        if self.token not in _INITIALIZED:
-            self.initializer(*self.initargs)
-            _INITIALIZED.add(self.token)
-        return self.fn(*args, **kwargs)
+def _raise_errors(values):
+    for v in values:
+        if type(v) is _PoolTaskError:
+            raise v.underlying
+    return values
 
 
 class IMapIterator:
@@ -74,7 +88,10 @@ class IMapIterator:
                 raise TimeoutError(f"no result after {timeout} s") from None
             self._pending.remove(ref)
             self._items.extend(reversed(chunk))
-        return self._items.pop()
+        item = self._items.pop()
+        if type(item) is _PoolTaskError:
+            raise item.underlying
+        return item
 
 
 class AsyncResult:
@@ -86,7 +103,7 @@ class AsyncResult:
 
     def _collect(self):
         try:
-            self._value = self._unpack(mpiray.get(self._refs))
+            self._value = self._unpack(_raise_errors(_flatten(mpiray.get(self._refs))))
             if self._callback:
                 self._callback(self._value)
         except Exception as exc:  # noqa: BLE001 - handed to get() / error_callback
@@ -94,6 +111,7 @@ class AsyncResult:
             if self._error_callback:
                 self._error_callback(exc)
         finally:
+            self._refs = None
             self._done.set()
 
     def ready(self):
@@ -116,23 +134,51 @@ class AsyncResult:
 
 
 class Pool:
-    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 ray_address=None):
+    """Ray's ray.util.multiprocessing.Pool: `processes` actors (default: the cluster's
+    CPUs), each holding `ray_remote_args` (default one CPU)."""
+
+    def __init__(self, processes=None, initializer=None, initargs=None, maxtasksperchild=None,
+                 context=None, ray_address=None, ray_remote_args=None):
         if processes is not None and (not isinstance(processes, int) or processes < 1):
             raise ValueError(f"processes must be a positive integer, got {processes!r}")
-        if not mpiray.is_initialized():
-            mpiray.init(num_cpus=processes)
-        self._processes = processes or int(mpiray.cluster_resources().get("CPU", 1))
+        if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild < 1):
+            raise ValueError(f"maxtasksperchild must be a positive integer, got {maxtasksperchild!r}")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        self._initializer, self._initargs = initializer, tuple(initargs)
-        self._token = secrets.token_hex(8)
+        if context is not None:
+            _log.warning("Pool's context argument is ignored: its processes are mpiray actors")
+        if not mpiray.is_initialized():
+            mpiray.init(num_cpus=processes)
+        self._remote_args = dict(ray_remote_args or {"num_cpus": 1})
+        cpus = int(mpiray.cluster_resources().get("CPU", 1))
+        self._processes = processes or max(1, cpus)
+        want = self._remote_args.get("num_cpus", 1) * self._processes
+        if want > cpus:
+            raise ValueError(f"Tried to start a pool of {self._processes} processes of "
+                             f"{self._remote_args.get('num_cpus', 1)} CPU each, but the cluster "
+                             f"has only {cpus} CPUs")
+        self._initializer, self._initargs = initializer, tuple(initargs or ())
+        self._maxtasks = maxtasksperchild
+        self._actors = [self._new_actor() for _ in range(self._processes)]
+        self._ran = [0] * self._processes       # chunks given to each actor
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        self._results = []                       # what join() waits for
         self._closed = False
 
-    def _wrap(self, fn):
-        if self._initializer is None:
-            return fn
-        return _WithInitializer(fn, self._initializer, self._initargs, self._token)
+    def _new_actor(self):
+        return _PoolActor.options(**self._remote_args).remote(self._initializer, self._initargs)
+
+    def _next_actor(self):
+        """The actor for the next chunk (in turn); one that has run maxtasksperchild
+        chunks ends once they are done, and a fresh one takes its place."""
+        with self._lock:
+            i = next(self._turn) % self._processes
+            if self._maxtasks is not None and self._ran[i] >= self._maxtasks:
+                self._actors[i].__ray_terminate__.remote()
+                self._actors[i], self._ran[i] = self._new_actor(), 0
+            self._ran[i] += 1
+            return self._actors[i]
 
     def _check_open(self):
         if self._closed:
@@ -147,30 +193,34 @@ class Pool:
 
     def _submit_chunks(self, fn, iterable, chunksize, star):
         self._check_open()
-        fn = self._wrap(fn)
-        return [_run_chunk.remote(fn, chunk, star) for chunk in self._chunks(iterable, chunksize)]
+        return [self._next_actor().run.remote(fn, chunk, star)
+                for chunk in self._chunks(iterable, chunksize)]
+
+    def _track(self, result):
+        self._results = [r for r in self._results if not r.ready()] + [result]
+        return result
 
     def apply(self, fn, args=(), kwds=None):
         return self.apply_async(fn, args, kwds).get()
 
     def apply_async(self, fn, args=(), kwds=None, callback=None, error_callback=None):
         self._check_open()
-        ref = _run_one.remote(self._wrap(fn), tuple(args), dict(kwds or {}))
-        return AsyncResult([ref], lambda vals: vals[0], callback, error_callback)
+        ref = self._next_actor().run_one.remote(fn, tuple(args), dict(kwds or {}))
+        return self._track(AsyncResult([ref], lambda vals: vals[0], callback, error_callback))
 
     def map(self, fn, iterable, chunksize=None):
         return self.map_async(fn, iterable, chunksize).get()
 
     def map_async(self, fn, iterable, chunksize=None, callback=None, error_callback=None):
         refs = self._submit_chunks(fn, iterable, chunksize, False)
-        return AsyncResult(refs, _flatten, callback, error_callback)
+        return self._track(AsyncResult(refs, list, callback, error_callback))
 
     def starmap(self, fn, iterable, chunksize=None):
         return self.starmap_async(fn, iterable, chunksize).get()
 
     def starmap_async(self, fn, iterable, chunksize=None, callback=None, error_callback=None):
         refs = self._submit_chunks(fn, iterable, chunksize, True)
-        return AsyncResult(refs, _flatten, callback, error_callback)
+        return self._track(AsyncResult(refs, list, callback, error_callback))
 
     def imap(self, fn, iterable, chunksize=1):
         return IMapIterator(self._submit_chunks(fn, iterable, chunksize, False), ordered=True)
@@ -179,14 +229,24 @@ class Pool:
         return IMapIterator(self._submit_chunks(fn, iterable, chunksize, False), ordered=False)
 
     def close(self):
-        self._closed = True
+        """No more work; the actors end once what was given them is done."""
+        if not self._closed:
+            self._closed = True
+            for actor in self._actors:
+                actor.__ray_terminate__.remote()
 
     def terminate(self):
+        """Ends the pool's actors now (work not done fails)."""
         self._closed = True
+        for actor in self._actors:
+            mpiray.kill(actor)
 
     def join(self):
+        """Waits until every result given out is in (close() or terminate() first)."""
         if not self._closed:
-            raise ValueError("Pool is still running: call close() first")
+            raise ValueError("Pool is still running: call close() or terminate() first")
+        for result in self._results:
+            result.wait()
 
     def __enter__(self):
         self._check_open()
