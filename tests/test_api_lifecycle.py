@@ -141,13 +141,24 @@ def test_worker_prints_reach_driver_with_prefix():
             print(f"hello from task {i}")
             return i
         ray.get([hello.remote(i) for i in range(3)])
+        @ray.remote
+        class Greeter:
+            def __init__(self, index):
+                self.index = index
+            def greet(self):
+                print("hello from an actor")
+            def __repr__(self):
+                return f"Greeter(index={self.index})"
+        ray.get(Greeter.remote(7).greet.remote())
         import time; time.sleep(0.3)
         ray.shutdown()
     """)
     assert result.returncode == 0, result.stderr
     lines = [l for l in result.stdout.splitlines() if "hello from task" in l]
     assert len(lines) == 3
-    assert all(l.startswith("(worker pid=") for l in lines)
+    assert all(l.startswith("(hello pid=") for l in lines), lines   # as Ray: the task's name
+    assert any(l.startswith("(Greeter(index=7) pid=") and l.endswith("hello from an actor")
+               for l in result.stdout.splitlines()), result.stdout   # an actor's __repr__
 
 
 def test_first_remote_call_initializes(fresh):

@@ -32,7 +32,7 @@ from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import GROUP_SEP, TaskSpec
 from mpiray.core import timeline
 from mpiray.core.worker import spin_pop
-from mpiray.core.worker_main import run_exit_handlers
+from mpiray.core.worker_main import exit_code_of, name_output, run_exit_handlers
 from mpiray.exceptions import ActorDiedError, TaskCancelledError
 
 
@@ -92,6 +92,11 @@ class ActorWorker:
             args, kwargs = self.rt.unpack_args(spec)
             self.instance = cls.__new__(cls)
             self.instance.__init__(*args, **kwargs)
+            if type(self.instance).__repr__ is not object.__repr__:   # Ray's log prefix
+                try:
+                    name_output(repr(self.instance))
+                except Exception:  # noqa: BLE001 - a broken __repr__ keeps the class name
+                    pass
             return True
         except BaseException as exc:  # noqa: BLE001 - the cause goes to every caller
             err = executor.wrap(exc, f"{self.aspec.class_name}.__init__")
@@ -196,8 +201,6 @@ class ActorWorker:
         end (no restart, as in Ray) once this call is answered. sys.exit(n) with n != 0
         is a failure: the process ends with that code, and restarts count it."""
         if isinstance(exc, SystemExit) and exc.code not in (None, 0):
-            from mpiray.core.worker_main import exit_code_of
-
             code = exit_code_of(exc)
             sys.stdout.flush()
             sys.stderr.flush()

@@ -21,6 +21,7 @@ from mpiray.core import executor
 from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
+from mpiray.core.worker_main import name_output
 from mpiray.core import timeline
 from mpiray.exceptions import RaySystemError, RuntimeEnvSetupError, TaskCancelledError
 
@@ -81,6 +82,7 @@ class TaskWorker:
         self.lending = {}        # task id -> its threads waiting in get() now
         self.lending_lock = threading.Lock()
         self.child_cancels = None   # a recursive cancel's events, sent again in order
+        self.named = None           # the task name printed lines start with
         runtime.blocked_hook = self._lend_cpu
 
     def serve(self):
@@ -119,6 +121,9 @@ class TaskWorker:
                 self.current = None   # (a later signal of this cancel must not fire again)
                 raise TaskCancelledError(spec.task_id.hex())
             self._pin_gpus(spec.gpu_ids)
+            if spec.name != self.named:
+                self.named = spec.name
+                name_output(spec.name.rpartition(".")[2])
             if spec.runtime_env is None:
                 sealed, retry = executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
             else:

@@ -58,6 +58,16 @@ def run_exit_handlers():
         pass
 
 
+def name_output(label: str) -> None:
+    """Lines printed from now on start with "(label pid=N)", as Ray's: the running task's
+    function name, or the actor's class (or its __repr__)."""
+    who = f"({label} pid={os.getpid()}) "
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, _PrefixedLines) and stream.prefix != who:
+            stream.flush()
+            stream.prefix = who
+
+
 def exit_code_of(exc: SystemExit) -> int:
     """The process exit code sys.exit(code) means, as the interpreter maps it (a message
     is printed, and means 1)."""
