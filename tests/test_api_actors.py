@@ -977,3 +977,23 @@ def test_every_actor_has_ray_ready_and_ray_call(ray):
         ray.get(Bad.remote().__ray_ready__.remote(), timeout=30)
     assert info.value.actor_init_failed and not info.value.preempted
     assert isinstance(info.value.cause, ValueError)
+
+
+def test_a_blocking_get_inside_an_async_actor_warns_once(ray, capfd):
+    @ray.remote
+    def one():
+        return 1
+
+    @ray.remote
+    class A:
+        async def blocking(self):
+            return ray.get(one.remote()) + ray.get(one.remote())
+
+    a = A.remote()
+    assert ray.get([a.blocking.remote(), a.blocking.remote()], timeout=30) == [2, 2]
+    deadline = time.monotonic() + 10
+    err = ""
+    while "blocking ray.get inside async actor" not in err and time.monotonic() < deadline:
+        time.sleep(0.1)
+        err += capfd.readouterr().err
+    assert err.count("Using blocking ray.get inside async actor method") == 1, err

@@ -275,7 +275,9 @@ class ActorWorker:
 
     def _serve_async(self, concurrency):
         loop = asyncio.new_event_loop()
-        threading.Thread(target=loop.run_forever, daemon=True, name="actor-loop").start()
+        loop_thread = threading.Thread(target=loop.run_forever, daemon=True, name="actor-loop")
+        loop_thread.start()
+        self.rt.loop_thread = loop_thread.ident   # (a blocking get there warns, as Ray's)
         slots = _SlotPool(recorded_slots(self.aspec))
         while True:
             consumer = slots.take()

@@ -11,7 +11,9 @@ The driver and every worker hold one ``Runtime``; only the channel differs.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import threading
 import time
 
 import cloudpickle
@@ -53,6 +55,7 @@ class Runtime:
         self.actor_queues = {}
         self.children = None   # task workers: the running task's submitted tasks (to cancel)
         self.blocked_hook = None             # workers: lend the CPU back while blocked
+        self.loop_thread = None              # an async actor's event loop thread (its id)
         self.fetch_remote = False            # MPI mode: ask the node to pull missing objects
         self.pump = None                     # driver: its node's InboxPump (drained while waiting)
         self.inherited_env = None            # the running task's or actor's runtime_env: its
@@ -120,6 +123,8 @@ class Runtime:
             for buf in bufs:   # as Ray: an error that is here already is raised at once
                 if buf is not None and is_error(buf):
                     self._value(buf)
+            if self.loop_thread is not None and self.loop_thread == threading.get_ident():
+                _warn_blocking_get()
             self._pull([oids[i] for i in missing])
             deadline = None if timeout is None else time.monotonic() + timeout
             # A worker waits for the last first: tasks end roughly in the order they were
@@ -371,6 +376,17 @@ class Runtime:
         self.channel.send(events)
 
 
+def _warn_blocking_get():
+    global _warned_blocking_get
+    if not _warned_blocking_get:
+        _warned_blocking_get = True
+        logging.getLogger("mpiray").warning(
+            "Using blocking ray.get inside async actor method. This blocks the event loop. "
+            "Please use `await` on object ref with asyncio.gather if you want to yield "
+            "execution to the event loop instead.")
+
+
+_warned_blocking_get = False
 _NO_ARGS = serialize(((), {})).to_bytes()   # f.remote(): the commonest call has no arguments
 
 
