@@ -79,6 +79,14 @@ class ActorClass:
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
                         f"'{self.__name__}()', use '{self.__name__}.remote()'.")
 
+    def __mro_entries__(self, bases):   # `class B(SomeActor)`: said clearly, as Ray does
+        from mpiray.exceptions import ActorClassInheritanceException
+
+        raise ActorClassInheritanceException(
+            f"Inheriting from actor classes ({self.__name__}) is not supported. You can "
+            "instead inherit from a non-actor base class and make the derived class an "
+            "actor class (with @remote).")
+
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self._checked)
 

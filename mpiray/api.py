@@ -335,7 +335,14 @@ def cancel(object_ref, *, force=False, recursive=True):
 
 
 def free(object_refs, local_only=False):
-    """Accepted for compatibility: objects are freed when no ref to them remains."""
+    """Ray's internal free: the objects' memory goes now, whatever refs remain (a get of
+    one raises ObjectFreedError). Objects are otherwise freed when no ref remains."""
+    refs = [object_refs] if isinstance(object_refs, ObjectRef) else object_refs
+    if not isinstance(refs, (list, tuple)) or not all(isinstance(r, ObjectRef) for r in refs):
+        raise TypeError("free() expects an ObjectRef or a list of ObjectRefs")
+    from mpiray.core import protocol as P
+
+    _runtime().channel.send([(P.FREE_NOW, [r._id for r in refs])])
 
 
 # ---------------------------------------------------------------- actors

@@ -227,6 +227,14 @@ class ObjectReconstructionFailedError(ObjectLostError):
     pass
 
 
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectLostError):
+    pass
+
+
+class ObjectReconstructionFailedLineageEvictedError(ObjectLostError):
+    pass
+
+
 class NodeDiedError(RayError):
     pass
 
@@ -245,3 +253,7 @@ class PendingCallsLimitExceeded(RayError):
 
 class CrossLanguageError(RayError):
     pass
+
+
+class ActorClassInheritanceException(TypeError):
+    """A class derived from an actor class (@remote class): not supported, as in Ray."""

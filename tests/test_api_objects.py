@@ -309,3 +309,30 @@ def test_get_of_a_list_raises_an_error_already_there_without_waiting(ray):
         ray.get([pending, failed], timeout=30)
     assert time.monotonic() - start < 10
     ray.cancel(pending)
+
+
+def test_internal_free_releases_an_object_now(ray):
+    """ray._private.internal_api.free: the memory goes at once; a get of the object
+    raises ObjectFreedError; memory_summary() tells each node's store."""
+    from mpiray._private import internal_api
+    from mpiray._raylet import ObjectRef, ObjectRefGenerator  # noqa: F401 - Ray's docs import these
+
+    ref = ray.put(np.ones(1_000_000))
+    assert "objects" in internal_api.memory_summary()
+    used = _stats(ray)["used"]
+    internal_api.free([ref])
+    assert _stats(ray)["used"] < used - 7_000_000
+    with pytest.raises(ray.exceptions.ObjectFreedError):
+        ray.get(ref, timeout=10)
+    with pytest.raises(TypeError):
+        internal_api.free(3)
+
+
+def test_inheriting_from_an_actor_class_is_refused_clearly(ray):
+    @ray.remote
+    class Base:
+        pass
+
+    with pytest.raises(ray.exceptions.ActorClassInheritanceException, match="Inheriting"):
+        class Derived(Base):
+            pass

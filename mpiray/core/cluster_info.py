@@ -20,7 +20,7 @@ from mpiray.core import current
 from mpiray.core import protocol as P
 
 REPLY_TIMEOUT_S = 60.0
-QUESTIONS = ("nodes", "cluster_resources", "available_resources")
+QUESTIONS = ("nodes", "cluster_resources", "available_resources", "store_stats")
 
 
 def ask(what: str):
@@ -68,6 +68,15 @@ def _available_resources(node) -> dict:
         if s.cluster is not None:
             parts += [s.cluster.seen_available(n) for n in s.cluster.views]
     return {k: v for k, v in _sum(parts).items() if v > 0}
+
+
+def _store_stats(node) -> list:
+    """This node's store (under MPI the driver's node also asks the others)."""
+    stats = [node.store.stats()]
+    link = getattr(node, "link", None)
+    if link is not None:
+        stats += [answer for _, answer in link.ask("store_stats")]
+    return stats
 
 
 def node_table(node):

@@ -34,6 +34,7 @@ FROM = 36           # (FROM, slot)       first of every worker's batch: INCREF/D
 CALL_HOLD = 37      # (CALL_HOLD, [oid, ...])   an actor call holds its arguments until it ends
 CALL_UNHOLD = 38    # (CALL_UNHOLD, [oid, ...]) (not the sender's own refs: they outlive it)
 NODE_QUERY = 39     # (NODE_QUERY, question, reply_oid)   nodes() & co from a worker (core/cluster_info.py)
+FREE_NOW = 40       # (FREE_NOW, [oid, ...])   free(): sealed objects replaced by ObjectFreedError
 
 # Queue items that are not TaskSpecs.
 ITEM_IN_STORE = b"@"     # b"@" + oid: the real item is a stored object

@@ -41,7 +41,7 @@ from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.scheduler_remote import FORWARDED, CrossNode
 from mpiray.core.resources import NodeResources
 from mpiray.core.timeline import TaskLog
-from mpiray.exceptions import (ActorPlacementGroupRemoved, ActorUnschedulableError,
+from mpiray.exceptions import (ActorPlacementGroupRemoved, ActorUnschedulableError, ObjectFreedError,
                                TaskCancelledError, TaskUnschedulableError,
                                TaskPlacementGroupRemoved, WorkerCrashedError)
 
@@ -339,6 +339,12 @@ class Scheduler(CrossNode):
     def _ev_call_unhold(self, oids):
         for oid in oids:
             self._decref(oid)
+
+    def _ev_free_now(self, oids):
+        for oid in oids:
+            if self.io.contains(oid):   # (one still being made is left alone)
+                self.io.delete_object(oid)
+                self.io.put_error(oid, ObjectFreedError(oid.hex()))
 
     def _release_worker_refs(self, slot, nonce):
         """A worker process is gone: the refs it held are dropped (Ray releases what a
@@ -849,6 +855,7 @@ Scheduler._HANDLERS = {
     P.DECREF: Scheduler._ev_decref,
     P.CALL_HOLD: Scheduler._ev_call_hold,
     P.CALL_UNHOLD: Scheduler._ev_call_unhold,
+    P.FREE_NOW: Scheduler._ev_free_now,
     P.NODE_QUERY: lambda self, what, reply: self.io.answer_query(what, reply),
     P.SEALED: Scheduler._ev_sealed,
     P.TASK_DONE: Scheduler._ev_task_done,
