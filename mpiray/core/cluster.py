@@ -19,6 +19,8 @@ if not always balanced).
 
 from __future__ import annotations
 
+import time
+
 from mpiray import _ids
 from mpiray.core import placement
 from mpiray.core.resources import NodeResources
@@ -28,6 +30,9 @@ from mpiray.core.resources import NodeResources
 # new task is already there when one ends, instead of a round trip later. (Scarce
 # resources, GPUs and custom ones, are never promised twice.)
 CPU_PIPELINE = 2
+# A node that gave a task back is sent no more for this long, unless a task of its ends
+# first (it gave one back because its CPUs are taken by long work).
+FULL_FOR_S = 1.0
 
 
 def _pipelined(totals: dict) -> dict:
@@ -51,6 +56,8 @@ class Cluster:
         self.after_end = {}                 # task id sent away -> its returns waited for here
         self.shipped = set()                # (node, function id) already sent
         self.spread_next = me               # the node whose turn it is (SPREAD)
+        self.full = {}                      # node that gave a task back -> until when no
+                                            # task is sent there (or one of its tasks ends)
 
     # ------------------------------------------------------------ placement
     def feasible_elsewhere(self, req: dict) -> bool:
@@ -71,7 +78,13 @@ class Cluster:
     def pick(self, req: dict, deps, have_locally) -> int | None:
         """A node with room for req in its view, preferring one that owns an argument
         this node lacks, then the emptiest; None if none has room."""
-        fits = [n for n, v in self.views.items() if v.fits(req) and self.feasible_on(n, req)]
+        full = self.full
+        if full:
+            now = time.monotonic()
+            for n in [n for n, until in full.items() if until <= now]:
+                del full[n]
+        fits = [n for n, v in self.views.items()
+                if n not in full and v.fits(req) and self.feasible_on(n, req)]
         if not fits:
             return None
         for dep in deps:
@@ -148,6 +161,16 @@ class Cluster:
         node_req = self.sent_to.pop(task_id, None)
         if node_req is not None:
             self.views[node_req[0]].release(node_req[1])
+            self.full.pop(node_req[0], None)
+
+    def gave_back(self, task_id: bytes, node: int):
+        """node gave task_id back unstarted: its returns will not be made there, and it
+        gets no more tasks from here until one of them ends, or FULL_FOR_S has passed
+        (none may be left there to end)."""
+        self.came_back(task_id)
+        self.routes.pop(task_id, None)
+        self.wanted.update(self.after_end.pop(task_id, ()))   # (waited for: made anew)
+        self.full[node] = time.monotonic() + FULL_FOR_S
 
     def fetch_after_end(self, task_id: bytes, here) -> None:
         """task_id (sent away) has ended; `here`: its returns that came with the end.

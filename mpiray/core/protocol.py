@@ -35,6 +35,7 @@ CALL_HOLD = 37      # (CALL_HOLD, [oid, ...])   an actor call holds its argument
 CALL_UNHOLD = 38    # (CALL_UNHOLD, [oid, ...]) (not the sender's own refs: they outlive it)
 NODE_QUERY = 39     # (NODE_QUERY, question, reply_oid)   nodes() & co from a worker (core/cluster_info.py)
 FREE_NOW = 40       # (FREE_NOW, [oid, ...])   free(): sealed objects replaced by ObjectFreedError
+TASK_BACK = 41      # (TASK_BACK, task_id, node)   a task we sent there waited there: place it again
 
 # Queue items that are not TaskSpecs.
 ITEM_IN_STORE = b"@"     # b"@" + oid: the real item is a stored object

@@ -123,6 +123,8 @@ class Scheduler(CrossNode):
         self.streams_over = {}  # generator tasks whose end was freed (oldest first, bounded)
         self.stream_last = {}   # generator task -> the highest item index held here for it
         self.pushed_holds = {}  # item pushed to its caller's node -> refs inside, held till it has them
+        self.queued_for_others = {}   # task id sent here by another node, READY -> since when
+        self.give_back_due = None     # when the oldest of those may be given back
         self.bundles = placement.Bundles(self)           # placement group bundles held here
         self.pgs = placement.PlacementGroups(self)       # the table (used on node 0 only)
         # ((name, pid, start, end), task id) of the last tasks and actor calls run here,
@@ -517,6 +519,8 @@ class Scheduler(CrossNode):
             queue = self.ready[shape] = collections.deque()
         rec.state = READY
         queue.append(rec)
+        if rec.origin is not None:   # (another node's: given back if it waits too long)
+            self.note_queued_for_other(rec)
 
     def _warn_infeasible(self, name, req):
         key = (name, _shape(req))
@@ -857,6 +861,7 @@ Scheduler._HANDLERS = {
     P.CALL_UNHOLD: Scheduler._ev_call_unhold,
     P.FREE_NOW: Scheduler._ev_free_now,
     P.NODE_QUERY: lambda self, what, reply: self.io.answer_query(what, reply),
+    P.TASK_BACK: Scheduler._ev_task_back,
     P.SEALED: Scheduler._ev_sealed,
     P.TASK_DONE: Scheduler._ev_task_done,
     P.TIMINGS: lambda self, blob: self.task_log.add_blob(blob),

@@ -2,6 +2,9 @@
 
     another node ──("task")──► REMOTE_TASK ──► submit (returns kept for that node)
     this node, no room ──► _to_forwarded ──("task")──► another node
+    another node's task READY here for GIVE_BACK_S (no CPU came free) ──("task_back")──►
+        its sender: TASK_BACK ──► READY there again (placed anew; this node is skipped
+        until it reports a task done)
     ("task_done", inline returns) ──► REMOTE_TASK_DONE ──► take_returns / sealed_elsewhere
     ("borrow" / "unborrow" / "free") ──► counts of objects owned here, or kept for others
     a process here waits for an object ──FETCH──► cluster.need ──("fetch")──► its home
@@ -16,12 +19,29 @@ from __future__ import annotations
 import time
 
 from mpiray import _ids
+from mpiray.core import affinity
+from mpiray.exceptions import TaskCancelledError
 
 FORWARDED = "FORWARDED"
+READY = "READY"   # (core/scheduler.py's)
 
 # An unborrow that would free an object waits this long first: a borrow of the same object
 # by a third node, sent before the unborrow but on another MPI pair, lands meanwhile.
 UNBORROW_GRACE_S = 0.5
+# A task another node sent here that has waited this long for a CPU (the ones here run
+# long work) goes back to its sender, which places it again: on a node that has room
+# meanwhile, or here later. Shorter than this, the wait is the pipelining that views
+# plan for (a node is sent up to twice its CPUs: cluster.CPU_PIPELINE).
+GIVE_BACK_S = 0.2
+
+
+def movable(req: dict) -> bool:
+    """Work another node may run as well: nothing in req names this node (node:<i>,
+    affinity), a placement group's bundle or a SPREAD turn."""
+    for key in req:
+        if ":" in key or "_group_" in key or key == affinity.SPREAD:
+            return False
+    return True
 
 
 class CrossNode:
@@ -115,10 +135,56 @@ class CrossNode:
             self.lingering.append((time.monotonic() + UNBORROW_GRACE_S, oid))
 
     def _ev_tick(self):
-        """Applies the unborrows whose grace is over (the MPI thread ticks)."""
+        """Applies the unborrows whose grace is over, and gives back the tasks of other
+        nodes that waited here too long (the MPI thread ticks when one is due)."""
         now = time.monotonic()
         while self.lingering and self.lingering[0][0] <= now:
             self._decref(self.lingering.popleft()[1])
+        if self.give_back_due is not None and self.give_back_due <= now:
+            self._give_back_waiting(now)
+
+    def note_queued_for_other(self, rec):
+        if movable(rec.spec.resources):
+            since = time.monotonic()
+            self.queued_for_others[rec.spec.task_id] = since
+            if self.give_back_due is None:
+                self.give_back_due = since + GIVE_BACK_S
+
+    def _give_back_waiting(self, now):
+        due = None
+        for task_id, since in list(self.queued_for_others.items()):
+            rec = self.tasks.get(task_id)
+            if rec is None or rec.state != READY or rec.origin is None:
+                del self.queued_for_others[task_id]
+            elif now - since >= GIVE_BACK_S:
+                del self.queued_for_others[task_id]
+                self._give_back(rec)
+            else:
+                due = since + GIVE_BACK_S if due is None else min(due, since + GIVE_BACK_S)
+        self.give_back_due = due
+
+    def _give_back(self, rec):
+        """rec (sent here by another node, not started) goes back to its sender."""
+        spec = rec.spec
+        self._remove_pending(rec)
+        del self.tasks[spec.task_id]
+        self.kept.difference_update(spec.return_ids())
+        for oid in spec.contained:   # (its sender's hold on them stays)
+            self._decref(oid)
+        self.cluster.send(rec.origin, ("task_back", spec.task_id, self.cluster.me))
+
+    def _ev_task_back(self, task_id, node):
+        """A task this node sent to node waited there: it is placed anew."""
+        self.cluster.gave_back(task_id, node)
+        rec = self.tasks.get(task_id)
+        if rec is None or rec.state != FORWARDED:
+            return
+        if rec.cancelled:
+            del self.tasks[task_id]
+            self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
+            self._finish(rec)
+            return
+        self._to_ready(rec)
 
     def _ev_free(self, oid):
         """The owner is done with a return we kept for it."""

@@ -58,7 +58,7 @@ WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are re
 HEARTBEAT_S = 1.0
 RANK_TIMEOUT_S = float(os.environ.get("MPIRAY_RANK_TIMEOUT_S", "15"))
 # Messages whose handling is only scheduler events (so a batch of them is applied at once).
-EVENT_ONLY = frozenset(("task", "task_done", "cancel", "borrow", "unborrow", "free", "actor_create",
+EVENT_ONLY = frozenset(("task", "task_done", "task_back", "cancel", "borrow", "unborrow", "free", "actor_create",
                         "actor_call", "call_done", "actor_kill", "actor_dead", "pg", "call_cancel",
                         "item_held"))
 TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every message
@@ -190,9 +190,12 @@ class Agent:
                     self._progress_recvs()
                 busy = True
             with self.gate:
-                lingering = self.scheduler.lingering if self.scheduler is not None else None
-                if lingering and self.node_open and lingering[0][0] <= time.monotonic():
-                    self._events([(P.TICK,)])
+                s = self.scheduler
+                if s is not None and self.node_open:
+                    now_m = time.monotonic()
+                    due = s.give_back_due
+                    if s.lingering and s.lingering[0][0] <= now_m or due is not None and due <= now_m:
+                        self._events([(P.TICK,)])
                 if self.waiting and self.node_open:
                     self._retry_waiting()
                 if self.proxies and self.node_open and self._drain_proxies():
@@ -319,6 +322,9 @@ class Agent:
 
     def handle_task_done(self, source, task_id, inline):
         self._events([(P.REMOTE_TASK_DONE, task_id, inline)])
+
+    def handle_task_back(self, source, task_id, node):
+        self._events([(P.TASK_BACK, task_id, node)])
 
     def handle_cancel(self, source, task_id, force, recursive=True):
         self._events([(P.CANCEL, task_id, force, recursive)])

@@ -494,3 +494,29 @@ def test_reinit_cycles_form_the_cluster_again(ray):
             return 1
 
         assert ray.get([one.options(**on_node(ray, i)).remote() for i in range(k)], timeout=60) == [1] * k
+
+
+@pytest.mark.mpi(min_size=3)
+def test_a_task_queued_behind_long_work_moves_to_a_node_with_room(ray):
+    """Node 1 runs a long task on all its CPUs; tasks that were queued there behind it
+    go back to their sender after a moment and run on the nodes that have room."""
+    nodes = ray.nodes()
+    big = [n["NodeIndex"] for n in nodes if n["Resources"].get("CPU", 0) >= 2]
+    if len(nodes) < 3 or len(big) < 3 or 1 not in big:
+        pytest.skip("needs three nodes of 2+ CPUs")
+    cpus = int(nodes[1]["Resources"]["CPU"])
+
+    @ray.remote
+    def hold(seconds):
+        time.sleep(seconds)
+        return node_index(ray)
+
+    hog = hold.options(num_cpus=cpus, **on_node(ray, 1)).remote(30)
+    time.sleep(0.5)
+    start = time.monotonic()
+    refs = [hold.options(num_cpus=cpus).remote(1.0) for _ in range(2 * (len(big) - 1))]
+    where = ray.get(refs, timeout=60)
+    took = time.monotonic() - start
+    ray.cancel(hog, force=True)
+    assert 1 not in where, where
+    assert took < 15, took   # (not behind the 30 s task)
