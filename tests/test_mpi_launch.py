@@ -304,3 +304,21 @@ def test_mpiray_resources_gives_a_node_custom_resources(tmp_path):
     proc, took = mpirun(2, code, tmp_path=tmp_path, env={"MPIRAY_RESOURCES": "bigmem=2"})
     assert proc.returncode != 0 and "MPIRAY_RESOURCES must be a JSON object" in proc.stderr
     assert took < 60
+
+
+def test_a_rank_that_fails_before_init_does_not_leave_the_others_waiting(tmp_path):
+    """Under plain mpiexec every rank runs the script: one that raises before init()
+    leaves the others in init()'s first barrier, which naps (no spinning) and, with
+    MPIRAY_INIT_TIMEOUT_S, ends the job with a message saying why."""
+    before = set(os.listdir("/dev/shm"))
+    proc, took = mpirun(3, """
+        from mpi4py import MPI
+        if MPI.COMM_WORLD.rank == 1:
+            raise RuntimeError("fails before init")
+        import mpiray as ray
+        ray.init()
+    """, tmp_path=tmp_path, env={"MPIRAY_INIT_TIMEOUT_S": "3"})
+    assert proc.returncode != 0
+    assert "not every rank reached init() within 3 s" in proc.stderr, proc.stderr
+    assert took < 60
+    assert not {e for e in set(os.listdir("/dev/shm")) - before if e.startswith("mpich_shm_")}

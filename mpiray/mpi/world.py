@@ -51,6 +51,41 @@ def unlink_mapped_segments(prefix: str) -> list:
     return gone
 
 
+# A rank that waits in init() for the others says so after this long (once), and gives
+# up after MPIRAY_INIT_TIMEOUT_S if set: a rank that failed before init() (or a script
+# that calls init() on some ranks only) would otherwise leave the others waiting for ever.
+SLOW_INIT_WARN_S = 60.0
+
+
+def wait_for_every_rank(MPI, environ=os.environ) -> None:
+    """A barrier of every rank that polls and naps instead of spinning (MPICH's blocking
+    one burns a core), warns when it takes long, and ends the job on the timeout."""
+    import sys
+    import time
+
+    timeout = float(environ.get("MPIRAY_INIT_TIMEOUT_S", "0") or 0)
+    comm = MPI.COMM_WORLD
+    req = comm.Ibarrier()
+    start = time.monotonic()
+    nap, warned = 1e-5, False
+    while not req.Test():
+        waited = time.monotonic() - start
+        if not warned and waited > SLOW_INIT_WARN_S:
+            warned = True
+            print(f"mpiray: rank {comm.rank} has waited {waited:.0f} s in init() for the other "
+                  "ranks: if one failed before init(), or only some ranks call it, the job "
+                  "cannot go on (`python -m mpiray job.py` runs the script on rank 0 only; "
+                  "MPIRAY_INIT_TIMEOUT_S ends such a job)", file=sys.stderr, flush=True)
+        if timeout and waited > timeout:
+            print(f"mpiray: rank {comm.rank}: not every rank reached init() within "
+                  f"{timeout:g} s (MPIRAY_INIT_TIMEOUT_S): ending the job", file=sys.stderr,
+                  flush=True)
+            unlink_mapped_segments(MPICH_SEGMENT_PREFIX)   # (MPICH leaves them on an abort)
+            comm.Abort(1)
+        time.sleep(nap)
+        nap = min(nap * 2, 0.05)
+
+
 def node_per_rank(environ=os.environ) -> bool:
     return environ.get("MPIRAY_NODE_PER_RANK", "0") not in ("", "0")
 
@@ -62,6 +97,7 @@ class World:
         from mpi4py import MPI
 
         self.MPI = MPI
+        wait_for_every_rank(MPI)
         self.comm = MPI.COMM_WORLD.Dup()        # ours alone: user MPI traffic never mixes in
         self.rank, self.size = self.comm.rank, self.comm.size
         self.hostname = socket.gethostname()
