@@ -28,6 +28,7 @@ from mpiray.core.task_spec import STREAMING
 from mpiray.exceptions import ObjectStoreFullError, RayTaskError, TaskCancelledError
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import serialize, serialize_error
+from mpiray.util.network import get_node_ip_address
 
 
 _NONE = serialize(None).to_bytes()
@@ -108,10 +109,10 @@ def wrap(exc, name):
         frames = _user_frames(traceback.TracebackException(type(exc), exc, exc.__traceback__))
         tb = "".join(frames.format()) + str(exc)
         cause = exc.cause if exc.cause is not None else exc
-        return RayTaskError(name, tb, cause, pid=os.getpid(), ip="127.0.0.1")
+        return RayTaskError(name, tb, cause, pid=os.getpid(), ip=get_node_ip_address())
     tb = "".join(_without_own_frames(traceback.TracebackException(
         type(exc), exc, exc.__traceback__)).format())
-    return RayTaskError(name, tb, exc, pid=os.getpid(), ip="127.0.0.1")
+    return RayTaskError(name, tb, exc, pid=os.getpid(), ip=get_node_ip_address())
 
 
 _OWN_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep   # mpiray/
