@@ -322,3 +322,50 @@ def test_pool_processes_are_actors_as_rays(ray):
     pool.terminate()
     with pytest.raises(Exception):
         slow.get(timeout=30)
+
+
+def test_metrics_as_rays_api(ray, tmp_path, monkeypatch):
+    """ray.util.metrics: Counter, Gauge, Histogram with tags, checked as Ray checks them,
+    readable in the process and written in Prometheus' text format to MPIRAY_METRICS_DIR."""
+    from mpiray.util import metrics
+
+    monkeypatch.setenv("MPIRAY_METRICS_DIR", str(tmp_path))
+    monkeypatch.setattr(metrics, "_last_write", 0.0)
+    c = metrics.Counter("requests", description="served", tag_keys=("route",))
+    c.set_default_tags({"route": "/"})
+    c.inc()
+    c.inc(2.0, tags={"route": "/a"})
+    g = metrics.Gauge("queue_depth", tag_keys=("q",))
+    g.set(7, tags={"q": "main"})
+    h = metrics.Histogram("latency_s", boundaries=[0.1, 1.0])
+    for v in (0.05, 0.5, 5.0):
+        h.observe(v)
+    assert c.values() == {(("route", "/"),): 1.0, (("route", "/a"),): 2.0}
+    assert g.values() == {(("q", "main"),): 7.0}
+    assert h.values() == {(): [1.0, 1.0, 1.0, 5.55]}
+    with pytest.raises(ValueError, match="Missing value for tag key"):
+        g.set(1)
+    with pytest.raises(ValueError):
+        c.inc(-1)
+    with pytest.raises(ValueError):
+        metrics.Counter("bad name")
+    with pytest.raises(TypeError):
+        metrics.Counter("x", tag_keys=["list"])
+    metrics._maybe_write(force=True)
+    (text,) = [p.read_text() for p in tmp_path.glob("mpiray-*.prom")]
+    assert 'requests{route="/a"} 2.0' in text and "# TYPE latency_s histogram" in text
+    assert 'latency_s_bucket{le="+Inf"} 3.0' in text and "latency_s_sum 5.55" in text
+
+    @ray.remote
+    class Counted:
+        def __init__(self):
+            self.calls = metrics.Counter("calls", tag_keys=("actor",))
+            self.calls.set_default_tags({"actor": "counted"})
+
+        def call(self):
+            self.calls.inc()
+            return self.calls.values()
+
+    a = Counted.remote()
+    ray.get(a.call.remote())
+    assert ray.get(a.call.remote(), timeout=30) == {(("actor", "counted"),): 2.0}

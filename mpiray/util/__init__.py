@@ -14,11 +14,11 @@ from mpiray.util.placement_group import (  # (the function shadows its module, a
 
 
 def __getattr__(name):
-    """ray.util.state without an import of its own (loaded on first use)."""
-    if name == "state":
+    """ray.util.state / ray.util.metrics without an import of their own (loaded on first use)."""
+    if name in ("state", "metrics"):
         import importlib
 
-        return importlib.import_module("mpiray.util.state")
+        return importlib.import_module(f"mpiray.util.{name}")
     raise AttributeError(f"module 'mpiray.util' has no attribute {name!r}")
 
 
