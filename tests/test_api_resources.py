@@ -391,3 +391,36 @@ def test_tasks_and_actors_ask_for_nodes_and_resources_too(ray):
     assert total == ray.cluster_resources()
     assert available["CPU"] <= total["CPU"] - 1    # (the asking task holds a CPU)
     assert ray.get(Asker.remote().ask.remote(), timeout=30) == [n["NodeID"] for n in ray.nodes()]
+
+
+def test_fractional_gpus_pack_two_per_device_and_never_share_with_a_whole_one(fresh):
+    """As Ray's per-device accounting: four 0.5 tasks on two GPUs run two per device; a
+    whole-GPU task never gets a device a fraction uses; a placement group bundle's GPUs
+    are shared the same way."""
+    ray = fresh
+    ray.init(num_cpus=4, num_gpus=2)
+
+    @ray.remote(num_gpus=0.5, num_cpus=0)
+    def half():
+        time.sleep(0.5)
+        return ray.get_gpu_ids()
+
+    @ray.remote(num_gpus=1, num_cpus=0)
+    def whole():
+        time.sleep(0.5)
+        return ray.get_gpu_ids()
+
+    assert sorted(map(tuple, ray.get([half.remote() for _ in range(4)], timeout=30))) == \
+        [(0,), (0,), (1,), (1,)]
+    a, b = half.remote(), whole.remote()
+    ga, gb = ray.get([a, b], timeout=30)
+    assert ga != gb
+    from mpiray.util.placement_group import placement_group, remove_placement_group
+    from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"GPU": 2, "CPU": 1}])
+    ray.get(pg.ready(), timeout=30)
+    in_pg = half.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0))
+    assert sorted(map(tuple, ray.get([in_pg.remote() for _ in range(4)], timeout=30))) == \
+        [(0,), (0,), (1,), (1,)]
+    remove_placement_group(pg)

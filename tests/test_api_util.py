@@ -369,3 +369,15 @@ def test_metrics_as_rays_api(ray, tmp_path, monkeypatch):
     a = Counted.remote()
     ray.get(a.call.remote())
     assert ray.get(a.call.remote(), timeout=30) == {(("actor", "counted"),): 2.0}
+
+
+def test_metrics_made_again_under_one_name_add_up(ray):
+    """Ray's examples make a metric inside each call: one family, values added up."""
+    from mpiray.util import metrics
+
+    for _ in range(3):
+        metrics.Counter("calls_again", tag_keys=("k",)).inc(tags={"k": "v"})
+    assert metrics.Counter("calls_again", tag_keys=("k",)).values() == {(("k", "v"),): 3.0}
+    assert metrics.prometheus_text().count("# TYPE calls_again counter") == 1
+    with pytest.raises(ValueError):
+        metrics.Gauge("calls_again")

@@ -170,7 +170,7 @@ def test_gpus_of_a_host_are_split_among_its_nodes(tmp_path, monkeypatch):
     proc, _ = mpirun(2, """
         import os, time
         import mpiray as ray
-        ray.init(num_cpus=1)
+        ray.init(num_cpus=2)
         assert ray.cluster_resources()["GPU"] == 4
         @ray.remote(num_gpus=1)
         def hold():

@@ -202,6 +202,7 @@ class ActorWorker:
         is a failure: the process ends with that code, and restarts count it."""
         if isinstance(exc, SystemExit) and exc.code not in (None, 0):
             code = exit_code_of(exc)
+            self.rt.channel.flush()   # (the calls it finished: their holds go)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)   # (from any thread: an async actor's loop, a group's pool)

@@ -32,6 +32,9 @@ class DriverChannel:
     def decref(self, oid):
         self.scheduler.driver_ref_events.append((P.DECREF, oid))
 
+    def pin(self, oid):
+        self.scheduler.driver_ref_events.append((P.INCREF, oid))   # (the driver's end is the job's)
+
     def send(self, events, flush=True):
         # Workers' events first, if any wait: a driver submitting in a loop holds the
         # GIL for the inbox thread's whole switch interval (5 ms), and the ends of the
@@ -66,6 +69,9 @@ class WorkerChannel:
 
     def decref(self, oid):
         self.outbox.append((P.DECREF, oid))
+
+    def pin(self, oid):
+        self.outbox.append((P.HOLD, [oid]))
 
     def send(self, events, flush=True):
         self.outbox.extend(events)

@@ -41,9 +41,14 @@ def ask(what: str):
     return result
 
 
-def answer(node, what: str):
+def answer(node, what: str, from_worker: bool = False):
+    """from_worker: asked by a worker's NODE_QUERY, answered inside the scheduler's event
+    handling, which must not wait on other nodes (their answers come through the MPI
+    thread, which may be waiting for the scheduler's lock meanwhile)."""
     if what not in QUESTIONS:
         raise ValueError(f"unknown question {what!r}")
+    if what == "store_stats":
+        return _store_stats(node, ask_others=not from_worker)
     return globals()["_" + what](node)
 
 
@@ -70,11 +75,11 @@ def _available_resources(node) -> dict:
     return {k: v for k, v in _sum(parts).items() if v > 0}
 
 
-def _store_stats(node) -> list:
-    """This node's store (under MPI the driver's node also asks the others)."""
+def _store_stats(node, ask_others=True) -> list:
+    """This node's store (the driver, under MPI, asks the others too)."""
     stats = [node.store.stats()]
     link = getattr(node, "link", None)
-    if link is not None:
+    if link is not None and ask_others:
         stats += [answer for _, answer in link.ask("store_stats")]
     return stats
 

@@ -20,15 +20,17 @@ import concurrent.futures
 import threading
 
 from mpiray import _ids
+from mpiray.core import context
 
 WAIT_SLICE_S = 0.5   # the longest sleep: signals and shutdown are looked at this often
 
 
 class Watch:
-    __slots__ = ("oids", "fire", "fired")
+    __slots__ = ("oids", "fire", "fired", "task")
 
     def __init__(self, oids, fire):
         self.oids, self.fire, self.fired = oids, fire, False
+        self.task = context.task_id()   # the task that awaits (its CPU is lent meanwhile)
 
 
 class Waiter:
@@ -56,6 +58,12 @@ class Waiter:
             self._put_wake(wake)
         self.rt._pull([oid for oid in w.oids if not self.rt.store.contains(oid)])
         return w
+
+    def _running_task_awaits(self) -> bool:
+        """The task running in this worker now registered one of the pending watches."""
+        running = self.rt.running_task() if self.rt.running_task is not None else None
+        return running is not None and any(
+            w.task == running for watches in self.pending.values() for w in watches)
 
     def drop(self, w: Watch) -> None:
         with self.lock:
@@ -85,9 +93,10 @@ class Waiter:
                     return
                 oids = list(self.pending)
                 wake = self.wake_id = _ids.new_put_id()
+                lend = self._running_task_awaits()
             ready = bytearray(len(oids) + 1)
             try:
-                if oids and self.rt.blocked_hook is not None:
+                if lend:
                     with self.rt._blocked():   # a task awaiting lends its CPU, as in get()
                         store.wait_ids(b"".join(oids) + wake, 1, WAIT_SLICE_S, ready)
                 else:

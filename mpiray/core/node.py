@@ -387,10 +387,13 @@ class NodeIO:
         from mpiray.core import cluster_info
 
         try:
-            result = cluster_info.answer(self.node, what)
+            result = cluster_info.answer(self.node, what, from_worker=True)
         except Exception as exc:  # noqa: BLE001 - the asker raises it
             result = exc
-        self.store.put(reply, P.dumps(result))
+        try:
+            self.store.put(reply, P.dumps(result))
+        except Exception:  # noqa: BLE001 - (store full: the asker times out and says so)
+            pass
 
     def reap_dead_clients(self):
         """Pins and half-made objects of store clients whose process is gone."""

@@ -31,8 +31,8 @@ CANCEL = 14         # (CANCEL, task_id, force, recursive[, child: of a cancelled
 TIMINGS = 31        # (TIMINGS, blob)   a worker's timed tasks and calls (core/timeline.py)
 FROM = 36           # (FROM, slot)       first of every worker's batch: INCREF/DECREF that
                     #                    follow are that worker's own holds
-CALL_HOLD = 37      # (CALL_HOLD, [oid, ...])   an actor call holds its arguments until it ends
-CALL_UNHOLD = 38    # (CALL_UNHOLD, [oid, ...]) (not the sender's own refs: they outlive it)
+HOLD = 37           # (HOLD, [oid, ...])   holds that are not the sender's own (they outlive it):
+UNHOLD = 38         # (UNHOLD, [oid, ...]) an actor call's arguments, an out-of-band pickled ref
 NODE_QUERY = 39     # (NODE_QUERY, question, reply_oid)   nodes() & co from a worker (core/cluster_info.py)
 FREE_NOW = 40       # (FREE_NOW, [oid, ...])   free(): sealed objects replaced by ObjectFreedError
 TASK_BACK = 41      # (TASK_BACK, task_id, node)   a task we sent there waited there: place it again

@@ -50,5 +50,13 @@ def remove_local(oid: bytes) -> None:
                 _sink.decref(oid)
 
 
+def pin(oid: bytes) -> None:
+    """oid is held for the rest of the job (Ray pins a ref pickled out of band): a hold
+    that is not this process's own, so the process's end does not drop it."""
+    with _lock:
+        if _sink is not None:
+            _sink.pin(oid)
+
+
 def held(oid: bytes) -> int:
     return _counts.get(oid, 0)

@@ -43,24 +43,68 @@ def _within(req: dict, have: dict) -> bool:
     return True
 
 
+class GpuSlots:
+    """Devices and how much of each is free (1.0: the whole device). A whole-GPU request
+    takes free whole devices; a fraction takes room on one device, the fullest that still
+    has it, so fractions pack as Ray's do (four 0.5 tasks on two GPUs: two per device)."""
+
+    def __init__(self, capacity: dict):
+        self.free = dict(capacity)   # device id -> free fraction
+
+    def can_take(self, amount: float) -> bool:
+        if amount >= 1:
+            return sum(1 for f in self.free.values() if f >= 1.0 - EPS) >= int(amount)
+        return amount <= 0 or any(f + EPS >= amount for f in self.free.values())
+
+    def take(self, amount: float) -> list:
+        if amount >= 1:
+            ids = [g for g, f in self.free.items() if f >= 1.0 - EPS][: int(amount)]
+            for g in ids:
+                self.free[g] = 0.0
+            return ids
+        if amount <= 0:
+            return []
+        room = [(f, g) for g, f in self.free.items() if f + EPS >= amount]
+        if not room:
+            return []
+        f, g = min(room, key=lambda fg: (fg[0], str(fg[1])))
+        self.free[g] = round(f - amount, 9)
+        return [g]
+
+    def give(self, ids, amount: float, cap: float = 1.0) -> None:
+        for g in ids:
+            if g in self.free:
+                self.free[g] = 1.0 if amount >= 1 else min(cap, round(self.free[g] + amount, 9))
+
+
 class NodeResources:
     def __init__(self, totals: dict, gpu_ids: list):
         self.totals = {k: float(v) for k, v in totals.items() if v}
         self.available = dict(self.totals)
-        self.free_gpus = list(gpu_ids)
+        self.gpus = GpuSlots({g: 1.0 for g in gpu_ids})
         # GPUs reserved by placement group bundles (core/placement.py): the bundle's
-        # "GPU_group_<i>_<pg>" -> its free device ids; a device id -> its bundle's key
+        # "GPU_group_<i>_<pg>" -> its devices (a bundle of half a GPU: half a device)
         self.group_gpus = {}
-        self.gpu_home = {}
+        self.bundle_cap = {}
 
     def feasible(self, req: dict) -> bool:
         return _within(req, self.totals)
 
     def fits(self, req: dict) -> bool:
-        return _within(req, self.available)
+        if not _within(req, self.available):
+            return False
+        gpus = req.get("GPU")   # (a GPU request needs room on devices, not just in the sum;
+        if gpus is not None and self.gpus.free and not self.gpus.can_take(gpus):   # a view
+            return False                                                      # has none)
+        if self.group_gpus:
+            for k, v in req.items():
+                if k.startswith("GPU_group_") and not any(
+                        pool.can_take(v) for pool in self._group_pools(k)):
+                    return False
+        return True
 
     def acquire(self, req: dict) -> list:
-        """Takes req; returns the GPU ids handed out with it (whole GPUs first)."""
+        """Takes req; returns the GPU ids handed out with it."""
         for k, v in req.items():
             if v:   # (a marker of 0 takes nothing, and must not show up as a resource)
                 left = self.available.get(k, 0.0) - v
@@ -69,39 +113,52 @@ class NodeResources:
         if self.group_gpus:
             for k, v in req.items():
                 if k.startswith("GPU_group_"):
-                    return self._take_group_gpus(k, v)
+                    for pool in self._group_pools(k):
+                        if pool.can_take(v):
+                            return pool.take(v)
+                    return []
         gpus = req.get("GPU", 0.0)
-        if 0 < gpus < 1:  # a fraction shares one device with other fractional users
-            return self.free_gpus[:1] if self.free_gpus else self._shared_gpu()
-        taken, self.free_gpus = self.free_gpus[: int(gpus)], self.free_gpus[int(gpus):]
-        return taken
-
-    def _shared_gpu(self):
-        return [0] if self.totals.get("GPU") else []
+        return self.gpus.take(gpus) if gpus else []
 
     def release(self, req: dict, gpu_ids=()) -> None:
         av = self.available
         for k, v in req.items():
             if k in av:  # (a removed placement group's names are gone: not brought back)
                 av[k] = av[k] + v if v == 1.0 else round(av[k] + v, 9)
-        if req.get("GPU", 0.0) >= 1:
-            self.free_gpus.extend(g for g in gpu_ids if g not in self.free_gpus)
-        elif self.gpu_home and gpu_ids:
-            for g in gpu_ids:
-                pool = self.group_gpus.get(self.gpu_home.get(g))
-                if pool is not None and g not in pool and any(
-                        k.startswith("GPU_group_") and v >= 1 for k, v in req.items()):
-                    pool.append(g)
+        if not gpu_ids:
+            return
+        for k, v in req.items():
+            if k.startswith("GPU_group_"):
+                for key, pool in self._group_pools_by_key(k):
+                    if gpu_ids[0] in pool.free:
+                        pool.give(gpu_ids, v, self.bundle_cap.get(key, 1.0))
+                        break
+                return
+        self.gpus.give(gpu_ids, req.get("GPU", 0.0))
+
+    def _group_pools(self, key):
+        return [pool for _, pool in self._group_pools_by_key(key)]
+
+    def _group_pools_by_key(self, key):
+        """The (bundle key, pool) a request for key may use: one bundle's, or for the
+        wildcard "GPU_group_<pg>", every bundle of that group on this node."""
+        if key in self.group_gpus:
+            return [(key, self.group_gpus[key])]
+        suffix = key[len("GPU_group"):]
+        return [(k, pool) for k, pool in self.group_gpus.items() if k.endswith(suffix)]
 
     # ---------------------------------------------------------- placement group bundles
+
     def add(self, extra: dict, gpu_key=None, gpu_ids=()) -> None:
         """A reserved bundle's resources join the node (gpu_ids: the devices it holds)."""
         for k, v in extra.items():
             self.totals[k] = self.totals.get(k, 0.0) + v
             self.available[k] = self.available.get(k, 0.0) + v
         if gpu_key is not None:
-            self.group_gpus[gpu_key] = list(gpu_ids)
-            self.gpu_home.update((g, gpu_key) for g in gpu_ids)
+            share = next((v for k, v in extra.items() if k == gpu_key), 1.0)
+            cap = share if share < 1 else 1.0   # (a bundle of half a GPU: half a device)
+            self.group_gpus[gpu_key] = GpuSlots({g: cap for g in gpu_ids})
+            self.bundle_cap[gpu_key] = cap
 
     def remove(self, extra: dict, gpu_key=None) -> list:
         """A bundle's resources leave the node; returns the device ids it held."""
@@ -113,24 +170,9 @@ class NodeResources:
             else:
                 self.totals.pop(k, None)
                 self.available.pop(k, None)
-        self.group_gpus.pop(gpu_key, None)
-        ids = [g for g, home in self.gpu_home.items() if home == gpu_key]
-        for g in ids:
-            del self.gpu_home[g]
-        return ids
-
-    def _take_group_gpus(self, key, amount) -> list:
-        """Device ids for `amount` of a bundle's GPUs (key: one bundle's, or the
-        wildcard "GPU_group_<pg>" meaning any bundle of that group on this node)."""
-        pools = [self.group_gpus[key]] if key in self.group_gpus else [
-            pool for k, pool in self.group_gpus.items() if k.endswith(key[len("GPU_group"):])]
-        if 0 < amount < 1:   # a fraction shares a device
-            return next(([pool[0]] for pool in pools if pool), [])
-        taken = []
-        for pool in pools:
-            while pool and len(taken) < int(amount):
-                taken.append(pool.pop(0))
-        return taken
+        pool = self.group_gpus.pop(gpu_key, None)
+        self.bundle_cap.pop(gpu_key, None)
+        return list(pool.free) if pool is not None else []
 
     def overcommitted_cpus(self) -> float:
         """CPUs held beyond the total: tasks dispatched ahead (Scheduler._dispatch_ahead)."""

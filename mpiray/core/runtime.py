@@ -56,6 +56,7 @@ class Runtime:
         self.children = None   # task workers: the running task's submitted tasks (to cancel)
         self.blocked_hook = None             # workers: lend the CPU back while blocked
         self.loop_thread = None              # an async actor's event loop thread (its id)
+        self.running_task = None             # task workers: () -> the running task's hex id
         self.fetch_remote = False            # MPI mode: ask the node to pull missing objects
         self.pump = None                     # driver: its node's InboxPump (drained while waiting)
         self.inherited_env = None            # the running task's or actor's runtime_env: its
@@ -332,7 +333,7 @@ class Runtime:
         # reports them sealed (an unheld result is freed at once), and the actor reports
         # through the same inbox: so the outbox goes out before the call does.
         if contained or not self.is_driver:
-            self.channel.send([(P.CALL_HOLD, contained)] if contained else [])
+            self.channel.send([(P.HOLD, contained)] if contained else [])
         del holder
         self.push_actor_call(spec)
         return refs
@@ -372,7 +373,7 @@ class Runtime:
                 pass
             events.append((P.SEALED, oid, []))
         if spec.contained:
-            events.append((P.CALL_UNHOLD, list(spec.contained)))
+            events.append((P.UNHOLD, list(spec.contained)))
         self.channel.send(events)
 
 

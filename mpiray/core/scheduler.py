@@ -281,11 +281,12 @@ class Scheduler(CrossNode):
         """One batch of events from a worker (or the monitor thread), in order."""
         with self.lock:
             self._apply_driver_refs()
+            outer, self.holds = self.holds, None   # (re-entered from a handler: a __del__)
             try:
                 for ev in events:
                     self._HANDLERS[ev[0]](self, *ev[1:])
             finally:
-                self.holds = None
+                self.holds = outer
             self._dispatch()
 
     def handle_event_lists(self, lists):
@@ -295,6 +296,7 @@ class Scheduler(CrossNode):
         handlers = self._HANDLERS
         with self.lock:
             self._apply_driver_refs()
+            outer = self.holds
             for events in lists:
                 try:
                     for ev in events:
@@ -302,6 +304,7 @@ class Scheduler(CrossNode):
                 except Exception:  # noqa: BLE001 - a bug must not kill the node silently
                     traceback.print_exc()
                 self.holds = None
+            self.holds = outer
             self._dispatch()
 
     def stimulus_driver(self, fn, *args):
@@ -334,11 +337,11 @@ class Scheduler(CrossNode):
                 del holds[oid]
         self._decref(oid)
 
-    def _ev_call_hold(self, oids):
+    def _ev_hold(self, oids):
         for oid in oids:
             self._incref(oid)
 
-    def _ev_call_unhold(self, oids):
+    def _ev_unhold(self, oids):
         for oid in oids:
             self._decref(oid)
 
@@ -857,8 +860,8 @@ Scheduler._HANDLERS = {
     P.FROM: Scheduler._ev_from,
     P.INCREF: Scheduler._ev_incref,
     P.DECREF: Scheduler._ev_decref,
-    P.CALL_HOLD: Scheduler._ev_call_hold,
-    P.CALL_UNHOLD: Scheduler._ev_call_unhold,
+    P.HOLD: Scheduler._ev_hold,
+    P.UNHOLD: Scheduler._ev_unhold,
     P.FREE_NOW: Scheduler._ev_free_now,
     P.NODE_QUERY: lambda self, what, reply: self.io.answer_query(what, reply),
     P.TASK_BACK: Scheduler._ev_task_back,

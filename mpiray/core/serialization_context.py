@@ -36,4 +36,4 @@ def record(oid: bytes, pin_out_of_band: bool = True) -> None:
     elif pin_out_of_band:
         from mpiray.core import refcount
 
-        refcount.add_local(oid)
+        refcount.pin(oid)

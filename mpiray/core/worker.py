@@ -40,18 +40,23 @@ RESIGNAL_S = 0.002
 def _bookkeeping_code():
     from mpiray.core import refcount
     from mpiray.core.channel import WorkerChannel
+    from mpiray.core.runtime import Runtime
 
     return frozenset(f.__code__ for f in (WorkerChannel.flush, refcount.add_local,
-                                          refcount.remove_local, P.encode_item))
+                                          refcount.remove_local, P.encode_item, Runtime.write,
+                                          executor.write_returns))
 
 
 _BOOKKEEPING = _bookkeeping_code()
 
 
 def _in_bookkeeping(frame) -> bool:
-    """A cancel's signal interrupted code that must not stop half-way."""
+    """A cancel's signal interrupted code that must not stop half-way (an outbox flush,
+    a ref count change, an object half written), or a finalizer (__del__), where the
+    interpreter would report the exception and drop it: the cancel would be lost."""
     while frame is not None:
-        if frame.f_code in _BOOKKEEPING:
+        code = frame.f_code
+        if code in _BOOKKEEPING or code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
@@ -84,6 +89,7 @@ class TaskWorker:
         self.child_cancels = None   # a recursive cancel's events, sent again in order
         self.named = None           # the task name printed lines start with
         runtime.blocked_hook = self._lend_cpu
+        runtime.running_task = self._running_task
 
     def serve(self):
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
@@ -172,6 +178,10 @@ class TaskWorker:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = want
+
+    def _running_task(self):
+        spec = self.current   # (read once: the task may end meanwhile)
+        return spec.task_id.hex() if spec is not None else None
 
     def _report(self, spec, sealed, retry):
         self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry)])

@@ -136,6 +136,7 @@ class DriverLink:
         self.started = {}
         self.stopped = set()
         self.answers = {}  # node -> its answer to the last ask()
+        self.asking = threading.Lock()   # (one ask at a time: answers go into one dict)
         self.event = threading.Event()
         global _cycle
         _cycle += 1
@@ -156,13 +157,14 @@ class DriverLink:
 
     def ask(self, question: str) -> list:
         """[(node, its answer)] of every other node to a question of ASKABLE (one at a
-        time: the driver's API calls it)."""
-        others = range(1, self.w.num_nodes)
-        self.answers = {}
-        for k in others:
-            self.agent.send(k, ("ask", question))
-        self._wait(lambda: len(self.answers) == len(others), f"every node's {question}", 60)
-        return sorted(self.answers.items())
+        time, from the driver's threads; never from a scheduler handler)."""
+        with self.asking:
+            others = range(1, self.w.num_nodes)
+            self.answers = {}
+            for k in others:
+                self.agent.send(k, ("ask", question))
+            self._wait(lambda: len(self.answers) == len(others), f"every node's {question}", 60)
+            return sorted(self.answers.items())
 
     def start(self, cfg: dict):
         self.agent.start()

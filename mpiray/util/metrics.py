@@ -23,7 +23,8 @@ _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 WRITE_EVERY_S = 1.0
 
 _lock = threading.Lock()
-_registry = []            # every metric made in this process
+_write_lock = threading.Lock()
+_registry = {}            # name -> the first metric of that name made in this process
 _last_write = 0.0
 
 
@@ -44,9 +45,17 @@ class Metric:
                 raise TypeError(f"Tag keys must be str, got {type(key)}.")
         self._name, self._description, self._tag_keys = name, description, tag_keys
         self._default_tags = {}
-        self._values = {}   # tag values (in tag_keys' order) -> value
         with _lock:
-            _registry.append(self)
+            first = _registry.get(name)
+            if first is None:
+                _registry[name] = self
+                self._values = {}   # tag values (in tag_keys' order) -> value
+            elif type(first) is not type(self) or first._tag_keys != tag_keys or \
+                    getattr(first, "boundaries", None) != getattr(self, "boundaries", None):
+                raise ValueError(f"a metric named {name!r} exists already as a "
+                                 f"{type(first).__name__} with tag_keys {first._tag_keys}")
+            else:   # (one made per call, as Ray's examples do: the values add up)
+                self._values = first._values
 
     def set_default_tags(self, default_tags: dict):
         for key, value in default_tags.items():
@@ -152,7 +161,7 @@ def prometheus_text() -> str:
     """Every metric of this process in Prometheus' text format."""
     lines = []
     with _lock:
-        for m in _registry:
+        for m in _registry.values():
             lines.append(f"# HELP {m._name} {m._description}".rstrip())
             lines.append(f"# TYPE {m._name} {m._kind}")
             for key, value in m._values.items():
@@ -194,9 +203,10 @@ def _maybe_write(force=False):
     path = os.path.join(directory, f"mpiray-{socket.gethostname()}-{os.getpid()}.prom")
     os.makedirs(directory, exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(prometheus_text())
-    os.replace(tmp, path)   # (a scraper never reads half a file)
+    with _write_lock:
+        with open(tmp, "w") as f:
+            f.write(prometheus_text())
+        os.replace(tmp, path)   # (a scraper never reads half a file)
 
 
 @atexit.register
