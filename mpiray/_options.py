@@ -23,12 +23,46 @@ ACTOR_OPTIONS = {
 }
 DEFAULT_TASK_RETRIES = 3
 
+_NUMBER = (int, float, type(None))
+_COUNT = (int, type(None))   # (None: the default)
+# The types Ray accepts for each option (ray_option_utils): a wrong one is a TypeError
+# in Ray's words; values are checked where each option is read.
+OPTION_TYPES = {
+    "num_cpus": _NUMBER, "num_gpus": _NUMBER, "memory": _NUMBER,
+    "resources": (dict, type(None)), "accelerator_type": (str, type(None)),
+    "name": (str, type(None)), "namespace": (str, type(None)), "lifetime": (str, type(None)),
+    "max_retries": _COUNT, "max_calls": _COUNT, "num_returns": (int, str, type(None)),
+    "retry_exceptions": (bool, list, tuple), "max_restarts": _COUNT, "max_task_retries": _COUNT,
+    "max_concurrency": _COUNT, "max_pending_calls": _COUNT, "get_if_exists": (bool,),
+    "concurrency_groups": (dict, list, type(None)), "enable_task_events": (bool,),
+    "_metadata": (dict, type(None)), "label_selector": (dict, type(None)),
+    "object_store_memory": (int, type(None)), "_generator_backpressure_num_objects": (int, type(None)),
+    "allow_out_of_order_execution": (bool,),
+}
+
 
 def check_keys(given: dict, allowed: set, what: str):
-    unknown = set(given) - allowed
-    if unknown:
-        raise ValueError(f"invalid option(s) for {what}: {', '.join(sorted(unknown))}; "
-                         f"valid ones are {', '.join(sorted(allowed))}")
+    for key, value in given.items():
+        if key not in allowed:
+            raise ValueError(f"Invalid option keyword {key} for {what}. "
+                             f"Valid ones are {sorted(allowed)}.")
+        types = OPTION_TYPES.get(key)
+        if types is not None and (not isinstance(value, types) or (
+                isinstance(value, bool) and bool not in types and value is not None)):
+            raise TypeError(f"The type of keyword '{key}' must be {types}, but received "
+                            f"type {type(value)}")
+
+
+def _or_default(opts, key, default):
+    value = opts.get(key)
+    return default if value is None else value
+
+
+def check_in_options(opts: dict, what: str):
+    """What Ray refuses in .options() (it may only be given to @remote)."""
+    key = "max_calls" if what == "remote functions" else "concurrency_groups"
+    if key in opts:
+        raise ValueError(f"Setting '{key}' is not supported in '.options()'.")
 
 
 def _strategy_of(opts: dict):
@@ -112,13 +146,15 @@ def max_task_retries_option(value):
 def task_options(opts: dict, is_generator: bool = False) -> dict:
     """is_generator: the function yields; unless num_returns says otherwise its calls
     stream their items (Ray's default for generator functions)."""
-    check_keys(opts, TASK_OPTIONS, "a remote function")
+    check_keys(opts, TASK_OPTIONS, "remote functions")
     num_returns = num_returns_option(opts.get("num_returns"), "streaming" if is_generator else 1)
-    max_retries = opts.get("max_retries", DEFAULT_TASK_RETRIES)
+    max_retries = _or_default(opts, "max_retries", DEFAULT_TASK_RETRIES)
     if not isinstance(max_retries, int) or max_retries < -1:
         raise ValueError(f"max_retries must be an integer >= -1, got {max_retries!r}")
     retry = retry_exceptions_option(opts.get("retry_exceptions", False))
-    max_calls = opts.get("max_calls", 0)
+    max_calls = opts.get("max_calls")
+    if max_calls is None:   # Ray's default: a GPU task's worker ends after it (frees the GPU)
+        max_calls = 1 if (opts.get("num_gpus") or 0) > 0 else 0
     if not isinstance(max_calls, int) or isinstance(max_calls, bool) or max_calls < 0:
         raise ValueError(f"max_calls must be a non-negative integer (0: no limit), got {max_calls!r}")
     return {
@@ -138,20 +174,25 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
 
 
 def actor_options(opts: dict) -> dict:
-    check_keys(opts, ACTOR_OPTIONS, "an actor class")
+    check_keys(opts, ACTOR_OPTIONS, "actors")
+    if opts.get("get_if_exists") and not opts.get("name"):
+        raise ValueError("The actor name must be specified to use `get_if_exists`.")
     explicit_cpus = opts.get("num_cpus")
     held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"), default_cpus=0,
                      memory=opts.get("memory"))
     to_place = dict(held)
-    if explicit_cpus is None:
-        to_place["CPU"] = 1.0  # Ray: an actor needs a CPU to be placed but holds none
+    if explicit_cpus is None and opts.get("num_gpus") is None and opts.get("resources") is None \
+            and opts.get("accelerator_type") is None:
+        # Ray: an actor given no resources needs a CPU to be placed but holds none; one
+        # given some (GPUs, custom) is placed by those alone
+        to_place["CPU"] = 1.0
     strategy = _strategy_of(opts)
     held = _with_strategy(held, strategy, to_place)
     placement_req = _with_strategy(to_place, strategy)
-    max_restarts = opts.get("max_restarts", 0)
+    max_restarts = _or_default(opts, "max_restarts", 0)
     if not isinstance(max_restarts, int) or max_restarts < -1:
         raise ValueError(f"max_restarts must be an integer >= -1, got {max_restarts!r}")
-    max_task_retries = opts.get("max_task_retries", 0)
+    max_task_retries = _or_default(opts, "max_task_retries", 0)
     if not isinstance(max_task_retries, int) or max_task_retries < -1:
         raise ValueError(f"max_task_retries must be an integer >= -1, got {max_task_retries!r}")
     max_concurrency = opts.get("max_concurrency")

@@ -91,6 +91,7 @@ class ActorClass:
         return self._create(args, kwargs, self._checked)
 
     def options(self, **opts):
+        _options.check_in_options(opts, "actors")
         checked = _options.actor_options({**self._raw_options, **opts})
         parent = self
 

@@ -61,6 +61,7 @@ class RemoteFunction:
         return self._submit(args, kwargs, self._options, self._name)
 
     def options(self, **opts):
+        _options.check_in_options(opts, "remote functions")
         merged = {**self._raw_options, **opts}
         checked = _options.task_options(merged, self._is_generator)
         name = opts.get("name") or self._name

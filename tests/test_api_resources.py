@@ -424,3 +424,49 @@ def test_fractional_gpus_pack_two_per_device_and_never_share_with_a_whole_one(fr
     assert sorted(map(tuple, ray.get([in_pg.remote() for _ in range(4)], timeout=30))) == \
         [(0,), (0,), (1,), (1,)]
     remove_placement_group(pg)
+
+
+def test_options_are_checked_as_rays(ray):
+    @ray.remote
+    def f():
+        return os.getpid()
+
+    @ray.remote
+    class A:
+        pass
+
+    for bad in ({"num_cpus": "1"}, {"max_retries": 1.5}, {"resources": [("a", 1)]},
+                {"name": 5}, {"retry_exceptions": "yes"}):
+        with pytest.raises(TypeError, match="The type of keyword"):
+            f.options(**bad)
+    with pytest.raises(ValueError, match="Setting 'max_calls' is not supported in '.options\\(\\)'"):
+        f.options(max_calls=2)
+    with pytest.raises(ValueError, match="concurrency_groups"):
+        A.options(concurrency_groups={"io": 1})
+    with pytest.raises(ValueError, match="name must be specified to use `get_if_exists`"):
+        A.options(get_if_exists=True).remote()
+    with pytest.raises(ValueError, match="GPU amounts above 1 must be whole"):
+        f.options(num_gpus=1.5)
+    assert ray.get(f.options(num_cpus=1.5).remote(), timeout=30) > 0   # fractions above 1: fine
+
+
+def test_a_gpu_task_gets_a_fresh_worker_and_a_gpu_actor_needs_no_cpu(fresh):
+    """Ray's defaults: max_calls=1 for a GPU task (the worker ends after it, giving its
+    GPU memory back); an actor that asks for GPUs (or custom resources) is placed by
+    those alone, without a CPU."""
+    ray = fresh
+    ray.init(num_cpus=0, num_gpus=1)
+
+    @ray.remote(num_gpus=1, num_cpus=0)
+    def pid():
+        return os.getpid()
+
+    pids = [ray.get(pid.remote(), timeout=30) for _ in range(3)]
+    assert len(set(pids)) == 3
+
+    @ray.remote(num_gpus=1)
+    class OnGpu:
+        def ids(self):
+            return ray.get_gpu_ids()
+
+    assert ray.get(OnGpu.remote().ids.remote(), timeout=30) == [0]

@@ -13,10 +13,13 @@ def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, me
     bytes (Ray's `memory` resource: each node has what its RAM leaves beside the store)."""
     req = {}
     cpus = default_cpus if num_cpus is None else num_cpus
-    for key, amount in (("CPU", cpus), ("GPU", num_gpus or 0), ("memory", memory or 0)):
-        _check_amount(key, amount)
+    for key, option, amount in (("CPU", "num_cpus", cpus), ("GPU", "num_gpus", num_gpus or 0),
+                                ("memory", "memory", memory or 0)):
+        _check_amount(key, amount, option)
         if amount:
             req[key] = float(amount)
+    if resources is not None and not isinstance(resources, dict):
+        raise TypeError(f"resources must be a dict of resource name to amount, got {resources!r}")
     for key, amount in (resources or {}).items():
         if key == "object_store_memory":
             raise ValueError("object_store_memory is not a resource a task or actor asks for")
@@ -28,11 +31,17 @@ def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, me
     return req
 
 
-def _check_amount(key, amount):
-    if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount < 0:
-        raise ValueError(f"resource {key!r} must be a non-negative number, got {amount!r}")
-    if amount > 1 and float(amount) != int(amount):
-        raise ValueError(f"resource {key!r}: amounts above 1 must be whole numbers, got {amount!r}")
+UNIT_RESOURCES = ("GPU",)   # devices: a fraction shares one, more than one must be whole
+
+
+def _check_amount(key, amount, option=None):
+    what = option or f"resource {key!r}"
+    if not isinstance(amount, (int, float)) or isinstance(amount, bool):
+        raise TypeError(f"{what} must be a number, got {amount!r}")
+    if amount < 0:
+        raise ValueError(f"{what} must be a non-negative number, got {amount!r}")
+    if key in UNIT_RESOURCES and amount > 1 and float(amount) != int(amount):
+        raise ValueError(f"{what}: {key} amounts above 1 must be whole numbers, got {amount!r}")
 
 
 def _within(req: dict, have: dict) -> bool:
