@@ -80,12 +80,16 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
         num_cpus = len(os.sched_getaffinity(0))
     if not isinstance(num_cpus, int) or isinstance(num_cpus, bool) or num_cpus < 0:
         raise ValueError(f"num_cpus must be a non-negative integer, got {num_cpus!r}")
+    narrowed = visible is None and os.environ.get("CUDA_VISIBLE_DEVICES") is not None
     if visible is None:
         visible = detect_gpu_ids()
     if num_gpus is None:
         num_gpus = len(visible)
     if not isinstance(num_gpus, int) or num_gpus < 0:
         raise ValueError(f"num_gpus must be a non-negative integer, got {num_gpus!r}")
+    if narrowed and num_gpus > len(visible):   # (as Ray: more than this process was given)
+        raise ValueError(f"Attempting to start raylet with {num_gpus} GPU, but "
+                         f"CUDA_VISIBLE_DEVICES contains {[str(g) for g in visible]}.")
     gpu_ids = visible[:num_gpus] if len(visible) >= num_gpus else list(range(num_gpus))
     resources = dict(resources or {})
     for key, amount in resources.items():

@@ -470,3 +470,12 @@ def test_a_gpu_task_gets_a_fresh_worker_and_a_gpu_actor_needs_no_cpu(fresh):
             return ray.get_gpu_ids()
 
     assert ray.get(OnGpu.remote().ids.remote(), timeout=30) == [0]
+
+
+def test_init_refuses_more_gpus_than_cuda_visible_devices_gives(fresh, monkeypatch):
+    ray = fresh
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES contains"):
+        ray.init(num_gpus=4)
+    ray.init(num_gpus=2, num_cpus=1)
+    assert ray.cluster_resources()["GPU"] == 2
