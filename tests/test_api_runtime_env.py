@@ -257,3 +257,33 @@ def test_forgetting_an_envs_modules_spares_a_site_packages_inside_its_directory(
     monkeypatch.setitem(sys.modules, "rv2_lib", lib)
     _forget_modules({"rv2_mine", "rv2_lib"}, ["/x/proj"], ["/usr/lib/python3", "/x/proj/.venv/site-packages"])
     assert "rv2_mine" not in sys.modules and sys.modules["rv2_lib"] is lib
+
+
+def test_env_vars_expand_references_and_a_setup_hook_runs_once_per_process(fresh, monkeypatch):
+    """Ray's runtime_env: `${NAME}` in env_vars is NAME's value ("" if unset); a
+    worker_process_setup_hook runs in each worker before its work; excludes is accepted."""
+    import os
+
+    from mpiray.runtime_env import RuntimeEnv
+
+    ray = fresh
+    monkeypatch.setenv("BASE_FOR_EXPANSION", "base")
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    ray.init(num_cpus=1, runtime_env={"worker_process_setup_hook": "os.getcwd",
+                                      "excludes": ["*.log"]})
+
+    def mark():
+        os.environ["SETUP_HOOK_RAN"] = os.environ.get("SETUP_HOOK_RAN", "") + "x"
+
+    @ray.remote
+    def read():
+        return (os.environ.get("X"), os.environ.get("Y"), os.environ.get("SETUP_HOOK_RAN"))
+
+    env = {"env_vars": {"X": "${BASE_FOR_EXPANSION}:/extra", "Y": "${NOT_SET_ANYWHERE}z"},
+           "worker_process_setup_hook": mark}
+    assert ray.get(read.options(runtime_env=env).remote(), timeout=30) == ("base:/extra", "z", "x")
+    assert ray.get(read.options(runtime_env=env).remote(), timeout=30)[2] == "x"   # once
+    with pytest.raises(TypeError):
+        RuntimeEnv(env_vars={"A": 1})
+    with pytest.raises(ValueError):
+        RuntimeEnv(pip=["x"], conda="env")

@@ -9,13 +9,18 @@
 
 mpiray runs every task on the machine's shared file system and in the driver's Python
 environment, so what Ray ships or installs is used in place here:
-- env_vars: {name: value}, strings only (Ray's rule).
+- env_vars: {name: value}, strings only (Ray's rule); `${NAME}` in a value is NAME's value
+  in the environment it is set in ("" if unset), so `"${PATH}:/extra"` appends.
 - working_dir: a local directory: the code runs in it (cwd) and imports from it.
   Ray uploads a copy; here every process sees the directory itself.
 - py_modules: local package directories, .py files or imported modules: importable.
 - pip / uv: checked, not installed: every requirement must already be installed in
   this environment, else RuntimeEnvSetupError names the missing ones.
-- config, eager_install: accepted (they tune how Ray sets environments up).
+- worker_process_setup_hook: a function (or "module.function") run once in each process
+  that runs work in this env, before that work (the job's: once in each node's zygote,
+  which every worker is forked from).
+- config, eager_install, excludes: accepted (they tune how Ray sets environments up and
+  what it uploads; nothing is uploaded here).
 Anything else (conda, container, image_uri, remote URIs, ...) is a ValueError naming it.
 """
 
@@ -27,8 +32,11 @@ import re
 import sys
 import types
 
-SUPPORTED = {"env_vars", "working_dir", "py_modules", "pip", "uv", "config", "eager_install"}
+SUPPORTED = {"env_vars", "working_dir", "py_modules", "pip", "uv", "config", "eager_install",
+             "excludes", "worker_process_setup_hook"}
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_hooks_run = set()   # the setup hooks this process has run
 
 
 def validate(env, where="runtime_env") -> dict | None:
@@ -62,7 +70,51 @@ def validate(env, where="runtime_env") -> dict | None:
     for tool in ("pip", "uv"):
         if env.get(tool):
             _check_installed(env[tool], f"{where}[{tool!r}]")
+    excludes = env.get("excludes")
+    if excludes is not None and not (isinstance(excludes, (list, tuple)) and all(
+            isinstance(e, str) for e in excludes)):
+        raise TypeError(f"{where}['excludes'] must be a list of str, got {excludes!r}")
+    hook = env.get("worker_process_setup_hook")
+    if hook is not None:
+        out["worker_process_setup_hook"] = _setup_hook(hook, f"{where}['worker_process_setup_hook']")
     return out or None
+
+
+def _setup_hook(hook, where):
+    """("name", "module.function") or ("pickled", bytes): it travels to every worker."""
+    if isinstance(hook, str):
+        module, _, name = hook.rpartition(".")
+        if not module or not name:
+            raise ValueError(f"{where}: {hook!r} is not a 'module.function' name")
+        return ("name", hook)
+    if not callable(hook):
+        raise TypeError(f"{where} must be a callable or a 'module.function' name, got {hook!r}")
+    import cloudpickle
+
+    return ("pickled", cloudpickle.dumps(hook))
+
+
+def _run_setup_hook(hook) -> None:
+    key = hook[1] if hook[0] == "name" else hash(hook[1])
+    if key in _hooks_run:
+        return
+    _hooks_run.add(key)
+    if hook[0] == "name":
+        import importlib
+
+        module, _, name = hook[1].rpartition(".")
+        fn = getattr(importlib.import_module(module), name)
+    else:
+        import cloudpickle
+
+        fn = cloudpickle.loads(hook[1])
+    fn()
+
+
+def _expanded(env_vars: dict) -> dict:
+    """Ray's ${NAME} references, to the values in this process's environment now."""
+    return {k: _REFERENCE.sub(lambda m: os.environ.get(m.group(1), ""), v)
+            for k, v in env_vars.items()}
 
 
 def merge(parent: dict | None, child: dict | None) -> dict | None:
@@ -80,12 +132,14 @@ def merge(parent: dict | None, child: dict | None) -> dict | None:
 def apply_process(env: dict | None) -> None:
     """Sets env for the rest of this process's life (a zygote, an actor)."""
     if env:
-        os.environ.update(env.get("env_vars", {}))
+        os.environ.update(_expanded(env.get("env_vars", {})))
         for root in reversed(_import_roots(env)):
             if root not in sys.path:
                 sys.path.insert(0, root)
         if "working_dir" in env:
             os.chdir(env["working_dir"])
+        if "worker_process_setup_hook" in env:
+            _run_setup_hook(env["worker_process_setup_hook"])
 
 
 @contextlib.contextmanager
