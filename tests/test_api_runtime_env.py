@@ -287,3 +287,23 @@ def test_env_vars_expand_references_and_a_setup_hook_runs_once_per_process(fresh
         RuntimeEnv(env_vars={"A": 1})
     with pytest.raises(ValueError):
         RuntimeEnv(pip=["x"], conda="env")
+
+
+def test_a_working_dir_task_imports_its_own_module_after_the_worker_imported_another(fresh, tmp_path):
+    """The job's working_dir has helper.py, so does a task's: each gets its own, whatever
+    the worker imported before (Ray gives each env workers of its own)."""
+    ray = fresh
+    for name in ("job", "task"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "helper.py").write_text(f"WHO = {name!r}\n")
+    ray.init(num_cpus=1, runtime_env={"working_dir": str(tmp_path / "job")})
+
+    @ray.remote
+    def who():
+        import helper
+
+        return helper.WHO
+
+    own = who.options(runtime_env={"working_dir": str(tmp_path / "task")})
+    assert [ray.get(f.remote(), timeout=30) for f in (who, own, who, own)] == \
+        ["job", "task", "job", "task"]

@@ -154,7 +154,9 @@ def applied(env: dict | None):
     # what the env makes importable stays its own: modules imported from its directories
     # go with it, or the next task on this worker (another env's module of the same
     # name, or no env at all) would get them from sys.modules
-    added = [r for r in _import_roots(env) if r not in saved_path]
+    roots = _import_roots(env)
+    added = [r for r in roots if r not in saved_path]
+    _drop_shadowed(roots)
     saved_modules = set(sys.modules) if added else None
     try:
         try:
@@ -175,6 +177,29 @@ def applied(env: dict | None):
             os.chdir(saved_cwd)
         if saved_modules is not None:
             _forget_modules(set(sys.modules) - saved_modules, added, saved_path)
+
+
+def _drop_shadowed(roots) -> None:
+    """Modules this worker imported earlier from elsewhere (the script's directory,
+    another env's working_dir) under a name one of roots provides go from sys.modules, so
+    this env imports its own (Ray gives each env workers of its own). Modules of the
+    Python installation (stdlib, site-packages) stay."""
+    installed = tuple(os.path.join(p, "") for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+    for root in roots:
+        try:
+            entries = os.listdir(root)
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry[:-3] if entry.endswith(".py") else entry
+            if not name.isidentifier() or (entry == name and not os.path.isdir(os.path.join(root, entry))):
+                continue
+            module = sys.modules.get(name)
+            origin = getattr(module, "__file__", None) if module is not None else None
+            if origin is None or origin.startswith(os.path.join(root, "")) or origin.startswith(installed):
+                continue
+            for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+                sys.modules.pop(loaded, None)
 
 
 def _forget_modules(names, roots, base_path) -> None:
