@@ -112,6 +112,7 @@ def _join_nodes(world, node, config):
     node.link.start({"namespace": config.namespace, "prefault": config.prefault_store,
                      "job_id": config.job_id,
                      "runtime_env": config.runtime_env, "task_events": config.task_events,
+                     "log_to_driver": config.log_to_driver,
                      "default_actor_lifetime": config.default_actor_lifetime})
 
 

@@ -211,3 +211,19 @@ def test_ray_modules_ids_and_job_config(fresh):
     from mpiray.util.state import list_actors
 
     assert [a.state for a in list_actors() if a.actor_id == actor_id] == ["ALIVE"]
+
+
+def test_log_to_driver_false_keeps_worker_output_away():
+    result = _run_driver("""
+        import mpiray as ray
+        ray.init(num_cpus=1, log_to_driver=False)
+        @ray.remote
+        def hello():
+            print("FROM-THE-WORKER")
+            return 7
+        print("got", ray.get(hello.remote()))
+        import time; time.sleep(0.3)
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "got 7" in result.stdout and "FROM-THE-WORKER" not in result.stdout + result.stderr

@@ -170,6 +170,8 @@ class Node:
                     del fds[fd]
                     os.close(fd)
                     continue
+                if not self.config.log_to_driver:
+                    continue   # (init(log_to_driver=False): read, so no worker blocks on a full pipe)
                 stream = getattr(sys, fds[fd])
                 try:
                     stream.write(data.decode(errors="replace"))

@@ -57,6 +57,7 @@ def node_config(w: World, cfg: dict):
         namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
     config.runtime_env = cfg.get("runtime_env")  # the driver's, checked there already
     config.task_events = bool(cfg.get("task_events"))
+    config.log_to_driver = cfg.get("log_to_driver", True)
     config.default_actor_lifetime = cfg.get("default_actor_lifetime", "non_detached")
     config.job_id = cfg.get("job_id", "")
     config.host_nodes = len(nodes_on_my_host(w))
