@@ -336,3 +336,51 @@ def test_inheriting_from_an_actor_class_is_refused_clearly(ray):
     with pytest.raises(ray.exceptions.ActorClassInheritanceException, match="Inheriting"):
         class Derived(Base):
             pass
+
+
+def test_a_chain_of_thousands_of_nested_refs_is_freed(ray):
+    base = _stats(ray)["num_objects"]
+    r = ray.put(0)
+    for _ in range(3000):
+        r = ray.put([r])
+    del r
+    gc.collect()
+    ray.put(1)   # (the driver's drops are applied before its next put)
+    assert _wait_until(lambda: _stats(ray)["num_objects"] <= base + 1), _stats(ray)
+
+
+def _cannot_load():
+    raise ValueError("cannot load this argument")
+
+
+class _BadLoad:
+    def __reduce__(self):
+        return (_cannot_load, ())
+
+
+def test_an_argument_that_cannot_be_loaded_fails_the_call_not_the_worker(ray):
+    @ray.remote
+    def ident(x):
+        return x
+
+    @ray.remote
+    class A:
+        def ident(self, x):
+            return x
+
+        def ok(self):
+            return "alive"
+
+    with pytest.raises(ValueError, match="cannot load this argument"):
+        ray.get(ident.remote(_BadLoad()), timeout=30)
+    a = A.remote()
+    with pytest.raises(ValueError, match="cannot load this argument"):
+        ray.get(a.ident.remote(_BadLoad()), timeout=30)
+    assert ray.get(a.ok.remote(), timeout=30) == "alive"
+
+
+def test_an_object_bigger_than_the_store_is_object_store_full(fresh):
+    ray = fresh
+    ray.init(num_cpus=1, object_store_memory=64 << 20)
+    with pytest.raises(ray.exceptions.ObjectStoreFullError, match="larger than the store"):
+        ray.put(np.ones((100 << 20) // 8))

@@ -217,8 +217,10 @@ class ActorWorker:
         ch = self.rt.channel
         if start:
             ch.timings.entries.append((spec.name, start, self.now(), spec.task_id))
+        # (a call holding arguments reports at once: were this process killed with the
+        # report still here, their holds, which only the report releases, would leak)
         ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id)],
-                flush=self.exiting or len(ch.outbox) >= OUTBOX_BATCH)
+                flush=self.exiting or bool(spec.contained) or len(ch.outbox) >= OUTBOX_BATCH)
         self.queue.done(consumer)
         P.release_item(item, self.rt.store)
 

@@ -54,6 +54,10 @@ def run(runtime, spec, fn):
             args, kwargs = runtime.unpack_args(spec)
         except DependencyFailed as failed:
             return _write_bytes(runtime, spec, failed.error_bytes), False
+        except Exception as exc:  # noqa: BLE001 - an argument that cannot be loaded here
+            # (its unpickling raised, or a spilled one finds no room to come back): the
+            # call fails, not its worker or actor, and is not run again
+            return _write_error(runtime, spec, wrap(exc, spec.name)), False
         try:
             result = fn(*args, **kwargs)
             if type(result) is _COROUTINE:  # an `async def` task: on a loop of its own

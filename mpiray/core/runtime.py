@@ -79,13 +79,16 @@ class Runtime:
         return ref
 
     def write(self, oid, sobj):
-        if not sobj.buffers:
-            data = sobj.to_bytes()
-            self._when_room(lambda: self.store.put(oid, data))
-            return
-        if sobj.total_size >= BIG_OBJECT:
-            self.channel.apply_refs()  # memory of dropped refs comes back before we allocate
-        buf = self._when_room(lambda: self.store.create_object(oid, sobj.total_size))
+        try:
+            if not sobj.buffers:
+                data = sobj.to_bytes()
+                self._when_room(lambda: self.store.put(oid, data))
+                return
+            if sobj.total_size >= BIG_OBJECT:
+                self.channel.apply_refs()  # memory of dropped refs comes back before we allocate
+            buf = self._when_room(lambda: self.store.create_object(oid, sobj.total_size))
+        except ValueError as exc:   # (bigger than the whole store: full for it, for ever)
+            raise ObjectStoreFullError(str(exc)) from None
         try:
             sobj.write_to(buf)
         except BaseException:

@@ -100,6 +100,8 @@ class Scheduler(CrossNode):
         self.driver_ref_events = collections.deque()  # the driver's incref/decref, in order
         self.counts = {}        # oid -> holders (processes with a live ref + containers)
         self.held_by = {}       # worker slot -> {oid: count}: the counts that are its refs
+        self.to_decref = collections.deque()   # refs inside freed objects, still to drop
+        self.decrefing = False
         self.holds = None       # held_by of the worker whose batch is being applied
         self.contains = {}      # sealed oid -> oids it holds
         self.sealed = set()     # oids sealed and still counted
@@ -176,8 +178,18 @@ class Scheduler(CrossNode):
             self.cluster.freed(oid)
         if oid[_STREAM_BYTE] & _ids.STREAM_BIT and _ids.is_stream_end(oid):
             self._stream_over(oid[: _ids.TASK_ID_SIZE])
-        for inner in self.contains.pop(oid, ()):
-            self._decref(inner)
+        inner = self.contains.pop(oid, ())
+        if inner:
+            # (a loop, not recursion: a chain of objects each holding the next, thousands
+            # deep, must not exhaust the stack of the thread applying events)
+            self.to_decref.extend(inner)
+            if not self.decrefing:
+                self.decrefing = True
+                try:
+                    while self.to_decref:
+                        self._decref(self.to_decref.popleft())
+                finally:
+                    self.decrefing = False
 
     def _unborrow(self, oid):
         """No ref here to another node's object any more: tell its owner, and drop our
