@@ -384,3 +384,18 @@ def test_an_object_bigger_than_the_store_is_object_store_full(fresh):
     ray.init(num_cpus=1, object_store_memory=64 << 20)
     with pytest.raises(ray.exceptions.ObjectStoreFullError, match="larger than the store"):
         ray.put(np.ones((100 << 20) // 8))
+
+
+def test_a_small_store_holds_a_hundred_thousand_small_returns(fresh):
+    """Ray keeps small objects in their owner's memory; here they are store objects, so
+    the object table is sized for many (it held 16 Ki in a small store, and the tasks
+    past that were lost)."""
+    ray = fresh
+    ray.init(num_cpus=2, object_store_memory=50 << 20)
+
+    @ray.remote
+    def ident(i):
+        return i
+
+    refs = [ident.remote(i) for i in range(100_000)]
+    assert ray.get(refs, timeout=300) == list(range(100_000))

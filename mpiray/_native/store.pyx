@@ -237,7 +237,9 @@ cdef class Store:
             self.c = NULL
         return 0
 
-    def create_object(self, oid: bytes, size: int) -> memoryview:
+    def create_object(self, oid: bytes, size: int, bint user_data=False) -> memoryview:
+        """user_data: a put or a return, refused when the object table is nearly full
+        (its last entries are kept for errors and messages)."""
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
         if size < 0:
@@ -247,7 +249,7 @@ cdef class Store:
         cdef Status st
         self.use()
         with nogil:
-            st = c.CreateObject(id, n, &h)
+            st = c.CreateObject(id, n, &h, user_data)
         try:
             check(st)
             return wrap(self, h, False)   # (a use of its own, taken before ours ends)
@@ -264,7 +266,7 @@ cdef class Store:
         cdef StoreClient* c = self.client()
         check(c.Abort(id))
 
-    def put(self, oid: bytes, data) -> None:
+    def put(self, oid: bytes, data, bint user_data=False) -> None:
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
         cdef Py_buffer view
@@ -273,11 +275,11 @@ cdef class Store:
         try:
             st = Status.kFull
             if view.len <= SMALL_PUT:
-                st = c.TryPut(id, view.buf, view.len)
+                st = c.TryPut(id, view.buf, view.len, user_data)
             if st == Status.kFull:  # big, or room must be made by spilling: may sleep
                 self.use()
                 with nogil:
-                    st = c.Put(id, view.buf, view.len)
+                    st = c.Put(id, view.buf, view.len, user_data)
                 self.unuse()
         finally:
             PyBuffer_Release(&view)

@@ -82,11 +82,11 @@ class Runtime:
         try:
             if not sobj.buffers:
                 data = sobj.to_bytes()
-                self._when_room(lambda: self.store.put(oid, data))
+                self._when_room(lambda: self.store.put(oid, data, True))
                 return
             if sobj.total_size >= BIG_OBJECT:
                 self.channel.apply_refs()  # memory of dropped refs comes back before we allocate
-            buf = self._when_room(lambda: self.store.create_object(oid, sobj.total_size))
+            buf = self._when_room(lambda: self.store.create_object(oid, sobj.total_size, True))
         except ValueError as exc:   # (bigger than the whole store: full for it, for ever)
             raise ObjectStoreFullError(str(exc)) from None
         try:

@@ -135,10 +135,17 @@ uint64_t StoreClient::AllocateLocked(uint64_t size, uint64_t* block, Status* st,
 
 // ---------------------------------------------------------------- lifecycle
 
-uint32_t StoreClient::NewEntryLocked(const uint8_t* id, int64_t size, bool may_evict, Status* st) {
+uint32_t StoreClient::NewEntryLocked(const uint8_t* id, int64_t size, bool may_evict, bool user_data,
+                                     Status* st) {
     uint32_t e = v_->table.Find(id);
     if (e != kNil) {
         *st = Fail(Status::kExists, "object %s already exists (%s)", Hex(id).c_str(), StateName(v_->table[e].state));
+        return kNil;
+    }
+    const uint32_t reserve = std::max<uint32_t>(64, hdr_->max_objects / 64);
+    if (user_data && hdr_->num_objects + reserve >= hdr_->max_objects) {
+        *st = Fail(Status::kFull, "object table full (%u objects, of which the last %u are kept for "
+                   "errors and messages): drop refs to free objects first", hdr_->max_objects, reserve);
         return kNil;
     }
     *st = Status::kOk;
@@ -159,11 +166,11 @@ uint32_t StoreClient::NewEntryLocked(const uint8_t* id, int64_t size, bool may_e
     return e;
 }
 
-Status StoreClient::CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out) {
+Status StoreClient::CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out, bool user_data) {
     if (size < 0) return Fail(Status::kInvalid, "negative object size %lld", (long long)size);
     Locked lock(this);
     Status st;
-    uint32_t e = NewEntryLocked(id, size, true, &st);
+    uint32_t e = NewEntryLocked(id, size, true, user_data, &st);
     if (e == kNil) return st;
     v_->table[e].state = ObjState::CREATED;  // published last (see NewEntryLocked)
     if ((st = PinLocked(e, out)) != Status::kOk) FreeObjectLocked(e);
@@ -217,9 +224,9 @@ Status StoreClient::Abort(const uint8_t* id) {
     return Status::kOk;
 }
 
-Status StoreClient::Put(const uint8_t* id, const void* data, int64_t size) {
+Status StoreClient::Put(const uint8_t* id, const void* data, int64_t size, bool user_data) {
     ObjectHandle h;
-    Status st = CreateObject(id, size, &h);
+    Status st = CreateObject(id, size, &h, user_data);
     if (st != Status::kOk) return st;
     copy_parallel(h.data, data, h.size);
     {
@@ -235,12 +242,12 @@ Status StoreClient::Put(const uint8_t* id, const void* data, int64_t size) {
     return Status::kOk;
 }
 
-Status StoreClient::TryPut(const uint8_t* id, const void* data, int64_t size) {
+Status StoreClient::TryPut(const uint8_t* id, const void* data, int64_t size, bool user_data) {
     if (size < 0) return Fail(Status::kInvalid, "negative object size %lld", (long long)size);
     {
         Locked lock(this);
         Status st;
-        uint32_t e = NewEntryLocked(id, size, false, &st);
+        uint32_t e = NewEntryLocked(id, size, false, user_data, &st);
         if (e == kNil) return st;
         Entry& x = v_->table[e];
         std::memcpy(data_ + x.offset, data, static_cast<size_t>(size));

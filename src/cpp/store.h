@@ -101,7 +101,11 @@ class StoreClient {
     //   kFull: pinned bytes leave no room (or the object table is full) — release or delete
     //          objects, then retry.
     //   kIoError: a spill failed (disk full?) — the store is unchanged.
-    Status CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out);
+    // user_data: a put or a task's return. The last max(64, 1/64) of the object table
+    // is kept for the rest (errors, cancel marks, replies, queue messages), so that a
+    // table full of user objects still lets a call fail with its error instead of
+    // leaving its caller waiting; user data gets kFull there.
+    Status CreateObject(const uint8_t* id, int64_t size, ObjectHandle* out, bool user_data = false);
     // CREATED → SEALED, then wakes getters in every process. The creator keeps its pin.
     //   kNotFound; kBadState (already SEALED or SPILLED) — a bug in the caller.
     Status Seal(const uint8_t* id);
@@ -110,12 +114,12 @@ class StoreClient {
     Status Abort(const uint8_t* id);
     // CreateObject + copy (2 threads above 64 MiB) + Seal + Release, the common case.
     //   Errors as CreateObject; on a failure no object is left behind.
-    Status Put(const uint8_t* id, const void* data, int64_t size);
+    Status Put(const uint8_t* id, const void* data, int64_t size, bool user_data = false);
     // Put in one critical section (the copy too, under the lock), without reaping dead
     // clients or spilling: it never sleeps on I/O, so a caller may keep its own lock (the
     // Python GIL) across it. For small objects only: the copy holds the store mutex.
     //   kFull: no room without evicting — call Put, which may spill. Else errors as Put.
-    Status TryPut(const uint8_t* id, const void* data, int64_t size);
+    Status TryPut(const uint8_t* id, const void* data, int64_t size, bool user_data = false);
     // Waits until `id` is SEALED (timeout_ns < 0: forever), restores it if SPILLED, pins it.
     //   kTimeout: not sealed in time (including "never created") — retry or give up.
     //   kFull / kIoError: restoring a spilled object found no room / failed to read.
@@ -171,7 +175,7 @@ class StoreClient {
     // A table entry with memory for a new id, every field set but its state (still FREE,
     // which Repair() treats as unused if we die before the caller publishes it); kNil
     // with *st set when the id exists or nothing fits.
-    uint32_t NewEntryLocked(const uint8_t* id, int64_t size, bool may_evict, Status* st);
+    uint32_t NewEntryLocked(const uint8_t* id, int64_t size, bool may_evict, bool user_data, Status* st);
     Status SpillLocked(uint32_t e);
     Status RestoreLocked(uint32_t e);
     Status PinLocked(uint32_t e, ObjectHandle* out);

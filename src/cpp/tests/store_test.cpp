@@ -251,6 +251,18 @@ static void TestIdsWithPrefix() {
     CHECK(s->Destroy() == Status::kOk);
 }
 
+// A table full of user objects keeps its last entries for errors and messages.
+static void TestTableReserve() {
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(Name("reserve"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    int made = 0;
+    while (s->Put(Id(100000 + made).data(), "u", 1, /*user_data=*/true) == Status::kOk) ++made;
+    CHECK(made > 250000 && made < (1 << 18));                   // refused before the end
+    CHECK(s->Put(Id(100000 + made).data(), "u", 1, true) == Status::kFull);
+    CHECK(s->Put(Id(99999).data(), "e", 1) == Status::kOk);     // an error still fits
+    CHECK(s->Destroy() == Status::kOk);
+}
+
 int main() {
     TestAllocator();
     TestLifecycle();
@@ -259,6 +271,7 @@ int main() {
     TestDeadClientAndStale();
     TestSealWakes();
     TestIdsWithPrefix();
+    TestTableReserve();
     rmdir("/tmp/mpiray-cpptest-spill");
     std::printf("store_test: %s (%d failures)\n", g_failures ? "FAILED" : "ok", g_failures);
     return g_failures ? 1 : 0;
