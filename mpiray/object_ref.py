@@ -42,6 +42,28 @@ class ObjectRef:
     def hex(self) -> str:
         return self._id.hex()
 
+    @classmethod
+    def from_binary(cls, binary: bytes) -> "ObjectRef":
+        return cls(binary)
+
+    @classmethod
+    def from_hex(cls, hex_id: str) -> "ObjectRef":
+        return cls(bytes.fromhex(hex_id))
+
+    @classmethod
+    def nil(cls) -> "ObjectRef":
+        """The ref that names no object (all-zero id), as Ray's."""
+        return cls(bytes(_ID_SIZE), _counted=False)
+
+    def is_nil(self) -> bool:
+        return self._id == bytes(_ID_SIZE)
+
+    def job_id(self):
+        """The job this object belongs to (the driver's: one job per runtime here)."""
+        from mpiray.runtime_context import get_runtime_context
+
+        return get_runtime_context().job_id
+
     def task_id(self):
         """The TaskID of the task that made this object (a put's: the putting task's)."""
         return TaskID(self._id[: _ids.TASK_ID_SIZE])

@@ -399,3 +399,11 @@ def test_a_small_store_holds_a_hundred_thousand_small_returns(fresh):
 
     refs = [ident.remote(i) for i in range(100_000)]
     assert ray.get(refs, timeout=300) == list(range(100_000))
+
+
+def test_object_ref_constructors_as_rays(ray):
+    r = ray.put("v")
+    assert ray.get(ray.ObjectRef.from_hex(r.hex())) == "v"
+    assert ray.ObjectRef.from_binary(r.binary()) == r
+    assert ray.ObjectRef.nil().is_nil() and not r.is_nil()
+    assert r.job_id() == ray.get_runtime_context().job_id
