@@ -10,7 +10,6 @@ exists, so two creators racing for one name cannot both win.
 
 from __future__ import annotations
 
-import time
 
 from mpiray import _ids
 from mpiray.core import actor_spec as A
@@ -33,15 +32,8 @@ def lookup(rt, name, namespace):
 def _ask(rt, op, key, value):
     if not rt.fetch_remote or _ids.this_node() == 0:
         return apply(rt.store, op, key, value)
-    reply = _ids.new_put_id()
-    rt.channel.send([(P.NAME_OP, op, key, value, reply)])
-    buf = rt.wait_get(reply, time.monotonic() + REPLY_TIMEOUT_S)
-    if buf is None:
-        raise TimeoutError(f"no answer from the actor name registry (node 0) in {REPLY_TIMEOUT_S} s")
-    result = P.loads(buf)
-    del buf
-    rt.store.delete(reply)
-    return result
+    return rt.request((P.NAME_OP, op, key, value), REPLY_TIMEOUT_S,
+                      "the actor name registry (node 0)")
 
 
 def apply(store, op, key, value):

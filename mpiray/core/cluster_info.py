@@ -13,9 +13,7 @@ back about).
 from __future__ import annotations
 
 import os
-import time
 
-from mpiray import _ids
 from mpiray.core import current
 from mpiray.core import protocol as P
 
@@ -27,15 +25,8 @@ def ask(what: str):
     node = current.node()
     if node is not None:
         return answer(node, what)
-    rt = current.runtime()
-    reply = _ids.new_put_id()
-    rt.channel.send([(P.NODE_QUERY, what, reply)])
-    buf = rt.wait_get(reply, time.monotonic() + REPLY_TIMEOUT_S)
-    if buf is None:
-        raise TimeoutError(f"no answer to {what}() from this node in {REPLY_TIMEOUT_S} s")
-    result = P.loads(buf)
-    del buf
-    rt.store.delete(reply)
+    result = current.runtime().request((P.NODE_QUERY, what), REPLY_TIMEOUT_S,
+                                       f"this node to {what}()")
     if isinstance(result, Exception):
         raise result
     return result

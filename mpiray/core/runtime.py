@@ -167,6 +167,19 @@ class Runtime:
             if buf is not None or (deadline is not None and time.monotonic() >= deadline):
                 return buf
 
+    def request(self, event: tuple, timeout, who: str):
+        """Sends event, plus a reply id, to this node's scheduler and returns what it
+        puts under that id (the answer of a table or registry, maybe on another node)."""
+        reply = _ids.new_put_id()
+        self.channel.send([event + (reply,)])
+        buf = self.wait_get(reply, None if timeout is None else time.monotonic() + timeout)
+        if buf is None:
+            raise TimeoutError(f"no answer from {who} in {timeout} s")
+        result = P.loads(buf)
+        del buf
+        self.store.delete(reply)
+        return result
+
     def _pull(self, oids):
         """MPI mode: objects this process is about to wait for may live on another node;
         its node's scheduler asks for copies (single host: nothing to do)."""

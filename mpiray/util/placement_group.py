@@ -8,7 +8,6 @@ them (``PlacementGroupSchedulingStrategy``). The table and the reservations: cor
 
 from __future__ import annotations
 
-import time
 
 from mpiray import _ids
 from mpiray.ids import PlacementGroupID
@@ -169,14 +168,7 @@ def _ask(op, args, wait=True, timeout=REPLY_TIMEOUT_S):
         rt.channel.send([(P.PG_OP, op, args, None)])
         return None
     else:
-        reply = _ids.new_put_id()
-        rt.channel.send([(P.PG_OP, op, args, reply)])
-        buf = rt.wait_get(reply, None if timeout is None else time.monotonic() + timeout)
-        if buf is None:
-            raise TimeoutError(f"no answer from the placement group table in {timeout} s")
-        result = P.loads(buf)
-        del buf
-        rt.store.delete(reply)
+        result = rt.request((P.PG_OP, op, args), timeout, "the placement group table")
     if isinstance(result, Exception):
         raise result
     return result
