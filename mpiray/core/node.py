@@ -397,6 +397,9 @@ class NodeIO:
         except Exception:  # noqa: BLE001 - (store full: the asker times out and says so)
             pass
 
+    def stopping(self) -> bool:
+        return self.node.stopped
+
     def reap_dead_clients(self):
         """Pins and half-made objects of store clients whose process is gone."""
         self.store.reap_dead_clients()

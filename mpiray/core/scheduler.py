@@ -821,10 +821,11 @@ class Scheduler(CrossNode):
     def _ev_worker_died(self, slot, pid, status):
         w = self.workers.pop(slot, None)
         self.io.release_slot(slot)
-        # Its half-written objects go first (killed while it wrote a return: a retry
-        # writes it again, and an error sealed in its place must find the id free).
-        self.io.reap_dead_clients()
-        self._release_worker_refs(slot, w.nonce if w is not None else None)
+        if not self.io.stopping():   # (at shutdown the whole store goes: no scans)
+            # Its half-written objects go first (killed while it wrote a return: a retry
+            # writes it again, and an error sealed in its place must find the id free).
+            self.io.reap_dead_clients()
+            self._release_worker_refs(slot, w.nonce if w is not None else None)
         if w is None:
             return
         # Ray's ownership: the actors a process created die with it (unless detached).

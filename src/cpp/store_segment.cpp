@@ -75,11 +75,11 @@ bool RemoveIfStale(const std::string& name) {
 
 Layout ComputeLayout(uint64_t capacity) {
     Layout l{};
-    // One entry per 1 KiB of capacity, within [256 Ki, 4 Mi] (104 bytes each with their
+    // One entry per 1 KiB of capacity, within [256 Ki, 2 Mi] (104 bytes each with their
     // index and pin slots): a job holds hundreds of thousands of small objects (task
     // returns) even in a small store, as Ray keeps them in its owners' memory. Pages of
     // the table are only touched as it fills (unless the store is prefaulted).
-    l.max_objects = static_cast<uint32_t>(std::clamp<uint64_t>(capacity / 1024, 1u << 18, 1u << 22));
+    l.max_objects = static_cast<uint32_t>(std::clamp<uint64_t>(capacity / 1024, 1u << 18, 1u << 21));
     l.index_size = NextPow2(2ull * l.max_objects);  // load <= 1/2: short probes
     l.pins_size = NextPow2(2ull * l.max_objects);
     l.clients_off = RoundUp(sizeof(Header), kAlign);
