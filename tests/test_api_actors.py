@@ -997,3 +997,19 @@ def test_a_blocking_get_inside_an_async_actor_warns_once(ray, capfd):
         time.sleep(0.1)
         err += capfd.readouterr().err
     assert err.count("Using blocking ray.get inside async actor method") == 1, err
+
+
+def test_an_actor_that_can_never_start_fails_its_calls_once_its_handles_go(ray):
+    import gc
+
+    @ray.remote(num_cpus=10_000)
+    class Huge:
+        def f(self):
+            return 1
+
+    a = Huge.remote()
+    call = a.f.remote()
+    del a
+    gc.collect()
+    with pytest.raises(ray.exceptions.ActorDiedError, match="never started"):
+        ray.get(call, timeout=30)

@@ -197,8 +197,11 @@ class ActorManager:
         rec = self.actors.get(actor_id)
         if rec is None or rec.state == DEAD or rec.spec.name or rec.spec.detached:
             return
-        if rec.state == PENDING and not self.s.io.calls_queued(actor_id):
-            rec.no_restart = True   # (never started, nothing asked of it: gone at once)
+        if rec.state == PENDING and (not self.s.io.calls_queued(actor_id)
+                                     or not self.s.res.feasible(rec.spec.placement)):
+            # never started, and nothing asked of it (or it could never start here: its
+            # callers get the error instead of waiting for ever): gone at once
+            rec.no_restart = True
             rec.cause = ActorDiedError("The actor was never started and no handle to it "
                                        "remains.", actor_id=actor_id.hex())
             self._to_dead(rec)
