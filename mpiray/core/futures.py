@@ -113,13 +113,13 @@ class Waiter:
                         for w in list(self.pending.get(oid, ())):
                             self._unlink(w)
                             fired.append((w, oid))
-            if ready[-1]:
-                self._delete(wake)
             for w, oid in fired:
                 try:
                     w.fire(oid)
                 except Exception:  # noqa: BLE001 - a callback's failure is not the waiter's
                     pass
+            if ready[-1]:   # (after the firing: it may wait a moment for a racing put)
+                self._delete(wake)
 
     def _delete(self, wake):
         store = self.rt.store
