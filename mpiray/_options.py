@@ -204,6 +204,10 @@ def actor_options(opts: dict) -> dict:
             for g, n in groups.items()):
         raise ValueError(f"concurrency_groups must map group names to positive integers, "
                          f"got {groups!r}")
+    max_pending = _or_default(opts, "max_pending_calls", -1)
+    if max_pending == 0 or max_pending < -1:
+        raise ValueError(f"max_pending_calls must be -1 (no limit) or a positive integer, "
+                         f"got {max_pending!r}")
     lifetime = opts.get("lifetime")
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}")
@@ -217,6 +221,7 @@ def actor_options(opts: dict) -> dict:
         "max_concurrency": max_concurrency, "name": name or "",
         "namespace": opts.get("namespace"), "lifetime": lifetime,
         "get_if_exists": bool(opts.get("get_if_exists", False)),
+        "max_pending_calls": max_pending,
         "concurrency_groups": dict(groups),
         "capturable": opts.get("scheduling_strategy") is None and opts.get("placement_group") is None,
         "runtime_env": runtime_env.validate(opts.get("runtime_env")),

@@ -10,6 +10,7 @@ no handle remains anywhere, an unnamed, non-detached actor ends after its queued
 
 from __future__ import annotations
 
+import collections
 import inspect
 import os
 
@@ -148,7 +149,7 @@ class ActorClass:
             concurrency_groups=groups, method_groups=method_groups,
             owner_pid=0 if rt.is_driver else os.getpid(),
         )
-        handle = ActorHandle(actor_id, self.__name__, self._methods)
+        handle = ActorHandle(actor_id, self.__name__, self._methods, opts["max_pending_calls"])
         from mpiray.core.native import Queue
         from mpiray.core.node import ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE
 
@@ -222,7 +223,7 @@ def _register_name(rt, aspec, handle) -> bool:
     """Atomically claims the name cluster-wide; False if someone holds it already."""
     from mpiray.core import actor_names
 
-    entry = (handle._actor_id, handle._class_name, handle._methods)
+    entry = (handle._actor_id, handle._class_name, handle._methods, handle._hold.max_pending)
     return actor_names.register(rt, aspec.name, aspec.namespace, entry)
 
 
@@ -232,8 +233,7 @@ def _find_named(rt, name, namespace):
     entry = actor_names.lookup(rt, name, namespace)
     if entry is None:
         return None
-    actor_id, class_name, methods = entry
-    return ActorHandle(actor_id, class_name, methods)
+    return ActorHandle(*entry)
 
 
 def lookup_named_actor(rt, name, namespace):
@@ -243,15 +243,36 @@ def lookup_named_actor(rt, name, namespace):
     return handle
 
 
+_pending_calls = {}   # actor id -> the first return of each call this process made, not ended
+
+
+def _check_pending(actor_id, limit, name):
+    """max_pending_calls, as Ray's: this process may have at most limit calls of the actor
+    not ended yet; one more raises PendingCallsLimitExceeded (the caller backs off)."""
+    pending = _pending_calls.get(actor_id)
+    if not pending or len(pending) < limit:
+        return
+    store = _api._runtime().store
+    still = collections.deque(oid for oid in pending if not store.contains(oid))
+    _pending_calls[actor_id] = still
+    if len(still) >= limit:
+        from mpiray.exceptions import PendingCallsLimitExceeded
+
+        raise PendingCallsLimitExceeded(
+            f"The actor's pending calls from this process reached max_pending_calls={limit} "
+            f"({name}): wait for some to end before calling again.")
+
+
 class _HandleHold:
     """One counted hold on an actor's handles (refcount key): shared by a handle and
     the methods taken from it, so the actor lives while any of them does, and a method
     cached on its handle makes no reference cycle (which only the GC would break)."""
 
-    __slots__ = ("key",)
+    __slots__ = ("key", "max_pending")
 
-    def __init__(self, key):
+    def __init__(self, key, max_pending=-1):
         self.key = key
+        self.max_pending = max_pending   # max_pending_calls: this process's calls not ended
         refcount.add_local(key)
 
     def __del__(self):
@@ -262,12 +283,12 @@ class _HandleHold:
 
 
 class ActorHandle:
-    def __init__(self, actor_id: bytes, class_name: str, methods: dict):
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_pending: int = -1):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._key = A.handle_key(actor_id)
-        self._hold = _HandleHold(self._key)
+        self._hold = _HandleHold(self._key, max_pending)
 
     def __getattr__(self, name):
         if name in BUILT_IN_METHODS:  # every actor's, as in Ray (core/actor_worker.py)
@@ -291,7 +312,8 @@ class ActorHandle:
 
     def __reduce__(self):
         serialization_context.record(self._key, pin_out_of_band=False)
-        return (ActorHandle, (self._actor_id, self._class_name, self._methods))
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods,
+                              self._hold.max_pending))
 
     def __eq__(self, other):
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -328,9 +350,14 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         if (kwargs or len(args) != self._arg_count) and self._check_args is not None:
             self._check_args(args, kwargs)
+        limit = self._hold.max_pending
+        if limit > 0:
+            _check_pending(self._actor_id, limit, self._task_name)
         refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._wire_name, args,
                                           kwargs, self._num_returns, self._max_retries,
                                           self._retry_exceptions)
+        if limit > 0 and refs:
+            _pending_calls.setdefault(self._actor_id, collections.deque()).append(refs[0].binary())
         return refs[0] if self._num_returns == 1 else wrap_returns(refs, self._num_returns)
 
     def options(self, num_returns=None, max_task_retries=None, concurrency_group=None,

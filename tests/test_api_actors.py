@@ -1013,3 +1013,20 @@ def test_an_actor_that_can_never_start_fails_its_calls_once_its_handles_go(ray):
     gc.collect()
     with pytest.raises(ray.exceptions.ActorDiedError, match="never started"):
         ray.get(call, timeout=30)
+
+
+def test_max_pending_calls_limits_a_callers_calls_not_ended(ray):
+    @ray.remote(max_pending_calls=2)
+    class Slow:
+        def nap(self):
+            time.sleep(0.3)
+            return 1
+
+    a = Slow.remote()
+    first = [a.nap.remote(), a.nap.remote()]
+    with pytest.raises(ray.exceptions.PendingCallsLimitExceeded):
+        a.nap.remote()
+    assert ray.get(first, timeout=30) == [1, 1]
+    assert ray.get(a.nap.remote(), timeout=30) == 1      # room again once they ended
+    with pytest.raises(ValueError):
+        Slow.options(max_pending_calls=0)
