@@ -30,6 +30,7 @@ THREAD_CONSUMER = 1      # the one the inbox thread spins as
 THREAD_SPIN_S = 100e-6   # the inbox thread polls this long before it sleeps (adaptive below it)
 RETURN_POLL_S = 200e-6   # how long the driver polls for a running task's return (then it sleeps)
 END_POLL_S = 50e-6       # how long it then polls for the task's end, pushed after the seal
+SETTLE_S = 0.05          # the most an error's get waits for its task's end (settle)
 IDLE_S = 0.1             # the inbox thread wakes this often to apply the driver's ref events
 
 
@@ -78,6 +79,16 @@ class InboxPump:
                 self.drain()
             else:  # a quiet spell: the driver's dropped refs, and workers no longer needed
                 sched.stimulus_driver(sched.quiet)
+
+    def settle(self, oid, limit_s=SETTLE_S):
+        """The driver is about to raise oid's error (a cancelled or failed task here): the
+        task's end, pushed right after the seal, is applied first, so its CPUs are back
+        before the caller goes on (a next task asking for all of them would otherwise find
+        one missing for a moment)."""
+        deadline = time.perf_counter() + limit_s
+        while self.scheduler.running_here(oid) and time.perf_counter() < deadline:
+            if not self.drain():
+                time.sleep(1e-4)
 
     def await_return(self, oid):
         """The driver's short wait for the return of a task running on this node: the

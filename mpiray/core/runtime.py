@@ -124,9 +124,9 @@ class Runtime:
         bufs = [self.store.get(oid, 0) for oid in oids]
         missing = [i for i, b in enumerate(bufs) if b is None]
         if missing:
-            for buf in bufs:   # as Ray: an error that is here already is raised at once
+            for i, buf in enumerate(bufs):   # as Ray: an error here already is raised at once
                 if buf is not None and is_error(buf):
-                    self._value(buf)
+                    self._value(buf, oids[i])
             if self.loop_thread is not None and self.loop_thread == threading.get_ident():
                 _warn_blocking_get()
             self._pull([oids[i] for i in missing])
@@ -143,15 +143,15 @@ class Runtime:
                         raise GetTimeoutError(
                             f"Get timed out: object {oids[i].hex()} not ready after {timeout} s")
                     if is_error(bufs[i]):
-                        self._value(bufs[i])
-        return [self._value(b) for b in bufs]
+                        self._value(bufs[i], oids[i])
+        return [self._value(b, oid) for b, oid in zip(bufs, oids)]
 
     def get_one(self, oid, timeout=None):
         """get([oid])[0] without the list handling a batch needs (a third of the cost
         of a big get): a sealed local object is read at once."""
         buf = self.store.get(oid, 0)
         if buf is not None:
-            return self._value(buf)
+            return self._value(buf, oid)
         return self.get([oid], timeout)[0]
 
     def wait_get(self, oid, deadline):
@@ -186,9 +186,11 @@ class Runtime:
         if self.fetch_remote:
             self.channel.send([(P.FETCH, oids)])
 
-    def _value(self, buf):
+    def _value(self, buf, oid=None):
         value, is_error = deserialize(buf)
         if is_error:
+            if oid is not None and self.pump is not None:
+                self.pump.settle(oid)   # (the driver: the failed task's end applies first)
             if isinstance(value, RayTaskError):
                 raise value.as_instanceof_cause()
             raise value
