@@ -156,10 +156,8 @@ def write_returns(runtime, spec, result):
             if len(values) == spec.num_returns:   # every return has its value: only told
                 print(str(wrap(exc, spec.name)), file=sys.stderr)
             elif values and len(values) < spec.num_returns:
-                sealed = write_returns(runtime, _first_returns(spec, len(values)),
-                                       values if len(values) > 1 else values[0])
-                rest = _write_error(runtime, _returns_after(spec, len(values)), wrap(exc, spec.name))
-                return sealed + rest
+                sealed = _write_values(runtime, spec, oids, values)
+                return _write_instead(runtime, spec, sealed, exc)   # (the rest: the error)
             else:
                 return _write_error(runtime, spec, wrap(exc, spec.name))
         result = values
@@ -182,6 +180,11 @@ def write_returns(runtime, spec, result):
                 f"{spec.name} declared num_returns={spec.num_returns} but returned "
                 f"{len(values)} values"), spec.name)
             return _write_error(runtime, spec, err)
+    return _write_values(runtime, spec, oids, values)
+
+
+def _write_values(runtime, spec, oids, values):
+    """values under the first len(values) of oids; [(oid, [])] of those sealed."""
     sealed = []
     for oid, value in zip(oids, values):
         if value is None:  # (the commonest return: one ready-made object)
@@ -212,27 +215,6 @@ async def _collect(agen, values):
         values.append(value)
     return values
 
-
-class _Returns:
-    """A view of a spec with some of its return ids (a generator that raised part-way)."""
-
-    def __init__(self, spec, ids):
-        self.spec, self.ids = spec, ids
-        self.num_returns = len(ids)
-
-    def return_ids(self):
-        return self.ids
-
-    def __getattr__(self, name):
-        return getattr(self.spec, name)
-
-
-def _first_returns(spec, n):
-    return _Returns(spec, spec.return_ids()[:n])
-
-
-def _returns_after(spec, n):
-    return _Returns(spec, spec.return_ids()[n:])
 
 
 def _write_unserializable(runtime, spec, exc, sealed):

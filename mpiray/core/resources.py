@@ -58,7 +58,8 @@ class GpuSlots:
     has it, so fractions pack as Ray's do (four 0.5 tasks on two GPUs: two per device)."""
 
     def __init__(self, capacity: dict):
-        self.free = dict(capacity)   # device id -> free fraction
+        self.capacity = dict(capacity)   # device id -> its share here (a bundle: maybe 0.5)
+        self.free = dict(capacity)       # device id -> free fraction
 
     def can_take(self, amount: float) -> bool:
         if amount >= 1:
@@ -80,10 +81,11 @@ class GpuSlots:
         self.free[g] = round(f - amount, 9)
         return [g]
 
-    def give(self, ids, amount: float, cap: float = 1.0) -> None:
+    def give(self, ids, amount: float) -> None:
         for g in ids:
             if g in self.free:
-                self.free[g] = 1.0 if amount >= 1 else min(cap, round(self.free[g] + amount, 9))
+                cap = self.capacity[g]
+                self.free[g] = cap if amount >= 1 else min(cap, round(self.free[g] + amount, 9))
 
 
 class NodeResources:
@@ -94,7 +96,6 @@ class NodeResources:
         # GPUs reserved by placement group bundles (core/placement.py): the bundle's
         # "GPU_group_<i>_<pg>" -> its devices (a bundle of half a GPU: half a device)
         self.group_gpus = {}
-        self.bundle_cap = {}
 
     def feasible(self, req: dict) -> bool:
         return _within(req, self.totals)
@@ -138,23 +139,20 @@ class NodeResources:
             return
         for k, v in req.items():
             if k.startswith("GPU_group_"):
-                for key, pool in self._group_pools_by_key(k):
+                for pool in self._group_pools(k):
                     if gpu_ids[0] in pool.free:
-                        pool.give(gpu_ids, v, self.bundle_cap.get(key, 1.0))
+                        pool.give(gpu_ids, v)
                         break
                 return
         self.gpus.give(gpu_ids, req.get("GPU", 0.0))
 
     def _group_pools(self, key):
-        return [pool for _, pool in self._group_pools_by_key(key)]
-
-    def _group_pools_by_key(self, key):
-        """The (bundle key, pool) a request for key may use: one bundle's, or for the
-        wildcard "GPU_group_<pg>", every bundle of that group on this node."""
+        """The pools a request for key may use: one bundle's, or for the wildcard
+        "GPU_group_<pg>", every bundle of that group on this node."""
         if key in self.group_gpus:
-            return [(key, self.group_gpus[key])]
+            return [self.group_gpus[key]]
         suffix = key[len("GPU_group"):]
-        return [(k, pool) for k, pool in self.group_gpus.items() if k.endswith(suffix)]
+        return [pool for k, pool in self.group_gpus.items() if k.endswith(suffix)]
 
     # ---------------------------------------------------------- placement group bundles
 
@@ -164,10 +162,8 @@ class NodeResources:
             self.totals[k] = self.totals.get(k, 0.0) + v
             self.available[k] = self.available.get(k, 0.0) + v
         if gpu_key is not None:
-            share = next((v for k, v in extra.items() if k == gpu_key), 1.0)
-            cap = share if share < 1 else 1.0   # (a bundle of half a GPU: half a device)
+            cap = min(extra.get(gpu_key, 1.0), 1.0)   # (a bundle of half a GPU: half a device)
             self.group_gpus[gpu_key] = GpuSlots({g: cap for g in gpu_ids})
-            self.bundle_cap[gpu_key] = cap
 
     def remove(self, extra: dict, gpu_key=None) -> list:
         """A bundle's resources leave the node; returns the device ids it held."""
@@ -180,7 +176,6 @@ class NodeResources:
                 self.totals.pop(k, None)
                 self.available.pop(k, None)
         pool = self.group_gpus.pop(gpu_key, None)
-        self.bundle_cap.pop(gpu_key, None)
         return list(pool.free) if pool is not None else []
 
     def overcommitted_cpus(self) -> float:

@@ -38,7 +38,8 @@ from mpiray.core import affinity, placement
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
-from mpiray.core.scheduler_remote import FORWARDED, CrossNode
+from mpiray.core.scheduler_remote import CrossNode
+from mpiray.core.task_states import DISPATCHED, FORWARDED, INFEASIBLE, READY, WAITING
 from mpiray.core.resources import NodeResources
 from mpiray.core.timeline import TaskLog
 from mpiray.exceptions import (ActorPlacementGroupRemoved, ActorUnschedulableError, ObjectFreedError,
@@ -47,7 +48,6 @@ from mpiray.exceptions import (ActorPlacementGroupRemoved, ActorUnschedulableErr
 
 log = logging.getLogger("mpiray")
 
-WAITING, READY, INFEASIBLE, DISPATCHED = "WAITING", "READY", "INFEASIBLE", "DISPATCHED"
 RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
 TASK_LOG_SIZE = 100_000  # tasks and actor calls timeline() remembers per node
 TASK, ACTOR = "task", "actor"

@@ -20,10 +20,9 @@ import time
 
 from mpiray import _ids
 from mpiray.core import affinity
+from mpiray.core.task_states import FORWARDED, READY
 from mpiray.exceptions import TaskCancelledError
 
-FORWARDED = "FORWARDED"
-READY = "READY"   # (core/scheduler.py's)
 
 # An unborrow that would free an object waits this long first: a borrow of the same object
 # by a third node, sent before the unborrow but on another MPI pair, lands meanwhile.
