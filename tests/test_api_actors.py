@@ -504,6 +504,59 @@ def test_cancel_of_actor_calls_queued_running_and_async(ray):
     assert ray.get(done) == 3
 
 
+def test_cancel_of_an_actor_call_not_started_answers_at_once(ray):
+    """As Ray's owner does: a call waiting behind a long one, for its actor to be placed,
+    or for its argument, raises TaskCancelledError at once (not when the actor reaches
+    it), and never runs."""
+
+    @ray.remote
+    class Busy:
+        def __init__(self):
+            self.ran = []
+
+        def work(self, seconds, tag):
+            time.sleep(seconds)
+            self.ran.append(tag)
+            return tag
+
+        def pair(self):
+            self.ran.append("pair")
+            return 1, 2
+
+        def log(self):
+            return self.ran
+
+    @ray.remote
+    def late(x):
+        time.sleep(20)
+        return x
+
+    b = Busy.remote()
+    ray.get(b.__ray_ready__.remote())
+    running = b.work.remote(5, "running")
+    queued = b.work.remote(0, "queued")
+    first, second = b.pair.options(num_returns=2).remote()
+    waits_for_arg = b.work.remote(late.remote(0), "arg")
+    time.sleep(0.3)
+    start = time.monotonic()
+    for ref in (queued, second, waits_for_arg):
+        ray.cancel(ref)
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(ref, timeout=30)
+    assert time.monotonic() - start < 3, "answered only when the actor got there"
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(first, timeout=30)   # the call's other return, when the actor skips it
+    assert ray.get(running, timeout=30) == "running"
+    assert ray.get(b.log.remote(), timeout=30) == ["running"]
+
+    unplaced = Busy.options(resources={"nowhere": 1}).remote()
+    call = unplaced.log.remote()
+    ray.cancel(call)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(call, timeout=10)
+    ray.kill(unplaced)
+
+
 def test_concurrency_groups_keep_one_busy_group_from_blocking_another(ray):
     """Ray's concurrency groups: the default group (max_concurrency=1 here) is busy
     waiting for an event that a call in the "signal" group sets; groups have their own

@@ -19,7 +19,7 @@ from mpiray import _ids
 from mpiray.core import affinity, placement
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
-                               RayActorError, RayTaskError)
+                               RayActorError, RayTaskError, TaskCancelledError)
 
 # causes a dead actor's callers get as they are (any other is wrapped in ActorDiedError)
 _AS_IS = (RayActorError, ActorUnschedulableError)
@@ -268,7 +268,7 @@ class ActorManager:
             for oid in call.contained:
                 self.s._decref(oid)
 
-    def cancel_call(self, task_id, force):
+    def cancel_call(self, task_id, force, index=1):
         """ray.cancel of an actor call made on this node (a task id the scheduler does
         not run): the call is marked cancelled in the store of the actor's node. Its
         process skips it if it has not started, cancels it on the event loop of an async
@@ -277,20 +277,28 @@ class ActorManager:
         A call passed on from here is cancelled on its next hop (the cancel follows the
         call's route to the actor's node, CALL_CANCEL there); else it is marked here,
         where the actor runs or the call still waits in the queue of a remote actor's
-        proxy (which passes the cancel on after the call: ActorRouter.pass_cancel)."""
+        proxy (which passes the cancel on after the call: ActorRouter.pass_cancel).
+        On one host the ref ray.cancel was given (return `index`) is answered at once, as
+        Ray answers a call not started (waiting in the queue, for its actor to be placed
+        or for its arguments); the actor skips the call when it reaches it. A call that
+        had started ends cancelled anyway (executor.cancelled_meanwhile), so the early
+        answer is the call's answer either way."""
         cluster = self.s.cluster
         route = cluster.routes.get(task_id) if cluster is not None else None
         if route is not None:
             cluster.send(route[0], ("call_cancel", task_id))
-        else:
-            self.mark_call(task_id)
+        elif self.mark_call(task_id) and cluster is None and _ids.is_actor_call(task_id) \
+                and not task_id[-1] & _ids.STREAM_BIT:
+            self.s.seal_error([_ids.object_id(task_id, index)], TaskCancelledError(task_id.hex()))
 
-    def mark_call(self, task_id):
+    def mark_call(self, task_id) -> bool:
+        """False: already cancelled, or ended."""
         if task_id in self.cancelled_calls or self.s.io.contains(_ids.object_id(task_id, 1)) \
                 or self.s.io.contains(_ids.stream_end(task_id)):
-            return  # already cancelled, or ended
+            return False
         self.s.io.mark_call_cancelled(task_id)
         self.cancelled_calls[task_id] = time.monotonic() + CALL_MARK_KEEP_S
+        return True
 
     def sweep_call_marks(self):
         """Marks of calls this node never saw end (they ran elsewhere, or had ended)."""

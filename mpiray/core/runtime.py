@@ -324,7 +324,8 @@ class Runtime:
         return refs
 
     def cancel(self, oid, force, recursive):
-        self.channel.send([(P.CANCEL, _ids.task_of(oid), force, recursive)])
+        self.channel.send([(P.CANCEL, _ids.task_of(oid), force, recursive, False,
+                            _ids.index_of(oid))])
 
     # ------------------------------------------------------------ actors
     def actor_queue(self, actor_id):

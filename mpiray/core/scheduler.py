@@ -456,7 +456,7 @@ class Scheduler(CrossNode):
         self.res.release(req, rec.gpu_ids)
         rec.gpu_ids = []
 
-    def cancel(self, task_id, force, recursive=True):
+    def cancel(self, task_id, force, recursive=True, index=1):
         """recursive: the task's worker also cancels the tasks the task submitted."""
         rec = self.tasks.get(task_id)
         if rec is None and self.cluster is not None and self.cluster.is_foreign(task_id):
@@ -464,7 +464,7 @@ class Scheduler(CrossNode):
             self.io.forward_cancel(_ids.node_of(task_id), task_id, force, recursive)
             return None
         if rec is None or rec.cancelled:
-            return self.actors.cancel_call(task_id, force)
+            return self.actors.cancel_call(task_id, force, index)
         rec.cancelled = True
         rec.force_cancelled = force
         if rec.state == FORWARDED:  # the node running it cancels it and reports back
@@ -484,15 +484,16 @@ class Scheduler(CrossNode):
         self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
         self._finish(rec)
 
-    def _ev_cancel(self, task_id, force, recursive=True, child=False):
+    def _ev_cancel(self, task_id, force, recursive=True, child=False, index=1):
         """child: one of the tasks a cancelled task submitted (recursive cancel): one
         that has ended already is left alone (no mark for it), and so is one cancelled
-        already (a worker sends its children's cancels twice: core/worker.py)."""
+        already (a worker sends its children's cancels twice: core/worker.py).
+        index: of the return ray.cancel was given (an actor call's is answered at once)."""
         if child:
             rec = self.tasks.get(task_id)
             if rec is None or rec.cancelled:
                 return
-        self.cancel(task_id, force, recursive)
+        self.cancel(task_id, force, recursive, index)
 
     def _remove_pending(self, rec):
         if rec.state == READY:
