@@ -838,7 +838,9 @@ class CodedError(Exception):
         self.code = code
 
 
-def test_a_caught_task_error_keeps_its_class_when_returned_or_put(ray):
+def test_a_ray_error_returned_or_put_is_raised_by_get_keeping_its_class(ray):
+    """As Ray's get: a value that is a RayError is raised, not returned (a caught task
+    error returned by a task, or put), and keeps its class and attributes."""
     @ray.remote
     def bad():
         raise CodedError("bad")
@@ -850,8 +852,43 @@ def test_a_caught_task_error_keeps_its_class_when_returned_or_put(ray):
         except CodedError as e:
             return e
 
-    err = ray.get(catch.remote(), timeout=30)
-    assert isinstance(err, CodedError) and isinstance(err, ray.exceptions.RayTaskError)
-    assert err.code == 7
-    again = ray.get(ray.put(err))
-    assert isinstance(again, CodedError) and again.code == 7
+    with pytest.raises(CodedError) as caught:
+        ray.get(catch.remote(), timeout=30)
+    err = caught.value
+    assert isinstance(err, ray.exceptions.RayTaskError) and err.code == 7
+    with pytest.raises(CodedError) as again:
+        ray.get([ray.put(err)])
+    assert again.value.code == 7
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ray.put(ray.exceptions.TaskCancelledError()))
+    assert isinstance(ray.get(ray.put(ValueError("a plain error is a value"))), ValueError)
+
+
+def test_a_get_of_many_fails_as_soon_as_one_is_an_error(ray):
+    """As Ray's: whatever the get still waits for, with or without a timeout; from the
+    driver and from a task."""
+    @ray.remote(num_cpus=0)
+    def slow(seconds):
+        time.sleep(seconds)
+        return seconds
+
+    @ray.remote
+    def fails(after):
+        time.sleep(after)
+        raise CodedError("first to fail")
+
+    @ray.remote(num_cpus=0)
+    def gets_both(slow_one):   # (in a list: a ref inside an argument stays a ref)
+        ray.get([slow_one[0], fails.remote(0.5)])
+
+    slow_ones = [slow.remote(20) for _ in range(3)]
+    for call in (lambda: ray.get([slow_ones[0], fails.remote(0.5)]),
+                 lambda: ray.get([slow_ones[1], fails.remote(0.5)], timeout=10),
+                 lambda: ray.get(gets_both.remote([slow_ones[2]]))):
+        start = time.monotonic()
+        with pytest.raises(CodedError):
+            call()
+        assert time.monotonic() - start < 8, "waited for the slow one"
+    assert ray.get([slow.remote(0) for _ in range(100)]) == [0] * 100
+    for ref in slow_ones:
+        ray.cancel(ref, force=True)

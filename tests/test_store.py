@@ -70,6 +70,17 @@ def test_lifecycle_create_seal_get_release_delete(store):
     assert store.get(oid(1), timeout=0) is None
 
 
+def test_the_store_counts_the_errors_serialization_writes(store):
+    """error_seq (what a get of many watches) moves for serialize_error's objects only."""
+    from mpiray.serialization import serialize, serialize_error
+
+    store.put(oid(1), serialize("a value").to_bytes())
+    store.put(oid(2), serialize(ValueError("a value too")).to_bytes())
+    assert store.error_seq() == 0
+    store.put(oid(3), serialize_error(ValueError("an error")).to_bytes())
+    assert store.error_seq() == 1
+
+
 def test_abort_drops_unsealed_object(store):
     buf = store.create_object(oid(2), 1000)
     store.abort(oid(2))

@@ -60,6 +60,7 @@ cdef extern from "store.h" namespace "mpiray::store" nogil:
         Status Delete(const uint8_t* id)
         Status SizeOf(const uint8_t* id, uint64_t* size)
         StoreStats Stats()
+        uint32_t ErrorSeq()
         int ReapDeadClients()
         Status Destroy()
         uint64_t capacity()

@@ -320,6 +320,10 @@ cdef class Store:
         cdef StoreClient* c = self.client()
         return c.Contains(id)
 
+    def error_seq(self) -> int:
+        """How many error objects were sealed in this store so far (wraps at 2**32)."""
+        return self.client().ErrorSeq()
+
     def ids_with_prefix(self, prefix: bytes) -> list:
         """Ids of the sealed (or spilled) objects whose id starts with prefix."""
         cdef StoreClient* c = self.client()

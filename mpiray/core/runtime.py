@@ -24,13 +24,15 @@ from mpiray.core import context, placement
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
-from mpiray.exceptions import GetTimeoutError, ObjectStoreFullError, RaySystemError, RayTaskError
+from mpiray.exceptions import (GetTimeoutError, ObjectStoreFullError, RayError, RaySystemError,
+                               RayTaskError)
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, is_error, serialize, serialize_error, unpicklable
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
 WAIT_SLICE_S = 0.5   # a blocked get wakes this often to let signal handlers run
+WATCH_SLICE_S = 0.02  # a get of many wakes this often to look for an error among the others
 # A store full of pinned objects often frees soon (objects being sent to another node,
 # a reader about to drop its view): a put or a return waits this long for room, looking
 # again with a growing pause, before it fails with ObjectStoreFullError (as Ray's
@@ -120,7 +122,9 @@ class Runtime:
             pass  # already there (a racing writer sealed it first)
 
     def get(self, oids, timeout=None):
-        """Values of oids in order; raises the first error object met."""
+        """Values of oids in order; raises the first error object met. As Ray's, a get of
+        many fails as soon as any of them is an error, whatever it still waits for."""
+        errors = self.store.error_seq()   # (before the first look: no error sealed between is missed)
         bufs = [self.store.get(oid, 0) for oid in oids]
         missing = [i for i, b in enumerate(bufs) if b is None]
         if missing:
@@ -131,6 +135,14 @@ class Runtime:
                 _warn_blocking_get()
             self._pull([oids[i] for i in missing])
             deadline = None if timeout is None else time.monotonic() + timeout
+            watch = None
+            if len(missing) > 1:
+                def watch():   # between slices of a wait: an error sealed among the others?
+                    nonlocal errors
+                    now = self.store.error_seq()
+                    if now != errors:
+                        errors = now
+                        self._raise_first_error(oids, bufs, missing)
             # A worker waits for the last first: tasks end roughly in the order they were
             # submitted, so one sleep covers the batch, where waiting in order would wake
             # it once per object (a nested parent getting its children). The driver waits
@@ -138,13 +150,24 @@ class Runtime:
             # (InboxPump.await_return), which keeps the next ones flowing.
             with self._blocked():
                 for i in (missing if self.pump is not None else reversed(missing)):
-                    bufs[i] = self.wait_get(oids[i], deadline)
                     if bufs[i] is None:
+                        bufs[i] = self.wait_get(oids[i], deadline, watch)
+                    if bufs[i] is None:
+                        if watch is not None:
+                            watch()
                         raise GetTimeoutError(
                             f"Get timed out: object {oids[i].hex()} not ready after {timeout} s")
                     if is_error(bufs[i]):
                         self._value(bufs[i], oids[i])
         return [self._value(b, oid) for b, oid in zip(bufs, oids)]
+
+    def _raise_first_error(self, oids, bufs, missing):
+        """Takes what has come of the objects still missing; raises the first error."""
+        for i in missing:
+            if bufs[i] is None:
+                bufs[i] = self.store.get(oids[i], 0)
+                if bufs[i] is not None and is_error(bufs[i]):
+                    self._value(bufs[i], oids[i])
 
     def get_one(self, oid, timeout=None):
         """get([oid])[0] without the list handling a batch needs (a third of the cost
@@ -154,18 +177,22 @@ class Runtime:
             return self._value(buf, oid)
         return self.get([oid], timeout)[0]
 
-    def wait_get(self, oid, deadline):
+    def wait_get(self, oid, deadline, watch=None):
         """store.get in slices, so that signals (Ctrl-C, SIGTERM) reach Python while a
-        get waits; None if the deadline (monotonic, or None) passes first."""
+        get waits; None if the deadline (monotonic, or None) passes first. watch: called
+        between slices (shorter ones, WATCH_SLICE_S), it may raise to end the wait."""
         if self.pump is not None:
             buf = self.pump.await_return(oid)
             if buf is not None:
                 return buf
+        slice_s = WAIT_SLICE_S if watch is None else WATCH_SLICE_S
         while True:
-            left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - time.monotonic())
+            left = slice_s if deadline is None else min(slice_s, deadline - time.monotonic())
             buf = self.store.get(oid, max(0.0, left))
             if buf is not None or (deadline is not None and time.monotonic() >= deadline):
                 return buf
+            if watch is not None:
+                watch()
 
     def request(self, event: tuple, timeout, who: str):
         """Sends event, plus a reply id, to this node's scheduler and returns what it
@@ -191,10 +218,12 @@ class Runtime:
         if is_error:
             if oid is not None and self.pump is not None:
                 self.pump.settle(oid)   # (the driver: the failed task's end applies first)
-            if isinstance(value, RayTaskError):
-                raise value.as_instanceof_cause()
-            raise value
-        return value
+        elif not isinstance(value, RayError):
+            return value
+        # (as Ray's get: a Ray error is raised even when it was a value returned or put)
+        if isinstance(value, RayTaskError):
+            raise value.as_instanceof_cause()
+        raise value
 
     def wait(self, ids, num_returns, timeout):
         """ids: packed end to end (mpiray._native.reflist); a bytearray of ready flags."""

@@ -197,6 +197,14 @@ void StoreClient::WakeGetters(const uint8_t* id) {
     if (hdr_->waiters.load(std::memory_order_seq_cst) != 0) futex_wake(&hdr_->seal_seq);
 }
 
+void StoreClient::CountIfError(const void* payload, uint64_t size) {
+    if (size < 8) return;
+    uint32_t word[2];
+    std::memcpy(word, payload, sizeof(word));
+    if (word[0] == kSerializedMagic && (word[1] & kSerializedErrorFlag))
+        hdr_->error_seq.fetch_add(1, std::memory_order_release);
+}
+
 Status StoreClient::Seal(const uint8_t* id) {
     {
         Locked lock(this);
@@ -206,6 +214,7 @@ Status StoreClient::Seal(const uint8_t* id) {
         if (x.state != ObjState::CREATED) return BadState(id, x, "seal");
         x.state = ObjState::SEALED;
         v_->policy().Added(e);
+        CountIfError(data_ + x.offset, x.size);
     }
     WakeGetters(id);  // outside the lock: woken getters should not find it held
     return Status::kOk;
@@ -238,6 +247,7 @@ Status StoreClient::Put(const uint8_t* id, const void* data, int64_t size, bool 
         v_->policy().Added(h.entry);
         DropPinLocked(h.entry, 1, static_cast<uint16_t>(slot_));
     }
+    CountIfError(data, static_cast<uint64_t>(size));  // (after the seal: a getter that sees the count finds it)
     WakeGetters(id);
     return Status::kOk;
 }
@@ -253,6 +263,7 @@ Status StoreClient::TryPut(const uint8_t* id, const void* data, int64_t size, bo
         std::memcpy(data_ + x.offset, data, static_cast<size_t>(size));
         x.state = ObjState::SEALED;  // payload first, state last (see NewEntryLocked)
         v_->policy().Added(e);
+        CountIfError(data, static_cast<uint64_t>(size));
     }
     WakeGetters(id);
     return Status::kOk;

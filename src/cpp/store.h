@@ -145,6 +145,9 @@ class StoreClient {
     // kNotFound.
     Status SizeOf(const uint8_t* id, uint64_t* size);
     StoreStats Stats();
+    // How many error objects were sealed so far (see kSerializedErrorFlag): a getter that
+    // sees it move looks again at the objects it still waits for.
+    uint32_t ErrorSeq() const { return hdr_->error_seq.load(std::memory_order_acquire); }
     // Reclaims pins and CREATED objects of clients whose process is gone (kill(pid, 0) ==
     // ESRCH). Returns how many clients were reaped. Also runs by itself when an allocation
     // does not fit and when the mutex is found EOWNERDEAD.
@@ -181,6 +184,8 @@ class StoreClient {
     Status PinLocked(uint32_t e, ObjectHandle* out);
     // After the seal of id: bumps its bucket's word and seal_seq, wakes their sleepers.
     void WakeGetters(const uint8_t* id);
+    // After a seal: bumps error_seq if the payload is a serialized error.
+    void CountIfError(const void* payload, uint64_t size);
     Header::SealWord& SealWordOf(const uint8_t* id) const;
     // Waits (spin, then futex sleep up to left_ns; < 0: no limit) until *word moves from
     // seq; `waiters` counts the sleepers of word.

@@ -7,8 +7,8 @@
 //
 // Every field below the "lock-protected" line of Header, and every Entry, PinRecord and
 // allocator block header, is read and written only while holding Header::mutex. The only
-// lock-free words are the futex pairs (seal_seq/waiters, seal_words), the spin claim and
-// the magic/pid used to attach.
+// lock-free words are the futex pairs (seal_seq/waiters, seal_words), the spin claim,
+// error_seq and the magic/pid used to attach.
 #pragma once
 
 #include <atomic>
@@ -25,8 +25,15 @@ inline constexpr uint32_t kMaxClients = 256;
 inline constexpr uint32_t kNil = 0xFFFFFFFFu;
 inline constexpr uint64_t kNilOff = ~uint64_t{0};
 inline constexpr uint64_t kMagic = 0x5453594152495050ull;  // "PPIRAYST": header initialised
-inline constexpr uint32_t kVersion = 3;  // 3: per-id seal words, spin claim
+inline constexpr uint32_t kVersion = 4;  // 3: per-id seal words, spin claim; 4: error_seq
 inline constexpr uint32_t kSealBuckets = 64;  // per-id seal words (Header::seal_words)
+
+// The first 8 bytes of an object mpiray serialized (mpiray/serialization.py: magic, then
+// flags); flags bit 0 marks a task's error. The store counts the seals of such objects
+// (Header::error_seq), so that a get of many objects can fail as soon as any of them is
+// an error, as Ray's does, without looking at the others while it waits.
+inline constexpr uint32_t kSerializedMagic = 0x3159524D;  // "MRY1"
+inline constexpr uint32_t kSerializedErrorFlag = 1;
 
 enum class ObjState : uint8_t { FREE = 0, CREATED = 1, SEALED = 2, SPILLED = 3 };
 
@@ -113,6 +120,8 @@ struct alignas(64) Header {
         std::atomic<uint32_t> waiters;
     };
     SealWord seal_words[kSealBuckets];
+    // Bumped by every seal of an error object (kSerializedErrorFlag); read by getters.
+    alignas(64) std::atomic<uint32_t> error_seq;
 
     // ---- lock-protected ----
     alignas(64) AllocState alloc;

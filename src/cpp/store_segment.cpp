@@ -176,6 +176,7 @@ Status StoreClient::Create(const std::string& name, uint64_t capacity, const std
     pthread_mutexattr_destroy(&a);
     h->seal_seq.store(0, std::memory_order_relaxed);
     h->waiters.store(0, std::memory_order_relaxed);
+    h->error_seq.store(0, std::memory_order_relaxed);
     h->spin_claim_until_ns.store(0, std::memory_order_relaxed);
     for (auto& w : h->seal_words) {
         w.seq.store(0, std::memory_order_relaxed);

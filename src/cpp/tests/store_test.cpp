@@ -251,6 +251,28 @@ static void TestIdsWithPrefix() {
     CHECK(s->Destroy() == Status::kOk);
 }
 
+// Seals of serialized errors are counted, by every way of sealing; other objects are not.
+static void TestErrorSeq() {
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(Name("errseq"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    const uint32_t error[4] = {kSerializedMagic, kSerializedErrorFlag, 0, 0};
+    const uint32_t value[4] = {kSerializedMagic, 0, 0, 0};
+    CHECK(s->ErrorSeq() == 0);
+    CHECK(s->Put(Id(1).data(), value, sizeof value) == Status::kOk);
+    CHECK(s->Put(Id(2).data(), "short", 5) == Status::kOk);
+    CHECK(s->ErrorSeq() == 0);
+    CHECK(s->Put(Id(3).data(), error, sizeof error) == Status::kOk);
+    CHECK(s->TryPut(Id(4).data(), error, sizeof error) == Status::kOk);
+    ObjectHandle h;
+    CHECK(s->CreateObject(Id(5).data(), sizeof error, &h) == Status::kOk);
+    std::memcpy(h.data, error, sizeof error);
+    CHECK(s->ErrorSeq() == 2);   // not sealed yet
+    CHECK(s->Seal(Id(5).data()) == Status::kOk);
+    CHECK(s->Release(h) == Status::kOk);
+    CHECK(s->ErrorSeq() == 3);
+    CHECK(s->Destroy() == Status::kOk);
+}
+
 // A table full of user objects keeps its last entries for errors and messages.
 static void TestTableReserve() {
     std::unique_ptr<StoreClient> s;
@@ -271,6 +293,7 @@ int main() {
     TestDeadClientAndStale();
     TestSealWakes();
     TestIdsWithPrefix();
+    TestErrorSeq();
     TestTableReserve();
     rmdir("/tmp/mpiray-cpptest-spill");
     std::printf("store_test: %s (%d failures)\n", g_failures ? "FAILED" : "ok", g_failures);
