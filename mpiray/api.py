@@ -29,9 +29,13 @@ def is_initialized() -> bool:
     return current.runtime() is not None
 
 
-def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
+def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
          ignore_reinit_error=False, namespace=None, **kwargs):
-    """Starts a one-node cluster on this host (or joins the MPI job, under mpiexec)."""
+    """Starts a one-node cluster on this host (or joins the MPI job, under mpiexec).
+    address, Ray's first argument ("auto", "local", a head's address), has nothing to
+    name here: the cluster is this host, or the MPI job the process runs in."""
+    if address is not None and not isinstance(address, str):
+        raise TypeError(f"init()'s address must be a string or None, got {type(address).__name__}")
     with _init_lock:
         if is_initialized():
             if ignore_reinit_error:

@@ -35,10 +35,8 @@ class RayTaskError(RayError):
     def _message(self):
         where = f" (pid={self.pid}, ip={self.ip})" if self.pid is not None else ""
         head = f"{type(self.cause).__name__ if self.cause is not None else 'Error'}"
-        return (
-            f"{head} in {self.function_name}(){where}\n"
-            f"{self.traceback_str.rstrip()}"
-        )
+        at = f" in {self.function_name}()" if self.function_name is not None else ""
+        return f"{head}{at}{where}\n{self.traceback_str.rstrip()}"
 
     def __str__(self):
         return self._message()

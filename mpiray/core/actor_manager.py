@@ -18,8 +18,9 @@ import time
 from mpiray import _ids
 from mpiray.core import affinity, placement
 from mpiray.core.actor_spec import recorded_slots
+from mpiray.core.executor import call_cancelled
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
-                               RayActorError, RayTaskError, TaskCancelledError)
+                               RayActorError, RayTaskError)
 
 # causes a dead actor's callers get as they are (any other is wrapped in ActorDiedError)
 _AS_IS = (RayActorError, ActorUnschedulableError)
@@ -289,7 +290,7 @@ class ActorManager:
             cluster.send(route[0], ("call_cancel", task_id))
         elif self.mark_call(task_id) and cluster is None and _ids.is_actor_call(task_id) \
                 and not task_id[-1] & _ids.STREAM_BIT:
-            self.s.seal_error([_ids.object_id(task_id, index)], TaskCancelledError(task_id.hex()))
+            self.s.seal_error([_ids.object_id(task_id, index)], call_cancelled(task_id))
 
     def mark_call(self, task_id) -> bool:
         """False: already cancelled, or ended."""

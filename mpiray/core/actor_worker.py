@@ -33,7 +33,7 @@ from mpiray.core.task_spec import GROUP_SEP, TaskSpec
 from mpiray.core import timeline
 from mpiray.core.worker import spin_pop
 from mpiray.core.worker_main import exit_code_of, name_output, run_exit_handlers
-from mpiray.exceptions import ActorDiedError, TaskCancelledError
+from mpiray.exceptions import ActorDiedError
 
 
 TERMINATE_METHOD = "__ray_terminate__"
@@ -134,7 +134,7 @@ class ActorWorker:
         its returns say so, and it does not run."""
         if not self.rt.store.contains(spec.task_id + _CANCEL_SUFFIX):
             return False
-        executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
+        executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
         return True
 
     def _method_and_group(self, spec):
@@ -371,9 +371,9 @@ class ActorWorker:
                     return await executor.write_async_stream(self.rt, spec, method(*args, **kwargs))
                 result = await method(*args, **kwargs)
                 if executor.cancelled_meanwhile(self.rt, spec):   # (it caught CancelledError)
-                    return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
+                    return executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
             except asyncio.CancelledError:
-                return executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
+                return executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
             except (ExitActor, SystemExit) as exc:
                 return self._exit_call(spec, exc)
             except Exception as exc:  # noqa: BLE001
@@ -407,7 +407,7 @@ class ActorWorker:
         try:
             sealed = fut.result()
         except (asyncio.CancelledError, CancelledError):
-            sealed = executor._write_error(self.rt, spec, TaskCancelledError(spec.task_id.hex()))
+            sealed = executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
         except BaseException as exc:  # noqa: BLE001
             sealed = executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
         self._report(spec, sealed, item, consumer, start)

@@ -73,7 +73,7 @@ def run(runtime, spec, fn):
         if spec.num_returns < 0:
             return write_stream(runtime, spec, result)
         if spec.actor_id and cancelled_meanwhile(runtime, spec):
-            return _write_error(runtime, spec, TaskCancelledError(spec.task_id.hex())), False
+            return _write_error(runtime, spec, call_cancelled(spec.task_id, spec.name)), False
         return write_returns(runtime, spec, result), False
     finally:
         context.set_task(None, None)
@@ -83,6 +83,14 @@ def cancelled_meanwhile(runtime, spec) -> bool:
     """An actor call cancelled while it ran (it is not interrupted, but may have seen
     is_canceled()) ends cancelled, as in Ray, whatever it returned."""
     return runtime.store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX))
+
+
+def call_cancelled(task_id, name=None):
+    """A cancelled actor call's error: TaskCancelledError as a RayTaskError (get raises
+    an instance of both), as Ray's docs catch either for actor calls. name: the
+    method's, where known (the node answering a cancel at once does not know it)."""
+    return RayTaskError(name, f"TaskCancelledError: Task {task_id.hex()} was cancelled",
+                        TaskCancelledError(task_id.hex()), pid=os.getpid(), ip=get_node_ip_address())
 
 
 def as_cancel(exc, spec):
