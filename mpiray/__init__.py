@@ -12,6 +12,7 @@ from mpiray.api import (
     init, is_initialized, kill, nodes, put, shutdown, timeline, wait,
 )
 from mpiray.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+from mpiray.logging_config import LoggingConfig
 from mpiray.ids import ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID, WorkerID
 from mpiray.object_ref import ObjectRef
 from mpiray.remote_function import RemoteFunction
@@ -54,7 +55,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ActorID", "DynamicObjectRefGenerator", "JobID", "NodeID",
+    "ActorClass", "ActorHandle", "ActorID", "DynamicObjectRefGenerator", "JobID", "LoggingConfig",
+    "NodeID",
     "ObjectID", "ObjectRef", "ObjectRefGenerator", "PlacementGroupID", "TaskID", "WorkerID",
     "RemoteFunction", "available_resources",
     "cancel", "cluster_resources", "exceptions", "exit_actor", "free", "get", "get_actor",

@@ -13,6 +13,8 @@ from __future__ import annotations
 import collections
 import inspect
 import os
+import types
+import typing
 
 import cloudpickle
 
@@ -62,6 +64,8 @@ def exit_actor():
 
 
 class ActorClass:
+    __class_getitem__ = classmethod(types.GenericAlias)   # ActorClass[T], as Ray's generics
+
     def __init__(self, cls, options: dict):
         self._cls = cls
         self._raw_options = dict(options)
@@ -283,6 +287,8 @@ class _HandleHold:
 
 
 class ActorHandle:
+    __class_getitem__ = classmethod(types.GenericAlias)   # ActorClass[T], as Ray's generics
+
     def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_pending: int = -1):
         self._actor_id = actor_id
         self._class_name = class_name
@@ -372,3 +378,8 @@ class ActorMethod:
         return ActorMethod(self._hold, self._actor_id, self._task_name, self._name, n, retries,
                            concurrency_group if concurrency_group is not None else self._group, rx,
                            self._checker)
+
+
+_T = typing.TypeVar("_T")
+# Ray's annotation for what ActorClass.remote() returns (its "Type hints in Ray" page)
+ActorProxy = typing.Union[ActorHandle[_T], type[_T]]

@@ -17,6 +17,7 @@ import time
 from mpiray import _config, _ids
 from mpiray._native.reflist import RefLists
 from mpiray.core import cluster_info, current, futures, refcount
+from mpiray.exceptions import RaySystemError
 from mpiray.generators import ObjectRefGenerator
 from mpiray.object_ref import ObjectRef
 
@@ -214,6 +215,22 @@ class RayContext(dict):
     def dashboard_url(self):
         return None   # (no dashboard here)
 
+    @property
+    def python_version(self):
+        import platform
+
+        return platform.python_version()
+
+    @property
+    def ray_version(self):
+        from mpiray import __version__
+
+        return __version__   # (mpiray's: there is no Ray underneath)
+
+    @property
+    def ray_commit(self):
+        return None
+
     def __enter__(self):
         return self
 
@@ -228,7 +245,8 @@ class RayContext(dict):
 def _context_info():
     info = current.info() or {}
     return RayContext(session=info.get("session"), node_id=info.get("node_id"),
-                      address=None, node_ip_address=_node_ip())
+                      address=None, node_ip_address=_node_ip(), webui_url=None,
+                      gcs_address=None, session_dir=None, metrics_export_port=None)
 
 
 def _node_ip():
@@ -376,25 +394,32 @@ def _namespace(namespace):
 
 
 # ---------------------------------------------------------------- cluster
+def _started(what):
+    """As Ray's: these describe a running cluster, and do not start one."""
+    if current.runtime() is None:
+        raise RaySystemError(f"Ray has not been started yet. You can start Ray with "
+                             f"'ray.init()' (called: {what}()).")
+
+
 def cluster_resources() -> dict:
-    _runtime()
+    _started("cluster_resources")
     return cluster_info.ask("cluster_resources")
 
 
 def available_resources() -> dict:
     """This node as it is now; other nodes as it sees them (their totals less what it
     has sent them and not heard back about)."""
-    _runtime()
+    _started("available_resources")
     return cluster_info.ask("available_resources")
 
 
 def nodes() -> list:
-    _runtime()
+    _started("nodes")
     return cluster_info.ask("nodes")
 
 
 def _driver_node(what):
-    _runtime()
+    _started(what)
     node = current.node()
     if node is None:
         raise RuntimeError(f"{what}() is answered by the driver; call it there")

@@ -69,12 +69,15 @@ def _rebuild_dual(*args):
 
 def _new_dual(dual, cause):
     """An instance of dual made with no arguments, else with the cause's (classes whose
-    __new__ wants them: ExceptionGroup, pydantic's ValidationError); None if neither."""
-    for args in ((), getattr(cause, "args", ())):
-        try:
-            return dual.__new__(dual, *args)
-        except Exception:  # noqa: BLE001 - any refusal of this __new__
-            continue
+    __new__ wants them: ExceptionGroup, pydantic's ValidationError); None if neither.
+    Called as a class first (MemoryError's __new__ refuses a direct call for a subclass),
+    then by its __new__ (a class whose __init__ wants arguments: dual's takes any)."""
+    for make in (lambda args: dual(*args), lambda args: dual.__new__(dual, *args)):
+        for args in ((), getattr(cause, "args", ())):
+            try:
+                return make(args)
+            except Exception:  # noqa: BLE001 - any refusal of this way of making it
+                continue
     return None
 
 
@@ -164,7 +167,9 @@ class ActorUnschedulableError(RayError):
 
 
 class TaskUnschedulableError(RayError):
-    pass
+    def __init__(self, error_message=""):
+        self.error_message = error_message
+        super().__init__(error_message)
 
 
 class TaskPlacementGroupRemoved(RayError):
@@ -200,25 +205,40 @@ class OutOfMemoryError(RayError):
 
 
 class ObjectLostError(RayError):
+    """As Ray's: made from the object's id (and where it was made); the text says why."""
+
     def __init__(self, object_ref_hex="", owner_address="", call_site=""):
         self.object_ref_hex = object_ref_hex
-        super().__init__(f"Object {object_ref_hex} is lost and cannot be recovered.")
+        self.owner_address = owner_address
+        self.call_site = call_site
+        super().__init__(f"Failed to retrieve object {object_ref_hex}. {self._why()}")
+
+    def _why(self):
+        return "All copies of the object have been lost and it cannot be recovered."
+
+    def __reduce__(self):   # (args holds the message: rebuilt from the id, not from it)
+        return (type(self), (self.object_ref_hex, self.owner_address, self.call_site))
 
 
 class ObjectFetchTimedOutError(ObjectLostError):
-    pass
+    def _why(self):
+        return "Fetch for the object timed out."
 
 
-class ReferenceCountingAssertionError(ObjectLostError):
-    pass
+class ReferenceCountingAssertionError(ObjectLostError, AssertionError):
+    def _why(self):
+        return "The object has already been deleted by the reference counting protocol."
 
 
 class OwnerDiedError(ObjectLostError):
-    pass
+    def _why(self):
+        return "The object's owner has exited, so it cannot be retrieved."
 
 
 class ObjectFreedError(ObjectLostError):
-    pass
+    def _why(self):
+        return ("The object was manually freed using the internal `free` call. Please "
+                "ensure that `free` is only called once the object is no longer needed.")
 
 
 class ObjectReconstructionFailedError(ObjectLostError):
@@ -242,7 +262,9 @@ class LocalRayletDiedError(RayError):
 
 
 class RuntimeEnvSetupError(RayError):
-    pass
+    def __init__(self, error_message=""):
+        self.error_message = error_message
+        super().__init__(error_message)
 
 
 class PendingCallsLimitExceeded(RayError):
@@ -255,3 +277,48 @@ class CrossLanguageError(RayError):
 
 class ActorClassInheritanceException(TypeError):
     """A class derived from an actor class (@remote class): not supported, as in Ray."""
+
+
+class UserCodeException(RayError):
+    """Ray's: an error raised by user code, where Ray reports it as such."""
+
+
+class RpcError(RayError):
+    def __init__(self, message, rpc_code=None):
+        self.rpc_code = rpc_code
+        super().__init__(message)
+
+
+class PlasmaObjectNotAvailable(Exception):
+    """Ray's: an object not in the (Plasma) store when asked for without waiting."""
+
+
+class ObjectRefStreamEndOfStreamError(RayError):
+    """A generator's stream has no more items (next() raises StopIteration for users)."""
+
+
+class RayChannelError(RaySystemError):
+    """Ray's compiled-graph channels (not in mpiray: defined so that code catching it loads)."""
+
+
+class RayChannelTimeoutError(RayChannelError, TimeoutError):
+    pass
+
+
+class RayCgraphCapacityExceeded(RaySystemError):
+    pass
+
+
+RAY_EXCEPTION_TYPES = [
+    PlasmaObjectNotAvailable, RayError, RayTaskError, WorkerCrashedError, RayActorError,
+    ObjectStoreFullError, ObjectLostError, ObjectFetchTimedOutError,
+    ReferenceCountingAssertionError, ObjectReconstructionFailedError,
+    ObjectReconstructionFailedMaxAttemptsExceededError,
+    ObjectReconstructionFailedLineageEvictedError, OwnerDiedError, GetTimeoutError,
+    AsyncioActorExit, RuntimeEnvSetupError, TaskPlacementGroupRemoved,
+    ActorPlacementGroupRemoved, PendingCallsLimitExceeded, LocalRayletDiedError,
+    TaskUnschedulableError, ActorDiedError, ActorUnschedulableError, ActorUnavailableError,
+    RayChannelError, RayChannelTimeoutError, OutOfMemoryError, ObjectRefStreamEndOfStreamError,
+    RpcError, UserCodeException, NodeDiedError, TaskCancelledError, OutOfDiskError,
+    RaySystemError, CrossLanguageError,
+]

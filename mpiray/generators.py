@@ -16,6 +16,8 @@ took goes when its refs do (as in Ray); the items nobody took go when the genera
 
 from __future__ import annotations
 
+import types
+
 import asyncio
 
 from mpiray import _ids
@@ -68,6 +70,8 @@ class ObjectRefGenerator:
     for``, ``next(gen)``) for one ObjectRef per value yielded, as soon as each is made.
     An exception in the generator comes as a ref holding it, after the values yielded
     before it. Not thread-safe, and not to be passed to other tasks (as in Ray)."""
+
+    __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, end_ref: ObjectRef):
         self._end = end_ref

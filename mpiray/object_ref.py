@@ -8,6 +8,7 @@ the container (a stored object, a task's arguments) holds it too.
 from __future__ import annotations
 
 import asyncio
+import types
 
 from mpiray import _ids
 from mpiray.core import refcount, serialization_context
@@ -20,6 +21,9 @@ _remove_local = refcount.remove_local
 
 class ObjectRef:
     __slots__ = ("_id", "_counted", "__weakref__")
+
+    # ObjectRef[int] in annotations, as Ray's generic ObjectRef
+    __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, binary: bytes, _counted: bool = True):
         if type(binary) is not bytes or len(binary) != _ID_SIZE:

@@ -17,11 +17,12 @@ def is_generator_function(fn) -> bool:
 
 
 def _name_of(function) -> str:
-    """module.qualname, for a plain function; a partial or callable object is named by
-    what it wraps, or its class."""
+    """The task's default name, as Ray's: the function's own name (a partial or callable
+    object is named by what it wraps, or its class); get_task_function_name() gives the
+    module-qualified one."""
     target = getattr(function, "func", function)   # (functools.partial)
     qual = getattr(target, "__qualname__", None) or type(target).__qualname__
-    return f"{getattr(target, '__module__', None) or type(target).__module__}.{qual}"
+    return qual.rsplit(".", 1)[-1]
 
 
 def wrap_returns(refs, n):

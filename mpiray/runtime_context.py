@@ -25,7 +25,13 @@ class RuntimeContext:
         return info.get("job_id") or info.get("session")
 
     def get_worker_id(self):
-        return context.process().get("worker_id") or "driver"
+        """A WorkerID's hex form (28 bytes, as Ray's), the same for the life of the
+        process (the driver's included)."""
+        import hashlib
+
+        who = context.process().get("worker_id") or "driver"
+        session = (current.info() or {}).get("session", "")
+        return hashlib.sha224(f"{session}/{who}".encode()).hexdigest()
 
     @property
     def namespace(self):
@@ -61,6 +67,14 @@ class RuntimeContext:
 
     def get_accelerator_ids(self):
         return {"GPU": [str(g) for g in context.gpu_ids()]}
+
+    def get_resource_ids(self):
+        """Ray's older name of get_accelerator_ids()."""
+        return self.get_accelerator_ids()
+
+    @property
+    def gcs_address(self):
+        return None   # (no GCS: the control store lives in the driver, docs/mpi.md)
 
     @property
     def was_current_actor_reconstructed(self):
@@ -114,7 +128,7 @@ class RuntimeContext:
         return context.process().get("actor_name")
 
     def get_task_function_name(self):
-        return context.task_name()
+        return context.task_function_name()
 
     @property
     def current_placement_group_id(self):
@@ -138,4 +152,9 @@ class RuntimeContext:
 
 
 def get_runtime_context() -> RuntimeContext:
+    """As Ray's, it starts the runtime when none runs yet."""
+    if current.runtime() is None:
+        from mpiray.api import _runtime
+
+        _runtime()
     return RuntimeContext()

@@ -22,3 +22,24 @@ class RuntimeEnv(dict):
 
     def to_dict(self) -> dict:
         return dict(self)
+
+
+class RuntimeEnvConfig(dict):
+    """runtime_env's "config" field, as Ray's (how environments are set up: mpiray sets
+    them up in the worker that needs one, so these are checked and kept, not acted on)."""
+
+    def __init__(self, setup_timeout_seconds=600, eager_install=True, log_files=None):
+        if not isinstance(setup_timeout_seconds, int) or isinstance(setup_timeout_seconds, bool) \
+                or not (setup_timeout_seconds > 0 or setup_timeout_seconds == -1):
+            raise ValueError("setup_timeout_seconds must be a positive integer or -1, got "
+                             f"{setup_timeout_seconds!r}")
+        if not isinstance(eager_install, bool):
+            raise TypeError(f"eager_install must be a bool, got {type(eager_install).__name__}")
+        log_files = [] if log_files is None else log_files
+        if not isinstance(log_files, list) or not all(isinstance(f, str) for f in log_files):
+            raise TypeError(f"log_files must be a list of strings, got {log_files!r}")
+        super().__init__(setup_timeout_seconds=setup_timeout_seconds,
+                         eager_install=eager_install, log_files=log_files)
+
+    def to_dict(self) -> dict:
+        return dict(self)

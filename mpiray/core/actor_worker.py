@@ -362,7 +362,7 @@ class ActorWorker:
                 if self._cancelled(spec):
                     return [(oid, []) for oid in spec.return_ids()]
                 spec.attempt += 1
-        context.set_task(spec.task_id.hex(), spec.name)
+        context.set_task(spec.task_id.hex(), spec.name, fn=method)
         while True:
             try:
                 args, kwargs = await asyncio.get_running_loop().run_in_executor(

@@ -4,14 +4,15 @@ actor's calls, interleaved on one loop) sees its own."""
 
 import contextvars
 
-_task = contextvars.ContextVar("mpiray_task", default=(None, None))
+_task = contextvars.ContextVar("mpiray_task", default=(None, None, None))
 _gpu_ids = contextvars.ContextVar("mpiray_gpu_ids", default=None)
 _resources = contextvars.ContextVar("mpiray_resources", default=None)
 _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": False}
 
 
-def set_task(task_id=None, name=None, gpu_ids=None, resources=None):
-    _task.set((task_id, name))
+def set_task(task_id=None, name=None, gpu_ids=None, resources=None, fn=None):
+    """fn: the function or method the task runs (for get_task_function_name)."""
+    _task.set((task_id, name, fn))
     # (set only when they change: most tasks of a worker have the same ones, and a
     # ContextVar.set allocates)
     if gpu_ids is not None and _gpu_ids.get() != gpu_ids:
@@ -26,6 +27,14 @@ def task_id():
 
 def task_name():
     return _task.get()[1]
+
+
+def task_function_name():
+    """module.qualname of what the task runs, as Ray's call string."""
+    _, name, fn = _task.get()
+    fn = getattr(fn, "func", fn)   # (functools.partial)
+    qual = getattr(fn, "__qualname__", None)
+    return f"{fn.__module__}.{qual}" if qual and getattr(fn, "__module__", None) else name
 
 
 def gpu_ids():

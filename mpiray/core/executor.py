@@ -46,9 +46,9 @@ def run(runtime, spec, fn):
     sealed = [(oid, contained oids)], retry = True when the scheduler should re-run it."""
     # Actor calls see the GPUs of their process; a task sees the ones it was given.
     if spec.actor_id:
-        context.set_task(spec.task_id.hex(), spec.name)
+        context.set_task(spec.task_id.hex(), spec.name, fn=fn)
     else:
-        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids, spec.resources)
+        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids, spec.resources, fn)
     try:
         try:
             args, kwargs = runtime.unpack_args(spec)

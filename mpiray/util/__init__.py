@@ -5,6 +5,7 @@ from mpiray.api import list_named_actors
 from mpiray.util.actor_pool import ActorPool
 from mpiray.serialization import deregister_serializer, register_serializer
 from mpiray.util.check_serialize import inspect_serializability
+from mpiray.util.helpers import as_completed, map_unordered
 from mpiray.util.network import get_node_ip_address
 from mpiray.util.placement_group import (  # (the function shadows its module, as in Ray)
     PlacementGroup, get_current_placement_group, get_placement_group, placement_group,
@@ -22,7 +23,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'mpiray.util' has no attribute {name!r}")
 
 
-__all__ = ["ActorPool", "PlacementGroup", "deregister_serializer", "inspect_serializability",
+__all__ = ["ActorPool", "PlacementGroup", "as_completed", "deregister_serializer",
+           "inspect_serializability", "map_unordered",
            "register_serializer", "get_current_placement_group", "get_node_ip_address",
            "get_placement_group", "list_named_actors", "placement_group", "placement_group_table",
            "remove_placement_group"]
