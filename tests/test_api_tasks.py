@@ -338,6 +338,40 @@ def test_crashed_worker_is_replaced_and_task_retried(ray, tmp_path):
     assert ray.get([ok.remote(i) for i in range(4)], timeout=60) == [0, 1, 2, 3]
 
 
+def test_a_crashed_parents_children_end_with_it_but_a_finished_ones_run_on(ray, tmp_path):
+    """Ray's ownership: the tasks a process submitted die with it (running ones killed,
+    queued ones dropped), so a crashed parent's child does not run on beside its retry;
+    a parent that returned normally leaves its children to whoever holds their refs."""
+    log = tmp_path / "log"
+    log.write_text("")
+
+    @ray.remote(num_cpus=0)
+    def child(tag, seconds):
+        time.sleep(seconds)
+        with open(log, "a") as f:
+            f.write(tag + "\n")
+        return tag
+
+    @ray.remote(max_retries=0)
+    def crashes():
+        child.remote("orphan", 1.5)
+        child.options(num_cpus=100).remote("never placed", 0)   # (queued for ever)
+        time.sleep(0.5)
+        os._exit(1)
+
+    @ray.remote
+    def returns_its_child():
+        return [child.remote("kept", 0.5)]
+
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(crashes.remote(), timeout=60)
+    kept = ray.get(returns_its_child.remote(), timeout=60)[0]
+    assert ray.get(kept, timeout=60) == "kept"
+    time.sleep(2)
+    assert log.read_text().split() == ["kept"]
+    assert ray.util.state.list_tasks(filters=[("name", "=", "child")]) == []
+
+
 def test_cancel_pending_and_running(ray, tmp_path):
     started = tmp_path / "started"
 

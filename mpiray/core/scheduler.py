@@ -829,10 +829,15 @@ class Scheduler(CrossNode):
             self._release_worker_refs(slot, w.nonce if w is not None else None)
         if w is None:
             return
-        # Ray's ownership: the actors a process created die with it (unless detached).
+        # Ray's ownership: the actors a process created die with it (unless detached),
+        # and so do the tasks it submitted that have not ended (a crashed parent's
+        # children, or a retried one's first children, do not run on beside it).
         # A task worker's normal exit (retired when idle, max_calls) is not a death of
-        # what it made: those actors live on while their handles do.
-        self.actors.owner_gone(pid, died=w.kind == ACTOR or status != CLEAN_EXIT)
+        # what it made: those actors and tasks live on while their refs do.
+        died = w.kind == ACTOR or status != CLEAN_EXIT
+        self.actors.owner_gone(pid, died=died)
+        if died and w.nonce:
+            self._end_orphans(w.nonce)
         if w.kind == ACTOR:
             self.actors.on_process_died(w, status)
             return
@@ -844,6 +849,14 @@ class Scheduler(CrossNode):
                 continue
             self._release_task_resources(rec)
             self._after_crash(rec, status)
+
+    def _end_orphans(self, nonce):
+        """Cancels (force, recursive) the tasks whose ids the dead process made: Ray's
+        node kills a dead owner's running tasks and drops its queued ones."""
+        for task_id in [t for t in self.tasks if t.startswith(nonce)]:
+            rec = self.tasks.get(task_id)
+            if rec is not None and not rec.cancelled:
+                self.cancel(task_id, True, True)
 
     def _after_crash(self, rec, status):
         spec = rec.spec
