@@ -445,11 +445,17 @@ def test_recursive_cancel_ends_the_tasks_the_task_submitted(ray, tmp_path, force
     assert not current.node().scheduler.actors.cancelled_calls
 
     alone = tmp_path / "not_recursive"
-    ref = parent.remote(alone, 25)
+    ref = parent.remote(alone, 250 if force else 25)
     assert started(alone)
     ray.cancel(ref, force=force, recursive=False)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(ref, timeout=30)
+    if force:   # its worker was killed: what it submitted dies with it, as Ray's owner's
+        time.sleep(0.3)
+        seen = alone.read_text()
+        time.sleep(0.3)
+        assert alone.read_text() == seen != "249"
+        return
     deadline = time.monotonic() + 30
     while alone.read_text() != "24" and time.monotonic() < deadline:
         time.sleep(0.02)
