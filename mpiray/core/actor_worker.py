@@ -83,7 +83,7 @@ class ActorWorker:
 
     def _construct(self):
         spec = self.aspec.creation
-        context.set_task(spec.task_id.hex(), spec.name)
+        context.set_task(spec.task_id.hex(), spec.name, depth=spec.depth)
         try:
             # the actor's whole process runs in its runtime_env, its class loaded in it too
             runtime_env.apply_process(spec.runtime_env)
@@ -362,7 +362,7 @@ class ActorWorker:
                 if self._cancelled(spec):
                     return [(oid, []) for oid in spec.return_ids()]
                 spec.attempt += 1
-        context.set_task(spec.task_id.hex(), spec.name, fn=method)
+        context.set_task(spec.task_id.hex(), spec.name, fn=method, depth=spec.depth)
         while True:
             try:
                 args, kwargs = await asyncio.get_running_loop().run_in_executor(

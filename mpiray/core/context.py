@@ -4,15 +4,16 @@ actor's calls, interleaved on one loop) sees its own."""
 
 import contextvars
 
-_task = contextvars.ContextVar("mpiray_task", default=(None, None, None))
+_task = contextvars.ContextVar("mpiray_task", default=(None, None, None, 0))
 _gpu_ids = contextvars.ContextVar("mpiray_gpu_ids", default=None)
 _resources = contextvars.ContextVar("mpiray_resources", default=None)
 _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": False}
 
 
-def set_task(task_id=None, name=None, gpu_ids=None, resources=None, fn=None):
-    """fn: the function or method the task runs (for get_task_function_name)."""
-    _task.set((task_id, name, fn))
+def set_task(task_id=None, name=None, gpu_ids=None, resources=None, fn=None, depth=0):
+    """fn: the function or method the task runs (for get_task_function_name); depth: the
+    task's (what it submits is one deeper)."""
+    _task.set((task_id, name, fn, depth))
     # (set only when they change: most tasks of a worker have the same ones, and a
     # ContextVar.set allocates)
     if gpu_ids is not None and _gpu_ids.get() != gpu_ids:
@@ -29,9 +30,13 @@ def task_name():
     return _task.get()[1]
 
 
+def task_depth():
+    return _task.get()[3]
+
+
 def task_function_name():
     """module.qualname of what the task runs, as Ray's call string."""
-    _, name, fn = _task.get()
+    _, name, fn, _ = _task.get()
     fn = getattr(fn, "func", fn)   # (functools.partial)
     qual = getattr(fn, "__qualname__", None)
     return f"{fn.__module__}.{qual}" if qual and getattr(fn, "__module__", None) else name

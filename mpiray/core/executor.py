@@ -46,9 +46,10 @@ def run(runtime, spec, fn):
     sealed = [(oid, contained oids)], retry = True when the scheduler should re-run it."""
     # Actor calls see the GPUs of their process; a task sees the ones it was given.
     if spec.actor_id:
-        context.set_task(spec.task_id.hex(), spec.name, fn=fn)
+        context.set_task(spec.task_id.hex(), spec.name, fn=fn, depth=spec.depth)
     else:
-        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids, spec.resources, fn)
+        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids, spec.resources, fn,
+                         spec.depth)
     try:
         try:
             args, kwargs = runtime.unpack_args(spec)

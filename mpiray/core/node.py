@@ -39,6 +39,7 @@ TASK_QUEUE_SLOTS, TASK_SLOT_SIZE = 1024, 4096   # (a few tasks wait there: CPUs 
 INBOX_SLOTS, INBOX_SLOT_SIZE = 2048, 4096       # both mapped in by every process (Queue.populate)
 ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE = 1024, 2048
 MAX_TASK_SLOTS = 250        # consumer slots of the shared task queue
+PRESTART_WORKERS = 64       # task workers started by init (at most; the rest on demand)
 INLINE_RETURNS = 64 << 10   # returns up to this size travel with a task's end (MPI mode)
 
 
@@ -78,14 +79,16 @@ class Node:
         totals = c.totals()
         totals.update(ray_node_resources(self.node_index, c.object_store_memory, c.memory_bytes()))
         resources = NodeResources(totals, c.gpu_ids)
+        # (num_cpus may name more CPUs than task workers can be: I/O-bound jobs declare
+        # hundreds; beyond PRESTART_WORKERS they start when tasks come)
         self.scheduler = Scheduler(self.io, resources, max_task_workers=MAX_TASK_SLOTS,
-                                   min_task_workers=c.num_cpus)
+                                   min_task_workers=min(c.num_cpus, MAX_TASK_SLOTS))
         self.pump = InboxPump(self.inbox, self.store, self.scheduler)
         self._thread(self.pump.serve_forever, "mpiray-inbox")
         self._thread(self._monitor_loop, "mpiray-monitor")
         self._thread(self._log_loop, "mpiray-log")
         with self.scheduler.lock:
-            for _ in range(c.num_cpus):
+            for _ in range(min(c.num_cpus, PRESTART_WORKERS)):
                 self.scheduler.spawn_worker("task")
 
     def _thread(self, target, name):

@@ -342,7 +342,7 @@ class Runtime:
             resources=req, max_retries=opts["max_retries"],
             retry_exceptions=opts["retry_exceptions"],
             runtime_env=runtime_env.merge(self.inherited_env, opts["runtime_env"]),
-            max_calls=opts["max_calls"],
+            max_calls=opts["max_calls"], depth=context.task_depth() + 1,
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         children = self.children   # (read once: the task may end meanwhile in another thread)
@@ -372,7 +372,7 @@ class Runtime:
             kind=ACTOR_CALL, function_id=b"", name=name,
             args=blob, deps=deps, contained=contained, num_returns=num_returns,
             actor_id=actor_id, method=method, max_retries=max_retries,
-            retry_exceptions=retry_exceptions,
+            retry_exceptions=retry_exceptions, depth=context.task_depth() + 1,
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         # The call holds its arguments until the actor reports it done; register the

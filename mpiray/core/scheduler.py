@@ -39,6 +39,7 @@ from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.scheduler_remote import CrossNode
+from mpiray.core.ready_queue import ReadyQueue
 from mpiray.core.task_states import DISPATCHED, FORWARDED, INFEASIBLE, READY, WAITING
 from mpiray.core.resources import NodeResources
 from mpiray.core.timeline import TaskLog
@@ -532,7 +533,7 @@ class Scheduler(CrossNode):
                 self.infeasible.append(rec)
                 self._warn_infeasible(rec.spec.name, req)
                 return
-            queue = self.ready[shape] = collections.deque()
+            queue = self.ready[shape] = ReadyQueue()
         rec.state = READY
         queue.append(rec)
         if rec.origin is not None:   # (another node's: given back if it waits too long)
@@ -624,7 +625,7 @@ class Scheduler(CrossNode):
             shape = _shape(rec.spec.resources)
             queue = self.ready.get(shape)
             if queue is None:
-                queue = self.ready[shape] = collections.deque()
+                queue = self.ready[shape] = ReadyQueue()
             queue.appendleft(rec)
 
     def _to_dispatched(self, rec, ahead=False):
@@ -786,6 +787,11 @@ class Scheduler(CrossNode):
         want = max(self.min_task_workers, need)
         while self.task_workers < min(want, self.max_task_workers):
             self.spawn_worker(TASK)
+        if want > self.max_task_workers and "workers" not in self._warned:
+            self._warned.add("workers")
+            self.io.warn(f"{self.max_task_workers} task workers, the most a node starts, are "
+                         f"running or blocked in ray.get(); tasks wait for one of them to end "
+                         f"(many tasks blocked at once waiting for others: see docs/api.md)")
 
     def quiet(self):
         """A quiet spell of the node (the inbox thread calls it): housekeeping."""

@@ -21,11 +21,11 @@ namespace mpiray::store {
 // The one definition of the id size; Python reads it from here (store.pxd), never copies it.
 inline constexpr size_t kObjectIdSize = 20;
 inline constexpr uint64_t kAlign = 64;  // cache line: payloads never share a line with metadata
-inline constexpr uint32_t kMaxClients = 256;
+inline constexpr uint32_t kMaxClients = 4096;  // processes attached to one store (workers, actors, the driver)
 inline constexpr uint32_t kNil = 0xFFFFFFFFu;
 inline constexpr uint64_t kNilOff = ~uint64_t{0};
 inline constexpr uint64_t kMagic = 0x5453594152495050ull;  // "PPIRAYST": header initialised
-inline constexpr uint32_t kVersion = 4;  // 3: per-id seal words, spin claim; 4: error_seq
+inline constexpr uint32_t kVersion = 5;  // 3: per-id seal words, spin claim; 4: error_seq; 5: 4096 clients
 inline constexpr uint32_t kSealBuckets = 64;  // per-id seal words (Header::seal_words)
 
 // The first 8 bytes of an object mpiray serialized (mpiray/serialization.py: magic, then
