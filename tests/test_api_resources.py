@@ -479,3 +479,25 @@ def test_init_refuses_more_gpus_than_cuda_visible_devices_gives(fresh, monkeypat
         ray.init(num_gpus=4)
     ray.init(num_gpus=2, num_cpus=1)
     assert ray.cluster_resources()["GPU"] == 2
+
+
+def test_hundreds_of_cpus_and_hundreds_of_actors_on_one_node(fresh):
+    """num_cpus beyond the node's task workers (I/O-bound jobs declare hundreds) starts;
+    actors hold no CPU, so hundreds live at once (one store client each); all end."""
+    ray = fresh
+    ray.init(num_cpus=300)
+    assert ray.cluster_resources()["CPU"] == 300
+
+    @ray.remote
+    class Cell:
+        def __init__(self, i):
+            self.i = i
+
+        def get(self):
+            return self.i
+
+    cells = [Cell.remote(i) for i in range(300)]
+    assert ray.get([c.get.remote() for c in cells], timeout=120) == list(range(300))
+    for c in cells:
+        ray.kill(c)
+    ray.shutdown()
