@@ -362,6 +362,22 @@ def test_full_only_when_pinned_set_leaves_no_room(store):
     assert store.stats()["num_spilled"] >= 1
 
 
+def test_a_spilled_object_with_no_room_to_come_back_is_read_from_its_file(store):
+    """Getting more than the store holds at once (every value pinned while held): the
+    objects that cannot be restored are mapped from their spill files, read-only."""
+    size = 1 << 20
+    for i in range(20):   # 20 MiB through the 8 MiB store
+        store.put(oid(i), np.full(size, i, dtype=np.uint8).tobytes())
+    held = [store.get(oid(i)) for i in range(20)]
+    assert [bytes(b[:1])[0] for b in held] == list(range(20))
+    assert all(b.readonly and len(b) == size and b[-1] == i for i, b in enumerate(held))
+    held.clear()
+    assert store.get(oid(19))[0] == 19     # and it comes back into the store when it can
+    for i in range(20):
+        store.delete(oid(i))
+    assert store.stats()["num_spilled"] == 0
+
+
 def test_spill_files_removed_on_delete_and_destroy(tmp_path):
     s = S.Store.create(S.make_segment_name(f"{SESSION}-files", "store"), 1 << 20, str(tmp_path))
     for i in range(6):

@@ -61,6 +61,7 @@ cdef extern from "store.h" namespace "mpiray::store" nogil:
         Status SizeOf(const uint8_t* id, uint64_t* size)
         StoreStats Stats()
         uint32_t ErrorSeq()
+        Status SpillFileOf(const uint8_t* id, string* path, uint64_t* size)
         int ReapDeadClients()
         Status Destroy()
         uint64_t capacity()

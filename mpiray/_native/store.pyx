@@ -300,14 +300,42 @@ cdef class Store:
             try:
                 if st == Status.kTimeout:
                     return None
+                if st == Status.kFull:
+                    return self._read_spilled(oid, st)
                 check(st)
                 return wrap(self, h, True)   # (a use of its own, taken before ours ends)
             finally:
                 self.unuse()
         if st == Status.kTimeout:
             return None
+        if st == Status.kFull:
+            return self._read_spilled(oid, st)
         check(st)
         return wrap(self, h, True)
+
+    def _read_spilled(self, oid, Status full):
+        """A spilled object that finds no room to come back (what holds the store is
+        pinned: a get of more than it holds at once) is read from its spill file instead,
+        mapped read-only and private, as Ray falls back to memory outside its store. The
+        mapping outlives the file (the object's deletion, or a restore, unlinks it)."""
+        import mmap
+
+        cdef string path
+        cdef uint64_t size = 0
+        cdef Status st = self.client().SpillFileOf(id_ptr(oid), &path, &size)
+        if st != Status.kOk:   # restored or deleted meanwhile: the store says which
+            return self.get(oid, 0)
+        try:
+            fd = os.open(path.decode(), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return self.get(oid, 0)
+        try:
+            if size == 0:
+                return memoryview(b"")
+            mapped = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        return memoryview(mapped)
 
     def release(self, oid: bytes) -> None:
         """Drops one pin this client holds on oid (normally a buffer's __dealloc__ does it)."""

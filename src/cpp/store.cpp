@@ -443,6 +443,15 @@ Status StoreClient::SizeOf(const uint8_t* id, uint64_t* size) {
     return Status::kOk;
 }
 
+Status StoreClient::SpillFileOf(const uint8_t* id, std::string* path, uint64_t* size) {
+    Locked lock(this);
+    uint32_t e = v_->table.Find(id);
+    if (e == kNil || v_->table[e].state != ObjState::SPILLED) return NotFound(id);
+    *path = SpillPath(v_->table[e]);
+    *size = v_->table[e].size;
+    return Status::kOk;
+}
+
 StoreStats StoreClient::Stats() {
     Locked lock(this);
     return StoreStats{hdr_->data_size, hdr_->alloc.used, hdr_->pinned_bytes, hdr_->num_objects,

@@ -144,6 +144,9 @@ class StoreClient {
     Status Delete(const uint8_t* id);
     // kNotFound.
     Status SizeOf(const uint8_t* id, uint64_t* size);
+    // The file a spilled object's bytes are in, and their size; kNotFound if the object is
+    // not spilled (a get that finds no room to restore it may read it from there).
+    Status SpillFileOf(const uint8_t* id, std::string* path, uint64_t* size);
     StoreStats Stats();
     // How many error objects were sealed so far (see kSerializedErrorFlag): a getter that
     // sees it move looks again at the objects it still waits for.
