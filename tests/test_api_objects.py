@@ -407,3 +407,20 @@ def test_object_ref_constructors_as_rays(ray):
     assert ray.ObjectRef.from_binary(r.binary()) == r
     assert ray.ObjectRef.nil().is_nil() and not r.is_nil()
     assert r.job_id() == ray.get_runtime_context().job_id
+
+
+def _cannot_rebuild():
+    raise RuntimeError("cannot rebuild")
+
+
+class _Unloadable:
+    def __reduce__(self):
+        return (_cannot_rebuild, ())
+
+
+def test_a_value_that_fails_to_unpickle_raises_a_ray_error(ray):
+    """As Ray's get: RaySystemError naming the failure (its cause chained), not the bare
+    exception of the value's unpickling."""
+    with pytest.raises(ray.exceptions.RaySystemError, match="RuntimeError: cannot rebuild") as e:
+        ray.get(ray.put(_Unloadable()))
+    assert isinstance(e.value.__cause__, RuntimeError)

@@ -214,7 +214,12 @@ class Runtime:
             self.channel.send([(P.FETCH, oids)])
 
     def _value(self, buf, oid=None):
-        value, is_error = deserialize(buf)
+        try:
+            value, is_error = deserialize(buf)
+        except Exception as exc:  # noqa: BLE001 - its class's unpickling raised, here
+            # (as Ray's get: a RayError naming the failure, not the bare exception)
+            raise RaySystemError(f"object {oid.hex() if oid else ''} could not be deserialized: "
+                                 f"{type(exc).__name__}: {exc}") from exc
         if is_error:
             if oid is not None and self.pump is not None:
                 self.pump.settle(oid)   # (the driver: the failed task's end applies first)
