@@ -23,26 +23,37 @@ class RaySystemError(RayError):
 class RayTaskError(RayError):
     """A task or actor method raised; ``cause`` is the original exception."""
 
-    def __init__(self, function_name="<unknown>", traceback_str="", cause=None, proctitle="", pid=None, ip=None):
+    def __init__(self, function_name="<unknown>", traceback_str="", cause=None, proctitle="", pid=None,
+                 ip=None, actor_repr=None, actor_id=None):
         self.function_name = function_name
         self.traceback_str = traceback_str
         self.cause = cause
-        self.proctitle = proctitle
+        self.proctitle = proctitle or (f"ray::{function_name}" if function_name is not None else "")
         self.pid = pid
         self.ip = ip
+        self.actor_repr = actor_repr
+        self.actor_id = actor_id
         super().__init__(self._message())
 
     def _message(self):
-        where = f" (pid={self.pid}, ip={self.ip})" if self.pid is not None else ""
-        head = f"{type(self.cause).__name__ if self.cause is not None else 'Error'}"
-        at = f" in {self.function_name}()" if self.function_name is not None else ""
-        return f"{head}{at}{where}\n{self.traceback_str.rstrip()}"
+        """As Ray's: `ray::f() (pid=..., ip=...)`, then the traceback without its
+        "Traceback (most recent call last):" line."""
+        where = ""
+        if self.pid is not None:
+            actor = f", actor_id={self.actor_id}, repr={self.actor_repr}" if self.actor_repr else ""
+            where = f" (pid={self.pid}, ip={self.ip}{actor})"
+        title = f"{self.proctitle}(){where}" if self.proctitle else \
+            f"{type(self.cause).__name__ if self.cause is not None else 'Error'}{where}"
+        lines = [line for line in self.traceback_str.rstrip().split("\n")
+                 if not line.startswith("Traceback (most recent call last)")]
+        return "\n".join([title] + lines)
 
     def __str__(self):
         return self._message()
 
     def __reduce__(self):
-        return (RayTaskError, (self.function_name, self.traceback_str, self.cause, self.proctitle, self.pid, self.ip))
+        return (RayTaskError, (self.function_name, self.traceback_str, self.cause, self.proctitle,
+                               self.pid, self.ip, self.actor_repr, self.actor_id))
 
     def as_instanceof_cause(self):
         """An error that is both a RayTaskError and an instance of the cause's class."""

@@ -243,9 +243,25 @@ def test_error_text_shows_the_users_frames_and_each_nested_level(ray):
     assert 'raise ValueError("boom from inner")' in text       # and its source lines
     assert "return ray.get(inner.remote())" in text            # the outer task's frame too
     assert text.index("outer") < text.index("inner()") and "mpiray/core" not in text
+    assert text.startswith("ray::outer() (pid=") and "Traceback (most recent" not in text
+    assert "RayTaskError(ValueError): ray::inner() (pid=" in text   # Ray's nested form
+    assert info.value.proctitle == "ray::outer" and info.value.actor_repr is None
     with pytest.raises(KeyError) as info:
         ray.get(Broken.remote().fail.remote(), timeout=30)
     assert 'raise KeyError("from a method")' in str(info.value)
+    assert str(info.value).startswith("ray::Broken.fail() (pid=")
+    assert "repr=<" in str(info.value).split("\n")[0]
+
+    @ray.remote
+    def takes(x):
+        return x
+
+    with pytest.raises(ValueError) as info:   # (the argument's error class, as Ray's)
+        ray.get(takes.remote(inner.remote()), timeout=30)
+    first, second = str(info.value).split("\n")[:2]
+    assert first.startswith("ray::takes() (pid=")
+    assert second == "At least one of the input arguments for this task could not be computed:"
+    assert "boom from inner" in str(info.value)
 
 
 def test_a_function_whose_module_is_missing_in_the_worker_fails_the_task_only(ray, tmp_path):

@@ -31,6 +31,7 @@ from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import GROUP_SEP, TaskSpec
 from mpiray.core import timeline
+from mpiray.core.runtime import DependencyFailed
 from mpiray.core.worker import spin_pop
 from mpiray.core.worker_main import exit_code_of, name_output, run_exit_handlers
 from mpiray.exceptions import ActorDiedError
@@ -92,11 +93,12 @@ class ActorWorker:
             args, kwargs = self.rt.unpack_args(spec)
             self.instance = cls.__new__(cls)
             self.instance.__init__(*args, **kwargs)
-            if type(self.instance).__repr__ is not object.__repr__:   # Ray's log prefix
-                try:
-                    name_output(repr(self.instance))
-                except Exception:  # noqa: BLE001 - a broken __repr__ keeps the class name
-                    pass
+            try:
+                context.process()["actor_repr"] = repr(self.instance)   # (in its errors' text)
+                if type(self.instance).__repr__ is not object.__repr__:   # Ray's log prefix
+                    name_output(context.process()["actor_repr"])
+            except Exception:  # noqa: BLE001 - a broken __repr__ keeps the class name
+                pass
             return True
         except BaseException as exc:  # noqa: BLE001 - the cause goes to every caller
             err = executor.wrap(exc, f"{self.aspec.class_name}.__init__")
@@ -365,8 +367,11 @@ class ActorWorker:
         context.set_task(spec.task_id.hex(), spec.name, fn=method, depth=spec.depth)
         while True:
             try:
-                args, kwargs = await asyncio.get_running_loop().run_in_executor(
-                    None, self.rt.unpack_args, spec)
+                try:
+                    args, kwargs = await asyncio.get_running_loop().run_in_executor(
+                        None, self.rt.unpack_args, spec)
+                except DependencyFailed as failed:
+                    return executor.write_dependency_error(self.rt, spec, failed)
                 if is_agen:
                     return await executor.write_async_stream(self.rt, spec, method(*args, **kwargs))
                 result = await method(*args, **kwargs)

@@ -27,7 +27,7 @@ from mpiray.core.runtime import DependencyFailed
 from mpiray.core.task_spec import STREAMING
 from mpiray.exceptions import ObjectStoreFullError, RayTaskError, TaskCancelledError
 from mpiray.object_ref import ObjectRef
-from mpiray.serialization import serialize, serialize_error
+from mpiray.serialization import deserialize, serialize, serialize_error
 from mpiray.util.network import get_node_ip_address
 
 
@@ -54,7 +54,7 @@ def run(runtime, spec, fn):
         try:
             args, kwargs = runtime.unpack_args(spec)
         except DependencyFailed as failed:
-            return _write_bytes(runtime, spec, failed.error_bytes), False
+            return write_dependency_error(runtime, spec, failed), False
         except Exception as exc:  # noqa: BLE001 - an argument that cannot be loaded here
             # (its unpickling raised, or a spilled one finds no room to come back): the
             # call fails, not its worker or actor, and is not run again
@@ -118,14 +118,18 @@ def wrap(exc, name):
     """The task's error as a RayTaskError: the user's frames (mpiray's own are left out,
     as Ray leaves its out), and for an error a nested get raised, this task's frames
     above the inner task's whole error text, which keeps the original cause."""
+    proc = context.process()
+    actor = dict(actor_repr=proc.get("actor_repr"), actor_id=proc.get("actor_id"))
+    if actor["actor_id"] is not None and not isinstance(actor["actor_id"], str):
+        actor["actor_id"] = actor["actor_id"].hex()
     if isinstance(exc, RayTaskError):
         frames = _user_frames(traceback.TracebackException(type(exc), exc, exc.__traceback__))
-        tb = "".join(frames.format()) + str(exc)
+        tb = "".join(frames.format()) + f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
         cause = exc.cause if exc.cause is not None else exc
-        return RayTaskError(name, tb, cause, pid=os.getpid(), ip=get_node_ip_address())
+        return RayTaskError(name, tb, cause, pid=os.getpid(), ip=get_node_ip_address(), **actor)
     tb = "".join(_without_own_frames(traceback.TracebackException(
         type(exc), exc, exc.__traceback__)).format())
-    return RayTaskError(name, tb, exc, pid=os.getpid(), ip=get_node_ip_address())
+    return RayTaskError(name, tb, exc, pid=os.getpid(), ip=get_node_ip_address(), **actor)
 
 
 _OWN_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep   # mpiray/
@@ -347,6 +351,21 @@ class _Stream:
 
 class _StreamBroken(Exception):
     """A yielded value could not be stored: its error is already the last item."""
+
+
+def write_dependency_error(runtime, spec, failed):
+    """An argument is an error: the task's returns say so without running it. A task's
+    error is wrapped as Ray's is (this task's name, "At least one of the input arguments
+    ... could not be computed", then the argument's whole error; the same cause class);
+    any other (cancelled, crashed, lost) is passed on as it is."""
+    value, _ = deserialize(failed.error_bytes)
+    if not isinstance(value, RayTaskError):
+        return _write_bytes(runtime, spec, failed.error_bytes)
+    upstream = f"{type(value).__module__}.{type(value).__qualname__}: {value}"
+    return _write_error(runtime, spec, RayTaskError(
+        spec.name, "At least one of the input arguments for this task could not be computed:\n"
+        + upstream, value.cause if value.cause is not None else value,
+        pid=os.getpid(), ip=get_node_ip_address()))
 
 
 def _write_error(runtime, spec, err):
