@@ -227,3 +227,44 @@ def test_log_to_driver_false_keeps_worker_output_away():
     """)
     assert result.returncode == 0, result.stderr
     assert "got 7" in result.stdout and "FROM-THE-WORKER" not in result.stdout + result.stderr
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_processes_a_task_or_actor_started_end_with_its_worker(fresh):
+    """As Ray's kill_child_processes_on_worker_exit: a killed actor's subprocess goes with
+    it, and a task's goes when its worker does (here at shutdown); while the worker
+    lives, they live."""
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote
+    class Spawner:
+        def spawn(self):
+            return subprocess.Popen(["sleep", "300"]).pid
+
+    @ray.remote
+    def spawn():
+        return subprocess.Popen(["sleep", "300"]).pid
+
+    a = Spawner.remote()
+    of_actor = ray.get(a.spawn.remote(), timeout=30)
+    of_task = ray.get(spawn.remote(), timeout=30)
+    assert _alive(of_actor) and _alive(of_task)
+    ray.kill(a)
+    deadline = time.monotonic() + 10
+    while _alive(of_actor) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(of_actor)
+    assert _alive(of_task)
+    ray.shutdown()
+    deadline = time.monotonic() + 10
+    while _alive(of_task) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(of_task)

@@ -8,6 +8,11 @@
 Forking from here (not from the driver) gives workers a small, thread-free parent whose
 imports are already done, so a worker starts in about a millisecond, and it never copies
 the user's driver state. Children die with the zygote (PR_SET_PDEATHSIG).
+
+Processes a task or actor started go when its worker does, as Ray's do
+(kill_child_processes_on_worker_exit, and its subreaper variant for a worker killed
+outright): the zygote is their subreaper, so when a worker ends its orphans become the
+zygote's children, and every child that is not a worker is killed then.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from multiprocessing.connection import Connection
 from mpiray import _ids
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def main(cmd_fd: int, report_fd: int) -> None:
@@ -53,6 +59,7 @@ def main(cmd_fd: int, report_fd: int) -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     children = {}  # pid -> (slot, kind)
     reports.send(("ready", os.getpid()))
     try:
@@ -137,16 +144,36 @@ def _die_with_parent():
 
 
 def _reap(children, reports):
-    while children:
+    ended = False
+    while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
+            break
         slot, _ = children.pop(pid, (None, None))
         if slot is not None:
+            ended = True
             reports.send(("died", slot, pid, _describe(status)))
+    if ended:
+        _kill_orphans(children)
+
+
+def _kill_orphans(children):
+    """The processes a worker that ended had started (reparented here): killed."""
+    for pid in _own_children():
+        if pid not in children:
+            _signal(pid, signal.SIGKILL)
+
+
+def _own_children():
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
 
 
 def _describe(status):
@@ -164,13 +191,23 @@ def _signal(pid, sig):
 
 
 def _kill_all(children):
-    for pid in list(children):
+    """Every worker, then what they had started (adopted here once they are gone)."""
+    for pid in set(children) | set(_own_children()):
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while children and time.monotonic() < deadline:
         try:
             pid, _ = os.waitpid(-1, 0)
             children.pop(pid, None)
+        except ChildProcessError:
+            break
+    orphans = _own_children()
+    for pid in orphans:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 1
+    while orphans and time.monotonic() < deadline:   # (reaped: gone, not zombies, on return)
+        try:
+            os.waitpid(-1, 0)
         except ChildProcessError:
             break
 
