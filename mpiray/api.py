@@ -426,6 +426,22 @@ def _driver_node(what):
     return node
 
 
+def _gathered(what, question):
+    """Every node's answer to a state_report question, [(node index, answer)]: the
+    driver asks its node and (MPI) the others; a task or actor asks its node, which
+    answers for a one-node cluster."""
+    from mpiray.core import state_report
+
+    _started(what)
+    node = current.node()
+    if node is None:
+        return cluster_info.ask(question)
+    pump = getattr(node, "pump", None)
+    if pump is not None:
+        pump.drain()   # what workers have already reported
+    return _every_node(node, question, getattr(state_report, question))
+
+
 def _every_node(node, question, here):
     """[(node index, answer)]: the driver's node answers with here(scheduler), the others
     (under MPI) are asked over it (mpi/roles.py, ASKABLE)."""
@@ -460,8 +476,7 @@ def timeline(filename=None):
 def list_named_actors(all_namespaces=False) -> list:
     """Names of the live named actors of this job's namespace, or with all_namespaces
     [{"name": ..., "namespace": ...}] of every namespace (ray.util.list_named_actors)."""
-    node = _driver_node("list_named_actors")
-    answers = _every_node(node, "named_actors", lambda scheduler: scheduler.actors.named())
+    answers = _gathered("list_named_actors", "named_actors")
     pairs = sorted({pair for _, named in answers for pair in named})
     if all_namespaces:
         return [{"name": name, "namespace": ns} for name, ns in pairs]

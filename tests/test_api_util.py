@@ -175,6 +175,17 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     time.sleep(0.3)
     running = [t for t in ray.util.state.list_tasks() if t["name"].endswith("sleeper")]
     assert len(running) == 2 and all(t["state"] in ("RUNNING", "SUBMITTED_TO_WORKER") for t in running)
+    # Ray's forms: a task's bare name, case-blind text, numbers compared as numbers
+    assert len(list_tasks(filters=[("name", "=", "SLEEPER"), ("attempt_number", "<", 1)])) == 2
+    assert ray.util.state.get_task(running[0]["task_id"])["func_or_class_name"] == "sleeper"
+    assert alive._ray_actor_id in {a["actor_id"] for a in list_actors(filters=[("state", "=", "alive")])}
+
+    @ray.remote
+    def from_a_task():   # (a task asks too: its node answers, in a one-node cluster)
+        return ray.util.list_named_actors(), [a["name"] for a in list_actors() if a["name"]]
+
+    assert ray.get(from_a_task.remote(), timeout=30) == (["state-member"], ["state-member"])
+    assert ray.util.state.list_jobs()[0]["status"] == "RUNNING"
     ray.get(refs)
     deadline = time.monotonic() + 10   # (a worker reports a task's end a moment after its value)
     while [t for t in list_tasks() if t["name"].endswith("sleeper")]:

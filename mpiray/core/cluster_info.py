@@ -19,6 +19,7 @@ from mpiray.core import protocol as P
 
 REPLY_TIMEOUT_S = 60.0
 QUESTIONS = ("nodes", "cluster_resources", "available_resources", "store_stats")
+GATHERED = ("actors", "tasks", "named_actors")   # state_report's: [(node index, answer)]
 
 
 def ask(what: str):
@@ -36,6 +37,13 @@ def answer(node, what: str, from_worker: bool = False):
     """from_worker: asked by a worker's NODE_QUERY, answered inside the scheduler's event
     handling, which must not wait on other nodes (their answers come through the MPI
     thread, which may be waiting for the scheduler's lock meanwhile)."""
+    if what in GATHERED:
+        if node.num_nodes > 1:   # (the others' answers come through the driver only)
+            return RuntimeError(f"a task or actor asks for {what} in a one-node cluster only; "
+                                f"with {node.num_nodes} nodes (MPI), ask from the driver")
+        from mpiray.core import state_report
+
+        return [(0, getattr(state_report, what)(node.scheduler))]
     if what not in QUESTIONS:
         raise ValueError(f"unknown question {what!r}")
     if what == "store_stats":

@@ -46,4 +46,10 @@ def tasks(scheduler) -> list:
             "state": "SUBMITTED_TO_WORKER" if rec.ahead and rec.state == S.DISPATCHED
             else TASK_STATES[rec.state], "attempt_number": rec.spec.attempt,
             "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
+            "func_or_class_name": rec.spec.name, "actor_id": None,
         } for rec in scheduler.tasks.values() if rec.state in TASK_STATES]
+
+
+def named_actors(scheduler) -> list:
+    """(name, namespace) of the named actors this node created that are not dead for good."""
+    return scheduler.actors.named()

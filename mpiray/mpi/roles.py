@@ -123,7 +123,7 @@ def node_info(w: World, node) -> dict:
 
 
 # What the driver may ask every node (DriverLink.ask), answered from its scheduler.
-ASKABLE = {"task_log": local_log, "named_actors": lambda scheduler: scheduler.actors.named(),
+ASKABLE = {"task_log": local_log, "named_actors": state_report.named_actors,
            "actors": state_report.actors, "tasks": state_report.tasks,
            "store_stats": lambda scheduler: scheduler.io.store.stats()}
 

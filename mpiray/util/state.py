@@ -19,31 +19,45 @@ class _Row(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
-_OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b}
+_OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
+
+
+def _comparable(field, value):
+    """As Ray's state API: numbers compare as numbers, anything else as text, case-blind."""
+    if isinstance(field, (int, float)) and not isinstance(field, bool):
+        try:
+            return field, float(value)
+        except (TypeError, ValueError):
+            pass
+    return str(field).lower(), str(value).lower()
 
 
 def _filtered(rows, filters, limit):
     for f in filters or ():
         if not (isinstance(f, (tuple, list)) and len(f) == 3 and f[1] in _OPS):
-            raise ValueError(f"a filter is (key, '=' or '!=', value), got {f!r}")
+            raise ValueError(f"a filter is (key, predicate, value) with predicate one of "
+                             f"{', '.join(_OPS)}; got {f!r}")
         key, op, value = f
         if rows and key not in rows[0]:
             raise ValueError(f"cannot filter on {key!r}; the fields are {', '.join(rows[0])}")
-        rows = [r for r in rows if _OPS[op](str(r.get(key)), str(value))]
+        rows = [r for r in rows if _OPS[op](*_comparable(r.get(key), value))]
     return [_Row(r) for r in rows[:limit]]
 
 
 def _gather(question):
-    from mpiray.api import _driver_node, _every_node
-    from mpiray.core import state_report
+    import mpiray
+    from mpiray.api import _gathered
+    from mpiray.core import current
 
-    node = _driver_node(f"ray.util.state.list_{question}")
-    pump = getattr(node, "pump", None)
-    if pump is not None:
-        pump.drain()   # what workers have already reported
-    answers = _every_node(node, question, getattr(state_report, question))
-    ids = [info["node_id"] for info in node.cluster_table] if node.cluster_table else [node.node_id]
-    return [dict(row, node_id=ids[index]) for index, rows in answers for row in rows]
+    answers = _gathered(f"ray.util.state.list_{question}", question)
+    node = current.node()
+    if node is not None and node.cluster_table:
+        ids = [info["node_id"] for info in node.cluster_table]
+    else:
+        ids = [(current.info() or {}).get("node_id")]
+    job = mpiray.get_runtime_context().get_job_id()
+    return [dict(row, node_id=ids[index], job_id=job) for index, rows in answers for row in rows]
 
 
 def list_actors(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
@@ -77,9 +91,41 @@ def list_placement_groups(address=None, filters=None, limit=DEFAULT_LIMIT, timeo
     return _filtered(rows, filters, limit)
 
 
+def list_jobs(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+              raise_on_missing_output=True, _explain=False) -> list:
+    """The one job there is: this driver's (mpiray runs one job per cluster)."""
+    import os
+    import sys
+
+    import mpiray
+
+    ctx = mpiray.get_runtime_context()
+    rows = [{"job_id": ctx.get_job_id(), "submission_id": None, "status": "RUNNING",
+             "type": "DRIVER", "entrypoint": " ".join(sys.argv), "driver_pid": os.getpid(),
+             "namespace": ctx.namespace}]
+    return _filtered(rows, filters, limit)
+
+
+def _one(rows):
+    return rows[0] if rows else None
+
+
 def get_actor(id: str, address=None, timeout=30, _explain=False):
-    found = list_actors(filters=[("actor_id", "=", id)], limit=1)
-    return found[0] if found else None
+    return _one(list_actors(filters=[("actor_id", "=", id)], limit=1))
 
 
-__all__ = ["get_actor", "list_actors", "list_nodes", "list_placement_groups", "list_tasks"]
+def get_task(id: str, address=None, timeout=30, _explain=False):
+    """The task's row while it has not ended (ended tasks are not kept), else None."""
+    return _one(list_tasks(filters=[("task_id", "=", id)], limit=1))
+
+
+def get_node(id: str, address=None, timeout=30, _explain=False):
+    return _one(list_nodes(filters=[("node_id", "=", id)], limit=1))
+
+
+def get_placement_group(id: str, address=None, timeout=30, _explain=False):
+    return _one(list_placement_groups(filters=[("placement_group_id", "=", id)], limit=1))
+
+
+__all__ = ["get_actor", "get_node", "get_placement_group", "get_task", "list_actors",
+           "list_jobs", "list_nodes", "list_placement_groups", "list_tasks"]
