@@ -30,9 +30,19 @@ from mpiray.remote_function import is_generator_function, wrap_returns
 from mpiray.serialization import dumps_function, unpicklable
 
 
+_METHOD_OPTIONS = frozenset(("num_returns", "concurrency_group", "max_task_retries",
+                             "retry_exceptions", "_generator_backpressure_num_objects",
+                             "enable_task_events", "tensor_transport"))
+
+
 def method(*args, **kwargs):
     """@mpiray.method(num_returns=n, concurrency_group=, max_task_retries=,
     retry_exceptions=) on an actor method (n: a count, "streaming" or "dynamic")."""
+    unknown = set(kwargs) - _METHOD_OPTIONS
+    if unknown:   # (as Ray's assert on them)
+        raise ValueError(f"Unexpected keyword argument(s) to @ray.method: {', '.join(sorted(unknown))}; "
+                         f"valid ones are {', '.join(sorted(_METHOD_OPTIONS))}")
+
     def decorate(fn):
         if "num_returns" in kwargs:
             fn.__mpiray_num_returns__ = _options.num_returns_option(kwargs["num_returns"])
@@ -94,6 +104,11 @@ class ActorClass:
 
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self._checked)
+
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's older form: remote() with its arguments and options as keywords."""
+        target = self.options(**options) if options else self
+        return target.remote(*(args or ()), **(kwargs or {}))
 
     def options(self, **opts):
         _options.check_in_options(opts, "actors")
@@ -366,6 +381,11 @@ class ActorMethod:
         if limit > 0 and refs:
             _pending_calls.setdefault(self._actor_id, collections.deque()).append(refs[0].binary())
         return refs[0] if self._num_returns == 1 else wrap_returns(refs, self._num_returns)
+
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's older form: remote() with its arguments and options as keywords."""
+        target = self.options(**options) if options else self
+        return target.remote(*(args or ()), **(kwargs or {}))
 
     def options(self, num_returns=None, max_task_retries=None, concurrency_group=None,
                 retry_exceptions=None, **ignored):

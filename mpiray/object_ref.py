@@ -59,6 +59,11 @@ class ObjectRef:
         """The ref that names no object (all-zero id), as Ray's."""
         return cls(bytes(_ID_SIZE), _counted=False)
 
+    @classmethod
+    def from_random(cls) -> "ObjectRef":
+        """A ref to a fresh id that names no object yet (as Ray's: for tests and ids)."""
+        return cls(_ids.new_put_id(), _counted=False)
+
     def is_nil(self) -> bool:
         return self._id == bytes(_ID_SIZE)
 

@@ -61,6 +61,11 @@ class RemoteFunction:
     def remote(self, *args, **kwargs):
         return self._submit(args, kwargs, self._options, self._name)
 
+    def _remote(self, args=None, kwargs=None, **options):
+        """Ray's older form: remote() with its arguments and options as keywords."""
+        target = self.options(**options) if options else self
+        return target.remote(*(args or ()), **(kwargs or {}))
+
     def options(self, **opts):
         _options.check_in_options(opts, "remote functions")
         merged = {**self._raw_options, **opts}

@@ -16,7 +16,8 @@ from mpiray.util.placement_group import (  # (the function shadows its module, a
 
 def __getattr__(name):
     """ray.util.state / ray.util.metrics without an import of their own (loaded on first use)."""
-    if name in ("state", "metrics"):
+    if name in ("state", "metrics", "annotations", "helpers", "queue", "multiprocessing",
+                "scheduling_strategies", "accelerators", "actor_pool", "placement_group"):
         import importlib
 
         return importlib.import_module(f"mpiray.util.{name}")

@@ -35,6 +35,11 @@ class PlacementGroup:
     def bundle_count(self) -> int:
         return len(self._bundles)
 
+    @property
+    def is_empty(self) -> bool:
+        """No bundles (Ray's: the empty group, for tasks scheduled outside any)."""
+        return not self._bundles
+
     def ready(self):
         """An ObjectRef that is ready (its value: this group) once the group is placed.
         One per handle: wait() in a loop does not start a task each time."""
