@@ -119,7 +119,18 @@ class ActorClass:
             def remote(self, *args, **kwargs):
                 return parent._create(args, kwargs, checked)
 
+            def bind(self, *args, **kwargs):
+                from mpiray.dag import ClassNode
+
+                return ClassNode(parent, args, kwargs, opts)
+
         return _Bound()
+
+    def bind(self, *args, **kwargs):
+        """An actor to create when a lazy graph (mpiray.dag) runs."""
+        from mpiray.dag import ClassNode
+
+        return ClassNode(self, args, kwargs)
 
     def _create(self, args, kwargs, opts):
         from mpiray.api import _namespace, _runtime
@@ -387,6 +398,12 @@ class ActorMethod:
         target = self.options(**options) if options else self
         return target.remote(*(args or ()), **(kwargs or {}))
 
+    def bind(self, *args, **kwargs):
+        """A call of this live actor's method in a lazy graph (mpiray.dag)."""
+        from mpiray.dag import ClassMethodNode
+
+        return ClassMethodNode(self, None, args, kwargs)
+
     def options(self, num_returns=None, max_task_retries=None, concurrency_group=None,
                 retry_exceptions=None, **ignored):
         n = self._num_returns if num_returns is None else _options.num_returns_option(num_returns)
@@ -404,3 +421,4 @@ class ActorMethod:
 _T = typing.TypeVar("_T")
 # Ray's annotation for what ActorClass.remote() returns (its "Type hints in Ray" page)
 ActorProxy = typing.Union[ActorHandle[_T], type[_T]]
+

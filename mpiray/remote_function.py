@@ -77,7 +77,18 @@ class RemoteFunction:
             def remote(self, *args, **kwargs):
                 return parent._submit(args, kwargs, checked, name)
 
+            def bind(self, *args, **kwargs):
+                from mpiray.dag import FunctionNode
+
+                return FunctionNode(parent, args, kwargs, opts)
+
         return _Bound()
+
+    def bind(self, *args, **kwargs):
+        """A node of a lazy graph (mpiray.dag): submitted by the graph's execute()."""
+        from mpiray.dag import FunctionNode
+
+        return FunctionNode(self, args, kwargs)
 
     def _submit(self, args, kwargs, opts, name):
         # (the exact-count case inline: this runs for every task submitted)

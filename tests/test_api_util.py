@@ -392,3 +392,45 @@ def test_metrics_made_again_under_one_name_add_up(ray):
     assert metrics.prometheus_text().count("# TYPE calls_again counter") == 1
     with pytest.raises(ValueError):
         metrics.Gauge("calls_again")
+
+
+def test_dag_api_builds_lazy_graphs_that_execute_runs(ray):
+    """Ray's DAG API: bind() builds, execute() submits (each node once per execute, refs
+    passed on as refs), with inputs, actors made by the graph or live ones, options and
+    several outputs."""
+    from mpiray.dag import InputNode, MultiOutputNode
+
+    @ray.remote
+    def add_one(x):
+        return x + 1
+
+    @ray.remote
+    def times(x, y):
+        return x * y
+
+    @ray.remote
+    class Counter:
+        def __init__(self, start):
+            self.value = start
+
+        def add(self, step):
+            self.value += step
+            return self.value
+
+        def get(self):
+            return self.value
+
+    with InputNode() as inp:
+        both = times.bind(add_one.bind(inp), add_one.options(num_cpus=0).bind(inp))
+    assert ray.get(both.execute(2), timeout=30) == 9
+    assert ray.get(both.execute(3), timeout=30) == 16     # again, with another input
+    with InputNode() as inp:
+        counter = Counter.bind(inp.start)
+        outputs = MultiOutputNode([counter.add.bind(inp.step), counter.get.bind()])
+    assert ray.get(outputs.execute(start=5, step=2), timeout=30) == [7, 7]   # one actor
+    with InputNode() as inp:
+        pair = times.bind(inp[0], [inp[1]][0])
+    assert ray.get(pair.execute(6, 7), timeout=30) == 42
+    live = Counter.remote(100)
+    assert ray.get(live.add.bind(5).execute(), timeout=30) == 105
+    assert isinstance(Counter.bind(1).execute(), ray.actor.ActorHandle)
