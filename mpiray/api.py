@@ -183,6 +183,14 @@ def shutdown(_exiting_interpreter=False):
         refcount.set_sink(None)
         _stop_node(node)
         shutil.rmtree(node.config.spill_dir, ignore_errors=True)
+        if not _exiting_interpreter:
+            # The node's parts refer to each other (threads, its scheduler, its I/O): a
+            # collection now unmaps its queue segments (tens of MB of /dev/shm) at once,
+            # not at some later collection.
+            del node
+            import gc
+
+            gc.collect()
 
 
 _handlers_installed = False
