@@ -30,6 +30,12 @@ class BaseID:
         return cls(b"\xff" * cls.size())
 
     @classmethod
+    def from_random(cls):
+        import os
+
+        return cls(os.urandom(cls.size()))
+
+    @classmethod
     def size(cls) -> int:
         return cls._SIZE
 

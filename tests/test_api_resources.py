@@ -314,6 +314,14 @@ def test_hard_node_affinity_to_a_node_that_cannot_run_it_fails(ray):
     soft = NodeAffinitySchedulingStrategy("ffff" + here[4:], soft=True)
     assert ray.get(f.options(scheduling_strategy=soft).remote(), timeout=30) == 1
     assert ray.get(A.options(scheduling_strategy=on_here).remote().ping.remote(), timeout=30) == "pong"
+    # an id that is not one of ours at all (Ray's NodeID.from_random(), a typo): taken,
+    # then unschedulable or anywhere, as Ray's
+    for foreign in (ray.NodeID.from_random().hex(), "no-such-node"):
+        with pytest.raises(ray.exceptions.TaskUnschedulableError, match="names no node"):
+            ray.get(f.options(scheduling_strategy=NodeAffinitySchedulingStrategy(foreign)).remote(),
+                    timeout=30)
+        anywhere = NodeAffinitySchedulingStrategy(foreign, soft=True)
+        assert ray.get(f.options(scheduling_strategy=anywhere).remote(), timeout=30) == 1
 
 
 def test_spread_on_one_node_places_as_usual(ray):

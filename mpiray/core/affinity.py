@@ -49,6 +49,9 @@ def resolve_soft(req, key, can_hold):
 def unschedulable_message(what, req):
     index = pinned_node(req)
     wanted = {k: v for k, v in req.items() if not k.startswith("node:")}
+    if index is not None and index >= 1 << 16:   # (an id that names no node: no index)
+        return (f"{what} cannot be scheduled: NodeAffinitySchedulingStrategy(soft=False) "
+                f"pins it to a node id that names no node of this cluster")
     return (f"{what} cannot be scheduled: NodeAffinitySchedulingStrategy(soft=False) pins it "
             f"to node {index}, which does not exist or cannot hold {wanted}")
 

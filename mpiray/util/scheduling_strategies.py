@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 
+_OUR_ID_LEN = 28   # hex digits of a node id (core/node.py: 4 of index, 24 random)
+NO_SUCH_NODE = 1 << 20   # the index an id that names no node stands for (indexes take 2 bytes)
+
+
 class NodeAffinitySchedulingStrategy:
     """Run on the node with this id (``ray.nodes()[i]["NodeID"]``, or
     ``get_runtime_context().get_node_id()``). soft=False: only that node (the work
     fails when it does not exist or cannot hold it); soft=True: that node when it exists
     and can hold the work, else any node (Ray's)."""
 
-    def __init__(self, node_id: str, soft: bool = False, **_ray_only):
-        if not isinstance(node_id, str) or len(node_id) < 4:
-            raise ValueError(f"NodeAffinitySchedulingStrategy needs a node id string, got {node_id!r}")
+    def __init__(self, node_id: str, soft: bool = False, _spill_on_unavailable=False,
+                 _fail_on_unavailable=False, **_ray_only):
+        if not isinstance(node_id, str):
+            raise TypeError(f"NodeAffinitySchedulingStrategy needs a node id string, got "
+                            f"{type(node_id).__name__}")
+        # An id that names no node (not one of ours) is taken, as Ray takes it: the work
+        # then fails as unschedulable (soft=False) or runs anywhere (soft=True).
         try:
-            self.index = int(node_id[:4], 16)
+            self.index = int(node_id[:4], 16) if len(node_id) == _OUR_ID_LEN else None
         except ValueError:
-            raise ValueError(f"{node_id!r} is not an mpiray node id") from None
+            self.index = None
         self.node_id, self.soft = node_id, bool(soft)
+        self._spill_on_unavailable = _spill_on_unavailable
+        self._fail_on_unavailable = _fail_on_unavailable
 
     def resource(self) -> str:
         from mpiray.core.node import node_resource
 
-        return node_resource(self.index)
+        return node_resource(self.index if self.index is not None else NO_SUCH_NODE)
 
     def __repr__(self):
         return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
