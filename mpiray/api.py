@@ -8,6 +8,7 @@ in workers, so nested tasks and actors use exactly these functions.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import signal
 import sys
@@ -144,6 +145,13 @@ def _install_mpi_exit(world):
     def bye():
         from mpiray.mpi import roles
 
+        if current.in_fork_child():
+            # A fork of the driver (os.fork) ending: it must not finalize the driver's
+            # copy of MPI (MPI_Finalize there blocks on the launcher's socket, and keeps
+            # the job alive) nor shut the runtime down; it leaves at once.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1 if getattr(sys, "last_value", None) is not None else 0)
         shutdown(True)
         roles.say_exit(world)
         if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
@@ -174,6 +182,9 @@ def _driver_actor_queue(node):
 
 def shutdown(_exiting_interpreter=False):
     """Ends every worker and removes every segment of this runtime."""
+    if current.in_fork_child():   # (a user's os.fork of the driver: its exit is its own)
+        current.set_runtime(None)
+        return
     with _init_lock:
         node = current.node()
         if node is None:

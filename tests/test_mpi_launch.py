@@ -39,6 +39,34 @@ def test_normal_exit_leaves_nothing(tmp_path):
     assert settle(before) == before
 
 
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_a_fork_of_the_driver_that_exits_leaves_the_job_running(tmp_path, ranks):
+    """os.fork() in the driver, the child exiting normally: its exit handlers must not
+    shut the driver's runtime down, nor finalize MPI or tell the ranks to leave (the job
+    then hung, or ended a node short). Without mpiexec (ranks=1: plain python) too."""
+    script = """
+        import os, sys
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def f(x):
+            return x + 1
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)
+        os.waitpid(pid, 0)
+        print("after the fork", ray.get([f.remote(i) for i in range(4)]), flush=True)
+    """
+    if ranks == 1:
+        code = textwrap.dedent(script)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, cwd=ROOT)
+    else:
+        proc, _ = mpirun(ranks, script, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "after the fork [1, 2, 3, 4]" in proc.stdout
+
+
 def test_exception_in_driver_ends_every_rank(tmp_path):
     before = our_segments()
     proc, took = mpirun(3, """
