@@ -67,6 +67,26 @@ def test_a_fork_of_the_driver_that_exits_leaves_the_job_running(tmp_path, ranks)
     assert "after the fork [1, 2, 3, 4]" in proc.stdout
 
 
+def test_a_driver_holding_the_gil_longer_than_the_rank_timeout_does_not_end_the_job(tmp_path):
+    """Rank 0's MPI thread cannot read the others' "alive"s while the driver's code holds
+    the GIL (a big unpickle, a regex): their silence then is its own, and must not end
+    the job (it did, naming a healthy node as dead)."""
+    proc, _ = mpirun(3, """
+        import ctypes
+        import mpiray as ray
+        ray.init()
+        @ray.remote
+        def f():
+            return 1
+        ray.get([f.options(scheduling_strategy="SPREAD").remote() for _ in range(3)])
+        ctypes.PyDLL(None).usleep(4_000_000)   # 4 s in C with the GIL held
+        print("still here", sum(ray.get([f.options(scheduling_strategy="SPREAD").remote()
+                                         for _ in range(6)])), flush=True)
+    """, tmp_path=tmp_path, env={"MPIRAY_RANK_TIMEOUT_S": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert "still here 6" in proc.stdout
+
+
 def test_exception_in_driver_ends_every_rank(tmp_path):
     before = our_segments()
     proc, took = mpirun(3, """

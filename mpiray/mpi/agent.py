@@ -173,7 +173,6 @@ class Agent:
             if self.pushes:
                 self._drain_pushes()
                 busy = True
-            self._heartbeat()
             while self.comm.Iprobe(MPI.ANY_SOURCE, TAG_CTRL, status):
                 cycle, msg = self.comm.recv(source=status.Get_source(), tag=TAG_CTRL)
                 if status.Get_source() in self.heard:
@@ -181,6 +180,7 @@ class Agent:
                 with self.gate:
                     self._handle(status.Get_source(), msg, cycle in (self.cycle, None) and self.node_open)
                 busy = busy or msg[0] != "alive"
+            self._heartbeat()   # (after reading what came: a late reader judges no one)
             if self.sends:
                 self._progress_sends()
                 # MPI moves a large message only while the sender keeps calling into it
@@ -234,11 +234,18 @@ class Agent:
         now = time.monotonic()
         if now - self.last_beat < HEARTBEAT_S:
             return
+        stalled = now - self.last_beat > 2 * HEARTBEAT_S + 1.0
         self.last_beat = now
         if self.world.rank != 0:   # (not through the outbox: it is not traffic that
             # should make the thread probe often, see _wait)
             with self.send_lock:
                 self._isend(0, ("alive",))
+            return
+        if stalled and self.heard:
+            # This thread was held up itself (the driver's code kept the GIL for long: a
+            # big pickle.loads, a regex): the others' "alive"s wait unread, so their
+            # silence says nothing yet. They get a fresh window, read from now on.
+            self.heard = {rank: now for rank in self.heard}
             return
         for rank, seen in self.heard.items():
             if now - seen > RANK_TIMEOUT_S:
