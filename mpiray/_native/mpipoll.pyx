@@ -6,6 +6,7 @@
     poller.poke()                                                    (any thread)
 """
 from libc.stdint cimport int64_t, intptr_t, uintptr_t
+from libcpp.string cimport string
 
 TIMEOUT, MESSAGE, POKED = 0, 1, 2
 
@@ -66,3 +67,24 @@ cdef class MpiPoller:
 
     def poke(self):
         self._p.poke()
+
+
+cdef extern from "init_watchdog.h" namespace "mpiray":
+    cdef cppclass CInitWatchdog "mpiray::InitWatchdog":
+        void start(double timeout_s, string message, string prefix) nogil
+        void stop() nogil
+
+cdef CInitWatchdog _watchdog
+
+
+def start_init_watchdog(double timeout_s, str message, str unlink_prefix):
+    """Ends this process (exit status 1) unless stop_init_watchdog() is called within
+    timeout_s: message goes to stderr, and the shared-memory files it maps whose path
+    starts with unlink_prefix are unlinked first (src/cpp/init_watchdog.h). For a C call
+    that blocks holding the GIL (MPI_Init)."""
+    _watchdog.start(timeout_s, message.encode(), unlink_prefix.encode())
+
+
+def stop_init_watchdog():
+    with nogil:
+        _watchdog.stop()

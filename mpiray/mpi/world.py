@@ -86,6 +86,30 @@ def wait_for_every_rank(MPI, environ=os.environ) -> None:
         nap = min(nap * 2, 0.05)
 
 
+def _import_mpi(environ=os.environ):
+    """mpi4py's MPI. Its import is MPI_Init, which waits for every rank of the job (one
+    that failed before init() leaves it waiting for ever) holding the GIL, so no Python
+    thread can time it: with MPIRAY_INIT_TIMEOUT_S a native watchdog thread ends this
+    rank then, saying why, and unlinks the MPICH segment it maps."""
+    import sys
+
+    timeout = float(environ.get("MPIRAY_INIT_TIMEOUT_S", "0") or 0)
+    if not timeout or "mpi4py.MPI" in sys.modules:   # (or the script initialized MPI)
+        from mpi4py import MPI
+
+        return MPI
+    from mpiray._native.mpipoll import start_init_watchdog, stop_init_watchdog
+
+    start_init_watchdog(timeout, f"mpiray: not every rank reached MPI_Init within {timeout:g} s "
+                        "(MPIRAY_INIT_TIMEOUT_S): ending this rank (did one fail before "
+                        "init()?)\n", MPICH_SEGMENT_PREFIX)
+    try:
+        from mpi4py import MPI
+    finally:
+        stop_init_watchdog()
+    return MPI
+
+
 def node_per_rank(environ=os.environ) -> bool:
     return environ.get("MPIRAY_NODE_PER_RANK", "0") not in ("", "0")
 
@@ -94,8 +118,7 @@ class World:
     """Ranks, nodes and roles of this job; built collectively by every rank."""
 
     def __init__(self):
-        from mpi4py import MPI
-
+        MPI = _import_mpi()
         self.MPI = MPI
         wait_for_every_rank(MPI)
         self.comm = MPI.COMM_WORLD.Dup()        # ours alone: user MPI traffic never mixes in
