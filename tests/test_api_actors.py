@@ -506,6 +506,12 @@ def test_cancel_of_actor_calls_queued_running_and_async(ray):
     assert ray.get(done) == 3
 
 
+class _SlowToPickle:
+    def __reduce__(self):
+        time.sleep(1.0)
+        return (str, ("stored late",))
+
+
 def test_cancel_of_an_actor_call_not_started_answers_at_once(ray):
     """As Ray's owner does: a call waiting behind a long one, for its actor to be placed,
     or for its argument, raises TaskCancelledError at once (not when the actor reaches
@@ -524,6 +530,10 @@ def test_cancel_of_an_actor_call_not_started_answers_at_once(ray):
         def pair(self):
             self.ran.append("pair")
             return 1, 2
+
+        def slow_to_store(self):
+            self.ran.append("slow to store")
+            return _SlowToPickle()
 
         def log(self):
             return self.ran
@@ -557,6 +567,21 @@ def test_cancel_of_an_actor_call_not_started_answers_at_once(ray):
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(call, timeout=10)
     ray.kill(unplaced)
+
+    # A running call answered at once: it runs on, and its return, found written when it
+    # ends, is dropped (it crashed the actor); the actor lives on.
+    busy = b.work.remote(1.0, "answered while running")
+    time.sleep(0.3)
+    ray.cancel(busy)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(busy, timeout=30)
+    assert ray.get(b.log.remote(), timeout=30)[-1] == "answered while running"
+    storing = b.slow_to_store.remote()   # answered while its return is being written
+    time.sleep(0.4)
+    ray.cancel(storing)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(storing, timeout=30)
+    assert ray.get(b.log.remote(), timeout=30)[-1] == "slow to store"
 
 
 def test_concurrency_groups_keep_one_busy_group_from_blocking_another(ray):

@@ -53,6 +53,8 @@ class ActorManager:
         self.actors = {}        # actor_id -> ActorRecord
         self.pending = []       # records waiting for resources
         self.cancelled_calls = {}  # task id of a call marked cancelled here -> when to drop the mark
+        self.answered = set()      # of those, the ones whose caller was answered already (kept
+        #                            until the call ends or fails: the actor must skip it)
 
     def named(self) -> list:
         """(name, namespace) of the named actors created here that are not dead for good
@@ -150,8 +152,7 @@ class ActorManager:
 
     def done(self, sealed, release, task_id=None):
         if self.cancelled_calls and task_id in self.cancelled_calls:
-            del self.cancelled_calls[task_id]
-            self.s.io.clear_cancel_marks(task_id)
+            self._unmark(task_id)
         for oid, contained in sealed:
             self.s._on_sealed(oid, contained)
         if self.s.cluster is not None and task_id is not None:
@@ -262,6 +263,8 @@ class ActorManager:
 
     def _fail_calls(self, calls, exc):
         for call in calls:
+            if call.task_id in self.cancelled_calls:
+                self._unmark(call.task_id)
             self.s.seal_error(call.return_ids(), exc)
             if self.s.cluster is not None:
                 self.s.router.finished(call.task_id, call.contained)
@@ -281,15 +284,17 @@ class ActorManager:
         proxy (which passes the cancel on after the call: ActorRouter.pass_cancel).
         On one host the ref ray.cancel was given (return `index`) is answered at once, as
         Ray answers a call not started (waiting in the queue, for its actor to be placed
-        or for its arguments); the actor skips the call when it reaches it. A call that
-        had started ends cancelled anyway (executor.cancelled_meanwhile), so the early
-        answer is the call's answer either way."""
+        or for its arguments); the actor skips the call when it reaches it (its mark is
+        kept until then, however long). A call that had started runs to its end, as a
+        cancelled running sync call does in Ray, and its return, found written, is
+        dropped: the early answer stands."""
         cluster = self.s.cluster
         route = cluster.routes.get(task_id) if cluster is not None else None
         if route is not None:
             cluster.send(route[0], ("call_cancel", task_id))
         elif self.mark_call(task_id) and cluster is None and _ids.is_actor_call(task_id) \
                 and not task_id[-1] & _ids.STREAM_BIT:
+            self.answered.add(task_id)
             self.s.seal_error([_ids.object_id(task_id, index)], call_cancelled(task_id))
 
     def mark_call(self, task_id) -> bool:
@@ -302,11 +307,17 @@ class ActorManager:
         return True
 
     def sweep_call_marks(self):
-        """Marks of calls this node never saw end (they ran elsewhere, or had ended)."""
+        """Marks of calls this node never saw end (they ran elsewhere, or had ended); not
+        of calls answered at once (their actor must still skip them, however late)."""
         now = time.monotonic()
-        for task_id in [t for t, due in self.cancelled_calls.items() if due <= now]:
-            del self.cancelled_calls[task_id]
-            self.s.io.clear_cancel_marks(task_id)
+        for task_id in [t for t, due in self.cancelled_calls.items()
+                        if due <= now and t not in self.answered]:
+            self._unmark(task_id)
+
+    def _unmark(self, task_id):
+        del self.cancelled_calls[task_id]
+        self.answered.discard(task_id)
+        self.s.io.clear_cancel_marks(task_id)
 
     def shutdown_all(self):
         for rec in self.actors.values():

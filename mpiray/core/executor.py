@@ -25,6 +25,7 @@ from mpiray.core import context
 from mpiray.core import protocol as P
 from mpiray.core.runtime import DependencyFailed
 from mpiray.core.task_spec import STREAMING
+from mpiray._native.store import ObjectExistsError
 from mpiray.exceptions import ObjectStoreFullError, RayTaskError, TaskCancelledError
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, serialize, serialize_error
@@ -201,7 +202,10 @@ def _write_values(runtime, spec, oids, values):
     sealed = []
     for oid, value in zip(oids, values):
         if value is None:  # (the commonest return: one ready-made object)
-            runtime.store.put(oid, _NONE)
+            try:
+                runtime.store.put(oid, _NONE)
+            except ObjectExistsError:
+                pass   # answered already (see below)
             sealed.append((oid, []))
             continue
         try:
@@ -210,6 +214,11 @@ def _write_values(runtime, spec, oids, values):
             return _write_unserializable(runtime, spec, exc, sealed)
         try:
             runtime.write(oid, sobj)
+        except ObjectExistsError:
+            # An actor call's return the node answered already (a cancel that came while
+            # the call ran: actor_manager.cancel_call). The answer stands.
+            sealed.append((oid, []))
+            continue
         except (ObjectStoreFullError, ValueError) as exc:   # (ValueError: past its capacity)
             # the task or call fails, not its worker (or actor), and is not run again
             return _write_instead(runtime, spec, sealed, ObjectStoreFullError(
