@@ -17,23 +17,27 @@ import collections
 
 
 class ReadyQueue:
-    __slots__ = ("levels", "top", "n")
+    __slots__ = ("levels", "top", "head", "n")
 
     def __init__(self):
-        self.levels = {}   # depth -> deque of TaskRecord
-        self.top = None    # the deepest level that holds a task (None: empty)
+        self.levels = {}   # depth -> deque of TaskRecord (no empty one is kept)
+        self.top = None    # the deepest depth that holds a task (None: empty)
+        self.head = None   # levels[top]: the hot path (one depth) touches no dict
         self.n = 0
 
     def _level(self, depth):
+        if depth == self.top:
+            return self.head
         level = self.levels.get(depth)
         if level is None:
             level = self.levels[depth] = collections.deque()
         if self.top is None or depth > self.top:
-            self.top = depth
+            self.top, self.head = depth, level
         return level
 
     def append(self, rec):
-        self._level(rec.spec.depth).append(rec)
+        depth = rec.spec.depth
+        (self.head if depth == self.top else self._level(depth)).append(rec)
         self.n += 1
 
     def appendleft(self, rec):
@@ -41,27 +45,32 @@ class ReadyQueue:
         self.n += 1
 
     def popleft(self):
-        level = self.levels[self.top]
-        rec = level.popleft()
+        head = self.head
+        rec = head.popleft()
         self.n -= 1
-        if not level:
-            self._lower_top()
+        if not head:
+            self._drop(self.top)
         return rec
 
     def remove(self, rec):
-        level = self.levels[rec.spec.depth]
+        depth = rec.spec.depth
+        level = self.levels[depth]
         level.remove(rec)
         self.n -= 1
-        if not level and rec.spec.depth == self.top:
-            self._lower_top()
+        if not level:
+            self._drop(depth)
 
-    def _lower_top(self):
-        self.top = max((d for d, level in self.levels.items() if level), default=None)
+    def _drop(self, depth):
+        """An emptied level goes (a chain of continuations makes a new depth per hop)."""
+        del self.levels[depth]
+        if depth == self.top:
+            self.top = max(self.levels) if self.levels else None
+            self.head = self.levels[self.top] if self.levels else None
 
     def __getitem__(self, i):
-        if i != 0 or self.top is None:
+        if i:
             raise IndexError("a ready queue shows its next task only")
-        return self.levels[self.top][0]
+        return self.head[0]   # (TypeError on an empty queue, as good as IndexError here)
 
     def __len__(self):
         return self.n
