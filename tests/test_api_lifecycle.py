@@ -253,6 +253,23 @@ def test_processes_a_task_or_actor_started_end_with_its_worker(fresh):
     def spawn():
         return subprocess.Popen(["sleep", "300"]).pid
 
+    @ray.remote(max_retries=0)
+    def crash():
+        os._exit(1)
+
+    @ray.remote
+    class Starter:
+        def start_in_background(self):   # the shell exits; its sleep goes on, reparented
+            out = subprocess.run(["sh", "-c", "sleep 301 >/dev/null 2>&1 & echo $!"], capture_output=True,
+                                 text=True)
+            return int(out.stdout)
+
+    keeper = Starter.remote()
+    background = ray.get(keeper.start_in_background.remote(), timeout=30)
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(crash.remote(), timeout=30)   # another worker's end is not its end
+    time.sleep(0.5)
+    assert _alive(background)
     a = Spawner.remote()
     of_actor = ray.get(a.spawn.remote(), timeout=30)
     of_task = ray.get(spawn.remote(), timeout=30)
@@ -267,7 +284,7 @@ def test_processes_a_task_or_actor_started_end_with_its_worker(fresh):
     deadline = time.monotonic() + 10
     while _alive(of_task) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(of_task)
+    assert not _alive(of_task) and not _alive(background)
 
 
 def test_shutdown_unmaps_the_sessions_segments_at_once(fresh):

@@ -10,9 +10,10 @@ imports are already done, so a worker starts in about a millisecond, and it neve
 the user's driver state. Children die with the zygote (PR_SET_PDEATHSIG).
 
 Processes a task or actor started go when its worker does, as Ray's do
-(kill_child_processes_on_worker_exit, and its subreaper variant for a worker killed
-outright): the zygote is their subreaper, so when a worker ends its orphans become the
-zygote's children, and every child that is not a worker is killed then.
+(kill_child_processes_on_worker_exit): each worker leads a process group of its own,
+which what it starts joins, and the zygote kills that group when the worker has ended
+(exited or killed). What left the group (setsid: a daemon) goes when the session does:
+the zygote is the subreaper of everything below it and kills what remains at its exit.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def _fork(init, cmd, commands, reports, wake_r, children):
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.setpgid(0, 0)   # (a group of its own: what it starts goes with it)
             os.close(wake_r)
             commands.close()
             reports.close()
@@ -144,7 +146,6 @@ def _die_with_parent():
 
 
 def _reap(children, reports):
-    ended = False
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -154,17 +155,18 @@ def _reap(children, reports):
             break
         slot, _ = children.pop(pid, (None, None))
         if slot is not None:
-            ended = True
+            # What the worker started, in its group (killed before the pid can be
+            # reused: a fork comes only after this loop). Orphans reparented here are
+            # reaped by this loop as they die.
+            _kill_group(pid)
             reports.send(("died", slot, pid, _describe(status)))
-    if ended:
-        _kill_orphans(children)
 
 
-def _kill_orphans(children):
-    """The processes a worker that ended had started (reparented here): killed."""
-    for pid in _own_children():
-        if pid not in children:
-            _signal(pid, signal.SIGKILL)
+def _kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _own_children():
@@ -191,25 +193,29 @@ def _signal(pid, sig):
 
 
 def _kill_all(children):
-    """Every worker, then what they had started (adopted here once they are gone)."""
-    for pid in set(children) | set(_own_children()):
+    """Every worker and its group, then whatever else was adopted here (a daemon that
+    left its group), each reaped so that none is left a zombie."""
+    for pid in list(children):
         _signal(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while children and time.monotonic() < deadline:
+        _kill_group(pid)
+    _reap_until(lambda: not children, children, 5.0)
+    for pid in _own_children():
+        _signal(pid, signal.SIGKILL)
+    _reap_until(lambda: not _own_children(), children, 1.0)
+
+
+def _reap_until(done, children, limit_s):
+    """Reaps (without blocking, so that the limit holds) until done() or limit_s."""
+    deadline = time.monotonic() + limit_s
+    while not done() and time.monotonic() < deadline:
         try:
-            pid, _ = os.waitpid(-1, 0)
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
             children.pop(pid, None)
-        except ChildProcessError:
-            break
-    orphans = _own_children()
-    for pid in orphans:
-        _signal(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 1
-    while orphans and time.monotonic() < deadline:   # (reaped: gone, not zombies, on return)
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
+        else:
+            time.sleep(0.002)
 
 
 if __name__ == "__main__":
