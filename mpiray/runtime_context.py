@@ -29,9 +29,12 @@ class RuntimeContext:
         process (the driver's included)."""
         import hashlib
 
+        import os
+
         who = context.process().get("worker_id") or "driver"
         session = (current.info() or {}).get("session", "")
-        return hashlib.sha224(f"{session}/{who}".encode()).hexdigest()
+        # (slots are reused when workers end: the pid tells processes apart)
+        return hashlib.sha224(f"{session}/{who}/{os.getpid()}".encode()).hexdigest()
 
     @property
     def namespace(self):

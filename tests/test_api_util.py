@@ -429,8 +429,10 @@ def test_dag_api_builds_lazy_graphs_that_execute_runs(ray):
         outputs = MultiOutputNode([counter.add.bind(inp.step), counter.get.bind()])
     assert ray.get(outputs.execute(start=5, step=2), timeout=30) == [7, 7]   # one actor
     with InputNode() as inp:
-        pair = times.bind(inp[0], [inp[1]][0])
+        pair = times.bind(inp[0], inp[1])
     assert ray.get(pair.execute(6, 7), timeout=30) == 42
+    assert ray.get(pair.execute([2, 3]), timeout=30) == 6    # one input: read into it
+    assert ray.get(pair.options(num_cpus=0).execute(4, 5), timeout=30) == 20
     live = Counter.remote(100)
     assert ray.get(live.add.bind(5).execute(), timeout=30) == 105
     assert isinstance(Counter.bind(1).execute(), ray.actor.ActorHandle)

@@ -313,6 +313,14 @@ cdef class Store:
         check(st)
         return wrap(self, h, True)
 
+    def _get_once(self, oid, Status full):
+        cdef ObjectHandle h
+        cdef Status st = self.client().Get(id_ptr(oid), 0, &h)
+        if st == Status.kTimeout:
+            return None
+        check(st)
+        return wrap(self, h, True)
+
     def _read_spilled(self, oid, Status full):
         """A spilled object that finds no room to come back (what holds the store is
         pinned: a get of more than it holds at once) is read from its spill file instead,
@@ -323,12 +331,12 @@ cdef class Store:
         cdef string path
         cdef uint64_t size = 0
         cdef Status st = self.client().SpillFileOf(id_ptr(oid), &path, &size)
-        if st != Status.kOk:   # restored or deleted meanwhile: the store says which
-            return self.get(oid, 0)
+        if st != Status.kOk:   # not spilled: full for another reason (its pins), say so
+            check(full)
         try:
             fd = os.open(path.decode(), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return self.get(oid, 0)
+        except FileNotFoundError:   # restored meanwhile: in the store now, or full again
+            return self._get_once(oid, full)
         try:
             if size == 0:
                 return memoryview(b"")

@@ -80,15 +80,15 @@ class Node:
         totals.update(ray_node_resources(self.node_index, c.object_store_memory, c.memory_bytes()))
         resources = NodeResources(totals, c.gpu_ids)
         # (num_cpus may name more CPUs than task workers can be: I/O-bound jobs declare
-        # hundreds; beyond PRESTART_WORKERS they start when tasks come)
+        # hundreds; beyond PRESTART_WORKERS they start when tasks come, and retire idle)
         self.scheduler = Scheduler(self.io, resources, max_task_workers=MAX_TASK_SLOTS,
-                                   min_task_workers=min(c.num_cpus, MAX_TASK_SLOTS))
+                                   min_task_workers=min(c.num_cpus, PRESTART_WORKERS))
         self.pump = InboxPump(self.inbox, self.store, self.scheduler)
         self._thread(self.pump.serve_forever, "mpiray-inbox")
         self._thread(self._monitor_loop, "mpiray-monitor")
         self._thread(self._log_loop, "mpiray-log")
         with self.scheduler.lock:
-            for _ in range(min(c.num_cpus, PRESTART_WORKERS)):
+            for _ in range(self.scheduler.min_task_workers):
                 self.scheduler.spawn_worker("task")
 
     def _thread(self, target, name):

@@ -32,7 +32,7 @@ from mpiray.serialization import deserialize, is_error, serialize, serialize_err
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
 WAIT_SLICE_S = 0.5   # a blocked get wakes this often to let signal handlers run
-WATCH_SLICE_S = 0.02  # a get of many wakes this often to look for an error among the others
+WATCH_SLICE_S = 0.01  # a get of many first wakes this often to look for an error among the others
 # A store full of pinned objects often frees soon (objects being sent to another node,
 # a reader about to drop its view): a put or a return waits this long for room, looking
 # again with a growing pause, before it fails with ObjectStoreFullError (as Ray's
@@ -185,6 +185,9 @@ class Runtime:
             buf = self.pump.await_return(oid)
             if buf is not None:
                 return buf
+        # A watched wait looks often at first, then less (up to WAIT_SLICE_S): a get
+        # blocked for long (a parent waiting for its children's children) costs few
+        # wake-ups, and an error among the others is seen within the slice it is in.
         slice_s = WAIT_SLICE_S if watch is None else WATCH_SLICE_S
         while True:
             left = slice_s if deadline is None else min(slice_s, deadline - time.monotonic())
@@ -193,6 +196,7 @@ class Runtime:
                 return buf
             if watch is not None:
                 watch()
+                slice_s = min(2 * slice_s, WAIT_SLICE_S)
 
     def request(self, event: tuple, timeout, who: str):
         """Sends event, plus a reply id, to this node's scheduler and returns what it

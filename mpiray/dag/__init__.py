@@ -39,6 +39,14 @@ class DAGNode:
     def _execute_impl(self, args, kwargs, run):
         raise NotImplementedError
 
+    def options(self, **options):
+        """A copy of this node with these options too (as .options() before .bind())."""
+        import copy
+
+        node = copy.copy(self)
+        node._bound_options = {**self._bound_options, **options}
+        return node
+
     def get_args(self):
         return self._bound_args
 
@@ -157,18 +165,21 @@ class InputAttributeNode(DAGNode):
         self._key, self._how = key, how
 
     def _execute_impl(self, args, kwargs, run):
+        """As Ray's: with one positional input and no keywords, the key reads into that
+        object (inp[0] of execute([2, 3]) is 2; inp.x its attribute x); else an int picks
+        a positional input and a name a keyword one."""
         key = self._key
+        if len(run.args) == 1 and not run.kwargs:
+            value = run.args[0]
+            return getattr(value, key) if self._how == "attr" else value[key]
         if isinstance(key, int):
             if key >= len(run.args):
                 raise ValueError(f"the graph reads input {key}, but execute() was given "
                                  f"{len(run.args)} positional inputs")
             return run.args[key]
-        if key in run.kwargs:
-            return run.kwargs[key]
-        if len(run.args) == 1:   # one object: its item, or attribute
-            value = run.args[0]
-            return value[key] if self._how == "item" else getattr(value, key)
-        raise ValueError(f"the graph reads input {key!r}, which execute() was not given")
+        if key not in run.kwargs:
+            raise ValueError(f"the graph reads input {key!r}, which execute() was not given")
+        return run.kwargs[key]
 
 
 class MultiOutputNode(DAGNode):
