@@ -110,7 +110,8 @@ class ActorManager:
         """A SPREAD actor goes to the next node in turn with room (this one included)."""
         res = self.s.res
         node = self.s.cluster.spread_target(
-            rec.spec.placement, lambda req: res.feasible(req) and res.fits(rec.spec.resources))
+            rec.spec.placement, lambda req: res.feasible(req) and res.fits(rec.spec.resources),
+            strict=True)
         if node is None:
             return False
         if node == self.s.cluster.me:

@@ -131,7 +131,7 @@ class ActorRouter:
         if rec.origin is not None:
             return False  # an actor sent here stays here (its creator chose this node)
         if node is None:
-            node = self.cluster.pick(rec.spec.placement, (), lambda oid: True)
+            node = self.cluster.pick(rec.spec.placement, (), lambda oid: True, strict=True)
         if node is None:
             return False
         rec.host = node

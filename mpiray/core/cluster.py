@@ -70,21 +70,29 @@ class Cluster:
         return {k: max(0.0, round(total - (view.totals.get(k, 0.0) - view.available.get(k, 0.0)), 6))
                 for k, total in self.table[node]["totals"].items()}
 
+    def really_fits(self, node: int, req: dict) -> bool:
+        """req fits what node has left of its real totals, as far as this node knows."""
+        left = self.seen_available(node)
+        return all(left.get(k, 0.0) + 1e-9 >= v for k, v in req.items() if v > 0)
+
     def feasible_on(self, node: int, req: dict) -> bool:
         """node's real totals can hold req (its view's CPUs are pipelined)."""
         totals = self.table[node]["totals"]
         return all(totals.get(k, 0.0) + 1e-9 >= v for k, v in req.items())
 
-    def pick(self, req: dict, deps, have_locally) -> int | None:
+    def pick(self, req: dict, deps, have_locally, strict=False) -> int | None:
         """A node with room for req in its view, preferring one that owns an argument
-        this node lacks, then the emptiest; None if none has room."""
+        this node lacks, then the emptiest; None if none has room. strict (an actor,
+        which holds what it takes for its whole life and cannot be given back): room in
+        the node's real CPUs, not its pipelined ones."""
         full = self.full
         if full:
             now = time.monotonic()
             for n in [n for n, until in full.items() if until <= now]:
                 del full[n]
         fits = [n for n, v in self.views.items()
-                if n not in full and v.fits(req) and self.feasible_on(n, req)]
+                if n not in full and v.fits(req) and self.feasible_on(n, req)
+                and (not strict or self.really_fits(n, req))]
         if not fits:
             return None
         for dep in deps:
@@ -109,16 +117,18 @@ class Cluster:
             held = placement.reserved_from(delta)
             view.acquire(held) if sign > 0 else view.release(held)
 
-    def spread_target(self, req: dict, fits_here) -> int | None:
+    def spread_target(self, req: dict, fits_here, strict=False) -> int | None:
         """SPREAD: the first node from the one whose turn it is (this one included) with
-        room for req, whose turn then passes to the next; None if none has room."""
+        room for req, whose turn then passes to the next; None if none has room
+        (strict: see pick)."""
         count = len(self.table)
         for step in range(count):
             node = (self.spread_next + step) % count
             if node == self.me:
                 ok = fits_here(req)
             else:
-                ok = self.views[node].fits(req) and self.feasible_on(node, req)
+                ok = self.views[node].fits(req) and self.feasible_on(node, req) and (
+                    not strict or self.really_fits(node, req))
             if ok:
                 self.spread_next = node + 1
                 return node

@@ -520,3 +520,24 @@ def test_a_task_queued_behind_long_work_moves_to_a_node_with_room(ray):
     ray.cancel(hog, force=True)
     assert 1 not in where, where
     assert took < 15, took   # (not behind the 30 s task)
+
+
+def test_rounds_of_actors_holding_every_cpu_all_start(ray):
+    """Each round asks for as many one-CPU actors as the cluster has CPUs while the
+    last round's still hold them (the list is rebound after the new one is made). An
+    actor holds its CPU for life and cannot move once sent, so one is sent only to a
+    node whose real CPUs have room: sent on pipelined room, two waited on one node for
+    ever while another node's CPU stayed free."""
+    cpus = int(ray.cluster_resources()["CPU"])
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def node(self):
+            return int(ray.get_runtime_context().get_node_id()[:4], 16)
+
+    holders = []
+    for _ in range(8):
+        holders = [Holder.remote() for _ in range(cpus)]
+        ready, _ = ray.wait([h.node.remote() for h in holders], num_returns=cpus, timeout=30)
+        assert len(ready) == cpus, (cpus, sorted(ray.get(ready)))
+    del holders
