@@ -975,3 +975,34 @@ def test_a_get_of_many_fails_as_soon_as_one_is_an_error(ray):
     assert ray.get([slow.remote(0) for _ in range(100)]) == [0] * 100
     for ref in slow_ones:
         ray.cancel(ref, force=True)
+
+
+def _slowly_rebuilt(value):
+    time.sleep(1.0)
+    return value
+
+
+class _SlowToLoad:
+    def __reduce__(self):
+        return (_slowly_rebuilt, ("loaded",))
+
+
+def test_a_task_cancelled_while_its_arguments_load_does_not_start(ray, tmp_path):
+    """Its worker is loading a big (or, here, slow) argument when the cancel comes: the
+    task ends cancelled without its function running (under MPI an argument fetched
+    from another node takes seconds, and the task then ran)."""
+    ran = tmp_path / "ran"
+
+    @ray.remote
+    def uses(arg):
+        ran.write_text(arg)
+        return arg
+
+    arg = ray.put(_SlowToLoad())
+    ref = uses.remote(arg)
+    time.sleep(0.4)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    time.sleep(1.0)
+    assert not ran.exists()

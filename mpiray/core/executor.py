@@ -60,6 +60,11 @@ def run(runtime, spec, fn):
             # (its unpickling raised, or a spilled one finds no room to come back): the
             # call fails, not its worker or actor, and is not run again
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
+        if spec.deps and not spec.actor_id and runtime.store.contains(
+                _ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+            # Cancelled while its arguments came (from another node, say: seconds): it
+            # does not start (the cancel's signal waits while mpiray's own code runs).
+            return _write_error(runtime, spec, TaskCancelledError(spec.task_id.hex())), False
         try:
             result = fn(*args, **kwargs)
             if type(result) is _COROUTINE:  # an `async def` task: on a loop of its own
