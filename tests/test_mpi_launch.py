@@ -87,6 +87,27 @@ def test_a_driver_holding_the_gil_longer_than_the_rank_timeout_does_not_end_the_
     assert "still here 6" in proc.stdout
 
 
+def test_a_rank_failing_while_the_nodes_start_leaves_nothing(tmp_path):
+    """One rank's node cannot start (a bad MPIRAY_RESOURCES): it aborts the job while
+    the others' nodes start; their zygotes, told of it only by the broken pipe, still
+    remove the segments and spill folders (they left them when the driver was gone
+    before their "ready")."""
+    before = our_segments()
+    script = tmp_path / "job.py"
+    script.write_text("import mpiray as ray\nray.init()\nprint('never', flush=True)\n")
+    env = dict(os.environ, MPIRAY_NODE_PER_RANK="1", PYTHONPATH=ROOT)
+    for _ in range(2):
+        proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script), ":", "-n", "1",
+                               "-env", "MPIRAY_RESOURCES", '{"x": -1}', sys.executable, str(script)],
+                              cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and "must be a non-negative number" in proc.stderr
+        assert "never" not in proc.stdout
+    deadline = time.monotonic() + 10
+    while set(our_segments()) - set(before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(our_segments()) - set(before)
+
+
 def test_exception_in_driver_ends_every_rank(tmp_path):
     before = our_segments()
     proc, took = mpirun(3, """

@@ -37,6 +37,27 @@ PR_SET_CHILD_SUBREAPER = 36
 def main(cmd_fd: int, report_fd: int) -> None:
     commands, reports = Connection(cmd_fd, writable=False), Connection(report_fd, readable=False)
     init = commands.recv()
+    children = {}  # pid -> (slot, kind)
+    try:   # (from here on, however it ends: the driver may be gone before "ready" is sent)
+        wake_r = _boot(init)
+        reports.send(("ready", os.getpid()))
+        _serve(init, commands, reports, wake_r, children)
+    except (BrokenPipeError, EOFError, OSError):
+        pass   # the driver went away (a rank killed by mpiexec, say): clean up after it
+    finally:
+        _kill_all(children)
+        if init.get("cleanup_on_exit", True):
+            from mpiray.core.names import remove_session_segments
+
+            remove_session_segments(init["session"])
+            if init.get("spill_dir"):   # (a killed driver could not remove its spill files)
+                shutil.rmtree(init["spill_dir"], ignore_errors=True)
+    os._exit(0)
+
+
+def _boot(init):
+    """The imports every worker shares, and the signals the serve loop waits on; the
+    read end of the wake-up pipe."""
     sys.path[:] = init["sys_path"]
     os.chdir(init["cwd"])
     from mpiray.core import runtime_env
@@ -61,19 +82,7 @@ def main(cmd_fd: int, report_fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    children = {}  # pid -> (slot, kind)
-    reports.send(("ready", os.getpid()))
-    try:
-        _serve(init, commands, reports, wake_r, children)
-    finally:
-        _kill_all(children)
-        if init.get("cleanup_on_exit", True):
-            from mpiray.core.names import remove_session_segments
-
-            remove_session_segments(init["session"])
-            if init.get("spill_dir"):   # (a killed driver could not remove its spill files)
-                shutil.rmtree(init["spill_dir"], ignore_errors=True)
-    os._exit(0)
+    return wake_r
 
 
 def _serve(init, commands, reports, wake_r, children):
