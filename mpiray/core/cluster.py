@@ -28,18 +28,16 @@ from mpiray.core.resources import NodeResources
 
 # A node may be sent this many times its CPUs in tasks: it queues the extra ones, so a
 # new task is already there when one ends, instead of a round trip later. (Scarce
-# resources, GPUs and custom ones, are never promised twice.)
+# resources, GPUs and custom ones, are never promised twice.) Only while its tasks are
+# short (they come back within PIPELINE_BELOW_S, on average): for longer ones the round
+# trip saved is nothing, and tasks queued behind long ones wait while other nodes idle
+# (18 one-second tasks on 3 nodes of 2 CPUs took 4 s, not 3).
 CPU_PIPELINE = 2
+PIPELINE_BELOW_S = 0.02
+TURNAROUND_WEIGHT = 0.3   # of the newest task in a node's running average
 # A node that gave a task back is sent no more for this long, unless a task of its ends
 # first (it gave one back because its CPUs are taken by long work).
 FULL_FOR_S = 1.0
-
-
-def _pipelined(totals: dict) -> dict:
-    out = dict(totals)
-    if "CPU" in out:
-        out["CPU"] = out["CPU"] * CPU_PIPELINE
-    return out
 
 
 class Cluster:
@@ -47,8 +45,10 @@ class Cluster:
         self.me = me
         self.table = table                  # node index -> {"totals", "host", "node_id", ...}
         self.send = send                    # send(node, message), thread-safe, never blocks
-        self.views = {i: NodeResources(_pipelined(info["totals"]), []) for i, info in enumerate(table)
+        self.views = {i: NodeResources(dict(info["totals"]), []) for i, info in enumerate(table)
                       if i != me}
+        self.pipelined = set()              # nodes whose views take CPU_PIPELINE x their CPUs
+        self.turnaround = {}                # node -> running average of its tasks' round trip (s)
         self.routes = {}                    # task id -> (node holding its returns, oids not freed)
         self.sent_to = {}                   # task id -> (node, resources held in its view)
         self.fetching = set()               # oids asked for and not arrived yet
@@ -141,7 +141,7 @@ class Cluster:
 
     def sent(self, task_id: bytes, node: int, req: dict, return_ids):
         self.views[node].acquire(req)
-        self.sent_to[task_id] = (node, req)
+        self.sent_to[task_id] = (node, req, time.monotonic())
         self.route(task_id, node, return_ids)
 
     def route(self, task_id: bytes, node: int, return_ids):
@@ -167,17 +167,38 @@ class Cluster:
         self.fetching.discard(oid)
         self.wanted.discard(oid)
 
-    def came_back(self, task_id: bytes):
-        node_req = self.sent_to.pop(task_id, None)
-        if node_req is not None:
-            self.views[node_req[0]].release(node_req[1])
-            self.full.pop(node_req[0], None)
+    def came_back(self, task_id: bytes, ran=True):
+        """task_id, sent to another node, ended there (ran) or was given back."""
+        sent = self.sent_to.pop(task_id, None)
+        if sent is None:
+            return
+        node, req, at = sent
+        self.views[node].release(req)
+        self.full.pop(node, None)
+        if ran:
+            self._note_turnaround(node, time.monotonic() - at)
+
+    def _note_turnaround(self, node: int, seconds: float):
+        """Pipelines node's CPUs while its tasks are short, and stops when they are not."""
+        last = self.turnaround.get(node)
+        avg = seconds if last is None else last + TURNAROUND_WEIGHT * (seconds - last)
+        self.turnaround[node] = avg
+        cpus = self.table[node]["totals"].get("CPU", 0.0)
+        extra = {"CPU": cpus * (CPU_PIPELINE - 1)}
+        if not cpus:
+            return
+        if avg < PIPELINE_BELOW_S and node not in self.pipelined:
+            self.pipelined.add(node)
+            self.views[node].add(extra)
+        elif avg >= PIPELINE_BELOW_S and node in self.pipelined:
+            self.pipelined.discard(node)
+            self.views[node].remove(extra)
 
     def gave_back(self, task_id: bytes, node: int):
         """node gave task_id back unstarted: its returns will not be made there, and it
         gets no more tasks from here until one of them ends, or FULL_FOR_S has passed
         (none may be left there to end)."""
-        self.came_back(task_id)
+        self.came_back(task_id, ran=False)
         self.routes.pop(task_id, None)
         self.wanted.update(self.after_end.pop(task_id, ()))   # (waited for: made anew)
         self.full[node] = time.monotonic() + FULL_FOR_S

@@ -541,3 +541,33 @@ def test_rounds_of_actors_holding_every_cpu_all_start(ray):
         ready, _ = ray.wait([h.node.remote() for h in holders], num_returns=cpus, timeout=30)
         assert len(ready) == cpus, (cpus, sorted(ray.get(ready)))
     del holders
+
+
+def test_a_nodes_cpus_are_pipelined_only_while_its_tasks_are_short(ray):
+    """A node may be sent twice its CPUs in tasks (queued there, so the next is at hand
+    when one ends) only while its tasks come back fast: behind one-second tasks the
+    queued ones waited while another node idled (18 such tasks on 3 nodes of 2 CPUs
+    took 4 s, not 3)."""
+    from mpiray.core import current
+
+    if expected_nodes() < 2:
+        pytest.skip("one node: nothing is sent to another")
+    cluster = current.node().scheduler.cluster
+    others = set(cluster.views)
+
+    @ray.remote
+    def hold(seconds):
+        time.sleep(seconds)
+        return seconds
+
+    spread = dict(scheduling_strategy="SPREAD")
+    for _ in range(3):
+        ray.get([hold.options(**spread).remote(0) for _ in range(20 * len(others) + 20)],
+                timeout=60)
+    assert cluster.pipelined == others, (cluster.turnaround, cluster.pipelined)
+    for _ in range(4):
+        ray.get([hold.options(**spread).remote(0.3) for _ in range(2 * len(others) + 2)],
+                timeout=60)
+    assert cluster.pipelined == set(), cluster.turnaround
+    for node in others:   # (its view's CPUs are its real ones again)
+        assert cluster.views[node].totals["CPU"] == cluster.table[node]["totals"]["CPU"]
