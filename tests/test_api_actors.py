@@ -685,7 +685,8 @@ def test_ray_terminate_ends_the_actor_after_earlier_calls(ray):
     for actor in (Worker.options(name="terminated").remote(), Worker.options(max_concurrency=3).remote(),
                   AsyncWorker.remote()):
         earlier = actor.slow.remote()
-        assert ray.get(actor.__ray_terminate__.remote(), timeout=30) is None
+        with pytest.raises(ray.exceptions.ActorDiedError):   # (as Ray's: it exits the actor)
+            ray.get(actor.__ray_terminate__.remote(), timeout=30)
         assert ray.get(earlier, timeout=30) == "done"
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(actor.slow.remote(), timeout=30)

@@ -172,7 +172,7 @@ class ActorManager:
         if no_restart:
             rec.no_restart = True
             rec.cause = rec.cause or ActorDiedError(
-                "The actor was killed by ray.kill().", actor_id=actor_id.hex())
+                "The actor is dead because it was killed by `ray.kill`.", actor_id=actor_id.hex())
         if rec.state == PENDING:
             self._to_dead(rec)
             return

@@ -30,8 +30,8 @@ class ActorSpec:
     owner_pid: int = 0    # the process that created it: a non-detached actor dies with it
 
 
-MAX_RECORDED = 1000  # in-flight calls recorded for recovery (queue consumer slots): Ray's
-# default max_concurrency of an async actor
+MAX_RECORDED = 16384  # in-flight calls recorded for recovery (queue consumer slots): the
+# most max_concurrency can be (Ray's own tests run async actors at 8000)
 GROUPS_RECORDED = 256  # the same for an actor with concurrency groups (the queue's limit):
 # a call waiting for its group's turn holds a slot too, so one busy group must not take
 # them all before a call of another group is even read (calls come off one FIFO queue)

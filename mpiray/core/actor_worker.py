@@ -125,10 +125,13 @@ class ActorWorker:
 
     def _terminate_call(self, spec, item, consumer) -> bool:
         """actor.__ray_terminate__.remote(): as Ray's, the actor ends once the calls
-        before it are done (the loop stops taking calls; its return is None)."""
+        before it are done (the loop stops taking calls); its own return is the actor's
+        death (a get of it raises ActorDiedError, as exit_actor's call does in Ray)."""
         if spec.method != TERMINATE_METHOD:
             return False
-        self._report(spec, executor.write_returns(self.rt, spec, None), item, consumer, 0)
+        died = ActorDiedError("The actor exited: __ray_terminate__ was called.",
+                              actor_id=self.actor_id.hex())
+        self._report(spec, executor._write_error(self.rt, spec, died), item, consumer, 0)
         return True
 
     def _cancelled(self, spec) -> bool:

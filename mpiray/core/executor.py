@@ -271,9 +271,9 @@ def write_stream(runtime, spec, gen):
     if inspect.isasyncgen(gen):  # an `async def` generator task: on a loop of its own
         return asyncio.run(write_async_stream(runtime, spec, gen)), False
     if not inspect.isgenerator(gen):
-        err = wrap(TypeError(f"{spec.name} was called with num_returns=\"streaming\" or "
-                             f"\"dynamic\" but returned a {type(gen).__name__}, not a generator"),
-                   spec.name)
+        err = wrap(ValueError(f"Functions with @ray.remote(num_returns=\"streaming\" or "
+                              f"\"dynamic\") must return a generator; {spec.name} returned a "
+                              f"{type(gen).__name__}"), spec.name)
         return _write_error(runtime, spec, err), False
     stream = _Stream(runtime, spec)
     try:
@@ -293,10 +293,11 @@ def write_stream(runtime, spec, gen):
 
 
 def _stream_error(exc, spec):
-    """A cancel ends a stream with TaskCancelledError itself (as a cancelled task's
-    return is); anything else is the generator's error."""
+    """A cancel ends a stream with TaskCancelledError as a RayTaskError (an instance of
+    both, as a cancelled running task's error is; Ray's tests catch RayTaskError);
+    anything else is the generator's error."""
     if isinstance(exc, (TaskCancelledError, asyncio.CancelledError)):
-        return TaskCancelledError(spec.task_id.hex())
+        return call_cancelled(spec.task_id, spec.name)
     return wrap(exc, spec.name)
 
 

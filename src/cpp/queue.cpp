@@ -20,7 +20,7 @@ namespace mpiray {
 namespace {
 
 constexpr uint64_t kMagic = 0x6d70697261795155ull;  // "mpirayQU"
-constexpr uint32_t kVersion = 3;  // 2: spinning consumer bits; 3: consumers per segment
+constexpr uint32_t kVersion = 4;  // 2: spinning consumer bits; 3: consumers per segment; 4: 16384 consumers
 constexpr size_t kCacheLine = 64;
 constexpr size_t kRecordHeader = 256;
 

@@ -46,7 +46,7 @@ enum class QueueStatus : int {
 
 class TaskQueue {
 public:
-    static constexpr int kMaxConsumers = 1024;   // recorded consumer slots a segment may have
+    static constexpr int kMaxConsumers = 16384;  // recorded consumer slots a segment may have
     static constexpr int kDefaultConsumers = 256;  // ... and has unless told (records cost
                                                    // kRecordItems slots each, if touched)
     static constexpr int kRecordItems = 16;      // items one recorded pop_batch may hold
