@@ -1111,3 +1111,34 @@ def test_max_pending_calls_limits_a_callers_calls_not_ended(ray):
     assert ray.get(a.nap.remote(), timeout=30) == 1      # room again once they ended
     with pytest.raises(ValueError):
         Slow.options(max_pending_calls=0)
+
+
+def test_an_async_actors_constructor_runs_on_its_event_loop(ray):
+    """As Ray's: __init__ runs on the loop its methods run on, so it may start tasks and
+    make futures there; more calls than 1000 run at once up to max_concurrency."""
+
+    @ray.remote
+    class Starts:
+        def __init__(self, n):
+            self.n, self.count = n, 0
+            self.loop = asyncio.get_running_loop()
+            self.ready = self.loop.create_future()
+            self.task = asyncio.create_task(self.background())
+            self.all_in = asyncio.Event()
+
+        async def background(self):
+            self.ready.set_result("started in __init__")
+
+        async def check(self):
+            return await self.ready, asyncio.get_running_loop() is self.loop
+
+        async def gather(self):
+            self.count += 1
+            if self.count == self.n:
+                self.all_in.set()
+            await self.all_in.wait()
+            return 1
+
+    a = Starts.options(max_concurrency=3000).remote(2500)
+    assert ray.get(a.check.remote(), timeout=30) == ("started in __init__", True)
+    assert sum(ray.get([a.gather.remote() for _ in range(2500)], timeout=60)) == 2500

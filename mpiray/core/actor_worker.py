@@ -61,6 +61,7 @@ class ActorWorker:
         self.methods = {}         # TaskSpec.method -> (bound method, group): looked up once
         self.kinds = {}           # TaskSpec.method -> "sync" / "coro" / "agen" (async actors)
         self.watching = False     # async actor: _watch_cancels is running
+        self.loop = None          # async actor: its event loop (_event_loop)
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -92,7 +93,10 @@ class ActorWorker:
             cls = self.rt.load_function(spec.function_id)
             args, kwargs = self.rt.unpack_args(spec)
             self.instance = cls.__new__(cls)
-            self.instance.__init__(*args, **kwargs)
+            if self.aspec.is_async:   # as Ray's: on the loop its methods run on (so that
+                self._on_loop(self.instance.__init__, args, kwargs)   # it may start tasks)
+            else:
+                self.instance.__init__(*args, **kwargs)
             try:
                 context.process()["actor_repr"] = repr(self.instance)   # (in its errors' text)
                 if type(self.instance).__repr__ is not object.__repr__:   # Ray's log prefix
@@ -281,11 +285,32 @@ class ActorWorker:
                 pool.shutdown(wait=True)
         self.rt.channel.flush()
 
+    def _event_loop(self):
+        """The async actor's event loop, running in a thread of its own (made once)."""
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                           name="actor-loop")
+            loop_thread.start()
+            self.rt.loop_thread = loop_thread.ident   # (a blocking get there warns, as Ray's)
+        return self.loop
+
+    def _on_loop(self, fn, args, kwargs):
+        """fn(*args, **kwargs) run on the actor's loop (a coroutine around a plain call);
+        what it raises is raised here."""
+        async def call():
+            try:
+                return fn(*args, **kwargs), None
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                return None, exc
+
+        result, exc = asyncio.run_coroutine_threadsafe(call(), self._event_loop()).result()
+        if exc is not None:
+            raise exc
+        return result
+
     def _serve_async(self, concurrency):
-        loop = asyncio.new_event_loop()
-        loop_thread = threading.Thread(target=loop.run_forever, daemon=True, name="actor-loop")
-        loop_thread.start()
-        self.rt.loop_thread = loop_thread.ident   # (a blocking get there warns, as Ray's)
+        loop = self._event_loop()
         slots = _SlotPool(recorded_slots(self.aspec))
         while True:
             consumer = slots.take()
