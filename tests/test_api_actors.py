@@ -1142,3 +1142,31 @@ def test_an_async_actors_constructor_runs_on_its_event_loop(ray):
     a = Starts.options(max_concurrency=3000).remote(2500)
     assert ray.get(a.check.remote(), timeout=30) == ("started in __init__", True)
     assert sum(ray.get([a.gather.remote() for _ in range(2500)], timeout=60)) == 2500
+
+
+def test_an_async_actors_concurrency_groups_run_on_loops_of_their_own(ray):
+    """As Ray's: a call that blocks its group's event loop (a sync sleep in an async
+    method) does not hold up another group's calls, nor the default group's."""
+    import threading
+
+    @ray.remote(concurrency_groups={"slow": 1, "quick": 1})
+    class Groups:
+        @ray.method(concurrency_group="slow")
+        async def block(self, seconds):
+            time.sleep(seconds)   # (blocks this group's loop)
+            return threading.current_thread().name
+
+        @ray.method(concurrency_group="quick")
+        async def quick(self):
+            return threading.current_thread().name
+
+        async def default(self):
+            return threading.current_thread().name
+
+    g = Groups.remote()
+    ray.get(g.default.remote(), timeout=30)
+    blocked = g.block.remote(3)
+    time.sleep(0.5)
+    quick = ray.get(g.quick.remote(), timeout=2)
+    default = ray.get(g.default.remote(), timeout=2)
+    assert len({quick, default, ray.get(blocked, timeout=30)}) == 3

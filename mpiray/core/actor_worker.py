@@ -62,6 +62,7 @@ class ActorWorker:
         self.kinds = {}           # TaskSpec.method -> "sync" / "coro" / "agen" (async actors)
         self.watching = False     # async actor: _watch_cancels is running
         self.loop = None          # async actor: its event loop (_event_loop)
+        self.group_loops = {}     # async actor: concurrency group -> its own event loop
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -309,6 +310,23 @@ class ActorWorker:
             raise exc
         return result
 
+    def _loop_of(self, spec):
+        """As Ray's: each concurrency group has an event loop (and thread) of its own, so
+        a call blocking one group's loop does not stop another's; the default group runs
+        on the actor's own loop, where __init__ ran."""
+        try:
+            group = self._method_and_group(spec)[1]
+        except ValueError:
+            group = None   # (refused on the actor's loop)
+        if group is None:
+            return self._event_loop()
+        loop = self.group_loops.get(group)
+        if loop is None:
+            loop = self.group_loops[group] = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, daemon=True,
+                             name=f"actor-loop-{group}").start()
+        return loop
+
     def _serve_async(self, concurrency):
         loop = self._event_loop()
         slots = _SlotPool(recorded_slots(self.aspec))
@@ -330,8 +348,10 @@ class ActorWorker:
                 slots.put(consumer)
                 continue
             # (no groups: straight to the call, one coroutine less per call)
-            coro = self._run_async(spec) if self.aspec.concurrency_groups else self._run_plain(spec)
-            fut = asyncio.run_coroutine_threadsafe(coro, loop)
+            if self.aspec.concurrency_groups:
+                fut = asyncio.run_coroutine_threadsafe(self._run_async(spec), self._loop_of(spec))
+            else:
+                fut = asyncio.run_coroutine_threadsafe(self._run_plain(spec), loop)
             self.running_async[spec.task_id] = fut
             if not self.watching:  # (after the call is in running_async: see _watch_cancels)
                 self.watching = True
@@ -341,7 +361,8 @@ class ActorWorker:
             if self.exiting:
                 break
         slots.drain()
-        loop.call_soon_threadsafe(loop.stop)
+        for running in [loop, *self.group_loops.values()]:
+            running.call_soon_threadsafe(running.stop)
         self.rt.channel.flush()
 
     async def _run_async(self, spec):
