@@ -76,26 +76,24 @@ class _Execution:
         return value
 
 
-class FunctionNode(DAGNode):
-    def __init__(self, remote_function, args, kwargs, options=None):
+class _RemoteNode(DAGNode):
+    """A node that calls .remote() of a remote function or actor class (with its options)."""
+
+    def __init__(self, body, args, kwargs, options=None):
         super().__init__(args, kwargs, options)
-        self._body = remote_function
+        self._body = body
 
     def _execute_impl(self, args, kwargs, run):
-        fn = self._body.options(**self._bound_options) if self._bound_options else self._body
-        return fn.remote(*args, **kwargs)
+        body = self._body.options(**self._bound_options) if self._bound_options else self._body
+        return body.remote(*args, **kwargs)
 
 
-class ClassNode(DAGNode):
+class FunctionNode(_RemoteNode):
+    """A task to submit when the graph runs."""
+
+
+class ClassNode(_RemoteNode):
     """An actor to create when the graph runs; `.method.bind(...)` makes its calls."""
-
-    def __init__(self, actor_class, args, kwargs, options=None):
-        super().__init__(args, kwargs, options)
-        self._body = actor_class
-
-    def _execute_impl(self, args, kwargs, run):
-        cls = self._body.options(**self._bound_options) if self._bound_options else self._body
-        return cls.remote(*args, **kwargs)
 
     def __getattr__(self, name):
         if name.startswith("_"):
