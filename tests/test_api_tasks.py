@@ -58,13 +58,21 @@ def test_recursive_tasks_do_not_deadlock_two_cpus(ray):
     assert ray.get(fib.remote(10), timeout=120) == 55
 
 
+def _descendants(pid):
+    """Every process below pid (its zygote, the zygote's workers), from /proc."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+    return children + [d for c in children for d in _descendants(c)]
+
+
 def test_nested_tasks_run_deepest_first_so_workers_grow_with_depth_not_width(ray):
     """A blocked parent's CPU goes to the deepest waiting task (its children), not to the
     next of many parents: a recursion 16 deep, and 400 parents each waiting for a child,
     both finish on 2 CPUs, well under the node's 250 task workers (FIFO order started a
     worker per blocked parent and then waited for ever at 250)."""
-    import psutil
-
     @ray.remote
     def fib(n):
         return n if n < 2 else sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
@@ -80,9 +88,7 @@ def test_nested_tasks_run_deepest_first_so_workers_grow_with_depth_not_width(ray
 
     assert ray.get(fib.remote(16), timeout=120) == 987
     assert ray.get([parent.remote(i) for i in range(400)], timeout=120) == list(range(400))
-    workers = [p for p in psutil.Process().children(recursive=True)
-               if "zygote" in " ".join(p.cmdline())]
-    assert len(workers) < 150, len(workers)   # (fib(16) alone needed 60-70 here)
+    assert len(_descendants(os.getpid())) < 150   # (fib(16) alone needed 60-70 here)
 
 
 def test_parents_getting_children_from_thread_pools_do_not_deadlock(ray):
