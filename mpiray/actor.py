@@ -98,9 +98,20 @@ class ActorClass:
         from mpiray.exceptions import ActorClassInheritanceException
 
         raise ActorClassInheritanceException(
-            f"Inheriting from actor classes ({self.__name__}) is not supported. You can "
-            "instead inherit from a non-actor base class and make the derived class an "
-            "actor class (with @remote).")
+            f"Inheriting from actor classes is not currently supported ({self.__name__} is "
+            "one). You can instead inherit from a non-actor base class and make the derived "
+            "class an actor class (with @remote).")
+
+    def __getattr__(self, name):
+        """The class's own attributes (constants, static and class methods), as Ray's
+        ActorClass, a subclass of the user's class, has them."""
+        if name.startswith("__") or name in ("_cls",):
+            raise AttributeError(name)
+        try:
+            return getattr(self.__dict__["_cls"], name)
+        except (KeyError, AttributeError):
+            raise AttributeError(f"'ActorClass({self.__dict__.get('__name__', '?')})' object has "
+                                 f"no attribute {name!r}") from None
 
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self._checked)

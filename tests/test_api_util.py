@@ -1,5 +1,7 @@
 """mpiray.util: ActorPool, Queue and the multiprocessing Pool on a live runtime."""
 
+import time
+
 import pytest
 
 
@@ -436,3 +438,63 @@ def test_dag_api_builds_lazy_graphs_that_execute_runs(ray):
     live = Counter.remote(100)
     assert ray.get(live.add.bind(5).execute(), timeout=30) == 105
     assert isinstance(Counter.bind(1).execute(), ray.actor.ActorHandle)
+
+
+def test_pools_follow_rays_forms(ray):
+    """As Ray's: Pool's actors hold no CPU (a pool inside a pool's task does not wait for
+    ever) and are up when Pool() returns; imap yields a failed item's exception; an
+    ActorPool's map submits everything at once."""
+    from mpiray.util.multiprocessing import Pool
+
+    def fails_on_two(x):
+        if x == 2:
+            raise ValueError("two")
+        return x
+
+    def inner_pool(n):
+        with Pool(1) as inner:
+            return inner.map(abs, range(-n, 0))
+
+    with Pool(2) as pool:
+        assert pool.map(inner_pool, [1, 2]) == [[1], [2, 1]]
+        items = list(pool.imap(fails_on_two, [1, 2, 3]))
+        assert items[0] == 1 and isinstance(items[1], ValueError) and items[2] == 3
+
+    @ray.remote
+    class Doubler:
+        def __init__(self):
+            self.seen = 0
+
+        def double(self, v):
+            self.seen += 1
+            return 2 * v
+
+        def count(self):
+            return self.seen
+
+    doublers = [Doubler.remote() for _ in range(3)]
+    results = ray.util.ActorPool(doublers).map(lambda a, v: a.double.remote(v), [1, 2, 3])
+    time.sleep(0.5)   # (each actor has its value before any result was asked for)
+    assert ray.get([d.count.remote() for d in doublers], timeout=30) == [1, 1, 1]
+    assert list(results) == [2, 4, 6]
+
+
+def test_an_actor_class_shows_its_classs_attributes(ray):
+    class Base:
+        LIMIT = 3
+
+        @staticmethod
+        def twice(x):
+            return 2 * x
+
+    @ray.remote
+    class Child(Base):
+        NAME = "child"
+
+        def read(self):
+            return Child.NAME, Child.LIMIT, Child.twice(2)
+
+    assert (Child.NAME, Child.LIMIT, Child.twice(5)) == ("child", 3, 10)
+    assert ray.get(Child.remote().read.remote(), timeout=30) == ("child", 3, 4)
+    with pytest.raises(AttributeError):
+        Child.missing

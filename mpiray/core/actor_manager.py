@@ -174,6 +174,12 @@ class ActorManager:
             rec.cause = rec.cause or ActorDiedError(
                 "The actor is dead because it was killed by `ray.kill`.", actor_id=actor_id.hex())
         if rec.state == PENDING:
+            if not no_restart and rec.restarts_left != 0:
+                # (as Ray's: a kill that allows a restart, of an actor not started yet,
+                # is its restart: it stays pending, one restart fewer)
+                rec.restarts += 1
+                rec.restarts_left -= rec.restarts_left > 0
+                return
             self._to_dead(rec)
             return
         if no_restart:

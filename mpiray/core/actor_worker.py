@@ -82,6 +82,11 @@ class ActorWorker:
             self._serve_threaded(concurrency)
         else:
             self._serve_sync()
+        if self.queue.closed and not self.exiting:
+            # Its queue was closed under it: ray.kill (or the node stopping), whose
+            # SIGKILL is on its way. As Ray's kill, the actor's exit handlers do not run.
+            self.rt.channel.flush()
+            os._exit(0)
         self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
 
     def _construct(self):

@@ -3,6 +3,7 @@ variables, so each thread (a threaded actor's calls) and each asyncio task (an a
 actor's calls, interleaved on one loop) sees its own."""
 
 import contextvars
+import types
 
 _task = contextvars.ContextVar("mpiray_task", default=(None, None, None, 0))
 _gpu_ids = contextvars.ContextVar("mpiray_gpu_ids", default=None)
@@ -35,11 +36,17 @@ def task_depth():
 
 
 def task_function_name():
-    """module.qualname of what the task runs, as Ray's call string."""
+    """What the task runs, as Ray's function descriptor writes it: module.function, or
+    module.Class.method for an actor's."""
     _, name, fn, _ = _task.get()
     fn = getattr(fn, "func", fn)   # (functools.partial)
-    qual = getattr(fn, "__qualname__", None)
-    return f"{fn.__module__}.{qual}" if qual and getattr(fn, "__module__", None) else name
+    module, own = getattr(fn, "__module__", None), getattr(fn, "__name__", None)
+    if not module or not own:
+        return name
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        return f"{module}.{type(owner).__name__}.{own}"
+    return f"{module}.{own}"
 
 
 def gpu_ids():

@@ -369,18 +369,16 @@ class _StreamBroken(Exception):
 
 
 def write_dependency_error(runtime, spec, failed):
-    """An argument is an error: the task's returns say so without running it. A task's
-    error is wrapped as Ray's is (this task's name, "At least one of the input arguments
-    ... could not be computed", then the argument's whole error; the same cause class);
-    any other (cancelled, crashed, lost) is passed on as it is."""
+    """An argument is an error: the task's returns say so without running it, wrapped
+    as Ray's is (this task's name, "At least one of the input arguments ... could not be
+    computed", then the argument's whole error): a RayTaskError of the same cause class,
+    or of the argument's own error (cancelled, crashed, lost, an actor's death)."""
     value, _ = deserialize(failed.error_bytes)
-    if not isinstance(value, RayTaskError):
-        return _write_bytes(runtime, spec, failed.error_bytes)
     upstream = f"{type(value).__module__}.{type(value).__qualname__}: {value}"
+    cause = value.cause if isinstance(value, RayTaskError) and value.cause is not None else value
     return _write_error(runtime, spec, RayTaskError(
         spec.name, "At least one of the input arguments for this task could not be computed:\n"
-        + upstream, value.cause if value.cause is not None else value,
-        pid=os.getpid(), ip=get_node_ip_address()))
+        + upstream, cause, pid=os.getpid(), ip=get_node_ip_address()))
 
 
 def _write_error(runtime, spec, err):

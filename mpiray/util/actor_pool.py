@@ -26,18 +26,21 @@ class ActorPool:
         self._backlog = collections.deque()
 
     def map(self, fn, values):
+        """Submits every value now (as Ray's); the results come in order as iterated."""
         self._drain_old_results()
         for v in values:
             self.submit(fn, v)
-        while self.has_next():
-            yield self.get_next()
+        return self._results(self.get_next)
 
     def map_unordered(self, fn, values):
         self._drain_old_results()
         for v in values:
             self.submit(fn, v)
+        return self._results(self.get_next_unordered)
+
+    def _results(self, take):
         while self.has_next():
-            yield self.get_next_unordered()
+            yield take()
 
     def _drain_old_results(self):
         """Earlier submissions' results are dropped, finished or not (as Ray's map does)."""

@@ -90,7 +90,7 @@ class IMapIterator:
             self._items.extend(reversed(chunk))
         item = self._items.pop()
         if type(item) is _PoolTaskError:
-            raise item.underlying
+            return item.underlying   # (as Ray's imap: a failed item's exception is its result)
         return item
 
 
@@ -149,17 +149,20 @@ class Pool:
             _log.warning("Pool's context argument is ignored: its processes are mpiray actors")
         if not mpiray.is_initialized():
             mpiray.init(num_cpus=processes)
-        self._remote_args = dict(ray_remote_args or {"num_cpus": 1})
+        # (as Ray's PoolActor: no CPU held, so that work inside a pool's tasks, a pool
+        # of its own included, still finds CPUs; the pool is sized to the CPUs instead)
+        self._remote_args = dict(ray_remote_args or {"num_cpus": 0})
         cpus = int(mpiray.cluster_resources().get("CPU", 1))
         self._processes = processes or max(1, cpus)
-        want = self._remote_args.get("num_cpus", 1) * self._processes
+        want = max(self._remote_args.get("num_cpus", 0), 1) * self._processes
         if want > cpus:
-            raise ValueError(f"Tried to start a pool of {self._processes} processes of "
-                             f"{self._remote_args.get('num_cpus', 1)} CPU each, but the cluster "
-                             f"has only {cpus} CPUs")
+            raise ValueError(f"Tried to start a pool of {self._processes} processes, but the "
+                             f"cluster has only {cpus} CPUs")
         self._initializer, self._initargs = initializer, tuple(initargs or ())
         self._maxtasks = maxtasksperchild
         self._actors = [self._new_actor() for _ in range(self._processes)]
+        # as Ray's: the pool is there (its initializers run) when Pool() returns
+        mpiray.get([a.__ray_ready__.remote() for a in self._actors])
         self._ran = [0] * self._processes       # chunks given to each actor
         self._turn = itertools.count()
         self._lock = threading.Lock()
