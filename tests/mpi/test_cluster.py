@@ -459,7 +459,12 @@ def test_spread_places_tasks_and_actors_on_every_node_in_turn(ray):
         def index(self):
             return node_index(ray)
 
-    # (best effort, as Ray's: a node still busy with an earlier test's work is skipped)
+    # (best effort, as Ray's: a node still busy with an earlier test's work is skipped;
+    # so the earlier tests' work is let end first)
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
     placed = ray.get([where.options(scheduling_strategy="SPREAD").remote() for _ in range(k)],
                      timeout=60)
     assert len({i for i, _ in placed}) >= min(k, 2)
