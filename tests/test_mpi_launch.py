@@ -375,37 +375,21 @@ def test_mpiray_resources_gives_a_node_custom_resources(tmp_path):
     assert took < 60
 
 
-def test_a_rank_that_fails_before_mpi_init_does_not_leave_the_others_waiting(tmp_path):
-    """A rank that fails before MPI is even initialized (no mpi4py import) leaves the
-    others in MPI_Init, which holds the GIL: a native watchdog ends them on
-    MPIRAY_INIT_TIMEOUT_S, saying why, and unlinks their MPICH segments."""
-    before = set(os.listdir("/dev/shm"))
-    proc, took = mpirun(3, """
-        import os
-        if os.environ.get("PMI_RANK") == "1":
-            raise RuntimeError("fails before MPI_Init")
-        import mpiray as ray
-        ray.init()
-    """, tmp_path=tmp_path, env={"MPIRAY_INIT_TIMEOUT_S": "3"})
-    assert proc.returncode != 0
-    assert "not every rank reached MPI_Init within 3 s" in proc.stderr, proc.stderr
-    assert took < 60
-    assert not {e for e in set(os.listdir("/dev/shm")) - before if e.startswith("mpich_shm_")}
-
-
-def test_a_rank_that_fails_before_init_does_not_leave_the_others_waiting(tmp_path):
+@pytest.mark.parametrize("fails, message", [
+    # after MPI_Init: the others wait in init()'s first barrier, which naps (no spinning)
+    ("from mpi4py import MPI\nif MPI.COMM_WORLD.rank == 1:", "reached init() within 3 s"),
+    # before it: the others wait in MPI_Init, which holds the GIL (a native watchdog)
+    ("import os\nif os.environ.get('PMI_RANK') == '1':", "reached MPI_Init within 3 s"),
+])
+def test_a_rank_that_fails_before_init_does_not_leave_the_others_waiting(tmp_path, fails, message):
     """Under plain mpiexec every rank runs the script: one that raises before init()
-    leaves the others in init()'s first barrier, which naps (no spinning) and, with
-    MPIRAY_INIT_TIMEOUT_S, ends the job with a message saying why."""
+    leaves the others waiting; MPIRAY_INIT_TIMEOUT_S ends the job with a message saying
+    why, and no MPICH segment is left."""
     before = set(os.listdir("/dev/shm"))
-    proc, took = mpirun(3, """
-        from mpi4py import MPI
-        if MPI.COMM_WORLD.rank == 1:
-            raise RuntimeError("fails before init")
-        import mpiray as ray
-        ray.init()
-    """, tmp_path=tmp_path, env={"MPIRAY_INIT_TIMEOUT_S": "3"})
+    proc, took = mpirun(3, fails + "\n    raise RuntimeError('fails before init')\n"
+                        "import mpiray as ray\nray.init()\n",
+                        tmp_path=tmp_path, env={"MPIRAY_INIT_TIMEOUT_S": "3"})
     assert proc.returncode != 0
-    assert "not every rank reached init() within 3 s" in proc.stderr, proc.stderr
+    assert "not every rank " + message in proc.stderr, proc.stderr
     assert took < 60
     assert not {e for e in set(os.listdir("/dev/shm")) - before if e.startswith("mpich_shm_")}
