@@ -84,13 +84,12 @@ class RuntimeContext:
         return bool(context.process().get("reconstructed"))
 
     def get(self) -> dict:
-        """Ray's older dict form of the context."""
-        out = {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
-               "namespace": self.namespace}
+        """Ray's older dict form of the context: its ids as id objects, as Ray's."""
+        out = {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace}
         if self.get_task_id() is not None:
-            out["task_id"] = self.get_task_id()
+            out["task_id"] = self.task_id
         if self.get_actor_id() is not None:
-            out["actor_id"] = self.get_actor_id()
+            out["actor_id"] = self.actor_id
         return out
 
     @property

@@ -566,6 +566,14 @@ def test_runtime_context_in_tasks(ray):
     assert isinstance(tid, str) and len(tid) == 32
     assert name == "named-task" and actor is None
 
+    @ray.remote
+    def old_form():
+        return ray.get_runtime_context().get()
+
+    got = ray.get(old_form.remote())   # (Ray's older dict: id objects, .hex() and all)
+    assert got["task_id"].hex() != tid and got["job_id"].hex() == ray.get_runtime_context().get_job_id()
+    assert "actor_id" not in got
+
 
 def test_workers_started_for_blocked_parents_retire_when_idle(fresh):
     """Parents blocked in get() lend their CPUs, so the node starts workers beyond
