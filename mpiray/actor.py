@@ -26,7 +26,7 @@ from mpiray.core import protocol as P
 from mpiray.core.actor_worker import BUILT_IN_METHODS, ExitActor
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
-from mpiray.remote_function import is_generator_function, wrap_returns
+from mpiray.remote_function import _remote_form, is_generator_function, wrap_returns
 from mpiray.serialization import dumps_function, unpicklable
 
 
@@ -116,10 +116,7 @@ class ActorClass:
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self._checked)
 
-    def _remote(self, args=None, kwargs=None, **options):
-        """Ray's older form: remote() with its arguments and options as keywords."""
-        target = self.options(**options) if options else self
-        return target.remote(*(args or ()), **(kwargs or {}))
+    _remote = _remote_form
 
     def options(self, **opts):
         _options.check_in_options(opts, "actors")
@@ -404,10 +401,7 @@ class ActorMethod:
             _pending_calls.setdefault(self._actor_id, collections.deque()).append(refs[0].binary())
         return refs[0] if self._num_returns == 1 else wrap_returns(refs, self._num_returns)
 
-    def _remote(self, args=None, kwargs=None, **options):
-        """Ray's older form: remote() with its arguments and options as keywords."""
-        target = self.options(**options) if options else self
-        return target.remote(*(args or ()), **(kwargs or {}))
+    _remote = _remote_form
 
     def bind(self, *args, **kwargs):
         """A call of this live actor's method in a lazy graph (mpiray.dag)."""

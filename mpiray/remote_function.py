@@ -40,6 +40,13 @@ def wrap_returns(refs, n):
     return refs
 
 
+def _remote_form(self, args=None, kwargs=None, **options):
+    """Ray's older form of .remote(): arguments and options as keywords (the `_remote`
+    of remote functions, actor classes and actor methods)."""
+    target = self.options(**options) if options else self
+    return target.remote(*(args or ()), **(kwargs or {}))
+
+
 class RemoteFunction:
     def __init__(self, function, options: dict):
         self._function = function
@@ -61,10 +68,7 @@ class RemoteFunction:
     def remote(self, *args, **kwargs):
         return self._submit(args, kwargs, self._options, self._name)
 
-    def _remote(self, args=None, kwargs=None, **options):
-        """Ray's older form: remote() with its arguments and options as keywords."""
-        target = self.options(**options) if options else self
-        return target.remote(*(args or ()), **(kwargs or {}))
+    _remote = _remote_form
 
     def options(self, **opts):
         _options.check_in_options(opts, "remote functions")

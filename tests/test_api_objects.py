@@ -349,13 +349,22 @@ def test_a_chain_of_thousands_of_nested_refs_is_freed(ray):
     assert _wait_until(lambda: _stats(ray)["num_objects"] <= base + 1), _stats(ray)
 
 
-def _cannot_load():
-    raise ValueError("cannot load this argument")
+def _raise(exc_type, message):
+    raise exc_type(message)
 
 
-class _BadLoad:
+class _RaisesWhenLoaded:
+    """A value whose unpickling raises exc_type(message)."""
+
+    def __init__(self, exc_type, message):
+        self.exc_type, self.message = exc_type, message
+
     def __reduce__(self):
-        return (_cannot_load, ())
+        return (_raise, (self.exc_type, self.message))
+
+
+def _BadLoad():
+    return _RaisesWhenLoaded(ValueError, "cannot load this argument")
 
 
 def test_an_argument_that_cannot_be_loaded_fails_the_call_not_the_worker(ray):
@@ -409,18 +418,9 @@ def test_object_ref_constructors_as_rays(ray):
     assert r.job_id() == ray.get_runtime_context().job_id
 
 
-def _cannot_rebuild():
-    raise RuntimeError("cannot rebuild")
-
-
-class _Unloadable:
-    def __reduce__(self):
-        return (_cannot_rebuild, ())
-
-
 def test_a_value_that_fails_to_unpickle_raises_a_ray_error(ray):
     """As Ray's get: RaySystemError naming the failure (its cause chained), not the bare
     exception of the value's unpickling."""
     with pytest.raises(ray.exceptions.RaySystemError, match="RuntimeError: cannot rebuild") as e:
-        ray.get(ray.put(_Unloadable()))
+        ray.get(ray.put(_RaisesWhenLoaded(RuntimeError, "cannot rebuild")))
     assert isinstance(e.value.__cause__, RuntimeError)

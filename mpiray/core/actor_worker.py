@@ -294,11 +294,8 @@ class ActorWorker:
     def _event_loop(self):
         """The async actor's event loop, running in a thread of its own (made once)."""
         if self.loop is None:
-            self.loop = asyncio.new_event_loop()
-            loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                           name="actor-loop")
-            loop_thread.start()
-            self.rt.loop_thread = loop_thread.ident   # (a blocking get there warns, as Ray's)
+            self.loop, thread = _running_loop("actor-loop")
+            self.rt.loop_thread = thread.ident   # (a blocking get there warns, as Ray's)
         return self.loop
 
     def _on_loop(self, fn, args, kwargs):
@@ -327,9 +324,7 @@ class ActorWorker:
             return self._event_loop()
         loop = self.group_loops.get(group)
         if loop is None:
-            loop = self.group_loops[group] = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, daemon=True,
-                             name=f"actor-loop-{group}").start()
+            loop = self.group_loops[group] = _running_loop(f"actor-loop-{group}")[0]
         return loop
 
     def _serve_async(self, concurrency):
@@ -476,6 +471,14 @@ class ActorWorker:
             self.rt.channel.flush()
             run_exit_handlers()
             os._exit(0)
+
+
+def _running_loop(name):
+    """A new event loop running in a daemon thread of its own: (loop, thread)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True, name=name)
+    thread.start()
+    return loop, thread
 
 
 class _SlotPool:
