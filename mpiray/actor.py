@@ -188,7 +188,8 @@ class ActorClass:
             concurrency_groups=groups, method_groups=method_groups,
             owner_pid=0 if rt.is_driver else os.getpid(),
         )
-        handle = ActorHandle(actor_id, self.__name__, self._methods, opts["max_pending_calls"])
+        handle = ActorHandle(actor_id, self.__name__, self._methods, opts["max_pending_calls"],
+                             A.runs_in_order(aspec))
         from mpiray.core.native import Queue
         from mpiray.core.node import ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE
 
@@ -262,7 +263,8 @@ def _register_name(rt, aspec, handle) -> bool:
     """Atomically claims the name cluster-wide; False if someone holds it already."""
     from mpiray.core import actor_names
 
-    entry = (handle._actor_id, handle._class_name, handle._methods, handle._hold.max_pending)
+    entry = (handle._actor_id, handle._class_name, handle._methods, handle._hold.max_pending,
+             handle._hold.in_order)
     return actor_names.register(rt, aspec.name, aspec.namespace, entry)
 
 
@@ -307,11 +309,12 @@ class _HandleHold:
     the methods taken from it, so the actor lives while any of them does, and a method
     cached on its handle makes no reference cycle (which only the GC would break)."""
 
-    __slots__ = ("key", "max_pending")
+    __slots__ = ("key", "max_pending", "in_order")
 
-    def __init__(self, key, max_pending=-1):
+    def __init__(self, key, max_pending=-1, in_order=True):
         self.key = key
         self.max_pending = max_pending   # max_pending_calls: this process's calls not ended
+        self.in_order = in_order         # the actor runs one caller's calls in call order
         refcount.add_local(key)
 
     def __del__(self):
@@ -324,12 +327,13 @@ class _HandleHold:
 class ActorHandle:
     __class_getitem__ = classmethod(types.GenericAlias)   # ActorClass[T], as Ray's generics
 
-    def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_pending: int = -1):
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_pending: int = -1,
+                 in_order: bool = True):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._key = A.handle_key(actor_id)
-        self._hold = _HandleHold(self._key, max_pending)
+        self._hold = _HandleHold(self._key, max_pending, in_order)
 
     def __getattr__(self, name):
         if name in BUILT_IN_METHODS:  # every actor's, as in Ray (core/actor_worker.py)
@@ -354,7 +358,7 @@ class ActorHandle:
     def __reduce__(self):
         serialization_context.record(self._key, pin_out_of_band=False)
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
-                              self._hold.max_pending))
+                              self._hold.max_pending, self._hold.in_order))
 
     def __eq__(self, other):
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -396,7 +400,7 @@ class ActorMethod:
             _check_pending(self._actor_id, limit, self._task_name)
         refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._wire_name, args,
                                           kwargs, self._num_returns, self._max_retries,
-                                          self._retry_exceptions)
+                                          self._retry_exceptions, self._hold.in_order)
         if limit > 0 and refs:
             _pending_calls.setdefault(self._actor_id, collections.deque()).append(refs[0].binary())
         return refs[0] if self._num_returns == 1 else wrap_returns(refs, self._num_returns)

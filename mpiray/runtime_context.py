@@ -150,7 +150,7 @@ class RuntimeContext:
         if aid is None:
             return None
         return ActorHandle(bytes.fromhex(aid), proc.get("actor_class", "actor"),
-                           proc.get("actor_methods", {}))
+                           proc.get("actor_methods", {}), -1, proc.get("actor_in_order", True))
 
 
 def get_runtime_context() -> RuntimeContext:

@@ -45,6 +45,12 @@ def recorded_slots(aspec) -> int:
     return min(max(1, aspec.max_concurrency), MAX_RECORDED)
 
 
+def runs_in_order(aspec) -> bool:
+    """One caller's calls run in the order made (Ray's sequential actors); an async or
+    threaded actor runs each call when its arguments are ready."""
+    return not aspec.is_async and aspec.max_concurrency <= 1 and not aspec.concurrency_groups
+
+
 def queue_consumers(aspec) -> int:
     """The consumer slots the actor's queue is made with: one per recorded call."""
     from mpiray._native.queue import DEFAULT_CONSUMERS

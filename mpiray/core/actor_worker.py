@@ -71,7 +71,8 @@ class ActorWorker:
         del buf
         context.process().update(actor_id=self.actor_id.hex(), resources=dict(self.aspec.resources),
                                  actor_name=self.aspec.name, actor_class=self.aspec.class_name,
-                                 actor_methods=dict(self.aspec.methods))
+                                 actor_methods=dict(self.aspec.methods),
+                                 actor_in_order=A.runs_in_order(self.aspec))
         if not self._construct():
             return
         self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot)])

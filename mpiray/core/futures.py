@@ -28,9 +28,10 @@ WAIT_SLICE_S = 0.5   # the longest sleep: signals and shutdown are looked at thi
 class Watch:
     __slots__ = ("oids", "fire", "fired", "task")
 
-    def __init__(self, oids, fire):
+    def __init__(self, oids, fire, lends=True):
         self.oids, self.fire, self.fired = oids, fire, False
-        self.task = context.task_id()   # the task that awaits (its CPU is lent meanwhile)
+        # the task that awaits (its CPU is lent meanwhile); None: no task waits on it
+        self.task = context.task_id() if lends else None
 
 
 class Waiter:
@@ -44,9 +45,10 @@ class Waiter:
         self.thread.start()
 
     # ------------------------------------------------------------ registrations
-    def watch(self, oids, fire) -> Watch:
-        """fire(oid) runs once, in the waiter thread, when the first of oids is sealed."""
-        w = Watch(list(oids), fire)
+    def watch(self, oids, fire, lends=True) -> Watch:
+        """fire(oid) runs once, in the waiter thread, when the first of oids is sealed
+        (None at shutdown). lends: the running task waits for it (its CPU is lent)."""
+        w = Watch(list(oids), fire, lends)
         with self.lock:
             if self.stopped:
                 raise RuntimeError("the runtime was shut down")

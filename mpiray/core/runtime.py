@@ -20,6 +20,7 @@ import cloudpickle
 
 from mpiray import _ids
 from mpiray.core.native import QueueClosed
+from mpiray.core.deferred_calls import DeferredCalls
 from mpiray.core import context, placement
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
@@ -63,6 +64,7 @@ class Runtime:
         self.pump = None                     # driver: its node's InboxPump (drained while waiting)
         self.inherited_env = None            # the running task's or actor's runtime_env: its
                                              # children's start from it (core/runtime_env.py)
+        self.deferred = DeferredCalls(self)  # actor calls waiting for their arguments
 
     # ------------------------------------------------------------ objects
     def put(self, value) -> ObjectRef:
@@ -373,8 +375,9 @@ class Runtime:
         return q
 
     def call_actor(self, actor_id, name, method, args, kwargs, num_returns, max_retries=-1,
-                   retry_exceptions=False):
-        """name: the task's name (Class.method); max_retries -1: the actor's max_task_retries."""
+                   retry_exceptions=False, in_order=True):
+        """name: the task's name (Class.method); max_retries -1: the actor's max_task_retries;
+        in_order: the actor runs this caller's calls in order (not async or threaded)."""
         blob, deps, contained, holder = self.pack_args(args, kwargs)
         spec = TaskSpec(
             task_id=_ids.new_call_id(num_returns < 0),
@@ -392,10 +395,16 @@ class Runtime:
         if contained or not self.is_driver:
             self.channel.send([(P.HOLD, contained)] if contained else [])
         del holder
-        self.push_actor_call(spec)
+        self.push_actor_call(spec, in_order)
         return refs
 
-    def push_actor_call(self, spec):
+    def push_actor_call(self, spec, in_order=True):
+        """The call goes to its actor once its arguments are ready (core/deferred_calls.py)."""
+        if (spec.deps or self.deferred.backlogs) and self.deferred.defer(spec, in_order):
+            return
+        self.push_now(spec)
+
+    def push_now(self, spec):
         if self.fetch_remote and not self.is_driver:
             # Across nodes a call from a worker goes through its node's scheduler, after
             # the worker's hold on the return refs: the answer may come back through the

@@ -179,6 +179,35 @@ def test_a_burst_of_calls_to_a_remote_actor_keeps_its_order(ray):
     assert ray.get(log.read.remote(), timeout=60) == list(range(3000))
 
 
+def test_a_call_waiting_for_an_argument_from_another_node_holds_up_no_other_caller(ray):
+    """The argument's task, on another node, itself calls the actor: the call waiting
+    for it must not be in the actor's way (Ray resolves arguments at the caller)."""
+    k = expected_nodes()
+
+    @ray.remote
+    class Log:
+        def __init__(self):
+            self.seen = []
+
+        def add(self, x):
+            self.seen.append(x)
+            return x
+
+        def read(self):
+            return self.seen
+
+    @ray.remote
+    def calls_it(log):
+        time.sleep(0.2)
+        return ray.get(log.add.remote("inner")) + "-done"
+
+    log = Log.options(**on_node(ray, k - 1)).remote()
+    out = log.add.remote(calls_it.options(**on_node(ray, 1 % k)).remote(log))
+    after = log.add.remote("after")
+    assert ray.get([out, after], timeout=60) == ["inner-done", "after"]
+    assert ray.get(log.read.remote(), timeout=60) == ["inner", "inner-done", "after"]
+
+
 def test_runtime_env_travels_with_tasks_and_actors_to_other_nodes(ray, tmp_path):
     k = expected_nodes()
     (tmp_path / "data.txt").write_text("shared")

@@ -1,0 +1,101 @@
+"""Actor calls whose arguments are not ready yet wait in their caller's process, so that
+they never hold up the actor (Ray resolves an actor call's arguments at its caller too):
+a call blocked on its argument inside the actor would stop every other caller's calls,
+and deadlock when the argument's task itself calls that actor.
+
+    call_actor ──► every argument sealed here, and no earlier call of this process
+    │              to that actor waiting?  yes ──► the actor's queue, at once
+    │ no
+    ▼
+    backlogs[actor]: the calls in the order they were made (one caller's order holds)
+        the first one's missing argument (or its cancel mark) ──► futures.Waiter
+        sealed ──► the ready calls at the front go to the actor's queue, in order
+                   ──► the next one that waits is watched, until the backlog is empty
+
+Under MPI a missing argument is fetched to this node while it waits (as a task's
+arguments are to the node that queues it). A cancelled call goes on at once: the actor
+skips it and its returns already say it was cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from mpiray import _ids
+from mpiray.core import futures
+
+
+class DeferredCalls:
+    def __init__(self, runtime):
+        self.rt = runtime
+        self.lock = threading.Lock()
+        self.emptied = threading.Condition(self.lock)
+        self.backlogs = {}   # actor id (in order) or call id -> deque of calls (TaskSpec), oldest first
+
+    def defer(self, spec, in_order=True) -> bool:
+        """True if the call waits here; False: it may go to the actor now. in_order: the
+        actor runs this caller's calls in order, so they queue behind one that waits
+        (an async or threaded actor's calls each wait on their own, as in Ray)."""
+        key = spec.actor_id if in_order else spec.task_id
+        if key not in self.backlogs and self._missing(spec) is None:
+            return False
+        with self.lock:
+            backlog = self.backlogs.get(key)
+            if backlog is None:
+                if self._missing(spec) is None:
+                    return False   # (its argument was sealed meanwhile)
+                backlog = self.backlogs[key] = deque()
+            backlog.append(spec)
+            first = len(backlog) == 1
+        if first:
+            self._advance(key)
+        return True
+
+    def _missing(self, spec):
+        """The first of the call's arguments not sealed here; None if it may go."""
+        contains = self.rt.store.contains
+        for dep in spec.deps:
+            if not contains(dep):
+                if contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+                    return None
+                return dep
+        return None
+
+    def _advance(self, key):
+        """Sends the backlog's ready calls on, in order, and watches for the argument
+        the next one waits for."""
+        with self.lock:
+            backlog = self.backlogs.get(key)
+            if backlog is None:   # (shut down)
+                return
+            while backlog:
+                dep = self._missing(backlog[0])
+                if dep is not None:
+                    break
+                self.rt.push_now(backlog.popleft())
+            else:
+                del self.backlogs[key]
+                self.emptied.notify_all()
+                return
+            mark = _ids.object_id(backlog[0].task_id, _ids.CANCEL_INDEX)
+        futures.waiter_of(self.rt).watch([dep, mark], lambda oid: self._sealed(key, oid),
+                                         lends=False)
+
+    def _sealed(self, key, oid):
+        if oid is None:   # the runtime shuts down: these calls go with it
+            with self.lock:
+                self.backlogs.pop(key, None)
+                self.emptied.notify_all()
+            return
+        self._advance(key)
+
+    def drain(self, timeout=None) -> bool:
+        """Waits until every call waiting here has gone to its actor (a worker about to
+        exit: its calls must not be lost). False if timeout passed first."""
+        with self.lock:
+            return self.emptied.wait_for(lambda: not self.backlogs, timeout)
+
+    def waiting(self) -> int:
+        with self.lock:
+            return sum(len(b) for b in self.backlogs.values())

@@ -1,0 +1,162 @@
+"""Actor calls whose arguments are not ready yet wait at their caller, not in the actor:
+other callers' calls go on, one caller's calls keep their order, nothing deadlocks."""
+
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def Log(ray_module):
+    @ray_module.remote
+    class Log:
+        def __init__(self):
+            self.entries = []
+
+        def add(self, x):
+            self.entries.append(x)
+            return x
+
+        def entries_now(self):
+            return list(self.entries)
+
+    return Log
+
+
+@pytest.fixture(scope="module")
+def slow(ray_module):
+    @ray_module.remote
+    def slow(x, seconds=0.3):
+        time.sleep(seconds)
+        return x
+
+    return slow
+
+
+def test_an_argument_whose_task_calls_the_same_actor_does_not_deadlock(ray, Log):
+    @ray.remote
+    def calls_it(log):
+        time.sleep(0.2)   # (its caller's next call reaches the actor first)
+        return ray.get(log.add.remote("inner")) + "-done"
+
+    log = Log.remote()
+    out = log.add.remote(calls_it.remote(log))
+    assert ray.get(out, timeout=20) == "inner-done"
+    assert ray.get(log.entries_now.remote()) == ["inner", "inner-done"]
+
+
+def test_other_callers_calls_go_past_a_call_waiting_for_its_argument(ray, Log, slow):
+    @ray.remote
+    def other_caller(log):
+        return ray.get([log.add.remote(f"other{i}") for i in range(3)])
+
+    log = Log.remote()
+    waiting = log.add.remote(slow.remote("late", 2.0))
+    assert ray.get(other_caller.remote(log), timeout=1.5) == ["other0", "other1", "other2"]
+    assert ray.get(waiting, timeout=20) == "late"
+    assert ray.get(log.entries_now.remote()) == ["other0", "other1", "other2", "late"]
+
+
+def test_one_callers_calls_keep_their_order_behind_one_that_waits(ray, Log, slow):
+    log = Log.remote()
+    refs = [log.add.remote(slow.remote(i, 0.1 * (8 - i)) if i % 2 == 0 else i)
+            for i in range(8)]
+    assert ray.get(refs, timeout=30) == list(range(8))
+    assert ray.get(log.entries_now.remote()) == list(range(8))
+
+
+def test_a_failed_argument_fails_the_call_and_the_actor_lives_on(ray, Log):
+    @ray.remote
+    def fails():
+        time.sleep(0.2)
+        raise ValueError("no value")
+
+    log = Log.remote()
+    bad = log.add.remote(fails.remote())
+    after = log.add.remote("after")
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(bad, timeout=20)
+    assert isinstance(info.value, ValueError)
+    assert ray.get(after, timeout=20) == "after"
+    assert ray.get(log.entries_now.remote()) == ["after"]
+
+
+def test_cancelling_a_call_that_waits_for_its_argument_lets_the_next_go(ray, Log, slow):
+    log = Log.remote()
+    stuck = log.add.remote(slow.remote("never", 30))
+    after = log.add.remote("after")
+    ray.cancel(stuck)
+    with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError)):
+        ray.get(stuck, timeout=20)
+    assert ray.get(after, timeout=20) == "after"
+    assert ray.get(log.entries_now.remote()) == ["after"]
+
+
+def test_calls_a_task_left_waiting_still_reach_the_actor_after_it_returns(ray, Log, slow):
+    @ray.remote
+    def fire_and_forget(log):
+        for i in range(3):
+            log.add.remote(slow.remote(i, 0.2))
+        return "returned"
+
+    log = Log.remote()
+    assert ray.get(fire_and_forget.remote(log), timeout=20) == "returned"
+    deadline = time.monotonic() + 20
+    while ray.get(log.entries_now.remote()) != [0, 1, 2] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.get(log.entries_now.remote()) == [0, 1, 2]
+
+
+def test_an_async_actor_serves_other_calls_while_one_waits_for_its_argument(ray, slow):
+    @ray.remote
+    class Echo:
+        async def echo(self, x):
+            return x
+
+    e = Echo.remote()
+    waiting = e.echo.remote(slow.remote("late", 2.0))
+    assert ray.get([e.echo.remote(i) for i in range(5)], timeout=1.5) == list(range(5))
+    assert ray.get(waiting, timeout=20) == "late"
+
+
+def test_a_ref_inside_a_container_is_not_waited_for(ray, Log, slow):
+    @ray.remote
+    class Holder:
+        def keep(self, box):
+            self.box = box
+            return "kept"
+
+        def value(self):
+            return ray.get(self.box[0])
+
+    h = Holder.remote()
+    start = time.monotonic()
+    assert ray.get(h.keep.remote([slow.remote("v", 1.0)]), timeout=20) == "kept"
+    assert time.monotonic() - start < 0.9   # (as in Ray: only top-level refs are resolved)
+    assert ray.get(h.value.remote(), timeout=20) == "v"
+
+
+def test_a_threaded_actor_runs_one_callers_ready_call_past_one_that_waits(ray, slow):
+    @ray.remote(max_concurrency=2)
+    class Echo:
+        def echo(self, x):
+            return x
+
+    e = Echo.remote()
+    waiting = e.echo.remote(slow.remote("late", 2.0))
+    assert ray.get(e.echo.remote(ray.put(2)), timeout=1.5) == 2
+    assert ray.get(waiting, timeout=20) == "late"
+
+
+def test_a_named_actors_handle_knows_how_it_orders_calls(ray, slow):
+    @ray.remote
+    class Echo:
+        async def echo(self, x):
+            return x
+
+    Echo.options(name="echo-order").remote()
+    e = ray.get_actor("echo-order")
+    waiting = e.echo.remote(slow.remote("late", 2.0))
+    assert ray.get(e.echo.remote(1), timeout=1.5) == 1
+    assert ray.get(waiting, timeout=20) == "late"
+    ray.kill(e)
