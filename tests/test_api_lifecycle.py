@@ -297,3 +297,66 @@ def test_shutdown_unmaps_the_sessions_segments_at_once(fresh):
         ray.shutdown()
         with open(f"/proc/{os.getpid()}/maps") as f:
             assert not [line for line in f if f"-{session}-" in line and "/dev/shm" in line]
+
+
+UNHANDLED_DRIVER = """
+    import gc, sys, time
+    import mpiray as ray
+    ray.init(num_cpus=1)
+
+    @ray.remote
+    def fails(tag):
+        raise ValueError(tag)
+
+    @ray.remote
+    class A:
+        def fails(self):
+            raise KeyError("actor-call-never-got")
+
+    @ray.remote
+    def takes(x):
+        return x
+
+    dropped = fails.remote("dropped-never-got")
+    got = fails.remote("got-it")
+    passed_on = fails.remote("passed-to-a-task")
+    waited = fails.remote("only-waited")
+    a = A.remote()
+    call = a.fails.remote()
+    try:
+        ray.get(got)
+    except ValueError:
+        pass
+    try:
+        ray.get(takes.remote(passed_on))
+    except ValueError:
+        pass
+    ray.wait([waited, call], num_returns=2)
+    del dropped, got, passed_on, waited, call
+    gc.collect()
+    fails.remote("fire-and-forget")
+    time.sleep(1.5)
+    print("END", file=sys.stderr, flush=True)
+    ray.shutdown()
+"""
+
+
+def test_errors_nobody_read_are_reported_when_dropped():
+    proc = _run_driver(UNHANDLED_DRIVER)
+    assert proc.returncode == 0, proc.stderr
+    before_end = proc.stderr.split("END")[0]
+    reported = [line for line in before_end.splitlines() if line.startswith("Unhandled error")]
+    assert all("RAY_IGNORE_UNHANDLED_ERRORS=1" in line for line in reported)
+    for tag in ("dropped-never-got", "only-waited", "actor-call-never-got", "fire-and-forget"):
+        assert before_end.count(tag) >= 1, (tag, proc.stderr)
+    assert len(reported) == 4, proc.stderr
+    for tag in ("got-it", "passed-to-a-task"):
+        assert tag not in proc.stderr, (tag, proc.stderr)
+
+
+def test_unhandled_error_reports_can_be_silenced():
+    env = dict(_env(), RAY_IGNORE_UNHANDLED_ERRORS="1")
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(UNHANDLED_DRIVER)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Unhandled error" not in proc.stderr

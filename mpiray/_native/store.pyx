@@ -417,10 +417,16 @@ cdef class Store:
         memcpy(ready, flags.data(), n)
         return count_ready(ready, n)
 
-    def delete(self, oid: bytes) -> None:
+    def delete(self, oid: bytes, bint keep_unread_error=False) -> bool:
+        """Removes oid (KeyError if absent). keep_unread_error: a task's error that no get
+        has read stays, and False is returned (its owner reports it, then deletes it)."""
         cdef const uint8_t* id = id_ptr(oid)
         cdef StoreClient* c = self.client()
-        check(c.Delete(id))
+        cdef Status st = c.Delete(id, keep_unread_error)
+        if st == Status.kUnreadError:
+            return False
+        check(st)
+        return True
 
     def size_of(self, oid: bytes) -> int:
         cdef const uint8_t* id = id_ptr(oid)

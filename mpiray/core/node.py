@@ -32,6 +32,7 @@ from mpiray.core.native import Queue, QueueClosed, Store
 from mpiray.core.resources import NodeResources
 from mpiray.core.scheduler import Scheduler
 from mpiray.core.task_spec import TaskSpec
+from mpiray.core.unhandled_errors import delete_reporting
 from mpiray.exceptions import ObjectStoreFullError
 from mpiray.serialization import serialize_error
 
@@ -383,7 +384,7 @@ class NodeIO:
 
     def delete_object(self, oid):
         try:
-            self.store.delete(oid)
+            delete_reporting(self.store, oid)   # (a task error nobody read is reported)
         except KeyError:
             pass
 

@@ -81,13 +81,13 @@ uint32_t StoreClient::DropPinLocked(uint32_t e, uint32_t n, uint16_t client) {
     uint32_t k = v_->table.DropPin(client, e, n);
     if (k == 0 || x.pins != 0) return k;
     if (Resident(x)) hdr_->pinned_bytes -= x.block;
-    if (x.delete_pending) FreeObjectLocked(e);
+    if (x.flags & kDeletePending) FreeObjectLocked(e);
     return k;
 }
 
 void StoreClient::FreeObjectLocked(uint32_t e) {
     Entry& x = v_->table[e];
-    if (!x.delete_pending) v_->table.Unindex(e);
+    if (!(x.flags & kDeletePending)) v_->table.Unindex(e);
     if (x.state == ObjState::SEALED && Resident(x)) v_->policy().Removed(e);
     if (Resident(x)) v_->alloc.Free(x.offset);
     if (x.state == ObjState::SPILLED) {
@@ -119,7 +119,7 @@ uint64_t StoreClient::AllocateLocked(uint64_t size, uint64_t* block, Status* st,
         for (uint32_t v = v_->policy().Next(kNil); v != kNil;) {
             uint32_t next = v_->policy().Next(v);  // read before spilling unlinks v
             Entry& x = v_->table[v];
-            if (x.pins == 0 && x.state == ObjState::SEALED && !x.delete_pending) {
+            if (x.pins == 0 && x.state == ObjState::SEALED && !(x.flags & kDeletePending)) {
                 if ((*st = SpillLocked(v)) != Status::kOk) return kNilOff;
                 if ((off = v_->alloc.Allocate(size, block)) != kNilOff) return off;
             }
@@ -197,12 +197,15 @@ void StoreClient::WakeGetters(const uint8_t* id) {
     if (hdr_->waiters.load(std::memory_order_seq_cst) != 0) futex_wake(&hdr_->seal_seq);
 }
 
-void StoreClient::CountIfError(const void* payload, uint64_t size) {
-    if (size < 8) return;
+static bool IsSerializedError(const void* payload, uint64_t size) {
+    if (size < 8) return false;
     uint32_t word[2];
     std::memcpy(word, payload, sizeof(word));
-    if (word[0] == kSerializedMagic && (word[1] & kSerializedErrorFlag))
-        hdr_->error_seq.fetch_add(1, std::memory_order_release);
+    return word[0] == kSerializedMagic && (word[1] & kSerializedErrorFlag);
+}
+
+void StoreClient::CountIfError(const void* payload, uint64_t size) {
+    if (IsSerializedError(payload, size)) hdr_->error_seq.fetch_add(1, std::memory_order_release);
 }
 
 Status StoreClient::Seal(const uint8_t* id) {
@@ -227,7 +230,7 @@ Status StoreClient::Abort(const uint8_t* id) {
     Entry& x = v_->table[e];
     if (x.state != ObjState::CREATED) return BadState(id, x, "abort");
     v_->table.Unindex(e);
-    x.delete_pending = 1;
+    x.flags |= kDeletePending;
     DropPinLocked(e, UINT32_MAX, static_cast<uint16_t>(slot_));
     if (x.state != ObjState::FREE && x.pins == 0) FreeObjectLocked(e);
     return Status::kOk;
@@ -286,6 +289,7 @@ Status StoreClient::Get(const uint8_t* id, int64_t timeout_ns, ObjectHandle* out
                 if (st == Status::kOk && x.state == ObjState::SEALED) {
                     v_->policy().Touched(e);
                     st = PinLocked(e, out);
+                    x.flags |= kRead;
                 }
                 if (x.state == ObjState::SEALED || st != Status::kOk) break;
             }
@@ -362,7 +366,7 @@ std::string StoreClient::IdsWithPrefix(const uint8_t* prefix, size_t n) {
     Locked lock(this);
     for (uint32_t e = 0; e < hdr_->entries_used; ++e) {
         const Entry& x = v_->table[e];
-        if ((x.state != ObjState::SEALED && x.state != ObjState::SPILLED) || x.delete_pending) continue;
+        if ((x.state != ObjState::SEALED && x.state != ObjState::SPILLED) || (x.flags & kDeletePending)) continue;
         if (std::memcmp(x.id, prefix, n) == 0) out.append(reinterpret_cast<const char*>(x.id), kObjectIdSize);
     }
     return out;
@@ -421,14 +425,17 @@ Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeo
     return Status::kOk;
 }
 
-Status StoreClient::Delete(const uint8_t* id) {
+Status StoreClient::Delete(const uint8_t* id, bool keep_unread_error) {
     Locked lock(this);
     uint32_t e = v_->table.Find(id);
     if (e == kNil) return NotFound(id);
     Entry& x = v_->table[e];
+    if (keep_unread_error && !(x.flags & kRead) && x.state == ObjState::SEALED && Resident(x) &&
+        IsSerializedError(data_ + x.offset, x.size))
+        return Status::kUnreadError;
     if (x.pins > 0) {  // deferred: invisible from now on, freed by the last release
         v_->table.Unindex(e);
-        x.delete_pending = 1;
+        x.flags |= kDeletePending;
     } else {
         FreeObjectLocked(e);
     }
@@ -470,7 +477,7 @@ void StoreClient::ReclaimClientLocked(uint16_t slot) {
     for (uint32_t e = 0; e < hdr_->entries_used; ++e) {
         Entry& x = v_->table[e];
         if (x.state == ObjState::FREE || x.pins != 0) continue;
-        if ((x.state == ObjState::CREATED && x.creator == slot) || x.delete_pending) FreeObjectLocked(e);
+        if ((x.state == ObjState::CREATED && x.creator == slot) || (x.flags & kDeletePending)) FreeObjectLocked(e);
     }
 }
 

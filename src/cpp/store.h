@@ -48,6 +48,7 @@ enum class Status : int {
     kNoSegment,     // no segment of that name
     kIoError,       // a system call failed (errno in ErrorInfo)
     kNotCreator,    // Destroy() by a process that did not create the segment
+    kUnreadError,   // Delete(keep_unread_error): a serialized error no Get has read; kept
 };
 
 // Details of the calling thread's last failed call (thread-local: no locking needed).
@@ -141,7 +142,10 @@ class StoreClient {
     Status Wait(const uint8_t* ids, int n, int num_ready, int64_t timeout_ns, bool* ready);
     // Removes `id` (any state): freed at once when unpinned, else by its last release; its
     // spill file is removed. The id can be created again at once. kNotFound.
-    Status Delete(const uint8_t* id);
+    // keep_unread_error: a sealed serialized error (kSerializedErrorFlag) in memory that
+    // no Get has read is kept, and kUnreadError returned (its owner reports it, as Ray's
+    // "Unhandled error", then deletes it).
+    Status Delete(const uint8_t* id, bool keep_unread_error = false);
     // kNotFound.
     Status SizeOf(const uint8_t* id, uint64_t* size);
     // The file a spilled object's bytes are in, and their size; kNotFound if the object is

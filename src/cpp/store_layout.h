@@ -25,7 +25,8 @@ inline constexpr uint32_t kMaxClients = 4096;  // processes attached to one stor
 inline constexpr uint32_t kNil = 0xFFFFFFFFu;
 inline constexpr uint64_t kNilOff = ~uint64_t{0};
 inline constexpr uint64_t kMagic = 0x5453594152495050ull;  // "PPIRAYST": header initialised
-inline constexpr uint32_t kVersion = 5;  // 3: per-id seal words, spin claim; 4: error_seq; 5: 4096 clients
+inline constexpr uint32_t kVersion = 6;  // 3: per-id seal words, spin claim; 4: error_seq; 5: 4096 clients;
+                                         // 6: Entry::flags (read mark)
 inline constexpr uint32_t kSealBuckets = 64;  // per-id seal words (Header::seal_words)
 
 // The first 8 bytes of an object mpiray serialized (mpiray/serialization.py: magic, then
@@ -47,12 +48,18 @@ inline const char* StateName(ObjState s) {
     return "?";
 }
 
+// Entry::flags. kDeletePending: deleted while pinned, freed by the last release and
+// invisible to lookups. kRead: a Get has pinned it (so a task error nobody read is told
+// apart when it is deleted: Ray's "Unhandled error" report).
+inline constexpr uint8_t kDeletePending = 1;
+inline constexpr uint8_t kRead = 2;
+
 // One object. `gen` grows every time the entry is freed, so a stale handle (a buffer
 // outliving an abort or a reap) can never release a pin on the entry's next tenant.
 struct alignas(64) Entry {
     uint8_t id[kObjectIdSize];
     ObjState state;
-    uint8_t delete_pending;  // deleted while pinned: freed by the last release, invisible to lookups
+    uint8_t flags;           // kDeletePending | kRead
     int16_t creator;         // client slot that created it (reclaimed if that client dies mid-create)
     uint32_t pins;           // sum of this entry's PinRecord counts (rebuilt from them on repair)
     uint32_t gen;

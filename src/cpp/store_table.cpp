@@ -64,7 +64,7 @@ void ObjectTable::Unindex(uint32_t e) {
 void ObjectTable::Release(uint32_t e) {
     Entry& x = e_[e];
     x.state = ObjState::FREE;
-    x.delete_pending = 0;
+    x.flags = 0;
     x.pins = 0;
     x.offset = kNilOff;
     ++x.gen;
@@ -155,7 +155,7 @@ void ObjectTable::Repair() {
             continue;
         }
         ++h_->num_objects;
-        if (x.delete_pending) continue;
+        if (x.flags & kDeletePending) continue;
         uint32_t s = Home(x.id);
         while (idx_[s] != 0) s = (s + 1) & h_->index_mask;
         idx_[s] = e + 1;

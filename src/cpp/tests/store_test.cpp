@@ -273,6 +273,29 @@ static void TestErrorSeq() {
     CHECK(s->Destroy() == Status::kOk);
 }
 
+// Delete(keep_unread_error) keeps a serialized error no Get has read, and only that.
+static void TestUnreadError() {
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(Name("unread"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    const uint32_t error[4] = {kSerializedMagic, kSerializedErrorFlag, 0, 0};
+    const uint32_t value[4] = {kSerializedMagic, 0, 0, 0};
+    CHECK(s->Put(Id(1).data(), error, sizeof error) == Status::kOk);
+    CHECK(s->Put(Id(2).data(), error, sizeof error) == Status::kOk);
+    CHECK(s->Put(Id(3).data(), value, sizeof value) == Status::kOk);
+    CHECK(s->Delete(Id(1).data(), true) == Status::kUnreadError);
+    CHECK(s->Contains(Id(1).data()));                        // kept
+    CHECK(s->Delete(Id(1).data()) == Status::kOk);           // a plain delete removes it
+    ObjectHandle h;
+    CHECK(s->Get(Id(2).data(), 0, &h) == Status::kOk);
+    CHECK(s->Release(h) == Status::kOk);
+    CHECK(s->Delete(Id(2).data(), true) == Status::kOk);     // read: deleted
+    CHECK(s->Delete(Id(3).data(), true) == Status::kOk);     // not an error: deleted
+    CHECK(!s->Contains(Id(2).data()) && !s->Contains(Id(3).data()));
+    CHECK(s->Put(Id(2).data(), error, sizeof error) == Status::kOk);   // a new tenant is unread
+    CHECK(s->Delete(Id(2).data(), true) == Status::kUnreadError);
+    CHECK(s->Destroy() == Status::kOk);
+}
+
 // A table full of user objects keeps its last entries for errors and messages.
 static void TestTableReserve() {
     std::unique_ptr<StoreClient> s;
@@ -286,6 +309,7 @@ static void TestTableReserve() {
 }
 
 int main() {
+    TestUnreadError();
     TestAllocator();
     TestLifecycle();
     TestTryPut();

@@ -1,0 +1,51 @@
+"""Ray's "Unhandled error" report: a task's error that nothing read (no get, no task took
+it as an argument) is printed when its last reference goes, so that a failed task whose
+result nobody looks at is not silent.
+
+    the scheduler frees oid ──► store.delete(oid, keep_unread_error=True)
+        kept: an error no get has pinned ──► report() ──► stderr ──► store.delete(oid)
+
+As in Ray, only a task's own failures are reported (RayTaskError, WorkerCrashedError),
+not an actor's death or a cancellation, and RAY_IGNORE_UNHANDLED_ERRORS=1 silences it.
+A copy fetched to another node is read there by whoever asked for it, and the copy it
+came from was read to send it: each error is reported once, by the node where it was
+left unread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from mpiray.exceptions import RayTaskError, WorkerCrashedError
+
+IGNORE_ENV = "RAY_IGNORE_UNHANDLED_ERRORS"
+log = logging.getLogger("mpiray")
+
+
+def delete_reporting(store, oid) -> None:
+    """Deletes oid; a task error nobody read is reported first. KeyError if absent."""
+    if store.delete(oid, keep_unread_error=True):
+        return
+    try:
+        report(store, oid)
+    finally:
+        store.delete(oid)
+
+
+def report(store, oid) -> None:
+    if os.environ.get(IGNORE_ENV, "0") not in ("", "0"):
+        return
+    from mpiray.serialization import deserialize
+
+    buf = store.get(oid, 0)
+    if buf is None:
+        return
+    try:
+        error = deserialize(buf)[0]
+    except Exception as exc:  # noqa: BLE001 - its class cannot be loaded here
+        error = f"object {oid.hex()}: an error that cannot be loaded here ({exc!r})"
+    finally:
+        del buf
+    if isinstance(error, (RayTaskError, WorkerCrashedError)) or isinstance(error, str):
+        log.error("Unhandled error (suppress with '%s=1'): %s", IGNORE_ENV, error)
