@@ -61,14 +61,28 @@ class BaseID:
         return (type(self), (self._bytes,))
 
 
+def _current_job_id():
+    """The running job's id (one job per runtime here: every id belongs to it)."""
+    from mpiray.runtime_context import get_runtime_context
+
+    return of_hex(JobID, get_runtime_context().get_job_id())
+
+
 class TaskID(BaseID):
     __slots__ = ()
     _SIZE = 16
+
+    def job_id(self):
+        return _current_job_id()
 
 
 class ActorID(BaseID):
     __slots__ = ()
     _SIZE = 16
+
+    @property
+    def job_id(self):   # (a property on Ray's ActorID, a method on its TaskID)
+        return _current_job_id()
 
 
 class ObjectID(BaseID):

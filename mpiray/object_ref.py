@@ -69,9 +69,9 @@ class ObjectRef:
 
     def job_id(self):
         """The job this object belongs to (the driver's: one job per runtime here)."""
-        from mpiray.runtime_context import get_runtime_context
+        from mpiray.ids import _current_job_id
 
-        return get_runtime_context().job_id
+        return _current_job_id()
 
     def task_id(self):
         """The TaskID of the task that made this object (a put's: the putting task's)."""

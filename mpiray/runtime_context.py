@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from mpiray import ids
 from mpiray.core import affinity, context, current, placement
 
@@ -85,11 +87,12 @@ class RuntimeContext:
 
     def get(self) -> dict:
         """Ray's older dict form of the context: its ids as id objects, as Ray's."""
-        out = {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace}
+        out = {"job_id": ids.of_hex(ids.JobID, self.get_job_id()),
+               "node_id": ids.of_hex(ids.NodeID, self.get_node_id()), "namespace": self.namespace}
         if self.get_task_id() is not None:
-            out["task_id"] = self.task_id
+            out["task_id"] = ids.of_hex(ids.TaskID, self.get_task_id())
         if self.get_actor_id() is not None:
-            out["actor_id"] = self.actor_id
+            out["actor_id"] = ids.of_hex(ids.ActorID, self.get_actor_id())
         return out
 
     @property
@@ -109,20 +112,25 @@ class RuntimeContext:
         return json.dumps(self.runtime_env)
 
     # Ray's deprecated properties: id objects where the get_* methods give hex strings.
+    # Ray's older id properties: id objects, each with Ray's deprecation warning
     @property
     def job_id(self):
+        _deprecated("get_job_id")
         return ids.of_hex(ids.JobID, self.get_job_id())
 
     @property
     def node_id(self):
+        _deprecated("get_node_id")
         return ids.of_hex(ids.NodeID, self.get_node_id())
 
     @property
     def task_id(self):
+        _deprecated("get_task_id")
         return ids.of_hex(ids.TaskID, self.get_task_id())
 
     @property
     def actor_id(self):
+        _deprecated("get_actor_id")
         return ids.of_hex(ids.ActorID, self.get_actor_id())
 
     def get_actor_name(self):
@@ -134,7 +142,8 @@ class RuntimeContext:
 
     @property
     def current_placement_group_id(self):
-        return self.get_placement_group_id()
+        _deprecated("get_placement_group_id")
+        return ids.of_hex(ids.PlacementGroupID, self.get_placement_group_id())
 
     @property
     def should_capture_child_tasks_in_placement_group(self) -> bool:
@@ -151,6 +160,10 @@ class RuntimeContext:
             return None
         return ActorHandle(bytes.fromhex(aid), proc.get("actor_class", "actor"),
                            proc.get("actor_methods", {}), -1, proc.get("actor_in_order", True))
+
+
+def _deprecated(instead: str) -> None:
+    warnings.warn(f"Use {instead}() instead", DeprecationWarning, stacklevel=3)
 
 
 def get_runtime_context() -> RuntimeContext:

@@ -198,7 +198,7 @@ def test_completed_is_ready_at_the_end(ray):
         yield 2
 
     gen = two.remote()
-    ray.get(gen.completed(), timeout=10)
+    assert ray.get(gen.completed(), timeout=10) is None   # (Ray's value for a stream's end)
     assert gen.is_finished() is False   # ended, but nothing taken yet
     assert [ray.get(r) for r in gen] == [1, 2]
     assert gen.is_finished()

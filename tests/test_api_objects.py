@@ -415,7 +415,7 @@ def test_object_ref_constructors_as_rays(ray):
     assert ray.get(ray.ObjectRef.from_hex(r.hex())) == "v"
     assert ray.ObjectRef.from_binary(r.binary()) == r
     assert ray.ObjectRef.nil().is_nil() and not r.is_nil()
-    assert r.job_id() == ray.get_runtime_context().job_id
+    assert r.job_id().hex() == ray.get_runtime_context().get_job_id()
 
 
 def test_a_value_that_fails_to_unpickle_raises_a_ray_error(ray):

@@ -575,6 +575,49 @@ def test_runtime_context_in_tasks(ray):
     assert "actor_id" not in got
 
 
+def test_older_id_properties_warn_and_give_id_objects(ray):
+    import warnings
+
+    rtc = ray.get_runtime_context()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert rtc.job_id.hex() == rtc.get_job_id()
+        assert rtc.node_id.hex() == rtc.get_node_id()
+    assert {str(w.message) for w in caught} == {"Use get_job_id() instead",
+                                                  "Use get_node_id() instead"}
+
+    @ray.remote
+    def in_a_task():
+        c = ray.get_runtime_context()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return c.task_id.hex() == c.get_task_id(), c.task_id.job_id().hex()
+
+    assert ray.get(in_a_task.remote()) == (True, rtc.get_job_id())
+
+
+def test_task_function_name_as_rays_function_descriptor(ray):
+    @ray.remote
+    def fn():
+        return ray.get_runtime_context().get_task_function_name()
+
+    @ray.remote
+    class Sync:
+        def m(self):
+            return ray.get_runtime_context().get_task_function_name()
+
+    @ray.remote
+    class Async:
+        async def m(self):
+            return ray.get_runtime_context().get_task_function_name()
+
+    assert ray.get(fn.remote()) == f"{__name__}.fn"
+    assert ray.get(Sync.remote().m.remote()) == f"{__name__}.Sync.m"
+    # (Ray writes an async actor's methods by their qualified name)
+    assert ray.get(Async.remote().m.remote()) == (
+        f"{__name__}.test_task_function_name_as_rays_function_descriptor.<locals>.Async.m")
+
+
 def test_workers_started_for_blocked_parents_retire_when_idle(fresh):
     """Parents blocked in get() lend their CPUs, so the node starts workers beyond
     num_cpus; once idle for a while those extra workers exit (no task is lost, and

@@ -3,6 +3,7 @@ variables, so each thread (a threaded actor's calls) and each asyncio task (an a
 actor's calls, interleaved on one loop) sees its own."""
 
 import contextvars
+import inspect
 import types
 
 _task = contextvars.ContextVar("mpiray_task", default=(None, None, None, 0))
@@ -45,6 +46,8 @@ def task_function_name():
         return name
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, types.ModuleType):
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            return f"{module}.{fn.__qualname__}"   # (Ray's async actors: the qualified name)
         return f"{module}.{type(owner).__name__}.{own}"
     return f"{module}.{own}"
 

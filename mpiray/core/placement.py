@@ -132,6 +132,9 @@ def check_bundles(bundles, strategy):
         for key, amount in bundle.items():
             if not isinstance(key, str) or not key:
                 raise ValueError(f"bundle {i}: resource names are strings, got {key!r}")
+            if key == "bundle":   # (Ray's own name for a group's wildcard resource)
+                raise ValueError(f"bundle {i}: 'bundle' is a reserved resource name and cannot "
+                                 "be asked for in a placement group")
             if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount < 0:
                 raise ValueError(f"bundle {i}: resource {key!r} must be a non-negative number, "
                                  f"got {amount!r}")

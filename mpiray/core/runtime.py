@@ -27,6 +27,7 @@ from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
 from mpiray.exceptions import (GetTimeoutError, ObjectStoreFullError, RayError, RaySystemError,
                                RayTaskError)
+from mpiray.generators import StreamEnd
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, is_error, serialize, serialize_error, unpicklable
 
@@ -230,7 +231,8 @@ class Runtime:
             if oid is not None and self.pump is not None:
                 self.pump.settle(oid)   # (the driver: the failed task's end applies first)
         elif not isinstance(value, RayError):
-            return value
+            # (a stream's end, got through gen.completed(): Ray's value for it is None)
+            return None if value.__class__ is StreamEnd else value
         # (as Ray's get: a Ray error is raised even when it was a value returned or put)
         if isinstance(value, RayTaskError):
             raise value.as_instanceof_cause()

@@ -60,7 +60,7 @@ STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive af
 
 class TaskRecord:
     __slots__ = ("spec", "state", "missing", "gpu_ids", "blocked", "cancelled", "force_cancelled",
-                 "origin", "ahead")
+                 "origin", "ahead", "evicted")
 
     def __init__(self, spec, origin=None):
         self.spec = spec
@@ -72,6 +72,7 @@ class TaskRecord:
         self.cancelled = False
         self.force_cancelled = False
         self.ahead = False        # last dispatched ahead (Scheduler._dispatch_ahead)
+        self.evicted = False      # its placement group was removed while it ran
 
 
 class WorkerInfo:
@@ -748,6 +749,7 @@ class Scheduler(CrossNode):
         actor placed on another node is that node's to end, with the right cause)."""
         for rec in list(self.tasks.values()):
             if rec.state == DISPATCHED and placement.uses(rec.spec.resources, pg):
+                rec.evicted = True   # (its worker is killed: as in Ray, WorkerCrashedError)
                 self.cancel(rec.spec.task_id, True)
         for arec in list(self.actors.actors.values()):
             if arec.host is None and placement.uses(arec.spec.placement, pg):
@@ -866,7 +868,12 @@ class Scheduler(CrossNode):
 
     def _after_crash(self, rec, status):
         spec = rec.spec
-        if rec.cancelled:
+        if rec.evicted:
+            del self.tasks[spec.task_id]
+            self.seal_error(spec.return_ids(), WorkerCrashedError(
+                f"The worker running {spec.name} was killed: its placement group was removed."))
+            self._finish(rec)
+        elif rec.cancelled:
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), TaskCancelledError(spec.task_id.hex()))
             self._finish(rec)
