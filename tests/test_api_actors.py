@@ -202,6 +202,99 @@ def test_actor_process_ends_when_no_handle_remains(ray, Counter, copied):
     pytest.fail("the actor process outlived its last handle")
 
 
+def _ends_within(pid, seconds=10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        except ProcessLookupError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("kind", ["async", "threaded"])
+def test_async_and_threaded_actors_end_when_no_handle_remains(ray, kind):
+    @ray.remote
+    class Async:
+        async def pid(self):
+            return os.getpid()
+
+    @ray.remote(max_concurrency=4)
+    class Threaded:
+        def pid(self):
+            return os.getpid()
+
+    a = (Async if kind == "async" else Threaded).remote()
+    pid = ray.get(a.pid.remote())
+    del a
+    import gc
+
+    gc.collect()
+    assert _ends_within(pid), "the actor process outlived its last handle"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "threaded"])
+def test_ray_shutdown_hook_runs_on_a_graceful_end_only(ray, tmp_path, kind):
+    """Ray's __ray_shutdown__(): run when the actor ends gracefully (no handle left,
+    __ray_terminate__, exit_actor), not on ray.kill."""
+    opts = {"max_concurrency": 4} if kind == "threaded" else {}
+
+    def make(kind):
+        if kind == "async":
+            @ray.remote
+            class A:
+                def __init__(self, path):
+                    self.path = path
+
+                async def pid(self):
+                    return os.getpid()
+
+                async def bye(self):
+                    ray.actor.exit_actor()
+
+                async def __ray_shutdown__(self):
+                    with open(self.path, "w") as f:
+                        f.write("cleaned")
+            return A
+
+        @ray.remote
+        class A:
+            def __init__(self, path):
+                self.path = path
+
+            def pid(self):
+                return os.getpid()
+
+            def bye(self):
+                ray.actor.exit_actor()
+
+            def __ray_shutdown__(self):
+                with open(self.path, "w") as f:
+                    f.write("cleaned")
+        return A
+
+    A = make(kind).options(**opts)
+    ends = {}
+    for how in ("out_of_scope", "terminate", "exit_actor", "kill"):
+        a = A.remote(str(tmp_path / how))
+        ends[how] = ray.get(a.pid.remote())
+        if how == "terminate":
+            a.__ray_terminate__.remote()
+        elif how == "exit_actor":
+            a.bye.remote()
+        elif how == "kill":
+            ray.kill(a)
+        del a
+    import gc
+
+    gc.collect()
+    for how, pid in ends.items():
+        assert _ends_within(pid), how
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exit_actor", "out_of_scope", "terminate"]
+    assert all(p.read_text() == "cleaned" for p in tmp_path.iterdir())
+
+
 def test_threaded_and_async_actors(ray):
     @ray.remote(max_concurrency=3)
     class Meet:

@@ -18,6 +18,7 @@ import inspect
 import os
 import sys
 import threading
+import traceback
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 from mpiray import _ids
@@ -88,6 +89,7 @@ class ActorWorker:
             # SIGKILL is on its way. As Ray's kill, the actor's exit handlers do not run.
             self.rt.channel.flush()
             os._exit(0)
+        self._shutdown_hook()
         self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
 
     def _construct(self):
@@ -117,6 +119,22 @@ class ActorWorker:
             return False
         finally:
             context.set_task(None, None)
+
+    def _shutdown_hook(self):
+        """Ray's __ray_shutdown__(): the instance's clean-up, run when the actor ends
+        gracefully (no handle left, __ray_terminate__, exit_actor), never on ray.kill
+        or a crash. Its failure is printed; the actor ends either way."""
+        hook = getattr(self.instance, "__ray_shutdown__", None)
+        if hook is None:
+            return
+        try:
+            result = hook()
+            if inspect.iscoroutine(result):   # (in a thread: this may be the loop's own)
+                worker = threading.Thread(target=asyncio.run, args=(result,))
+                worker.start()
+                worker.join()
+        except BaseException:  # noqa: BLE001 - reported, as Ray logs it
+            traceback.print_exc()
 
     # ------------------------------------------------------------ one call
     def _next(self, consumer, block=True):
@@ -263,6 +281,7 @@ class ActorWorker:
                     # exit_actor(): the main thread may wait for a call that never comes,
                     # so the process ends here (as an async actor's does)
                     stop.set()
+                    self._shutdown_hook()
                     self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
                     self.rt.channel.flush()
                     run_exit_handlers()
@@ -339,6 +358,7 @@ class ActorWorker:
                 break
             if item == P.TERMINATE:
                 self.queue.done(consumer)
+                slots.put(consumer)   # (drained below: every slot must come back)
                 break
             spec = TaskSpec.from_bytes(P.decode_item(item, self.rt.store))
             if self._terminate_call(spec, item, consumer):
@@ -468,6 +488,7 @@ class ActorWorker:
         self._report(spec, sealed, item, consumer, start)
         slots.put(consumer)
         if self.exiting:
+            self._shutdown_hook()
             self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
             self.rt.channel.flush()
             run_exit_handlers()
