@@ -274,7 +274,7 @@ def _find_named(rt, name, namespace):
     entry = actor_names.lookup(rt, name, namespace)
     if entry is None:
         return None
-    return ActorHandle(*entry)
+    return ActorHandle(*entry, weak=True)
 
 
 def lookup_named_actor(rt, name, namespace):
@@ -309,15 +309,19 @@ class _HandleHold:
     the methods taken from it, so the actor lives while any of them does, and a method
     cached on its handle makes no reference cycle (which only the GC would break)."""
 
-    __slots__ = ("key", "max_pending", "in_order")
+    __slots__ = ("key", "max_pending", "in_order", "weak")
 
-    def __init__(self, key, max_pending=-1, in_order=True):
+    def __init__(self, key, max_pending=-1, in_order=True, weak=False):
         self.key = key
         self.max_pending = max_pending   # max_pending_calls: this process's calls not ended
         self.in_order = in_order         # the actor runs one caller's calls in call order
-        refcount.add_local(key)
+        self.weak = weak                 # found by name or from inside: holds nothing
+        if not weak:
+            refcount.add_local(key)
 
     def __del__(self):
+        if self.weak:
+            return
         try:
             refcount.remove_local(self.key)
         except Exception:  # noqa: BLE001 - interpreter shutdown
@@ -328,12 +332,15 @@ class ActorHandle:
     __class_getitem__ = classmethod(types.GenericAlias)   # ActorClass[T], as Ray's generics
 
     def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_pending: int = -1,
-                 in_order: bool = True):
+                 in_order: bool = True, weak: bool = False):
+        """weak: as Ray's handles got by name (get_actor, get_if_exists) or from inside the
+        actor (current_actor), it does not keep the actor alive; the handles its creator
+        made and passed on do."""
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._key = A.handle_key(actor_id)
-        self._hold = _HandleHold(self._key, max_pending, in_order)
+        self._hold = _HandleHold(self._key, max_pending, in_order, weak)
 
     def __getattr__(self, name):
         if name in BUILT_IN_METHODS:  # every actor's, as in Ray (core/actor_worker.py)
@@ -356,9 +363,10 @@ class ActorHandle:
         return method
 
     def __reduce__(self):
-        serialization_context.record(self._key, pin_out_of_band=False)
+        if not self._hold.weak:
+            serialization_context.record(self._key, pin_out_of_band=False)
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
-                              self._hold.max_pending, self._hold.in_order))
+                              self._hold.max_pending, self._hold.in_order, self._hold.weak))
 
     def __eq__(self, other):
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id

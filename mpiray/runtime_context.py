@@ -159,7 +159,8 @@ class RuntimeContext:
         if aid is None:
             return None
         return ActorHandle(bytes.fromhex(aid), proc.get("actor_class", "actor"),
-                           proc.get("actor_methods", {}), -1, proc.get("actor_in_order", True))
+                           proc.get("actor_methods", {}), -1, proc.get("actor_in_order", True),
+                           weak=True)
 
 
 def _deprecated(instead: str) -> None:

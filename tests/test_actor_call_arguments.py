@@ -154,9 +154,9 @@ def test_a_named_actors_handle_knows_how_it_orders_calls(ray, slow):
         async def echo(self, x):
             return x
 
-    Echo.options(name="echo-order").remote()
+    keep = Echo.options(name="echo-order").remote()   # (its creator's handle keeps it)
     e = ray.get_actor("echo-order")
     waiting = e.echo.remote(slow.remote("late", 2.0))
     assert ray.get(e.echo.remote(1), timeout=1.5) == 1
     assert ray.get(waiting, timeout=20) == "late"
-    ray.kill(e)
+    ray.kill(keep)

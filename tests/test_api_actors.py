@@ -153,7 +153,9 @@ def test_get_if_exists_from_many_tasks_at_once_shares_one_live_actor(ray, Counte
     in the actor's queue (made before the name is claimed) instead of finding no actor."""
     @ray.remote
     def use_shared(name):
-        c = Counter.options(name=name, get_if_exists=True).remote()
+        # (detached: as in Ray, a named actor dies with its creator's handles, and the
+        # task that made it returns while the others still use it)
+        c = Counter.options(name=name, get_if_exists=True, lifetime="detached").remote()
         return ray.get(c.incr.remote(), timeout=30)
 
     name = f"shared-{round_}"

@@ -204,8 +204,8 @@ class ActorManager:
 
     def on_handles_gone(self, actor_id):
         rec = self.actors.get(actor_id)
-        if rec is None or rec.state == DEAD or rec.spec.name or rec.spec.detached:
-            return
+        if rec is None or rec.state == DEAD or rec.spec.detached:
+            return   # (a named one goes too, as in Ray: handles found by name are weak)
         if rec.state == PENDING and (not self.s.io.calls_queued(actor_id)
                                      or not self.s.res.feasible(rec.spec.placement)):
             # never started, and nothing asked of it (or it could never start here: its

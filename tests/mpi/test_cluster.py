@@ -466,7 +466,8 @@ def test_get_if_exists_from_tasks_on_every_node_shares_one_actor(ray):
 
     @ray.remote
     def use_shared():
-        c = Counter.options(name="shared-across-nodes", get_if_exists=True).remote()
+        c = Counter.options(name="shared-across-nodes", get_if_exists=True,
+                            lifetime="detached").remote()   # (outlives the task making it)
         return ray.get(c.incr.remote(), timeout=30)
 
     n = 2 * k
