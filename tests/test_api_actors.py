@@ -1265,3 +1265,26 @@ def test_an_async_actors_concurrency_groups_run_on_loops_of_their_own(ray):
     quick = ray.get(g.quick.remote(), timeout=2)
     default = ray.get(g.default.remote(), timeout=2)
     assert len({quick, default, ray.get(blocked, timeout=30)}) == 3
+
+
+def test_a_named_actor_is_freed_with_its_creators_handles_not_its_found_ones(ray, Counter):
+    import gc
+
+    made = Counter.options(name="freed-when-dropped").remote()
+    pid = ray.get(made.pid.remote())
+    found = ray.get_actor("freed-when-dropped")   # (weak, as in Ray)
+    assert ray.get(found.pid.remote()) == pid
+    del made
+    gc.collect()
+    assert _ends_within(pid), "a named actor outlived its creator's handles"
+    with pytest.raises(ValueError):
+        ray.get_actor("freed-when-dropped")
+    again = Counter.options(name="freed-when-dropped").remote(5)   # the name is free
+    assert ray.get(again.incr.remote()) == 6
+    detached = Counter.options(name="kept-detached", lifetime="detached").remote()
+    dpid = ray.get(detached.pid.remote())
+    del detached
+    gc.collect()
+    assert not _ends_within(dpid, 1.0)
+    ray.kill(ray.get_actor("kept-detached"))
+    assert _ends_within(dpid)
