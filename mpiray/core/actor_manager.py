@@ -55,6 +55,8 @@ class ActorManager:
         self.cancelled_calls = {}  # task id of a call marked cancelled here -> when to drop the mark
         self.answered = set()      # of those, the ones whose caller was answered already (kept
         #                            until the call ends or fails: the actor must skip it)
+        self.answered_early = set()  # MPI: returns of calls made here and passed on to
+        #                              another node, answered here at their cancel
 
     def named(self) -> list:
         """(name, namespace) of the named actors created here that are not dead for good
@@ -289,20 +291,26 @@ class ActorManager:
         call's route to the actor's node, CALL_CANCEL there); else it is marked here,
         where the actor runs or the call still waits in the queue of a remote actor's
         proxy (which passes the cancel on after the call: ActorRouter.pass_cancel).
-        On one host the ref ray.cancel was given (return `index`) is answered at once, as
-        Ray answers a call not started (waiting in the queue, for its actor to be placed
-        or for its arguments); the actor skips the call when it reaches it (its mark is
-        kept until then, however long). A call that had started runs to its end, as a
-        cancelled running sync call does in Ray, and its return, found written, is
-        dropped: the early answer stands."""
+        The node the call was made on answers the ref ray.cancel was given (return
+        `index`) at once, as Ray answers a call not started (waiting in the queue, for its
+        actor to be placed or for its arguments); the actor skips the call when it
+        reaches it (its mark is kept until then, however long). A call that had started
+        runs to its end, as a cancelled running sync call does in Ray, and its return,
+        found written (or, from another node, arriving later), is dropped: the early
+        answer stands. A node a call only passed through does not answer it."""
         cluster = self.s.cluster
         route = cluster.routes.get(task_id) if cluster is not None else None
+        oid = _ids.object_id(task_id, index)
+        made_here = cluster is None or self.s.router.calls.get(task_id, (None,))[0] is None
+        answerable = made_here and _ids.is_actor_call(task_id) and not task_id[-1] & _ids.STREAM_BIT
         if route is not None:
             cluster.send(route[0], ("call_cancel", task_id))
-        elif self.mark_call(task_id) and cluster is None and _ids.is_actor_call(task_id) \
-                and not task_id[-1] & _ids.STREAM_BIT:
+            if answerable and not self.s.io.contains(oid) and oid not in self.answered_early:
+                self.answered_early.add(oid)   # (what comes back for it is dropped)
+                self.s.seal_error([oid], call_cancelled(task_id))
+        elif self.mark_call(task_id) and answerable:
             self.answered.add(task_id)
-            self.s.seal_error([_ids.object_id(task_id, index)], call_cancelled(task_id))
+            self.s.seal_error([oid], call_cancelled(task_id))
 
     def mark_call(self, task_id) -> bool:
         """False: already cancelled, or ended."""

@@ -114,7 +114,15 @@ class ActorRouter:
             self.s.send_returns(prev, ("call_done", task_id), return_ids)
 
     def call_done(self, task_id, inline=()):
-        """The next hop says a call we passed on has ended."""
+        """The next hop says a call we passed on has ended (a return its cancel answered
+        here already is dropped: the caller has its answer)."""
+        early = self.s.actors.answered_early
+        if early and inline:
+            for oid in [x[0] for x in inline if x[0] in early]:
+                self.cluster.inlined(oid)   # (its route has nothing left to fetch)
+            inline = [x for x in inline if x[0] not in early]
+        for oid in self.calls.get(task_id, (None, None, ()))[2]:
+            early.discard(oid)
         here = self.s.take_returns(inline)
         entry = self.calls.get(task_id)
         if entry is not None:

@@ -248,8 +248,8 @@ def test_cancel_calls_of_an_actor_on_another_node(ray):
         def __init__(self):
             self.ran = []
 
-        def work(self, i):
-            time.sleep(1.0)
+        def work(self, i, seconds=1.0):
+            time.sleep(seconds)
             self.ran.append(i)
             return i
 
@@ -264,13 +264,26 @@ def test_cancel_calls_of_an_actor_on_another_node(ray):
             await asyncio.sleep(30)
 
     actor = Slow.options(**on_node(last(ray))).remote()
-    first, queued = actor.work.remote(1), actor.work.remote(2)
+    first, queued = actor.work.remote(1, 4.0), actor.work.remote(2)
     time.sleep(0.5)
     ray.cancel(queued)
     with pytest.raises(TaskCancelledError):
         ray.get(queued, timeout=60)
+    assert not ray.wait([first], timeout=0)[0]   # answered at once, as Ray (not after `first`)
     assert ray.get(first, timeout=60) == 1
     assert ray.get(actor.log.remote(), timeout=60) == [1]
+    after = actor.work.remote(3)             # the actor skipped the cancelled call
+    assert ray.get(after, timeout=60) == 3 and ray.get(actor.log.remote(), timeout=60) == [1, 3]
+
+    # A call that had started is answered at once too; what it returns later is dropped.
+    started = actor.work.remote(4)
+    time.sleep(0.5)
+    ray.cancel(started)
+    with pytest.raises(TaskCancelledError):
+        ray.get(started, timeout=60)
+    assert ray.get(actor.log.remote(), timeout=60) == [1, 3, 4]
+    with pytest.raises(TaskCancelledError):
+        ray.get(started, timeout=60)
 
     asy = AsyncSlow.options(**on_node(last(ray))).remote()
     running = asy.work.remote()
