@@ -8,13 +8,13 @@ and deadlock when the argument's task itself calls that actor.
     │ no
     ▼
     backlogs[actor]: the calls in the order they were made (one caller's order holds)
-        the first one's missing argument (or its cancel mark) ──► futures.Waiter
+        the first one's missing argument (or its answer) ──► futures.Waiter
         sealed ──► the ready calls at the front go to the actor's queue, in order
                    ──► the next one that waits is watched, until the backlog is empty
 
 Under MPI a missing argument is fetched to this node while it waits (as a task's
-arguments are to the node that queues it). A cancelled call goes on at once: the actor
-skips it and its returns already say it was cancelled.
+arguments are to the node that queues it). A cancelled call goes on at once: its caller
+was answered already (its first return says it was cancelled), and the actor skips it.
 """
 
 from __future__ import annotations
@@ -53,11 +53,13 @@ class DeferredCalls:
         return True
 
     def _missing(self, spec):
-        """The first of the call's arguments not sealed here; None if it may go."""
+        """The first of the call's arguments not sealed here; None if it may go (its
+        arguments are ready, or it was cancelled)."""
         contains = self.rt.store.contains
         for dep in spec.deps:
             if not contains(dep):
-                if contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+                if contains(_answer(spec)) or contains(
+                        _ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
                     return None
                 return dep
         return None
@@ -78,8 +80,8 @@ class DeferredCalls:
                 del self.backlogs[key]
                 self.emptied.notify_all()
                 return
-            mark = _ids.object_id(backlog[0].task_id, _ids.CANCEL_INDEX)
-        futures.waiter_of(self.rt).watch([dep, mark], lambda oid: self._sealed(key, oid),
+            answer = _answer(backlog[0])
+        futures.waiter_of(self.rt).watch([dep, answer], lambda oid: self._sealed(key, oid),
                                          lends=False)
 
     def _sealed(self, key, oid):
@@ -99,3 +101,9 @@ class DeferredCalls:
     def waiting(self) -> int:
         with self.lock:
             return sum(len(b) for b in self.backlogs.values())
+
+
+def _answer(spec) -> bytes:
+    """The call's first return: sealed before the call went out only by a cancel's early
+    answer (core/actor_manager.py, cancel_call)."""
+    return _ids.object_id(spec.task_id, 1)
