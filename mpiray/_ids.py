@@ -28,6 +28,7 @@ ACTOR_DEATH_INDEX = 0xFFFFFFF2   # sealed when an actor is dead for good: its ca
 ACTOR_SPEC_INDEX = 0xFFFFFFF3    # an actor's creation spec, read by each incarnation
 ACTOR_HANDLE_INDEX = 0xFFFFFFF4  # refcount key for an actor's handles
 QUEUE_ITEM_INDEX = 0xFFFFFFF5    # a queue message too big for its slot, held in the store
+ACTOR_RESTARTING_INDEX = 0xFFFFFFF6  # present while an actor restarts (its calls may fail fast)
 STREAM_END_INDEX = 0xFFFFFFEF    # a generator task's end: the refs of every item it made
 STREAM_BIT = 0x80                # in a task id's last byte: a generator task
 CALL_BIT = 0x40                  # in a task id's last byte: an actor call

@@ -189,7 +189,7 @@ class ActorClass:
             owner_pid=0 if rt.is_driver else os.getpid(),
         )
         handle = ActorHandle(actor_id, self.__name__, self._methods, opts["max_pending_calls"],
-                             A.runs_in_order(aspec))
+                             A.runs_in_order(aspec), fails_fast=A.fails_fast(aspec))
         from mpiray.core.native import Queue
         from mpiray.core.node import ACTOR_QUEUE_SLOTS, ACTOR_SLOT_SIZE
 
@@ -264,7 +264,7 @@ def _register_name(rt, aspec, handle) -> bool:
     from mpiray.core import actor_names
 
     entry = (handle._actor_id, handle._class_name, handle._methods, handle._hold.max_pending,
-             handle._hold.in_order)
+             handle._hold.in_order, False, handle._hold.fails_fast)
     return actor_names.register(rt, aspec.name, aspec.namespace, entry)
 
 
@@ -274,7 +274,7 @@ def _find_named(rt, name, namespace):
     entry = actor_names.lookup(rt, name, namespace)
     if entry is None:
         return None
-    return ActorHandle(*entry, weak=True)
+    return ActorHandle(*entry[:5], True, *entry[6:])   # (weak)
 
 
 def lookup_named_actor(rt, name, namespace):
@@ -309,13 +309,14 @@ class _HandleHold:
     the methods taken from it, so the actor lives while any of them does, and a method
     cached on its handle makes no reference cycle (which only the GC would break)."""
 
-    __slots__ = ("key", "max_pending", "in_order", "weak")
+    __slots__ = ("key", "max_pending", "in_order", "weak", "fails_fast")
 
-    def __init__(self, key, max_pending=-1, in_order=True, weak=False):
+    def __init__(self, key, max_pending=-1, in_order=True, weak=False, fails_fast=False):
         self.key = key
         self.max_pending = max_pending   # max_pending_calls: this process's calls not ended
         self.in_order = in_order         # the actor runs one caller's calls in call order
         self.weak = weak                 # found by name or from inside: holds nothing
+        self.fails_fast = fails_fast     # actor_spec.fails_fast: calls made while it restarts fail
         if not weak:
             refcount.add_local(key)
 
@@ -332,7 +333,7 @@ class ActorHandle:
     __class_getitem__ = classmethod(types.GenericAlias)   # ActorClass[T], as Ray's generics
 
     def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_pending: int = -1,
-                 in_order: bool = True, weak: bool = False):
+                 in_order: bool = True, weak: bool = False, fails_fast: bool = False):
         """weak: as Ray's handles got by name (get_actor, get_if_exists) or from inside the
         actor (current_actor), it does not keep the actor alive; the handles its creator
         made and passed on do."""
@@ -340,7 +341,7 @@ class ActorHandle:
         self._class_name = class_name
         self._methods = methods
         self._key = A.handle_key(actor_id)
-        self._hold = _HandleHold(self._key, max_pending, in_order, weak)
+        self._hold = _HandleHold(self._key, max_pending, in_order, weak, fails_fast)
 
     def __getattr__(self, name):
         if name in BUILT_IN_METHODS:  # every actor's, as in Ray (core/actor_worker.py)
@@ -365,8 +366,9 @@ class ActorHandle:
     def __reduce__(self):
         if not self._hold.weak:
             serialization_context.record(self._key, pin_out_of_band=False)
-        return (ActorHandle, (self._actor_id, self._class_name, self._methods,
-                              self._hold.max_pending, self._hold.in_order, self._hold.weak))
+        hold = self._hold
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods, hold.max_pending,
+                              hold.in_order, hold.weak, hold.fails_fast))
 
     def __eq__(self, other):
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -408,7 +410,8 @@ class ActorMethod:
             _check_pending(self._actor_id, limit, self._task_name)
         refs = _api._runtime().call_actor(self._actor_id, self._task_name, self._wire_name, args,
                                           kwargs, self._num_returns, self._max_retries,
-                                          self._retry_exceptions, self._hold.in_order)
+                                          self._retry_exceptions, self._hold.in_order,
+                                          self._hold.fails_fast and self._max_retries <= 0)
         if limit > 0 and refs:
             _pending_calls.setdefault(self._actor_id, collections.deque()).append(refs[0].binary())
         return refs[0] if self._num_returns == 1 else wrap_returns(refs, self._num_returns)

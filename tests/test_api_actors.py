@@ -204,6 +204,19 @@ def test_actor_process_ends_when_no_handle_remains(ray, Counter, copied):
     pytest.fail("the actor process outlived its last handle")
 
 
+def _call_once_restarted(ray, method, timeout=30):
+    """method.remote()'s value once the actor is up again: as in Ray, a call that is not
+    retried fails at once (ActorUnavailableError) while its actor restarts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ray.get(method.remote(), timeout=timeout)
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _ends_within(pid, seconds=10) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -1107,7 +1120,7 @@ def test_sys_exit_in_an_actor_or_task(ray):
     b = A.remote()
     with pytest.raises(ray.exceptions.ActorUnavailableError, match="exit code 4"):
         ray.get(b.bye.remote(4), timeout=30)
-    assert ray.get(b.ok.remote(), timeout=30) == "ok"    # restarted
+    assert _call_once_restarted(ray, b.ok) == "ok"
 
     @ray.remote
     class Async:
@@ -1295,3 +1308,61 @@ def test_a_named_actor_is_freed_with_its_creators_handles_not_its_found_ones(ray
     assert not _ends_within(dpid, 1.0)
     ray.kill(ray.get_actor("kept-detached"))
     assert _ends_within(dpid)
+
+
+def test_calls_not_retried_fail_while_their_actor_restarts_and_retried_ones_keep_order(ray, tmp_path):
+    """As Ray's at-most-once default (max_task_retries=0): the calls a restartable actor
+    had when its process died, running or queued, fail with ActorUnavailableError, and
+    one made while it restarts fails at once. With retries they all run on the new
+    instance, in the order they were made."""
+    from mpiray._private.test_utils import SignalActor
+
+    gate = SignalActor.remote()
+
+    @ray.remote(max_restarts=1)
+    class NotRetried:
+        def __init__(self, gate):
+            if ray.get_runtime_context().was_current_actor_reconstructed:
+                ray.get(gate.wait.remote())   # the restart waits until released
+
+        def pid(self):
+            return os.getpid()
+
+        def slow(self):
+            time.sleep(30)
+
+    a = NotRetried.remote(gate)
+    pid = ray.get(a.pid.remote())
+    running, queued = a.slow.remote(), a.pid.remote()
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    for ref in (running, queued):
+        with pytest.raises(ray.exceptions.ActorUnavailableError):
+            ray.get(ref, timeout=30)
+    start = time.monotonic()
+    with pytest.raises(ray.exceptions.ActorUnavailableError):   # restarting: at once
+        ray.get(a.pid.remote(), timeout=30)
+    assert time.monotonic() - start < 10
+    ray.get(gate.send.remote())
+    assert _call_once_restarted(ray, a.pid) != pid
+
+    log = tmp_path / "log"
+
+    @ray.remote(max_restarts=1, max_task_retries=2)
+    class Retried:
+        def pid(self):
+            return os.getpid()
+
+        def add(self, i, seconds=0.0):
+            time.sleep(seconds)
+            with open(log, "a") as f:
+                f.write(f"{i}\n")
+            return i
+
+    b = Retried.remote()
+    pid = ray.get(b.pid.remote())
+    refs = [b.add.remote(0, 2.0)] + [b.add.remote(i) for i in range(1, 5)]
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    assert ray.get(refs, timeout=60) == [0, 1, 2, 3, 4]
+    assert log.read_text().split() == ["0", "1", "2", "3", "4"]   # (0 was cut short first)

@@ -134,6 +134,8 @@ class ActorManager:
         rec = self.actors.get(actor_id)
         if rec is not None and rec.state == STARTING:
             rec.state = ALIVE
+            if rec.restarts:
+                self.s.io.mark_restarting(actor_id, False)
 
     def failed(self, actor_id, error):
         rec = self.actors.get(actor_id)
@@ -231,14 +233,7 @@ class ActorManager:
             rec.restarts += 1
             if rec.restarts_left > 0:
                 rec.restarts_left -= 1
-            retried = [c for c in lost if c.attempt < (
-                c.max_retries if c.max_retries >= 0 else rec.spec.max_task_retries)]
-            for call in retried:
-                call.attempt += 1
-                self.s.io.push_actor_call(rec.spec.actor_id, call)
-            self._fail_calls([c for c in lost if c not in retried], ActorUnavailableError(
-                f"The actor {rec.spec.class_name} died ({status}) while running this call; "
-                "it is restarting.", actor_id=rec.spec.actor_id.hex()))
+            self._resend_or_fail(rec, lost, status)
             rec.state = PENDING
             self.pending.append(rec)
             return
@@ -249,9 +244,32 @@ class ActorManager:
         self._fail_calls(lost, rec.cause)
         self._to_dead(rec)
 
+    def _resend_or_fail(self, rec, running, status):
+        """The actor restarts: the calls its process had (running, then those queued, in
+        the order they were made) go to the new instance if their retries allow, as in
+        Ray (a call sent to an actor that died counts as tried); the others fail with
+        ActorUnavailableError. Until it is up, calls made to it that are not retried
+        fail at once (core/actor_spec.py, fails_fast)."""
+        aid = rec.spec.actor_id
+        self.s.io.mark_restarting(aid, True)
+        queued, terminate = self.s.io.take_queued_calls(aid)
+        retried, failed = [], []
+        for call in running + queued:
+            limit = call.max_retries if call.max_retries >= 0 else rec.spec.max_task_retries
+            (retried if limit < 0 or call.attempt < limit else failed).append(call)
+        for call in retried:
+            call.attempt += 1
+            self.s.io.push_actor_call(aid, call)
+        if terminate:   # (no handle left: it still ends once those calls are done)
+            self.s.io.terminate_actor(aid)
+        self._fail_calls(failed, ActorUnavailableError(
+            f"The actor {rec.spec.class_name} died ({status}) before finishing this call; it "
+            "is restarting, and the call is not retried (max_task_retries).", actor_id=aid.hex()))
+
     def _to_dead(self, rec):
         rec.state = DEAD
         aid = rec.spec.actor_id
+        self.s.io.mark_restarting(aid, False)
         cause = rec.cause if isinstance(rec.cause, _AS_IS) else ActorDiedError(
             f"The actor {rec.spec.class_name} is dead: {rec.cause}", actor_id=aid.hex(), cause=rec.cause)
         self.s.io.publish_actor_death(aid, cause)

@@ -71,5 +71,16 @@ def death_key(actor_id: bytes) -> bytes:
     return _ids.object_id(actor_id, _ids.ACTOR_DEATH_INDEX)
 
 
+def restarting_key(actor_id: bytes) -> bytes:
+    return _ids.object_id(actor_id, _ids.ACTOR_RESTARTING_INDEX)
+
+
+def fails_fast(aspec) -> bool:
+    """Its calls are not retried after a crash (max_task_retries=0, Ray's default) though
+    it restarts: as in Ray, one made while it restarts fails at once (ActorUnavailableError)
+    instead of waiting for the new instance."""
+    return aspec.max_restarts != 0 and aspec.max_task_retries == 0
+
+
 def handle_key(actor_id: bytes) -> bytes:
     return _ids.object_id(actor_id, _ids.ACTOR_HANDLE_INDEX)

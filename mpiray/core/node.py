@@ -456,6 +456,34 @@ class NodeIO:
             items += q.recover(consumer)
         return self._decode_all(items)
 
+    def take_queued_calls(self, actor_id):
+        """The calls waiting in a dead actor process's queue, taken out in order:
+        (specs, whether the actor's TERMINATE was among them)."""
+        q = self.actor_queue(actor_id)
+        if q is None:
+            return [], False
+        items = []
+        while True:
+            try:
+                item = q.try_pop()
+            except QueueClosed:
+                break
+            if item is None:
+                break
+            items.append(item)
+        return self._decode_all(items), P.TERMINATE in items
+
+    def mark_restarting(self, actor_id, on: bool):
+        """While an actor restarts, the calls made to it that are not retried fail at
+        once (runtime.call_actor looks for this mark)."""
+        if on:
+            try:
+                self.store.put(A.restarting_key(actor_id), b"")
+            except Exception:  # noqa: BLE001 - marked already
+                pass
+        else:
+            self.delete_object(A.restarting_key(actor_id))
+
     def push_actor_call(self, actor_id, spec):
         if not self.push_actor_call_or_false(actor_id, spec):
             raise QueueClosed(f"the queue of actor {actor_id.hex()} is gone")

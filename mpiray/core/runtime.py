@@ -21,12 +21,13 @@ import cloudpickle
 from mpiray import _ids
 from mpiray.core.native import QueueClosed
 from mpiray.core.deferred_calls import DeferredCalls
+from mpiray.core import actor_spec as A
 from mpiray.core import context, placement
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
-from mpiray.exceptions import (GetTimeoutError, ObjectStoreFullError, RayError, RaySystemError,
-                               RayTaskError)
+from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, GetTimeoutError,
+                               ObjectStoreFullError, RayError, RaySystemError, RayTaskError)
 from mpiray.generators import StreamEnd
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, is_error, serialize, serialize_error, unpicklable
@@ -377,9 +378,10 @@ class Runtime:
         return q
 
     def call_actor(self, actor_id, name, method, args, kwargs, num_returns, max_retries=-1,
-                   retry_exceptions=False, in_order=True):
+                   retry_exceptions=False, in_order=True, fails_fast=False):
         """name: the task's name (Class.method); max_retries -1: the actor's max_task_retries;
-        in_order: the actor runs this caller's calls in order (not async or threaded)."""
+        in_order: the actor runs this caller's calls in order (not async or threaded);
+        fails_fast: made while the actor restarts, the call fails at once (actor_spec)."""
         blob, deps, contained, holder = self.pack_args(args, kwargs)
         spec = TaskSpec(
             task_id=_ids.new_call_id(num_returns < 0),
@@ -397,6 +399,11 @@ class Runtime:
         if contained or not self.is_driver:
             self.channel.send([(P.HOLD, contained)] if contained else [])
         del holder
+        if fails_fast and self.store.contains(A.restarting_key(actor_id)):
+            self._fail_call_locally(spec, ActorUnavailableError(
+                f"The actor is restarting: {name} was not sent (its calls are not retried, "
+                "max_task_retries=0).", actor_id=actor_id.hex()))
+            return refs
         self.push_actor_call(spec, in_order)
         return refs
 
@@ -424,15 +431,16 @@ class Runtime:
         except QueueClosed:
             self._fail_call_locally(spec)
 
-    def _fail_call_locally(self, spec):
-        """The actor is dead for good: its death note becomes every return's value."""
-        from mpiray.core.actor_spec import death_key
-        from mpiray.exceptions import ActorDiedError
-
-        note = self.store.get(death_key(spec.actor_id), 5.0)
-        data = bytes(note) if note is not None else serialize_error(
-            ActorDiedError("The actor is dead.", actor_id=spec.actor_id.hex())).to_bytes()
-        del note
+    def _fail_call_locally(self, spec, exc=None):
+        """The actor is dead for good: its death note becomes every return's value (or
+        exc's, given)."""
+        if exc is not None:
+            data = serialize_error(exc).to_bytes()
+        else:
+            note = self.store.get(A.death_key(spec.actor_id), 5.0)
+            data = bytes(note) if note is not None else serialize_error(
+                ActorDiedError("The actor is dead.", actor_id=spec.actor_id.hex())).to_bytes()
+            del note
         events = []
         for oid in spec.return_ids():
             try:
