@@ -424,3 +424,26 @@ def test_a_value_that_fails_to_unpickle_raises_a_ray_error(ray):
     with pytest.raises(ray.exceptions.RaySystemError, match="RuntimeError: cannot rebuild") as e:
         ray.get(ray.put(_RaisesWhenLoaded(RuntimeError, "cannot rebuild")))
     assert isinstance(e.value.__cause__, RuntimeError)
+
+
+def test_a_ref_a_task_put_and_returned_in_a_value_outlives_the_value(ray):
+    """The driver makes and drops a ref from the value before the worker's own hold on
+    the inner object is applied: the object must stay while the driver's next ref does
+    (found by Ray's test_reference_counting_2::test_return_object_ref)."""
+    import gc
+
+    import numpy as np
+
+    @ray.remote
+    def put_and_return(n):
+        return [ray.put(np.full(n, 7, dtype=np.uint8))]
+
+    for n in (10, 4 << 20) * 5:
+        outer = put_and_return.remote(n)
+        ray.get(outer)[0]                  # a ref made and dropped at once
+        inner = ray.get(outer)[0]
+        del outer
+        gc.collect()
+        time.sleep(0.05)
+        value = ray.get(inner, timeout=20)
+        assert value.shape == (n,) and int(value[-1]) == 7

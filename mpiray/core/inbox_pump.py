@@ -41,6 +41,8 @@ class InboxPump:
         self.scheduler = scheduler
         self.lock = threading.Lock()
         self.owner = None  # the thread draining now (see drain)
+        self.applied = 0   # inbox items applied so far
+        self.in_hand = 0   # items the draining thread popped and is applying now
 
     def drain(self, max_items=256) -> int:
         """Pops what is there (up to max_items) and applies it; how many items it took.
@@ -54,6 +56,7 @@ class InboxPump:
             self.owner = me
             try:
                 items = self.inbox.pop_batch(max_items, 0)
+                self.in_hand = len(items)
                 lists = []
                 for item in items:
                     lists.append(P.loads(P.decode_item(item, self.store)))
@@ -64,6 +67,8 @@ class InboxPump:
                     except Exception:  # noqa: BLE001 - a bug (in a dispatch, say) must not
                         traceback.print_exc()  # kill the inbox thread, and so the node
             finally:
+                self.applied += self.in_hand
+                self.in_hand = 0
                 self.owner = None
         return len(items)
 
@@ -79,6 +84,12 @@ class InboxPump:
                 self.drain()
             else:  # a quiet spell: the driver's dropped refs, and workers no longer needed
                 sched.stimulus_driver(sched.quiet)
+
+    def backlog_mark(self):
+        """What `applied` must reach for every item pushed so far to have been applied;
+        None if nothing waits."""
+        n = self.inbox.size() + self.in_hand
+        return self.applied + n if n else None
 
     def settle(self, oid, limit_s=SETTLE_S):
         """The driver is about to raise oid's error (a cancelled or failed task here): the

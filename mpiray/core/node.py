@@ -382,6 +382,14 @@ class NodeIO:
         except Exception:  # noqa: BLE001 - already sealed
             pass
 
+    def inbox_backlog(self):
+        """(core/inbox_pump.py) The count of applied inbox items at which everything
+        pushed so far is applied; None if nothing waits."""
+        return self.node.pump.backlog_mark()
+
+    def inbox_applied(self):
+        return self.node.pump.applied
+
     def delete_object(self, oid):
         try:
             delete_reporting(self.store, oid)   # (a task error nobody read is reported)

@@ -85,6 +85,11 @@ class Runtime:
         return ref
 
     def write(self, oid, sobj):
+        if sobj.contained:
+            # The refs inside go out first: once the value is in the store anyone may read
+            # it and drop the refs they made of it; this process's holds on them (a put
+            # just made, say) must reach the scheduler before those drops can.
+            self.channel.flush()
         try:
             if not sobj.buffers:
                 data = sobj.to_bytes()

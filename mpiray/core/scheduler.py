@@ -100,6 +100,7 @@ class Scheduler(CrossNode):
         self.max_task_workers = max_task_workers
         self.min_task_workers = min_task_workers
         self.driver_ref_events = collections.deque()  # the driver's incref/decref, in order
+        self.late_decrefs = collections.deque()   # (inbox mark, oid): _apply_driver_refs
         self.counts = {}        # oid -> holders (processes with a live ref + containers)
         self.held_by = {}       # worker slot -> {oid: count}: the counts that are its refs
         self.to_decref = collections.deque()   # refs inside freed objects, still to drop
@@ -147,7 +148,24 @@ class Scheduler(CrossNode):
         q = self.driver_ref_events
         while q:
             code, oid = q.popleft()
-            self._incref(oid) if code == P.INCREF else self._decref(oid)
+            if code == P.INCREF:
+                self._incref(oid)
+            elif self.counts.get(oid, 0) == 1 and (mark := self.io.inbox_backlog()) is not None:
+                # The driver's last ref goes while workers' events wait in the inbox: they
+                # apply first (the driver's own events jump ahead of them). A ref the driver
+                # made from a value a worker wrote may be the only hold applied yet, the
+                # writer's own still queued (it sent them before the value was readable).
+                self.late_decrefs.append((mark, oid))
+            else:
+                self._decref(oid)
+
+    def _apply_late_decrefs(self):
+        """The driver's last-ref drops held back by _apply_driver_refs, once the inbox
+        items that were waiting then have been applied."""
+        late = self.late_decrefs
+        done = self.io.inbox_applied()
+        while late and late[0][0] <= done:
+            self._decref(late.popleft()[1])
 
     def _incref(self, oid):
         n = self.counts.get(oid, 0)
@@ -319,6 +337,8 @@ class Scheduler(CrossNode):
                     traceback.print_exc()
                 self.holds = None
             self.holds = outer
+            if self.late_decrefs:
+                self._apply_late_decrefs()
             self._dispatch()
 
     def stimulus_driver(self, fn, *args):
@@ -797,6 +817,8 @@ class Scheduler(CrossNode):
 
     def quiet(self):
         """A quiet spell of the node (the inbox thread calls it): housekeeping."""
+        if self.late_decrefs:
+            self._apply_late_decrefs()
         self.retire_idle_workers()
         if self.actors.cancelled_calls:
             self.actors.sweep_call_marks()
