@@ -101,7 +101,10 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
             raise ValueError(f"resource {key!r} must be a non-negative number, got {amount!r}")
     if object_store_memory is None:
         object_store_memory = default_store_capacity()
-    elif not isinstance(object_store_memory, int) or object_store_memory <= 0:
+    elif isinstance(object_store_memory, float) and object_store_memory >= 1:
+        object_store_memory = int(object_store_memory)   # (as Ray: 200e6 is bytes too)
+    if not isinstance(object_store_memory, int) or isinstance(object_store_memory, bool) \
+            or object_store_memory <= 0:
         raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
     if prefault is None:
         prefault = os.environ.get("MPIRAY_PREFAULT_STORE", "0") not in ("", "0")
@@ -133,6 +136,13 @@ def hide_gpus_without_request() -> bool:
     gets CUDA_VISIBLE_DEVICES="" (sees none) instead of the environment it inherits
     (Ray's default since it flipped this flag, and mpiray's)."""
     return os.environ.get("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0").lower() in ("1", "true")
+
+
+def worker_oom_score_adj() -> int:
+    """Workers' /proc/self/oom_score_adj, as Ray's worker_oom_score_adjustment (1000):
+    when memory runs out the kernel kills a worker (its task is retried, or fails with
+    WorkerCrashedError), not the driver. MPIRAY_WORKER_OOM_SCORE_ADJ changes it."""
+    return int(os.environ.get("MPIRAY_WORKER_OOM_SCORE_ADJ", "1000"))
 
 
 def _as_id(text):

@@ -1366,3 +1366,34 @@ def test_calls_not_retried_fail_while_their_actor_restarts_and_retried_ones_keep
     os.kill(pid, signal.SIGKILL)
     assert ray.get(refs, timeout=60) == [0, 1, 2, 3, 4]
     assert log.read_text().split() == ["0", "1", "2", "3", "4"]   # (0 was cut short first)
+
+
+def test_an_instance_attribute_does_not_hide_a_method_of_the_same_name(ray):
+    @ray.remote
+    class Flags:
+        def __init__(self):
+            self.ready = False        # (as Ray calls the class's method, not this)
+
+        def ready(self):
+            return "the method"
+
+        @staticmethod
+        def static():
+            return "static"
+
+    f = Flags.remote()
+    assert ray.get([f.ready.remote(), f.static.remote()]) == ["the method", "static"]
+
+
+def test_a_base_exception_from_an_actor_method_kills_its_process(ray):
+    class Fatal(BaseException):
+        pass
+
+    @ray.remote(max_restarts=0)
+    class Doomed:
+        def boom(self):
+            raise Fatal("not an Exception")
+
+    d = Doomed.remote()
+    with pytest.raises(ray.exceptions.RayActorError):   # (as Ray: the process dies of it)
+        ray.get(d.boom.remote(), timeout=30)

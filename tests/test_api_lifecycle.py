@@ -360,3 +360,16 @@ def test_unhandled_error_reports_can_be_silenced():
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Unhandled error" not in proc.stderr
+
+
+def test_workers_are_the_oom_killers_first_choice_and_store_size_may_be_a_float(fresh):
+    ray = fresh
+    ray.init(num_cpus=1, object_store_memory=100e6)   # (a float, as Ray's tests pass)
+
+    @ray.remote
+    def adj():
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read())
+
+    assert ray.get(adj.remote()) == 1000
+    ray.shutdown()

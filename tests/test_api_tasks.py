@@ -1063,3 +1063,15 @@ def test_a_task_cancelled_while_its_arguments_load_does_not_start(ray, tmp_path)
         ray.get(ref, timeout=30)
     time.sleep(1.0)
     assert not ran.exists()
+
+
+def test_a_base_exception_that_is_not_an_exception_kills_the_worker(ray):
+    class Fatal(BaseException):
+        pass
+
+    @ray.remote(max_retries=1)
+    def boom():
+        raise Fatal("not an Exception")
+
+    with pytest.raises(ray.exceptions.WorkerCrashedError, match="attempts made: 2"):
+        ray.get(boom.remote(), timeout=60)   # (as Ray: retried as a crash, then fails)

@@ -190,7 +190,7 @@ class ActorWorker:
         elif group not in self.aspec.concurrency_groups:
             raise ValueError(f"{spec.name} asks for concurrency group {group!r}, which "
                              f"{self.aspec.class_name} does not have")
-        return getattr(self.instance, name), group
+        return _bound_method(self.instance, name), group
 
     def _refuse(self, spec, exc):
         """The call cannot run (cancelled before it started, or a bad group): its
@@ -451,7 +451,9 @@ class ActorWorker:
                 return executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
             except (ExitActor, SystemExit) as exc:
                 return self._exit_call(spec, exc)
-            except Exception as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001
+                if not isinstance(exc, Exception):
+                    executor.die_of(self.rt, exc)
                 if executor.should_retry(spec, exc):
                     if self._cancelled(spec):
                         return [(oid, []) for oid in spec.return_ids()]
@@ -493,6 +495,16 @@ class ActorWorker:
             self.rt.channel.flush()
             run_exit_handlers()
             os._exit(0)
+
+
+def _bound_method(instance, name):
+    """The class's method `name` bound to instance, as Ray calls it: an attribute of the
+    instance with that name (`self.ready = False` beside `def ready(self)`) does not
+    hide it. What the class lacks is looked up on the instance (__getattr__)."""
+    found = inspect.getattr_static(type(instance), name, None)   # (the raw descriptor:
+    if found is None or not hasattr(found, "__get__"):          # staticmethod stays one)
+        return getattr(instance, name)
+    return found.__get__(instance, type(instance))
 
 
 def _running_loop(name):

@@ -74,6 +74,8 @@ def run(runtime, spec, fn):
                 exc = as_cancel(exc, spec)
             elif isinstance(exc, (SystemExit, ExitActor)):
                 raise
+            elif not isinstance(exc, Exception):
+                die_of(runtime, exc)
             if should_retry(spec, exc):
                 return [], True
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
@@ -84,6 +86,19 @@ def run(runtime, spec, fn):
         return write_returns(runtime, spec, result), False
     finally:
         context.set_task(None, None)
+
+
+def die_of(runtime, exc):
+    """A BaseException that is not an Exception (nor a cancel or an exit), raised by the
+    user's code: as in Ray, the worker process dies of it (the task is retried or fails
+    with WorkerCrashedError; an actor restarts or dies), its traceback on stderr."""
+    import sys
+
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    runtime.channel.flush()
+    os._exit(1)
 
 
 def cancelled_meanwhile(runtime, spec) -> bool:

@@ -79,12 +79,21 @@ def exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
+def _raise_oom_score():
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(_config.worker_oom_score_adj()))
+    except (OSError, ValueError):
+        pass   # (not Linux, or a lower value refused without privileges)
+
+
 def run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce=None):
     from mpiray import _ids
 
     atexit._clear()   # (the handlers forked from the zygote are the driver's, not ours)
 
     _ids.set_node(init.get("node_index", 0), nonce)
+    _raise_oom_score()
     if gpu_ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
     elif _config.hide_gpus_without_request():
