@@ -160,3 +160,36 @@ def test_a_named_actors_handle_knows_how_it_orders_calls(ray, slow):
     assert ray.get(e.echo.remote(1), timeout=1.5) == 1
     assert ray.get(waiting, timeout=20) == "late"
     ray.kill(keep)
+
+
+def test_calls_beyond_what_the_actors_queue_holds_never_block_the_caller(ray):
+    """As in Ray, .remote() returns at once however many calls wait: the ones the actor's
+    queue cannot hold wait in the caller, in order (here the actor can only go on once
+    the caller has made them all)."""
+    import threading
+
+    from mpiray._private.test_utils import SignalActor
+
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def hold(self, gate):
+            ray.get(gate.wait.remote())
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    gate = SignalActor.remote()
+    c = Counter.remote()
+    held = c.hold.remote(gate)
+    refs = []
+    maker = threading.Thread(target=lambda: refs.extend(c.incr.remote() for _ in range(3000)))
+    maker.start()
+    maker.join(timeout=60)
+    assert not maker.is_alive(), ".remote() blocked on a full actor queue"
+    ray.get(gate.send.remote())
+    assert ray.get(refs, timeout=120) == list(range(1, 3001))
+    assert ray.get(held, timeout=30) is None

@@ -13,6 +13,7 @@ the queue is closed and drained, every call getting RayActorError.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from mpiray import _ids
@@ -28,6 +29,11 @@ _AS_IS = (RayActorError, ActorUnschedulableError)
 # A cancelled call's mark stays until the call ends here, or this long (a call that
 # runs on another node, or had ended when the cancel came).
 CALL_MARK_KEEP_S = 600.0
+
+# How long calls made to a restarting actor wait for it before those not retried fail
+# (Ray's caller waits about this long for news of an actor it lost: a quick restart is
+# seen as up again, a slow one as unreachable).
+RESTART_GRACE_S = 1.0
 
 PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
 
@@ -248,23 +254,55 @@ class ActorManager:
         """The actor restarts: the calls its process had (running, then those queued, in
         the order they were made) go to the new instance if their retries allow, as in
         Ray (a call sent to an actor that died counts as tried); the others fail with
-        ActorUnavailableError. Until it is up, calls made to it that are not retried
-        fail at once (core/actor_spec.py, fails_fast)."""
+        ActorUnavailableError. Calls made while it restarts wait for it, unless it takes
+        longer than RESTART_GRACE_S: then those not retried fail, and so do the next ones
+        at once, until it is up (_restart_overdue)."""
         aid = rec.spec.actor_id
-        self.s.io.mark_restarting(aid, True)
-        queued, terminate = self.s.io.take_queued_calls(aid)
-        retried, failed = [], []
-        for call in running + queued:
-            limit = call.max_retries if call.max_retries >= 0 else rec.spec.max_task_retries
-            (retried if limit < 0 or call.attempt < limit else failed).append(call)
-        for call in retried:
-            call.attempt += 1
-            self.s.io.push_actor_call(aid, call)
-        if terminate:   # (no handle left: it still ends once those calls are done)
-            self.s.io.terminate_actor(aid)
-        self._fail_calls(failed, ActorUnavailableError(
+        self._take_back_calls(rec, running, ActorUnavailableError(
             f"The actor {rec.spec.class_name} died ({status}) before finishing this call; it "
             "is restarting, and the call is not retried (max_task_retries).", actor_id=aid.hex()))
+        timer = threading.Timer(RESTART_GRACE_S, self._on_restart_timer, (aid, rec.restarts))
+        timer.daemon = True
+        timer.start()
+
+    def _on_restart_timer(self, actor_id, restarts):
+        try:
+            self.s.stimulus_driver(self._restart_overdue, actor_id, restarts)
+        except Exception:  # noqa: BLE001 - the node stopped meanwhile
+            pass
+
+    def _restart_overdue(self, actor_id, restarts):
+        """As Ray's caller, which waits about a second for an actor that went away and
+        then treats it as unreachable: a restart still under way fails the calls made
+        meanwhile that are not retried, and marks the actor so that callers on this node
+        fail the next ones at once (runtime.call_actor) until it is up."""
+        rec = self.actors.get(actor_id)
+        if rec is None or rec.restarts != restarts or rec.state not in (PENDING, STARTING):
+            return
+        self.s.io.mark_restarting(actor_id, True)
+        self._take_back_calls(rec, [], ActorUnavailableError(
+            f"The actor {rec.spec.class_name} is restarting (for over {RESTART_GRACE_S:g} s) "
+            "and the call is not retried (max_task_retries).", actor_id=actor_id.hex()))
+
+    def _take_back_calls(self, rec, running, exc):
+        """running (taken from a dead process) and the calls queued for the actor: each
+        goes back to its queue, in order, if its retries allow, else fails with exc."""
+        aid = rec.spec.actor_id
+        queued, terminate = self.s.io.take_queued_calls(aid)
+        failed = []
+        for call in running + queued:
+            limit = call.max_retries if call.max_retries >= 0 else rec.spec.max_task_retries
+            if limit >= 0 and call.attempt >= limit:
+                failed.append(call)
+                continue
+            call.attempt += 1
+            # (never waiting for room: callers may have refilled the queue meanwhile, and
+            # only this thread can start the instance that would empty it)
+            if not self.s.io.push_actor_call_or_false(aid, call, wait=False):
+                failed.append(call)
+        if terminate:   # (no handle left: it still ends once those calls are done)
+            self.s.io.terminate_actor(aid)
+        self._fail_calls(failed, exc)
 
     def _to_dead(self, rec):
         rec.state = DEAD

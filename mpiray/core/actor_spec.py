@@ -77,8 +77,9 @@ def restarting_key(actor_id: bytes) -> bytes:
 
 def fails_fast(aspec) -> bool:
     """Its calls are not retried after a crash (max_task_retries=0, Ray's default) though
-    it restarts: as in Ray, one made while it restarts fails at once (ActorUnavailableError)
-    instead of waiting for the new instance."""
+    it restarts: as in Ray, one made while a restart is overdue fails at once
+    (ActorUnavailableError) instead of waiting for the new instance (actor_manager.py,
+    RESTART_GRACE_S)."""
     return aspec.max_restarts != 0 and aspec.max_task_retries == 0
 
 

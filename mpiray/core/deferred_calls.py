@@ -11,6 +11,8 @@ and deadlock when the argument's task itself calls that actor.
         the first one's missing argument (or its answer) ──► futures.Waiter
         sealed ──► the ready calls at the front go to the actor's queue, in order
                    ──► the next one that waits is watched, until the backlog is empty
+    actor's queue full (.remote() must not wait) ──► backlogs[actor] too; a thread pushes
+        the front call as soon as there is room, then the backlog goes on as above
 
 Under MPI a missing argument is fetched to this node while it waits (as a task's
 arguments are to the node that queues it). A cancelled call goes on at once: its caller
@@ -52,6 +54,18 @@ class DeferredCalls:
             self._advance(key)
         return True
 
+    def overflow(self, spec):
+        """The actor's queue is full: the call waits here, behind any of this process's
+        calls to it that wait already, and goes as soon as there is room."""
+        with self.lock:
+            backlog = self.backlogs.get(spec.actor_id)
+            if backlog is None:
+                backlog = self.backlogs[spec.actor_id] = deque()
+            backlog.append(spec)
+            first = len(backlog) == 1
+        if first:
+            self._advance(spec.actor_id)
+
     def _missing(self, spec):
         """The first of the call's arguments not sealed here; None if it may go (its
         arguments are ready, or it was cancelled)."""
@@ -75,7 +89,11 @@ class DeferredCalls:
                 dep = self._missing(backlog[0])
                 if dep is not None:
                     break
-                self.rt.push_now(backlog.popleft())
+                if not self.rt.push_now(backlog[0], wait=False):
+                    threading.Thread(target=self._when_room, args=(key, backlog[0]),
+                                     name="mpiray-call-overflow", daemon=True).start()
+                    return
+                backlog.popleft()
             else:
                 del self.backlogs[key]
                 self.emptied.notify_all()
@@ -83,6 +101,15 @@ class DeferredCalls:
             answer = _answer(backlog[0])
         futures.waiter_of(self.rt).watch([dep, answer], lambda oid: self._sealed(key, oid),
                                          lends=False)
+
+    def _when_room(self, key, spec):
+        """(a thread of its own) Pushes the front call, waiting for room, then the rest."""
+        self.rt.push_now(spec, wait=True)
+        with self.lock:
+            backlog = self.backlogs.get(key)
+            if backlog and backlog[0] is spec:
+                backlog.popleft()
+        self._advance(key)
 
     def _sealed(self, key, oid):
         if oid is None:   # the runtime shuts down: these calls go with it

@@ -496,13 +496,17 @@ class NodeIO:
         if not self.push_actor_call_or_false(actor_id, spec):
             raise QueueClosed(f"the queue of actor {actor_id.hex()} is gone")
 
-    def push_actor_call_or_false(self, actor_id, spec) -> bool:
+    def push_actor_call_or_false(self, actor_id, spec, wait=True) -> bool:
+        """False if the actor's queue is gone (or, not `wait`ing, full)."""
         q = self.actor_queue(actor_id)
         if q is None:
             return False
         try:
-            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_item_id))
-            return True
+            item = P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_item_id)
+            if q.push(item, None if wait else 0):
+                return True
+            P.release_item(item, self.store)
+            return False
         except QueueClosed:
             return False
 

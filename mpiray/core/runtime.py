@@ -413,28 +413,35 @@ class Runtime:
         return refs
 
     def push_actor_call(self, spec, in_order=True):
-        """The call goes to its actor once its arguments are ready (core/deferred_calls.py)."""
+        """The call goes to its actor once its arguments are ready and its queue has room
+        (core/deferred_calls.py); .remote() never waits for either."""
         if (spec.deps or self.deferred.backlogs) and self.deferred.defer(spec, in_order):
             return
-        self.push_now(spec)
+        if not self.push_now(spec, wait=False):
+            self.deferred.overflow(spec)
 
-    def push_now(self, spec):
+    def push_now(self, spec, wait=True) -> bool:
+        """Sends the call on. False only when not `wait`ing and the actor's queue is full."""
         if self.fetch_remote and not self.is_driver:
             # Across nodes a call from a worker goes through its node's scheduler, after
             # the worker's hold on the return refs: the answer may come back through the
             # MPI thread, which does not see this process's inbox events.
             self.channel.send([(P.REMOTE_CALL, spec)])
-            return
+            return True
         q = self.actor_queue(spec.actor_id)
         if q is None and self.fetch_remote and _ids.node_of(spec.actor_id) != _ids.this_node():
             self.channel.send([(P.REMOTE_CALL, spec)])  # the actor's node takes it from here
-            return
+            return True
         try:
             if q is None:
                 raise QueueClosed("the actor's queue is gone")
-            q.push(P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_item_id))
+            item = P.encode_item(spec.to_bytes(), q.max_payload, self.store, _ids.new_item_id)
+            if not q.push(item, None if wait else 0):
+                P.release_item(item, self.store)
+                return False
         except QueueClosed:
             self._fail_call_locally(spec)
+        return True
 
     def _fail_call_locally(self, spec, exc=None):
         """The actor is dead for good: its death note becomes every return's value (or
