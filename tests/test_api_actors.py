@@ -1397,3 +1397,15 @@ def test_a_base_exception_from_an_actor_method_kills_its_process(ray):
     d = Doomed.remote()
     with pytest.raises(ray.exceptions.RayActorError):   # (as Ray: the process dies of it)
         ray.get(d.boom.remote(), timeout=30)
+
+
+def test_a_killed_actors_name_is_free_when_kill_returns(ray, Counter):
+    for _ in range(3):
+        c = Counter.options(name="killed-and-reused").remote()
+        ray.get(c.incr.remote())
+        ray.kill(c)
+        with pytest.raises(ValueError):
+            ray.get_actor("killed-and-reused")
+        again = Counter.options(name="killed-and-reused").remote(10)
+        assert ray.get(again.incr.remote()) == 11
+        ray.kill(again)

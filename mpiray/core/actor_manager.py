@@ -174,9 +174,13 @@ class ActorManager:
 
     # ------------------------------------------------------------ ending
     def kill(self, actor_id, no_restart=True):
+        rec = self.actors.get(actor_id)
+        if no_restart and rec is not None and rec.state != DEAD:
+            # as Ray's: the name is free once kill() returns (the driver's kill is applied
+            # before it returns), not once the process is found dead
+            self.s.io.unregister_actor_name(rec.spec)
         if self.s.cluster is not None and self.s.router.kill(actor_id, no_restart):
             return
-        rec = self.actors.get(actor_id)
         if rec is None or rec.state == DEAD:
             return
         if no_restart:
