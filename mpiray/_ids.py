@@ -29,6 +29,7 @@ ACTOR_SPEC_INDEX = 0xFFFFFFF3    # an actor's creation spec, read by each incarn
 ACTOR_HANDLE_INDEX = 0xFFFFFFF4  # refcount key for an actor's handles
 QUEUE_ITEM_INDEX = 0xFFFFFFF5    # a queue message too big for its slot, held in the store
 ACTOR_RESTARTING_INDEX = 0xFFFFFFF6  # present while an actor restarts (its calls may fail fast)
+ATTEMPT_INDEX = 0xFFFFFFF7       # an actor call's attempts so far, once retried on an exception
 STREAM_END_INDEX = 0xFFFFFFEF    # a generator task's end: the refs of every item it made
 STREAM_BIT = 0x80                # in a task id's last byte: a generator task
 CALL_BIT = 0x40                  # in a task id's last byte: an actor call

@@ -1409,3 +1409,43 @@ def test_a_killed_actors_name_is_free_when_kill_returns(ray, Counter):
         again = Counter.options(name="killed-and-reused").remote(10)
         assert ray.get(again.incr.remote()) == 11
         ray.kill(again)
+
+
+@pytest.mark.parametrize("actions", [["raise", "exit", "raise"], ["raise", "raise", "exit"],
+                                     ["exit", "raise", "raise"]])
+def test_retries_on_exceptions_and_on_crashes_share_max_task_retries(ray, actions):
+    """As Ray's test_method_raise_and_exit_no_over_retry: a call retried on an exception
+    in its actor, then after a crash, has 1 + max_task_retries attempts in all."""
+    import sys
+
+    class Flaky(Exception):
+        pass
+
+    @ray.remote
+    class Tally:
+        def __init__(self):
+            self.n = 0
+
+        def next(self):
+            self.n += 1
+            return self.n - 1
+
+        def count(self):
+            return self.n
+
+    @ray.remote(max_restarts=-1)
+    class Trouble:
+        @ray.method(retry_exceptions=[Flaky])
+        def act(self, tally, actions):
+            i = ray.get(tally.next.remote())
+            what = actions[i] if i < len(actions) else "return"
+            if what == "raise":
+                raise Flaky()
+            if what == "exit":
+                sys.exit(1)
+            return i
+
+    tally = Tally.remote()
+    with pytest.raises((Flaky, ray.exceptions.RayActorError)):
+        ray.get(Trouble.remote().act.options(max_task_retries=2).remote(tally, actions), timeout=60)
+    assert ray.get(tally.count.remote()) == 3

@@ -18,6 +18,7 @@ import time
 
 from mpiray import _ids
 from mpiray.core import affinity, placement
+from mpiray.core import actor_spec as A
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.core.executor import call_cancelled
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
@@ -293,6 +294,8 @@ class ActorManager:
         goes back to its queue, in order, if its retries allow, else fails with exc."""
         aid = rec.spec.actor_id
         queued, terminate = self.s.io.take_queued_calls(aid)
+        for call in running:   # (its retries on exceptions, in the dead process, count)
+            call.attempt = A.taken_attempt(self.s.io.store, call.task_id, call.attempt)
         failed = []
         for call in running + queued:
             limit = call.max_retries if call.max_retries >= 0 else rec.spec.max_task_retries

@@ -71,6 +71,33 @@ def death_key(actor_id: bytes) -> bytes:
     return _ids.object_id(actor_id, _ids.ACTOR_DEATH_INDEX)
 
 
+def note_attempt(store, task_id: bytes, attempt: int) -> None:
+    """An actor call's attempts so far (retries on exceptions run in the actor's process,
+    where a crash would lose their count): read back by taken_attempt."""
+    key = _ids.object_id(task_id, _ids.ATTEMPT_INDEX)
+    try:
+        store.delete(key)
+    except KeyError:
+        pass
+    store.put(key, attempt.to_bytes(4, "little"))
+
+
+def taken_attempt(store, task_id: bytes, attempt: int) -> int:
+    """The call's attempts so far: its spec's, or more if it was retried on exceptions
+    (the note goes)."""
+    key = _ids.object_id(task_id, _ids.ATTEMPT_INDEX)
+    buf = store.get(key, 0)
+    if buf is None:
+        return attempt
+    noted = int.from_bytes(bytes(buf), "little")
+    del buf
+    try:
+        store.delete(key)
+    except KeyError:
+        pass
+    return max(attempt, noted)
+
+
 def restarting_key(actor_id: bytes) -> bytes:
     return _ids.object_id(actor_id, _ids.ACTOR_RESTARTING_INDEX)
 

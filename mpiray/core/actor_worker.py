@@ -152,6 +152,12 @@ class ActorWorker:
         if spec.max_retries < 0:
             spec.max_retries = self.aspec.max_task_retries
 
+    def _next_attempt(self, spec):
+        """A retry on an exception, here: the attempt is noted in the store too, so that
+        a crash later counts it (Ray counts both kinds against max_task_retries)."""
+        spec.attempt += 1
+        A.note_attempt(self.rt.store, spec.task_id, spec.attempt)
+
     def _terminate_call(self, spec, item, consumer) -> bool:
         """actor.__ray_terminate__.remote(): as Ray's, the actor ends once the calls
         before it are done (the loop stops taking calls); its own return is the actor's
@@ -224,7 +230,7 @@ class ActorWorker:
                 if self._cancelled(spec):  # (a cancelled call is not retried)
                     sealed = [(oid, []) for oid in spec.return_ids()]
                     break
-                spec.attempt += 1
+                self._next_attempt(spec)
         except (ExitActor, SystemExit) as exc:
             sealed = self._exit_call(spec, exc)
         self._report(spec, sealed, item, consumer, start)
@@ -255,6 +261,8 @@ class ActorWorker:
         # report still here, their holds, which only the report releases, would leak)
         ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id)],
                 flush=self.exiting or bool(spec.contained) or len(ch.outbox) >= OUTBOX_BATCH)
+        if spec.attempt:   # (a retried call's note of its attempts: done with)
+            A.taken_attempt(self.rt.store, spec.task_id, 0)
         self.queue.done(consumer)
         P.release_item(item, self.rt.store)
 
@@ -433,7 +441,7 @@ class ActorWorker:
                     return sealed
                 if self._cancelled(spec):
                     return [(oid, []) for oid in spec.return_ids()]
-                spec.attempt += 1
+                self._next_attempt(spec)
         context.set_task(spec.task_id.hex(), spec.name, fn=method, depth=spec.depth)
         while True:
             try:
@@ -457,7 +465,7 @@ class ActorWorker:
                 if executor.should_retry(spec, exc):
                     if self._cancelled(spec):
                         return [(oid, []) for oid in spec.return_ids()]
-                    spec.attempt += 1
+                    self._next_attempt(spec)
                     continue
                 return executor._write_error(self.rt, spec, executor.wrap(exc, spec.name))
             return executor.write_returns(self.rt, spec, result)
