@@ -513,3 +513,40 @@ def test_a_generator_with_num_returns_that_raises_keeps_what_it_yielded(ray):
     assert ray.get(a, timeout=30) == "only"
     with pytest.raises(ValueError, match="after one"):
         ray.get(c, timeout=30)
+
+
+def test_an_async_actors_generator_is_retried_on_exceptions_from_its_start(ray):
+    """As Ray's: retry_exceptions reruns the generator; the items an earlier attempt made
+    are not made twice, and max_task_retries bounds the attempts."""
+    @ray.remote
+    class Tally:
+        def __init__(self):
+            self.n = 0
+
+        def next(self):
+            self.n += 1
+            return self.n - 1
+
+    class Flaky(Exception):
+        pass
+
+    @ray.remote(max_task_retries=3)
+    class Source:
+        async def items(self, tally, plan):
+            while True:   # (each attempt goes on where the plan is)
+                i = await tally.next.remote()
+                if plan[i] == "raise":
+                    raise Flaky()
+                yield plan[i]
+                if i == len(plan) - 1:
+                    return
+
+    plan = [1, "raise", 1, "raise", 1, 2, 3]
+    gen = Source.remote().items.options(retry_exceptions=[Flaky]).remote(Tally.remote(), plan)
+    assert [ray.get(r, timeout=30) for r in gen] == [1, 2, 3]
+
+    too_flaky = [1, "raise"] * 4 + [1, 2]
+    gen = Source.remote().items.options(retry_exceptions=[Flaky]).remote(Tally.remote(), too_flaky)
+    assert ray.get(next(gen), timeout=30) == 1
+    with pytest.raises(Flaky):
+        ray.get(next(gen), timeout=30)

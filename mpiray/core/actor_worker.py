@@ -451,7 +451,14 @@ class ActorWorker:
                 except DependencyFailed as failed:
                     return executor.write_dependency_error(self.rt, spec, failed)
                 if is_agen:
-                    return await executor.write_async_stream(self.rt, spec, method(*args, **kwargs))
+                    sealed, retry = await executor.write_async_stream(
+                        self.rt, spec, method(*args, **kwargs))
+                    if not retry:
+                        return sealed
+                    if self._cancelled(spec):
+                        return [(oid, []) for oid in spec.return_ids()]
+                    self._next_attempt(spec)   # (again from its start: the items made are
+                    continue                   # skipped, as Ray's retried generator's)
                 result = await method(*args, **kwargs)
                 if executor.cancelled_meanwhile(self.rt, spec):   # (it caught CancelledError)
                     return executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))

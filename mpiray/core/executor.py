@@ -284,7 +284,7 @@ def write_stream(runtime, spec, gen):
     (the items' refs). Returns (sealed, retry) as run() does. A retried attempt skips
     the items an earlier one made (the generator is taken to yield the same values)."""
     if inspect.isasyncgen(gen):  # an `async def` generator task: on a loop of its own
-        return asyncio.run(write_async_stream(runtime, spec, gen)), False
+        return asyncio.run(write_async_stream(runtime, spec, gen))
     if not inspect.isgenerator(gen):
         err = wrap(ValueError(f"Functions with @ray.remote(num_returns=\"streaming\" or "
                               f"\"dynamic\") must return a generator; {spec.name} returned a "
@@ -317,7 +317,8 @@ def _stream_error(exc, spec):
 
 
 async def write_async_stream(runtime, spec, agen):
-    """write_stream for an async generator (an async actor's method): items as they come."""
+    """write_stream for an async generator (an async actor's method): items as they
+    come. Returns (sealed, retry), as write_stream."""
     stream = _Stream(runtime, spec)
     try:
         async for value in agen:
@@ -329,8 +330,10 @@ async def write_async_stream(runtime, spec, agen):
             exc = as_cancel(exc, spec)
         elif isinstance(exc, (SystemExit, ExitActor)):
             raise
+        if should_retry(spec, exc):
+            return [], True
         stream.add_error(_stream_error(exc, spec))
-    return stream.end()
+    return stream.end(), False
 
 
 class _Stream:
