@@ -295,6 +295,13 @@ cdef class Queue:
         self._gate(self._q.recover(consumer, &items), 0, consumer)
         return [bytes(s) for s in items]
 
+    def held_heads(self, int consumers, size_t head=64):
+        """The first `head` bytes of each item recorded consumers 0..consumers-1 hold now
+        (popped, not done): what is running, as a racy, read-only look."""
+        cdef vector[string] items
+        self._q.held_heads(consumers, head, &items)
+        return [bytes(s) for s in items]
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def close(self):

@@ -18,6 +18,7 @@ import time
 
 from mpiray import _ids
 from mpiray.core import affinity, placement
+from mpiray.core import protocol as P
 from mpiray.core import actor_spec as A
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.core.executor import call_cancelled
@@ -371,9 +372,24 @@ class ActorManager:
             if answerable and not self.s.io.contains(oid) and oid not in self.answered_early:
                 self.answered_early.add(oid)   # (what comes back for it is dropped)
                 self.s.seal_error([oid], call_cancelled(task_id))
-        elif self.mark_call(task_id) and answerable:
+        elif self.mark_call(task_id) and answerable and not self._running_here(task_id):
             self.answered.add(task_id)
             self.s.seal_error([oid], call_cancelled(task_id))
+
+    def _running_here(self, task_id) -> bool:
+        """An actor of this node has started the call (its process holds it): as in Ray,
+        its caller is answered when it ends (an async one after its clean-up), not now."""
+        for rec in self.actors.values():
+            if rec.state != ALIVE or rec.host is not None:
+                continue
+            q = self.s.io.actor_queue(rec.spec.actor_id)
+            if q is None:
+                continue
+            for head in q.held_heads(recorded_slots(rec.spec)):
+                if task_id in head or (P.is_pointer(head) and task_id in P.decode_item(
+                        head, self.s.io.store)[:64]):
+                    return True
+        return False
 
     def mark_call(self, task_id) -> bool:
         """False: already cancelled, or ended."""

@@ -58,6 +58,8 @@ class ActorWorker:
         self.exiting = False
         self.now = timeline.clock()
         self.running_async = {}   # task id -> future of an async call running on the loop
+        self.call_tasks = {}      # task id -> its asyncio.Task, once the call has started
+        self.cancels_sent = set() # task ids of running async calls cancelled already
         self.group_limits = {}    # async actor: concurrency group -> asyncio.Semaphore
         self.methods = {}         # TaskSpec.method -> (bound method, group): looked up once
         self.kinds = {}           # TaskSpec.method -> "sync" / "coro" / "agen" (async actors)
@@ -424,6 +426,7 @@ class ActorWorker:
         return sem
 
     async def _run_async_call(self, spec, method):
+        self.call_tasks[spec.task_id] = asyncio.current_task()   # (_watch_cancels)
         kind = self.kinds.get(spec.method)
         if kind is None:   # (inspect's checks are slow: once per method)
             kind = self.kinds[spec.method] = (
@@ -491,11 +494,23 @@ class ActorWorker:
                     return
                 self.watching = True
             for task_id, fut in list(self.running_async.items()):
+                if task_id in self.cancels_sent:
+                    continue
                 if store.contains(_ids.object_id(task_id, _ids.CANCEL_INDEX)):
-                    fut.cancel()
+                    self.cancels_sent.add(task_id)
+                    task = self.call_tasks.get(task_id)
+                    if task is None:
+                        fut.cancel()   # (not started: it never runs)
+                    else:
+                        # The call's own task, on its loop (a group's may be another):
+                        # its answer is what the call ends with, after its clean-up, as
+                        # in Ray (the future itself would be answered at once).
+                        task.get_loop().call_soon_threadsafe(task.cancel)
 
     def _async_done(self, fut, spec, item, consumer, slots, start):
         self.running_async.pop(spec.task_id, None)
+        self.call_tasks.pop(spec.task_id, None)
+        self.cancels_sent.discard(spec.task_id)
         try:
             sealed = fut.result()
         except (asyncio.CancelledError, CancelledError):

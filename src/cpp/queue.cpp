@@ -653,6 +653,20 @@ QueueStatus TaskQueue::done(int consumer) {
     return QueueStatus::ok;
 }
 
+void TaskQueue::held_heads(int consumers, size_t head, std::vector<std::string>* out) const {
+    const uint32_t mp = h_->max_payload;
+    consumers = std::min(consumers, this->consumers());
+    for (int c = 0; c < consumers; ++c) {
+        Record* rec = record(c);
+        // acquire: pairs with the release store in try_pop_one (items below n_held are whole)
+        const uint32_t n = std::min<uint32_t>(rec->n_held.load(std::memory_order_acquire), kRecordItems);
+        for (uint32_t k = 0; k < n; ++k) {
+            const size_t len = std::min<size_t>(std::min(rec->held_len[k], mp), head);
+            out->emplace_back(rec->data() + static_cast<size_t>(k) * mp, len);
+        }
+    }
+}
+
 QueueStatus TaskQueue::recover(int consumer, std::vector<std::string>* items) {
     if (consumer < 0 || consumer >= consumers()) return QueueStatus::bad_consumer;
     Record* rec = record(consumer);

@@ -114,6 +114,10 @@ public:
     // including an item it had claimed in the ring but not yet copied out (that slot is
     // released on its behalf). Clears the record. Only for a consumer known to be dead.
     QueueStatus recover(int consumer, std::vector<std::string>* items);
+    // The first `head` bytes of each item recorded consumers [0, consumers) hold now
+    // (popped, not done): a look at what is running, racy by nature (a consumer may be
+    // done with an item meanwhile) and read-only. Touches each such record's header.
+    void held_heads(int consumers, size_t head, std::vector<std::string>* out) const;
 
     // Maps every slot page into this process now (MADV_POPULATE_WRITE; a no-op before
     // Linux 5.14). Each slot's first touch is otherwise a page fault in every process that

@@ -158,6 +158,27 @@ static void test_records() {
     CHECK(a.q->recover(7, &got) == QueueStatus::ok && got.size() == 8 && got[7] == "b7");
 }
 
+// held_heads: what recorded consumers hold, cut to `head` bytes, read-only.
+static void test_held_heads() {
+    Q a("heads", 8);
+    CHECK(push_str(a.q, "first-item") && push_str(a.q, "second") && push_str(a.q, "free"));
+    CHECK(pop_str(a.q, 1) == "first-item");
+    CHECK(pop_str(a.q, 3) == "second");
+    CHECK(pop_str(a.q, -1) == "free");  // unrecorded: not held
+    std::vector<std::string> heads;
+    a.q->held_heads(8, 5, &heads);
+    CHECK(heads.size() == 2 && heads[0] == "first" && heads[1] == "secon");
+    heads.clear();
+    a.q->held_heads(2, 64, &heads);  // only consumers 0 and 1 looked at
+    CHECK(heads.size() == 1 && heads[0] == "first-item");
+    CHECK(a.q->done(1) == QueueStatus::ok);
+    heads.clear();
+    a.q->held_heads(8, 64, &heads);
+    CHECK(heads.size() == 1 && heads[0] == "second");
+    std::vector<std::string> got;
+    CHECK(a.q->recover(3, &got) == QueueStatus::ok && got.size() == 1);  // left as it was
+}
+
 // Forks a child that sets kill point `point` and runs `op`; returns after it is dead.
 template <class F>
 static void in_child_killed_at(int point, F op) {
@@ -365,6 +386,7 @@ int main() {
     test_timeout();
     test_close();
     test_records();
+    test_held_heads();
     test_consumer_kill_points();
     test_producer_and_unrecorded_kill_points();
     test_wait_nonempty_dead_producer();
