@@ -68,8 +68,12 @@ def exit_actor():
     """Ends the current actor after this call; its callers then get RayActorError."""
     from mpiray.core import context
 
-    if context.process().get("actor_id") is None:
+    proc = context.process()
+    if proc.get("actor_id") is None:
         raise TypeError("exit_actor() can only be called inside an actor")
+    outside_a_call = proc.get("exit_outside_call")
+    if outside_a_call is not None:
+        outside_a_call()   # (an async actor's background task: the actor ends anyway)
     raise ExitActor()
 
 

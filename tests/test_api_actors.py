@@ -1469,3 +1469,32 @@ def test_a_cancelled_async_call_is_answered_after_its_clean_up(ray):
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(ref, timeout=30)
     assert ray.get(log.read.remote()) == ["running", "cleaned up"]
+
+
+@pytest.mark.parametrize("started_in", ["method", "constructor"])
+def test_exit_actor_from_an_async_actors_own_task_ends_it(ray, started_in):
+    """As Ray's: exit_actor() in a task the actor's code started (not a call) still ends
+    the actor, though nobody sees that task's exception."""
+    @ray.remote
+    class Quitter:
+        def __init__(self, at_start):
+            if at_start:
+                self.task = asyncio.get_event_loop().create_task(self.quit_soon())
+
+        async def quit_soon(self):
+            await asyncio.sleep(0.2)
+            ray.actor.exit_actor()
+
+        async def start_quitting(self):
+            self.task = asyncio.create_task(self.quit_soon())
+
+        async def pid(self):
+            return os.getpid()
+
+    q = Quitter.remote(started_in == "constructor")
+    pid = ray.get(q.pid.remote())
+    if started_in == "method":
+        ray.get(q.start_quitting.remote())
+    assert _ends_within(pid)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(q.pid.remote(), timeout=30)

@@ -76,6 +76,8 @@ class ActorWorker:
                                  actor_name=self.aspec.name, actor_class=self.aspec.class_name,
                                  actor_methods=dict(self.aspec.methods),
                                  actor_in_order=A.runs_in_order(self.aspec))
+        if self.aspec.is_async:   # (a task its __init__ starts may call exit_actor)
+            context.process()["exit_outside_call"] = self._exit_outside_call
         if not self._construct():
             return
         self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot)])
@@ -320,6 +322,23 @@ class ActorWorker:
             for pool in pools.values():
                 pool.shutdown(wait=True)
         self.rt.channel.flush()
+
+    def _exit_outside_call(self):
+        """exit_actor() in an async actor: from a task of its own (one the actor's code
+        started, whose exception nobody would see) it still ends the actor, as in Ray,
+        once the calls already taken are done."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        if task is not None and any(t is task for t in list(self.call_tasks.values())):
+            return   # (a call's own: _exit_call ends the actor)
+        if not self.exiting:
+            self.exiting = True
+            try:
+                self.queue.push(P.TERMINATE, 5.0)   # wakes the loop taking calls
+            except QueueClosed:
+                pass
 
     def _event_loop(self):
         """The async actor's event loop, running in a thread of its own (made once)."""
