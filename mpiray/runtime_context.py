@@ -62,6 +62,9 @@ class RuntimeContext:
         from mpiray import _ids
         from mpiray.api import _runtime
 
+        if context.process().get("actor_is_async"):
+            # as Ray's: an async call is cancelled on its loop (CancelledError), not asked
+            raise RuntimeError("This method is not supported in an async actor.")
         task = context.task_id()
         return task is not None and _runtime().store.contains(
             _ids.object_id(bytes.fromhex(task), _ids.CANCEL_INDEX))

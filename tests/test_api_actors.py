@@ -1498,3 +1498,62 @@ def test_exit_actor_from_an_async_actors_own_task_ends_it(ray, started_in):
     assert _ends_within(pid)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(q.pid.remote(), timeout=30)
+
+
+def test_a_recursive_cancel_of_an_actor_call_cancels_what_it_submitted(ray):
+    """As Ray's: a task and an actor call the cancelled call started are cancelled, and
+    so on down a chain of actors; what its clean-up submits after the cancel runs."""
+    from mpiray._private.test_utils import SignalActor
+
+    @ray.remote
+    def child_task(gate):
+        ray.get(gate.wait.remote())
+        return "ran"
+
+    @ray.remote
+    class Link:
+        def __init__(self, next_link=None):
+            self.next_link, self.child = next_link, None
+
+        async def run(self, gate):
+            if self.next_link is None:
+                await gate.wait.remote()
+                return "bottom"
+            self.child = self.next_link.run.remote(gate)
+            return await self.child
+
+        async def spawn(self, gate):
+            self.child = child_task.remote(gate)
+            return await self.child
+
+        def child_ref(self):
+            return self.child
+
+    gate = SignalActor.remote()
+    bottom = Link.remote()
+    chain = [bottom, Link.remote(bottom)]
+    chain.append(Link.remote(chain[-1]))
+    top = chain[-1].run.remote(gate)
+    spawner = Link.remote()
+    spawned = spawner.spawn.remote(gate)
+    deadline = time.monotonic() + 30
+    while ray.get(gate.cur_num_waiters.remote()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ray.cancel(top)
+    ray.cancel(spawned)
+    time.sleep(0.5)
+    ray.get(gate.send.remote())
+    for ref in [top, spawned] + [ray.get(link.child_ref.remote()) for link in
+                                 (chain[2], chain[1], spawner)]:
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(ref, timeout=30)
+
+
+def test_is_canceled_is_for_sync_actors_only(ray):
+    @ray.remote
+    class Async:
+        async def ask(self):
+            return ray.get_runtime_context().is_canceled()
+
+    with pytest.raises(RuntimeError, match="not supported in an async actor"):
+        ray.get(Async.remote().ask.remote(), timeout=30)

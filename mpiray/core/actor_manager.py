@@ -345,7 +345,7 @@ class ActorManager:
             for oid in call.contained:
                 self.s._decref(oid)
 
-    def cancel_call(self, task_id, force, index=1):
+    def cancel_call(self, task_id, force, index=1, recursive=True):
         """ray.cancel of an actor call made on this node (a task id the scheduler does
         not run): the call is marked cancelled in the store of the actor's node. Its
         process skips it if it has not started, cancels it on the event loop of an async
@@ -368,11 +368,11 @@ class ActorManager:
         made_here = cluster is None or self.s.router.calls.get(task_id, (None,))[0] is None
         answerable = made_here and _ids.is_actor_call(task_id) and not task_id[-1] & _ids.STREAM_BIT
         if route is not None:
-            cluster.send(route[0], ("call_cancel", task_id))
+            cluster.send(route[0], ("call_cancel", task_id, recursive))
             if answerable and not self.s.io.contains(oid) and oid not in self.answered_early:
                 self.answered_early.add(oid)   # (what comes back for it is dropped)
                 self.s.seal_error([oid], call_cancelled(task_id))
-        elif self.mark_call(task_id) and answerable and not self._running_here(task_id):
+        elif self.mark_call(task_id, recursive) and answerable and not self._running_here(task_id):
             self.answered.add(task_id)
             self.s.seal_error([oid], call_cancelled(task_id))
 
@@ -391,12 +391,12 @@ class ActorManager:
                     return True
         return False
 
-    def mark_call(self, task_id) -> bool:
+    def mark_call(self, task_id, recursive=True) -> bool:
         """False: already cancelled, or ended."""
         if task_id in self.cancelled_calls or self.s.io.contains(_ids.object_id(task_id, 1)) \
                 or self.s.io.contains(_ids.stream_end(task_id)):
             return False
-        self.s.io.mark_call_cancelled(task_id)
+        self.s.io.mark_call_cancelled(task_id, recursive)
         self.cancelled_calls[task_id] = time.monotonic() + CALL_MARK_KEEP_S
         return True
 

@@ -66,7 +66,7 @@ class ActorRouter:
         """A call cancelled while it waited here goes on cancelled (after the call)."""
         if self.s.actors.cancelled_calls.pop(task_id, None) is not None:
             self.s.io.clear_cancel_marks(task_id)
-            self.cluster.send(host, ("call_cancel", task_id))
+            self.cluster.send(host, ("call_cancel", task_id, True))
 
     # ------------------------------------------------------------ calls arriving
     def call_in(self, actor_id, payload, source):

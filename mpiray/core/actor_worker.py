@@ -18,6 +18,7 @@ import inspect
 import os
 import sys
 import threading
+import time
 import traceback
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
@@ -26,6 +27,7 @@ from mpiray.core import actor_spec as A
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.core import context
 from mpiray.core import executor
+from mpiray.core import futures
 from mpiray.core.executor import ExitActor
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
@@ -66,6 +68,9 @@ class ActorWorker:
         self.watching = False     # async actor: _watch_cancels is running
         self.loop = None          # async actor: its event loop (_event_loop)
         self.group_loops = {}     # async actor: concurrency group -> its own event loop
+        runtime.call_children, runtime.on_call_child = {}, self._call_has_children
+        self.child_watches = {}   # call's task id (hex) -> the watch of its cancel mark
+        self.children_cancelled = set()   # calls whose children went with their cancel
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -75,7 +80,8 @@ class ActorWorker:
         context.process().update(actor_id=self.actor_id.hex(), resources=dict(self.aspec.resources),
                                  actor_name=self.aspec.name, actor_class=self.aspec.class_name,
                                  actor_methods=dict(self.aspec.methods),
-                                 actor_in_order=A.runs_in_order(self.aspec))
+                                 actor_in_order=A.runs_in_order(self.aspec),
+                                 actor_is_async=self.aspec.is_async)
         if self.aspec.is_async:   # (a task its __init__ starts may call exit_actor)
             context.process()["exit_outside_call"] = self._exit_outside_call
         if not self._construct():
@@ -267,6 +273,15 @@ class ActorWorker:
                 flush=self.exiting or bool(spec.contained) or len(ch.outbox) >= OUTBOX_BATCH)
         if spec.attempt:   # (a retried call's note of its attempts: done with)
             A.taken_attempt(self.rt.store, spec.task_id, 0)
+        if self.rt.call_children:
+            call = spec.task_id.hex()
+            kids = self.rt.call_children.pop(call, None)
+            watch = self.child_watches.pop(call, None)
+            if watch is not None:
+                futures.waiter_of(self.rt).drop(watch)
+            if kids and call not in self.children_cancelled:
+                self._cancel_children_if_marked(spec.task_id, kids)   # (before its watch fired)
+            self.children_cancelled.discard(call)
         self.queue.done(consumer)
         P.release_item(item, self.rt.store)
 
@@ -322,6 +337,32 @@ class ActorWorker:
             for pool in pools.values():
                 pool.shutdown(wait=True)
         self.rt.channel.flush()
+
+    def _call_has_children(self, call):
+        """Ray's recursive cancel of an actor call: once a call has submitted work, its
+        cancel mark is watched (futures.Waiter: at once, not polled); a recursive one
+        cancels what the call submitted, each child the same way down the tree."""
+        if call in self.children_cancelled:
+            return   # (what a cancelled call submits after its cancel, as its clean-up, runs)
+        task_id = bytes.fromhex(call)
+        mark = _ids.object_id(task_id, _ids.CANCEL_INDEX)
+
+        def marked(oid):
+            kids = self.rt.call_children.pop(call, None) if oid is not None else None
+            if kids:
+                self._cancel_children_if_marked(task_id, kids)
+
+        self.child_watches[call] = futures.waiter_of(self.rt).watch([mark], marked, lends=False)
+
+    def _cancel_children_if_marked(self, task_id, kids):
+        mark = self.rt.store.get(_ids.object_id(task_id, _ids.CANCEL_INDEX), 0)
+        if mark is None:
+            return
+        self.children_cancelled.add(task_id.hex())
+        recursive = bytes(mark) == _ids.CANCEL_RECURSIVE
+        del mark
+        if recursive:
+            self.rt.channel.send([(P.CANCEL, kid, False, True, True) for kid in kids])
 
     def _exit_outside_call(self):
         """exit_actor() in an async actor: from a task of its own (one the actor's code

@@ -431,10 +431,12 @@ class NodeIO:
             self.store.put(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
         self.node.command("signal", signal.SIGUSR2 if force else signal.SIGUSR1, "task")
 
-    def mark_call_cancelled(self, task_id):
-        """An actor call's cancel mark (its actor's process looks for it; no signal)."""
+    def mark_call_cancelled(self, task_id, recursive=True):
+        """An actor call's cancel mark (its actor's process looks for it; no signal); its
+        value says whether what the call submitted is cancelled too."""
         try:
-            self.store.put(_ids.object_id(task_id, _ids.CANCEL_INDEX), b"1")
+            self.store.put(_ids.object_id(task_id, _ids.CANCEL_INDEX),
+                           _ids.CANCEL_RECURSIVE if recursive else b"1")
         except Exception:  # noqa: BLE001 - marked already
             pass
 

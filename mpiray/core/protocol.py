@@ -102,5 +102,5 @@ NAME_OP = 29           # (NAME_OP, op, key, value, reply_oid)   to node 0's name
 TICK = 30              # (TICK,)      time passed: delayed work that is due (MPI thread)
 PG_OP = 32             # (PG_OP, op, args, reply_oid)   to the placement group table (node 0's)
 PG_MSG = 33            # (PG_MSG, kind, args)   placement groups between nodes (core/placement.py)
-CALL_CANCEL = 34       # (CALL_CANCEL, task_id)  another node cancelled an actor call: mark it here
+CALL_CANCEL = 34       # (CALL_CANCEL, task_id, recursive)  another node cancelled an actor call: mark it here
 ITEM_HELD = 35         # (ITEM_HELD, oid)   a generator item pushed from here arrived at its caller's node

@@ -59,6 +59,8 @@ class Runtime:
         self.functions = {}                  # function id -> loaded function/class
         self.actor_queues = {}
         self.children = None   # task workers: the running task's submitted tasks (to cancel)
+        self.call_children = None  # actors: call's task id (hex) -> what it submitted
+        self.on_call_child = None  # actors: called when a call submits its first work
         self.blocked_hook = None             # workers: lend the CPU back while blocked
         self.loop_thread = None              # an async actor's event loop thread (its id)
         self.running_task = None             # task workers: () -> the running task's hex id
@@ -364,12 +366,27 @@ class Runtime:
             max_calls=opts["max_calls"], depth=context.task_depth() + 1,
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
-        children = self.children   # (read once: the task may end meanwhile in another thread)
-        if children is not None:
-            children.append(spec.task_id)
+        self._note_child(spec.task_id)
         self.channel.send([(P.SUBMIT, spec)])
         del holder  # the pending task now holds the stored arguments
         return refs
+
+    def _note_child(self, child_id):
+        """What a task or actor call submits is cancelled with it (Ray's recursive
+        cancel): the task's list, or the actor call's, by the call's context."""
+        children = self.children   # (read once: the task may end meanwhile in another thread)
+        if children is not None:
+            children.append(child_id)
+            return
+        calls = self.call_children
+        if calls is not None:
+            call = context.task_id()
+            if call is not None:
+                kids = calls.get(call)
+                if kids is None:
+                    kids = calls[call] = []
+                    self.on_call_child(call)
+                kids.append(child_id)
 
     def cancel(self, oid, force, recursive):
         self.channel.send([(P.CANCEL, _ids.task_of(oid), force, recursive, False,
@@ -396,6 +413,7 @@ class Runtime:
             retry_exceptions=retry_exceptions, depth=context.task_depth() + 1,
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
+        self._note_child(spec.task_id)
         # The call holds its arguments until the actor reports it done; register the
         # hold before the call can possibly finish.
         # The caller's hold on the return refs must reach the scheduler before the actor

@@ -486,7 +486,7 @@ class Scheduler(CrossNode):
             self.io.forward_cancel(_ids.node_of(task_id), task_id, force, recursive)
             return None
         if rec is None or rec.cancelled:
-            return self.actors.cancel_call(task_id, force, index)
+            return self.actors.cancel_call(task_id, force, index, recursive)
         rec.cancelled = True
         rec.force_cancelled = force
         if rec.state == FORWARDED:  # the node running it cancels it and reports back
@@ -511,7 +511,7 @@ class Scheduler(CrossNode):
         that has ended already is left alone (no mark for it), and so is one cancelled
         already (a worker sends its children's cancels twice: core/worker.py).
         index: of the return ray.cancel was given (an actor call's is answered at once)."""
-        if child:
+        if child and not _ids.is_actor_call(task_id):
             rec = self.tasks.get(task_id)
             if rec is None or rec.cancelled:
                 return
@@ -949,7 +949,8 @@ Scheduler._HANDLERS = {
     P.ACTOR_DEAD: lambda self, aid, cause: self.router.dead_elsewhere(aid, cause),
     P.NAME_OP: lambda self, op, key, value, reply: self.cluster.send(
         0, ("name_op", op, key, value, reply, self.cluster.me)),
-    P.CALL_CANCEL: lambda self, task_id: self.actors.cancel_call(task_id, False),
+    P.CALL_CANCEL: lambda self, task_id, recursive=True: self.actors.cancel_call(
+        task_id, False, recursive=recursive),
     P.ITEM_HELD: Scheduler._ev_item_held,
     P.PG_OP: Scheduler._ev_pg_op,
     P.PG_MSG: Scheduler._ev_pg_msg,

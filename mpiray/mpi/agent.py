@@ -336,8 +336,8 @@ class Agent:
     def handle_cancel(self, source, task_id, force, recursive=True):
         self._events([(P.CANCEL, task_id, force, recursive)])
 
-    def handle_call_cancel(self, source, task_id):
-        self._events([(P.CALL_CANCEL, task_id)])
+    def handle_call_cancel(self, source, task_id, recursive=True):
+        self._events([(P.CALL_CANCEL, task_id, recursive)])
 
     def handle_item_held(self, source, oid):
         self._events([(P.ITEM_HELD, oid)])
