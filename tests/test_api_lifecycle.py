@@ -373,3 +373,31 @@ def test_workers_are_the_oom_killers_first_choice_and_store_size_may_be_a_float(
 
     assert ray.get(adj.remote()) == 1000
     ray.shutdown()
+
+
+def test_an_actor_waiting_on_resources_other_actors_hold_is_reported():
+    code = """
+        import mpiray as ray
+        ray.init(num_cpus=1)
+
+        @ray.remote(num_cpus=1)
+        class Holder:
+            def ping(self):
+                return 1
+
+        first = Holder.remote()
+        ray.get(first.ping.remote())
+        second = Holder.remote()
+        try:
+            ray.get(second.ping.remote(), timeout=3)
+        except ray.exceptions.GetTimeoutError:
+            print("still waiting")
+        ray.shutdown()
+    """
+    env = dict(_env(), MPIRAY_PENDING_ACTOR_WARN_S="0.5")
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "still waiting" in proc.stdout
+    assert proc.stderr.count("cannot be scheduled right now: {'CPU': 1.0} (actor Holder") == 1, \
+        proc.stderr

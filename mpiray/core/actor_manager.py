@@ -13,6 +13,7 @@ the queue is closed and drained, every call getting RayActorError.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -37,6 +38,11 @@ CALL_MARK_KEEP_S = 600.0
 # seen as up again, a slow one as unreachable).
 RESTART_GRACE_S = 1.0
 
+# An actor that could run here but finds no free resources for this long is reported
+# once per class and shape (Ray's "cannot be scheduled right now" warning): most often
+# the cluster's CPUs are all held by other actors, and the program waits for ever.
+STUCK_WARN_S = float(os.environ.get("MPIRAY_PENDING_ACTOR_WARN_S", "10"))
+
 PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
 
 
@@ -53,6 +59,7 @@ class ActorRecord:
         self.held = {}                    # resources held while alive
         self.origin = None                # MPI: the node that placed it here (its creator's)
         self.host = None                  # MPI: the node it runs on, when not this one
+        self.pending_since = time.monotonic()   # waiting for resources since (warn_stuck)
 
 
 class ActorManager:
@@ -96,6 +103,24 @@ class ActorManager:
             self.s._kill_removed_actor(rec)
         elif infeasible and pinned:
             self.s._fail_unschedulable_actor(rec)
+
+    def warn_stuck(self):
+        """(the node's quiet spells) Ray's warning for actors that wait on resources
+        other actors hold."""
+        now = time.monotonic()
+        for rec in self.pending:
+            if rec.state != PENDING or now - rec.pending_since < STUCK_WARN_S:
+                continue
+            key = ("stuck", rec.spec.class_name, tuple(sorted(rec.spec.placement.items())))
+            if key in self.s._warned or not self.s.res.feasible(rec.spec.placement):
+                continue   # (told already, or infeasible: told so at creation)
+            self.s._warned.add(key)
+            self.s.io.warn(
+                f"The following resource request cannot be scheduled right now: "
+                f"{rec.spec.placement} (actor {rec.spec.class_name}, waiting for "
+                f"{now - rec.pending_since:.0f} s). This is likely due to all cluster "
+                "resources being claimed by actors. Consider creating fewer actors or "
+                "adding more nodes to this Ray cluster.")
 
     def place_pending(self):
         if not self.pending:
@@ -247,6 +272,7 @@ class ActorManager:
                 rec.restarts_left -= 1
             self._resend_or_fail(rec, lost, status)
             rec.state = PENDING
+            rec.pending_since = time.monotonic()
             self.pending.append(rec)
             return
         if rec.cause is None:

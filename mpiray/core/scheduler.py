@@ -819,6 +819,8 @@ class Scheduler(CrossNode):
         """A quiet spell of the node (the inbox thread calls it): housekeeping."""
         if self.late_decrefs:
             self._apply_late_decrefs()
+        if self.actors.pending:
+            self.actors.warn_stuck()
         self.retire_idle_workers()
         if self.actors.cancelled_calls:
             self.actors.sweep_call_marks()
