@@ -447,3 +447,45 @@ def test_a_ref_a_task_put_and_returned_in_a_value_outlives_the_value(ray):
         time.sleep(0.05)
         value = ray.get(inner, timeout=20)
         assert value.shape == (n,) and int(value[-1]) == 7
+
+
+def test_a_filling_store_makes_every_process_collect_its_garbage(fresh):
+    """Ray's global GC: objects held only by reference cycles (in an actor that turned
+    its collector off) are freed once the store is 80% full."""
+    ray = fresh
+    ray.init(num_cpus=1, object_store_memory=100 << 20)
+
+    @ray.remote
+    class Cycles:
+        def __init__(self):
+            import gc
+
+            gc.disable()
+            self.collected = False
+            gc.callbacks.append(lambda phase, info: setattr(self, "collected", True))
+
+        def make_cycle(self):
+            a, b = [], []
+            a.append(b)
+            b.append(a)
+            a.append(ray.put(b"x" * (10 << 20)))
+            b.append(ray.put(b"y" * (10 << 20)))
+
+        def was_collected(self):
+            return self.collected
+
+    c = Cycles.remote()
+    for _ in range(3):
+        ray.get(c.make_cycle.remote())
+    time.sleep(0.5)
+    assert not ray.get(c.was_collected.remote())   # 60% full: nothing asked yet
+    ray.get(c.make_cycle.remote())                  # 80%
+    deadline = time.monotonic() + 20
+    while not ray.get(c.was_collected.remote()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.get(c.was_collected.remote())
+    from mpiray.api import _runtime
+
+    while _runtime().store.stats()["used"] > 30 << 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _runtime().store.stats()["used"] <= 30 << 20   # the cycles' objects are gone

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import select
@@ -33,6 +34,7 @@ from mpiray.core.resources import NodeResources
 from mpiray.core.scheduler import Scheduler
 from mpiray.core.task_spec import TaskSpec
 from mpiray.core.unhandled_errors import delete_reporting
+from mpiray.core.worker_main import GC_SIGNAL
 from mpiray.exceptions import ObjectStoreFullError
 from mpiray.serialization import serialize_error
 
@@ -381,6 +383,13 @@ class NodeIO:
             self.store.put(oid, serialize_error(exc).to_bytes())
         except Exception:  # noqa: BLE001 - already sealed
             pass
+
+    def global_gc(self):
+        """Every worker and actor of the node runs gc.collect() (GC_SIGNAL's handler,
+        core/worker_main.py), and so does this process, in a thread of its own."""
+        for kind in ("task", "actor"):
+            self.node.command("signal", GC_SIGNAL, kind)
+        threading.Thread(target=gc.collect, name="mpiray-gc", daemon=True).start()
 
     def inbox_backlog(self):
         """(core/inbox_pump.py) The count of applied inbox items at which everything

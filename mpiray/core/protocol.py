@@ -104,3 +104,4 @@ PG_OP = 32             # (PG_OP, op, args, reply_oid)   to the placement group t
 PG_MSG = 33            # (PG_MSG, kind, args)   placement groups between nodes (core/placement.py)
 CALL_CANCEL = 34       # (CALL_CANCEL, task_id, recursive)  another node cancelled an actor call: mark it here
 ITEM_HELD = 35         # (ITEM_HELD, oid)   a generator item pushed from here arrived at its caller's node
+GLOBAL_GC = 42         # (GLOBAL_GC,)   the store is filling: every process collects its garbage

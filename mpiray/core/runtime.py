@@ -34,6 +34,11 @@ from mpiray.serialization import deserialize, is_error, serialize, serialize_err
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
+# Ray's global GC: when a big write leaves the store this full, every process of the node
+# is asked to run gc.collect() (objects held only by reference cycles are freed), at most
+# once per GC_MIN_INTERVAL_S from each process (and for the node: Scheduler).
+GC_PRESSURE = 0.8
+GC_MIN_INTERVAL_S = 5.0
 WAIT_SLICE_S = 0.5   # a blocked get wakes this often to let signal handlers run
 WATCH_SLICE_S = 0.01  # a get of many first wakes this often to look for an error among the others
 # A store full of pinned objects often frees soon (objects being sent to another node,
@@ -69,6 +74,7 @@ class Runtime:
         self.inherited_env = None            # the running task's or actor's runtime_env: its
                                              # children's start from it (core/runtime_env.py)
         self.deferred = DeferredCalls(self)  # actor calls waiting for their arguments
+        self.gc_asked = -GC_MIN_INTERVAL_S   # when this process last asked for a global GC
 
     # ------------------------------------------------------------ objects
     def put(self, value) -> ObjectRef:
@@ -96,6 +102,8 @@ class Runtime:
             if not sobj.buffers:
                 data = sobj.to_bytes()
                 self._when_room(lambda: self.store.put(oid, data, True))
+                if len(data) >= BIG_OBJECT:
+                    self._ask_gc_if_full()
                 return
             if sobj.total_size >= BIG_OBJECT:
                 self.channel.apply_refs()  # memory of dropped refs comes back before we allocate
@@ -110,6 +118,16 @@ class Runtime:
             raise
         del buf
         self.store.seal(oid)
+        self._ask_gc_if_full()
+
+    def _ask_gc_if_full(self):
+        now = time.monotonic()
+        if now < self.gc_asked + GC_MIN_INTERVAL_S:
+            return
+        stats = self.store.stats()
+        if stats["used"] >= GC_PRESSURE * stats["capacity"]:
+            self.gc_asked = now
+            self.channel.send([(P.GLOBAL_GC,)])
 
     def _when_room(self, make):
         """make(), again while the store is full, for up to STORE_FULL_WAIT_S."""

@@ -42,6 +42,7 @@ from mpiray.core.scheduler_remote import CrossNode
 from mpiray.core.ready_queue import ReadyQueue
 from mpiray.core.task_states import DISPATCHED, FORWARDED, INFEASIBLE, READY, WAITING
 from mpiray.core.resources import NodeResources
+from mpiray.core.runtime import GC_MIN_INTERVAL_S
 from mpiray.core.timeline import TaskLog
 from mpiray.exceptions import (ActorPlacementGroupRemoved, ActorUnschedulableError, ObjectFreedError,
                                TaskCancelledError, TaskUnschedulableError,
@@ -101,6 +102,7 @@ class Scheduler(CrossNode):
         self.min_task_workers = min_task_workers
         self.driver_ref_events = collections.deque()  # the driver's incref/decref, in order
         self.late_decrefs = collections.deque()   # (inbox mark, oid): _apply_driver_refs
+        self.gc_asked = -GC_MIN_INTERVAL_S        # the node's last global GC (_ev_global_gc)
         self.counts = {}        # oid -> holders (processes with a live ref + containers)
         self.held_by = {}       # worker slot -> {oid: count}: the counts that are its refs
         self.to_decref = collections.deque()   # refs inside freed objects, still to drop
@@ -815,6 +817,13 @@ class Scheduler(CrossNode):
                          f"running or blocked in ray.get(); tasks wait for one of them to end "
                          f"(many tasks blocked at once waiting for others: see docs/api.md)")
 
+    def _ev_global_gc(self):
+        """Ray's global GC (runtime.GC_PRESSURE): every process of the node collects."""
+        now = time.monotonic()
+        if now >= self.gc_asked + GC_MIN_INTERVAL_S:
+            self.gc_asked = now
+            self.io.global_gc()
+
     def quiet(self):
         """A quiet spell of the node (the inbox thread calls it): housekeeping."""
         if self.late_decrefs:
@@ -954,6 +963,7 @@ Scheduler._HANDLERS = {
     P.CALL_CANCEL: lambda self, task_id, recursive=True: self.actors.cancel_call(
         task_id, False, recursive=recursive),
     P.ITEM_HELD: Scheduler._ev_item_held,
+    P.GLOBAL_GC: Scheduler._ev_global_gc,
     P.PG_OP: Scheduler._ev_pg_op,
     P.PG_MSG: Scheduler._ev_pg_msg,
     P.WORKER_STARTED: Scheduler._ev_worker_started,

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
+import signal
 import sys
 
 from mpiray import _config
@@ -79,6 +81,15 @@ def exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
+# Asks a worker or actor process to run gc.collect() (Node.global_gc): SIGUSR1 and SIGUSR2
+# are cancels'; this one is unused by Python and rarely by programs.
+GC_SIGNAL = signal.SIGURG
+
+
+def _collect_garbage(signum, frame):
+    gc.collect()   # (as a collection an allocation starts may run at any point anyway)
+
+
 def _raise_oom_score():
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -94,6 +105,7 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce=None):
 
     _ids.set_node(init.get("node_index", 0), nonce)
     _raise_oom_score()
+    signal.signal(GC_SIGNAL, _collect_garbage)
     if gpu_ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
     elif _config.hide_gpus_without_request():
