@@ -282,6 +282,8 @@ def test_ray_node_resources_memory_and_head(ray):
 
     assert ray.get(here.options(resources={f"node:{ip}": 0.01}).remote(), timeout=30)
     assert ray.get(here.options(memory=100 << 20).remote(), timeout=30)["memory"] == float(100 << 20)
+    # whole bytes, as Ray: a fraction is rounded down
+    assert ray.get(here.options(memory=2.9).remote(), timeout=30)["memory"] == 2.0
     with pytest.raises(ValueError, match="memory="):
         here.options(resources={"memory": 1})
 

@@ -16,6 +16,8 @@ def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, me
     for key, option, amount in (("CPU", "num_cpus", cpus), ("GPU", "num_gpus", num_gpus or 0),
                                 ("memory", "memory", memory or 0)):
         _check_amount(key, amount, option)
+        if key == "memory":
+            amount = int(amount)   # (as Ray: whole bytes, a fraction rounded down)
         if amount:
             req[key] = float(amount)
     if resources is not None and not isinstance(resources, dict):
