@@ -498,3 +498,37 @@ def test_an_actor_class_shows_its_classs_attributes(ray):
     assert ray.get(Child.remote().read.remote(), timeout=30) == ("child", 3, 4)
     with pytest.raises(AttributeError):
         Child.missing
+
+
+def test_list_tasks_shows_actor_calls_running_and_queued(ray):
+    import asyncio
+    import time
+
+    from mpiray.util.state import list_tasks
+
+    @ray.remote
+    class Sync:
+        def slow(self):
+            time.sleep(1.5)
+
+        def quick(self):
+            return 1
+
+    @ray.remote
+    class Async:
+        async def nap(self):
+            await asyncio.sleep(1.5)
+
+    s, a = Sync.remote(), Async.remote()
+    ray.get(s.quick.remote())
+    refs = [s.slow.remote(), s.quick.remote(), a.nap.remote(), a.nap.remote()]
+    time.sleep(0.5)
+    calls = {(t["name"], t["state"]) for t in list_tasks() if t["type"] == "ACTOR_TASK"}
+    assert ("Sync.slow", "RUNNING") in calls and ("Sync.quick", "SUBMITTED_TO_WORKER") in calls
+    naps = list_tasks(filters=[("name", "=", "Async.nap"), ("state", "=", "RUNNING")])
+    assert len(naps) == 2 and {t["actor_id"] for t in naps} == {a._ray_actor_id}
+    ray.get(refs)
+    deadline = time.monotonic() + 10   # (an actor lets go of a call a moment after its value)
+    while [t for t in list_tasks() if t["type"] == "ACTOR_TASK"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)

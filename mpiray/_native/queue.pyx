@@ -302,6 +302,13 @@ cdef class Queue:
         self._q.held_heads(consumers, head, &items)
         return [bytes(s) for s in items]
 
+    def queued_heads(self, size_t head=64):
+        """The first `head` bytes of each item waiting in the queue, oldest first (a racy,
+        read-only look)."""
+        cdef vector[string] items
+        self._q.queued_heads(head, &items)
+        return [bytes(s) for s in items]
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def close(self):

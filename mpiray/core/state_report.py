@@ -4,7 +4,12 @@ every node's answer: api._every_node, mpi/roles.py ASKABLE)."""
 from __future__ import annotations
 
 from mpiray.core import actor_manager as AM
+from mpiray.core import protocol as P
 from mpiray.core import scheduler as S
+from mpiray.core.actor_spec import recorded_slots
+from mpiray.core.task_spec import TaskSpec
+
+WHOLE = 1 << 16   # (bytes of a queue item to copy: all of it)
 
 # Ray's state names for ours
 ACTOR_STATES = {AM.PENDING: "PENDING_CREATION", AM.STARTING: "PENDING_CREATION",
@@ -38,9 +43,10 @@ def actors(scheduler) -> list:
 
 def tasks(scheduler) -> list:
     """The tasks this node holds that have not ended (a task sent on to another node
-    is that node's to report)."""
+    is that node's to report), and the calls of its actors: running (their process
+    holds them) or waiting in their queues."""
     with scheduler.lock:
-        return [{
+        rows = [{
             "task_id": rec.spec.task_id.hex(), "name": rec.spec.name,
             # (a task queued ahead for the next free worker: Ray's "submitted to a worker")
             "state": "SUBMITTED_TO_WORKER" if rec.ahead and rec.state == S.DISPATCHED
@@ -48,6 +54,33 @@ def tasks(scheduler) -> list:
             "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
             "func_or_class_name": rec.spec.name, "actor_id": None,
         } for rec in scheduler.tasks.values() if rec.state in TASK_STATES]
+        actors = [rec for rec in scheduler.actors.actors.values()
+                  if rec.host is None and rec.state != AM.DEAD]
+    for rec in actors:
+        rows += _actor_calls(scheduler, rec)
+    return rows
+
+
+def _actor_calls(scheduler, rec) -> list:
+    """A racy look at an actor's queue (core/actor_manager.py, _running_here)."""
+    q = scheduler.io.actor_queue(rec.spec.actor_id)
+    if q is None:
+        return []
+    store, rows = scheduler.io.store, []
+    held = q.held_heads(recorded_slots(rec.spec), WHOLE) if rec.state == AM.ALIVE else []
+    for state, items in (("RUNNING", held), ("SUBMITTED_TO_WORKER", q.queued_heads(WHOLE))):
+        for item in items:
+            try:
+                spec = TaskSpec.from_bytes(P.decode_item(item, store))
+            except Exception:  # noqa: BLE001 - taken and reused while we looked
+                continue
+            rows.append({
+                "task_id": spec.task_id.hex(), "name": spec.name, "state": state,
+                "attempt_number": spec.attempt, "required_resources": {},
+                "type": "ACTOR_TASK", "func_or_class_name": spec.name,
+                "actor_id": rec.spec.actor_id.hex(),
+            })
+    return rows
 
 
 def named_actors(scheduler) -> list:

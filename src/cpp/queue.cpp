@@ -667,6 +667,22 @@ void TaskQueue::held_heads(int consumers, size_t head, std::vector<std::string>*
     }
 }
 
+void TaskQueue::queued_heads(size_t head, std::vector<std::string>* out) const {
+    const uint64_t end = h_->head.load(std::memory_order_acquire);
+    uint64_t t = h_->tail.load(std::memory_order_acquire);
+    if (end - t > h_->capacity) t = end - h_->capacity;
+    const uint32_t mp = h_->max_payload;
+    for (; t < end; ++t) {
+        Slot* s = slot_for(t);
+        const uint64_t full = make_word(stage(lap_of(t), kFull), 0);
+        if (s->word.load(std::memory_order_acquire) != full) continue;  // taken, or not yet written
+        std::string copy(s->data(), std::min<size_t>(std::min(s->len, mp), head));
+        // acquire fence then re-read: a slot reused while we copied is not reported
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (s->word.load(std::memory_order_relaxed) == full) out->push_back(std::move(copy));
+    }
+}
+
 QueueStatus TaskQueue::recover(int consumer, std::vector<std::string>* items) {
     if (consumer < 0 || consumer >= consumers()) return QueueStatus::bad_consumer;
     Record* rec = record(consumer);

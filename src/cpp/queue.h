@@ -118,6 +118,9 @@ public:
     // (popped, not done): a look at what is running, racy by nature (a consumer may be
     // done with an item meanwhile) and read-only. Touches each such record's header.
     void held_heads(int consumers, size_t head, std::vector<std::string>* out) const;
+    // The first `head` bytes of each item waiting in the ring, oldest first: read-only
+    // and racy (a copy is kept only if its slot did not change while it was read).
+    void queued_heads(size_t head, std::vector<std::string>* out) const;
 
     // Maps every slot page into this process now (MADV_POPULATE_WRITE; a no-op before
     // Linux 5.14). Each slot's first touch is otherwise a page fault in every process that

@@ -177,6 +177,18 @@ static void test_held_heads() {
     CHECK(heads.size() == 1 && heads[0] == "second");
     std::vector<std::string> got;
     CHECK(a.q->recover(3, &got) == QueueStatus::ok && got.size() == 1);  // left as it was
+    // queued_heads: what waits in the ring, oldest first, left there
+    Q b("queued", 4);
+    CHECK(push_str(b.q, "alpha") && push_str(b.q, "beta") && push_str(b.q, "gamma"));
+    CHECK(pop_str(b.q) == "alpha");
+    heads.clear();
+    b.q->queued_heads(3, &heads);
+    CHECK(heads.size() == 2 && heads[0] == "bet" && heads[1] == "gam");
+    CHECK(push_str(b.q, "delta") && push_str(b.q, "eps"));  // wraps the ring
+    heads.clear();
+    b.q->queued_heads(64, &heads);
+    CHECK(heads.size() == 4 && heads[0] == "beta" && heads[3] == "eps");
+    CHECK(pop_str(b.q) == "beta");
 }
 
 // Forks a child that sets kill point `point` and runs `op`; returns after it is dead.
