@@ -384,7 +384,20 @@ def free(object_refs, local_only=False):
         raise TypeError("free() expects an ObjectRef or a list of ObjectRefs")
     from mpiray.core import protocol as P
 
-    _runtime().channel.send([(P.FREE_NOW, [r._id for r in refs])])
+    rt = _runtime()
+    oids = [r._id for r in refs]
+    if rt.fetch_remote:   # (copies on other nodes: the node's scheduler tells theirs)
+        rt.channel.send([(P.FREE_NOW, oids)])
+        return
+    from mpiray.exceptions import ObjectFreedError
+
+    for oid in oids:   # (here and now, as Ray's: a get right after raises)
+        if rt.store.contains(oid):   # (one still being made is left alone)
+            try:
+                rt.store.delete(oid)
+            except KeyError:
+                continue
+            rt.write_error(oid, ObjectFreedError(oid.hex()))
 
 
 # ---------------------------------------------------------------- actors

@@ -328,6 +328,20 @@ def test_internal_free_releases_an_object_now(ray):
         internal_api.free(3)
 
 
+    @ray.remote
+    def frees_and_gets(refs):
+        internal_api.free(refs)
+        try:
+            ray.get(refs[0], timeout=10)
+        except ray.exceptions.ObjectFreedError:
+            return "freed at once"
+
+    other = ray.put(np.ones(10))
+    assert ray.get(frees_and_gets.remote([other]), timeout=30) == "freed at once"   # (in a worker)
+    with pytest.raises(ray.exceptions.ObjectFreedError):
+        ray.get(other, timeout=10)
+
+
 def test_inheriting_from_an_actor_class_is_refused_clearly(ray):
     @ray.remote
     class Base:
