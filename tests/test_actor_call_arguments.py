@@ -193,3 +193,38 @@ def test_calls_beyond_what_the_actors_queue_holds_never_block_the_caller(ray):
     ray.get(gate.send.remote())
     assert ray.get(refs, timeout=120) == list(range(1, 3001))
     assert ray.get(held, timeout=30) is None
+
+
+def test_a_worker_ending_with_calls_waiting_for_arguments_does_not_deadlock(fresh):
+    """The task whose worker ends (max_calls=1) left a call waiting for an argument that
+    only that worker's CPU can make: the call goes to its actor as the worker ends."""
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote
+    class Log:
+        def __init__(self):
+            self.got = []
+
+        def add(self, x):
+            self.got.append(x)
+            return x
+
+        def read(self):
+            return self.got
+
+    @ray.remote
+    def make(x):
+        return x
+
+    @ray.remote(max_calls=1)
+    def fire_and_exit(log):
+        log.add.remote(make.remote("made"))
+        return "returned"
+
+    log = Log.remote()
+    assert ray.get(fire_and_exit.remote(log), timeout=30) == "returned"
+    deadline = time.monotonic() + 30
+    while ray.get(log.read.remote()) != ["made"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.get(log.read.remote()) == ["made"]

@@ -1557,3 +1557,18 @@ def test_is_canceled_is_for_sync_actors_only(ray):
 
     with pytest.raises(RuntimeError, match="not supported in an async actor"):
         ray.get(Async.remote().ask.remote(), timeout=30)
+
+
+def test_a_restart_with_more_calls_than_its_queue_holds_retries_them_all_in_order(ray):
+    """A crash with a full queue behind it: every call retries (max_task_retries=-1),
+    none is failed for want of room, and the caller sees their values in order."""
+    @ray.remote(max_restarts=1, max_task_retries=-1)
+    class Echo:
+        def echo(self, i):
+            if i == 300 and not ray.get_runtime_context().was_current_actor_reconstructed:
+                os._exit(1)
+            return i
+
+    e = Echo.remote()
+    refs = [e.echo.remote(i) for i in range(3000)]
+    assert ray.get(refs, timeout=120) == list(range(3000))

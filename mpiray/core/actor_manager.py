@@ -13,6 +13,7 @@ the queue is closed and drained, every call getting RayActorError.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -60,6 +61,7 @@ class ActorRecord:
         self.origin = None                # MPI: the node that placed it here (its creator's)
         self.host = None                  # MPI: the node it runs on, when not this one
         self.pending_since = time.monotonic()   # waiting for resources since (warn_stuck)
+        self.terminate_after_resend = False      # its TERMINATE waits behind resend calls
 
 
 class ActorManager:
@@ -70,6 +72,7 @@ class ActorManager:
         self.cancelled_calls = {}  # task id of a call marked cancelled here -> when to drop the mark
         self.answered = set()      # of those, the ones whose caller was answered already (kept
         #                            until the call ends or fails: the actor must skip it)
+        self.resend = {}           # actor id -> calls going back to its queue (resend_calls)
         self.answered_early = set()  # MPI: returns of calls made here and passed on to
         #                              another node, answered here at their cancel
 
@@ -169,6 +172,8 @@ class ActorManager:
             rec.state = ALIVE
             if rec.restarts:
                 self.s.io.mark_restarting(actor_id, False)
+                if actor_id in self.resend:
+                    self.resend_calls(actor_id)
 
     def failed(self, actor_id, error):
         rec = self.actors.get(actor_id)
@@ -279,6 +284,8 @@ class ActorManager:
             rec.cause = ActorDiedError(
                 f"The actor {rec.spec.class_name} died unexpectedly ({status}).",
                 actor_id=rec.spec.actor_id.hex())
+        for call in lost:   # (their notes of attempts, if any, go)
+            A.taken_attempt(self.s.io.store, call.task_id, 0)
         self._fail_calls(lost, rec.cause)
         self._to_dead(rec)
 
@@ -314,38 +321,61 @@ class ActorManager:
         self.s.io.mark_restarting(actor_id, True)
         self._take_back_calls(rec, [], ActorUnavailableError(
             f"The actor {rec.spec.class_name} is restarting (for over {RESTART_GRACE_S:g} s) "
-            "and the call is not retried (max_task_retries).", actor_id=actor_id.hex()))
+            "and the call is not retried (max_task_retries).", actor_id=actor_id.hex()),
+            queued_were_sent=False)
 
-    def _take_back_calls(self, rec, running, exc):
+    def _take_back_calls(self, rec, running, exc, queued_were_sent=True):
         """running (taken from a dead process) and the calls queued for the actor: each
-        goes back to its queue, in order, if its retries allow, else fails with exc."""
+        goes back to its queue, in order, if its retries allow, else fails with exc. A
+        call the dead instance had (running, or queued for it: queued_were_sent) counts
+        an attempt, as in Ray; one made since (an overdue restart's) fails only if it is
+        never retried."""
         aid = rec.spec.actor_id
         queued, terminate = self.s.io.take_queued_calls(aid)
         for call in running:   # (its retries on exceptions, in the dead process, count)
             call.attempt = A.taken_attempt(self.s.io.store, call.task_id, call.attempt)
-        failed = []
-        for call in running + queued:
+        failed, again = [], self.resend.setdefault(aid, collections.deque())
+        for n, call in enumerate(running + queued):
             limit = call.max_retries if call.max_retries >= 0 else rec.spec.max_task_retries
-            if limit >= 0 and call.attempt >= limit:
+            if n < len(running) or queued_were_sent:
+                if limit >= 0 and call.attempt >= limit:
+                    failed.append(call)
+                    continue
+                call.attempt += 1
+            elif limit == 0:
                 failed.append(call)
                 continue
-            call.attempt += 1
-            # (never waiting for room: callers may have refilled the queue meanwhile, and
-            # only this thread can start the instance that would empty it)
-            if not self.s.io.push_actor_call_or_false(aid, call, wait=False):
-                failed.append(call)
-        if terminate:   # (no handle left: it still ends once those calls are done)
-            self.s.io.terminate_actor(aid)
+            again.append(call)
+        rec.terminate_after_resend = rec.terminate_after_resend or terminate
         self._fail_calls(failed, exc)
+        self.resend_calls(aid)
+
+    def resend_calls(self, actor_id):
+        """Calls going back to a restarted actor's queue, in order, as it has room (never
+        waiting for it: callers may refill the queue meanwhile, and only this thread can
+        start the instance that empties it). Then its TERMINATE, if one was queued."""
+        again = self.resend.get(actor_id)
+        while again:
+            if not self.s.io.push_actor_call_or_false(actor_id, again[0], wait=False):
+                if self.s.io.actor_queue(actor_id) is None:
+                    break   # (gone: the actor's death fails what is left)
+                return      # full: the next quiet spell tries again
+            again.popleft()
+        self.resend.pop(actor_id, None)
+        rec = self.actors.get(actor_id)
+        if rec is not None and rec.terminate_after_resend:
+            rec.terminate_after_resend = False   # (no handle left: it still ends after them)
+            self.s.io.terminate_actor(actor_id)
 
     def _to_dead(self, rec):
         rec.state = DEAD
         aid = rec.spec.actor_id
         self.s.io.mark_restarting(aid, False)
+        left = list(self.resend.pop(aid, ()))
         cause = rec.cause if isinstance(rec.cause, _AS_IS) else ActorDiedError(
             f"The actor {rec.spec.class_name} is dead: {rec.cause}", actor_id=aid.hex(), cause=rec.cause)
         self.s.io.publish_actor_death(aid, cause)
-        self._fail_calls(self.s.io.close_actor_queue(aid), cause)
+        self._fail_calls(left + self.s.io.close_actor_queue(aid), cause)
         self.s.io.unregister_actor_name(rec.spec)
         for oid in rec.spec.creation.contained:
             self.s._decref(oid)

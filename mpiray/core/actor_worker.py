@@ -273,7 +273,7 @@ class ActorWorker:
                 flush=self.exiting or bool(spec.contained) or len(ch.outbox) >= OUTBOX_BATCH)
         if spec.attempt:   # (a retried call's note of its attempts: done with)
             A.taken_attempt(self.rt.store, spec.task_id, 0)
-        if self.rt.call_children:
+        if self.rt.call_children or self.child_watches:
             call = spec.task_id.hex()
             kids = self.rt.call_children.pop(call, None)
             watch = self.child_watches.pop(call, None)
@@ -352,7 +352,8 @@ class ActorWorker:
             if kids:
                 self._cancel_children_if_marked(task_id, kids)
 
-        self.child_watches[call] = futures.waiter_of(self.rt).watch([mark], marked, lends=False)
+        self.child_watches[call] = futures.waiter_of(self.rt).watch(
+            [mark], marked, lends=False, pull=False)   # (the mark is this node's to make)
 
     def _cancel_children_if_marked(self, task_id, kids):
         mark = self.rt.store.get(_ids.object_id(task_id, _ids.CANCEL_INDEX), 0)

@@ -34,6 +34,9 @@ class DeferredCalls:
         self.lock = threading.Lock()
         self.emptied = threading.Condition(self.lock)
         self.backlogs = {}   # actor id (in order) or call id -> deque of calls (TaskSpec), oldest first
+        self.active = set()  # keys whose backlog one chain (_advance, a watch, a room
+        #                      thread) is working through: never two at once
+        self.pushing = set()  # task ids of the calls a chain is sending now
 
     def defer(self, spec, in_order=True) -> bool:
         """True if the call waits here; False: it may go to the actor now. in_order: the
@@ -43,14 +46,10 @@ class DeferredCalls:
         if key not in self.backlogs and self._missing(spec) is None:
             return False
         with self.lock:
-            backlog = self.backlogs.get(key)
-            if backlog is None:
-                if self._missing(spec) is None:
-                    return False   # (its argument was sealed meanwhile)
-                backlog = self.backlogs[key] = deque()
-            backlog.append(spec)
-            first = len(backlog) == 1
-        if first:
+            if key not in self.backlogs and self._missing(spec) is None:
+                return False   # (its argument was sealed meanwhile)
+            start = self._append(key, spec)
+        if start:
             self._advance(key)
         return True
 
@@ -58,13 +57,20 @@ class DeferredCalls:
         """The actor's queue is full: the call waits here, behind any of this process's
         calls to it that wait already, and goes as soon as there is room."""
         with self.lock:
-            backlog = self.backlogs.get(spec.actor_id)
-            if backlog is None:
-                backlog = self.backlogs[spec.actor_id] = deque()
-            backlog.append(spec)
-            first = len(backlog) == 1
-        if first:
+            start = self._append(spec.actor_id, spec)
+        if start:
             self._advance(spec.actor_id)
+
+    def _append(self, key, spec) -> bool:
+        """(under the lock) True if no chain works on key yet: the caller starts one."""
+        backlog = self.backlogs.get(key)
+        if backlog is None:
+            backlog = self.backlogs[key] = deque()
+        backlog.append(spec)
+        if key in self.active:
+            return False
+        self.active.add(key)
+        return True
 
     def _missing(self, spec):
         """The first of the call's arguments not sealed here; None if it may go (its
@@ -79,51 +85,72 @@ class DeferredCalls:
         return None
 
     def _advance(self, key):
-        """Sends the backlog's ready calls on, in order, and watches for the argument
-        the next one waits for."""
-        with self.lock:
-            backlog = self.backlogs.get(key)
-            if backlog is None:   # (shut down)
-                return
-            while backlog:
-                dep = self._missing(backlog[0])
+        """(the key's one chain) Sends the backlog's ready calls on, in order, outside
+        the lock; then watches for the argument the next one waits for, or waits for
+        room in its actor's queue in a thread, or ends (the backlog is empty)."""
+        while True:
+            with self.lock:
+                backlog = self.backlogs.get(key)
+                if not backlog:
+                    self.backlogs.pop(key, None)
+                    self.active.discard(key)
+                    self.emptied.notify_all()
+                    return
+                spec = backlog[0]
+                dep = self._missing(spec)
                 if dep is not None:
                     break
-                if not self.rt.push_now(backlog[0], wait=False):
-                    threading.Thread(target=self._when_room, args=(key, backlog[0]),
-                                     name="mpiray-call-overflow", daemon=True).start()
-                    return
-                backlog.popleft()
-            else:
-                del self.backlogs[key]
-                self.emptied.notify_all()
+                self.pushing.add(spec.task_id)
+            if not self._push(spec, wait=False):
+                threading.Thread(target=self._when_room, args=(key, spec),
+                                 name="mpiray-call-overflow", daemon=True).start()
                 return
-            answer = _answer(backlog[0])
-        futures.waiter_of(self.rt).watch([dep, answer], lambda oid: self._sealed(key, oid),
-                                         lends=False)
+            self._pop(key, spec)
+        futures.waiter_of(self.rt).watch([dep, _answer(spec)],
+                                         lambda oid: self._sealed(key, oid), lends=False)
 
-    def _when_room(self, key, spec):
-        """(a thread of its own) Pushes the front call, waiting for room, then the rest."""
-        self.rt.push_now(spec, wait=True)
+    def _push(self, spec, wait) -> bool:
+        try:
+            return self.rt.push_now(spec, wait=wait)
+        except Exception as exc:  # noqa: BLE001 - the call fails, not the calls behind it
+            self.rt._fail_call_locally(spec, exc)
+            return True
+
+    def _pop(self, key, spec):
         with self.lock:
+            self.pushing.discard(spec.task_id)
             backlog = self.backlogs.get(key)
             if backlog and backlog[0] is spec:
                 backlog.popleft()
+
+    def _when_room(self, key, spec):
+        """(a thread of its own) Pushes the front call, waiting for room, then the rest."""
+        self._push(spec, wait=True)
+        self._pop(key, spec)
         self._advance(key)
 
     def _sealed(self, key, oid):
         if oid is None:   # the runtime shuts down: these calls go with it
             with self.lock:
                 self.backlogs.pop(key, None)
+                self.active.discard(key)
                 self.emptied.notify_all()
             return
         self._advance(key)
 
-    def drain(self, timeout=None) -> bool:
-        """Waits until every call waiting here has gone to its actor (a worker about to
-        exit: its calls must not be lost). False if timeout passed first."""
+    def send_all(self, timeout=1.0):
+        """A process about to exit: the calls still waiting go to their actors now (each
+        actor then waits for the argument itself), in order, after a short wait for them
+        to go the usual way. Waiting longer could deadlock: this process's slot may be
+        what the argument's task needs."""
         with self.lock:
-            return self.emptied.wait_for(lambda: not self.backlogs, timeout)
+            if self.emptied.wait_for(lambda: not self.backlogs, timeout):
+                return
+            waiting = [spec for backlog in self.backlogs.values() for spec in backlog
+                       if spec.task_id not in self.pushing]   # (those go their own way)
+            self.backlogs.clear()   # (the chains find nothing left and end)
+        for spec in waiting:
+            self._push(spec, wait=True)
 
     def waiting(self) -> int:
         with self.lock:

@@ -45,9 +45,10 @@ class Waiter:
         self.thread.start()
 
     # ------------------------------------------------------------ registrations
-    def watch(self, oids, fire, lends=True) -> Watch:
+    def watch(self, oids, fire, lends=True, pull=True) -> Watch:
         """fire(oid) runs once, in the waiter thread, when the first of oids is sealed
-        (None at shutdown). lends: the running task waits for it (its CPU is lent)."""
+        (None at shutdown). lends: the running task waits for it (its CPU is lent).
+        pull: under MPI, ask for copies of those on other nodes."""
         w = Watch(list(oids), fire, lends)
         with self.lock:
             if self.stopped:
@@ -58,7 +59,8 @@ class Waiter:
             self.wake_id = None
         if wake is not None:
             self._put_wake(wake)
-        self.rt._pull([oid for oid in w.oids if not self.rt.store.contains(oid)])
+        if pull:
+            self.rt._pull([oid for oid in w.oids if not self.rt.store.contains(oid)])
         return w
 
     def _running_task_awaits(self) -> bool:

@@ -55,6 +55,7 @@ class InboxPump:
         with self.lock:
             self.owner = me
             try:
+                self.in_hand = max_items   # (while popping: at most this many, unknown yet)
                 items = self.inbox.pop_batch(max_items, 0)
                 self.in_hand = len(items)
                 lists = []

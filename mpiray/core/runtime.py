@@ -118,7 +118,8 @@ class Runtime:
             raise
         del buf
         self.store.seal(oid)
-        self._ask_gc_if_full()
+        if sobj.total_size >= BIG_OBJECT:
+            self._ask_gc_if_full()
 
     def _ask_gc_if_full(self):
         now = time.monotonic()

@@ -830,6 +830,8 @@ class Scheduler(CrossNode):
             self._apply_late_decrefs()
         if self.actors.pending:
             self.actors.warn_stuck()
+        for actor_id in list(self.actors.resend):
+            self.actors.resend_calls(actor_id)
         self.retire_idle_workers()
         if self.actors.cancelled_calls:
             self.actors.sweep_call_marks()

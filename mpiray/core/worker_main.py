@@ -146,7 +146,7 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce=None):
             tasks.populate()
             TaskWorker(rt, tasks, slot).serve()
     finally:
-        rt.deferred.drain()   # (actor calls still waiting for their arguments go first)
+        rt.deferred.send_all()   # (actor calls still waiting here go first)
         channel.flush()
         sys.stdout.flush()
         sys.stderr.flush()
