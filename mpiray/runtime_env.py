@@ -13,6 +13,8 @@ class RuntimeEnv(dict):
         if env_vars is not None and not (isinstance(env_vars, dict) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items())):
             raise TypeError(f"env_vars must be a dict of str to str, got {env_vars!r}")
+        if config is not None and not isinstance(config, RuntimeEnvConfig):
+            config = RuntimeEnvConfig.parse(config)   # (checked, as Ray's)
         if sum(x is not None for x in (pip, uv, conda)) > 1:
             raise ValueError("The 'pip', 'uv' and 'conda' fields of a runtime_env cannot be "
                              "used together; give one of them")
@@ -21,7 +23,11 @@ class RuntimeEnv(dict):
         super().__init__({k: v for k, v in given.items() if v is not None})
 
     def to_dict(self) -> dict:
-        return dict(self)
+        """Plain dicts all the way down (dataclasses.asdict, json)."""
+        out = dict(self)
+        if isinstance(out.get("config"), RuntimeEnvConfig):
+            out["config"] = out["config"].to_dict()
+        return out
 
 
 class RuntimeEnvConfig(dict):
@@ -40,6 +46,15 @@ class RuntimeEnvConfig(dict):
             raise TypeError(f"log_files must be a list of strings, got {log_files!r}")
         super().__init__(setup_timeout_seconds=setup_timeout_seconds,
                          eager_install=eager_install, log_files=log_files)
+
+    @classmethod
+    def parse(cls, config) -> "RuntimeEnvConfig":
+        """A runtime_env's "config" given as a dict (or one already): checked."""
+        if isinstance(config, cls):
+            return config
+        if not isinstance(config, dict):
+            raise TypeError(f"runtime_env's config must be a dict, got {type(config).__name__}")
+        return cls(**config)
 
     def to_dict(self) -> dict:
         return dict(self)

@@ -307,3 +307,29 @@ def test_a_working_dir_task_imports_its_own_module_after_the_worker_imported_ano
     own = who.options(runtime_env={"working_dir": str(tmp_path / "task")})
     assert [ray.get(f.remote(), timeout=30) for f in (who, own, who, own)] == \
         ["job", "task", "job", "task"]
+
+
+def test_runtime_env_config_is_checked_and_to_dict_is_plain(ray):
+    import dataclasses
+
+    from mpiray.runtime_env import RuntimeEnv, RuntimeEnvConfig
+
+    @ray.remote
+    def f():
+        return True
+
+    for bad in ({"setup_timeout_seconds": 10.0}, {"setup_timeout_seconds": 0},
+                {"setup_timeout_seconds": "10"}):
+        with pytest.raises(ValueError, match="setup_timeout_seconds"):
+            f.options(runtime_env={"config": bad})
+        with pytest.raises(ValueError, match="setup_timeout_seconds"):
+            RuntimeEnv(config=bad)
+    env = RuntimeEnv(env_vars={"FOO": "BAR"}, config=RuntimeEnvConfig(setup_timeout_seconds=1))
+
+    @dataclasses.dataclass
+    class Holder:
+        runtime_env: dict
+
+    assert dataclasses.asdict(Holder(env.to_dict()))["runtime_env"]["config"][
+        "setup_timeout_seconds"] == 1
+    assert ray.get(f.options(runtime_env=env).remote(), timeout=30)

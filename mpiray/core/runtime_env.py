@@ -53,6 +53,10 @@ def validate(env, where="runtime_env") -> dict | None:
         raise ValueError(
             f"{where}: {', '.join(sorted(unknown))} not supported by mpiray (it runs every task "
             f"in the driver's Python environment); supported: {', '.join(sorted(SUPPORTED))}")
+    if env.get("config") is not None:   # (checked as Ray checks it; not acted on)
+        from mpiray.runtime_env import RuntimeEnvConfig
+
+        RuntimeEnvConfig.parse(env["config"])
     out = {}
     env_vars = env.get("env_vars")
     if env_vars:
