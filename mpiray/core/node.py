@@ -481,15 +481,7 @@ class NodeIO:
         q = self.actor_queue(actor_id)
         if q is None:
             return [], False
-        items = []
-        while True:
-            try:
-                item = q.try_pop()
-            except QueueClosed:
-                break
-            if item is None:
-                break
-            items.append(item)
+        items = _pop_all(q)
         return self._decode_all(items), P.TERMINATE in items
 
     def mark_restarting(self, actor_id, on: bool):
@@ -557,15 +549,7 @@ class NodeIO:
         q.close()
         if not drain:
             return []
-        items = []
-        while True:
-            try:
-                item = q.try_pop()
-            except QueueClosed:
-                break
-            if item is None:
-                break
-            items.append(item)
+        items = _pop_all(q)
         self.node.actor_queues.pop(actor_id, None)
         _quietly(q.destroy)
         self.delete_object(A.spec_key(actor_id))
@@ -588,6 +572,19 @@ class NodeIO:
 
     def warn(self, message):
         print(f"(mpiray) warning: {message}", file=sys.stderr, flush=True)
+
+
+def _pop_all(q) -> list:
+    """Every item a queue holds now (closed and drained: what was left)."""
+    items = []
+    while True:
+        try:
+            item = q.try_pop()
+        except QueueClosed:
+            return items
+        if item is None:
+            return items
+        items.append(item)
 
 
 def default_spill_dir(session):
