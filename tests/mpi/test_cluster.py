@@ -596,9 +596,11 @@ def test_a_nodes_cpus_are_pipelined_only_while_its_tasks_are_short(ray):
         return seconds
 
     spread = dict(scheduling_strategy="SPREAD")
-    for _ in range(3):
+    for _ in range(10):   # (a node's first tasks may wait for its workers to start)
         ray.get([hold.options(**spread).remote(0) for _ in range(20 * len(others) + 20)],
                 timeout=60)
+        if cluster.pipelined == others:
+            break
     assert cluster.pipelined == others, (cluster.turnaround, cluster.pipelined)
     for _ in range(4):
         ray.get([hold.options(**spread).remote(0.3) for _ in range(2 * len(others) + 2)],
