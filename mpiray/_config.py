@@ -70,6 +70,8 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
         runtime_env = runtime_env if runtime_env is not None else job.runtime_env
     prefault = kwargs.pop("_prefault_store", None)
     memory = kwargs.pop("_memory", None)
+    if isinstance(memory, float) and memory >= 0:
+        memory = int(memory)   # (whole bytes, as Ray rounds memory amounts down)
     if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool) or memory < 0):
         raise ValueError(f"_memory must be a non-negative number of bytes, got {memory!r}")
     visible = kwargs.pop("_visible_gpus", None)   # MPI: this node's share of the host's GPUs

@@ -212,8 +212,15 @@ def actor_options(opts: dict) -> dict:
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}")
     name = opts.get("name")
-    if name is not None and (not isinstance(name, str) or not name):
-        raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be None or a string, got {type(name).__name__}")
+    if name is not None and not name:
+        raise ValueError("Actor name cannot be an empty string")
+    namespace = opts.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError(f"namespace must be None or a string, got {type(namespace).__name__}")
+    if namespace == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
     return {
         "resources": held, "placement": placement_req,
         "max_restarts": -1 if max_restarts == -1 else max_restarts,

@@ -70,7 +70,8 @@ def exit_actor():
 
     proc = context.process()
     if proc.get("actor_id") is None:
-        raise TypeError("exit_actor() can only be called inside an actor")
+        raise TypeError("exit_actor API is called on a non-actor worker: exit_actor() can "
+                        "only be called inside an actor")
     outside_a_call = proc.get("exit_outside_call")
     if outside_a_call is not None:
         outside_a_call()   # (an async actor's background task: the actor ends anyway)
@@ -155,7 +156,7 @@ class ActorClass:
                 if opts["get_if_exists"]:
                     return existing   # (as in Ray, before the arguments are looked at)
                 raise ValueError(f"The name {opts['name']!r} (namespace {namespace!r}) is "
-                                 "already taken by another actor")
+                                 "already taken by another actor. Please use a different name.")
         if (kwargs or len(args) != self._arg_count) and self._check_args is not None:
             self._check_args(args, kwargs)
         fid = self._exported.get(rt.session)
@@ -216,7 +217,8 @@ class ActorClass:
                 raise failure
             if opts["get_if_exists"]:
                 return _find_named(rt, opts["name"], namespace)
-            raise ValueError(f"The name {opts['name']!r} is already taken by another actor")
+            raise ValueError(f"The name {opts['name']!r} is already taken by another actor. "
+                             "Please use a different name.")
         rt.channel.send([(P.CREATE_ACTOR, aspec)])
         del holder
         return handle

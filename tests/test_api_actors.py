@@ -1572,3 +1572,40 @@ def test_a_restart_with_more_calls_than_its_queue_holds_retries_them_all_in_orde
     e = Echo.remote()
     refs = [e.echo.remote(i) for i in range(3000)]
     assert ray.get(refs, timeout=120) == list(range(3000))
+
+
+def test_kill_from_a_task_frees_the_name_and_owned_actors_die_with_their_owner(ray):
+    """As Ray's: a kill made in a task has freed the name when it returns, and killing
+    an actor ends the actors it created at once (their callers are told the owner died)."""
+    @ray.remote
+    class Named:
+        def ping(self):
+            return "pong"
+
+    @ray.remote
+    def kill_and_reuse():
+        Named.options(name="reused-from-a-task", lifetime="detached").remote()
+        ray.kill(ray.get_actor("reused-from-a-task"))
+        again = Named.options(name="reused-from-a-task", lifetime="detached").remote()
+        answer = ray.get(again.ping.remote())
+        ray.kill(again)
+        return answer
+
+    assert ray.get(kill_and_reuse.remote(), timeout=60) == "pong"
+
+    @ray.remote
+    class Parent:
+        def make_child(self):
+            self.child = Named.remote()
+            return self.child
+
+    parent = Parent.remote()
+    child = ray.get(parent.make_child.remote())
+    assert ray.get(child.ping.remote()) == "pong"
+    ray.kill(parent)
+    with pytest.raises(ray.exceptions.RayActorError, match="its owner has died"):
+        ray.get(child.ping.remote(), timeout=30)
+    with pytest.raises(ValueError, match="cannot be an empty string"):
+        Named.options(name="").remote()
+    with pytest.raises(TypeError):
+        Named.options(name=1).remote()

@@ -62,6 +62,7 @@ class ActorRecord:
         self.host = None                  # MPI: the node it runs on, when not this one
         self.pending_since = time.monotonic()   # waiting for resources since (warn_stuck)
         self.terminate_after_resend = False      # its TERMINATE waits behind resend calls
+        self.name_released = False               # killed: its name is free already
 
 
 class ActorManager:
@@ -81,7 +82,8 @@ class ActorManager:
         (an actor placed on another node is counted by its creator's node only)."""
         with self.s.lock:
             return [(r.spec.name, r.spec.namespace) for r in self.actors.values()
-                    if r.spec.name and r.state != DEAD and r.origin is None]
+                    if r.spec.name and r.state != DEAD and r.origin is None
+                    and not r.name_released]
 
     # ------------------------------------------------------------ creation
     def create(self, aspec, origin=None):
@@ -211,6 +213,7 @@ class ActorManager:
             # as Ray's: the name is free once kill() returns (the driver's kill is applied
             # before it returns), not once the process is found dead
             self.s.io.unregister_actor_name(rec.spec)
+            rec.name_released = True
         if self.s.cluster is not None and self.s.router.kill(actor_id, no_restart):
             return
         if rec is None or rec.state == DEAD:
@@ -232,6 +235,8 @@ class ActorManager:
             self.s.io.close_actor_queue(actor_id, drain=False)  # later calls fail at once
         pid = self.s.workers[rec.slot].pid if rec.slot in self.s.workers else None
         self.s.io.kill_worker(rec.slot, pid)
+        if no_restart and pid:   # (the actors it created go with it now, not when its
+            self.owner_gone(pid, died=True)   # death is noticed: as Ray's kill)
 
     def owner_gone(self, pid, died):
         """The process pid of this node ended. died: its actors end with it (not the
@@ -243,8 +248,9 @@ class ActorManager:
                 continue
             if died and not rec.spec.detached and rec.state != DEAD:
                 rec.cause = rec.cause or ActorDiedError(
-                    f"The actor {rec.spec.class_name} died because its owner (the worker "
-                    f"process {pid} that created it) died.", actor_id=rec.spec.actor_id.hex())
+                    f"The actor is dead because its owner has died: the actor "
+                    f"{rec.spec.class_name} died with the worker process {pid} that created "
+                    "it.", actor_id=rec.spec.actor_id.hex())
                 self.kill(rec.spec.actor_id, no_restart=True)
             rec.spec.owner_pid = 0
 
@@ -282,7 +288,8 @@ class ActorManager:
             return
         if rec.cause is None:
             rec.cause = ActorDiedError(
-                f"The actor {rec.spec.class_name} died unexpectedly ({status}).",
+                f"The actor is dead because its worker process has died: the actor "
+                f"{rec.spec.class_name} died unexpectedly ({status}).",
                 actor_id=rec.spec.actor_id.hex())
         for call in lost:   # (their notes of attempts, if any, go)
             A.taken_attempt(self.s.io.store, call.task_id, 0)

@@ -817,6 +817,12 @@ class Scheduler(CrossNode):
                          f"running or blocked in ray.get(); tasks wait for one of them to end "
                          f"(many tasks blocked at once waiting for others: see docs/api.md)")
 
+    def _ev_kill_actor(self, actor_id, no_restart, reply=None):
+        """ray.kill; a worker's waits for the reply (its name is free when kill returns)."""
+        self.actors.kill(actor_id, no_restart)
+        if reply is not None:
+            self.io.put_reply(reply, None)
+
     def _ev_global_gc(self):
         """Ray's global GC (runtime.GC_PRESSURE): every process of the node collects."""
         now = time.monotonic()
@@ -983,5 +989,6 @@ Scheduler._HANDLERS.update({
     P.ACTOR_FAILED: _actor_handler("failed"),
     P.ACTOR_EXIT: _actor_handler("exited"),
     P.ACTOR_DONE: _actor_handler("done"),
-    P.KILL_ACTOR: _actor_handler("kill"),
+    P.KILL_ACTOR: lambda self, aid, no_restart, reply=None: self._ev_kill_actor(aid, no_restart,
+                                                                                reply),
 })
