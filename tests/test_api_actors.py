@@ -1609,3 +1609,31 @@ def test_kill_from_a_task_frees_the_name_and_owned_actors_die_with_their_owner(r
         Named.options(name="").remote()
     with pytest.raises(TypeError):
         Named.options(name=1).remote()
+
+
+def test_calls_made_before_a_restartable_actor_is_up_survive_its_constructor_crashes(ray):
+    """As Ray's: calls wait while the actor's constructor crashes and restarts (no
+    instance took them), and one made right after kill(no_restart=False) reaches the
+    restarted instance."""
+    @ray.remote
+    class Count:
+        def __init__(self):
+            self.n = 0
+
+        def next(self):
+            self.n += 1
+            return self.n
+
+    @ray.remote(max_restarts=3)
+    class Fragile:
+        def __init__(self, count):
+            if ray.get(count.next.remote()) <= 2:
+                os._exit(1)
+
+        def pid(self):
+            return os.getpid()
+
+    f = Fragile.remote(Count.remote())
+    first = ray.get(f.pid.remote(), timeout=60)
+    ray.kill(f, no_restart=False)
+    assert ray.get(f.pid.remote(), timeout=60) != first

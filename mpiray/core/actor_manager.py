@@ -63,6 +63,7 @@ class ActorRecord:
         self.pending_since = time.monotonic()   # waiting for resources since (warn_stuck)
         self.terminate_after_resend = False      # its TERMINATE waits behind resend calls
         self.name_released = False               # killed: its name is free already
+        self.killed_to_restart = False           # kill(no_restart=False): its queue waits
 
 
 class ActorManager:
@@ -234,7 +235,9 @@ class ActorManager:
         if no_restart:
             self.s.io.close_actor_queue(actor_id, drain=False)  # later calls fail at once
         pid = self.s.workers[rec.slot].pid if rec.slot in self.s.workers else None
-        self.s.io.kill_worker(rec.slot, pid)
+        if not no_restart:   # (the calls made once kill returns are the new instance's)
+            rec.killed_to_restart = True
+        self.s.io.kill_worker(rec.slot, pid, wait_s=0 if no_restart else 2.0)
         if no_restart and pid:   # (the actors it created go with it now, not when its
             self.owner_gone(pid, died=True)   # death is noticed: as Ray's kill)
 
@@ -304,9 +307,13 @@ class ActorManager:
         longer than RESTART_GRACE_S: then those not retried fail, and so do the next ones
         at once, until it is up (_restart_overdue)."""
         aid = rec.spec.actor_id
+        # (an instance that died in its constructor had no call yet: as in Ray, those
+        # queued wait for the next one, spending nothing)
         self._take_back_calls(rec, running, ActorUnavailableError(
             f"The actor {rec.spec.class_name} died ({status}) before finishing this call; it "
-            "is restarting, and the call is not retried (max_task_retries).", actor_id=aid.hex()))
+            "is restarting, and the call is not retried (max_task_retries).", actor_id=aid.hex()),
+            queued_were="sent" if rec.state == ALIVE and not rec.killed_to_restart else "unsent")
+        rec.killed_to_restart = False
         timer = threading.Timer(RESTART_GRACE_S, self._on_restart_timer, (aid, rec.restarts))
         timer.daemon = True
         timer.start()
@@ -329,14 +336,14 @@ class ActorManager:
         self._take_back_calls(rec, [], ActorUnavailableError(
             f"The actor {rec.spec.class_name} is restarting (for over {RESTART_GRACE_S:g} s) "
             "and the call is not retried (max_task_retries).", actor_id=actor_id.hex()),
-            queued_were_sent=False)
+            queued_were="overdue")
 
-    def _take_back_calls(self, rec, running, exc, queued_were_sent=True):
+    def _take_back_calls(self, rec, running, exc, queued_were="sent"):
         """running (taken from a dead process) and the calls queued for the actor: each
         goes back to its queue, in order, if its retries allow, else fails with exc. A
-        call the dead instance had (running, or queued for it: queued_were_sent) counts
-        an attempt, as in Ray; one made since (an overdue restart's) fails only if it is
-        never retried."""
+        call the dead instance had (running, or queued_were "sent" to it) counts an attempt,
+        as in Ray; queued calls no instance took ("unsent") all wait; those made while a
+        restart is overdue ("overdue") fail only if they are never retried."""
         aid = rec.spec.actor_id
         queued, terminate = self.s.io.take_queued_calls(aid)
         for call in running:   # (its retries on exceptions, in the dead process, count)
@@ -344,12 +351,12 @@ class ActorManager:
         failed, again = [], self.resend.setdefault(aid, collections.deque())
         for n, call in enumerate(running + queued):
             limit = call.max_retries if call.max_retries >= 0 else rec.spec.max_task_retries
-            if n < len(running) or queued_were_sent:
+            if n < len(running) or queued_were == "sent":
                 if limit >= 0 and call.attempt >= limit:
                     failed.append(call)
                     continue
                 call.attempt += 1
-            elif limit == 0:
+            elif queued_were == "overdue" and limit == 0:
                 failed.append(call)
                 continue
             again.append(call)

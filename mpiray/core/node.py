@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from multiprocessing.connection import Connection
 
 from mpiray import _ids
@@ -374,8 +375,19 @@ class NodeIO:
         if slot < MAX_TASK_SLOTS and slot not in self.free_task_slots:
             self.free_task_slots.append(slot)
 
-    def kill_worker(self, slot, pid):
+    def kill_worker(self, slot, pid, wait_s=0.0):
+        """SIGKILL (by the zygote); wait_s: up to this long until the process is gone
+        (a kill that lets the actor restart: its next calls must find the new one)."""
         self.node.command("kill", slot)
+        deadline = time.monotonic() + wait_s
+        while pid and time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                        return
+            except OSError:
+                return
+            time.sleep(0.001)
 
     # objects
     def put_error(self, oid, exc):
