@@ -320,18 +320,9 @@ class NodeIO:
     def take_queued_tasks(self):
         """Pops every item now on the task queue: [(item, its task id or None)]
         (Scheduler._reclaim_ahead; push_item puts one back, drop_item frees one)."""
-        q, items = self.node.task_queue, []
-        while True:
-            try:
-                item = q.try_pop()
-            except QueueClosed:
-                return items
-            if item is None:
-                return items
-            task_id = None
-            if item != P.TERMINATE:
-                task_id = TaskSpec.from_bytes(P.decode_item(item, self.store)).task_id
-            items.append((item, task_id))
+        return [(item, None if item == P.TERMINATE else
+                 TaskSpec.from_bytes(P.decode_item(item, self.store)).task_id)
+                for item in _pop_all(self.node.task_queue)]
 
     def drop_item(self, item):
         P.release_item(item, self.store)
