@@ -23,7 +23,8 @@ from mpiray import api as _api
 from mpiray.core import actor_spec as A
 from mpiray.core import context, current, names, placement, refcount, serialization_context
 from mpiray.core import protocol as P
-from mpiray.core.actor_worker import BUILT_IN_METHODS, ExitActor
+from mpiray.core.actor_spec import BUILT_IN_METHODS
+from mpiray.core.executor import ExitActor
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
 from mpiray.remote_function import _remote_form, is_generator_function, wrap_returns
@@ -350,7 +351,7 @@ class ActorHandle:
         self._hold = _HandleHold(self._key, max_pending, in_order, weak, fails_fast)
 
     def __getattr__(self, name):
-        if name in BUILT_IN_METHODS:  # every actor's, as in Ray (core/actor_worker.py)
+        if name in BUILT_IN_METHODS:  # every actor's, as in Ray (core/actor_spec.py)
             return ActorMethod(self._hold, self._actor_id, f"{self._class_name}.{name}", name, 1, 0)
         methods = self.__dict__.get("_methods")
         if methods is None or name.startswith("__") and name != "__call__":

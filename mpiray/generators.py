@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import types
 
-import asyncio
 
 from mpiray import _ids
 from mpiray.core import serialization_context
@@ -98,6 +97,8 @@ class ObjectRefGenerator:
         # The process's waiter thread (core/futures.py) tells when the next item or the
         # end is here, so that the event loop keeps running; the item is taken here, so a
         # cancelled await (wait_for) loses none.
+        import asyncio  # (here, not at the top: `import mpiray` does without it)
+
         from mpiray.api import _runtime
         from mpiray.core.futures import when_any
         from mpiray.exceptions import RaySystemError

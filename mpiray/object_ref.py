@@ -7,7 +7,6 @@ the container (a stored object, a task's arguments) holds it too.
 
 from __future__ import annotations
 
-import asyncio
 import types
 
 from mpiray import _ids
@@ -107,7 +106,11 @@ class ObjectRef:
 
     def as_future(self):
         """An asyncio.Future of this object's value, on the running (or current) loop."""
+        import asyncio  # (here, not at the top: `import mpiray` does without it)
+
         return asyncio.wrap_future(self.future())
 
     def __await__(self):
+        import asyncio
+
         return asyncio.wrap_future(self.future()).__await__()

@@ -30,6 +30,11 @@ class ActorSpec:
     owner_pid: int = 0    # the process that created it: a non-detached actor dies with it
 
 
+TERMINATE_METHOD = "__ray_terminate__"
+# Every actor has these, as in Ray: __ray_ready__() answers once the actor is up (its
+# constructor's error otherwise), __ray_call__(fn, *args) runs fn(the actor, *args) in it.
+BUILT_IN_METHODS = (TERMINATE_METHOD, "__ray_ready__", "__ray_call__")
+
 MAX_RECORDED = 16384  # in-flight calls recorded for recovery (queue consumer slots): the
 # most max_concurrency can be (Ray's own tests run async actors at 8000)
 GROUPS_RECORDED = 256  # the same for an actor with concurrency groups (the queue's limit):

@@ -24,7 +24,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 from mpiray import _ids
 from mpiray.core import actor_spec as A
-from mpiray.core.actor_spec import recorded_slots
+from mpiray.core.actor_spec import TERMINATE_METHOD, recorded_slots
 from mpiray.core import context
 from mpiray.core import executor
 from mpiray.core import futures
@@ -40,10 +40,6 @@ from mpiray.core.worker_main import exit_code_of, name_output, run_exit_handlers
 from mpiray.exceptions import ActorDiedError
 
 
-TERMINATE_METHOD = "__ray_terminate__"
-# Every actor has these, as in Ray: __ray_ready__() answers once the actor is up (its
-# constructor's error otherwise), __ray_call__(fn, *args) runs fn(the actor, *args) in it.
-BUILT_IN_METHODS = (TERMINATE_METHOD, "__ray_ready__", "__ray_call__")
 CANCEL_POLL_S = 0.05  # how often an async actor looks for cancelled running calls
 _CANCEL_SUFFIX = _ids.object_id(b"", _ids.CANCEL_INDEX)   # (task id + this: its cancel mark)
 OUTBOX_BATCH = 64

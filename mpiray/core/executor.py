@@ -13,7 +13,6 @@ item the moment it is yielded, then its end object: the refs of all of them
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import sys
@@ -68,7 +67,7 @@ def run(runtime, spec, fn):
         try:
             result = fn(*args, **kwargs)
             if type(result) is _COROUTINE:  # an `async def` task: on a loop of its own
-                result = asyncio.run(result)
+                result = run_on_own_loop(result)
         except BaseException as exc:  # noqa: BLE001 - every failure goes home
             if isinstance(exc, KeyboardInterrupt):
                 exc = as_cancel(exc, spec)
@@ -185,7 +184,7 @@ def write_returns(runtime, spec, result):
                 for value in result:
                     values.append(value)
             else:
-                values = asyncio.run(_collect(result, values))
+                values = run_on_own_loop(_collect(result, values))
         except Exception as exc:  # noqa: BLE001 - raised inside the generator
             if len(values) == spec.num_returns:   # every return has its value: only told
                 print(str(wrap(exc, spec.name)), file=sys.stderr)
@@ -279,12 +278,21 @@ def _write_instead(runtime, spec, sealed, exc):
     return sealed
 
 
+def run_on_own_loop(coroutine):
+    """An `async def` task's coroutine run to its end on a loop of its own. asyncio is
+    imported here, not with this module: a worker that never runs async code does
+    without it, and the zygote does not hold init() up importing it (core/zygote.py)."""
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
 def write_stream(runtime, spec, gen):
     """Writes every value the generator yields as the stream's next item, then the end
     (the items' refs). Returns (sealed, retry) as run() does. A retried attempt skips
     the items an earlier one made (the generator is taken to yield the same values)."""
     if inspect.isasyncgen(gen):  # an `async def` generator task: on a loop of its own
-        return asyncio.run(write_async_stream(runtime, spec, gen))
+        return run_on_own_loop(write_async_stream(runtime, spec, gen))
     if not inspect.isgenerator(gen):
         err = wrap(ValueError(f"Functions with @ray.remote(num_returns=\"streaming\" or "
                               f"\"dynamic\") must return a generator; {spec.name} returned a "
@@ -311,6 +319,8 @@ def _stream_error(exc, spec):
     """A cancel ends a stream with TaskCancelledError as a RayTaskError (an instance of
     both, as a cancelled running task's error is; Ray's tests catch RayTaskError);
     anything else is the generator's error."""
+    import asyncio
+
     if isinstance(exc, (TaskCancelledError, asyncio.CancelledError)):
         return call_cancelled(spec.task_id, spec.name)
     return wrap(exc, spec.name)

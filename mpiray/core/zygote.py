@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 
 from mpiray import _ids
 
+PRELOAD_AFTER_S = 0.02
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -68,15 +69,7 @@ def _boot(init):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     from mpiray.core import worker_main  # noqa: F401 - imported once, shared by every fork
 
-    for module in init.get("preload", ()):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
-    # Everything imported so far is shared with every fork: moved out of the collector's
-    # reach, a child's collections no longer write to (and so copy) those pages, which
-    # made a fresh worker's first milliseconds of tasks several times slower.
-    gc.freeze()
+    _shared_from_here()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -85,9 +78,36 @@ def _boot(init):
     return wake_r
 
 
+def _shared_from_here():
+    """Everything imported so far is shared with every fork: moved out of the collector's
+    reach, a child's collections no longer write to (and so copy) those pages, which
+    made a fresh worker's first milliseconds of tasks several times slower."""
+    gc.freeze()
+
+
+def _preload(init):
+    """What only some workers need (actors: asyncio; the driver's numpy), imported once the
+    first forks are served, so that init() does not wait for it (~100 ms here); a worker
+    forked before it imports what it needs itself."""
+    for module in ["mpiray.core.actor_worker", *init.get("preload", ())]:
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    _shared_from_here()
+
+
 def _serve(init, commands, reports, wake_r, children):
+    preloaded = False
     while True:
-        readable, _, _ = select.select([commands, wake_r], [], [], 1.0)
+        # (quiet for PRELOAD_AFTER_S: the driver's first forks, sent right after "ready",
+        # are served before the preload)
+        readable, _, _ = select.select([commands, wake_r], [], [],
+                                       1.0 if preloaded else PRELOAD_AFTER_S)
+        if not readable and not preloaded:
+            _preload(init)
+            preloaded = True
+            continue
         if wake_r in readable:
             os.read(wake_r, 4096)
         _reap(children, reports)
