@@ -503,3 +503,31 @@ def test_a_filling_store_makes_every_process_collect_its_garbage(fresh):
     while _runtime().store.stats()["used"] > 30 << 20 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _runtime().store.stats()["used"] <= 30 << 20   # the cycles' objects are gone
+
+
+def test_awaited_values_go_with_the_callers_last_reference(ray):
+    """An awaited value (and a future()'s) is freed when the caller drops it, not at a
+    later cyclic collection: a loop awaiting big results must not fill the store."""
+    import asyncio
+    import gc
+    import weakref
+
+    @ray.remote
+    def make(i):
+        return np.full(1000, i)
+
+    async def awaited():
+        value = await make.remote(1)
+        assert value[0] == 1
+        return weakref.ref(value)
+
+    gc.disable()
+    try:
+        value = make.remote(2).future().result()
+        assert value[0] == 2
+        gone = weakref.ref(value)
+        del value
+        assert gone() is None
+        assert asyncio.run(awaited())() is None
+    finally:
+        gc.enable()

@@ -72,6 +72,7 @@ class Waiter:
     def drop(self, w: Watch) -> None:
         with self.lock:
             self._unlink(w)
+        w.fire = None
 
     def _unlink(self, w):
         w.fired = True
@@ -122,6 +123,11 @@ class Waiter:
                     w.fire(oid)
                 except Exception:  # noqa: BLE001 - a callback's failure is not the waiter's
                     pass
+                # The Future keeps its done-callback (which holds w) after it fired, and
+                # fire holds the Future: cleared, the awaited value goes with the
+                # caller's last reference instead of at the next cyclic collection.
+                w.fire = None
+            fired = w = None
             if ready[-1]:   # (after the firing: it may wait a moment for a racing put)
                 self._delete(wake)
 
@@ -148,6 +154,7 @@ class Waiter:
                 w.fire(None)
             except Exception:  # noqa: BLE001
                 pass
+            w.fire = None
 
 
 _lock = threading.Lock()
