@@ -269,12 +269,22 @@ def _dumps_custom(value, buffer_callback):
 def serialize_error(err: BaseException) -> SerializedObject:
     try:
         return serialize(err, FLAG_ERROR)
-    except Exception as exc:  # an exception that cannot be pickled still comes home as text
-        from mpiray.exceptions import RayTaskError
+    except Exception as exc:  # noqa: BLE001 - it still comes home, as text
+        return serialize(picklable_error(err, exc), FLAG_ERROR)
 
-        fallback = RayTaskError(getattr(err, "function_name", "<unknown>"),
-                                f"{err!r} (could not be pickled: {exc})", None)
-        return serialize(fallback, FLAG_ERROR)
+
+def picklable_error(err: BaseException, why: Exception):
+    """err, whose cause could not be pickled (it holds a lock, say), as Ray sends it: the
+    same RayTaskError text, its cause a RayError saying so."""
+    from mpiray.exceptions import RayError, RayTaskError
+
+    cause = getattr(err, "cause", err)
+    note = RayError(f"The original cause of the RayTaskError ({type(cause)}) isn't "
+                    f"serializable: {why}. Overwriting the cause to a RayError.")
+    if not isinstance(err, RayTaskError):
+        return RayTaskError("<unknown>", f"{type(err).__name__}: {err}", note)
+    return RayTaskError(err.function_name, err.traceback_str, note, err.proctitle, err.pid,
+                        err.ip, err.actor_repr, err.actor_id)
 
 
 def is_error(buf) -> bool:

@@ -1369,18 +1369,38 @@ def test_an_instance_attribute_does_not_hide_a_method_of_the_same_name(ray):
     assert ray.get([f.ready.remote(), f.static.remote()]) == ["the method", "static"]
 
 
-def test_a_base_exception_from_an_actor_method_kills_its_process(ray):
+def test_a_base_exception_from_an_actor_method_comes_back_and_the_actor_lives(ray):
+    """As Ray's test_baseexceptionandgroup.py, for sync and async methods; one raised by
+    the constructor is the actor's death cause."""
     class Fatal(BaseException):
         pass
 
     @ray.remote(max_restarts=0)
-    class Doomed:
+    class Survivor:
         def boom(self):
             raise Fatal("not an Exception")
 
-    d = Doomed.remote()
-    with pytest.raises(ray.exceptions.RayActorError):   # (as Ray: the process dies of it)
-        ray.get(d.boom.remote(), timeout=30)
+        async def async_boom(self):
+            raise Fatal("not an Exception either")
+
+        def pid(self):
+            return os.getpid()
+
+    s = Survivor.remote()
+    pid = ray.get(s.pid.remote())
+    with pytest.raises(Fatal):
+        ray.get(s.boom.remote(), timeout=30)
+    with pytest.raises(Fatal):
+        ray.get(s.async_boom.remote(), timeout=30)
+    assert ray.get(s.pid.remote()) == pid
+
+    @ray.remote
+    class Unborn:
+        def __init__(self):
+            raise Fatal("in the constructor")
+
+    with pytest.raises(ray.exceptions.ActorDiedError, match="Fatal"):
+        ray.get(Unborn.remote().__ray_ready__.remote(), timeout=30)
 
 
 def test_a_killed_actors_name_is_free_when_kill_returns(ray, Counter):

@@ -314,12 +314,14 @@ UNHANDLED_DRIVER = """
             raise KeyError("actor-call-never-got")
 
     @ray.remote
-    def takes(x):
+    def takes(x, y=None):
         return x
 
     dropped = fails.remote("dropped-never-got")
     got = fails.remote("got-it")
     passed_on = fails.remote("passed-to-a-task")
+    second_arg = fails.remote("second-failed-argument")
+    ray.wait([passed_on, second_arg], num_returns=2)
     waited = fails.remote("only-waited")
     a = A.remote()
     call = a.fails.remote()
@@ -328,11 +330,11 @@ UNHANDLED_DRIVER = """
     except ValueError:
         pass
     try:
-        ray.get(takes.remote(passed_on))
+        ray.get(takes.remote(passed_on, second_arg))
     except ValueError:
         pass
     ray.wait([waited, call], num_returns=2)
-    del dropped, got, passed_on, waited, call
+    del dropped, got, passed_on, second_arg, waited, call
     gc.collect()
     fails.remote("fire-and-forget")
     time.sleep(1.5)
@@ -350,7 +352,7 @@ def test_errors_nobody_read_are_reported_when_dropped():
     for tag in ("dropped-never-got", "only-waited", "actor-call-never-got", "fire-and-forget"):
         assert before_end.count(tag) >= 1, (tag, proc.stderr)
     assert len(reported) == 4, proc.stderr
-    for tag in ("got-it", "passed-to-a-task"):
+    for tag in ("got-it", "passed-to-a-task", "second-failed-argument"):
         assert tag not in proc.stderr, (tag, proc.stderr)
 
 

@@ -1065,13 +1065,50 @@ def test_a_task_cancelled_while_its_arguments_load_does_not_start(ray, tmp_path)
     assert not ran.exists()
 
 
-def test_a_base_exception_that_is_not_an_exception_kills_the_worker(ray):
+def test_a_base_exception_that_is_not_an_exception_comes_back_as_the_error(ray, tmp_path):
+    """As Ray's test_baseexceptionandgroup.py: the caller gets it (a RayTaskError and an
+    instance of the user's class), the task is not run again, the worker lives on."""
     class Fatal(BaseException):
         pass
 
+    runs = tmp_path / "runs"
+
     @ray.remote(max_retries=1)
     def boom():
+        with open(runs, "a") as f:
+            f.write("x")
         raise Fatal("not an Exception")
 
-    with pytest.raises(ray.exceptions.WorkerCrashedError, match="attempts made: 2"):
-        ray.get(boom.remote(), timeout=60)   # (as Ray: retried as a crash, then fails)
+    with pytest.raises(Fatal) as info:
+        ray.get(boom.remote(), timeout=60)
+    assert isinstance(info.value, ray.exceptions.RayTaskError)
+    assert runs.read_text() == "x"
+
+    @ray.remote
+    def group():
+        raise BaseExceptionGroup("base group", [BaseException("inner")])  # noqa: F821
+
+    with pytest.raises(ray.exceptions.RayTaskError, match="base group"):
+        ray.get(group.remote(), timeout=60)
+
+
+def test_an_error_that_cannot_be_pickled_keeps_its_text_and_says_so(ray):
+    """As Ray's test_unserializable_exception: the traceback text comes home; the cause
+    is a RayError saying the original isn't serializable."""
+    import threading
+
+    class Locked(Exception):
+        def __init__(self):
+            super().__init__("holds a lock")
+            self.lock = threading.Lock()
+
+    @ray.remote
+    def fails():
+        raise Locked()
+
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(fails.remote(), timeout=60)
+    assert isinstance(info.value.cause, ray.exceptions.RayError)
+    assert "isn't serializable" in str(info.value.cause)
+    text = str(info.value)
+    assert text.startswith("ray::fails()") and "raise Locked()" in text and "\\n" not in text

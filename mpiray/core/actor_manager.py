@@ -26,6 +26,7 @@ from mpiray.core.actor_spec import recorded_slots
 from mpiray.core.executor import call_cancelled
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
                                RayActorError, RayTaskError)
+from mpiray.serialization import deserialize
 
 # causes a dead actor's callers get as they are (any other is wrapped in ActorDiedError)
 _AS_IS = (RayActorError, ActorUnschedulableError)
@@ -178,9 +179,10 @@ class ActorManager:
                 if actor_id in self.resend:
                     self.resend_calls(actor_id)
 
-    def failed(self, actor_id, error):
+    def failed(self, actor_id, blob):
         rec = self.actors.get(actor_id)
         if rec is not None:
+            error, _ = deserialize(blob)
             rec.no_restart = True
             # the process exits next; death finishes the job
             rec.cause = ActorDiedError(

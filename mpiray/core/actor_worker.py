@@ -121,7 +121,8 @@ class ActorWorker:
             return True
         except BaseException as exc:  # noqa: BLE001 - the cause goes to every caller
             err = executor.wrap(exc, f"{self.aspec.class_name}.__init__")
-            self.rt.channel.send([(P.ACTOR_FAILED, self.actor_id, err)])
+            # (by value: the node may not import the error's class, a local one say)
+            self.rt.channel.send([(P.ACTOR_FAILED, self.actor_id, executor.error_blob(err))])
             return False
         finally:
             context.set_task(None, None)
@@ -526,9 +527,7 @@ class ActorWorker:
                 return executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
             except (ExitActor, SystemExit) as exc:
                 return self._exit_call(spec, exc)
-            except BaseException as exc:  # noqa: BLE001
-                if not isinstance(exc, Exception):
-                    executor.die_of(self.rt, exc)
+            except BaseException as exc:  # noqa: BLE001 - (any, as Ray: the caller gets it)
                 if executor.should_retry(spec, exc):
                     if self._cancelled(spec):
                         return [(oid, []) for oid in spec.return_ids()]

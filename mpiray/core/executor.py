@@ -73,8 +73,6 @@ def run(runtime, spec, fn):
                 exc = as_cancel(exc, spec)
             elif isinstance(exc, (SystemExit, ExitActor)):
                 raise
-            elif not isinstance(exc, Exception):
-                die_of(runtime, exc)
             if should_retry(spec, exc):
                 return [], True
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
@@ -85,19 +83,6 @@ def run(runtime, spec, fn):
         return write_returns(runtime, spec, result), False
     finally:
         context.set_task(None, None)
-
-
-def die_of(runtime, exc):
-    """A BaseException that is not an Exception (nor a cancel or an exit), raised by the
-    user's code: as in Ray, the worker process dies of it (the task is retried or fails
-    with WorkerCrashedError; an actor restarts or dies), its traceback on stderr."""
-    import sys
-
-    traceback.print_exception(type(exc), exc, exc.__traceback__)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    runtime.channel.flush()
-    os._exit(1)
 
 
 def cancelled_meanwhile(runtime, spec) -> bool:
@@ -266,7 +251,7 @@ def _write_unserializable(runtime, spec, exc, sealed):
 def _write_instead(runtime, spec, sealed, exc):
     """The returns not written yet become the error exc (those written stay)."""
     err = wrap(exc, spec.name)
-    data = serialize_error(err).to_bytes()
+    data = error_blob(err)
     done = {oid for oid, _ in sealed}
     for oid in spec.return_ids():
         if oid not in done:
@@ -409,8 +394,13 @@ def write_dependency_error(runtime, spec, failed):
         + upstream, cause, pid=os.getpid(), ip=get_node_ip_address()))
 
 
+def error_blob(err) -> bytes:
+    """err as bytes any process can load (deserialize), whatever its cause holds."""
+    return serialize_error(err).to_bytes()
+
+
 def _write_error(runtime, spec, err):
-    return _write_bytes(runtime, spec, serialize_error(err).to_bytes())
+    return _write_bytes(runtime, spec, error_blob(err))
 
 
 def _write_bytes(runtime, spec, data):

@@ -351,9 +351,23 @@ class Runtime:
             args, kwargs = deserialize(buf)[0]
         if not spec.deps:
             return args, kwargs
-        args = [self._resolve(a) if type(a) is ObjectRef else a for a in args]
-        kwargs = {k: self._resolve(v) if type(v) is ObjectRef else v for k, v in kwargs.items()}
+        try:
+            args = [self._resolve(a) if type(a) is ObjectRef else a for a in args]
+            kwargs = {k: self._resolve(v) if type(v) is ObjectRef else v for k, v in kwargs.items()}
+        except DependencyFailed:
+            self._touch(spec.deps)
+            raise
         return args, kwargs
+
+    def _touch(self, oids):
+        """Reads those of oids that are here: a failed argument the call never looked at
+        (it failed on an earlier one) counts as read, as in Ray, so no "Unhandled error"
+        is told of it."""
+        for oid in oids:
+            try:
+                self.store.get(oid, 0)
+            except Exception:  # noqa: BLE001 - (gone meanwhile)
+                pass
 
     def _resolve(self, ref):
         buf = self.store.get(ref._id, 0)
