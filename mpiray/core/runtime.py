@@ -22,7 +22,7 @@ from mpiray import _ids
 from mpiray.core.native import QueueClosed
 from mpiray.core.deferred_calls import DeferredCalls
 from mpiray.core import actor_spec as A
-from mpiray.core import context, placement
+from mpiray.core import context, placement, refcount
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
@@ -158,6 +158,7 @@ class Runtime:
         bufs = [self.store.get(oid, 0) for oid in oids]
         missing = [i for i, b in enumerate(bufs) if b is None]
         if missing:
+            _refuse_unknown([oids[i] for i in missing], "given to ray.get()")
             for i, buf in enumerate(bufs):   # as Ray: an error here already is raised at once
                 if buf is not None and is_error(buf):
                     self._value(buf, oids[i])
@@ -265,13 +266,16 @@ class Runtime:
             raise value.as_instanceof_cause()
         raise value
 
-    def wait(self, ids, num_returns, timeout):
-        """ids: packed end to end (mpiray._native.reflist); a bytearray of ready flags."""
+    def wait(self, ids, num_returns, timeout, users=False):
+        """ids: packed end to end (mpiray._native.reflist); a bytearray of ready flags.
+        users: ids of the user's refs (unknown ones are refused), not the runtime's own."""
         store = self.store
         ready = bytearray(len(ids) // _ids.OBJECT_ID_SIZE)
         count = store.wait_ids(ids, num_returns, 0 if timeout is None or self.fetch_remote else timeout, ready)
         if count >= num_returns:
             return ready
+        if users:
+            _refuse_unknown(_pending_ids(ids, ready), "given to ray.wait()")
         if self.fetch_remote:
             self._pull(_pending_ids(ids, ready))
             if timeout:
@@ -319,6 +323,7 @@ class Runtime:
             return _NO_ARGS, [], [], None
         deps = [a._id for a in args if type(a) is ObjectRef]
         deps += [v._id for v in kwargs.values() if type(v) is ObjectRef]
+        _refuse_unknown(deps, "passed to .remote()")
         try:
             sobj = serialize((args, kwargs))
         except Exception as exc:  # noqa: BLE001 - a clear error instead of pickle's
@@ -528,6 +533,19 @@ def _warn_blocking_get():
 
 _warned_blocking_get = False
 _NO_ARGS = serialize(((), {})).to_bytes()   # f.remote(): the commonest call has no arguments
+
+
+def _refuse_unknown(oids, what):
+    """A ref this process holds is counted (core/refcount.py); one that is not was made by
+    a runtime that has since been shut down (or names no object: ObjectRef.from_random()).
+    Nothing would ever seal it: as Ray, a ValueError at once instead of a wait forever."""
+    held = refcount.held
+    for oid in oids:
+        if not held(oid):
+            raise ValueError(
+                f"ObjectRef({oid.hex()}) {what} is a Ray object whose owner is unknown: it was "
+                f"made before the last ray.shutdown() (objects do not outlive their runtime), "
+                f"or names no object")
 
 
 class DependencyFailed(Exception):
