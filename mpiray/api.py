@@ -294,8 +294,7 @@ def get(object_refs, *, timeout=None):
         return _runtime().get_one(object_refs._id, timeout)
     if not isinstance(object_refs, list):   # (Ray takes no tuple either)
         if isinstance(object_refs, ObjectRefGenerator):
-            raise TypeError("get() of an ObjectRefGenerator is not allowed (as in Ray): iterate "
-                            "it for its ObjectRefs, or get(gen.completed()) to wait for its end")
+            return object_refs   # (as Ray's get: its items are got by iterating it)
         raise ValueError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
     ids = _ids_of(object_refs, "get")
     if not ids:

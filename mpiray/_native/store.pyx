@@ -16,6 +16,8 @@ it is gone (ObjectBuffer.__dealloc__).
 """
 import os
 
+cimport cython
+
 from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer, PyBUF_ANY_CONTIGUOUS, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
@@ -142,6 +144,9 @@ def segment_bytes(capacity: int) -> int:
 
 # ---------------------------------------------------------------- buffers
 
+# (no_gc_clear: a buffer freed by the cycle collector, a view of it held by a raised error's
+# traceback say, would otherwise have its store cleared before __dealloc__ and stay pinned)
+@cython.no_gc_clear
 cdef class ObjectBuffer:
     """Exposes one pinned object through the buffer protocol; unpins in __dealloc__."""
     cdef Store store
