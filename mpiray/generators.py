@@ -20,7 +20,6 @@ import types
 
 
 from mpiray import _ids
-from mpiray.core import serialization_context
 from mpiray.object_ref import ObjectRef
 
 
@@ -43,11 +42,12 @@ class DynamicObjectRefGenerator:
 
 
 class StreamEnd:
-    """The value of a streaming task's end: it holds the items (as the stored object's
-    contained ids, so that they live as long as the stream does) and tells how many
-    there are; `get` of `gen.completed()` gives it. It makes no ObjectRef when read:
-    a ref made and dropped there would free an item the generator has not handed out
-    yet (a stream's items have no count of their own until the end's is applied)."""
+    """The value of a streaming task's end: it tells how many items there are; `get` of
+    `gen.completed()` gives it. It does not hold the items (its ids are not recorded as
+    contained): the node keeps an item no ref holds until the stream is over (its end
+    freed: scheduler._stream_item / _stream_over), and one the caller took goes with its
+    refs, as in Ray, while the generator lives on. It makes no ObjectRef when read: a
+    ref made and dropped there would free an item the generator has not handed out."""
 
     def __init__(self, refs=(), ids=None):
         self._ids = [r.binary() for r in refs] if ids is None else list(ids)
@@ -56,8 +56,6 @@ class StreamEnd:
         return len(self._ids)
 
     def __reduce__(self):
-        for oid in self._ids:
-            serialization_context.record(oid)
         return (StreamEnd, ((), self._ids))
 
     def __repr__(self):
@@ -162,9 +160,10 @@ class ObjectRefGenerator:
 
     # ------------------------------------------------------------ Ray's other methods
     def next_ready(self) -> bool:
-        """next() would not block."""
+        """next() would return at once with an item (or the task's error); False once it
+        would raise StopIteration, as Ray's (is_finished() tells that apart)."""
         if self._finished:
-            return True
+            return False
         from mpiray.api import _runtime
 
         rt = _runtime()
@@ -174,8 +173,9 @@ class ObjectRefGenerator:
             return False
         if self._count is None and not self._failed:
             self._read_end(rt)
-        # ended: ready unless the next item is still on its way from another node
-        return self._failed or self._index >= self._count
+        # ended: the failure is next, or no item is left (StopIteration), or the next is
+        # still on its way from another node
+        return self._failed
 
     def is_finished(self) -> bool:
         """The task has ended and every item was handed out."""

@@ -549,3 +549,33 @@ def test_an_async_actors_generator_is_retried_on_exceptions_from_its_start(ray):
     assert ray.get(next(gen), timeout=30) == 1
     with pytest.raises(Flaky):
         ray.get(next(gen), timeout=30)
+
+
+def test_items_taken_and_dropped_go_while_the_generator_lives(ray):
+    """As Ray: an item next() handed out goes with its last ref, also once the task has
+    ended (its end no longer holds the items); items not taken yet stay until then."""
+    from mpiray.api import _runtime
+
+    store = _runtime().store
+
+    @ray.remote
+    def produce(n):
+        for i in range(n):
+            yield np.full(1 << 20, i, dtype=np.uint8)
+
+    before = store.stats()["used"]
+    gen = produce.remote(8)
+    ray.get(gen.completed(), timeout=60)   # (every item made, the task over)
+    first = next(gen)
+    assert ray.get(first)[0] == 0
+    del first
+    for i, ref in enumerate(gen, start=1):
+        assert ray.get(ref)[0] == i
+    del ref
+    deadline = time.monotonic() + 10
+    while store.stats()["used"] - before > (1 << 20) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.stats()["used"] - before < (1 << 20), store.stats()
+    assert not gen.next_ready() and gen.is_finished()   # (as Ray: next() would stop)
+    with pytest.raises(StopIteration):
+        next(gen)
