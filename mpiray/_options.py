@@ -178,13 +178,15 @@ def actor_options(opts: dict) -> dict:
     if opts.get("get_if_exists") and not opts.get("name"):
         raise ValueError("The actor name must be specified to use `get_if_exists`.")
     explicit_cpus = opts.get("num_cpus")
-    held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"), default_cpus=0,
-                     memory=opts.get("memory"))
+    simple = explicit_cpus is None and opts.get("num_gpus") is None and \
+        opts.get("resources") is None and opts.get("accelerator_type") is None
+    # Ray (ray_constants DEFAULT_ACTOR_CREATION_CPU_*): an actor given no resources needs a
+    # CPU to be placed but holds none; one given some (GPUs, custom) holds them and, unless
+    # num_cpus says otherwise, one CPU, for its lifetime
+    held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"),
+                     default_cpus=0 if simple else 1, memory=opts.get("memory"))
     to_place = dict(held)
-    if explicit_cpus is None and opts.get("num_gpus") is None and opts.get("resources") is None \
-            and opts.get("accelerator_type") is None:
-        # Ray: an actor given no resources needs a CPU to be placed but holds none; one
-        # given some (GPUs, custom) is placed by those alone
+    if simple:
         to_place["CPU"] = 1.0
     strategy = _strategy_of(opts)
     held = _with_strategy(held, strategy, to_place)

@@ -460,12 +460,13 @@ def test_options_are_checked_as_rays(ray):
     assert ray.get(f.options(num_cpus=1.5).remote(), timeout=30) > 0   # fractions above 1: fine
 
 
-def test_a_gpu_task_gets_a_fresh_worker_and_a_gpu_actor_needs_no_cpu(fresh):
+def test_a_gpu_task_gets_a_fresh_worker_and_a_gpu_actor_holds_a_cpu(fresh):
     """Ray's defaults: max_calls=1 for a GPU task (the worker ends after it, giving its
-    GPU memory back); an actor that asks for GPUs (or custom resources) is placed by
-    those alone, without a CPU."""
+    GPU memory back); an actor that asks for GPUs (or custom resources) holds them and,
+    unless num_cpus says otherwise, one CPU for its lifetime (Ray's
+    DEFAULT_ACTOR_CREATION_CPU_SPECIFIED); one with no resources holds none."""
     ray = fresh
-    ray.init(num_cpus=0, num_gpus=1)
+    ray.init(num_cpus=1, num_gpus=1, resources={"disk": 1})
 
     @ray.remote(num_gpus=1, num_cpus=0)
     def pid():
@@ -479,7 +480,27 @@ def test_a_gpu_task_gets_a_fresh_worker_and_a_gpu_actor_needs_no_cpu(fresh):
         def ids(self):
             return ray.get_gpu_ids()
 
-    assert ray.get(OnGpu.remote().ids.remote(), timeout=30) == [0]
+    on_gpu = OnGpu.remote()
+    assert ray.get(on_gpu.ids.remote(), timeout=30) == [0]
+    assert ray.available_resources().get("CPU", 0) == 0
+    ray.kill(on_gpu)
+
+    @ray.remote(resources={"disk": 1}, num_cpus=0)
+    class NoCpu:
+        def ok(self):
+            return "ok"
+
+    @ray.remote
+    class Plain:
+        def ok(self):
+            return "ok"
+
+    others = [NoCpu.remote(), Plain.remote()]
+    assert ray.get([a.ok.remote() for a in others], timeout=30) == ["ok", "ok"]
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.available_resources().get("CPU", 0) == 1
 
 
 def test_init_refuses_more_gpus_than_cuda_visible_devices_gives(fresh, monkeypatch):
