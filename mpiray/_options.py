@@ -65,10 +65,21 @@ def check_in_options(opts: dict, what: str):
         raise ValueError(f"Setting '{key}' is not supported in '.options()'.")
 
 
+def _capturable(opts: dict) -> bool:
+    """No strategy given: a parent capturing its children places this in its group. As
+    Ray, only the default ("default") is captured: placement_group=None is a choice to
+    run outside any group."""
+    return opts.get("scheduling_strategy") is None and \
+        opts.get("placement_group", "default") == "default"
+
+
 def _strategy_of(opts: dict):
     """scheduling_strategy=, or Ray's older placement_group= / _bundle_index= options."""
     pg = opts.get("placement_group")
     if pg is None or pg == "default":
+        if opts.get("placement_group_bundle_index", -1) != -1:
+            raise ValueError("If placement group is not set, the value of bundle index must "
+                             "be -1.")
         return opts.get("scheduling_strategy")
     if opts.get("scheduling_strategy") not in (None, "DEFAULT"):
         raise ValueError("give either placement_group= or scheduling_strategy=, not both")
@@ -169,7 +180,7 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
         "runtime_env": runtime_env.validate(opts.get("runtime_env")),
         "max_calls": max_calls,
         # no strategy given: a parent capturing its children places this in its group
-        "capturable": opts.get("scheduling_strategy") is None and opts.get("placement_group") is None,
+        "capturable": _capturable(opts),
     }
 
 
@@ -232,6 +243,6 @@ def actor_options(opts: dict) -> dict:
         "get_if_exists": bool(opts.get("get_if_exists", False)),
         "max_pending_calls": max_pending,
         "concurrency_groups": dict(groups),
-        "capturable": opts.get("scheduling_strategy") is None and opts.get("placement_group") is None,
+        "capturable": _capturable(opts),
         "runtime_env": runtime_env.validate(opts.get("runtime_env")),
     }

@@ -276,7 +276,7 @@ def test_bad_arguments_are_refused_by_name(ray4):
     with pytest.raises(ValueError, match="reserved"):
         placement_group([{"bundle": 1}])
     pg = placement_group([{"CPU": 1}])
-    with pytest.raises(ValueError, match="bundle_index"):
+    with pytest.raises(ValueError, match="bundle index 3 is invalid"):
         PlacementGroupSchedulingStrategy(pg, 3)
 
     @ray.remote
@@ -343,6 +343,10 @@ def test_children_are_captured_only_when_asked(ray4):
         return ray.get(child.remote()), ray.get(child.options(scheduling_strategy="DEFAULT").remote())
 
     @ray.remote
+    def parent_opting_out():   # (as Ray: placement_group=None is not captured)
+        return ray.get(child.options(placement_group=None).remote())
+
+    @ray.remote
     class Spawner:
         def spawn(self):
             return ray.get(child.remote())
@@ -350,6 +354,8 @@ def test_children_are_captured_only_when_asked(ray4):
     captured = PlacementGroupSchedulingStrategy(pg, 0, placement_group_capture_child_tasks=True)
     assert ray.get(parent.options(scheduling_strategy=captured).remote(), timeout=30) == \
         (pg.id.hex(), None)
+    assert ray.get(parent_opting_out.options(scheduling_strategy=captured).remote(),
+                   timeout=30) is None
     plain = PlacementGroupSchedulingStrategy(pg, 0)
     assert ray.get(parent.options(scheduling_strategy=plain).remote(), timeout=30) == (None, None)
     spawner = Spawner.options(scheduling_strategy=captured, num_cpus=0).remote()
@@ -359,4 +365,33 @@ def test_children_are_captured_only_when_asked(ray4):
                    timeout=30)[0] == pg.id.hex()   # (regression: a 2-key request was skipped)
     assert ray.get(Spawner.options(scheduling_strategy=any_bundle).remote().spawn.remote(),
                    timeout=30) == pg.id.hex()
+    remove_placement_group(pg)
+
+
+def test_bundle_index_and_node_affinity_arguments_are_checked(ray4):
+    """As Ray: a bundle index without a group, an index out of range, and contradictory
+    NodeAffinitySchedulingStrategy flags are ValueErrors; a NodeID object is taken."""
+    ray = ray4
+    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def f():
+        return 1
+
+    with pytest.raises(ValueError, match="bundle index must be -1"):
+        f.options(placement_group_bundle_index=0).remote()
+    pg = placement_group([{"CPU": 1}])
+    pg.wait(10)
+    with pytest.raises(ValueError, match="placement group bundle index 3 is invalid"):
+        f.options(placement_group=pg, placement_group_bundle_index=3).remote()
+    with pytest.raises(ValueError, match="_spill_on_unavailable cannot be set"):
+        NodeAffinitySchedulingStrategy(ray.NodeID.from_random().hex(), soft=False,
+                                       _spill_on_unavailable=True)
+    with pytest.raises(ValueError, match="_fail_on_unavailable cannot be set"):
+        NodeAffinitySchedulingStrategy(ray.NodeID.from_random().hex(), soft=True,
+                                       _fail_on_unavailable=True)
+    here = ray.get_runtime_context().get_node_id()
+    strategy = NodeAffinitySchedulingStrategy(ray.NodeID.from_hex(here), soft=False)
+    assert strategy.node_id == here
+    assert ray.get(f.options(scheduling_strategy=strategy).remote(), timeout=30) == 1
     remove_placement_group(pg)

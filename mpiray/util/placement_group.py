@@ -145,8 +145,9 @@ def get_current_placement_group():
 def check_placement_group_index(placement_group: PlacementGroup, bundle_index: int) -> None:
     if not isinstance(bundle_index, int) or isinstance(bundle_index, bool) or \
             not -1 <= bundle_index < placement_group.bundle_count:
-        raise ValueError(f"placement_group_bundle_index must be -1 (any bundle) or from 0 to "
-                         f"{placement_group.bundle_count - 1}, got {bundle_index!r}")
+        raise ValueError(f"placement group bundle index {bundle_index!r} is invalid. Valid "
+                         f"placement group indexes: -1 (any bundle) and 0-"
+                         f"{placement_group.bundle_count - 1}")
 
 
 def _from_info(info) -> PlacementGroup:

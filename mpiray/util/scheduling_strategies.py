@@ -15,6 +15,8 @@ class NodeAffinitySchedulingStrategy:
 
     def __init__(self, node_id: str, soft: bool = False, _spill_on_unavailable=False,
                  _fail_on_unavailable=False, **_ray_only):
+        if not isinstance(node_id, str) and hasattr(node_id, "hex"):
+            node_id = node_id.hex()   # (a NodeID, as Ray takes it)
         if not isinstance(node_id, str):
             raise TypeError(f"NodeAffinitySchedulingStrategy needs a node id string, got "
                             f"{type(node_id).__name__}")
@@ -24,6 +26,15 @@ class NodeAffinitySchedulingStrategy:
             self.index = int(node_id[:4], 16) if len(node_id) == _OUR_ID_LEN else None
         except ValueError:
             self.index = None
+        wrong = []
+        if not soft and _spill_on_unavailable:
+            wrong.append("_spill_on_unavailable cannot be set when soft is False (set soft=True "
+                         "to use it).")
+        if soft and _fail_on_unavailable:
+            wrong.append("_fail_on_unavailable cannot be set when soft is True (set soft=False "
+                         "to use it).")
+        if wrong:
+            raise ValueError("Invalid NodeAffinitySchedulingStrategy attribute. " + " ".join(wrong))
         self.node_id, self.soft = node_id, bool(soft)
         self._spill_on_unavailable = _spill_on_unavailable
         self._fail_on_unavailable = _fail_on_unavailable
