@@ -532,3 +532,25 @@ def test_hundreds_of_cpus_and_hundreds_of_actors_on_one_node(fresh):
     for c in cells:
         ray.kill(c)
     ray.shutdown()
+
+
+def test_omp_num_threads_defaults_to_the_cpus_held(ray):
+    """As Ray: OMP_NUM_THREADS is what the task or actor holds (at least 1) unless the
+    user set it."""
+    @ray.remote
+    def omp():
+        return os.environ.get("OMP_NUM_THREADS")
+
+    @ray.remote
+    class Actor:
+        def omp(self):
+            return os.environ.get("OMP_NUM_THREADS")
+
+    assert ray.get(omp.options(num_cpus=2).remote(), timeout=30) == "2"
+    assert ray.get(omp.options(num_cpus=0.5).remote(), timeout=30) == "1"
+    assert ray.get(omp.remote(), timeout=30) == "1"
+    assert ray.get(omp.options(runtime_env={"env_vars": {"OMP_NUM_THREADS": "7"}}).remote(),
+                   timeout=30) == "7"
+    assert ray.get(omp.options(num_cpus=2).remote(), timeout=30) == "2"
+    assert ray.get(Actor.remote().omp.remote(), timeout=30) == "1"
+    assert ray.get(Actor.options(num_cpus=2).remote().omp.remote(), timeout=30) == "2"

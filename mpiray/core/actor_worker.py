@@ -104,6 +104,7 @@ class ActorWorker:
         try:
             # the actor's whole process runs in its runtime_env, its class loaded in it too
             runtime_env.apply_process(spec.runtime_env)
+            executor.default_omp_threads(self.aspec.resources.get("CPU", 0))
             self.rt.inherited_env = spec.runtime_env
             cls = self.rt.load_function(spec.function_id)
             args, kwargs = self.rt.unpack_args(spec)

@@ -50,6 +50,7 @@ def run(runtime, spec, fn):
     else:
         context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids, spec.resources, fn,
                          spec.depth)
+        default_omp_threads(spec.resources.get("CPU", 0))
     try:
         try:
             args, kwargs = runtime.unpack_args(spec)
@@ -261,6 +262,23 @@ def _write_instead(runtime, spec, sealed, exc):
                 continue       # return stays unwritten (its task is reported done anyway)
             sealed.append((oid, []))
     return sealed
+
+
+_OMP = "OMP_NUM_THREADS"
+_omp_ours = None   # the value this process set (None: none, or the user's own is there)
+
+
+def default_omp_threads(cpus) -> None:
+    """Ray's default for what the task or actor runs: OMP_NUM_THREADS is the CPUs it holds
+    (at least 1) unless the user set it (the job's environment or a runtime_env), so that
+    libraries that size their thread pools by it do not oversubscribe the node."""
+    global _omp_ours
+    current = os.environ.get(_OMP)
+    if current is not None and current != _omp_ours:
+        return
+    want = str(max(int(cpus), 1))
+    if current != want:
+        os.environ[_OMP] = _omp_ours = want
 
 
 def run_on_own_loop(coroutine):
