@@ -76,8 +76,12 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
         raise ValueError(f"_memory must be a non-negative number of bytes, got {memory!r}")
     visible = kwargs.pop("_visible_gpus", None)   # MPI: this node's share of the host's GPUs
     unknown = set(kwargs) - IGNORED_KEYWORDS
-    if unknown:
-        raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    if unknown:   # (Ray's error and words)
+        raise RuntimeError(f"Unknown keyword argument(s): {', '.join(sorted(unknown))}")
+    if namespace is not None:
+        from mpiray.api import validate_namespace
+
+        validate_namespace(namespace)
     if num_cpus is None:
         num_cpus = len(os.sched_getaffinity(0))
     if not isinstance(num_cpus, int) or isinstance(num_cpus, bool) or num_cpus < 0:

@@ -57,7 +57,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
         if world is not None and world.num_nodes > 1:
             _driver_node_share(world, config, num_gpus, object_store_memory)
         node = Node(config, num_nodes=world.num_nodes if world else 1)
-        config.spill_dir = default_spill_dir(node.session)
+        config.spill_dir = default_spill_dir(node.session, config.extra.get("_temp_dir"))
         config.job_id = node.session
         try:
             node.start()
@@ -263,9 +263,11 @@ class RayContext(dict):
 
 def _context_info():
     info = current.info() or {}
+    node = current.node()
     return RayContext(session=info.get("session"), node_id=info.get("node_id"),
                       address=None, node_ip_address=_node_ip(), webui_url=None,
-                      gcs_address=None, session_dir=None, metrics_export_port=None)
+                      gcs_address=None, metrics_export_port=None,
+                      session_dir=node.config.spill_dir if node is not None else None)
 
 
 def _node_ip():
@@ -405,6 +407,8 @@ def get_actor(name: str, namespace: str | None = None):
 
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor() needs a non-empty name, got {name!r}")
+    if namespace is not None:
+        validate_namespace(namespace)
     return lookup_named_actor(_runtime(), name, _namespace(namespace))
 
 
@@ -420,6 +424,14 @@ def kill(actor, *, no_restart=True):
         rt.channel.send([event])   # (applied before send returns)
     else:   # as Ray's: done (the name free) when kill returns, from a task or actor too
         rt.request(event, 60.0, "this node's scheduler")
+
+
+def validate_namespace(namespace):
+    """As Ray's: a namespace is None or a non-empty string."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be None or a string, got {type(namespace).__name__}")
+    if namespace == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
 
 
 def _namespace(namespace):

@@ -143,6 +143,10 @@ class RuntimeContext:
     def get_task_function_name(self):
         return context.task_function_name()
 
+    def get_dashboard_url(self) -> str:
+        """"" as Ray's when no dashboard runs (mpiray has none)."""
+        return ""
+
     @property
     def current_placement_group_id(self):
         _deprecated("get_placement_group_id")

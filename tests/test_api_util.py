@@ -178,7 +178,7 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     running = [t for t in ray.util.state.list_tasks() if t["name"].endswith("sleeper")]
     assert len(running) == 2 and all(t["state"] in ("RUNNING", "SUBMITTED_TO_WORKER") for t in running)
     # Ray's forms: a task's bare name, case-blind text, numbers compared as numbers
-    assert len(list_tasks(filters=[("name", "=", "SLEEPER"), ("attempt_number", "<", 1)])) == 2
+    assert len(list_tasks(filters=[("name", "=", "SLEEPER"), ("attempt_number", "=", 0)])) == 2
     assert ray.util.state.get_task(running[0]["task_id"])["func_or_class_name"] == "sleeper"
     assert alive._ray_actor_id in {a["actor_id"] for a in list_actors(filters=[("state", "=", "alive")])}
 
@@ -200,8 +200,9 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     pg.wait(10)
     assert [g["state"] for g in list_placement_groups(filters=[("name", "=", "state-pg")])] == ["CREATED"]
     ray.util.remove_placement_group(pg)
-    with pytest.raises(ValueError, match="filter"):
-        list_actors(filters=[("state", "~", "ALIVE")])
+    for op in ("~", "<"):   # (as Ray's: = and != only)
+        with pytest.raises(ValueError, match="Unsupported filter predicate"):
+            list_actors(filters=[("state", op, "ALIVE")])
     ray.kill(alive)
 
     import os
@@ -532,3 +533,46 @@ def test_list_tasks_shows_actor_calls_running_and_queued(ray):
     while [t for t in list_tasks() if t["type"] == "ACTOR_TASK"]:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+
+
+def test_small_ray_api_facts(fresh, tmp_path, monkeypatch):
+    """Found by porting Ray's util tests: init's argument checks and context, get_actor's
+    namespace check, nodes()' NodeName, the dashboard URL, an unplaced actor's node,
+    Pool.imap of one non-iterable argument."""
+    import os
+
+    from mpiray.util.state import list_actors, list_nodes
+
+    ray = fresh
+    with pytest.raises(RuntimeError, match="Unknown keyword argument"):
+        ray.init(num_cpus=1, not_an_option=1)
+    with pytest.raises(TypeError):
+        ray.init(num_cpus=1, namespace=123)
+    with pytest.raises(ValueError, match="not a valid namespace"):
+        ray.init(num_cpus=1, namespace="")
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    context = ray.init(num_cpus=1)
+    assert context["session_dir"].startswith(str(tmp_path)) and os.path.isdir(context["session_dir"])
+    with pytest.raises(TypeError):
+        ray.get_actor("someone", namespace=123)
+    assert ray.get_runtime_context().get_dashboard_url() == ""
+    node = ray.nodes()[0]
+    assert node["NodeName"] == node["NodeManagerAddress"]
+    assert list_nodes()[0]["node_name"] == node["NodeName"]
+
+    @ray.remote(num_gpus=1)
+    class NeverPlaced:
+        pass
+
+    never = NeverPlaced.remote()
+    row = list_actors(filters=[("actor_id", "=", never._actor_id.hex())])[0]
+    assert row["state"] == "PENDING_CREATION" and row["node_id"] is None
+    ray.kill(never)
+
+    from mpiray.util.multiprocessing import Pool
+
+    with Pool(processes=1) as pool:
+        with pytest.warns(DeprecationWarning, match="non-iterable"):
+            assert list(pool.imap(abs, -3)) == [3]
+    ray.shutdown()
+    assert not os.path.exists(context["session_dir"])

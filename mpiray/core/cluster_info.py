@@ -55,6 +55,7 @@ def _nodes(node) -> list:
     return [{
         "NodeID": info["node_id"], "Alive": True, "alive": True,
         "NodeManagerAddress": info["ip"], "NodeManagerHostname": info["host"],
+        "NodeName": info["ip"], "Labels": {},   # (Ray's node name defaults to its IP)
         "NodeIndex": index, "MPIRank": info["rank"], "Pid": info["pid"],
         "Resources": dict(info["totals"]),
     } for index, info in enumerate(node_table(node))]

@@ -596,5 +596,8 @@ def _pop_all(q) -> list:
         items.append(item)
 
 
-def default_spill_dir(session):
-    return os.path.join(tempfile.gettempdir(), f"mpiray-spill-{os.getuid()}-{session}")
+def default_spill_dir(session, temp_dir=None):
+    """The session's directory (spill files): under init(_temp_dir=), else $RAY_TMPDIR, as
+    Ray's session directories, else the system's temporary directory."""
+    base = temp_dir or os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    return os.path.join(base, f"mpiray-spill-{os.getuid()}-{session}")

@@ -37,6 +37,7 @@ def actors(scheduler) -> list:
                 "is_detached": rec.spec.detached, "required_resources": dict(rec.spec.resources),
                 "death_cause": None if rec.cause is None else str(rec.cause),
                 "num_restarts": rec.restarts,
+                "_placed": rec.state != AM.PENDING,
             })
         return out
 
@@ -49,7 +50,9 @@ def tasks(scheduler) -> list:
         rows = [{
             "task_id": rec.spec.task_id.hex(), "name": rec.spec.name,
             # (a task queued ahead for the next free worker: Ray's "submitted to a worker")
-            "state": "SUBMITTED_TO_WORKER" if rec.ahead and rec.state == S.DISPATCHED
+            # (one queued ahead for the next free worker waits for a CPU: as Ray's task
+            # not yet given a node's resources)
+            "state": "PENDING_NODE_ASSIGNMENT" if rec.ahead and rec.state == S.DISPATCHED
             else TASK_STATES[rec.state], "attempt_number": rec.spec.attempt,
             "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
             "func_or_class_name": rec.spec.name, "actor_id": None,

@@ -19,8 +19,7 @@ class _Row(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
-_OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
+_OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b}   # (Ray's only two)
 
 
 def _comparable(field, value):
@@ -35,9 +34,11 @@ def _comparable(field, value):
 
 def _filtered(rows, filters, limit):
     for f in filters or ():
-        if not (isinstance(f, (tuple, list)) and len(f) == 3 and f[1] in _OPS):
-            raise ValueError(f"a filter is (key, predicate, value) with predicate one of "
-                             f"{', '.join(_OPS)}; got {f!r}")
+        if not (isinstance(f, (tuple, list)) and len(f) == 3):
+            raise ValueError(f"a filter is (key, predicate, value); got {f!r}")
+        if f[1] not in _OPS:
+            raise ValueError(f"Unsupported filter predicate {f[1]} is given. Available "
+                             f"predicates: =, !=.")
         key, op, value = f
         if rows and key not in rows[0]:
             raise ValueError(f"cannot filter on {key!r}; the fields are {', '.join(rows[0])}")
@@ -57,7 +58,9 @@ def _gather(question):
     else:
         ids = [(current.info() or {}).get("node_id")]
     job = mpiray.get_runtime_context().get_job_id()
-    return [dict(row, node_id=ids[index], job_id=job) for index, rows in answers for row in rows]
+    # (an actor not placed yet is on no node: Ray's node_id None)
+    return [dict(row, node_id=ids[index] if row.pop("_placed", True) else None, job_id=job)
+            for index, rows in answers for row in rows]
 
 
 def list_actors(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
@@ -76,7 +79,7 @@ def list_nodes(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, deta
     import mpiray
 
     rows = [{"node_id": n["NodeID"], "node_ip": n["NodeManagerAddress"], "state": "ALIVE",
-             "node_name": n["NodeManagerHostname"], "resources_total": n["Resources"],
+             "node_name": n["NodeName"], "resources_total": n["Resources"],
              "is_head_node": n["NodeIndex"] == 0} for n in mpiray.nodes()]
     return _filtered(rows, filters, limit)
 

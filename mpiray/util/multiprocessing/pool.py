@@ -133,6 +133,21 @@ class AsyncResult:
         return self._value
 
 
+def _as_iterable(arg):
+    """Ray's imap of one non-iterable argument: deprecated (a warning), taken as [arg]."""
+    try:
+        iter(arg)
+        return arg
+    except TypeError:
+        import warnings
+
+        warnings.warn("Passing a non-iterable argument to the ray.util.multiprocessing.Pool "
+                      "imap and imap_unordered methods is deprecated as of Ray 2.3 and will "
+                      "be removed in a future release; pass a list instead.",
+                      DeprecationWarning, stacklevel=3)
+        return [arg]
+
+
 class Pool:
     """Ray's ray.util.multiprocessing.Pool: `processes` actors (default: the cluster's
     CPUs), each holding `ray_remote_args` (default one CPU)."""
@@ -226,9 +241,11 @@ class Pool:
         return self._track(AsyncResult(refs, list, callback, error_callback))
 
     def imap(self, fn, iterable, chunksize=1):
+        iterable = _as_iterable(iterable)
         return IMapIterator(self._submit_chunks(fn, iterable, chunksize, False), ordered=True)
 
     def imap_unordered(self, fn, iterable, chunksize=1):
+        iterable = _as_iterable(iterable)
         return IMapIterator(self._submit_chunks(fn, iterable, chunksize, False), ordered=False)
 
     def close(self):
