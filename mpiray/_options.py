@@ -83,6 +83,11 @@ def _strategy_of(opts: dict):
         return opts.get("scheduling_strategy")
     if opts.get("scheduling_strategy") not in (None, "DEFAULT"):
         raise ValueError("give either placement_group= or scheduling_strategy=, not both")
+    import warnings
+
+    warnings.warn("placement_group parameter is deprecated. Use scheduling_strategy="
+                  "PlacementGroupSchedulingStrategy(...) instead.", DeprecationWarning,
+                  stacklevel=4)
     from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     return PlacementGroupSchedulingStrategy(pg, opts.get("placement_group_bundle_index", -1),

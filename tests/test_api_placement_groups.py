@@ -395,3 +395,27 @@ def test_bundle_index_and_node_affinity_arguments_are_checked(ray4):
     assert strategy.node_id == here
     assert ray.get(f.options(scheduling_strategy=strategy).remote(), timeout=30) == 1
     remove_placement_group(pg)
+
+
+def test_table_stats_and_wait_after_removal(ray4):
+    """As Ray: placement_group_table() has "stats"; wait() on a removed group raises;
+    the old placement_group= option warns it is deprecated."""
+    ray = ray4
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(10)
+    assert ray.util.placement_group_table(pg)["stats"]["scheduling_state"] == "FINISHED"
+    never = placement_group([{"CPU": 1000}])
+    assert ray.util.placement_group_table(never)["stats"]["scheduling_state"] == "INFEASIBLE"
+
+    @ray.remote(num_cpus=1)
+    def f():
+        return 1
+
+    with pytest.warns(DeprecationWarning, match="placement_group parameter is deprecated"):
+        ref = f.options(placement_group=pg).remote()
+    assert ray.get(ref, timeout=30) == 1
+    remove_placement_group(pg)
+    remove_placement_group(never)
+    assert ray.util.placement_group_table(pg)["stats"]["scheduling_state"] == "REMOVED"
+    with pytest.raises(ValueError, match="is removed"):
+        pg.wait(5)

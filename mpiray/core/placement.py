@@ -19,6 +19,8 @@ Under MPI node 0 (the driver's) keeps the table; a single host is node 0.
 
 from __future__ import annotations
 
+import time
+
 from mpiray.core.resources import EPS
 
 BUNDLE = "bundle"            # a resource every bundle has, so zero-resource work fits
@@ -293,7 +295,8 @@ class PlacementGroups:
         where = plan(bundles, strategy, self.s.nodes_for_placement())
         self.groups[pg] = {"bundles": bundles, "strategy": strategy, "name": name,
                            "namespace": namespace, "state": PENDING, "where": where,
-                           "placed": [False] * len(bundles), "waiters": []}
+                           "placed": [False] * len(bundles), "waiters": [],
+                           "asked": time.monotonic(), "created": None, "attempts": 0}
         if name:
             self.names[(namespace, name)] = pg
         if where is None:
@@ -319,6 +322,7 @@ class PlacementGroups:
                     continue
                 self.placing = pg
             rec["where"] = where
+            rec["attempts"] += 1
             self.queue.remove(pg)
             per_node = {}
             for index, (node, bundle) in enumerate(zip(where, rec["bundles"])):
@@ -335,6 +339,7 @@ class PlacementGroups:
             rec["placed"][index] = True
         if all(rec["placed"]):
             rec["state"] = CREATED
+            rec["created"] = time.monotonic()
             self._answer_waiters(rec, True)
             if self.placing == pg:
                 self.placing = None
@@ -396,4 +401,21 @@ class PlacementGroups:
             "state": rec["state"],
             "bundles_to_node_id": {i: node_ids[n] for i, n in enumerate(rec["where"] or ())
                                    if rec["placed"][i]},
+            "stats": _stats(rec),
         }
+
+
+def _stats(rec) -> dict:
+    """Ray's placement_group_table()["stats"]."""
+    if rec["state"] == REMOVED:
+        state = "REMOVED"
+    elif rec["state"] == CREATED:
+        state = "FINISHED"
+    elif rec["where"] is None:
+        state = "INFEASIBLE"
+    else:
+        state = "QUEUED" if rec["attempts"] == 0 else "NO_RESOURCES"
+    latency = None if rec["created"] is None else (rec["created"] - rec["asked"]) * 1000
+    return {"end_to_end_creation_latency_ms": latency, "scheduling_latency_ms": latency,
+            "scheduling_attempt": max(rec["attempts"], 1), "highest_retry_delay_ms": 0.0,
+            "scheduling_state": state}

@@ -52,9 +52,13 @@ class PlacementGroup:
         return self._ready
 
     def wait(self, timeout_seconds=30) -> bool:
-        """True once the group is placed, False if timeout_seconds pass first."""
+        """True once the group is placed, False if timeout_seconds pass first; as Ray's,
+        a ValueError if the group was removed."""
         import mpiray
 
+        info = _ask("info", (self.id.hex(),))
+        if info is None or info["state"] == "REMOVED":
+            raise ValueError(f"Placement group {self.id.hex()} is removed.")
         ready, _ = mpiray.wait([self.ready()], timeout=timeout_seconds)
         return bool(ready)
 
