@@ -78,10 +78,6 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
     unknown = set(kwargs) - IGNORED_KEYWORDS
     if unknown:   # (Ray's error and words)
         raise RuntimeError(f"Unknown keyword argument(s): {', '.join(sorted(unknown))}")
-    if namespace is not None:
-        from mpiray.api import validate_namespace
-
-        validate_namespace(namespace)
     if num_cpus is None:
         num_cpus = len(os.sched_getaffinity(0))
     if not isinstance(num_cpus, int) or isinstance(num_cpus, bool) or num_cpus < 0:

@@ -47,6 +47,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
                                "'ray.shutdown()' prior to 'ray.init()'.")
         if not current.info() is None and current.node() is None:
             raise RuntimeError("init() cannot be called inside a task or actor")
+        if namespace is not None:
+            validate_namespace(namespace)
         config = _config.make_config(num_cpus, num_gpus, resources, object_store_memory,
                                      namespace=namespace, **kwargs)
         from mpiray.core.channel import DriverChannel

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from mpiray import _ids
 from mpiray.core import protocol as P
+from mpiray.core.call_backlog import CallBacklog
 from mpiray.core.task_spec import TaskSpec
 from mpiray.exceptions import ActorDiedError
 
@@ -27,6 +28,8 @@ class ActorRouter:
         self.s = scheduler
         self.calls = {}   # task id -> (node to tell when it ends or None,
         #                  contained held here or None, return ids)
+        # (calls a full actor queue cannot take now: the scheduler never waits for room)
+        self.backlog = CallBacklog(scheduler.io, scheduler.lock, self._fail)
 
     @property
     def cluster(self):
@@ -39,7 +42,7 @@ class ActorRouter:
         node), which knows where it runs."""
         rec = self.s.actors.actors.get(spec.actor_id)
         if rec is not None and rec.host is None:
-            if not self.s.io.push_actor_call_or_false(spec.actor_id, spec):
+            if not self.backlog.push(spec.actor_id, spec):
                 self._fail(spec)
             return
         target = rec.host if rec is not None else _ids.node_of(spec.actor_id)
@@ -90,7 +93,7 @@ class ActorRouter:
         self.calls[spec.task_id] = (source, list(spec.contained), spec.return_ids())
         # No record yet can mean a creation still on its way through this node's inbox:
         # its queue exists (the creator makes it first), and the call waits in it.
-        if not self.s.io.push_actor_call_or_false(actor_id, spec):
+        if not self.backlog.push(actor_id, spec):
             self._fail(spec)
 
     def _fail(self, spec):

@@ -504,12 +504,9 @@ class NodeIO:
         else:
             self.delete_object(A.restarting_key(actor_id))
 
-    def push_actor_call(self, actor_id, spec):
-        if not self.push_actor_call_or_false(actor_id, spec):
-            raise QueueClosed(f"the queue of actor {actor_id.hex()} is gone")
-
-    def push_actor_call_or_false(self, actor_id, spec, wait=True) -> bool:
-        """False if the actor's queue is gone (or, not `wait`ing, full)."""
+    def push_actor_call_or_false(self, actor_id, spec, *, wait) -> bool:
+        """False if the actor's queue is gone (or, not `wait`ing, full). Only a thread
+        holding no lock waits (core/call_backlog.py): never the scheduler."""
         q = self.actor_queue(actor_id)
         if q is None:
             return False

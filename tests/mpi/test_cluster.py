@@ -142,7 +142,7 @@ def test_actors_live_on_every_node_and_are_called_from_everywhere(ray):
         def node(self):
             return int(ray.get_runtime_context().get_node_id()[:4], 16)
 
-    actors = [Counter.options(**on_node(ray, i)).remote(100 * i) for i in range(k)]
+    actors = [Counter.options(num_cpus=0, **on_node(ray, i)).remote(100 * i) for i in range(k)]
     assert ray.get([a.node.remote() for a in actors], timeout=60) == list(range(k))
 
     @ray.remote
@@ -173,7 +173,7 @@ def test_a_burst_of_calls_to_a_remote_actor_keeps_its_order(ray):
         def read(self):
             return self.seen
 
-    log = Log.options(**on_node(ray, k - 1)).remote()
+    log = Log.options(num_cpus=0, **on_node(ray, k - 1)).remote()
     refs = [log.add.remote(i) for i in range(3000)]
     ray.get(refs, timeout=120)
     assert ray.get(log.read.remote(), timeout=60) == list(range(3000))
@@ -201,7 +201,7 @@ def test_a_call_waiting_for_an_argument_from_another_node_holds_up_no_other_call
         time.sleep(0.2)
         return ray.get(log.add.remote("inner")) + "-done"
 
-    log = Log.options(**on_node(ray, k - 1)).remote()
+    log = Log.options(num_cpus=0, **on_node(ray, k - 1)).remote()
     out = log.add.remote(calls_it.options(**on_node(ray, 1 % k)).remote(log))
     after = log.add.remote("after")
     assert ray.get([out, after], timeout=60) == ["inner-done", "after"]
@@ -224,7 +224,7 @@ def test_runtime_env_travels_with_tasks_and_actors_to_other_nodes(ray, tmp_path)
             return os.environ.get("ACTOR_VAR"), node_index(ray)
 
     assert ray.get(read.options(**on_node(ray, k - 1)).remote(), timeout=60) == ("yes", "shared", k - 1)
-    actor = Reader.options(**on_node(ray, k - 1)).remote()
+    actor = Reader.options(num_cpus=0, **on_node(ray, k - 1)).remote()
     assert ray.get(actor.read.remote(), timeout=60) == ("a", k - 1)
 
 
@@ -257,7 +257,7 @@ def test_named_actors_on_every_node_are_listed(ray):
 
     @ray.remote
     def create_here(i):   # created by a task of node i, placed on node i
-        actor = Listed.options(name=f"listed-{i}", lifetime="detached", **on_node(ray, i)).remote()
+        actor = Listed.options(num_cpus=0, name=f"listed-{i}", lifetime="detached", **on_node(ray, i)).remote()
         return ray.get(actor.node.remote())
 
     assert ray.get([create_here.options(**on_node(ray, i)).remote(i) for i in range(k)],
@@ -282,7 +282,7 @@ def test_state_api_sees_actors_and_tasks_of_every_node(ray):
     def wait_a_bit():
         time.sleep(1.0)
 
-    actors = [Probe.options(**on_node(ray, i)).remote() for i in range(k)]
+    actors = [Probe.options(num_cpus=0, **on_node(ray, i)).remote() for i in range(k)]
     homes = ray.get([a.node.remote() for a in actors], timeout=60)
     listed = {a["actor_id"]: a for a in list_actors(limit=10_000)}
     for actor, home in zip(actors, homes):
@@ -311,7 +311,7 @@ def test_named_actor_is_found_from_any_node(ray):
             return len(self.items)
 
     name = f"registry-{os.getpid()}-{time.monotonic_ns()}"
-    reg = Registry.options(name=name, **on_node(ray, k - 1)).remote()
+    reg = Registry.options(num_cpus=0, name=name, **on_node(ray, k - 1)).remote()
 
     @ray.remote
     def add_by_name(name, x):
@@ -608,3 +608,41 @@ def test_a_nodes_cpus_are_pipelined_only_while_its_tasks_are_short(ray):
     assert cluster.pipelined == set(), cluster.turnaround
     for node in others:   # (its view's CPUs are its real ones again)
         assert cluster.views[node].totals["CPU"] == cluster.table[node]["totals"]["CPU"]
+
+
+def test_bursts_of_calls_that_fill_an_actors_queue_all_run_in_caller_order(ray):
+    """Calls that reach an actor through its node's scheduler (a worker's, another
+    node's) and find its queue full wait in a backlog, not in the scheduler: the
+    scheduler once waited for room holding its lock while the actor waited on it to
+    report its calls' ends (a deadlock, with the queue's 1024 slots full)."""
+    k = expected_nodes()
+
+    @ray.remote
+    class Seq:
+        def __init__(self):
+            self.n, self.last, self.disorder = 0, {}, 0
+
+        def call(self, who, i):
+            self.n += 1
+            self.disorder += self.last.get(who, -1) >= i
+            self.last[who] = i
+
+        def count(self):
+            return self.n, self.disorder
+
+    @ray.remote
+    def hammer(actor, who, n):
+        for i in range(n):
+            actor.call.remote(who, i)
+        return ray.get(actor.count.remote())[0]
+
+    n = 1500
+    for host in sorted({0, k - 1}):
+        seq = Seq.options(num_cpus=0, **on_node(ray, host)).remote()
+        callers = [hammer.options(**on_node(ray, j % k)).remote(seq, f"task{j}", n)
+                   for j in range(2 * k)]
+        for i in range(n):
+            seq.call.remote("driver", i)
+        ray.get(callers, timeout=120)
+        assert ray.get(seq.count.remote(), timeout=120) == (n * (2 * k + 1), 0)
+        ray.kill(seq)

@@ -96,7 +96,7 @@ def test_fetched_actor_call_return_is_freed_on_the_host(ray):
         def big(self):
             return np.ones(BIG)
 
-    a = A.options(**on_node(h)).remote()
+    a = A.options(num_cpus=0, **on_node(h)).remote()
     ref = a.big.remote()
     assert ray.get(ref, timeout=60).sum() == BIG
     oid = ref._id
@@ -118,7 +118,7 @@ def test_unfetched_actor_call_return_is_freed_on_the_host(ray):
         def ping(self):
             return 1
 
-    a = A.options(**on_node(h)).remote()
+    a = A.options(num_cpus=0, **on_node(h)).remote()
     ref = a.big.remote()
     oid = ref._id
     assert ray.get(a.ping.remote(), timeout=60) == 1   # same caller: big has ended
@@ -157,7 +157,7 @@ def test_driver_put_kept_by_a_remote_actor_outlives_the_drivers_ref(ray):
         def read(self):
             return float(ray.get(self.box[0]).sum())
 
-    k = Keeper.options(**on_node(h)).remote()
+    k = Keeper.options(num_cpus=0, **on_node(h)).remote()
     x = ray.put(np.ones(BIG))
     assert ray.get(k.keep.remote([x]), timeout=60)
     del x
@@ -178,7 +178,7 @@ def test_large_return_of_a_remote_actor_called_from_a_third_node(ray3):
     def via(h):
         return float(ray.get(h.big.remote()).sum())
 
-    a = A.options(**on_node(2)).remote()
+    a = A.options(num_cpus=0, **on_node(2)).remote()
     assert ray.get(via.options(**on_node(1)).remote(a), timeout=60) == BIG
 
 
@@ -263,7 +263,7 @@ def test_cancel_calls_of_an_actor_on_another_node(ray):
 
             await asyncio.sleep(30)
 
-    actor = Slow.options(**on_node(last(ray))).remote()
+    actor = Slow.options(num_cpus=0, **on_node(last(ray))).remote()
     first, queued = actor.work.remote(1, 4.0), actor.work.remote(2)
     time.sleep(0.5)
     ray.cancel(queued)
@@ -285,7 +285,7 @@ def test_cancel_calls_of_an_actor_on_another_node(ray):
     with pytest.raises(TaskCancelledError):
         ray.get(started, timeout=60)
 
-    asy = AsyncSlow.options(**on_node(last(ray))).remote()
+    asy = AsyncSlow.options(num_cpus=0, **on_node(last(ray))).remote()
     running = asy.work.remote()
     time.sleep(0.5)
     start = time.monotonic()
@@ -401,7 +401,7 @@ def test_remote_actor_restarts_then_dies_for_good(ray):
     from mpiray.exceptions import ActorDiedError, ActorUnavailableError
 
     C = _counter_actor(ray, max_restarts=1)
-    a = C.options(**on_node(last(ray))).remote()
+    a = C.options(num_cpus=0, **on_node(last(ray))).remote()
     first = ray.get(a.pid.remote(), timeout=60)
     with pytest.raises(ActorUnavailableError):
         ray.get(a.crash.remote(), timeout=60)
@@ -424,7 +424,7 @@ def test_remote_actor_call_retried_after_restart(ray, tmp_path):
                 os._exit(1)
             return "retried"
 
-    a = C.options(**on_node(last(ray))).remote()
+    a = C.options(num_cpus=0, **on_node(last(ray))).remote()
     assert ray.get(a.crash_once.remote(marker), timeout=60) == "retried"
 
 
@@ -434,7 +434,7 @@ def test_kill_with_restart_on_a_remote_node(ray):
         def pid(self):
             return os.getpid()
 
-    a = C.options(**on_node(last(ray))).remote()
+    a = C.options(num_cpus=0, **on_node(last(ray))).remote()
     first = ray.get(a.pid.remote(), timeout=60)
     ray.kill(a, no_restart=False)
 
@@ -459,7 +459,7 @@ def test_kill_remote_actor_fails_every_queued_call(ray):
         def incr(self):
             return 1
 
-    a = C.options(**on_node(last(ray))).remote()
+    a = C.options(num_cpus=0, **on_node(last(ray))).remote()
     ray.get(a.incr.remote(), timeout=60)
     refs = [a.slow.remote(3)] + [a.incr.remote() for _ in range(5)]
     time.sleep(0.3)
@@ -479,7 +479,7 @@ def test_remote_actor_ends_when_its_last_handle_goes(ray):
             time.sleep(s)
             return s
 
-    a = C.options(**on_node(last(ray))).remote()
+    a = C.options(num_cpus=0, **on_node(last(ray))).remote()
     pid = ray.get(a.pid.remote(), timeout=60)
     pending = a.slow.remote(1)
     del a
@@ -500,7 +500,7 @@ def test_handle_held_only_by_a_task_on_another_node_keeps_the_actor(ray3):
         time.sleep(1.0)
         return ray.get(h.incr.remote())
 
-    a = C.options(**on_node(2)).remote()
+    a = C.options(num_cpus=0, **on_node(2)).remote()
     ray.get(a.incr.remote(), timeout=60)
     ref = use_later.options(**on_node(1)).remote(a)
     del a
@@ -514,7 +514,7 @@ def test_actor_made_by_a_task_on_one_node_hosted_on_another(ray3):
 
     @ray.remote
     def make():
-        return [C.options(**on_node(2)).remote()]
+        return [C.options(num_cpus=0, **on_node(2)).remote()]
 
     [h] = ray.get(make.options(**on_node(1)).remote(), timeout=60)
     time.sleep(0.3)  # its creator task is gone
@@ -535,7 +535,7 @@ def test_constructor_error_on_a_remote_node_reaches_callers(ray):
         def f(self):
             return 1
 
-    b = Bad.options(**on_node(last(ray))).remote()
+    b = Bad.options(num_cpus=0, **on_node(last(ray))).remote()
     with pytest.raises(RayActorError, match="ctor boom"):
         ray.get(b.f.remote(), timeout=60)
 
@@ -553,7 +553,7 @@ def test_calls_from_a_third_node_after_a_remote_actor_died(ray3):
     def call(h):
         return ray.get(h.f.remote())
 
-    a = C.options(**on_node(2)).remote()
+    a = C.options(num_cpus=0, **on_node(2)).remote()
     assert ray.get(call.options(**on_node(1)).remote(a), timeout=60) == 1
     ray.kill(a)
     time.sleep(0.3)
@@ -568,7 +568,7 @@ def test_named_detached_actor_made_on_another_node(ray3):
 
     @ray.remote
     def make_named(name):
-        C.options(name=name, lifetime="detached", **on_node(2)).remote()
+        C.options(num_cpus=0, name=name, lifetime="detached", **on_node(2)).remote()
         return True
 
     @ray.remote
@@ -581,7 +581,7 @@ def test_named_detached_actor_made_on_another_node(ray3):
     assert ray.get(by_name.options(**on_node(2)).remote(name), timeout=60) == 2
     ray.kill(ray.get_actor(name))
     assert eventually(lambda: not _found(ray, name), timeout=15)
-    again = C.options(name=name, **on_node(1)).remote()      # the name is free again
+    again = C.options(num_cpus=0, name=name, **on_node(1)).remote()      # the name is free again
     assert ray.get(again.incr.remote(), timeout=60) == 1
     ray.kill(again)
 
@@ -617,7 +617,7 @@ def test_shutdown_with_remote_work_in_flight_then_reinit(ray):
             return 1
 
     for _ in range(2):
-        a = C.options(**on_node(h)).remote()
+        a = C.options(num_cpus=0, **on_node(h)).remote()
         assert ray.get(a.f.remote(), timeout=60) == 1
         big = make.options(**on_node(1)).remote(1 << 20)
         total.options(**on_node(h)).remote(big)            # a pull in flight

@@ -85,7 +85,7 @@ def test_actor_generator_on_another_node(ray):
                 yield -i
 
     far = last_node(ray)
-    src = Source.options(**on_node(far)).remote()
+    src = Source.options(num_cpus=0, **on_node(far)).remote()
     assert [ray.get(r, timeout=60) for r in src.items.remote(4)] == [0, 3, 6, 9]
 
     @ray.remote
@@ -94,7 +94,7 @@ def test_actor_generator_on_another_node(ray):
             for i in range(n):
                 yield -i
 
-    asrc = AsyncSource.options(**on_node(far)).remote()
+    asrc = AsyncSource.options(num_cpus=0, **on_node(far)).remote()
     assert [ray.get(r, timeout=60) for r in asrc.later.remote(3)] == [0, -1, -2]
 
 
