@@ -87,12 +87,16 @@ def _mpi_world():
     call and never return. None on a plain single-host run (MPI never imported)."""
     from mpiray.mpi.world import launched_by_mpi
 
-    if not launched_by_mpi():
-        return None
-    from mpiray import _ids
     from mpiray.mpi import roles
 
+    if roles.existing_world() is None and not launched_by_mpi():
+        return None
+    from mpiray import _ids
+
     world = roles.world()
+    # A program this process starts inherits the launcher's variables; its own init()
+    # must not take it for a rank of this job (MPI_Init would fail): it runs on its own.
+    os.environ["MPIRAY_MPI"] = "0"
     if not world.is_driver:
         roles.serve(world)  # never returns
     _ids.set_node(0)

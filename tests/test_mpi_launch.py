@@ -39,6 +39,28 @@ def test_normal_exit_leaves_nothing(tmp_path):
     assert settle(before) == before
 
 
+def test_a_program_the_driver_starts_runs_its_own_runtime(tmp_path):
+    """A Python program the driver starts inherits mpiexec's variables; its init() runs
+    a runtime of its own (as on one host) instead of failing in MPI_Init, and the
+    driver's next init() still forms the cluster."""
+    child = tmp_path / "child.py"
+    child.write_text("import mpiray as ray\nray.init(num_cpus=1)\n"
+                     "print('child', ray.get(ray.remote(lambda: 42).remote()), len(ray.nodes()))\n")
+    proc, _ = mpirun(2, f"""
+        import subprocess, sys
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        out = subprocess.run([sys.executable, {str(child)!r}], capture_output=True, text=True,
+                             timeout=60)
+        print(out.stdout.strip(), "rc", out.returncode, flush=True)
+        ray.shutdown()
+        ray.init(num_cpus=1)
+        print("driver nodes", len(ray.nodes()), flush=True)
+    """, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "child 42 1 rc 0" in proc.stdout and "driver nodes 2" in proc.stdout, proc.stdout
+
+
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_a_fork_of_the_driver_that_exits_leaves_the_job_running(tmp_path, ranks):
     """os.fork() in the driver, the child exiting normally: its exit handlers must not

@@ -32,6 +32,11 @@ _world = None
 _cycle = 0          # rank 0: how many clusters this process has formed
 
 
+def existing_world():
+    """This rank's World if built already (init() once ran under the launcher), else None."""
+    return _world
+
+
 def world() -> World:
     """This rank's World (built collectively the first time, by every rank)."""
     global _world
