@@ -51,6 +51,10 @@ def check_keys(given: dict, allowed: set, what: str):
                 isinstance(value, bool) and bool not in types and value is not None)):
             raise TypeError(f"The type of keyword '{key}' must be {types}, but received "
                             f"type {type(value)}")
+    backpressure = given.get("_generator_backpressure_num_objects")
+    if backpressure is not None and backpressure != -1 and backpressure <= 0:
+        raise ValueError(f"_generator_backpressure_num_objects={backpressure} is not allowed: "
+                         "give a value > 0, or -1 for no backpressure (as Ray)")
 
 
 def _or_default(opts, key, default):
@@ -94,20 +98,22 @@ def _strategy_of(opts: dict):
                                             opts.get("placement_group_capture_child_tasks"))
 
 
-def _in_group(req: dict, strategy, fit: dict) -> dict:
+def _in_group(req: dict, strategy, fit: dict, what=None) -> dict:
     """req asked of the strategy's bundle; fit (what placing it takes) must fit that
-    bundle (or one of them, for index -1), else no node could ever run it."""
+    bundle (or one of them, for index -1), else no node could ever run it (Ray's words)."""
     pg, index = strategy.placement_group, strategy.placement_group_bundle_index
     bundles = pg.bundle_specs if index < 0 else [pg.bundle_specs[index]]
     if not any(all(b.get(k, 0.0) + 1e-9 >= v for k, v in fit.items()) for b in bundles):
-        which = "any bundle" if index < 0 else f"bundle {index} ({bundles[0]})"
-        raise ValueError(f"{fit} does not fit {which} of placement group {pg.id.hex()}: "
-                         "it could never run there")
+        asked = {k: int(v) if float(v).is_integer() else v for k, v in fit.items()}
+        which = "any bundles" if index < 0 else f"the bundle {index}"
+        raise ValueError(f"Cannot schedule {what or 'this task'} with the placement group "
+                         f"because the resource request {asked} cannot fit into {which} for "
+                         f"the placement group, {bundles}.")
     return placement.in_group(req, pg.id.hex(), index,
                               capture=bool(strategy.placement_group_capture_child_tasks))
 
 
-def _with_strategy(req: dict, strategy, fit=None) -> dict:
+def _with_strategy(req: dict, strategy, fit=None, what=None) -> dict:
     """NodeAffinitySchedulingStrategy(node_id, soft=False) becomes a request for a sliver
     of the node:<index> resource that only that node has; "SPREAD" adds the marker that
     has the scheduler place the work on the nodes in turn (a no-op on one node);
@@ -116,7 +122,7 @@ def _with_strategy(req: dict, strategy, fit=None) -> dict:
                                                    PlacementGroupSchedulingStrategy)
 
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        return _in_group(req, strategy, req if fit is None else fit)
+        return _in_group(req, strategy, req if fit is None else fit, what)
     if strategy is None or isinstance(strategy, str):
         if strategy not in (None, "DEFAULT", "SPREAD"):
             raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
@@ -159,7 +165,8 @@ def max_task_retries_option(value):
     return 10**9 if value == -1 else value
 
 
-def task_options(opts: dict, is_generator: bool = False) -> dict:
+def task_options(opts: dict, is_generator: bool = False, what=None) -> dict:
+    """what: the function's qualified name, for errors."""
     """is_generator: the function yields; unless num_returns says otherwise its calls
     stream their items (Ray's default for generator functions)."""
     check_keys(opts, TASK_OPTIONS, "remote functions")
@@ -178,7 +185,7 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
         "resources": _with_strategy(
             normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources"),
                       memory=opts.get("memory")),
-            _strategy_of(opts)),
+            _strategy_of(opts), what=what),
         "max_retries": 10**9 if max_retries == -1 else max_retries,
         "retry_exceptions": retry,
         "name": opts.get("name"),
@@ -189,7 +196,8 @@ def task_options(opts: dict, is_generator: bool = False) -> dict:
     }
 
 
-def actor_options(opts: dict) -> dict:
+def actor_options(opts: dict, what=None) -> dict:
+    """what: the class's qualified name, for errors."""
     check_keys(opts, ACTOR_OPTIONS, "actors")
     if opts.get("get_if_exists") and not opts.get("name"):
         raise ValueError("The actor name must be specified to use `get_if_exists`.")
@@ -205,8 +213,8 @@ def actor_options(opts: dict) -> dict:
     if simple:
         to_place["CPU"] = 1.0
     strategy = _strategy_of(opts)
-    held = _with_strategy(held, strategy, to_place)
-    placement_req = _with_strategy(to_place, strategy)
+    held = _with_strategy(held, strategy, to_place, what)
+    placement_req = _with_strategy(to_place, strategy, what=what)
     max_restarts = _or_default(opts, "max_restarts", 0)
     if not isinstance(max_restarts, int) or max_restarts < -1:
         raise ValueError(f"max_restarts must be an integer >= -1, got {max_restarts!r}")

@@ -85,7 +85,7 @@ class ActorClass:
     def __init__(self, cls, options: dict):
         self._cls = cls
         self._raw_options = dict(options)
-        self._checked = _options.actor_options(options)
+        self._checked = _options.actor_options(options, cls.__qualname__)
         self._methods = _method_table(cls)
         self._method_groups = {}   # the groups' names -> method -> group
         self._arg_count, self._check_args = signature.checker(cls)   # (its constructor's)
@@ -126,7 +126,7 @@ class ActorClass:
 
     def options(self, **opts):
         _options.check_in_options(opts, "actors")
-        checked = _options.actor_options({**self._raw_options, **opts})
+        checked = _options.actor_options({**self._raw_options, **opts}, self._cls.__qualname__)
         parent = self
 
         class _Bound:

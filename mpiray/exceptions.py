@@ -58,20 +58,30 @@ class RayTaskError(RayError):
     def as_instanceof_cause(self):
         """An error that is both a RayTaskError and an instance of the cause's class."""
         cause_cls = type(self.cause) if self.cause is not None else None
-        if cause_cls is None or isinstance(self, cause_cls) or not _can_subclass(cause_cls):
+        if cause_cls is None or isinstance(self, cause_cls):
+            return self
+        if not _can_subclass(cause_cls):
+            if cause_cls is not RayTaskError and issubclass(cause_cls, BaseException):
+                _log.warning("The exception type %s raised in %s cannot be subclassed: this "
+                             "exception is raised as RayTaskError only. You can use "
+                             "`ray_task_error.cause` to access the user exception.",
+                             cause_cls.__name__, self.function_name)
             return self
         dual = _dual_class(cause_cls)
         err = _new_dual(dual, self.cause)
         if err is None:
             # As Ray does: a class that cannot be made this way comes as RayTaskError only.
-            _log.warning("The exception type %s raised in %s cannot be subclassed, so it is "
-                         "raised as RayTaskError only; its original is the error's .cause",
+            _log.warning("The exception type %s raised in %s cannot be made a RayTaskError: "
+                         "this exception is raised as RayTaskError only. You can use "
+                         "`ray_task_error.cause` to access the user exception.",
                          cause_cls.__name__, self.function_name)
             return self
         err.__dict__.update(self.__dict__)
         err.args = getattr(self.cause, "args", ())
         err.__cause__ = self.cause
         return err
+
+    make_dual_exception_instance = as_instanceof_cause   # (Ray's newer name for it)
 
 
 def _rebuild_dual(*args):
@@ -320,6 +330,12 @@ class RayCgraphCapacityExceeded(RaySystemError):
     pass
 
 
+class OufOfBandObjectRefSerializationException(RayError):
+    """Ray's name (spelled so) for pickling an ObjectRef outside a task's arguments or a
+    put where Ray's config forbids it; mpiray always allows it (refs pickled anywhere are
+    counted: core/serialization_context.py), so it only exists to be caught."""
+
+
 RAY_EXCEPTION_TYPES = [
     PlasmaObjectNotAvailable, RayError, RayTaskError, WorkerCrashedError, RayActorError,
     ObjectStoreFullError, ObjectLostError, ObjectFetchTimedOutError,
@@ -331,5 +347,5 @@ RAY_EXCEPTION_TYPES = [
     TaskUnschedulableError, ActorDiedError, ActorUnschedulableError, ActorUnavailableError,
     RayChannelError, RayChannelTimeoutError, OutOfMemoryError, ObjectRefStreamEndOfStreamError,
     RpcError, UserCodeException, NodeDiedError, TaskCancelledError, OutOfDiskError,
-    RaySystemError, CrossLanguageError,
+    RaySystemError, CrossLanguageError, OufOfBandObjectRefSerializationException,
 ]

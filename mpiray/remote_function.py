@@ -53,7 +53,8 @@ class RemoteFunction:
         self._raw_options = dict(options)
         self._arg_count, self._check_args = signature.checker(function)
         self._is_generator = is_generator_function(function)
-        self._options = _options.task_options(options, self._is_generator)
+        self._options = _options.task_options(options, self._is_generator,
+                                              getattr(function, "__qualname__", None))
         self._name = options.get("name") or _name_of(function)
         self._blob = None
         self._exported = {}     # session -> function id in that session's store
@@ -73,7 +74,8 @@ class RemoteFunction:
     def options(self, **opts):
         _options.check_in_options(opts, "remote functions")
         merged = {**self._raw_options, **opts}
-        checked = _options.task_options(merged, self._is_generator)
+        checked = _options.task_options(merged, self._is_generator,
+                                        getattr(self._function, "__qualname__", None))
         name = opts.get("name") or self._name
         parent = self
 

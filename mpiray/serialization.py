@@ -149,6 +149,23 @@ class _Inline:
         dest[: len(self.data)] = self.data
 
 
+_warned_not_contiguous = False
+
+
+def _warn_not_contiguous(array):
+    """As Ray, once per process: such an array is pickled whole (a copy) and read back as
+    a copy, where a contiguous one is a view of the stored bytes."""
+    global _warned_not_contiguous
+    if not _warned_not_contiguous:
+        _warned_not_contiguous = True
+        import warnings
+
+        warnings.warn(f"A non-contiguous numpy array (shape {array.shape}) cannot be zero-copy "
+                      f"deserialized: it is copied into the object store and out again "
+                      f"(np.ascontiguousarray() makes it contiguous). This warning is shown "
+                      f"once per process.", UserWarning, stacklevel=4)
+
+
 def _array_parts(value):
     """(description, data) of a numpy array that FORMAT_NDARRAY can carry, else None:
     an exact ndarray, C- or Fortran-contiguous, of a dtype its .str names whole. Any size:
@@ -187,6 +204,8 @@ def serialize(value, flags: int = 0) -> SerializedObject:
         parts = _array_parts(value)
         if parts is not None:
             return SerializedObject(parts[0], [parts[1]], [], flags, FORMAT_NDARRAY)
+        if not (value.flags.c_contiguous or value.flags.f_contiguous):
+            _warn_not_contiguous(value)
     buffers = []
 
     def keep_out_of_band(pb: pickle.PickleBuffer) -> bool:

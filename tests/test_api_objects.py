@@ -585,3 +585,27 @@ def test_an_error_raised_by_get_leaves_no_pin_once_collected(ray):
         time.sleep(0.05)   # (+1: the function's export)
     stats = store.stats()
     assert stats["pinned"] == 0 and stats["num_objects"] <= before + 1, stats
+
+
+def test_ray_serialization_facts_found_by_the_ports(ray):
+    """A non-contiguous array warns once that it cannot be zero-copy; Ray's exception
+    names (OufOfBandObjectRefSerializationException, make_dual_exception_instance) exist;
+    a generator's backpressure of 0 is refused."""
+    import warnings
+
+    strided = np.arange(1000.0)[::2]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert list(ray.get(ray.put(strided))) == list(strided)
+        ray.put(strided)
+    texts = [str(w.message) for w in caught if "cannot be zero-copy" in str(w.message)]
+    import mpiray.serialization as S
+    assert len(texts) == 1 or S._warned_not_contiguous   # (once per process)
+    assert issubclass(ray.exceptions.OufOfBandObjectRefSerializationException,
+                      ray.exceptions.RayError)
+    err = ray.exceptions.RayTaskError("f", "ValueError: x", ValueError("x"))
+    assert isinstance(err.make_dual_exception_instance(), ValueError)
+    with pytest.raises(ValueError, match="_generator_backpressure_num_objects=0"):
+        @ray.remote(_generator_backpressure_num_objects=0)
+        def gen():
+            yield 1
