@@ -169,7 +169,7 @@ class ActorClass:
                     raise unpicklable(f"the actor class {self.__name__}", exc) from exc
             fid = self._exported[rt.session] = rt.export(self._blob)
         actor_id = _ids.new_id()
-        blob, deps, contained, holder = rt.pack_args(args, kwargs)
+        blob, deps, contained, holder = rt.pack_args(args, kwargs, f"{self.__name__}.__init__")
         creation = TaskSpec(task_id=_ids.new_id(), kind=ACTOR_CREATION, function_id=fid,
                             name=f"{self.__name__}.__init__", args=blob, deps=deps,
                             contained=contained, actor_id=actor_id, num_returns=0,

@@ -360,8 +360,8 @@ def _wait_with_generators(items, num_returns, timeout):
     rt = _runtime()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        ready = [x.next_ready() if isinstance(x, ObjectRefGenerator) else rt.store.contains(x._id)
-                 for x in items]
+        ready = [x._would_not_block() if isinstance(x, ObjectRefGenerator)
+                 else rt.store.contains(x._id) for x in items]
         left = None if deadline is None else deadline - time.monotonic()
         if sum(ready) >= num_returns or (left is not None and left <= 0):
             break

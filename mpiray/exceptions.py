@@ -17,7 +17,18 @@ class RayError(Exception):
 
 
 class RaySystemError(RayError):
-    pass
+    """Something in the runtime failed (not the user's code); str() as Ray's."""
+
+    def __init__(self, client_exc="", traceback_str=None):
+        super().__init__(client_exc)
+        self.client_exc, self.traceback_str = client_exc, traceback_str
+
+    def __str__(self):
+        text = f"System error: {self.client_exc}"
+        return text + (f"\ntraceback: {self.traceback_str}" if self.traceback_str else "")
+
+    def __reduce__(self):
+        return (type(self), (self.client_exc, self.traceback_str))
 
 
 class RayTaskError(RayError):

@@ -102,6 +102,8 @@ class ObjectRefGenerator:
         from mpiray.exceptions import RaySystemError
 
         while not self.next_ready():
+            if self.is_finished():
+                raise StopAsyncIteration
             end = self._end.binary()
             # once the end is here, only the item (on its way from another node) is awaited
             ids = [self._item_id()] if _runtime().store.contains(end) else [self._item_id(), end]
@@ -176,6 +178,11 @@ class ObjectRefGenerator:
         # ended: the failure is next, or no item is left (StopIteration), or the next is
         # still on its way from another node
         return self._failed
+
+    def _would_not_block(self) -> bool:
+        """ray.wait's readiness: next() returns (an item, the error) or raises
+        StopIteration at once."""
+        return self.next_ready() or self.is_finished()
 
     def is_finished(self) -> bool:
         """The task has ended and every item was handed out."""

@@ -375,5 +375,6 @@ def _new_layout(key: bytes):
 
 def unpicklable(what: str, exc: Exception) -> TypeError:
     """The error for something a task, actor or put needs that does not pickle."""
-    return TypeError(f"{what} could not be serialized: {exc} "
-                     "(mpiray.util.inspect_serializability(obj) shows which part does not)")
+    text = f"{what} {exc}" if what.endswith(":") else f"{what} could not be serialized: {exc}"
+    return TypeError(f"{text} (mpiray.util.inspect_serializability(obj) shows which part "
+                     "does not)")

@@ -579,3 +579,38 @@ def test_items_taken_and_dropped_go_while_the_generator_lives(ray):
     assert not gen.next_ready() and gen.is_finished()   # (as Ray: next() would stop)
     with pytest.raises(StopIteration):
         next(gen)
+
+
+def test_async_for_ends_and_wait_sees_an_exhausted_generator_as_ready(ray):
+    """async for stops after the last item (or the task's error); ray.wait() returns an
+    exhausted generator as ready at once (next() would not block: it stops)."""
+    @ray.remote
+    def produce(n):
+        for i in range(n):
+            yield i
+
+    @ray.remote
+    def fails_after_one():
+        yield 1
+        raise ValueError("second")
+
+    async def collect(gen):
+        out = []
+        async for ref in gen:
+            try:
+                out.append(await ref)
+            except ValueError:
+                out.append("error")
+        return out
+
+    async def bounded(gen):
+        return await asyncio.wait_for(collect(gen), 30)
+
+    assert asyncio.run(bounded(produce.remote(3))) == [0, 1, 2]
+    assert asyncio.run(bounded(fails_after_one.remote())) == [1, "error"]
+    gen = produce.remote(1)
+    assert [ray.get(r) for r in gen] == [0]
+    start = time.process_time()
+    ready, pending = ray.wait([gen], timeout=2)
+    assert ready == [gen] and pending == []
+    assert time.process_time() - start < 0.5

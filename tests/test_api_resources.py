@@ -554,3 +554,30 @@ def test_omp_num_threads_defaults_to_the_cpus_held(ray):
     assert ray.get(omp.options(num_cpus=2).remote(), timeout=30) == "2"
     assert ray.get(Actor.remote().omp.remote(), timeout=30) == "1"
     assert ray.get(Actor.options(num_cpus=2).remote().omp.remote(), timeout=30) == "2"
+
+    pg = ray.util.placement_group([{"CPU": 2}])
+    pg.wait(10)
+    from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    in_bundle = PlacementGroupSchedulingStrategy(pg, 0)
+    assert ray.get(omp.options(num_cpus=2, scheduling_strategy=in_bundle).remote(),
+                   timeout=30) == "2"
+    ray.util.remove_placement_group(pg)
+
+    @ray.remote
+    def blas_threads():
+        """numpy's BLAS pool (loaded in the zygote before this task) follows the default."""
+        import ctypes
+
+        import numpy  # noqa: F401
+
+        for line in open("/proc/self/maps"):
+            if "openblas" in line.lower():
+                lib = ctypes.CDLL(line.split()[-1])
+                for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads"):
+                    if hasattr(lib, name):
+                        return getattr(lib, name)()
+        return None
+
+    for cpus in (1, 2):
+        assert ray.get(blas_threads.options(num_cpus=cpus).remote(), timeout=30) in (cpus, None)

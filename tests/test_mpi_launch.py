@@ -39,6 +39,31 @@ def test_normal_exit_leaves_nothing(tmp_path):
     assert settle(before) == before
 
 
+def test_a_pull_into_a_store_the_getter_holds_full_lands_on_disk(tmp_path):
+    """The driver keeps every 100 MiB array it got from another node, more than its
+    300 MiB store holds: the copies that find no room are received into spill files
+    (as Ray's pull falls back to disk) and read from there, instead of failing."""
+    before = our_segments()
+    proc, _ = mpirun(2, """
+        import numpy as np
+        import mpiray as ray
+        ray.init(num_cpus=1, object_store_memory=300 * 1024 * 1024)
+        other = [n["NodeID"] for n in ray.nodes() if n["NodeIndex"] == 1][0]
+        from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+
+        @ray.remote
+        def make(v):
+            return np.full(100 * 1024 * 1024 // 8, v, dtype=np.float64)
+
+        refs = [make.options(scheduling_strategy=On(other, soft=False)).remote(v) for v in range(5)]
+        held = [ray.get(r, timeout=120) for r in refs]
+        print("values", [int(a[0]) for a in held], [int(a[-1]) for a in held], flush=True)
+    """, tmp_path=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "values [0, 1, 2, 3, 4] [0, 1, 2, 3, 4]" in proc.stdout, proc.stdout
+    assert settle(before) == before
+
+
 def test_a_program_the_driver_starts_runs_its_own_runtime(tmp_path):
     """A Python program the driver starts inherits mpiexec's variables; its init() runs
     a runtime of its own (as on one host) instead of failing in MPI_Init, and the

@@ -63,6 +63,8 @@ cdef extern from "store.h" namespace "mpiray::store" nogil:
         StoreStats Stats()
         uint32_t ErrorSeq()
         Status SpillFileOf(const uint8_t* id, string* path, uint64_t* size)
+        string SpillPathOf(const uint8_t* id)
+        Status AdoptSpilled(const uint8_t* id, int64_t size)
         int ReapDeadClients()
         Status Destroy()
         uint64_t capacity()

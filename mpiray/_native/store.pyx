@@ -305,7 +305,7 @@ cdef class Store:
             try:
                 if st == Status.kTimeout:
                     return None
-                if st == Status.kFull:
+                if st == Status.kFull or st == Status.kTooLarge:
                     return self._read_spilled(oid, st)
                 check(st)
                 return wrap(self, h, True)   # (a use of its own, taken before ours ends)
@@ -313,8 +313,8 @@ cdef class Store:
                 self.unuse()
         if st == Status.kTimeout:
             return None
-        if st == Status.kFull:
-            return self._read_spilled(oid, st)
+        if st == Status.kFull or st == Status.kTooLarge:   # (kTooLarge: adopted, bigger
+            return self._read_spilled(oid, st)              # than the store could ever hold)
         check(st)
         return wrap(self, h, True)
 
@@ -432,6 +432,16 @@ cdef class Store:
             return False
         check(st)
         return True
+
+    def spill_path(self, oid: bytes) -> str:
+        """Where oid's bytes go when it is spilled (see adopt_spilled)."""
+        return self.client().SpillPathOf(id_ptr(oid)).decode()
+
+    def adopt_spilled(self, oid: bytes, size: int) -> None:
+        """Publishes oid as spilled: its size bytes are in spill_path(oid) already (an
+        object that found no room in memory lives on disk; a get restores it or reads it
+        from there). FileExistsError if oid exists; ObjectStoreFullError if the table is."""
+        check(self.client().AdoptSpilled(id_ptr(oid), size))
 
     def size_of(self, oid: bytes) -> int:
         cdef const uint8_t* id = id_ptr(oid)

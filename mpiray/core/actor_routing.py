@@ -29,7 +29,7 @@ class ActorRouter:
         self.calls = {}   # task id -> (node to tell when it ends or None,
         #                  contained held here or None, return ids)
         # (calls a full actor queue cannot take now: the scheduler never waits for room)
-        self.backlog = CallBacklog(scheduler.io, scheduler.lock, self._fail)
+        self.backlog = CallBacklog(scheduler.io, scheduler.stimulus_driver, self._fail)
 
     @property
     def cluster(self):
@@ -41,7 +41,9 @@ class ActorRouter:
         placed) here, else to the node it runs on, else to its owner (its creator's
         node), which knows where it runs."""
         rec = self.s.actors.actors.get(spec.actor_id)
-        if rec is not None and rec.host is None:
+        # (placed elsewhere since, with calls still waiting for room in what is now its
+        # proxy queue: behind them, so that this caller's order holds)
+        if rec is not None and (rec.host is None or self.backlog.pending(spec.actor_id)):
             if not self.backlog.push(spec.actor_id, spec):
                 self._fail(spec)
             return
@@ -84,6 +86,8 @@ class ActorRouter:
         self.s.kept.update(spec.return_ids())        # values or errors, kept for the caller
         if rec is not None and rec.host is not None:  # runs elsewhere: pass it on
             self.calls[spec.task_id] = (source, None, spec.return_ids())
+            if self.backlog.pending(actor_id) and self.backlog.push(actor_id, spec):
+                return   # (behind the calls still waiting for its proxy queue)
             self.cluster.send(rec.host, ("actor_call", actor_id, payload))
             self.cluster.route(spec.task_id, rec.host, spec.return_ids())
             self.pass_cancel(spec.task_id, rec.host)

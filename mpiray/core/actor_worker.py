@@ -104,11 +104,15 @@ class ActorWorker:
         try:
             # the actor's whole process runs in its runtime_env, its class loaded in it too
             runtime_env.apply_process(spec.runtime_env)
-            executor.default_omp_threads(self.aspec.resources.get("CPU", 0))
+            executor.default_omp_threads(self.aspec.resources)
             self.rt.inherited_env = spec.runtime_env
             cls = self.rt.load_function(spec.function_id)
             args, kwargs = self.rt.unpack_args(spec)
             self.instance = cls.__new__(cls)
+            try:   # (a constructor's error names the instance too, as Ray's)
+                context.process()["actor_repr"] = object.__repr__(self.instance)
+            except Exception:  # noqa: BLE001
+                pass
             if self.aspec.is_async:   # as Ray's: on the loop its methods run on (so that
                 self._on_loop(self.instance.__init__, args, kwargs)   # it may start tasks)
             else:

@@ -11,8 +11,9 @@ for room without any lock held.
     scheduler ──push(actor, spec)──► room, nothing waiting ──► the actor's queue
                                      full, or a backlog ──► backlog[actor] (FIFO)
     backlog thread ──blocking push──► the actor's queue, front first, until empty
-                   └─ the queue is gone (the actor died) ──► gone(spec), under the
-                      scheduler's lock: the call fails with the actor's death cause
+                   └─ the queue is gone (the actor died) ──► gone(spec) through the
+                      scheduler (its lock, then a dispatch): the call fails with the
+                      actor's death cause; the node stopping: the thread just ends
 
 Per-caller order holds: every call of one caller comes through the scheduler in order,
 and once a backlog exists every call for that actor joins it.
@@ -25,10 +26,11 @@ import threading
 
 
 class CallBacklog:
-    def __init__(self, io, lock, gone):
-        """io: NodeIO (push_actor_call_or_false, actor_queue); lock: the scheduler's;
-        gone(spec): fails a call whose actor's queue is gone (called under lock)."""
-        self.io, self.sched_lock, self.gone = io, lock, gone
+    def __init__(self, io, stimulus, gone):
+        """io: NodeIO (push_actor_call_or_false, actor_queue, stopping); stimulus(fn,
+        *args): runs fn under the scheduler's lock, then its dispatch; gone(spec): fails a
+        call whose actor's queue is gone."""
+        self.io, self.stimulus, self.gone = io, stimulus, gone
         self.lock = threading.Lock()
         self.waiting = {}   # actor id -> deque of specs (its thread runs while present)
 
@@ -68,5 +70,6 @@ class CallBacklog:
             with self.lock:
                 backlog.popleft()
             if not pushed:
-                with self.sched_lock:
-                    self.gone(spec)
+                if self.io.stopping():   # (its queues closed by shutdown: nothing to tell)
+                    return
+                self.stimulus(self.gone, spec)

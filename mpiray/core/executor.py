@@ -20,7 +20,7 @@ import traceback
 import types
 
 from mpiray import _ids
-from mpiray.core import context
+from mpiray.core import blas_threads, context, placement
 from mpiray.core import protocol as P
 from mpiray.core.runtime import DependencyFailed
 from mpiray.core.task_spec import STREAMING
@@ -50,7 +50,7 @@ def run(runtime, spec, fn):
     else:
         context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids, spec.resources, fn,
                          spec.depth)
-        default_omp_threads(spec.resources.get("CPU", 0))
+        default_omp_threads(spec.resources)
     try:
         try:
             args, kwargs = runtime.unpack_args(spec)
@@ -268,17 +268,20 @@ _OMP = "OMP_NUM_THREADS"
 _omp_ours = None   # the value this process set (None: none, or the user's own is there)
 
 
-def default_omp_threads(cpus) -> None:
+def default_omp_threads(resources) -> None:
     """Ray's default for what the task or actor runs: OMP_NUM_THREADS is the CPUs it holds
-    (at least 1) unless the user set it (the job's environment or a runtime_env), so that
-    libraries that size their thread pools by it do not oversubscribe the node."""
+    (a bundle's too; at least 1) unless the user set it (the job's environment or a
+    runtime_env), so that libraries that size their thread pools by it, and the BLAS
+    numpy loaded already (core/blas_threads.py), do not oversubscribe the node."""
     global _omp_ours
     current = os.environ.get(_OMP)
     if current is not None and current != _omp_ours:
         return
-    want = str(max(int(cpus), 1))
+    n = max(int(placement.cpus_of(resources)) if resources else 0, 1)
+    want = str(n)
     if current != want:
         os.environ[_OMP] = _omp_ours = want
+        blas_threads.set_threads(n)
 
 
 def run_on_own_loop(coroutine):
@@ -408,7 +411,7 @@ def write_dependency_error(runtime, spec, failed):
     upstream = f"{type(value).__module__}.{type(value).__qualname__}: {value}"
     cause = value.cause if isinstance(value, RayTaskError) and value.cause is not None else value
     return _write_error(runtime, spec, RayTaskError(
-        spec.name, "At least one of the input arguments for this task could not be computed:\n"
+        spec.name, "  At least one of the input arguments for this task could not be computed:\n"
         + upstream, cause, pid=os.getpid(), ip=get_node_ip_address()))
 
 

@@ -317,8 +317,9 @@ class Runtime:
         return fn
 
     # ------------------------------------------------------------ arguments
-    def pack_args(self, args, kwargs):
-        """(args blob, deps, contained, keep-alive refs) for a TaskSpec."""
+    def pack_args(self, args, kwargs, what=None):
+        """(args blob, deps, contained, keep-alive refs) for a TaskSpec. what: the task's
+        or actor's name, for errors."""
         if not args and not kwargs:
             return _NO_ARGS, [], [], None
         deps = [a._id for a in args if type(a) is ObjectRef]
@@ -327,7 +328,7 @@ class Runtime:
         try:
             sobj = serialize((args, kwargs))
         except Exception as exc:  # noqa: BLE001 - a clear error instead of pickle's
-            raise unpicklable("an argument", exc) from exc
+            raise unpicklable_argument(args, kwargs, what, exc) from exc
         if sobj.total_size <= ARGS_INLINE_LIMIT:
             return sobj.to_bytes(), deps, sobj.contained, None
         holder = self.put_serialized(sobj)      # one stored object holds every argument
@@ -387,7 +388,7 @@ class Runtime:
 
     # ------------------------------------------------------------ tasks
     def submit_task(self, function_id, name, args, kwargs, opts) -> list:
-        blob, deps, contained, holder = self.pack_args(args, kwargs)
+        blob, deps, contained, holder = self.pack_args(args, kwargs, name)
         n = opts["num_returns"]
         req = opts["resources"]
         if not self.is_driver and opts["capturable"]:
@@ -442,7 +443,7 @@ class Runtime:
         """name: the task's name (Class.method); max_retries -1: the actor's max_task_retries;
         in_order: the actor runs this caller's calls in order (not async or threaded);
         fails_fast: made while the actor restarts, the call fails at once (actor_spec)."""
-        blob, deps, contained, holder = self.pack_args(args, kwargs)
+        blob, deps, contained, holder = self.pack_args(args, kwargs, name)
         spec = TaskSpec(
             task_id=_ids.new_call_id(num_returns < 0),
             kind=ACTOR_CALL, function_id=b"", name=name,
@@ -533,6 +534,20 @@ def _warn_blocking_get():
 
 _warned_blocking_get = False
 _NO_ARGS = serialize(((), {})).to_bytes()   # f.remote(): the commonest call has no arguments
+
+
+def unpicklable_argument(args, kwargs, what, exc):
+    """Ray's error for an argument that does not pickle: which one, and for whom."""
+    culprit = None
+    for value in list(args) + list(kwargs.values()):
+        try:
+            serialize(value)
+        except Exception:  # noqa: BLE001 - the one that does not pickle
+            culprit = value
+            break
+    named = f"the argument {culprit!r}" if culprit is not None else "an argument"
+    return unpicklable(f"Could not serialize {named} for a task or actor {what or ''}".rstrip()
+                       + ":", exc)
 
 
 def _refuse_unknown(oids, what):

@@ -4,6 +4,8 @@
     other agents ──► Iprobe / recv ──► handle_<op>() ──► scheduler.handle_events([...])
     ("fetch", oid) ──► serve: store buffer ──Isend raw chunks (TAG_DATA)──► requester
     ("object", oid, n) ──► store.create_object ──Irecv chunks──► seal ──► ARRIVED event
+                       └─ no room (what holds the store is pinned) ──► its spill file
+                          ──Irecv chunks──► store.adopt_spilled ──► ARRIVED event
 
 One thread per rank owns MPI (funneled), so user code never meets it. MPICH's blocking
 receive burns a core, so between messages the thread waits in ``MpiPoller.wait`` (C, no
@@ -521,16 +523,25 @@ class Agent:
 
 
 class IncomingObject:
-    """One object arriving from another node, straight into this node's store."""
+    """One object arriving from another node, straight into this node's store; with no
+    room there (what holds it is pinned: a getter keeps every object it read), into its
+    spill file instead, as Ray's pull falls back to disk, so the get that wants it still
+    gets it (read back from the file) instead of ObjectStoreFullError."""
 
     def __init__(self, agent, source, oid, nbytes, contained, discard=False):
         self.agent, self.oid, self.contained = agent, oid, contained
-        self.error, self.discard = None, discard
+        self.error, self.discard, self.on_disk = None, discard, None
         self.source_node = agent.node_by_rank.get(source)
         try:
             if discard:
                 raise LookupError("stale")
-            self.buf = agent.store.create_object(oid, nbytes)
+            try:
+                self.buf = agent.store.create_object(oid, nbytes)
+            except ObjectStoreFullError:
+                if not nbytes:
+                    raise
+                self.on_disk = _SpillTarget(agent.store.spill_path(oid), nbytes)
+                self.buf = self.on_disk.view
         except Exception as exc:  # noqa: BLE001 - already here, or no room: still drain it
             self.buf = memoryview(bytearray(nbytes))
             self.error = exc
@@ -546,7 +557,9 @@ class IncomingObject:
         self.reqs = self.buf = None   # unpins: the object is complete
         if self.discard:
             return
-        if self.error is None:
+        if self.on_disk is not None and self.error is None:
+            self.error = self.on_disk.publish(store, oid)
+        elif self.error is None:
             store.seal(oid)
         elif not store.contains(oid):
             # no room for it here: the getter sees why instead of waiting forever
@@ -562,3 +575,37 @@ def _brief(msg):
     return " ".join(x.hex()[:8] + ".." + x.hex()[-8:] if isinstance(x, bytes) and len(x) in (16, 20)
                     else type(x).__name__ if isinstance(x, (bytes, list, dict)) else repr(x)
                     for x in msg)
+
+
+class _SpillTarget:
+    """An arriving object's spill file, mapped for MPI to receive into."""
+
+    def __init__(self, path, nbytes):
+        import mmap
+
+        self.path, self.nbytes = path, nbytes
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, nbytes)
+            self.mapping = mmap.mmap(fd, nbytes)
+        finally:
+            os.close(fd)
+        self.view = memoryview(self.mapping)
+
+    def publish(self, store, oid):
+        """The bytes are in: the store lists the object as spilled. None, or the error."""
+        try:
+            self.view.release()
+            self.mapping.close()   # (the file keeps the bytes)
+        except BufferError:   # a receive's slice still alive: unmapped when it goes
+            pass
+        try:
+            store.adopt_spilled(oid, self.nbytes)
+            return None
+        except Exception as exc:  # noqa: BLE001 - (already here, or the table is full)
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            return exc
+

@@ -151,6 +151,13 @@ class StoreClient {
     // The file a spilled object's bytes are in, and their size; kNotFound if the object is
     // not spilled (a get that finds no room to restore it may read it from there).
     Status SpillFileOf(const uint8_t* id, std::string* path, uint64_t* size);
+    // Where a spilled `id`'s bytes go (the store's spill directory / its hex id).
+    std::string SpillPathOf(const uint8_t* id) const;
+    // Publishes `id` as SPILLED, its `size` bytes already written by the caller to
+    // SpillPathOf(id): an object that found no room in memory (an arriving copy, the
+    // store pinned full) lives on disk, and a get restores it or reads it from there.
+    //   kExists; kFull: the object table is full; kInvalid: size < 0.
+    Status AdoptSpilled(const uint8_t* id, int64_t size);
     StoreStats Stats();
     // How many error objects were sealed so far (see kSerializedErrorFlag): a getter that
     // sees it move looks again at the objects it still waits for.

@@ -13,12 +13,36 @@
 
 namespace mpiray::store {
 
-std::string StoreClient::SpillPath(const Entry& x) const {
+std::string StoreClient::SpillPath(const Entry& x) const { return SpillPathOf(x.id); }
+
+std::string StoreClient::SpillPathOf(const uint8_t* id) const {
     static const char* d = "0123456789abcdef";
     std::string s = hdr_->spill_dir;
     s += '/';
-    for (size_t i = 0; i < kObjectIdSize; ++i) { s += d[x.id[i] >> 4]; s += d[x.id[i] & 15]; }
+    for (size_t i = 0; i < kObjectIdSize; ++i) { s += d[id[i] >> 4]; s += d[id[i] & 15]; }
     return s;
+}
+
+Status StoreClient::AdoptSpilled(const uint8_t* id, int64_t size) {
+    if (size < 0) return Fail(Status::kInvalid, "negative object size %lld", (long long)size);
+    {
+        Locked lock(this);
+        if (v_->table.Find(id) != kNil)
+            return Fail(Status::kExists, "the object adopted from %s already exists",
+                        SpillPathOf(id).c_str());
+        uint32_t e = v_->table.Insert(id);
+        if (e == kNil)
+            return Fail(Status::kFull, "object table full (%u objects): delete objects first",
+                        hdr_->max_objects);
+        Entry& x = v_->table[e];
+        x.size = static_cast<uint64_t>(size);
+        x.creator = static_cast<int16_t>(slot_);
+        x.state = ObjState::SPILLED;  // published last: its bytes are in the file already
+        ++hdr_->num_spilled;
+        hdr_->spilled_bytes += x.size;
+    }
+    WakeGetters(id);
+    return Status::kOk;
 }
 
 static bool WriteAll(int fd, const uint8_t* p, uint64_t n) {
