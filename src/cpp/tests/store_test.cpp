@@ -297,6 +297,41 @@ static void TestUnreadError() {
 }
 
 // A table full of user objects keeps its last entries for errors and messages.
+// An object written to its spill file by the caller (no room in memory) and adopted:
+// listed, read back by Get (restored when it fits; kTooLarge when it never can, for the
+// caller to read the file), and its file removed with it.
+static void TestAdoptSpilled() {
+    std::unique_ptr<StoreClient> s;
+    CHECK(StoreClient::Create(Name("adopt"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
+    for (int size : {300000, 3000000}) {
+        std::vector<uint8_t> id = Id(size);
+        std::string path = s->SpillPathOf(id.data());
+        FILE* f = std::fopen(path.c_str(), "wb");
+        CHECK(f != nullptr);
+        std::vector<uint8_t> bytes(size, 7);
+        CHECK(std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size());
+        std::fclose(f);
+        CHECK(s->AdoptSpilled(id.data(), size) == Status::kOk);
+        CHECK(s->AdoptSpilled(id.data(), size) == Status::kExists);
+        CHECK(s->Contains(id.data()));
+        ObjectHandle g;
+        Status st = s->Get(id.data(), 0, &g);
+        if (size < (1 << 20)) {
+            CHECK(st == Status::kOk && g.size == static_cast<uint64_t>(size) && g.data[size - 1] == 7);
+            CHECK(s->Release(g) == Status::kOk);
+            CHECK(access(path.c_str(), F_OK) != 0);   // restored: the file is gone
+        } else {
+            CHECK(st == Status::kTooLarge);
+            std::string where;
+            uint64_t n = 0;
+            CHECK(s->SpillFileOf(id.data(), &where, &n) == Status::kOk && where == path && n == 3000000u);
+        }
+        CHECK(s->Delete(id.data()) == Status::kOk);
+        CHECK(access(path.c_str(), F_OK) != 0);
+    }
+    CHECK(s->Destroy() == Status::kOk);
+}
+
 static void TestTableReserve() {
     std::unique_ptr<StoreClient> s;
     CHECK(StoreClient::Create(Name("reserve"), 1 << 20, "/tmp/mpiray-cpptest-spill", &s) == Status::kOk);
@@ -319,6 +354,7 @@ int main() {
     TestIdsWithPrefix();
     TestErrorSeq();
     TestTableReserve();
+    TestAdoptSpilled();
     rmdir("/tmp/mpiray-cpptest-spill");
     std::printf("store_test: %s (%d failures)\n", g_failures ? "FAILED" : "ok", g_failures);
     return g_failures ? 1 : 0;
