@@ -190,9 +190,24 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     assert ray.util.state.list_jobs()[0]["status"] == "RUNNING"
     ray.get(refs)
     deadline = time.monotonic() + 10   # (a worker reports a task's end a moment after its value)
-    while [t for t in list_tasks() if t["name"].endswith("sleeper")]:
+    while [t for t in list_tasks() if t["name"].endswith("sleeper") and t["state"] != "FINISHED"]:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    assert len(list_tasks(filters=[("name", "=", "sleeper"), ("state", "=", "FINISHED")])) == 2
+
+    @ray.remote(max_retries=1, retry_exceptions=True)
+    def fails():
+        raise ValueError("each attempt")
+
+    ref = fails.remote()
+    with pytest.raises(ValueError):
+        ray.get(ref, timeout=30)
+    deadline = time.monotonic() + 10
+    while len(list_tasks(filters=[("name", "=", "fails")])) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    attempts = list_tasks(filters=[("task_id", "=", ref.task_id().hex())])
+    assert sorted((t["attempt_number"], t["state"]) for t in attempts) == [(0, "FAILED"), (1, "FAILED")]
 
     nodes = list_nodes()
     assert len(nodes) == 1 and nodes[0]["state"] == "ALIVE" and nodes[0]["is_head_node"]

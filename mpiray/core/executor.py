@@ -41,9 +41,17 @@ class ExitActor(BaseException):
     """Raised by mpiray.actor.exit_actor(): ends the actor after this call."""
 
 
+# Whether the task run() ran last ended in an error (its returns, or a stream's item, say
+# so): its worker reports it (ray.util.state lists it FAILED). One task runs at a time in
+# a task worker.
+task_failed = False
+
+
 def run(runtime, spec, fn):
     """Executes fn for spec and writes its returns. Returns (sealed, retry):
     sealed = [(oid, contained oids)], retry = True when the scheduler should re-run it."""
+    global task_failed
+    task_failed = False
     # Actor calls see the GPUs of their process; a task sees the ones it was given.
     if spec.actor_id:
         context.set_task(spec.task_id.hex(), spec.name, fn=fn, depth=spec.depth)
@@ -385,6 +393,8 @@ class _Stream:
         self.refs.append(ObjectRef(oid, _counted=False))
 
     def add_error(self, err):
+        global task_failed
+        task_failed = True
         oid = self._next_id()
         if not self.rt.store.contains(oid):
             self.rt.write_error(oid, err)
@@ -416,7 +426,10 @@ def write_dependency_error(runtime, spec, failed):
 
 
 def error_blob(err) -> bytes:
-    """err as bytes any process can load (deserialize), whatever its cause holds."""
+    """err as bytes any process can load (deserialize), whatever its cause holds; what
+    is written so ends the task in an error."""
+    global task_failed
+    task_failed = True
     return serialize_error(err).to_bytes()
 
 

@@ -56,6 +56,7 @@ TASK, ACTOR = "task", "actor"
 FREE, KEEP, PUSHED = "free", "keep", "pushed"   # what becomes of a sealed stream item
 _STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task's ids)
 CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
+ENDED_KEPT = 10_000  # ended task attempts listed by ray.util.state.list_tasks
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
 
 
@@ -112,6 +113,9 @@ class Scheduler(CrossNode):
         self.sealed = set()     # oids sealed and still counted
         self.waiting_on = {}    # oid -> [TaskRecord]
         self.tasks = {}         # task_id -> TaskRecord, until done
+        # the last ENDED_KEPT attempts that ended here: (task id, name, attempt, resources,
+        # failed), for ray.util.state's FINISHED / FAILED rows (core/state_report.py)
+        self.ended = collections.deque(maxlen=ENDED_KEPT)
         self.ready = {}         # shape -> deque[TaskRecord]
         self.infeasible = []
         self.workers = {}       # slot -> WorkerInfo
@@ -422,11 +426,14 @@ class Scheduler(CrossNode):
         rec = self.tasks.get(oid[: _ids.TASK_ID_SIZE])
         return rec is not None and rec.state == DISPATCHED and not rec.blocked
 
-    def _ev_task_done(self, task_id, slot, sealed, release, retry):
+    def _ev_task_done(self, task_id, slot, sealed, release, retry, failed=False):
         rec = self.tasks.get(task_id)
         if rec is None or rec.state != DISPATCHED:
             return
         self._release_task_resources(rec)
+        spec = rec.spec
+        self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
+                           retry or failed or rec.cancelled))
         if retry and not rec.cancelled:
             rec.spec.attempt += 1
             self._to_ready(rec)
@@ -909,6 +916,7 @@ class Scheduler(CrossNode):
 
     def _after_crash(self, rec, status):
         spec = rec.spec
+        self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources, True))
         if rec.evicted:
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), WorkerCrashedError(

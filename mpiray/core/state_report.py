@@ -57,6 +57,11 @@ def tasks(scheduler) -> list:
             "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
             "func_or_class_name": rec.spec.name, "actor_id": None,
         } for rec in scheduler.tasks.values() if rec.state in TASK_STATES]
+        rows += [{
+            "task_id": task_id.hex(), "name": name, "state": "FAILED" if failed else "FINISHED",
+            "attempt_number": attempt, "required_resources": dict(resources),
+            "type": "NORMAL_TASK", "func_or_class_name": name, "actor_id": None,
+        } for task_id, name, attempt, resources, failed in scheduler.ended]
         actors = [rec for rec in scheduler.actors.actors.values()
                   if rec.host is None and rec.state != AM.DEAD]
     for rec in actors:

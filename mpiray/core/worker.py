@@ -184,7 +184,8 @@ class TaskWorker:
         return spec.task_id.hex() if spec is not None else None
 
     def _report(self, spec, sealed, retry):
-        self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry)])
+        self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry,
+                               executor.task_failed)])
 
     def _on_cancel_signal(self, signum, frame):
         spec = self.current
