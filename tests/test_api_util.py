@@ -591,3 +591,45 @@ def test_small_ray_api_facts(fresh, tmp_path, monkeypatch):
             assert list(pool.imap(abs, -3)) == [3]
     ray.shutdown()
     assert not os.path.exists(context["session_dir"])
+
+
+def test_state_api_objects_workers_and_summaries(fresh):
+    """Ray's list_objects / list_workers / summarize_* from one node's report."""
+    import os
+
+    import numpy as np
+
+    from mpiray.util import state
+
+    ray = fresh
+    ray.init(num_cpus=2)
+    kept = ray.put(np.zeros(1000))
+
+    @ray.remote
+    def task():
+        return 1
+
+    @ray.remote
+    class Actor:
+        def ping(self):
+            return os.getpid()
+
+    actor = Actor.remote()
+    actor_pid = ray.get(actor.ping.remote(), timeout=30)
+    assert ray.get([task.remote() for _ in range(3)], timeout=30) == [1, 1, 1]
+    rows = state.get_objects(kept.hex())
+    assert len(rows) == 1 and rows[0]["object_size"] >= 8000
+    assert rows[0]["reference_type"] == "LOCAL_REFERENCE"
+    assert any(w["pid"] == actor_pid and w["actor_id"] for w in state.list_workers())
+    deadline = time.monotonic() + 10
+    while state.summarize_tasks()["cluster"]["summary"]["task"]["state_counts"] != {"FINISHED": 3}:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert state.summarize_actors()["cluster"]["summary"]["Actor"]["state_counts"] == {"ALIVE": 1}
+    objects = state.summarize_objects()["cluster"]
+    assert objects["total_objects"] >= 1 and objects["total_size_mb"] > 0
+    del kept
+    deadline = time.monotonic() + 10
+    while state.list_objects(filters=[("object_size", "=", rows[0]["object_size"])]):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)

@@ -19,7 +19,7 @@ from mpiray.core import protocol as P
 
 REPLY_TIMEOUT_S = 60.0
 QUESTIONS = ("nodes", "cluster_resources", "available_resources", "store_stats")
-GATHERED = ("actors", "tasks", "named_actors")   # state_report's: [(node index, answer)]
+GATHERED = ("actors", "tasks", "named_actors", "objects", "workers")   # state_report's: [(node index, answer)]
 
 
 def ask(what: str):

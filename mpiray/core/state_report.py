@@ -3,11 +3,15 @@ every node's answer: api._every_node, mpi/roles.py ASKABLE)."""
 
 from __future__ import annotations
 
+import os
+
+from mpiray import _ids
 from mpiray.core import actor_manager as AM
 from mpiray.core import protocol as P
 from mpiray.core import scheduler as S
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.core.task_spec import TaskSpec
+from mpiray.util.network import get_node_ip_address
 
 WHOLE = 1 << 16   # (bytes of a queue item to copy: all of it)
 
@@ -89,6 +93,43 @@ def _actor_calls(scheduler, rec) -> list:
                 "actor_id": rec.spec.actor_id.hex(),
             })
     return rows
+
+
+_HANDLE_SUFFIX = _ids.ACTOR_HANDLE_INDEX.to_bytes(4, "little")
+
+
+def objects(scheduler) -> list:
+    """The objects in this node's store that refs hold (Ray's list_objects rows): held by
+    a ref somewhere (LOCAL_REFERENCE) or only inside another object (CAPTURED_IN_OBJECT)."""
+    with scheduler.lock:
+        scheduler._apply_driver_refs()   # (the driver's dropped refs count first)
+        held = list(scheduler.counts.items())
+        inside = {oid for inner in scheduler.contains.values() for oid in inner}
+    store, rows = scheduler.io.store, []
+    for oid, count in held:
+        if oid.endswith(_HANDLE_SUFFIX) or not store.contains(oid):
+            continue   # (an actor's handle count; a return not made yet, or elsewhere)
+        try:
+            size = store.size_of(oid)
+        except Exception:  # noqa: BLE001 - freed meanwhile
+            continue
+        rows.append({
+            "object_id": oid.hex(), "object_size": size, "task_status": "FINISHED",
+            "reference_type": "CAPTURED_IN_OBJECT" if oid in inside and count <= 1
+            else "LOCAL_REFERENCE", "call_site": "disabled", "type": "DRIVER",
+            "pid": os.getpid(), "ip": get_node_ip_address(),
+        })
+    return rows
+
+
+def workers(scheduler) -> list:
+    """This node's worker processes (Ray's list_workers rows)."""
+    with scheduler.lock:
+        infos = [(w.pid, w.kind, w.actor_id) for w in scheduler.workers.values() if w.pid]
+    return [{"worker_id": f"{pid:056x}", "is_alive": True, "worker_type": "WORKER",
+             "pid": pid, "ip": get_node_ip_address(),
+             "actor_id": actor_id.hex() if kind == "actor" and actor_id else None}
+            for pid, kind, actor_id in infos]
 
 
 def named_actors(scheduler) -> list:

@@ -130,6 +130,7 @@ def node_info(w: World, node) -> dict:
 # What the driver may ask every node (DriverLink.ask), answered from its scheduler.
 ASKABLE = {"task_log": local_log, "named_actors": state_report.named_actors,
            "actors": state_report.actors, "tasks": state_report.tasks,
+           "objects": state_report.objects, "workers": state_report.workers,
            "store_stats": lambda scheduler: scheduler.io.store.stats()}
 
 

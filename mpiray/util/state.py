@@ -1,8 +1,10 @@
-"""ray.util.state: the cluster's actors, tasks, nodes and placement groups, as lists of
-dicts with Ray's field names (what each node reports: core/state_report.py).
+"""ray.util.state: the cluster's actors, tasks, objects, workers, nodes and placement
+groups, as lists of dicts with Ray's field names (what each node reports:
+core/state_report.py), and Ray's summaries of them.
 
     list_actors() ──► driver: its node's report + every other node's (MPI "ask")
-    list_tasks()  ──► the tasks not ended yet, on every node
+    list_tasks()  ──► the tasks not ended yet, and the attempts that ended, on every node
+    summarize_*() ──► the same lists, counted by function, class or state
 """
 
 from __future__ import annotations
@@ -113,6 +115,64 @@ def _one(rows):
     return rows[0] if rows else None
 
 
+def list_objects(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+                 raise_on_missing_output=True, _explain=False) -> list:
+    """The objects refs hold, in every node's store."""
+    return _filtered(_gather("objects"), filters, limit)
+
+
+def list_workers(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
+                 raise_on_missing_output=True, _explain=False) -> list:
+    """Every node's worker processes (task workers and actors)."""
+    return _filtered(_gather("workers"), filters, limit)
+
+
+def _counted(rows, key, fields):
+    summary = {}
+    for row in rows:
+        entry = summary.setdefault(row[key], dict({f: row[f] for f in fields}, state_counts={}))
+        counts = entry["state_counts"]
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return summary
+
+
+def summarize_tasks(address=None, timeout=30, raise_on_missing_output=True,
+                    _explain=False) -> dict:
+    """Ray's: tasks counted by function (or actor method) and state."""
+    rows = _gather("tasks")
+    return {"cluster": {
+        "summary": _counted(rows, "func_or_class_name", ("func_or_class_name", "type")),
+        "total_tasks": sum(r["type"] == "NORMAL_TASK" for r in rows),
+        "total_actor_tasks": sum(r["type"] == "ACTOR_TASK" for r in rows),
+        "total_actor_scheduled": 0, "summary_by": "func_name"}}
+
+
+def summarize_actors(address=None, timeout=30, raise_on_missing_output=True,
+                     _explain=False) -> dict:
+    """Ray's: actors counted by class and state."""
+    rows = _gather("actors")
+    return {"cluster": {"summary": _counted(rows, "class_name", ("class_name",)),
+                        "total_actors": len(rows), "summary_by": "class"}}
+
+
+def summarize_objects(address=None, timeout=30, raise_on_missing_output=True,
+                      _explain=False) -> dict:
+    """Ray's: objects counted (call sites are not recorded, as Ray's default)."""
+    rows = _gather("objects")
+    size_mb = sum(r["object_size"] for r in rows) / 2**20
+    refs = {}
+    for r in rows:
+        refs[r["reference_type"]] = refs.get(r["reference_type"], 0) + 1
+    group = {"total_objects": len(rows), "total_size_mb": size_mb,
+             "total_num_workers": len({r["pid"] for r in rows}),
+             "total_num_nodes": len({r["node_id"] for r in rows}),
+             "task_state_counts": {"FINISHED": len(rows)} if rows else {},
+             "ref_type_counts": refs}
+    return {"cluster": {"summary": {"disabled": group} if rows else {},
+                        "total_objects": len(rows), "total_size_mb": size_mb,
+                        "callsite_enabled": False, "summary_by": "callsite"}}
+
+
 def get_actor(id: str, address=None, timeout=30, _explain=False):
     return _one(list_actors(filters=[("actor_id", "=", id)], limit=1))
 
@@ -120,6 +180,14 @@ def get_actor(id: str, address=None, timeout=30, _explain=False):
 def get_task(id: str, address=None, timeout=30, _explain=False):
     """The task's row while it has not ended (ended tasks are not kept), else None."""
     return _one(list_tasks(filters=[("task_id", "=", id)], limit=1))
+
+
+def get_objects(id: str, address=None, timeout=30, _explain=False) -> list:
+    return list_objects(filters=[("object_id", "=", id)], limit=10_000)
+
+
+def get_worker(id: str, address=None, timeout=30, _explain=False):
+    return _one(list_workers(filters=[("worker_id", "=", id)], limit=1))
 
 
 def get_node(id: str, address=None, timeout=30, _explain=False):
@@ -130,5 +198,7 @@ def get_placement_group(id: str, address=None, timeout=30, _explain=False):
     return _one(list_placement_groups(filters=[("placement_group_id", "=", id)], limit=1))
 
 
-__all__ = ["get_actor", "get_node", "get_placement_group", "get_task", "list_actors",
-           "list_jobs", "list_nodes", "list_placement_groups", "list_tasks"]
+__all__ = ["get_actor", "get_node", "get_objects", "get_placement_group", "get_task",
+           "get_worker", "list_actors", "list_jobs", "list_nodes", "list_objects",
+           "list_placement_groups", "list_tasks", "list_workers", "summarize_actors",
+           "summarize_objects", "summarize_tasks"]
