@@ -72,7 +72,7 @@ def list_actors(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, det
 
 def list_tasks(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                raise_on_missing_output=True, _explain=False) -> list:
-    """The tasks that have not ended (pending or running), on every node."""
+    """Every node's tasks: pending or running, and the last attempts that ended."""
     return _filtered(_gather("tasks"), filters, limit)
 
 
