@@ -165,7 +165,9 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     assert mine[alive._ray_actor_id]["name"] == "state-member"
     assert mine[alive._ray_actor_id]["pid"] > 0
     assert mine[gone._ray_actor_id]["state"] == "DEAD"
+    assert mine[gone._ray_actor_id]["pid"] > 0   # (as Ray: a dead actor keeps its pid)
     assert "ray.kill" in mine[gone._ray_actor_id]["death_cause"]
+    assert gone._ray_actor_id in {a["actor_id"] for a in list_actors(filters=[("STATE", "=", "dead")])}
     alive_ids = {a["actor_id"] for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)}
     assert alive._ray_actor_id in alive_ids and gone._ray_actor_id not in alive_ids
 

@@ -53,6 +53,7 @@ class ActorRecord:
         self.spec = aspec                 # core.actor_spec.ActorSpec
         self.state = PENDING
         self.slot = None
+        self.pid = None                   # its process's, once up (kept after its death)
         self.gpu_ids = []
         self.restarts_left = aspec.max_restarts
         self.restarts = 0                 # how many times it was restarted
@@ -174,6 +175,8 @@ class ActorManager:
         rec = self.actors.get(actor_id)
         if rec is not None and rec.state == STARTING:
             rec.state = ALIVE
+            worker = self.s.workers.get(slot)
+            rec.pid = worker.pid if worker is not None else rec.pid
             if rec.restarts:
                 self.s.io.mark_restarting(actor_id, False)
                 if actor_id in self.resend:

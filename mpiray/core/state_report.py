@@ -37,7 +37,7 @@ def actors(scheduler) -> list:
             out.append({
                 "actor_id": rec.spec.actor_id.hex(), "class_name": rec.spec.class_name,
                 "state": state, "name": rec.spec.name, "ray_namespace": rec.spec.namespace,
-                "pid": worker.pid if worker is not None and rec.state != AM.DEAD else None,
+                "pid": worker.pid if worker is not None and rec.state != AM.DEAD else rec.pid,
                 "is_detached": rec.spec.detached, "required_resources": dict(rec.spec.resources),
                 "death_cause": None if rec.cause is None else str(rec.cause),
                 "num_restarts": rec.restarts,

@@ -42,6 +42,8 @@ def _filtered(rows, filters, limit):
             raise ValueError(f"Unsupported filter predicate {f[1]} is given. Available "
                              f"predicates: =, !=.")
         key, op, value = f
+        if rows and key not in rows[0] and key.lower() in rows[0]:
+            key = key.lower()   # (as Ray's: keys are case-blind too)
         if rows and key not in rows[0]:
             raise ValueError(f"cannot filter on {key!r}; the fields are {', '.join(rows[0])}")
         rows = [r for r in rows if _OPS[op](*_comparable(r.get(key), value))]
