@@ -12,6 +12,7 @@ variable itself.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 # (numpy's wheels bundle scipy-openblas under a prefixed name; system builds do not)
@@ -20,6 +21,15 @@ _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads
 _LIBRARIES = ("openblas", "libmkl_rt")
 
 _setters = None   # the set-threads functions found, once numpy is loaded
+_size = None      # the threads they were last set to (None: not known)
+
+
+def prepare(size) -> None:
+    """(The zygote, after loading numpy with its pool sized `size`: None if the user
+    sized it) Finds the setters once, for every worker forked from it."""
+    global _setters, _size
+    _setters = _find() if "numpy" in sys.modules else None
+    _size = size
 
 
 def _find() -> list:
@@ -46,10 +56,13 @@ def _find() -> list:
 
 def set_threads(n: int) -> None:
     """Sizes the loaded BLAS thread pools to n (nothing loaded yet: nothing to do)."""
-    global _setters
+    global _setters, _size
+    if n == _size or "OPENBLAS_NUM_THREADS" in os.environ or "MKL_NUM_THREADS" in os.environ:
+        return   # (already so, or the user sized it)
     if _setters is None:
         if "numpy" not in sys.modules:
             return
         _setters = _find()
     for fn in _setters:
         fn(n)
+    _size = n

@@ -85,15 +85,31 @@ def _shared_from_here():
     gc.freeze()
 
 
+_BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _preload(init):
     """What only some workers need (actors: asyncio; the driver's numpy), imported once the
-    first forks are served, so that init() does not wait for it (~100 ms here); a worker
-    forked before it imports what it needs itself."""
-    for module in ["mpiray.core.actor_worker", *init.get("preload", ())]:
-        try:
-            __import__(module)
-        except ImportError:
-            pass
+    first task workers' forks are served (or before an actor's), so that init() does not
+    wait for it (~100 ms here); a worker forked before it imports what it needs itself.
+    numpy's BLAS sizes its thread pool as it loads: for one CPU, what a task holds by
+    default (core/blas_threads.py resizes it for a task that holds more), unless the user
+    sized it."""
+    sized_by_user = any(name in os.environ for name in _BLAS_THREADS)
+    if not sized_by_user:
+        os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        for module in ["mpiray.core.actor_worker", *init.get("preload", ())]:
+            try:
+                __import__(module)
+            except ImportError:
+                pass
+    finally:
+        if not sized_by_user:
+            del os.environ["OMP_NUM_THREADS"]
+    from mpiray.core import blas_threads
+
+    blas_threads.prepare(None if sized_by_user else 1)   # (found once, for every fork)
     _shared_from_here()
 
 
@@ -119,6 +135,9 @@ def _serve(init, commands, reports, wake_r, children):
             return  # the driver is gone
         op = cmd[0]
         if op == "fork":
+            if cmd[2] == "actor" and not preloaded:   # (what every actor imports: once, here)
+                _preload(init)
+                preloaded = True
             _fork(init, cmd, commands, reports, wake_r, children)
         elif op == "kill":
             for pid, (slot, _) in list(children.items()):
