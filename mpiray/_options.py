@@ -57,6 +57,14 @@ def check_keys(given: dict, allowed: set, what: str):
                          "give a value > 0, or -1 for no backpressure (as Ray)")
 
 
+def validate_namespace(namespace):
+    """As Ray's: a namespace is None or a non-empty string."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be None or a string, got {type(namespace).__name__}")
+    if namespace == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+
+
 def _or_default(opts, key, default):
     value = opts.get(key)
     return default if value is None else value
@@ -166,9 +174,9 @@ def max_task_retries_option(value):
 
 
 def task_options(opts: dict, is_generator: bool = False, what=None) -> dict:
-    """what: the function's qualified name, for errors."""
     """is_generator: the function yields; unless num_returns says otherwise its calls
-    stream their items (Ray's default for generator functions)."""
+    stream their items (Ray's default for generator functions). what: the function's
+    qualified name, for errors."""
     check_keys(opts, TASK_OPTIONS, "remote functions")
     num_returns = num_returns_option(opts.get("num_returns"), "streaming" if is_generator else 1)
     max_retries = _or_default(opts, "max_retries", DEFAULT_TASK_RETRIES)
@@ -243,10 +251,8 @@ def actor_options(opts: dict, what=None) -> dict:
     if name is not None and not name:
         raise ValueError("Actor name cannot be an empty string")
     namespace = opts.get("namespace")
-    if namespace is not None and not isinstance(namespace, str):
-        raise TypeError(f"namespace must be None or a string, got {type(namespace).__name__}")
-    if namespace == "":
-        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+    if namespace is not None:
+        validate_namespace(namespace)
     return {
         "resources": held, "placement": placement_req,
         "max_restarts": -1 if max_restarts == -1 else max_restarts,

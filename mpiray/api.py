@@ -16,6 +16,7 @@ import threading
 import time
 
 from mpiray import _config, _ids
+from mpiray._options import validate_namespace
 from mpiray._native.reflist import RefLists
 from mpiray.core import cluster_info, current, futures, refcount
 from mpiray.exceptions import RaySystemError
@@ -430,14 +431,6 @@ def kill(actor, *, no_restart=True):
         rt.channel.send([event])   # (applied before send returns)
     else:   # as Ray's: done (the name free) when kill returns, from a task or actor too
         rt.request(event, 60.0, "this node's scheduler")
-
-
-def validate_namespace(namespace):
-    """As Ray's: a namespace is None or a non-empty string."""
-    if not isinstance(namespace, str):
-        raise TypeError(f"namespace must be None or a string, got {type(namespace).__name__}")
-    if namespace == "":
-        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
 
 
 def _namespace(namespace):

@@ -375,6 +375,9 @@ def _new_layout(key: bytes):
 
 def unpicklable(what: str, exc: Exception) -> TypeError:
     """The error for something a task, actor or put needs that does not pickle."""
-    text = f"{what} {exc}" if what.endswith(":") else f"{what} could not be serialized: {exc}"
+    return unpicklable_error(f"{what} could not be serialized: {exc}")
+
+
+def unpicklable_error(text: str) -> TypeError:
     return TypeError(f"{text} (mpiray.util.inspect_serializability(obj) shows which part "
                      "does not)")

@@ -20,6 +20,8 @@ _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads
             "openblas_set_num_threads64_", "openblas_set_num_threads", "MKL_Set_Num_Threads")
 _LIBRARIES = ("openblas", "libmkl_rt")
 
+SIZING = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")   # (what BLAS reads)
+
 _setters = None   # the set-threads functions found, once numpy is loaded
 _size = None      # the threads they were last set to (None: not known)
 
@@ -57,8 +59,8 @@ def _find() -> list:
 def set_threads(n: int) -> None:
     """Sizes the loaded BLAS thread pools to n (nothing loaded yet: nothing to do)."""
     global _setters, _size
-    if n == _size or "OPENBLAS_NUM_THREADS" in os.environ or "MKL_NUM_THREADS" in os.environ:
-        return   # (already so, or the user sized it)
+    if n == _size or any(name in os.environ for name in SIZING[1:]):
+        return   # (already so, or the user sized the BLAS itself)
     if _setters is None:
         if "numpy" not in sys.modules:
             return

@@ -259,6 +259,8 @@ def _write_unserializable(runtime, spec, exc, sealed):
 
 def _write_instead(runtime, spec, sealed, exc):
     """The returns not written yet become the error exc (those written stay)."""
+    global task_failed
+    task_failed = True
     err = wrap(exc, spec.name)
     data = error_blob(err)
     done = {oid for oid, _ in sealed}
@@ -426,14 +428,13 @@ def write_dependency_error(runtime, spec, failed):
 
 
 def error_blob(err) -> bytes:
-    """err as bytes any process can load (deserialize), whatever its cause holds; what
-    is written so ends the task in an error."""
-    global task_failed
-    task_failed = True
+    """err as bytes any process can load (deserialize), whatever its cause holds."""
     return serialize_error(err).to_bytes()
 
 
 def _write_error(runtime, spec, err):
+    global task_failed
+    task_failed = True
     return _write_bytes(runtime, spec, error_blob(err))
 
 

@@ -30,7 +30,8 @@ from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, GetTimeout
                                ObjectStoreFullError, RayError, RaySystemError, RayTaskError)
 from mpiray.generators import StreamEnd
 from mpiray.object_ref import ObjectRef
-from mpiray.serialization import deserialize, is_error, serialize, serialize_error, unpicklable
+from mpiray.serialization import (deserialize, is_error, serialize, serialize_error, unpicklable,
+                                  unpicklable_error)
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
@@ -317,7 +318,7 @@ class Runtime:
         return fn
 
     # ------------------------------------------------------------ arguments
-    def pack_args(self, args, kwargs, what=None):
+    def pack_args(self, args, kwargs, what):
         """(args blob, deps, contained, keep-alive refs) for a TaskSpec. what: the task's
         or actor's name, for errors."""
         if not args and not kwargs:
@@ -546,8 +547,7 @@ def unpicklable_argument(args, kwargs, what, exc):
             culprit = value
             break
     named = f"the argument {culprit!r}" if culprit is not None else "an argument"
-    return unpicklable(f"Could not serialize {named} for a task or actor {what or ''}".rstrip()
-                       + ":", exc)
+    return unpicklable_error(f"Could not serialize {named} for a task or actor {what}: {exc}")
 
 
 def _refuse_unknown(oids, what):

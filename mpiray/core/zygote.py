@@ -85,9 +85,6 @@ def _shared_from_here():
     gc.freeze()
 
 
-_BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def _preload(init):
     """What only some workers need (actors: asyncio; the driver's numpy), imported once the
     first task workers' forks are served (or before an actor's), so that init() does not
@@ -95,7 +92,9 @@ def _preload(init):
     numpy's BLAS sizes its thread pool as it loads: for one CPU, what a task holds by
     default (core/blas_threads.py resizes it for a task that holds more), unless the user
     sized it."""
-    sized_by_user = any(name in os.environ for name in _BLAS_THREADS)
+    from mpiray.core import blas_threads
+
+    sized_by_user = any(name in os.environ for name in blas_threads.SIZING)
     if not sized_by_user:
         os.environ["OMP_NUM_THREADS"] = "1"
     try:
@@ -107,8 +106,6 @@ def _preload(init):
     finally:
         if not sized_by_user:
             del os.environ["OMP_NUM_THREADS"]
-    from mpiray.core import blas_threads
-
     blas_threads.prepare(None if sized_by_user else 1)   # (found once, for every fork)
     _shared_from_here()
 
