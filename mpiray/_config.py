@@ -123,10 +123,11 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
 
 def detect_gpu_ids() -> list:
     """GPUs this process may use: CUDA_VISIBLE_DEVICES when set (Slurm narrows it with
-    --gpus-per-task), else the devices the NVIDIA driver lists."""
+    --gpus-per-task), else the devices the NVIDIA driver lists. Ids taken from the
+    variable stay strings, as Ray's get_gpu_ids() gives them then (ints otherwise)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
-        return [_as_id(x) for x in env.split(",") if x.strip() and x.strip() != "-1"]
+        return [x.strip() for x in env.split(",") if x.strip() and x.strip() != "-1"]
     try:
         return list(range(len(os.listdir("/proc/driver/nvidia/gpus"))))
     except OSError:
@@ -145,11 +146,6 @@ def worker_oom_score_adj() -> int:
     when memory runs out the kernel kills a worker (its task is retried, or fails with
     WorkerCrashedError), not the driver. MPIRAY_WORKER_OOM_SCORE_ADJ changes it."""
     return int(os.environ.get("MPIRAY_WORKER_OOM_SCORE_ADJ", "1000"))
-
-
-def _as_id(text):
-    text = text.strip()
-    return int(text) if text.isdigit() else text
 
 
 def default_store_capacity() -> int:

@@ -25,6 +25,7 @@ class ObjectRef:
     __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, binary: bytes, _counted: bool = True):
+        self._counted = False   # (__del__ runs on a ref whose id was refused too)
         if type(binary) is not bytes or len(binary) != _ID_SIZE:
             raise ValueError(f"an ObjectRef id is {_ID_SIZE} bytes, got {binary!r}")
         self._id = binary

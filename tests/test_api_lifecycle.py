@@ -161,6 +161,38 @@ def test_worker_prints_reach_driver_with_prefix():
                for l in result.stdout.splitlines()), result.stdout   # an actor's __repr__
 
 
+def test_a_line_a_task_leaves_unfinished_reaches_the_driver():
+    """Ray's workers write unbuffered: print(x, end=" ") shows without a newline or flush,
+    from tasks and actors, before shutdown (which kills idle workers)."""
+    result = _run_driver("""
+        import sys, time
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def count():
+            for i in range(5):
+                print(i, end=" ")
+                print(100 + i, end=" ", file=sys.stderr)
+        @ray.remote
+        class Dots:
+            def dot(self):
+                print("actor-dot", end="")
+        ray.get(count.remote())
+        ray.get(Dots.remote().dot.remote())
+        time.sleep(1.0)
+        print("driver-done", flush=True)
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    task_line = next(l for l in out if l.startswith("(count pid="))
+    assert task_line.endswith(") 0 1 2 3 4 "), out
+    assert any(l.startswith("(count pid=") and l.endswith(") 100 101 102 103 104 ")
+               for l in result.stderr.splitlines()), result.stderr
+    dot = [i for i, l in enumerate(out) if l.endswith("actor-dot")]
+    assert dot and dot[0] < out.index("driver-done"), out   # before the driver moved on
+
+
 def test_first_remote_call_initializes(fresh):
     ray = fresh
 

@@ -229,6 +229,37 @@ def test_a_ref_pickled_out_of_band_keeps_its_object(ray):
     assert ray.get(pickle.loads(ray.get(made_in_a_task.remote())), timeout=10) == "from a task"
 
 
+def test_out_of_band_refs_refused_when_ray_is_told_to(ray, monkeypatch):
+    """RAY_allow_out_of_band_object_ref_serialization=0: ray.cloudpickle refuses to pickle
+    a ref (Ray's OufOfBandObjectRefSerializationException), in the driver and in a task
+    that has the variable; plain pickle is not checked, as in Ray."""
+    import pickle
+
+    @ray.remote
+    def oob():
+        return ray.cloudpickle.dumps(ray.put(1))
+
+    monkeypatch.setenv("RAY_allow_out_of_band_object_ref_serialization", "0")
+    ref = ray.put(2)
+    with pytest.raises(ray.exceptions.OufOfBandObjectRefSerializationException, match=ref.hex()):
+        ray.cloudpickle.dumps([ref])
+    assert ray.get(pickle.loads(pickle.dumps(ref))) == 2
+    told = oob.options(runtime_env={"env_vars": {"RAY_allow_out_of_band_object_ref_serialization": "0"}})
+    with pytest.raises(ray.exceptions.OufOfBandObjectRefSerializationException):
+        ray.get(told.remote(), timeout=30)
+    monkeypatch.delenv("RAY_allow_out_of_band_object_ref_serialization")
+    assert ray.get(ray.cloudpickle.loads(ray.get(oob.remote(), timeout=30)), timeout=10) == 1
+
+
+def test_a_refused_object_ref_id_leaves_no_noise(capfd):
+    from mpiray import ObjectRef
+
+    with pytest.raises(ValueError, match="20 bytes"):
+        ObjectRef(b"0123456789")
+    gc.collect()
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
 
 def test_a_put_into_a_store_full_of_pinned_objects_waits_for_room(fresh):
     """Room that comes soon (a reader drops its view) is waited for, not an error."""

@@ -66,10 +66,10 @@ def test_gpu_tasks_and_actors_are_pinned(fresh, monkeypatch):
             return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
 
     env, ids = ray.get(which.remote())
-    assert env in ("3", "5") and ids == [int(env)]
+    assert env in ("3", "5") and ids == [env]   # (as Ray: strings when the variable was set)
     a = GpuActor.remote()
     env_a, ids_a = ray.get(a.which.remote())
-    assert env_a in ("3", "5") and ids_a == [int(env_a)]
+    assert env_a in ("3", "5") and ids_a == [env_a]
     env_t, _ = ray.get(which.remote())  # the actor holds one GPU: the task gets the other
     assert env_t != env_a
 
@@ -581,3 +581,35 @@ def test_omp_num_threads_defaults_to_the_cpus_held(ray):
 
     for cpus in (1, 2):
         assert ray.get(blas_threads.options(num_cpus=cpus).remote(), timeout=30) in (cpus, None)
+
+
+def test_resource_amounts_finer_than_ray_units_are_refused(fresh):
+    """Ray counts resources in units of 0.0001: a finer nonzero amount is a ValueError."""
+    ray = fresh
+    ray.init(num_cpus=1, resources={"custom": 1})
+
+    @ray.remote
+    def f():
+        return 1
+
+    for opts in ({"num_cpus": 1e-5}, {"num_gpus": 1e-7}, {"resources": {"custom": 1e-7}}):
+        with pytest.raises(ValueError, match="cannot go beyond 0.0001"):
+            f.options(**opts).remote()
+    assert ray.get(f.options(num_cpus=0.0001, resources={"custom": 0.00015}).remote(), timeout=30) == 1
+
+
+def test_accelerator_type_names_are_rays():
+    import warnings
+
+    from mpiray.util import accelerators
+
+    assert accelerators.NVIDIA_A100 == "A100" and accelerators.AMD_INSTINCT_MI250x == "AMD-Instinct-MI250X"
+    assert accelerators.NVIDIA_A100_80G == "A100-80G" and accelerators.APPLE_M2 == "M2"
+    assert all(isinstance(getattr(accelerators, n), str) for n in accelerators.__all__
+               if n != "NVIDIA_TESLA_A100")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert accelerators.NVIDIA_TESLA_A100 == "A100"   # Ray's deprecated spelling
+    assert any("deprecated" in str(w.message) for w in caught)
+    with pytest.raises(AttributeError):
+        accelerators.NVIDIA_NONE

@@ -36,7 +36,7 @@ from mpiray.core.task_spec import GROUP_SEP, TaskSpec
 from mpiray.core import timeline
 from mpiray.core.runtime import DependencyFailed
 from mpiray.core.worker import spin_pop
-from mpiray.core.worker_main import exit_code_of, name_output, run_exit_handlers
+from mpiray.core.worker_main import exit_code_of, flush_partial_output, name_output, run_exit_handlers
 from mpiray.exceptions import ActorDiedError
 
 
@@ -153,6 +153,7 @@ class ActorWorker:
         item = spin_pop(self.queue, consumer)
         if item is None:
             self.rt.channel.flush()  # idle: report finished calls now
+            flush_partial_output()
             while item is None:
                 item = self.queue.pop(0.5, consumer)
                 if item is None:

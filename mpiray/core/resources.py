@@ -42,6 +42,9 @@ def _check_amount(key, amount, option=None):
         raise TypeError(f"{what} must be a number, got {amount!r}")
     if amount < 0:
         raise ValueError(f"{what} must be a non-negative number, got {amount!r}")
+    if isinstance(amount, float) and amount and int(amount * 10000) == 0:   # Ray's resource unit
+        raise ValueError(f"{what}: the precision of the fractional quantity of resource {key} "
+                         f"cannot go beyond 0.0001, got {amount!r}")
     if key in UNIT_RESOURCES and amount > 1 and float(amount) != int(amount):
         raise ValueError(f"{what}: {key} amounts above 1 must be whole numbers, got {amount!r}")
 

@@ -6,6 +6,7 @@ context around one dump and hands the ids to the runtime, which makes the contai
 itself holds the ref for good (Ray's out-of-band serialization).
 """
 
+import os
 import threading
 
 _local = threading.local()
@@ -34,6 +35,28 @@ def record(oid: bytes, pin_out_of_band: bool = True) -> None:
     if ids is not None:
         ids.append(oid)
     elif pin_out_of_band:
+        if getattr(_local, "user_pickling", False) and \
+                os.environ.get("RAY_allow_out_of_band_object_ref_serialization", "1").lower() in ("0", "false"):
+            from mpiray.exceptions import OufOfBandObjectRefSerializationException
+
+            raise OufOfBandObjectRefSerializationException(
+                f"It is not allowed to serialize ray.ObjectRef {oid.hex()}. If you want to allow "
+                "serialization, set `RAY_allow_out_of_band_object_ref_serialization=1.` If you set "
+                "the env var, the object is pinned forever in the lifetime of the worker process "
+                "and can cause Ray object leaks.")
         from mpiray.core import refcount
 
         refcount.pin(oid)
+
+
+class user_pickling:
+    """with user_pickling(): ray.cloudpickle.dumps(...) -- the user's own pickling, where
+    Ray checks RAY_allow_out_of_band_object_ref_serialization (plain pickle is not)."""
+
+    def __enter__(self):
+        self.outer = getattr(_local, "user_pickling", False)
+        _local.user_pickling = True
+
+    def __exit__(self, *exc):
+        _local.user_pickling = self.outer
+        return False

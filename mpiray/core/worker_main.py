@@ -70,6 +70,15 @@ def name_output(label: str) -> None:
             stream.prefix = who
 
 
+def flush_partial_output() -> None:
+    """Ends the line a task left unfinished (print(x, end=" ")) when the worker goes idle:
+    Ray's workers write unbuffered, so such output reaches the driver at once, not at the
+    next newline or never (a worker that shutdown kills)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, _PrefixedLines) and stream.pending:
+            stream.flush()
+
+
 def exit_code_of(exc: SystemExit) -> int:
     """The process exit code sys.exit(code) means, as the interpreter maps it (a message
     is printed, and means 1)."""
