@@ -37,7 +37,8 @@ def _zygotes_alive():
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"mpiray.core.zygote" not in f.read():
+                cmdline = f.read()   # (a worker is titled ray::<task>, as Ray's)
+                if b"mpiray.core.zygote" not in cmdline and not cmdline.startswith(b"ray::"):
                     continue
             with open(f"/proc/{pid}/environ", "rb") as f:
                 if MARK.encode() in f.read().split(b"\0"):
@@ -191,6 +192,41 @@ def test_a_line_a_task_leaves_unfinished_reaches_the_driver():
                for l in result.stderr.splitlines()), result.stderr
     dot = [i for i, l in enumerate(out) if l.endswith("actor-dot")]
     assert dot and dot[0] < out.index("driver-done"), out   # before the driver moved on
+
+
+def test_workers_are_titled_by_what_they_run(fresh):
+    """As Ray's: ps shows ray::<task name> / ray::<Class>.<method> (its short name too),
+    and ray::IDLE for a task worker with nothing to run."""
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    def title(pid="self"):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().rstrip(b"\0").decode()
+        with open(f"/proc/{pid}/comm") as f:
+            return cmdline, f.read().strip()
+
+    @ray.remote
+    def unique_task():
+        return title(), os.getpid()
+
+    @ray.remote
+    class UniqueName:
+        def __init__(self):
+            self.born = title()
+
+        def f(self):
+            return self.born, title()
+
+    (cmdline, comm), pid = ray.get(unique_task.remote(), timeout=30)
+    assert cmdline == "ray::unique_task" and comm == "ray::unique_tas"
+    assert ray.get(unique_task.options(name="bar").remote(), timeout=30)[0][0] == "ray::bar"
+    assert ray.get(UniqueName.remote().f.remote(), timeout=30) == (
+        ("ray::UniqueName.__init__", "ray::UniqueName"), ("ray::UniqueName.f", "ray::UniqueName"))
+    deadline = time.monotonic() + 10
+    while title(pid)[0] != "ray::IDLE" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert title(pid) == ("ray::IDLE", "ray::IDLE")
 
 
 def test_first_remote_call_initializes(fresh):

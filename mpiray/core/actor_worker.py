@@ -36,6 +36,7 @@ from mpiray.core.task_spec import GROUP_SEP, TaskSpec
 from mpiray.core import timeline
 from mpiray.core.runtime import DependencyFailed
 from mpiray.core.worker import spin_pop
+from mpiray.core.proctitle import set_title
 from mpiray.core.worker_main import exit_code_of, flush_partial_output, name_output, run_exit_handlers
 from mpiray.exceptions import ActorDiedError
 
@@ -101,6 +102,7 @@ class ActorWorker:
     def _construct(self):
         spec = self.aspec.creation
         context.set_task(spec.task_id.hex(), spec.name, depth=spec.depth)
+        set_title(f"{self.aspec.class_name}.__init__")
         try:
             # the actor's whole process runs in its runtime_env, its class loaded in it too
             runtime_env.apply_process(spec.runtime_env)

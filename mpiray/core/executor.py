@@ -22,6 +22,7 @@ import types
 from mpiray import _ids
 from mpiray.core import blas_threads, context, placement
 from mpiray.core import protocol as P
+from mpiray.core.proctitle import set_title
 from mpiray.core.runtime import DependencyFailed
 from mpiray.core.task_spec import STREAMING
 from mpiray._native.store import ObjectExistsError
@@ -52,6 +53,7 @@ def run(runtime, spec, fn):
     sealed = [(oid, contained oids)], retry = True when the scheduler should re-run it."""
     global task_failed
     task_failed = False
+    set_title(spec.name)
     # Actor calls see the GPUs of their process; a task sees the ones it was given.
     if spec.actor_id:
         context.set_task(spec.task_id.hex(), spec.name, fn=fn, depth=spec.depth)

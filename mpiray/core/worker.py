@@ -21,7 +21,7 @@ from mpiray.core import executor
 from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
-from mpiray.core.worker_main import flush_partial_output, name_output
+from mpiray.core.worker_main import go_idle, name_output
 from mpiray.core import timeline
 from mpiray.exceptions import RaySystemError, RuntimeEnvSetupError, TaskCancelledError
 
@@ -100,7 +100,7 @@ class TaskWorker:
                 item = spin_pop(self.queue, self.slot)
                 if item is None:
                     ch.flush()
-                    flush_partial_output()
+                    go_idle()
                     item = self.queue.pop(IDLE_FLUSH_S, self.slot)
             except QueueClosed:
                 break

@@ -16,6 +16,7 @@ from mpiray import _config
 from mpiray.core import context, names, refcount
 from mpiray.core.channel import WorkerChannel
 from mpiray.core.native import Queue, Store
+from mpiray.core.proctitle import set_title
 from mpiray.core.runtime import Runtime
 
 
@@ -68,6 +69,12 @@ def name_output(label: str) -> None:
         if isinstance(stream, _PrefixedLines) and stream.prefix != who:
             stream.flush()
             stream.prefix = who
+
+
+def go_idle() -> None:
+    """A task worker with nothing to run: its unfinished lines out, its title ray::IDLE."""
+    flush_partial_output()
+    set_title("IDLE")
 
 
 def flush_partial_output() -> None:
