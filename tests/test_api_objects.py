@@ -640,3 +640,68 @@ def test_ray_serialization_facts_found_by_the_ports(ray):
         @ray.remote(_generator_backpressure_num_objects=0)
         def gen():
             yield 1
+
+
+class _Cycle:
+    """Garbage only a cyclic collection frees, holding a big object's ref."""
+
+    def __init__(self, ray, nbytes):
+        self.loop = self
+        self.ref = ray.put(np.zeros(nbytes, dtype=np.uint8))
+
+
+def test_store_pressure_collects_garbage_cycles_everywhere(fresh):
+    """Ray's global GC: a put that does not fit runs gc.collect() in every process of the
+    node, so refs only reference cycles hold (in the driver and in actors) are freed; a
+    second request soon after the first is not dropped but waits for its turn."""
+    import weakref
+
+    ray = fresh
+    ray.init(num_cpus=2, object_store_memory=100 << 20)
+
+    @ray.remote(num_cpus=0)
+    class Holder:
+        def __init__(self):
+            gc.disable()
+            self.garbage = weakref.ref(_Cycle(ray, 30 << 20))
+
+        def has(self):
+            return self.garbage() is not None
+
+    gc.disable()
+    try:
+        first = Holder.remote()
+        assert ray.get(first.has.remote(), timeout=30)
+        ray.put(np.zeros(80 << 20, dtype=np.uint8))   # does not fit beside it: a GC
+        assert _wait_until(lambda: not ray.get(first.has.remote(), timeout=30))
+        second = Holder.remote()
+        local = weakref.ref(_Cycle(ray, 30 << 20))
+        assert ray.get(second.has.remote(), timeout=30)
+        ray.put(np.zeros(80 << 20, dtype=np.uint8))   # within the GC interval: it waits
+        assert _wait_until(lambda: local() is None and not ray.get(second.has.remote(), timeout=30),
+                           limit=20)
+    finally:
+        gc.enable()
+
+
+def test_an_actor_waiting_on_resources_frees_actors_only_garbage_holds(fresh):
+    """Ray's global GC when actors wait on resources: an actor handle only a reference
+    cycle keeps holds its CPU until a collection, which the wait starts."""
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote(num_cpus=1)
+    class A:
+        def f(self):
+            return "ok"
+
+    gc.disable()
+    try:
+        for _ in range(2):
+            a = A.remote()
+            cycle = [a]
+            cycle.append(cycle)
+            assert ray.get(a.f.remote(), timeout=30) == "ok"
+            del a, cycle
+    finally:
+        gc.enable()

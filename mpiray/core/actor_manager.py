@@ -44,6 +44,7 @@ RESTART_GRACE_S = 1.0
 # once per class and shape (Ray's "cannot be scheduled right now" warning): most often
 # the cluster's CPUs are all held by other actors, and the program waits for ever.
 STUCK_WARN_S = float(os.environ.get("MPIRAY_PENDING_ACTOR_WARN_S", "10"))
+GC_STUCK_S = 1.0   # an actor waiting this long for resources asks for a global GC
 
 PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
 
@@ -112,12 +113,16 @@ class ActorManager:
         elif infeasible and pinned:
             self.s._fail_unschedulable_actor(rec)
 
-    def warn_stuck(self):
+    def warn_stuck(self) -> bool:
         """(the node's quiet spells) Ray's warning for actors that wait on resources
-        other actors hold."""
+        other actors hold. True if one has waited GC_STUCK_S for resources it could have."""
         now = time.monotonic()
+        stuck = False
         for rec in self.pending:
-            if rec.state != PENDING or now - rec.pending_since < STUCK_WARN_S:
+            if rec.state != PENDING or now - rec.pending_since < GC_STUCK_S:
+                continue
+            stuck = stuck or self.s.res.feasible(rec.spec.placement)
+            if now - rec.pending_since < STUCK_WARN_S:
                 continue
             key = ("stuck", rec.spec.class_name, tuple(sorted(rec.spec.placement.items())))
             if key in self.s._warned or not self.s.res.feasible(rec.spec.placement):
@@ -129,6 +134,7 @@ class ActorManager:
                 f"{now - rec.pending_since:.0f} s). This is likely due to all cluster "
                 "resources being claimed by actors. Consider creating fewer actors or "
                 "adding more nodes to this Ray cluster.")
+        return stuck
 
     def place_pending(self):
         if not self.pending:

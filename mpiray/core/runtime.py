@@ -35,10 +35,13 @@ from mpiray.serialization import (deserialize, is_error, serialize, serialize_er
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
-# Ray's global GC: when a big write leaves the store this full, every process of the node
-# is asked to run gc.collect() (objects held only by reference cycles are freed), at most
-# once per GC_MIN_INTERVAL_S from each process (and for the node: Scheduler).
+# Ray's global GC: when a big write leaves the store this full, or had to spill others to
+# fit, every process of the node is asked to run gc.collect() (objects held only by
+# reference cycles are freed). A process asks at most once per GC_ASK_INTERVAL_S; the node
+# collects at most once per GC_MIN_INTERVAL_S, and a request that comes sooner waits for
+# it (Scheduler.want_gc), as Ray's delays one.
 GC_PRESSURE = 0.8
+GC_ASK_INTERVAL_S = 1.0
 GC_MIN_INTERVAL_S = 5.0
 WAIT_SLICE_S = 0.5   # a blocked get wakes this often to let signal handlers run
 WATCH_SLICE_S = 0.01  # a get of many first wakes this often to look for an error among the others
@@ -75,7 +78,8 @@ class Runtime:
         self.inherited_env = None            # the running task's or actor's runtime_env: its
                                              # children's start from it (core/runtime_env.py)
         self.deferred = DeferredCalls(self)  # actor calls waiting for their arguments
-        self.gc_asked = -GC_MIN_INTERVAL_S   # when this process last asked for a global GC
+        self.gc_asked = -GC_ASK_INTERVAL_S   # when this process last asked for a global GC
+        self.spills_seen = 0                 # the store's spill count when it last looked
 
     # ------------------------------------------------------------ objects
     def put(self, value) -> ObjectRef:
@@ -124,10 +128,11 @@ class Runtime:
 
     def _ask_gc_if_full(self):
         now = time.monotonic()
-        if now < self.gc_asked + GC_MIN_INTERVAL_S:
+        if now < self.gc_asked + GC_ASK_INTERVAL_S:
             return
         stats = self.store.stats()
-        if stats["used"] >= GC_PRESSURE * stats["capacity"]:
+        spilled, self.spills_seen = stats["spill_count"] > self.spills_seen, stats["spill_count"]
+        if spilled or stats["used"] >= GC_PRESSURE * stats["capacity"]:
             self.gc_asked = now
             self.channel.send([(P.GLOBAL_GC,)])
 

@@ -103,7 +103,8 @@ class Scheduler(CrossNode):
         self.min_task_workers = min_task_workers
         self.driver_ref_events = collections.deque()  # the driver's incref/decref, in order
         self.late_decrefs = collections.deque()   # (inbox mark, oid): _apply_driver_refs
-        self.gc_asked = -GC_MIN_INTERVAL_S        # the node's last global GC (_ev_global_gc)
+        self.gc_asked = -GC_MIN_INTERVAL_S        # the node's last global GC (want_gc)
+        self.gc_wanted = False                    # one was asked for sooner: it comes later
         self.counts = {}        # oid -> holders (processes with a live ref + containers)
         self.held_by = {}       # worker slot -> {oid: count}: the counts that are its refs
         self.to_decref = collections.deque()   # refs inside freed objects, still to drop
@@ -832,9 +833,15 @@ class Scheduler(CrossNode):
 
     def _ev_global_gc(self):
         """Ray's global GC (runtime.GC_PRESSURE): every process of the node collects."""
+        self.want_gc()
+
+    def want_gc(self, wanted=True):
+        """A global GC now, or, within GC_MIN_INTERVAL_S of the last, when that is over
+        (the node's quiet spells look again)."""
+        self.gc_wanted = self.gc_wanted or wanted
         now = time.monotonic()
-        if now >= self.gc_asked + GC_MIN_INTERVAL_S:
-            self.gc_asked = now
+        if self.gc_wanted and now >= self.gc_asked + GC_MIN_INTERVAL_S:
+            self.gc_asked, self.gc_wanted = now, False
             self.io.global_gc()
 
     def quiet(self):
@@ -842,7 +849,10 @@ class Scheduler(CrossNode):
         if self.late_decrefs:
             self._apply_late_decrefs()
         if self.actors.pending:
-            self.actors.warn_stuck()
+            # (as Ray's: an actor waiting on resources may wait on actors only garbage holds)
+            self.want_gc(self.actors.warn_stuck())
+        elif self.gc_wanted:
+            self.want_gc()
         for actor_id in list(self.actors.resend):
             self.actors.resend_calls(actor_id)
         self.retire_idle_workers()
