@@ -211,9 +211,9 @@ class TaskPlacementGroupRemoved(RayError):
         super().__init__(message)
 
 
-class ActorPlacementGroupRemoved(RayActorError):
-    """The placement group the actor lived in was removed (a RayActorError here, so
-    that its callers' `except RayActorError` sees it)."""
+class ActorPlacementGroupRemoved(ActorDiedError):
+    """The placement group the actor lived in was removed: Ray destroys its worker, and
+    its callers get an ActorDiedError (this class is one)."""
 
 
 class AsyncioActorExit(RayError):

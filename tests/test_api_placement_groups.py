@@ -125,8 +125,9 @@ def test_actors_live_in_bundles(ray4):
     for a in actors:
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(a.pid.remote(), timeout=30)
-    with pytest.raises(ray.exceptions.ActorPlacementGroupRemoved):
+    with pytest.raises(ray.exceptions.ActorPlacementGroupRemoved, match="placement group was removed"):
         ray.get(actors[0].pid.remote(), timeout=30)
+    assert issubclass(ray.exceptions.ActorPlacementGroupRemoved, ray.exceptions.ActorDiedError)   # as Ray's
 
 
 def test_removing_a_group_ends_its_running_and_queued_tasks(ray4):

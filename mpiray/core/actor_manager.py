@@ -204,8 +204,10 @@ class ActorManager:
         if rec is not None:
             rec.no_restart = True
             if rec.cause is None:
-                rec.cause = ActorDiedError("The actor exited: exit_actor() was called "
-                                           "or no handle to it remains.", actor_id=actor_id.hex())
+                rec.cause = ActorDiedError(
+                    "The actor exited (exit_actor(), sys.exit(0) or __ray_terminate__), or no "
+                    "handle to it remains. Worker exit type: INTENDED_USER_EXIT",
+                    actor_id=actor_id.hex())
 
     def done(self, sealed, release, task_id=None):
         if self.cancelled_calls and task_id in self.cancelled_calls:
@@ -301,9 +303,11 @@ class ActorManager:
             self.pending.append(rec)
             return
         if rec.cause is None:
+            from mpiray.core.zygote import death_hint
+
             rec.cause = ActorDiedError(
                 f"The actor is dead because its worker process has died: the actor "
-                f"{rec.spec.class_name} died unexpectedly ({status}).",
+                f"{rec.spec.class_name} died unexpectedly ({status}).{death_hint(status)}",
                 actor_id=rec.spec.actor_id.hex())
         for call in lost:   # (their notes of attempts, if any, go)
             A.taken_attempt(self.s.io.store, call.task_id, 0)

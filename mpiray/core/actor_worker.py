@@ -261,10 +261,12 @@ class ActorWorker:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)   # (from any thread: an async actor's loop, a group's pool)
-        how = "exit_actor()" if isinstance(exc, ExitActor) else "sys.exit()"
+        how = "exit_actor() was called" if isinstance(exc, ExitActor) else \
+            "sys.exit() was called. Worker exits with an exit code 0"   # (Ray's words)
         self.exiting = True
         return executor._write_error(self.rt, spec, ActorDiedError(
-            f"The actor exited: {how} was called.", actor_id=self.actor_id.hex()))
+            f"The actor exited: {how}. Worker exit type: INTENDED_USER_EXIT",
+            actor_id=self.actor_id.hex()))
 
     def _report(self, spec, sealed, item, consumer, start):
         # Completions go out in batches (when idle, or every OUTBOX_BATCH events): the

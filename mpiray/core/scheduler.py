@@ -806,7 +806,9 @@ class Scheduler(CrossNode):
     def _kill_removed_actor(self, arec):
         if arec.cause is None:
             arec.cause = ActorPlacementGroupRemoved(
-                f"The actor {arec.spec.class_name} lived in a placement group that was removed.",
+                f"The actor {arec.spec.class_name} is dead because its placement group was "
+                "removed. Worker exit type: INTENDED_SYSTEM_EXIT Worker exit detail: Destroying "
+                "worker since its placement group was removed.",
                 actor_id=arec.spec.actor_id.hex())
         self.actors.kill(arec.spec.actor_id, no_restart=True)
 
@@ -940,10 +942,13 @@ class Scheduler(CrossNode):
             spec.attempt += 1
             self._to_ready(rec)
         else:
+            from mpiray.core.zygote import death_hint
+
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), WorkerCrashedError(
                 f"The worker running {spec.name} died unexpectedly ({status}); "
-                f"attempts made: {spec.attempt + 1}, max_retries={spec.max_retries}."))
+                f"attempts made: {spec.attempt + 1}, max_retries={spec.max_retries}."
+                f"{death_hint(status)}"))
             self._finish(rec)
 
     def pids(self, kind=None):

@@ -230,6 +230,15 @@ def _describe(status):
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
+def death_hint(status: str) -> str:
+    """What Ray's error adds about a process that died of SIGKILL: who likely sent it."""
+    if "SIGKILL" not in status:
+        return ""
+    return (" There are some potential root causes. (1) The process is killed by SIGKILL by "
+            "OOM killer due to high memory usage. (2) It was killed with kill -9 (or ray.kill "
+            "of the actor it ran). (3) Its node's job was ended.")
+
+
 def _signal(pid, sig):
     try:
         os.kill(pid, sig)
