@@ -130,6 +130,8 @@ def _with_strategy(req: dict, strategy, fit=None, what=None) -> dict:
                                                    PlacementGroupSchedulingStrategy)
 
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        if strategy.placement_group is None:
+            return req
         return _in_group(req, strategy, req if fit is None else fit, what)
     if strategy is None or isinstance(strategy, str):
         if strategy not in (None, "DEFAULT", "SPREAD"):

@@ -348,6 +348,11 @@ def test_children_are_captured_only_when_asked(ray4):
         return ray.get(child.options(placement_group=None).remote())
 
     @ray.remote
+    def parent_opting_out_by_strategy():   # (Ray's docs: a strategy naming no group)
+        nowhere = PlacementGroupSchedulingStrategy(placement_group=None)
+        return ray.get(child.options(scheduling_strategy=nowhere).remote())
+
+    @ray.remote
     class Spawner:
         def spawn(self):
             return ray.get(child.remote())
@@ -357,6 +362,10 @@ def test_children_are_captured_only_when_asked(ray4):
         (pg.id.hex(), None)
     assert ray.get(parent_opting_out.options(scheduling_strategy=captured).remote(),
                    timeout=30) is None
+    assert ray.get(parent_opting_out_by_strategy.options(scheduling_strategy=captured).remote(),
+                   timeout=30) is None
+    with pytest.raises(ValueError, match="bundle index must be -1"):
+        PlacementGroupSchedulingStrategy(None, 0)
     plain = PlacementGroupSchedulingStrategy(pg, 0)
     assert ray.get(parent.options(scheduling_strategy=plain).remote(), timeout=30) == (None, None)
     spawner = Spawner.options(scheduling_strategy=captured, num_cpus=0).remote()

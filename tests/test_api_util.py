@@ -456,6 +456,17 @@ def test_dag_api_builds_lazy_graphs_that_execute_runs(ray):
     live = Counter.remote(100)
     assert ray.get(live.add.bind(5).execute(), timeout=30) == 105
     assert isinstance(Counter.bind(1).execute(), ray.actor.ActorHandle)
+    a1, a2 = Counter.bind(10), Counter.bind(10)   # Ray's docs: calls bound on one actor
+    a1.add.bind(2)                                  # run in bind order, read or not
+    a1.add.bind(4)
+    a2.add.bind(6)
+    assert ray.get(times.bind(a1.get.bind(), a2.get.bind()).execute(), timeout=30) == 256
+    from mpiray.dag.class_node import ClassMethodNode, ClassNode   # (Ray's module paths)
+    from mpiray.dag.input_node import InputNode as InputNode2
+    from mpiray.dag.output_node import MultiOutputNode as MultiOutputNode2
+
+    assert (InputNode2, MultiOutputNode2) == (InputNode, MultiOutputNode)
+    assert isinstance(a1, ClassNode) and isinstance(a1.get.bind(), ClassMethodNode)
 
 
 def test_pools_follow_rays_forms(ray):

@@ -93,7 +93,11 @@ class FunctionNode(_RemoteNode):
 
 
 class ClassNode(_RemoteNode):
-    """An actor to create when the graph runs; `.method.bind(...)` makes its calls."""
+    """An actor to create when the graph runs; `.method.bind(...)` makes its calls, each
+    after the one bound before it (as Ray's: a1.inc.bind(2) runs before a later
+    a1.get.bind() does, though nothing else in the graph reads it)."""
+
+    _last_call = None
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -109,18 +113,24 @@ class _UnboundMethod:
         return _UnboundMethod(self._actor, self._name, {**self._options, **options})
 
     def bind(self, *args, **kwargs):
-        return ClassMethodNode(self._actor, self._name, args, kwargs, self._options)
+        node = ClassMethodNode(self._actor, self._name, args, kwargs, self._options)
+        node._prev_call, self._actor._last_call = self._actor._last_call, node
+        return node
 
 
 class ClassMethodNode(DAGNode):
     """A call of an actor's method: on a ClassNode's actor (made once per execute), or
     a live actor's method itself (method_name None)."""
 
+    _prev_call = None   # the call bound before this one on the same ClassNode
+
     def __init__(self, actor, method_name, args, kwargs, options=None):
         super().__init__(args, kwargs, options)
         self._actor, self._method_name = actor, method_name
 
     def _execute_impl(self, args, kwargs, run):
+        if self._prev_call is not None:
+            run.resolve(self._prev_call)   # (submitted first: the actor runs it first)
         if self._method_name is None:
             method = self._actor
         else:

@@ -50,17 +50,23 @@ class NodeAffinitySchedulingStrategy:
 
 class PlacementGroupSchedulingStrategy:
     """Run in bundle placement_group_bundle_index of placement_group (-1: any of its
-    bundles). placement_group_capture_child_tasks=True: the tasks and actors it starts
-    without a strategy of their own go in the group too."""
+    bundles; placement_group None: in no group, as the default strategy, even inside a
+    task whose group captures its children). placement_group_capture_child_tasks=True:
+    the tasks and actors it starts without a strategy of their own go in the group too."""
 
     def __init__(self, placement_group, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks=None):
         from mpiray.util.placement_group import PlacementGroup, check_placement_group_index
 
-        if not isinstance(placement_group, PlacementGroup):
+        if placement_group is None:   # (as Ray's: outside any group, a captured one too)
+            if placement_group_bundle_index != -1:
+                raise ValueError("If placement group is not set, the value of bundle index "
+                                 "must be -1.")
+        elif not isinstance(placement_group, PlacementGroup):
             raise ValueError(f"PlacementGroupSchedulingStrategy needs a PlacementGroup, got "
                              f"{placement_group!r}")
-        check_placement_group_index(placement_group, placement_group_bundle_index)
+        else:
+            check_placement_group_index(placement_group, placement_group_bundle_index)
         self.placement_group = placement_group
         self.placement_group_bundle_index = placement_group_bundle_index
         self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
