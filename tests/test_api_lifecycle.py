@@ -402,7 +402,24 @@ UNHANDLED_DRIVER = """
     except ValueError:
         pass
     ray.wait([waited, call], num_returns=2)
-    del dropped, got, passed_on, second_arg, waited, call
+
+    @ray.remote(num_cpus=0)
+    def spins():
+        while True:
+            time.sleep(0.01)
+
+    @ray.remote(num_cpus=0)
+    def parent():
+        ray.get([spins.remote() for _ in range(2)])
+
+    cancelled = parent.remote()   # a recursive cancel interrupts its children's own code:
+    time.sleep(1.0)               # their RayTaskError(TaskCancelledError)s are not reported
+    ray.cancel(cancelled)
+    try:
+        ray.get(cancelled)
+    except ray.exceptions.TaskCancelledError:
+        pass
+    del dropped, got, passed_on, second_arg, waited, call, cancelled
     gc.collect()
     fails.remote("fire-and-forget")
     time.sleep(1.5)
@@ -420,7 +437,7 @@ def test_errors_nobody_read_are_reported_when_dropped():
     for tag in ("dropped-never-got", "only-waited", "actor-call-never-got", "fire-and-forget"):
         assert before_end.count(tag) >= 1, (tag, proc.stderr)
     assert len(reported) == 4, proc.stderr
-    for tag in ("got-it", "passed-to-a-task", "second-failed-argument"):
+    for tag in ("got-it", "passed-to-a-task", "second-failed-argument", "was cancelled"):
         assert tag not in proc.stderr, (tag, proc.stderr)
 
 

@@ -51,6 +51,7 @@ class Cluster:
         self.turnaround = {}                # node -> running average of its tasks' round trip (s)
         self.routes = {}                    # task id -> (node holding its returns, oids not freed)
         self.sent_to = {}                   # task id -> (node, resources held in its view)
+        self.lending = set()                # task ids sent away that lent their CPU there
         self.fetching = set()               # oids asked for and not arrived yet
         self.wanted = set()                 # oids waited for here, to be made here (for now)
         self.after_end = {}                 # task id sent away -> its returns waited for here
@@ -173,10 +174,28 @@ class Cluster:
         if sent is None:
             return
         node, req, at = sent
+        if task_id in self.lending:
+            self.lending.discard(task_id)
+            self.views[node].acquire(placement.cpu_part(req))   # (given back already)
         self.views[node].release(req)
         self.full.pop(node, None)
         if ran:
             self._note_turnaround(node, time.monotonic() - at)
+
+    def lent(self, task_id: bytes, lent: bool):
+        """task_id, sent away, blocked in get() there (lent: its CPU is free there, as a
+        blocked task's is on one node: without this, a chain of tasks each waiting on the
+        next could wait for ever on a node this one sees full) or goes on."""
+        sent = self.sent_to.get(task_id)
+        if sent is None or lent == (task_id in self.lending):
+            return
+        node, req = sent[0], placement.cpu_part(sent[1])
+        if lent:
+            self.lending.add(task_id)
+            self.views[node].release(req)
+        else:
+            self.lending.discard(task_id)
+            self.views[node].acquire(req)
 
     def _note_turnaround(self, node: int, seconds: float):
         """Pipelines node's CPUs while its tasks are short, and stops when they are not."""

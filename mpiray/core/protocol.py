@@ -105,3 +105,5 @@ PG_MSG = 33            # (PG_MSG, kind, args)   placement groups between nodes (
 CALL_CANCEL = 34       # (CALL_CANCEL, task_id, recursive)  another node cancelled an actor call: mark it here
 ITEM_HELD = 35         # (ITEM_HELD, oid)   a generator item pushed from here arrived at its caller's node
 GLOBAL_GC = 42         # (GLOBAL_GC,)   the store is filling: every process collects its garbage
+TASK_LENT = 43         # (TASK_LENT, task_id, lent)   a task we sent there blocked in get() (lent
+                       #   its CPU there: True) or goes on (False)

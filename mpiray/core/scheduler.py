@@ -459,6 +459,8 @@ class Scheduler(CrossNode):
             self.active -= 1
             self.blocked += 1
             self.res.release(placement.cpu_part(rec.spec.resources))
+            if rec.origin is not None:   # (its sender's view of this node gets the CPU back)
+                self.cluster.send(rec.origin, ("task_lent", task_id, True))
 
     def _ev_unblocked(self, task_id):
         rec = self.tasks.get(task_id)
@@ -466,6 +468,8 @@ class Scheduler(CrossNode):
             rec.blocked = False
             self.active += 1
             self.blocked -= 1
+            if rec.origin is not None:
+                self.cluster.send(rec.origin, ("task_lent", task_id, False))
             req = rec.spec.resources
             part = placement.cpu_part(req)
             if part is not req:  # a bundle's CPUs: a removed group's are not taken again
@@ -969,6 +973,7 @@ Scheduler._HANDLERS = {
     P.FREE_NOW: Scheduler._ev_free_now,
     P.NODE_QUERY: lambda self, what, reply: self.io.answer_query(what, reply),
     P.TASK_BACK: Scheduler._ev_task_back,
+    P.TASK_LENT: Scheduler._ev_task_lent,
     P.SEALED: Scheduler._ev_sealed,
     P.TASK_DONE: Scheduler._ev_task_done,
     P.TIMINGS: lambda self, blob: self.task_log.add_blob(blob),

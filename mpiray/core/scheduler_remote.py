@@ -6,6 +6,8 @@
         its sender: TASK_BACK ──► READY there again (placed anew; this node is skipped
         until it reports a task done)
     ("task_done", inline returns) ──► REMOTE_TASK_DONE ──► take_returns / sealed_elsewhere
+    a task another node sent here blocks in get() (or goes on) ──("task_lent")──► its
+        sender: TASK_LENT ──► its view of this node gives the task's CPU back (or takes it)
     ("borrow" / "unborrow" / "free") ──► counts of objects owned here, or kept for others
     a process here waits for an object ──FETCH──► cluster.need ──("fetch")──► its home
     a pulled copy sealed here ──ARRIVED──► _on_sealed
@@ -171,6 +173,11 @@ class CrossNode:
         for oid in spec.contained:   # (its sender's hold on them stays)
             self._decref(oid)
         self.cluster.send(rec.origin, ("task_back", spec.task_id, self.cluster.me))
+
+    def _ev_task_lent(self, task_id, lent):
+        """A task this node sent away waits in get() there (its CPU lent, as on one node:
+        its children may run there), or goes on."""
+        self.cluster.lent(task_id, lent)
 
     def _ev_task_back(self, task_id, node):
         """A task this node sent to node waited there: it is placed anew."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 
-from mpiray.exceptions import RayTaskError, WorkerCrashedError
+from mpiray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
 
 IGNORE_ENV = "RAY_IGNORE_UNHANDLED_ERRORS"
 log = logging.getLogger("mpiray")
@@ -47,5 +47,7 @@ def report(store, oid) -> None:
         error = f"object {oid.hex()}: an error that cannot be loaded here ({exc!r})"
     finally:
         del buf
+    if isinstance(error, TaskCancelledError) or isinstance(getattr(error, "cause", None), TaskCancelledError):
+        return   # (a cancel that interrupted the task's own code: RayTaskError(TaskCancelledError))
     if isinstance(error, (RayTaskError, WorkerCrashedError)) or isinstance(error, str):
         log.error("Unhandled error (suppress with '%s=1'): %s", IGNORE_ENV, error)

@@ -60,7 +60,7 @@ WAITING_CHECK_S = 1e-3      # how often fetches of not-yet-sealed objects are re
 HEARTBEAT_S = 1.0
 RANK_TIMEOUT_S = float(os.environ.get("MPIRAY_RANK_TIMEOUT_S", "15"))
 # Messages whose handling is only scheduler events (so a batch of them is applied at once).
-EVENT_ONLY = frozenset(("task", "task_done", "task_back", "cancel", "borrow", "unborrow", "free", "actor_create",
+EVENT_ONLY = frozenset(("task", "task_done", "task_back", "task_lent", "cancel", "borrow", "unborrow", "free", "actor_create",
                         "actor_call", "call_done", "actor_kill", "actor_dead", "pg", "call_cancel",
                         "item_held"))
 TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every message
@@ -334,6 +334,9 @@ class Agent:
 
     def handle_task_back(self, source, task_id, node):
         self._events([(P.TASK_BACK, task_id, node)])
+
+    def handle_task_lent(self, source, task_id, lent):
+        self._events([(P.TASK_LENT, task_id, lent)])
 
     def handle_cancel(self, source, task_id, force, recursive=True):
         self._events([(P.CANCEL, task_id, force, recursive)])

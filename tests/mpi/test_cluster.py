@@ -425,6 +425,27 @@ def test_hard_affinity_to_a_node_that_cannot_hold_the_task_fails(ray):
     assert ray.get(f.options(scheduling_strategy=strategy).remote(), timeout=60) == 1
 
 
+def test_a_chain_of_tasks_waiting_on_each_other_across_nodes_finishes(ray):
+    """Each task pins the next to the next node and waits for it: more waiting tasks on
+    a node than it has CPUs. A task blocked in get() lends its CPU, and the node that
+    sent it there sees that too (else the chain waited for ever on a node it saw full)."""
+    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n["NodeID"] for n in ray.nodes()]
+    k = len(nodes)
+
+    @ray.remote
+    def hop(i, stop):
+        if i == stop:
+            return [node_index(ray)]
+        nxt = hop.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[(i + 1) % k], soft=False))
+        return [node_index(ray)] + ray.get(nxt.remote(i + 1, stop))
+
+    depth = 4 * k + 1
+    first = hop.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[1 % k], soft=False))
+    assert ray.get(first.remote(1, depth), timeout=60) == [i % k for i in range(1, depth + 1)]
+
+
 def test_soft_affinity_goes_to_the_node_when_it_can_hold_the_work_else_anywhere(ray):
     from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
