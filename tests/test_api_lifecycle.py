@@ -441,6 +441,51 @@ def test_errors_nobody_read_are_reported_when_dropped():
         assert tag not in proc.stderr, (tag, proc.stderr)
 
 
+HELD_ERROR_DRIVER = """
+import sys, time
+import mpiray as ray
+ray.init(num_cpus=1)
+
+@ray.remote
+def f(tag):
+    raise ValueError(tag)
+
+@ray.remote
+class A:
+    def fails(self):
+        raise KeyError("held-actor-error")
+
+held = f.remote("held-task-error")
+read = f.remote("held-but-read")
+call = A.remote().fails.remote()
+try:
+    ray.get(read)
+except ValueError:
+    pass
+time.sleep(7.0)
+print("END", file=sys.stderr, flush=True)
+ray.shutdown()
+"""
+
+
+def test_an_interactive_driver_hears_of_errors_it_holds_but_never_read(tmp_path):
+    """Ray's interactive mode (a driver whose __main__ has no file: a console, a
+    notebook, python -c): a task's error still referenced but unread after a grace period
+    is reported, once; a script file's driver reports only when the ref goes."""
+    proc = subprocess.run([sys.executable, "-c", HELD_ERROR_DRIVER], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    before_end = proc.stderr.split("END")[0]
+    assert before_end.count("held-task-error") == 1 and before_end.count("held-actor-error") == 1, proc.stderr
+    assert "held-but-read" not in proc.stderr
+    script = tmp_path / "job.py"
+    script.write_text(HELD_ERROR_DRIVER)
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Unhandled error" not in proc.stderr.split("END")[0], proc.stderr
+
+
 def test_unhandled_error_reports_can_be_silenced():
     env = dict(_env(), RAY_IGNORE_UNHANDLED_ERRORS="1")
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(UNHANDLED_DRIVER)], cwd=ROOT,

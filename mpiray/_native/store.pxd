@@ -59,6 +59,7 @@ cdef extern from "store.h" namespace "mpiray::store" nogil:
         string IdsWithPrefix(const uint8_t* prefix, size_t n)
         Status Wait(const uint8_t* ids, int n, int num_ready, int64_t timeout_ns, bool* ready)
         Status Delete(const uint8_t* id, bool keep_unread_error)
+        bool IsUnreadError(const uint8_t* id)
         Status SizeOf(const uint8_t* id, uint64_t* size)
         StoreStats Stats()
         uint32_t ErrorSeq()

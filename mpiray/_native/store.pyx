@@ -433,6 +433,16 @@ cdef class Store:
         check(st)
         return True
 
+    def is_unread_error(self, oid: bytes) -> bool:
+        """True if oid is a task's error no get has read (what delete(keep_unread_error)
+        keeps); False if absent."""
+        cdef const uint8_t* id = id_ptr(oid)
+        cdef StoreClient* c = self.client()
+        cdef bint unread
+        with nogil:
+            unread = c.IsUnreadError(id)
+        return unread
+
     def spill_path(self, oid: bytes) -> str:
         """Where oid's bytes go when it is spilled (see adopt_spilled)."""
         return self.client().SpillPathOf(id_ptr(oid)).decode()

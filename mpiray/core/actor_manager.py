@@ -209,9 +209,11 @@ class ActorManager:
                     "handle to it remains. Worker exit type: INTENDED_USER_EXIT",
                     actor_id=actor_id.hex())
 
-    def done(self, sealed, release, task_id=None):
+    def done(self, sealed, release, task_id=None, driver_failed=False):
         if self.cancelled_calls and task_id in self.cancelled_calls:
             self._unmark(task_id)
+        if driver_failed and self.s.interactive:
+            self.s.watch_unread([oid for oid, _ in sealed])
         for oid, contained in sealed:
             self.s._on_sealed(oid, contained)
         if self.s.cluster is not None and task_id is not None:

@@ -276,7 +276,8 @@ class ActorWorker:
             ch.timings.entries.append((spec.name, start, self.now(), spec.task_id))
         # (a call holding arguments reports at once: were this process killed with the
         # report still here, their holds, which only the report releases, would leak)
-        ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id)],
+        ch.send([(P.ACTOR_DONE, sealed, spec.contained, spec.task_id,
+                  executor.task_failed and spec.depth <= 1)],
                 flush=self.exiting or bool(spec.contained) or len(ch.outbox) >= OUTBOX_BATCH)
         if spec.attempt:   # (a retried call's note of its attempts: done with)
             A.taken_attempt(self.rt.store, spec.task_id, 0)

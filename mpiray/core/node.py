@@ -87,6 +87,7 @@ class Node:
         # hundreds; beyond PRESTART_WORKERS they start when tasks come, and retire idle)
         self.scheduler = Scheduler(self.io, resources, max_task_workers=MAX_TASK_SLOTS,
                                    min_task_workers=min(c.num_cpus, PRESTART_WORKERS))
+        self.scheduler.interactive = self.node_index == 0 and _interactive_driver()
         self.pump = InboxPump(self.inbox, self.store, self.scheduler)
         self._thread(self.pump.serve_forever, "mpiray-inbox")
         self._thread(self._monitor_loop, "mpiray-monitor")
@@ -239,6 +240,14 @@ def _without_mpi_launcher(environ):
     imports mpi4py try to join the job."""
     prefixes = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "PRTE_")
     return {k: v for k, v in environ.items() if not k.startswith(prefixes)}
+
+
+def _interactive_driver() -> bool:
+    """Ray's interactive mode: a driver whose __main__ is no file (a console, a notebook,
+    python -c)."""
+    import __main__
+
+    return not hasattr(__main__, "__file__")
 
 
 def _quietly(fn):

@@ -34,7 +34,7 @@ import time
 import traceback
 
 from mpiray import _ids
-from mpiray.core import affinity, placement
+from mpiray.core import affinity, placement, unhandled_errors
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
 from mpiray.core.actor_routing import ActorRouter
@@ -57,6 +57,7 @@ FREE, KEEP, PUSHED = "free", "keep", "pushed"   # what becomes of a sealed strea
 _STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task's ids)
 CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
 ENDED_KEPT = 10_000  # ended task attempts listed by ray.util.state.list_tasks
+UNHANDLED_GRACE_S = 5.0   # an interactive driver's unread task error is reported after this
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
 
 
@@ -105,6 +106,8 @@ class Scheduler(CrossNode):
         self.late_decrefs = collections.deque()   # (inbox mark, oid): _apply_driver_refs
         self.gc_asked = -GC_MIN_INTERVAL_S        # the node's last global GC (want_gc)
         self.gc_wanted = False                    # one was asked for sooner: it comes later
+        self.interactive = False   # the driver's node, its driver a console (Node.start)
+        self.unread_watch = collections.deque()   # (due, oids): the driver's failed calls
         self.counts = {}        # oid -> holders (processes with a live ref + containers)
         self.held_by = {}       # worker slot -> {oid: count}: the counts that are its refs
         self.to_decref = collections.deque()   # refs inside freed objects, still to drop
@@ -442,7 +445,23 @@ class Scheduler(CrossNode):
         del self.tasks[task_id]
         for oid, contained in sealed:
             self._on_sealed(oid, contained)
+        if failed and self.interactive and spec.depth <= 1:
+            self.watch_unread(spec.return_ids())
         self._finish(rec)
+
+    def watch_unread(self, oids):
+        """An interactive driver's failed call: its error, if still unread after
+        UNHANDLED_GRACE_S, is reported though refs to it remain (as Ray's: a console
+        keeps results alive, and a failure nobody looks at must not stay silent)."""
+        self.unread_watch.append((time.monotonic() + UNHANDLED_GRACE_S, oids))
+
+    def _report_unread(self):
+        now = time.monotonic()
+        store = self.io.store
+        while self.unread_watch and self.unread_watch[0][0] <= now:
+            for oid in self.unread_watch.popleft()[1]:
+                if store.is_unread_error(oid):
+                    unhandled_errors.report(store, oid)   # (read now: told once)
 
     def _finish(self, rec):
         if rec.origin is not None:  # its returns were sealed (value or error) for that node
@@ -859,6 +878,8 @@ class Scheduler(CrossNode):
             self.want_gc(self.actors.warn_stuck())
         elif self.gc_wanted:
             self.want_gc()
+        if self.unread_watch:
+            self._report_unread()
         for actor_id in list(self.actors.resend):
             self.actors.resend_calls(actor_id)
         self.retire_idle_workers()

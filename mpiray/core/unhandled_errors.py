@@ -5,6 +5,9 @@ result nobody looks at is not silent.
     the scheduler frees oid ──► store.delete(oid, keep_unread_error=True)
         kept: an error no get has pinned ──► report() ──► stderr ──► store.delete(oid)
 
+    an interactive driver's failed call, still unread UNHANDLED_GRACE_S later
+        ──► Scheduler._report_unread ──► store.is_unread_error ──► report() (reads it: once)
+
 As in Ray, only a task's own failures are reported (RayTaskError, WorkerCrashedError),
 not an actor's death or a cancellation, and RAY_IGNORE_UNHANDLED_ERRORS=1 silences it.
 A copy fetched to another node is read there by whoever asked for it, and the copy it

@@ -425,14 +425,23 @@ Status StoreClient::Wait(const uint8_t* ids, int n, int num_ready, int64_t timeo
     return Status::kOk;
 }
 
+bool StoreClient::UnreadErrorLocked(const Entry& x) const {
+    return !(x.flags & kRead) && x.state == ObjState::SEALED && Resident(x) &&
+           IsSerializedError(data_ + x.offset, x.size);
+}
+
+bool StoreClient::IsUnreadError(const uint8_t* id) {
+    Locked lock(this);
+    uint32_t e = v_->table.Find(id);
+    return e != kNil && UnreadErrorLocked(v_->table[e]);
+}
+
 Status StoreClient::Delete(const uint8_t* id, bool keep_unread_error) {
     Locked lock(this);
     uint32_t e = v_->table.Find(id);
     if (e == kNil) return NotFound(id);
     Entry& x = v_->table[e];
-    if (keep_unread_error && !(x.flags & kRead) && x.state == ObjState::SEALED && Resident(x) &&
-        IsSerializedError(data_ + x.offset, x.size))
-        return Status::kUnreadError;
+    if (keep_unread_error && UnreadErrorLocked(x)) return Status::kUnreadError;
     if (x.pins > 0) {  // deferred: invisible from now on, freed by the last release
         v_->table.Unindex(e);
         x.flags |= kDeletePending;

@@ -146,6 +146,10 @@ class StoreClient {
     // no Get has read is kept, and kUnreadError returned (its owner reports it, as Ray's
     // "Unhandled error", then deletes it).
     Status Delete(const uint8_t* id, bool keep_unread_error = false);
+    // True if `id` is what Delete(keep_unread_error) would keep: a sealed serialized error
+    // in memory that no Get has read (an interactive driver reports such errors while they
+    // are still referenced, as Ray's does).
+    bool IsUnreadError(const uint8_t* id);
     // kNotFound.
     Status SizeOf(const uint8_t* id, uint64_t* size);
     // The file a spilled object's bytes are in, and their size; kNotFound if the object is
@@ -186,6 +190,7 @@ class StoreClient {
     int ReapLocked();
     void ReclaimClientLocked(uint16_t slot);
     void FreeObjectLocked(uint32_t e);        // unindex (if needed), free memory/file, entry
+    bool UnreadErrorLocked(const Entry& x) const;   // see IsUnreadError
     uint32_t DropPinLocked(uint32_t e, uint32_t n, uint16_t client);  // pins dropped
     // may_evict=false: fail with kFull rather than reap or spill (no I/O, bounded time).
     uint64_t AllocateLocked(uint64_t size, uint64_t* block, Status* st, bool may_evict = true);

@@ -282,12 +282,15 @@ static void TestUnreadError() {
     CHECK(s->Put(Id(1).data(), error, sizeof error) == Status::kOk);
     CHECK(s->Put(Id(2).data(), error, sizeof error) == Status::kOk);
     CHECK(s->Put(Id(3).data(), value, sizeof value) == Status::kOk);
+    CHECK(s->IsUnreadError(Id(1).data()) && !s->IsUnreadError(Id(3).data()));
+    CHECK(!s->IsUnreadError(Id(9).data()));                  // absent
     CHECK(s->Delete(Id(1).data(), true) == Status::kUnreadError);
     CHECK(s->Contains(Id(1).data()));                        // kept
     CHECK(s->Delete(Id(1).data()) == Status::kOk);           // a plain delete removes it
     ObjectHandle h;
     CHECK(s->Get(Id(2).data(), 0, &h) == Status::kOk);
     CHECK(s->Release(h) == Status::kOk);
+    CHECK(!s->IsUnreadError(Id(2).data()));                  // read
     CHECK(s->Delete(Id(2).data(), true) == Status::kOk);     // read: deleted
     CHECK(s->Delete(Id(3).data(), true) == Status::kOk);     // not an error: deleted
     CHECK(!s->Contains(Id(2).data()) && !s->Contains(Id(3).data()));
