@@ -75,7 +75,7 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
     if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool) or memory < 0):
         raise ValueError(f"_memory must be a non-negative number of bytes, got {memory!r}")
     visible = kwargs.pop("_visible_gpus", None)   # MPI: this node's share of the host's GPUs
-    unknown = set(kwargs) - IGNORED_KEYWORDS
+    unknown = set(kwargs) - IGNORED_KEYWORDS - SPILL_KEYWORDS
     if unknown:   # (Ray's error and words)
         raise RuntimeError(f"Unknown keyword argument(s): {', '.join(sorted(unknown))}")
     if num_cpus is None:
@@ -119,6 +119,32 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
                   task_events=os.environ.get("MPIRAY_TASK_EVENTS", "0") not in ("", "0"),
                   memory=memory,
                   default_actor_lifetime=job.default_actor_lifetime if job else "non_detached")
+
+
+SPILL_KEYWORDS = {"object_spilling_directory"}
+
+
+def spill_base(extra: dict):
+    """Where init() was told to spill (the session's spill directory goes inside it):
+    object_spilling_directory=, else Ray's older _system_config={"object_spilling_config":
+    '{"type": "filesystem", "params": {"directory_path": ...}}'}, else _temp_dir=;
+    None: the default (core/node.py default_spill_dir)."""
+    import json
+
+    if extra.get("object_spilling_directory"):
+        return str(extra["object_spilling_directory"])
+    spec = (extra.get("_system_config") or {}).get("object_spilling_config")
+    if spec:
+        try:
+            spec = json.loads(spec) if isinstance(spec, str) else spec
+        except ValueError:
+            raise ValueError(f"_system_config object_spilling_config is not JSON: {spec!r}") from None
+        path = spec.get("params", {}).get("directory_path") if spec.get("type") == "filesystem" else None
+        if isinstance(path, (list, tuple)):
+            path = path[0] if path else None   # (Ray may spread over several: one here)
+        if path:
+            return str(path)
+    return extra.get("_temp_dir")
 
 
 def detect_gpu_ids() -> list:

@@ -60,7 +60,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
         if world is not None and world.num_nodes > 1:
             _driver_node_share(world, config, num_gpus, object_store_memory)
         node = Node(config, num_nodes=world.num_nodes if world else 1)
-        config.spill_dir = default_spill_dir(node.session, config.extra.get("_temp_dir"))
+        config.spill_dir = default_spill_dir(node.session, _config.spill_base(config.extra))
         config.job_id = node.session
         try:
             node.start()
@@ -126,6 +126,7 @@ def _join_nodes(world, node, config):
                      "job_id": config.job_id,
                      "runtime_env": config.runtime_env, "task_events": config.task_events,
                      "log_to_driver": config.log_to_driver,
+                     "spill_base": _config.spill_base(config.extra),
                      "default_actor_lifetime": config.default_actor_lifetime})
 
 

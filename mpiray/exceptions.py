@@ -31,6 +31,20 @@ class RaySystemError(RayError):
         return (type(self), (self.client_exc, self.traceback_str))
 
 
+class UnserializableException(RaySystemError):
+    """An error whose pickle could not be loaded where it was read (its class wants other
+    arguments than its args, say): what is known of it stands in. Newer Ray raises this
+    class, older Ray a RaySystemError "Failed to unpickle serialized exception": this is
+    both."""
+
+    def __init__(self, original_stack_trace=""):
+        super().__init__(f"Failed to unpickle serialized exception: {original_stack_trace}")
+        self.original_stack_trace = original_stack_trace
+
+    def __reduce__(self):
+        return (type(self), (self.original_stack_trace,))
+
+
 class RayTaskError(RayError):
     """A task or actor method raised; ``cause`` is the original exception."""
 
@@ -359,4 +373,5 @@ RAY_EXCEPTION_TYPES = [
     RayChannelError, RayChannelTimeoutError, OutOfMemoryError, ObjectRefStreamEndOfStreamError,
     RpcError, UserCodeException, NodeDiedError, TaskCancelledError, OutOfDiskError,
     RaySystemError, CrossLanguageError, OufOfBandObjectRefSerializationException,
+    UnserializableException,
 ]

@@ -339,13 +339,14 @@ def deserialize(buf):
 
 def _load_error(data, buffers=()):
     """An error object; one whose class cannot be rebuilt here (an __init__ that wants
-    other arguments than its args, say) becomes a RaySystemError saying so, as in Ray."""
+    other arguments than its args, say) becomes an UnserializableException (a
+    RaySystemError) saying so, as in Ray."""
     try:
         return pickle.loads(data, buffers=buffers)
     except Exception as exc:  # noqa: BLE001
-        from mpiray.exceptions import RaySystemError
+        from mpiray.exceptions import UnserializableException
 
-        return RaySystemError(f"Failed to unpickle serialized exception: {type(exc).__name__}: {exc}")
+        return UnserializableException(f"{type(exc).__name__}: {exc}")
 
 
 # FORMAT_NDARRAY: arrays of one shape and dtype have the same buffer entry and description

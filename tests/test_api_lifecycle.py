@@ -419,7 +419,16 @@ UNHANDLED_DRIVER = """
         ray.get(cancelled)
     except ray.exceptions.TaskCancelledError:
         pass
-    del dropped, got, passed_on, second_arg, waited, call, cancelled
+
+    @ray.remote(num_cpus=0)
+    def lets_a_cancel_through():   # a failure of its own: reported, as in Ray
+        child = spins.remote()
+        ray.cancel(child)
+        ray.get(child)
+
+    through = lets_a_cancel_through.remote()
+    ray.wait([through])
+    del dropped, got, passed_on, second_arg, waited, call, cancelled, through
     gc.collect()
     fails.remote("fire-and-forget")
     time.sleep(1.5)
@@ -434,11 +443,13 @@ def test_errors_nobody_read_are_reported_when_dropped():
     before_end = proc.stderr.split("END")[0]
     reported = [line for line in before_end.splitlines() if line.startswith("Unhandled error")]
     assert all("RAY_IGNORE_UNHANDLED_ERRORS=1" in line for line in reported)
-    for tag in ("dropped-never-got", "only-waited", "actor-call-never-got", "fire-and-forget"):
+    for tag in ("dropped-never-got", "only-waited", "actor-call-never-got", "fire-and-forget",
+                "lets_a_cancel_through"):
         assert before_end.count(tag) >= 1, (tag, proc.stderr)
-    assert len(reported) == 4, proc.stderr
-    for tag in ("got-it", "passed-to-a-task", "second-failed-argument", "was cancelled"):
+    assert len(reported) == 5, proc.stderr
+    for tag in ("got-it", "passed-to-a-task", "second-failed-argument"):
         assert tag not in proc.stderr, (tag, proc.stderr)
+    assert not [line for line in reported if "ray::spins()" in line or "ray::parent()" in line]
 
 
 HELD_ERROR_DRIVER = """

@@ -705,3 +705,26 @@ def test_an_actor_waiting_on_resources_frees_actors_only_garbage_holds(fresh):
             del a, cycle
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("how", ["object_spilling_directory", "_system_config"])
+def test_objects_spill_where_init_says(fresh, tmp_path, how):
+    """Ray's init(object_spilling_directory=) and its older
+    _system_config={"object_spilling_config": ...}: spill files go there, and go with
+    the session."""
+    import json
+
+    ray = fresh
+    where = tmp_path / "spill"
+    if how == "object_spilling_directory":
+        ray.init(num_cpus=1, object_store_memory=64 << 20, object_spilling_directory=str(where))
+    else:
+        spec = {"type": "filesystem", "params": {"directory_path": str(where)}}
+        ray.init(num_cpus=1, object_store_memory=64 << 20,
+                 _system_config={"object_spilling_config": json.dumps(spec)})
+    refs = [ray.put(np.full(8 << 20, i, dtype=np.uint8)) for i in range(12)]   # 96 MiB
+    spilled = [f for _, _, files in os.walk(where) for f in files]
+    assert spilled, "nothing spilled into the directory init() named"
+    assert [int(ray.get(r)[0]) for r in refs] == list(range(12))
+    ray.shutdown()
+    assert not [f for _, _, files in os.walk(where) for f in files]

@@ -461,6 +461,13 @@ def test_dag_api_builds_lazy_graphs_that_execute_runs(ray):
     a1.add.bind(4)
     a2.add.bind(6)
     assert ray.get(times.bind(a1.get.bind(), a2.get.bind()).execute(), timeout=30) == 256
+    a3 = Counter.bind(0)
+    named = a3.add.bind(1).options(name="named")   # a copy is the same call: run once
+    assert ray.get(MultiOutputNode([named, a3.get.bind()]).execute(), timeout=30) == [1, 1]
+    a4 = Counter.bind(0)
+    for _ in range(1500):                          # a long chain runs without recursing
+        last = a4.add.bind(1)
+    assert ray.get(last.execute(), timeout=60) == 1500
     from mpiray.dag.class_node import ClassMethodNode, ClassNode   # (Ray's module paths)
     from mpiray.dag.input_node import InputNode as InputNode2
     from mpiray.dag.output_node import MultiOutputNode as MultiOutputNode2

@@ -53,6 +53,7 @@ class ActorWorker:
         self.actor_id = actor_id
         self.slot = slot
         self.instance = None
+        self.sequential = False   # one call at a time (_serve_sync): idle means no call runs
         self.aspec = None
         self.exiting = False
         self.now = timeline.clock()
@@ -155,7 +156,8 @@ class ActorWorker:
         item = spin_pop(self.queue, consumer)
         if item is None:
             self.rt.channel.flush()  # idle: report finished calls now
-            flush_partial_output()
+            if self.sequential:   # (a threaded or async actor's calls may be mid-print)
+                flush_partial_output()
             while item is None:
                 item = self.queue.pop(0.5, consumer)
                 if item is None:
@@ -295,6 +297,7 @@ class ActorWorker:
 
     # ------------------------------------------------------------ loops
     def _serve_sync(self):
+        self.sequential = True
         try:
             while self._run_call(self._next(0), 0):
                 pass

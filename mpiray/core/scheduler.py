@@ -57,6 +57,7 @@ FREE, KEEP, PUSHED = "free", "keep", "pushed"   # what becomes of a sealed strea
 _STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task's ids)
 CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
 ENDED_KEPT = 10_000  # ended task attempts listed by ray.util.state.list_tasks
+STUCK_GC_S = 30.0   # actors waiting on resources ask for a global GC this often
 UNHANDLED_GRACE_S = 5.0   # an interactive driver's unread task error is reported after this
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
 
@@ -106,6 +107,7 @@ class Scheduler(CrossNode):
         self.late_decrefs = collections.deque()   # (inbox mark, oid): _apply_driver_refs
         self.gc_asked = -GC_MIN_INTERVAL_S        # the node's last global GC (want_gc)
         self.gc_wanted = False                    # one was asked for sooner: it comes later
+        self.stuck_gc_at = 0.0                    # when a stuck actor may ask for the next
         self.interactive = False   # the driver's node, its driver a console (Node.start)
         self.unread_watch = collections.deque()   # (due, oids): the driver's failed calls
         self.counts = {}        # oid -> holders (processes with a live ref + containers)
@@ -506,6 +508,8 @@ class Scheduler(CrossNode):
                 req.pop(key, None)  # already lent back while blocked
             rec.blocked = False
             self.blocked -= 1
+            if rec.origin is not None:   # (a retry here holds a CPU again: the sender's
+                self.cluster.send(rec.origin, ("task_lent", rec.spec.task_id, False))   # view)
         else:
             self.active -= 1
         self.res.release(req, rec.gpu_ids)
@@ -873,11 +877,18 @@ class Scheduler(CrossNode):
         """A quiet spell of the node (the inbox thread calls it): housekeeping."""
         if self.late_decrefs:
             self._apply_late_decrefs()
-        if self.actors.pending:
-            # (as Ray's: an actor waiting on resources may wait on actors only garbage holds)
-            self.want_gc(self.actors.warn_stuck())
-        elif self.gc_wanted:
+        stuck = bool(self.actors.pending) and self.actors.warn_stuck()
+        if stuck and time.monotonic() >= self.stuck_gc_at:
+            # (as Ray's: an actor waiting on resources may wait on actors only garbage
+            # holds; while one waits, again every STUCK_GC_S only, a full collection in
+            # every process being no small thing)
+            self.stuck_gc_at = time.monotonic() + STUCK_GC_S
             self.want_gc()
+        else:
+            if not stuck:
+                self.stuck_gc_at = 0.0   # (the next actor that waits asks at once)
+            if self.gc_wanted:
+                self.want_gc()
         if self.unread_watch:
             self._report_unread()
         for actor_id in list(self.actors.resend):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 
+from mpiray import _ids
 from mpiray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
 
 IGNORE_ENV = "RAY_IGNORE_UNHANDLED_ERRORS"
@@ -36,6 +37,16 @@ def delete_reporting(store, oid) -> None:
         store.delete(oid)
 
 
+def _cancelled_itself(error, oid) -> bool:
+    """A cancellation of the task that made oid, whether it came before the task ran or
+    interrupted its code (RayTaskError(TaskCancelledError) naming the task itself); a
+    task that let a child's TaskCancelledError through failed on its own, and is told."""
+    if isinstance(error, RayTaskError):
+        error = error.cause
+    return isinstance(error, TaskCancelledError) and \
+        error.task_id == oid[: _ids.TASK_ID_SIZE].hex()
+
+
 def report(store, oid) -> None:
     if os.environ.get(IGNORE_ENV, "0") not in ("", "0"):
         return
@@ -50,7 +61,7 @@ def report(store, oid) -> None:
         error = f"object {oid.hex()}: an error that cannot be loaded here ({exc!r})"
     finally:
         del buf
-    if isinstance(error, TaskCancelledError) or isinstance(getattr(error, "cause", None), TaskCancelledError):
-        return   # (a cancel that interrupted the task's own code: RayTaskError(TaskCancelledError))
+    if _cancelled_itself(error, oid):
+        return
     if isinstance(error, (RayTaskError, WorkerCrashedError)) or isinstance(error, str):
         log.error("Unhandled error (suppress with '%s=1'): %s", IGNORE_ENV, error)

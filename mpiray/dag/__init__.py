@@ -26,14 +26,18 @@ class DAGNode:
         """Submits the graph below this node with these inputs (for InputNode)."""
         return self._resolve(_Execution(args, kwargs))
 
+    def _memo_key(self):
+        return id(self)
+
     def _resolve(self, run):
-        done = run.results.get(id(self), run)
+        key = self._memo_key()
+        done = run.results.get(key, run)
         if done is not run:
             return done
         args = run.resolve(self._bound_args)
         kwargs = run.resolve(self._bound_kwargs)
         result = self._execute_impl(args, kwargs, run)
-        run.results[id(self)] = result
+        run.results[key] = result
         return result
 
     def _execute_impl(self, args, kwargs, run):
@@ -104,6 +108,11 @@ class ClassNode(_RemoteNode):
             raise AttributeError(name)
         return _UnboundMethod(self, name)
 
+    def options(self, **options):
+        node = super().options(**options)
+        node._last_call = None   # (another actor: its calls are its own)
+        return node
+
 
 class _UnboundMethod:
     def __init__(self, actor, name, options=None):
@@ -127,10 +136,20 @@ class ClassMethodNode(DAGNode):
     def __init__(self, actor, method_name, args, kwargs, options=None):
         super().__init__(args, kwargs, options)
         self._actor, self._method_name = actor, method_name
+        self._call = object()   # one call, whatever copies .options() makes of it
+
+    def _memo_key(self):
+        return id(self._call)
 
     def _execute_impl(self, args, kwargs, run):
-        if self._prev_call is not None:
-            run.resolve(self._prev_call)   # (submitted first: the actor runs it first)
+        # the calls bound before this one go first, the earliest first (a loop: a long
+        # chain of them must not recurse once per call)
+        earlier, prev = [], self._prev_call
+        while prev is not None and prev._memo_key() not in run.results:
+            earlier.append(prev)
+            prev = prev._prev_call
+        for call in reversed(earlier):
+            run.resolve(call)
         if self._method_name is None:
             method = self._actor
         else:

@@ -340,7 +340,7 @@ class NodeServer:
         w = self.w
         config = node_config(w, cfg)
         node = Node(config, node_index=w.node_index, num_nodes=w.num_nodes)
-        config.spill_dir = default_spill_dir(node.session)
+        config.spill_dir = default_spill_dir(node.session, cfg.get("spill_base"))
         self.commands = []
         try:
             node.start()
