@@ -176,17 +176,20 @@ def test_repeated_large_puts_reuse_memory(fresh):
     assert _stats(ray)["num_spilled"] == 0
 
 
-def test_a_return_too_big_for_the_store_fails_the_call_not_its_process(fresh, tmp_path):
-    """The task runs once (no crash, so no retry) and an actor keeps its state."""
+def test_objects_the_store_cannot_hold_go_to_disk(fresh):
+    """Ray's fallback allocation: a put or a return bigger than the whole store, or one
+    that finds the store full of pinned objects, is written to a spill file and read from
+    there; an actor returning one keeps its state."""
     ray = fresh
     ray.init(num_cpus=1, object_store_memory=64 << 20)
-    runs = tmp_path / "runs"
 
     @ray.remote
-    def too_big(path):
-        with open(path, "a") as f:
-            f.write("x")
-        return np.ones(100 << 20, dtype=np.uint8)
+    def too_big():
+        return np.full(100 << 20, 3, dtype=np.uint8)
+
+    @ray.remote
+    def ends(a):
+        return int(a[0]) + int(a[-1])
 
     @ray.remote
     class Holder:
@@ -198,16 +201,36 @@ def test_a_return_too_big_for_the_store_fails_the_call_not_its_process(fresh, tm
             return self.n
 
         def too_big(self):
-            return np.ones(100 << 20, dtype=np.uint8)
+            return np.full(100 << 20, 4, dtype=np.uint8)
 
-    with pytest.raises(ray.exceptions.ObjectStoreFullError, match="does not fit"):
-        ray.get(too_big.remote(runs), timeout=60)
-    assert runs.read_text() == "x"
+    big = ray.put(np.full(100 << 20, 7, dtype=np.uint8))
+    assert ray.get(big)[-1] == 7 and ray.get(ends.remote(big), timeout=60) == 14
+    assert ray.get(too_big.remote(), timeout=60)[5] == 3
     h = Holder.remote()
     assert ray.get(h.incr.remote(), timeout=30) == 1
-    with pytest.raises(ray.exceptions.ObjectStoreFullError):
-        ray.get(h.too_big.remote(), timeout=60)
+    assert ray.get(h.too_big.remote(), timeout=60)[5] == 4
     assert ray.get(h.incr.remote(), timeout=30) == 2
+    held = ray.get(ray.put(np.ones(40 << 20, dtype=np.uint8)))   # pinned: cannot spill
+    second = ray.put(np.full(40 << 20, 2, dtype=np.uint8))       # no room: on disk
+    assert ray.get(second)[-1] == 2 and held[0] == 1
+
+
+def test_an_object_neither_the_store_nor_the_disk_can_hold_is_object_store_full(fresh):
+    import resource
+    import signal
+
+    ray = fresh
+    ray.init(num_cpus=1, object_store_memory=64 << 20)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (32 << 20, limits[1]))   # no file over 32 MiB
+    try:
+        with pytest.raises(ray.exceptions.ObjectStoreFullError, match="spill directory"):
+            ray.put(np.ones(100 << 20, dtype=np.uint8))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, old)
+    assert ray.get(ray.put(np.ones(100 << 20, dtype=np.uint8)))[0] == 1
 
 
 def test_a_ref_pickled_out_of_band_keeps_its_object(ray):
@@ -431,13 +454,6 @@ def test_an_argument_that_cannot_be_loaded_fails_the_call_not_the_worker(ray):
     with pytest.raises(ValueError, match="cannot load this argument"):
         ray.get(a.ident.remote(_BadLoad()), timeout=30)
     assert ray.get(a.ok.remote(), timeout=30) == "alive"
-
-
-def test_an_object_bigger_than_the_store_is_object_store_full(fresh):
-    ray = fresh
-    ray.init(num_cpus=1, object_store_memory=64 << 20)
-    with pytest.raises(ray.exceptions.ObjectStoreFullError, match="larger than the store"):
-        ray.put(np.ones((100 << 20) // 8))
 
 
 def test_a_small_store_holds_a_hundred_thousand_small_returns(fresh):

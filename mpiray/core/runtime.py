@@ -28,6 +28,7 @@ from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, GetTimeoutError,
                                ObjectStoreFullError, RayError, RaySystemError, RayTaskError)
+from mpiray.core.spill_target import SpillTarget
 from mpiray.generators import StreamEnd
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import (deserialize, is_error, serialize, serialize_error, unpicklable,
@@ -47,9 +48,10 @@ WAIT_SLICE_S = 0.5   # a blocked get wakes this often to let signal handlers run
 WATCH_SLICE_S = 0.01  # a get of many first wakes this often to look for an error among the others
 # A store full of pinned objects often frees soon (objects being sent to another node,
 # a reader about to drop its view): a put or a return waits this long for room, looking
-# again with a growing pause, before it fails with ObjectStoreFullError (as Ray's
-# plasma queues a create that finds no room).
-STORE_FULL_WAIT_S = 10.0
+# again with a growing pause, before it goes to disk (_write_on_disk), as Ray's plasma
+# queues a create that finds no room before its fallback allocation.
+FALLBACK_AFTER_S = 2.0
+_NO_ROOM = object()
 
 
 def _pending_ids(ids, ready):
@@ -106,7 +108,8 @@ class Runtime:
         try:
             if not sobj.buffers:
                 data = sobj.to_bytes()
-                self._when_room(lambda: self.store.put(oid, data, True))
+                if self._when_room(lambda: self.store.put(oid, data, True)) is _NO_ROOM:
+                    self._write_on_disk(oid, len(data), sobj.write_to, "no room")
                 if len(data) >= BIG_OBJECT:
                     self._ask_gc_if_full()
                 return
@@ -114,7 +117,12 @@ class Runtime:
                 self.channel.apply_refs()  # memory of dropped refs comes back before we allocate
             buf = self._when_room(lambda: self.store.create_object(oid, sobj.total_size, True))
         except ValueError as exc:   # (bigger than the whole store: full for it, for ever)
-            raise ObjectStoreFullError(str(exc)) from None
+            self._write_on_disk(oid, sobj.total_size, sobj.write_to, str(exc))
+            return
+        if buf is _NO_ROOM:
+            self._write_on_disk(oid, sobj.total_size, sobj.write_to, "no room")
+            self._ask_gc_if_full()
+            return
         try:
             sobj.write_to(buf)
         except BaseException:
@@ -137,19 +145,45 @@ class Runtime:
             self.channel.send([(P.GLOBAL_GC,)])
 
     def _when_room(self, make):
-        """make(), again while the store is full, for up to STORE_FULL_WAIT_S."""
+        """make(), again while the store is full, for up to FALLBACK_AFTER_S; _NO_ROOM
+        if it still is (what fills it is pinned)."""
         deadline, pause = None, 0.001
         while True:
             try:
                 return make()
             except ObjectStoreFullError:
                 now = time.monotonic()
-                deadline = deadline or now + STORE_FULL_WAIT_S
+                if deadline is None:
+                    deadline = now + FALLBACK_AFTER_S
+                    self._ask_gc_if_full()   # (refs only garbage holds pin objects too)
                 if now >= deadline:
-                    raise
+                    return _NO_ROOM
                 self.channel.apply_refs()
                 time.sleep(pause)
                 pause = min(2 * pause, 0.1)
+
+    def _write_on_disk(self, oid, nbytes, write_to, why):
+        """Ray's fallback allocation: an object the store cannot hold, even by spilling
+        others, is written into its spill file, which the store lists as spilled (a get
+        maps it, or restores it when there is room). ObjectStoreFullError if the disk
+        cannot take it either."""
+        if not nbytes:
+            raise ObjectStoreFullError(f"object {oid.hex()}: {why}")
+        try:
+            target = SpillTarget(self.store.spill_path(oid), nbytes)
+        except OSError as exc:
+            raise ObjectStoreFullError(
+                f"object {oid.hex()} of {nbytes} bytes does not fit in the object store ({why}), "
+                f"and its file in the spill directory could not be made: {exc}") from None
+        try:
+            write_to(target.view)
+        except BaseException:
+            target.discard()
+            raise
+        err = target.publish(self.store, oid)
+        if err is not None:
+            raise ObjectStoreFullError(f"object {oid.hex()} could not be stored, in memory or on "
+                                       f"disk: {err}") from None
 
     def write_error(self, oid, exc):
         try:

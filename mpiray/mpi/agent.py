@@ -25,6 +25,7 @@ import traceback
 
 from mpiray._native.mpipoll import MpiPoller, mpi_function_address, set_timer_slack_ns
 from mpiray.core import protocol as P
+from mpiray.core.spill_target import SpillTarget
 from mpiray.exceptions import ObjectStoreFullError
 from mpiray.serialization import serialize_error
 
@@ -540,10 +541,10 @@ class IncomingObject:
                 raise LookupError("stale")
             try:
                 self.buf = agent.store.create_object(oid, nbytes)
-            except ObjectStoreFullError:
+            except (ObjectStoreFullError, ValueError):   # (full, or bigger than the store)
                 if not nbytes:
                     raise
-                self.on_disk = _SpillTarget(agent.store.spill_path(oid), nbytes)
+                self.on_disk = SpillTarget(agent.store.spill_path(oid), nbytes)
                 self.buf = self.on_disk.view
         except Exception as exc:  # noqa: BLE001 - already here, or no room: still drain it
             self.buf = memoryview(bytearray(nbytes))
@@ -578,37 +579,4 @@ def _brief(msg):
     return " ".join(x.hex()[:8] + ".." + x.hex()[-8:] if isinstance(x, bytes) and len(x) in (16, 20)
                     else type(x).__name__ if isinstance(x, (bytes, list, dict)) else repr(x)
                     for x in msg)
-
-
-class _SpillTarget:
-    """An arriving object's spill file, mapped for MPI to receive into."""
-
-    def __init__(self, path, nbytes):
-        import mmap
-
-        self.path, self.nbytes = path, nbytes
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.ftruncate(fd, nbytes)
-            self.mapping = mmap.mmap(fd, nbytes)
-        finally:
-            os.close(fd)
-        self.view = memoryview(self.mapping)
-
-    def publish(self, store, oid):
-        """The bytes are in: the store lists the object as spilled. None, or the error."""
-        try:
-            self.view.release()
-            self.mapping.close()   # (the file keeps the bytes)
-        except BufferError:   # a receive's slice still alive: unmapped when it goes
-            pass
-        try:
-            store.adopt_spilled(oid, self.nbytes)
-            return None
-        except Exception as exc:  # noqa: BLE001 - (already here, or the table is full)
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
-            return exc
 
