@@ -43,6 +43,7 @@ class Config:
     host_nodes: int = 1      # default share of this host's RAM, split among its nodes
     default_actor_lifetime: str = "non_detached"   # (JobConfig's)
     job_id: str = ""         # the driver node's session, on every node (get_job_id())
+    graceful_shutdown_s: float = 30.0   # _system_config's actor_graceful_shutdown_timeout_ms
 
     def memory_bytes(self) -> int:
         """Ray's default: tasks' `memory` may take 70% of RAM, less the object store."""
@@ -112,13 +113,15 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
         prefault = os.environ.get("MPIRAY_PREFAULT_STORE", "0") not in ("", "0")
     from mpiray.core import runtime_env as renv
 
+    graceful_ms = (kwargs.get("_system_config") or {}).get("actor_graceful_shutdown_timeout_ms", 30_000)
     return Config(num_cpus, num_gpus, gpu_ids, resources, object_store_memory,
                   namespace=namespace or "", log_to_driver=log_to_driver,
                   prefault_store=bool(prefault), extra=kwargs,
                   runtime_env=renv.validate(runtime_env, "init(runtime_env=...)"),
                   task_events=os.environ.get("MPIRAY_TASK_EVENTS", "0") not in ("", "0"),
                   memory=memory,
-                  default_actor_lifetime=job.default_actor_lifetime if job else "non_detached")
+                  default_actor_lifetime=job.default_actor_lifetime if job else "non_detached",
+                  graceful_shutdown_s=float(graceful_ms) / 1000.0)
 
 
 SPILL_KEYWORDS = {"object_spilling_directory"}

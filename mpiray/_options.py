@@ -152,6 +152,13 @@ def num_returns_option(value, default=1) -> int:
     if value == "streaming":
         return STREAMING
     if value == "dynamic":
+        import warnings
+
+        from mpiray.util.annotations import RayDeprecationWarning
+
+        warnings.warn('num_returns="dynamic" is deprecated: use num_returns="streaming", whose '
+                      "ObjectRefGenerator yields each item as soon as it is made.",
+                      RayDeprecationWarning, stacklevel=3)
         return DYNAMIC
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"num_returns must be a non-negative integer, \"streaming\" or "

@@ -127,6 +127,7 @@ def _join_nodes(world, node, config):
                      "runtime_env": config.runtime_env, "task_events": config.task_events,
                      "log_to_driver": config.log_to_driver,
                      "spill_base": _config.spill_base(config.extra),
+                     "graceful_shutdown_s": config.graceful_shutdown_s,
                      "default_actor_lifetime": config.default_actor_lifetime})
 
 

@@ -310,6 +310,30 @@ def test_ray_shutdown_hook_runs_on_a_graceful_end_only(ray, tmp_path, kind):
     assert all(p.read_text() == "cleaned" for p in tmp_path.iterdir())
 
 
+def test_a_shutdown_hook_that_hangs_is_cut_short(fresh):
+    """Ray's actor_graceful_shutdown_timeout_ms: a __ray_shutdown__ still running then is
+    cut short, the actor's process ends and its CPU comes back."""
+    ray = fresh
+    ray.init(num_cpus=1, _system_config={"actor_graceful_shutdown_timeout_ms": 1000})
+
+    @ray.remote(num_cpus=1)
+    class Hangs:
+        def pid(self):
+            return os.getpid()
+
+        def __ray_shutdown__(self):
+            time.sleep(1000)
+
+    a = Hangs.remote()
+    pid = ray.get(a.pid.remote(), timeout=30)
+    del a
+    assert _ends_within(pid, 15)
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != 1.0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.available_resources().get("CPU") == 1.0
+
+
 def test_threaded_and_async_actors(ray):
     @ray.remote(max_concurrency=3)
     class Meet:

@@ -78,10 +78,11 @@ def test_an_exception_comes_after_the_values_yielded_before_it(ray):
 
 
 def test_dynamic_returns_one_ref_to_all_the_refs(ray):
-    @ray.remote(num_returns="dynamic")
-    def split(n):
-        for i in range(n):
-            yield np.full(1000, i)
+    with pytest.warns(DeprecationWarning, match='num_returns="dynamic" is deprecated'):
+        @ray.remote(num_returns="dynamic")   # (as newer Ray: "streaming" is the way now)
+        def split(n):
+            for i in range(n):
+                yield np.full(1000, i)
 
     ref = split.remote(5)
     assert isinstance(ref, ray.ObjectRef)

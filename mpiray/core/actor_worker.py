@@ -25,7 +25,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 from mpiray import _ids
 from mpiray.core import actor_spec as A
 from mpiray.core.actor_spec import TERMINATE_METHOD, recorded_slots
-from mpiray.core import context
+from mpiray.core import context, current
 from mpiray.core import executor
 from mpiray.core import futures
 from mpiray.core.executor import ExitActor
@@ -44,6 +44,9 @@ from mpiray.exceptions import ActorDiedError
 CANCEL_POLL_S = 0.05  # how often an async actor looks for cancelled running calls
 _CANCEL_SUFFIX = _ids.object_id(b"", _ids.CANCEL_INDEX)   # (task id + this: its cancel mark)
 OUTBOX_BATCH = 64
+
+
+GRACEFUL_SHUTDOWN_S = 30.0   # Ray's actor_graceful_shutdown_timeout_ms default
 
 
 class ActorWorker:
@@ -138,10 +141,30 @@ class ActorWorker:
     def _shutdown_hook(self):
         """Ray's __ray_shutdown__(): the instance's clean-up, run when the actor ends
         gracefully (no handle left, __ray_terminate__, exit_actor), never on ray.kill
-        or a crash. Its failure is printed; the actor ends either way."""
+        or a crash. Its failure is printed; the actor ends either way, within Ray's
+        actor_graceful_shutdown_timeout_ms (30 s): a hook still running then is cut
+        short, the process ending as an intended exit."""
         hook = getattr(self.instance, "__ray_shutdown__", None)
         if hook is None:
             return
+        limit = current.info().get("actor_graceful_shutdown_s", GRACEFUL_SHUTDOWN_S)
+        watchdog = threading.Timer(limit, self._cut_shutdown_short, args=(limit,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self._run_shutdown_hook(hook)
+        finally:
+            watchdog.cancel()
+
+    def _cut_shutdown_short(self, limit):
+        print(f"(mpiray) warning: {self.aspec.class_name}.__ray_shutdown__ did not end within "
+              f"{limit:g} s (actor_graceful_shutdown_timeout_ms): the actor is ended",
+              file=sys.stderr, flush=True)
+        self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+        self.rt.channel.flush()
+        os._exit(0)
+
+    def _run_shutdown_hook(self, hook):
         try:
             result = hook()
             if inspect.iscoroutine(result):   # (in a thread: this may be the loop's own)

@@ -143,6 +143,7 @@ class Node:
             "num_nodes": self.num_nodes, "runtime_env": self.config.runtime_env,
             "task_events": self.config.task_events,
             "default_actor_lifetime": self.config.default_actor_lifetime,
+            "actor_graceful_shutdown_s": self.config.graceful_shutdown_s,
         })
 
     def command(self, *cmd):

@@ -64,6 +64,7 @@ def node_config(w: World, cfg: dict):
     config.task_events = bool(cfg.get("task_events"))
     config.log_to_driver = cfg.get("log_to_driver", True)
     config.default_actor_lifetime = cfg.get("default_actor_lifetime", "non_detached")
+    config.graceful_shutdown_s = cfg.get("graceful_shutdown_s", config.graceful_shutdown_s)
     config.job_id = cfg.get("job_id", "")
     config.host_nodes = len(nodes_on_my_host(w))
     return config
