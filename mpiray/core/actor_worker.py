@@ -41,7 +41,12 @@ from mpiray.core.worker_main import exit_code_of, flush_partial_output, name_out
 from mpiray.exceptions import ActorDiedError
 
 
-CANCEL_POLL_S = 0.05  # how often an async actor looks for cancelled running calls
+# How often an async actor looks for cancelled running calls: often while few run (a
+# recursive cancel crosses a chain of actors one poll per hop), less with many (each look
+# costs one store lookup per running call).
+CANCEL_POLL_S = 0.01
+CANCEL_POLL_MANY_S = 0.05
+CANCEL_POLL_FEW = 8
 _CANCEL_SUFFIX = _ids.object_id(b"", _ids.CANCEL_INDEX)   # (task id + this: its cancel mark)
 OUTBOX_BATCH = 64
 
@@ -580,7 +585,8 @@ class ActorWorker:
         looks once more, so a call the main thread added meanwhile is not missed."""
         store = self.rt.store
         while True:
-            await asyncio.sleep(CANCEL_POLL_S)
+            await asyncio.sleep(CANCEL_POLL_S if len(self.running_async) <= CANCEL_POLL_FEW
+                                else CANCEL_POLL_MANY_S)
             if not self.running_async:
                 self.watching = False
                 if not self.running_async:
