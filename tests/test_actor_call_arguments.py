@@ -228,3 +228,18 @@ def test_a_worker_ending_with_calls_waiting_for_arguments_does_not_deadlock(fres
     while ray.get(log.read.remote()) != ["made"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ray.get(log.read.remote()) == ["made"]
+
+
+def test_a_call_waiting_for_its_argument_keeps_its_actor(ray, slow):
+    """As Ray's pending calls: a caller may drop its last handle right after a call whose
+    argument is not ready; the actor lives to answer it (and ends after)."""
+    @ray.remote
+    class Adder:
+        def add(self, x):
+            return x + 1
+
+    def call(arg):
+        return Adder.remote().add.remote(arg)   # (the handle goes with this frame)
+
+    assert ray.get(call(slow.remote(1)), timeout=30) == 2
+    assert ray.get([call(slow.remote(i)) for i in range(3)], timeout=30) == [1, 2, 3]

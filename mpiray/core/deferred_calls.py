@@ -25,7 +25,8 @@ import threading
 from collections import deque
 
 from mpiray import _ids
-from mpiray.core import futures
+from mpiray.core import futures, refcount
+from mpiray.core.actor_spec import handle_key
 
 
 class DeferredCalls:
@@ -62,7 +63,10 @@ class DeferredCalls:
             self._advance(spec.actor_id)
 
     def _append(self, key, spec) -> bool:
-        """(under the lock) True if no chain works on key yet: the caller starts one."""
+        """(under the lock) True if no chain works on key yet: the caller starts one. The
+        waiting call holds its actor as a handle does (Ray's pending call keeps the actor
+        in scope), so a caller may drop its handle right after the call."""
+        refcount.add_local(handle_key(spec.actor_id))
         backlog = self.backlogs.get(key)
         if backlog is None:
             backlog = self.backlogs[key] = deque()
@@ -122,6 +126,7 @@ class DeferredCalls:
             backlog = self.backlogs.get(key)
             if backlog and backlog[0] is spec:
                 backlog.popleft()
+        _let_go(spec)   # (sent: the actor's queue has it before any end of the actor)
 
     def _when_room(self, key, spec):
         """(a thread of its own) Pushes the front call, waiting for room, then the rest."""
@@ -151,10 +156,18 @@ class DeferredCalls:
             self.backlogs.clear()   # (the chains find nothing left and end)
         for spec in waiting:
             self._push(spec, wait=True)
+            _let_go(spec)
 
     def waiting(self) -> int:
         with self.lock:
             return sum(len(b) for b in self.backlogs.values())
+
+
+def _let_go(spec):
+    try:
+        refcount.remove_local(handle_key(spec.actor_id))
+    except Exception:  # noqa: BLE001 - the runtime is gone (shutdown)
+        pass
 
 
 def _answer(spec) -> bytes:
