@@ -615,3 +615,39 @@ def test_async_for_ends_and_wait_sees_an_exhausted_generator_as_ready(ray):
     ready, pending = ray.wait([gen], timeout=2)
     assert ready == [gen] and pending == []
     assert time.process_time() - start < 0.5
+
+
+def test_a_cancelled_async_generator_method_sees_cancelled_error(ray):
+    """As Ray's: cancelling an async actor's streaming method throws CancelledError into
+    the generator, items coming fast or slow, so its clean-up runs."""
+    import asyncio
+
+    @ray.remote
+    class Server:
+        def __init__(self):
+            self.seen = []
+
+        async def generate(self, delay):
+            try:
+                for i in range(100_000):
+                    await asyncio.sleep(delay)
+                    yield i
+            except BaseException as e:
+                self.seen.append(type(e).__name__)
+                raise
+
+        async def log(self):
+            return self.seen
+
+    s = Server.remote()
+    for delay in (0.001, 0.5):
+        gen = s.generate.remote(delay)
+        assert ray.get(next(gen), timeout=30) == 0
+        ray.cancel(gen)
+        with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError)):
+            for ref in gen:
+                ray.get(ref, timeout=30)
+    deadline = time.monotonic() + 10
+    while len(ray.get(s.log.remote())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.get(s.log.remote()) == ["CancelledError", "CancelledError"]

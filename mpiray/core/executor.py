@@ -358,10 +358,23 @@ async def write_async_stream(runtime, spec, agen):
             exc = as_cancel(exc, spec)
         elif isinstance(exc, (SystemExit, ExitActor)):
             raise
+        elif isinstance(exc, TaskCancelledError):   # (its mark, seen between items)
+            await _throw_cancel(agen)
         if should_retry(spec, exc):
             return [], True
         stream.add_error(_stream_error(exc, spec))
     return stream.end(), False
+
+
+async def _throw_cancel(agen):
+    """A cancelled async generator sees CancelledError where it stands, as a cancelled
+    asyncio task would (not GeneratorExit when it is collected), so its clean-up runs."""
+    import asyncio
+
+    try:
+        await agen.athrow(asyncio.CancelledError())
+    except BaseException:  # noqa: BLE001 - its CancelledError, its end, or its clean-up's error
+        pass
 
 
 class _Stream:
