@@ -7,7 +7,8 @@ any process (as in Ray, tasks and actors ask too: e.g. to build node-affinity li
 
 Under MPI every node holds the node table; available resources are the node's own, plus
 the other nodes as it sees them (their totals less what it has sent them and not heard
-back about).
+back about), and on the driver's node no more than each said it had free in its last
+heartbeat (the work other nodes sent it).
 """
 
 from __future__ import annotations
@@ -66,12 +67,22 @@ def _cluster_resources(node) -> dict:
 
 
 def _available_resources(node) -> dict:
+    """This node's free resources; another node's as this one sees it (its totals less
+    what this node sent it), and, on the driver's node, no more than that node said it
+    had free in its last heartbeat (work other nodes sent it, within a second)."""
     s = node.scheduler
+    agent = getattr(node, "agent", None)
+    reported = agent.reported_available if agent is not None else {}
     with s.lock:
         s._apply_driver_refs()
         parts = [s.res.snapshot_available()]
         if s.cluster is not None:
-            parts += [s.cluster.seen_available(n) for n in s.cluster.views]
+            for n in s.cluster.views:
+                seen = s.cluster.seen_available(n)
+                told = reported.get(n)
+                if told is not None:
+                    seen = {k: min(v, told.get(k, 0.0)) for k, v in seen.items()}
+                parts.append(seen)
     return {k: v for k, v in _sum(parts).items() if v > 0}
 
 

@@ -81,6 +81,7 @@ class Agent:
         self.me = node_index
         self.store = store
         self.scheduler = None            # set once the node's scheduler exists
+        self.reported_available = {}     # rank 0: node -> what it said it has free (heartbeat)
         self.on_control = on_control     # lifecycle messages ("start", "stop", ...) -> callable
         self.outbox = collections.deque()
         # With MPI_THREAD_MULTIPLE a scheduler thread sends its message itself when nothing
@@ -242,7 +243,7 @@ class Agent:
         if self.world.rank != 0:   # (not through the outbox: it is not traffic that
             # should make the thread probe often, see _wait)
             with self.send_lock:
-                self._isend(0, ("alive",))
+                self._isend(0, ("alive", self._available_now()))
             return
         if stalled and self.heard:
             # This thread was held up itself (the driver's code kept the GIL for long: a
@@ -264,8 +265,21 @@ class Agent:
         now = time.monotonic()
         self.heard = {r: now for r in self.world.leaders if r != self.world.rank}
 
-    def handle_alive(self, source):
-        pass  # hearing from it was the point (see _heartbeat)
+    def handle_alive(self, source, available=None):
+        """Hearing from it was the point (see _heartbeat); what it has free comes along,
+        for the driver's available_resources() (core/cluster_info.py)."""
+        node = self.node_by_rank.get(source)
+        if available is not None and node is not None:
+            self.reported_available[node] = available
+
+    def _available_now(self):
+        """What this node has free (its scheduler's count, read without its lock: this
+        thread must not wait on it; a count changing shape meanwhile skips one beat)."""
+        s = self.scheduler
+        try:
+            return s.res.snapshot_available() if s is not None else None
+        except RuntimeError:
+            return None
 
     def _handle(self, source, msg, live=True):
         """live=False: a message of an earlier cycle, or for a node being stopped: only

@@ -425,6 +425,43 @@ def test_hard_affinity_to_a_node_that_cannot_hold_the_task_fails(ray):
     assert ray.get(f.options(scheduling_strategy=strategy).remote(), timeout=60) == 1
 
 
+def test_the_driver_sees_work_other_nodes_sent_in_available_resources(ray):
+    """Two 1-CPU children a task on another node sends to the last node: within about a
+    heartbeat the driver's available_resources() counts them (as Ray's GCS view does)."""
+    import time
+
+    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n["NodeID"] for n in ray.nodes()]
+    if len(nodes) == 1 or ray.nodes()[-1]["Resources"].get("CPU", 0) < 2:
+        pytest.skip("needs another node with 2 CPUs (MPIRAY_NODE_PER_RANK=1)")
+    far = NodeAffinitySchedulingStrategy(nodes[-1], soft=False)
+    mid = NodeAffinitySchedulingStrategy(nodes[1 % len(nodes)], soft=False)
+
+    @ray.remote(num_cpus=1)
+    def child(signal_file):
+        while not os.path.exists(signal_file):
+            time.sleep(0.02)
+        return node_index(ray)
+
+    @ray.remote(num_cpus=0)
+    def parent(signal_file):
+        return ray.get([child.options(scheduling_strategy=far).remote(signal_file) for _ in range(2)])
+
+    import tempfile
+
+    signal_file = os.path.join(tempfile.mkdtemp(), "go")
+    total = ray.cluster_resources()["CPU"]
+    ref = parent.options(scheduling_strategy=mid).remote(signal_file)
+    deadline = time.monotonic() + 20
+    while ray.available_resources().get("CPU", 0.0) > total - 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen = ray.available_resources().get("CPU", 0.0)
+    open(signal_file, "w").close()
+    assert ray.get(ref, timeout=60) == [len(nodes) - 1] * 2
+    assert seen <= total - 2
+
+
 def test_a_chain_of_tasks_waiting_on_each_other_across_nodes_finishes(ray):
     """Each task pins the next to the next node and waits for it: more waiting tasks on
     a node than it has CPUs. A task blocked in get() lends its CPU, and the node that
