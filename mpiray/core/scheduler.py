@@ -570,6 +570,11 @@ class Scheduler(CrossNode):
     # ------------------------------------------------------------------ transitions
     def _to_ready(self, rec):
         req = rec.spec.resources
+        if self.bundles.removed and placement.group_of(req) in self.bundles.removed:
+            # (first: under MPI other nodes' totals may list its bundles a while yet, and
+            # a node a task was sent to heard of the removal before the task came)
+            self._fail_removed(rec)
+            return
         if len(req) > 1:   # (a strategy's marks: never on the commonest, {"CPU": 1})
             req = rec.spec.resources = affinity.resolve(req, self.cluster is None,
                                                         self.node_can_hold)

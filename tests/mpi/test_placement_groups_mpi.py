@@ -111,3 +111,23 @@ def test_a_task_on_another_node_makes_and_uses_a_group(ray):
 
     assert ray.get(make.options(resources={f"node:{last}": 0.01}).remote(), timeout=120) == (True, "CREATED")
     no_group_resources_left(ray)
+
+
+def test_work_sent_to_a_removed_group_fails_on_every_node(ray):
+    """Right after remove_placement_group, a task for the group fails with
+    TaskPlacementGroupRemoved, though other nodes' totals may list its bundles a while yet
+    (it used to wait for ever on a node that had given its bundle back)."""
+    n = len(ray.nodes())
+
+    @ray.remote(num_cpus=1)
+    def f():
+        return 1
+
+    for _ in range(3):
+        pg = placement_group([{"CPU": 1}] * n, strategy="SPREAD")
+        assert pg.wait(30)
+        assert ray.get([f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, b)).remote()
+                        for b in range(n)], timeout=60) == [1] * n
+        remove_placement_group(pg)
+        with pytest.raises(ray.exceptions.TaskPlacementGroupRemoved):
+            ray.get(f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg)).remote(), timeout=30)
