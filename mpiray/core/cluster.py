@@ -100,7 +100,15 @@ class Cluster:
             home = self.home_of(dep)
             if home in fits and not have_locally(dep):
                 return home
-        return max(fits, key=lambda n: self.views[n].available.get("CPU", 0.0))
+        # the node with the most free real CPUs, then the most room in its view: a node's
+        # pipelined CPUs (CPU_PIPELINE) are for when none has real ones free, or work
+        # piles up on nodes that were quick while another idles
+        return max(fits, key=lambda n: (self._real_free_cpus(n), self.views[n].available.get("CPU", 0.0)))
+
+    def _real_free_cpus(self, node: int) -> float:
+        view = self.views[node]
+        return self.table[node]["totals"].get("CPU", 0.0) - \
+            (view.totals.get("CPU", 0.0) - view.available.get("CPU", 0.0))
 
     def change_totals(self, node: int, delta: dict, sign: int):
         """node's resources grew (sign +1) or shrank (-1) by a placement group bundle."""
