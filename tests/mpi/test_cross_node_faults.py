@@ -326,7 +326,8 @@ def test_task_bounced_between_busy_nodes_releases_args_and_capacity(ray3, tmp_pa
     cpus = {n["NodeIndex"]: int(n["Resources"]["CPU"]) for n in ray.nodes()}
     views = current.node().scheduler.cluster.views
     per_cpu = views[1].totals["CPU"] / cpus[1]  # how many tasks a view promises per CPU
-    idle = ray.available_resources().get("CPU")
+    idle = ray.cluster_resources()["CPU"]   # (available_resources may lag by a heartbeat)
+    assert eventually(lambda: ray.available_resources().get("CPU") == idle, timeout=10)
 
     @ray.remote
     def hold(path, s):
