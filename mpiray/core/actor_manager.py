@@ -400,6 +400,9 @@ class ActorManager:
 
     def _to_dead(self, rec):
         rec.state = DEAD
+        if rec.pid is None:   # (ready may have come before the zygote told the pid)
+            worker = self.s.workers.get(rec.slot)
+            rec.pid = worker.pid if worker is not None else None
         aid = rec.spec.actor_id
         self.s.io.mark_restarting(aid, False)
         left = list(self.resend.pop(aid, ()))
