@@ -480,8 +480,7 @@ class Scheduler(CrossNode):
             self.active -= 1
             self.blocked += 1
             self.res.release(placement.cpu_part(rec.spec.resources))
-            if rec.origin is not None:   # (its sender's view of this node gets the CPU back)
-                self.cluster.send(rec.origin, ("task_lent", task_id, True))
+            self._tell_lent(rec, True)
 
     def _ev_unblocked(self, task_id):
         rec = self.tasks.get(task_id)
@@ -489,14 +488,19 @@ class Scheduler(CrossNode):
             rec.blocked = False
             self.active += 1
             self.blocked -= 1
-            if rec.origin is not None:
-                self.cluster.send(rec.origin, ("task_lent", task_id, False))
+            self._tell_lent(rec, False)
             req = rec.spec.resources
             part = placement.cpu_part(req)
             if part is not req:  # a bundle's CPUs: a removed group's are not taken again
                 totals = self.res.totals
                 part = {k: v for k, v in part.items() if k in totals}
             self.res.acquire(part)
+
+    def _tell_lent(self, rec, lent):
+        """A task another node sent here blocked in get() (lent its CPU) or goes on: that
+        node's view of this one follows (scheduler_remote: TASK_LENT)."""
+        if rec.origin is not None:
+            self.cluster.send(rec.origin, ("task_lent", rec.spec.task_id, lent))
 
     def _release_task_resources(self, rec):
         req = dict(rec.spec.resources)
@@ -508,8 +512,7 @@ class Scheduler(CrossNode):
                 req.pop(key, None)  # already lent back while blocked
             rec.blocked = False
             self.blocked -= 1
-            if rec.origin is not None:   # (a retry here holds a CPU again: the sender's
-                self.cluster.send(rec.origin, ("task_lent", rec.spec.task_id, False))   # view)
+            self._tell_lent(rec, False)   # (a retry here holds a CPU again)
         else:
             self.active -= 1
         self.res.release(req, rec.gpu_ids)
@@ -869,12 +872,12 @@ class Scheduler(CrossNode):
         """Ray's global GC (runtime.GC_PRESSURE): every process of the node collects."""
         self.want_gc()
 
-    def want_gc(self, wanted=True):
+    def want_gc(self):
         """A global GC now, or, within GC_MIN_INTERVAL_S of the last, when that is over
         (the node's quiet spells look again)."""
-        self.gc_wanted = self.gc_wanted or wanted
+        self.gc_wanted = True
         now = time.monotonic()
-        if self.gc_wanted and now >= self.gc_asked + GC_MIN_INTERVAL_S:
+        if now >= self.gc_asked + GC_MIN_INTERVAL_S:
             self.gc_asked, self.gc_wanted = now, False
             self.io.global_gc()
 
@@ -883,17 +886,16 @@ class Scheduler(CrossNode):
         if self.late_decrefs:
             self._apply_late_decrefs()
         stuck = bool(self.actors.pending) and self.actors.warn_stuck()
-        if stuck and time.monotonic() >= self.stuck_gc_at:
+        if not stuck:
+            self.stuck_gc_at = 0.0   # (the next actor that waits asks at once)
+        elif time.monotonic() >= self.stuck_gc_at:
             # (as Ray's: an actor waiting on resources may wait on actors only garbage
             # holds; while one waits, again every STUCK_GC_S only, a full collection in
             # every process being no small thing)
             self.stuck_gc_at = time.monotonic() + STUCK_GC_S
+            self.gc_wanted = True
+        if self.gc_wanted:
             self.want_gc()
-        else:
-            if not stuck:
-                self.stuck_gc_at = 0.0   # (the next actor that waits asks at once)
-            if self.gc_wanted:
-                self.want_gc()
         if self.unread_watch:
             self._report_unread()
         for actor_id in list(self.actors.resend):
