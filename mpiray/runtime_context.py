@@ -74,7 +74,10 @@ class RuntimeContext:
         return placement.group_of(context.resources())
 
     def get_accelerator_ids(self):
-        return {"GPU": [str(g) for g in context.gpu_ids()]}
+        """Every accelerator kind's ids held by the running task or actor, as strings."""
+        from mpiray.core import accelerators
+
+        return accelerators.report(context.devices())
 
     def get_resource_ids(self):
         """Ray's older name of get_accelerator_ids()."""

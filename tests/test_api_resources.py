@@ -613,3 +613,76 @@ def test_accelerator_type_names_are_rays():
     assert any("deprecated" in str(w.message) for w in caught)
     with pytest.raises(AttributeError):
         accelerators.NVIDIA_NONE
+
+
+def test_other_accelerators_get_ids_and_their_visible_devices_variable(fresh, monkeypatch):
+    """As Ray's accelerator managers: a node's neuron_cores / TPU units are devices with
+    ids; a task or actor asking for some sees exactly those in NEURON_RT_VISIBLE_CORES /
+    TPU_VISIBLE_CHIPS and in get_accelerator_ids(), which names every kind; a placement
+    group bundle hands out the devices it reserved."""
+    monkeypatch.delenv("NEURON_RT_VISIBLE_CORES", raising=False)
+    ray = fresh
+    ray.init(num_cpus=4, resources={"neuron_cores": 3, "TPU": 2})
+
+    @ray.remote(resources={"neuron_cores": 1}, num_cpus=0)
+    def cores():
+        time.sleep(0.3)
+        ids = ray.get_runtime_context().get_accelerator_ids()
+        return os.environ["NEURON_RT_VISIBLE_CORES"], ids["neuron_cores"], ids["GPU"]
+
+    got = ray.get([cores.remote() for _ in range(3)], timeout=30)
+    assert sorted(env for env, _, _ in got) == ["0", "1", "2"]   # one core each, all distinct
+    assert all(ids == [env] and gpus == [] for env, ids, gpus in got)
+
+    @ray.remote(resources={"TPU": 2})
+    class OnTpu:
+        def chips(self):
+            ids = ray.get_runtime_context().get_accelerator_ids()
+            return os.environ["TPU_VISIBLE_CHIPS"], ids["TPU"], sorted(ids)
+
+    env, ids, kinds = ray.get(OnTpu.remote().chips.remote(), timeout=30)
+    assert env == "0,1" and ids == ["0", "1"]
+    assert {"GPU", "TPU", "neuron_cores", "HPU", "NPU"} <= set(kinds)
+
+    @ray.remote(num_cpus=0)
+    def plain():
+        return os.environ.get("NEURON_RT_VISIBLE_CORES"), \
+            ray.get_runtime_context().get_accelerator_ids()["neuron_cores"]
+
+    assert ray.get(plain.remote(), timeout=30) == (None, [])   # asked for none: inherited
+
+    from mpiray.util.placement_group import placement_group, remove_placement_group
+    from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"neuron_cores": 2, "CPU": 1}])
+    ray.get(pg.ready(), timeout=30)
+    in_pg = cores.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0))
+    got = ray.get([in_pg.remote() for _ in range(2)], timeout=30)
+    assert sorted(env for env, _, _ in got) == ["0", "1"]   # the bundle's two cores
+    assert ray.get(cores.remote(), timeout=30)[0] == "2"     # the one left outside it
+    remove_placement_group(pg)
+    assert sorted(env for env, _, _ in ray.get([cores.remote() for _ in range(3)],
+                                               timeout=30)) == ["0", "1", "2"]
+
+
+def test_noset_variable_leaves_cuda_visible_devices_as_inherited(fresh, monkeypatch):
+    """Ray's RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES (set by vLLM, OpenRLHF...): GPUs are
+    still handed out and reported, but the process keeps the CUDA_VISIBLE_DEVICES it had."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    monkeypatch.setenv("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES", "1")
+    ray = fresh
+    ray.init(num_cpus=2, num_gpus=2)
+
+    @ray.remote(num_gpus=1)
+    def which():
+        return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
+
+    @ray.remote(num_gpus=1)
+    class GpuActor:
+        def which(self):
+            return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
+
+    env, ids = ray.get(which.remote(), timeout=30)
+    assert env == "4,6" and ids in (["4"], ["6"])
+    env, ids = ray.get(GpuActor.remote().which.remote(), timeout=30)
+    assert env == "4,6" and ids in (["4"], ["6"])

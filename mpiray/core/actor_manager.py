@@ -22,6 +22,7 @@ from mpiray import _ids
 from mpiray.core import affinity, placement
 from mpiray.core import protocol as P
 from mpiray.core import actor_spec as A
+from mpiray.core.accelerators import NONE
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.core.executor import call_cancelled
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
@@ -55,7 +56,7 @@ class ActorRecord:
         self.state = PENDING
         self.slot = None
         self.pid = None                   # its process's, once up (kept after its death)
-        self.gpu_ids = []
+        self.devices = NONE
         self.restarts_left = aspec.max_restarts
         self.restarts = 0                 # how many times it was restarted
         self.no_restart = False           # kill(no_restart=True), exit_actor, ctor failure
@@ -170,9 +171,9 @@ class ActorManager:
 
     def _start(self, rec):
         rec.held = dict(rec.spec.resources)
-        rec.gpu_ids = self.s.res.acquire(rec.held)
+        rec.devices = self.s.res.acquire(rec.held)
         rec.state = STARTING
-        rec.slot = self.s.spawn_worker("actor", rec.spec.actor_id, rec.gpu_ids,
+        rec.slot = self.s.spawn_worker("actor", rec.spec.actor_id, rec.devices,
                                        {"max_concurrency": rec.spec.max_concurrency,
                                         "label": rec.spec.class_name,
                                         "reconstructed": rec.restarts > 0})
@@ -291,8 +292,8 @@ class ActorManager:
         rec = self.actors.get(worker.actor_id)
         if rec is None or rec.state == DEAD:
             return
-        self.s.res.release(rec.held, rec.gpu_ids)
-        rec.held, rec.gpu_ids = {}, []
+        self.s.res.release(rec.held, rec.devices)
+        rec.held, rec.devices = {}, NONE
         restart = not rec.no_restart and rec.restarts_left != 0
         lost = self.s.io.recover_actor_calls(rec.spec.actor_id, recorded_slots(rec.spec))
         if restart:
@@ -413,8 +414,8 @@ class ActorManager:
         self.s.io.unregister_actor_name(rec.spec)
         for oid in rec.spec.creation.contained:
             self.s._decref(oid)
-        self.s.res.release(rec.held, rec.gpu_ids)
-        rec.held, rec.gpu_ids = {}, []
+        self.s.res.release(rec.held, rec.devices)
+        rec.held, rec.devices = {}, NONE
         if self.s.cluster is not None:
             self.s.router.tell_creator(rec, cause)
 

@@ -1,4 +1,4 @@
-"""What the current caller is running: task id, name, actor, GPUs. Kept in context
+"""What the current caller is running: task id, name, actor, devices. Kept in context
 variables, so each thread (a threaded actor's calls) and each asyncio task (an async
 actor's calls, interleaved on one loop) sees its own."""
 
@@ -7,19 +7,19 @@ import inspect
 import types
 
 _task = contextvars.ContextVar("mpiray_task", default=(None, None, None, 0))
-_gpu_ids = contextvars.ContextVar("mpiray_gpu_ids", default=None)
+_devices = contextvars.ContextVar("mpiray_devices", default=None)
 _resources = contextvars.ContextVar("mpiray_resources", default=None)
 _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": False}
 
 
-def set_task(task_id=None, name=None, gpu_ids=None, resources=None, fn=None, depth=0):
+def set_task(task_id=None, name=None, devices=None, resources=None, fn=None, depth=0):
     """fn: the function or method the task runs (for get_task_function_name); depth: the
     task's (what it submits is one deeper)."""
     _task.set((task_id, name, fn, depth))
     # (set only when they change: most tasks of a worker have the same ones, and a
     # ContextVar.set allocates)
-    if gpu_ids is not None and _gpu_ids.get() != gpu_ids:
-        _gpu_ids.set(gpu_ids)
+    if devices is not None and _devices.get() != devices:
+        _devices.set(devices)
     if resources is not None and _resources.get() != resources:
         _resources.set(resources)
 
@@ -52,9 +52,14 @@ def task_function_name():
     return f"{module}.{own}"
 
 
+def devices():
+    """The accelerator ids the running task or actor holds, by kind (core/accelerators.py)."""
+    ids = _devices.get()
+    return _process.get("devices", {}) if ids is None else ids
+
+
 def gpu_ids():
-    ids = _gpu_ids.get()
-    return _process.get("gpu_ids", []) if ids is None else ids
+    return devices().get("GPU", [])
 
 
 def resources():

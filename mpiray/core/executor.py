@@ -58,7 +58,7 @@ def run(runtime, spec, fn):
     if spec.actor_id:
         context.set_task(spec.task_id.hex(), spec.name, fn=fn, depth=spec.depth)
     else:
-        context.set_task(spec.task_id.hex(), spec.name, spec.gpu_ids, spec.resources, fn,
+        context.set_task(spec.task_id.hex(), spec.name, spec.devices, spec.resources, fn,
                          spec.depth)
         default_omp_threads(spec.resources)
     try:

@@ -362,14 +362,14 @@ class NodeIO:
         return specs
 
     # workers
-    def spawn_worker(self, kind, actor_id, gpu_ids, options):
+    def spawn_worker(self, kind, actor_id, devices, options):
         if kind == "task":
             slot = self.free_task_slots.pop()
             options = dict(options, label="worker")
         else:
             slot = self.next_actor_slot
             self.next_actor_slot += 1
-        self.node.command("fork", slot, kind, actor_id, gpu_ids, options)
+        self.node.command("fork", slot, kind, actor_id, devices, options)
         return slot
 
     def release_slot(self, slot):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 
+from mpiray.core.accelerators import is_accelerator
 from mpiray.core.resources import EPS
 
 BUNDLE = "bundle"            # a resource every bundle has, so zero-resource work fits
@@ -35,6 +36,11 @@ _MARK = "_group_"
 
 def group_name(resource: str, pg: str, index=None) -> str:
     return f"{resource}{_MARK}{pg}" if index is None else f"{resource}{_MARK}{index}_{pg}"
+
+
+def device_keys(kinds, pg: str, index: int) -> dict:
+    """The resource key of bundle `index` of pg for each accelerator kind in kinds."""
+    return {name: group_name(name, pg, index) for name in kinds if is_accelerator(name)}
 
 
 def bundle_resources(pg: str, index: int, bundle: dict) -> dict:
@@ -242,9 +248,9 @@ class Bundles:
                             still.append((pg, items))
                         continue
                     for index, bundle in items:
-                        gpu_ids = s.res.acquire(bundle)
+                        ids = s.res.acquire(bundle)
                         added = bundle_resources(pg, index, bundle)
-                        s.res.add(added, group_name("GPU", pg, index) if gpu_ids else None, gpu_ids)
+                        s.res.add(added, device_keys(ids, pg, index), ids)
                         self.held[(pg, index)] = bundle
                         s.resources_changed(added, +1)
                     s.pg_placed(pg, [index for index, _ in items])
@@ -267,8 +273,8 @@ class Bundles:
         for index, bundle in mine:
             del self.held[(pg, index)]
             removed = bundle_resources(pg, index, bundle)
-            gpu_ids = self.s.res.remove(removed, group_name("GPU", pg, index))
-            self.s.res.release(bundle, gpu_ids)
+            ids = self.s.res.remove(removed, device_keys(bundle, pg, index))
+            self.s.res.release(bundle, ids)
             self.s.resources_changed(removed, -1)
 
 

@@ -1,6 +1,10 @@
-"""A node's resources: totals, what is free, and which GPU ids are handed out."""
+"""A node's resources: totals, what is free, and which device ids (GPUs and the other
+accelerators, core/accelerators.py) are handed out."""
 
 from __future__ import annotations
+
+from mpiray.core import accelerators
+from mpiray.core.accelerators import NONE, kind_of_group_key
 
 EPS = 1e-9
 
@@ -33,7 +37,6 @@ def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, me
     return req
 
 
-UNIT_RESOURCES = ("GPU",)   # devices: a fraction shares one, more than one must be whole
 
 
 def _check_amount(key, amount, option=None):
@@ -45,7 +48,7 @@ def _check_amount(key, amount, option=None):
     if isinstance(amount, float) and amount and int(amount * 10000) == 0:   # Ray's resource unit
         raise ValueError(f"{what}: the precision of the fractional quantity of resource {key} "
                          f"cannot go beyond 0.0001, got {amount!r}")
-    if key in UNIT_RESOURCES and amount > 1 and float(amount) != int(amount):
+    if accelerators.is_accelerator(key) and amount > 1 and float(amount) != int(amount):
         raise ValueError(f"{what}: {key} amounts above 1 must be whole numbers, got {amount!r}")
 
 
@@ -57,10 +60,11 @@ def _within(req: dict, have: dict) -> bool:
     return True
 
 
-class GpuSlots:
-    """Devices and how much of each is free (1.0: the whole device). A whole-GPU request
-    takes free whole devices; a fraction takes room on one device, the fullest that still
-    has it, so fractions pack as Ray's do (four 0.5 tasks on two GPUs: two per device)."""
+class DeviceSlots:
+    """Devices of one kind and how much of each is free (1.0: the whole device). A request
+    of whole devices takes free whole devices; a fraction takes room on one device, the
+    fullest that still has it, so fractions pack as Ray's do (four 0.5 tasks on two GPUs:
+    two per device)."""
 
     def __init__(self, capacity: dict):
         self.capacity = dict(capacity)   # device id -> its share here (a bundle: maybe 0.5)
@@ -97,10 +101,12 @@ class NodeResources:
     def __init__(self, totals: dict, gpu_ids: list):
         self.totals = {k: float(v) for k, v in totals.items() if v}
         self.available = dict(self.totals)
-        self.gpus = GpuSlots({g: 1.0 for g in gpu_ids})
-        # GPUs reserved by placement group bundles (core/placement.py): the bundle's
+        # accelerator kind -> its devices on this node (none: a view of another node)
+        self.devices = {name: DeviceSlots({i: 1.0 for i in ids})
+                        for name, ids in accelerators.node_ids(self.totals, gpu_ids).items()}
+        # devices reserved by placement group bundles (core/placement.py): the bundle's
         # "GPU_group_<i>_<pg>" -> its devices (a bundle of half a GPU: half a device)
-        self.group_gpus = {}
+        self.group_devices = {}
 
     def feasible(self, req: dict) -> bool:
         return _within(req, self.totals)
@@ -108,70 +114,99 @@ class NodeResources:
     def fits(self, req: dict) -> bool:
         if not _within(req, self.available):
             return False
-        gpus = req.get("GPU")   # (a GPU request needs room on devices, not just in the sum;
-        if gpus is not None and self.gpus.free and not self.gpus.can_take(gpus):   # a view
-            return False                                                      # has none)
-        if self.group_gpus:
+        # (a device request needs room on devices, not just in the sum)
+        for name, pool in self.devices.items():
+            amount = req.get(name)
+            if amount is not None and not pool.can_take(amount):
+                return False
+        if self.group_devices:
             for k, v in req.items():
-                if k.startswith("GPU_group_") and not any(
+                if kind_of_group_key(k) and not any(
                         pool.can_take(v) for pool in self._group_pools(k)):
                     return False
         return True
 
-    def acquire(self, req: dict) -> list:
-        """Takes req; returns the GPU ids handed out with it."""
+    def acquire(self, req: dict) -> dict:
+        """Takes req; returns the device ids handed out with it, by kind."""
         for k, v in req.items():
             if v:   # (a marker of 0 takes nothing, and must not show up as a resource)
                 left = self.available.get(k, 0.0) - v
                 # fractions (0.1 twenty times) must add up exactly: no -4e-16 CPUs
                 self.available[k] = left if v == 1.0 else round(left, 9)
-        if self.group_gpus:
+        if not self.devices and not self.group_devices:
+            return NONE
+        ids = {}
+        in_group = set()
+        if self.group_devices:
             for k, v in req.items():
-                if k.startswith("GPU_group_"):
+                name = kind_of_group_key(k)
+                if name is not None and name not in in_group:
+                    in_group.add(name)
                     for pool in self._group_pools(k):
                         if pool.can_take(v):
-                            return pool.take(v)
-                    return []
-        gpus = req.get("GPU", 0.0)
-        return self.gpus.take(gpus) if gpus else []
+                            ids[name] = pool.take(v)
+                            break
+        for name, pool in self.devices.items():
+            amount = req.get(name)
+            if amount and name not in in_group:
+                ids[name] = pool.take(amount)
+        return ids or NONE
 
-    def release(self, req: dict, gpu_ids=()) -> None:
+    def release(self, req: dict, ids=NONE) -> None:
         av = self.available
         for k, v in req.items():
             if k in av:  # (a removed placement group's names are gone: not brought back)
                 av[k] = av[k] + v if v == 1.0 else round(av[k] + v, 9)
-        if not gpu_ids:
+        if not ids:
             return
+        for name, got in ids.items():
+            if not got:
+                continue
+            pool = self._pool_holding(req, name, got[0])
+            if pool is not None:
+                pool.give(got, self._amount_of(req, name))
+
+    def _pool_holding(self, req, name, device):
+        keys = [k for k in req if kind_of_group_key(k) == name]
+        if not keys:
+            return self.devices.get(name)
+        for k in keys:
+            for pool in self._group_pools(k):
+                if device in pool.free:
+                    return pool
+        return None   # (its bundle is gone: the devices left with it)
+
+    @staticmethod
+    def _amount_of(req, name):
         for k, v in req.items():
-            if k.startswith("GPU_group_"):
-                for pool in self._group_pools(k):
-                    if gpu_ids[0] in pool.free:
-                        pool.give(gpu_ids, v)
-                        break
-                return
-        self.gpus.give(gpu_ids, req.get("GPU", 0.0))
+            if k == name or kind_of_group_key(k) == name:
+                return v
+        return 0.0
 
     def _group_pools(self, key):
         """The pools a request for key may use: one bundle's, or for the wildcard
         "GPU_group_<pg>", every bundle of that group on this node."""
-        if key in self.group_gpus:
-            return [self.group_gpus[key]]
-        suffix = key[len("GPU_group"):]
-        return [pool for k, pool in self.group_gpus.items() if k.endswith(suffix)]
+        if key in self.group_devices:
+            return [self.group_devices[key]]
+        name, _, suffix = key.partition("_group")
+        return [pool for k, pool in self.group_devices.items()
+                if k.startswith(name + "_group_") and k.endswith(suffix)]
 
     # ---------------------------------------------------------- placement group bundles
 
-    def add(self, extra: dict, gpu_key=None, gpu_ids=()) -> None:
-        """A reserved bundle's resources join the node (gpu_ids: the devices it holds)."""
+    def add(self, extra: dict, keys=NONE, ids=NONE) -> None:
+        """A reserved bundle's resources join the node; keys: the bundle's resource key of
+        each accelerator kind it holds, ids: those devices."""
         for k, v in extra.items():
             self.totals[k] = self.totals.get(k, 0.0) + v
             self.available[k] = self.available.get(k, 0.0) + v
-        if gpu_key is not None:
-            cap = min(extra.get(gpu_key, 1.0), 1.0)   # (a bundle of half a GPU: half a device)
-            self.group_gpus[gpu_key] = GpuSlots({g: cap for g in gpu_ids})
+        for name, got in ids.items():
+            key = keys[name]
+            cap = min(extra.get(key, 1.0), 1.0)   # (a bundle of half a GPU: half a device)
+            self.group_devices[key] = DeviceSlots({i: cap for i in got})
 
-    def remove(self, extra: dict, gpu_key=None) -> list:
-        """A bundle's resources leave the node; returns the device ids it held."""
+    def remove(self, extra: dict, keys=NONE) -> dict:
+        """A bundle's resources leave the node; returns the device ids it held, by kind."""
         for k, v in extra.items():
             left = self.totals.get(k, 0.0) - v
             if left > EPS:
@@ -180,8 +215,12 @@ class NodeResources:
             else:
                 self.totals.pop(k, None)
                 self.available.pop(k, None)
-        pool = self.group_gpus.pop(gpu_key, None)
-        return list(pool.free) if pool is not None else []
+        out = {}
+        for name, key in keys.items():
+            pool = self.group_devices.pop(key, None)
+            if pool is not None:
+                out[name] = list(pool.free)
+        return out
 
     def overcommitted_cpus(self) -> float:
         """CPUs held beyond the total: tasks dispatched ahead (Scheduler._dispatch_ahead)."""

@@ -37,6 +37,7 @@ from mpiray import _ids
 from mpiray.core import affinity, placement, unhandled_errors
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager
+from mpiray.core.accelerators import NONE
 from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.scheduler_remote import CrossNode
 from mpiray.core.ready_queue import ReadyQueue
@@ -63,7 +64,7 @@ STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive af
 
 
 class TaskRecord:
-    __slots__ = ("spec", "state", "missing", "gpu_ids", "blocked", "cancelled", "force_cancelled",
+    __slots__ = ("spec", "state", "missing", "devices", "blocked", "cancelled", "force_cancelled",
                  "origin", "ahead", "evicted")
 
     def __init__(self, spec, origin=None):
@@ -71,7 +72,7 @@ class TaskRecord:
         self.origin = origin      # the node that sent this task here, or None
         self.state = WAITING
         self.missing = 0
-        self.gpu_ids = []
+        self.devices = NONE
         self.blocked = False
         self.cancelled = False
         self.force_cancelled = False
@@ -515,8 +516,8 @@ class Scheduler(CrossNode):
             self._tell_lent(rec, False)   # (a retry here holds a CPU again)
         else:
             self.active -= 1
-        self.res.release(req, rec.gpu_ids)
-        rec.gpu_ids = []
+        self.res.release(req, rec.devices)
+        rec.devices = NONE
 
     def cancel(self, task_id, force, recursive=True, index=1):
         """recursive: the task's worker also cancels the tasks the task submitted."""
@@ -701,8 +702,8 @@ class Scheduler(CrossNode):
         cpus = req.get("CPU")   # (inline: every task's dispatch)
         if (cpus if cpus is not None else placement.cpus_of(req)) < 1:
             self.light += 1
-        rec.gpu_ids = self.res.acquire(rec.spec.resources)
-        rec.spec.gpu_ids = rec.gpu_ids
+        rec.devices = self.res.acquire(rec.spec.resources)
+        rec.spec.devices = rec.devices
         self.active += 1
         self.io.push_task(rec.spec)
 
@@ -917,8 +918,8 @@ class Scheduler(CrossNode):
         for _ in range(surplus):
             self.io.retire_task_worker()  # whichever idle worker takes it exits
 
-    def spawn_worker(self, kind, actor_id=b"", gpu_ids=(), options=None):
-        slot = self.io.spawn_worker(kind, actor_id, list(gpu_ids), options or {})
+    def spawn_worker(self, kind, actor_id=b"", devices=NONE, options=None):
+        slot = self.io.spawn_worker(kind, actor_id, dict(devices), options or {})
         self.workers[slot] = WorkerInfo(slot, kind, actor_id)
         if kind == TASK:
             self.task_workers += 1

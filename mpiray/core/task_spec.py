@@ -12,6 +12,7 @@ import pickle
 import cloudpickle
 
 from mpiray._ids import return_ids, stream_end
+from mpiray.core.accelerators import NONE
 
 NORMAL, ACTOR_CREATION, ACTOR_CALL = 0, 1, 2
 # num_returns of a generator task: its items stream to the caller (an ObjectRefGenerator),
@@ -22,7 +23,7 @@ GROUP_SEP = ":"   # method "m:g": an actor call of m in concurrency group g (.op
 
 _FIELDS = ("task_id", "kind", "function_id", "name", "args", "deps", "contained",
            "num_returns", "resources", "max_retries", "retry_exceptions", "attempt",
-           "actor_id", "method", "gpu_ids", "runtime_env", "max_calls", "depth")
+           "actor_id", "method", "devices", "runtime_env", "max_calls", "depth")
 _FIRST_RETURN = (1).to_bytes(4, "little")  # return i is object (task id, i + 1): see _ids
 
 
@@ -30,7 +31,7 @@ class TaskSpec:
     """task_id: 16-byte id; kind: NORMAL / ACTOR_CREATION / ACTOR_CALL; function_id: stored
     blob of the function or class; name: task name; args: serialized (args, kwargs), or b""
     when they live in the store as deps[-1]; deps: oids of top-level ref arguments;
-    contained: every oid the arguments hold; resources: what it needs; gpu_ids: what it got;
+    contained: every oid the arguments hold; resources: what it needs; devices: what it got;
     runtime_env: core/runtime_env.py's canonical dict, or None; max_calls: how many tasks of
     this function a worker runs before it exits (0: no limit); depth: 1 for what the driver
     submits, one more than its submitter's for the rest (the scheduler runs deeper first)."""
@@ -39,13 +40,13 @@ class TaskSpec:
 
     def __init__(self, task_id, kind, function_id, name, args, deps, contained, num_returns=1,
                  resources=None, max_retries=0, retry_exceptions=False, attempt=0, actor_id=b"",
-                 method="", gpu_ids=None, runtime_env=None, max_calls=0, depth=1):
+                 method="", devices=None, runtime_env=None, max_calls=0, depth=1):
         self.task_id, self.kind, self.function_id, self.name = task_id, kind, function_id, name
         self.args, self.deps, self.contained = args, deps, contained
         self.num_returns, self.max_retries, self.retry_exceptions = num_returns, max_retries, retry_exceptions
         self.attempt, self.actor_id, self.method = attempt, actor_id, method
         self.resources = {} if resources is None else resources
-        self.gpu_ids = [] if gpu_ids is None else gpu_ids
+        self.devices = NONE if devices is None else devices
         self.runtime_env, self.max_calls, self.depth = runtime_env, max_calls, depth
 
     def return_ids(self):
@@ -58,7 +59,7 @@ class TaskSpec:
     def fields(self):
         return (self.task_id, self.kind, self.function_id, self.name, self.args, self.deps,
                 self.contained, self.num_returns, self.resources, self.max_retries,
-                self.retry_exceptions, self.attempt, self.actor_id, self.method, self.gpu_ids,
+                self.retry_exceptions, self.attempt, self.actor_id, self.method, self.devices,
                 self.runtime_env, self.max_calls, self.depth)
 
     def __reduce__(self):
@@ -79,6 +80,6 @@ def _from_tuple(fields):
     spec = TaskSpec.__new__(TaskSpec)
     (spec.task_id, spec.kind, spec.function_id, spec.name, spec.args, spec.deps,
      spec.contained, spec.num_returns, spec.resources, spec.max_retries,
-     spec.retry_exceptions, spec.attempt, spec.actor_id, spec.method, spec.gpu_ids,
+     spec.retry_exceptions, spec.attempt, spec.actor_id, spec.method, spec.devices,
      spec.runtime_env, spec.max_calls, spec.depth) = fields
     return spec

@@ -17,7 +17,7 @@ import threading
 
 from mpiray import _ids
 from mpiray.core import protocol as P
-from mpiray.core import executor
+from mpiray.core import accelerators, executor
 from mpiray.core import runtime_env
 from mpiray.core.native import QueueClosed
 from mpiray.core.task_spec import TaskSpec
@@ -80,7 +80,7 @@ class TaskWorker:
         self.queue = queue
         self.slot = slot
         self.current = None
-        self.original_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        self.pinning = accelerators.Pinning()
         self.now = timeline.clock()
         self.calls = {}          # function id -> tasks run (for max_calls)
         self.exit_after = False  # a function's max_calls was reached: exit after the task
@@ -127,7 +127,7 @@ class TaskWorker:
             if self.rt.store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
                 self.current = None   # (a later signal of this cancel must not fire again)
                 raise TaskCancelledError(spec.task_id.hex())
-            self._pin_gpus(spec.gpu_ids)
+            self.pinning.pin(spec.devices)
             if spec.name != self.named:
                 self.named = spec.name
                 name_output(spec.name.rpartition(".")[2])
@@ -168,17 +168,6 @@ class TaskWorker:
                 # every later task of this worker)
                 self.rt.inherited_env = None
                 self.current = None
-
-    def _pin_gpus(self, gpu_ids):
-        """CUDA_VISIBLE_DEVICES names exactly this task's GPUs while it runs (and is the
-        worker's original value for a task without GPUs)."""
-        want = ",".join(str(g) for g in gpu_ids) if gpu_ids else self.original_cuda
-        if os.environ.get("CUDA_VISIBLE_DEVICES") == want:
-            return  # (the usual case: no environment write per task)
-        if want is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = want
 
     def _running_task(self):
         spec = self.current   # (read once: the task may end meanwhile)

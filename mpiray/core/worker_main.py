@@ -13,7 +13,7 @@ import signal
 import sys
 
 from mpiray import _config
-from mpiray.core import context, names, refcount
+from mpiray.core import accelerators, context, names, refcount
 from mpiray.core.channel import WorkerChannel
 from mpiray.core.native import Queue, Store
 from mpiray.core.proctitle import set_title
@@ -114,7 +114,7 @@ def _raise_oom_score():
         pass   # (not Linux, or a lower value refused without privileges)
 
 
-def run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce=None):
+def run_worker(init, slot, kind, actor_id, devices, options, nonce=None):
     from mpiray import _ids
 
     atexit._clear()   # (the handlers forked from the zygote are the driver's, not ours)
@@ -122,11 +122,8 @@ def run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce=None):
     _ids.set_node(init.get("node_index", 0), nonce)
     _raise_oom_score()
     signal.signal(GC_SIGNAL, _collect_garbage)
-    if gpu_ids:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-    elif _config.hide_gpus_without_request():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""   # (a task worker keeps it as its default)
-    context.process()["gpu_ids"] = list(gpu_ids)
+    accelerators.pin_process(devices, _config.hide_gpus_without_request())
+    context.process()["devices"] = dict(devices)
     context.process()["reconstructed"] = bool(options.get("reconstructed"))
     context.process()["node_id"] = init["node_id"]
     context.process()["worker_id"] = f"{init['session']}-{slot}"

@@ -149,7 +149,7 @@ def _serve(init, commands, reports, wake_r, children):
 
 
 def _fork(init, cmd, commands, reports, wake_r, children):
-    _, slot, kind, actor_id, gpu_ids, options = cmd
+    _, slot, kind, actor_id, devices, options = cmd
     # Chosen here so that the node hears it with the pid: when the worker dies, what it
     # made and never reported is found in the store by this prefix of its ids.
     nonce = _ids.new_nonce(init.get("node_index", 0))
@@ -166,7 +166,7 @@ def _fork(init, cmd, commands, reports, wake_r, children):
             _die_with_parent()
             from mpiray.core.worker_main import exit_code_of, run_exit_handlers, run_worker
 
-            run_worker(init, slot, kind, actor_id, gpu_ids, options, nonce)
+            run_worker(init, slot, kind, actor_id, devices, options, nonce)
             code = 0
             run_exit_handlers()
         except SystemExit as exc:   # sys.exit(n) in a task: the worker's exit code is n

@@ -1,0 +1,85 @@
+"""Accelerators: the resources whose units are devices with ids, and the variable that
+tells a process which of them it may use.
+
+    node resources {"GPU": 2, "neuron_cores": 4} ─► NodeResources hands out ids
+        task asks {"neuron_cores": 1} ─► ids {"neuron_cores": [2]}
+            worker ─► NEURON_RT_VISIBLE_CORES=2 while it runs (pin())
+            get_accelerator_ids() ─► {"GPU": [], "neuron_cores": ["2"], "TPU": [], ...}
+
+As Ray's accelerator managers do: each kind has its visible-devices variable, and
+RAY_EXPERIMENTAL_NOSET_<variable> leaves that variable as the process inherited it (the
+ids are still handed out and reported).
+"""
+
+import os
+
+# resource name -> (visible-devices variable, the variable that turns setting it off)
+KINDS = {
+    "GPU": ("CUDA_VISIBLE_DEVICES", "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"),
+    "TPU": ("TPU_VISIBLE_CHIPS", "RAY_EXPERIMENTAL_NOSET_TPU_VISIBLE_CHIPS"),
+    "neuron_cores": ("NEURON_RT_VISIBLE_CORES", "RAY_EXPERIMENTAL_NOSET_NEURON_RT_VISIBLE_CORES"),
+    "HPU": ("HABANA_VISIBLE_MODULES", "RAY_EXPERIMENTAL_NOSET_HABANA_VISIBLE_MODULES"),
+    "NPU": ("ASCEND_RT_VISIBLE_DEVICES", "RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES"),
+    "RBLN": ("RBLN_DEVICES", "RAY_EXPERIMENTAL_NOSET_RBLN_RT_VISIBLE_DEVICES"),
+}
+NONE = {}   # (the ids of a task that got no device; shared, never written)
+
+
+def is_accelerator(resource: str) -> bool:
+    return resource in KINDS
+
+
+def kind_of_group_key(key: str):
+    """The accelerator a placement group's resource key ("GPU_group_0_<pg>",
+    "neuron_cores_group_<pg>") is about, or None."""
+    name, sep, _ = key.partition("_group_")
+    return name if sep and name in KINDS else None
+
+
+def node_ids(totals: dict, gpu_ids: list) -> dict:
+    """Every device of this node by kind: the GPUs found (or given), and for the others
+    as many ids as the node has whole units (declared, as Ray's custom resources are)."""
+    out = {"GPU": list(gpu_ids)} if gpu_ids else {}
+    for name in KINDS:
+        if name != "GPU" and totals.get(name, 0) >= 1:
+            out[name] = list(range(int(totals[name])))
+    return out
+
+
+def report(ids: dict) -> dict:
+    """get_accelerator_ids()'s answer: every kind, ids as strings."""
+    return {name: [str(i) for i in ids.get(name, ())] for name in KINDS}
+
+
+class Pinning:
+    """Sets the visible-devices variables of a worker for what it runs now; a kind not
+    handed out gets back what the worker started with."""
+
+    def __init__(self):
+        self.original = {name: os.environ.get(var) for name, (var, _) in KINDS.items()}
+        self.current = NONE
+
+    def pin(self, ids: dict) -> None:
+        if ids == self.current:
+            return   # (the usual case: no environment write per task)
+        for name in set(ids) | set(self.current):
+            var, noset = KINDS[name]
+            if os.environ.get(noset):
+                continue
+            want = ",".join(str(i) for i in ids[name]) if name in ids else self.original[name]
+            if want is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = want
+        self.current = ids
+
+
+def pin_process(ids: dict, hide_gpus: bool) -> None:
+    """A new worker's variables for the devices it holds for life (an actor's); hide_gpus:
+    one that holds no GPU sees none (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO)."""
+    for name, got in ids.items():
+        var, noset = KINDS[name]
+        if not os.environ.get(noset):
+            os.environ[var] = ",".join(str(i) for i in got)
+    if hide_gpus and "GPU" not in ids and not os.environ.get(KINDS["GPU"][1]):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""   # (a task worker keeps it as its default)
