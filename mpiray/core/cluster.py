@@ -45,7 +45,7 @@ class Cluster:
         self.me = me
         self.table = table                  # node index -> {"totals", "host", "node_id", ...}
         self.send = send                    # send(node, message), thread-safe, never blocks
-        self.views = {i: NodeResources(dict(info["totals"]), []) for i, info in enumerate(table)
+        self.views = {i: NodeResources(dict(info["totals"]), [], view=True) for i, info in enumerate(table)
                       if i != me}
         self.pipelined = set()              # nodes whose views take CPU_PIPELINE x their CPUs
         self.turnaround = {}                # node -> running average of its tasks' round trip (s)

@@ -98,12 +98,15 @@ class DeviceSlots:
 
 
 class NodeResources:
-    def __init__(self, totals: dict, gpu_ids: list):
+    def __init__(self, totals: dict, gpu_ids: list, view=False):
+        """view: another node's resources as this one sees them (sums only: that node
+        hands out its own devices)."""
         self.totals = {k: float(v) for k, v in totals.items() if v}
         self.available = dict(self.totals)
-        # accelerator kind -> its devices on this node (none: a view of another node)
-        self.devices = {name: DeviceSlots({i: 1.0 for i in ids})
-                        for name, ids in accelerators.node_ids(self.totals, gpu_ids).items()}
+        # accelerator kind -> its devices on this node
+        self.devices = {} if view else {
+            name: DeviceSlots({i: 1.0 for i in ids})
+            for name, ids in accelerators.node_ids(self.totals, gpu_ids).items()}
         # devices reserved by placement group bundles (core/placement.py): the bundle's
         # "GPU_group_<i>_<pg>" -> its devices (a bundle of half a GPU: half a device)
         self.group_devices = {}
