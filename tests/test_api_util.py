@@ -18,6 +18,35 @@ def test_actor_pool_ordered_and_unordered(ray):
     assert sorted(pool.map_unordered(lambda a, v: a.sq.remote(v), range(5))) == [0, 1, 4, 9, 16]
 
 
+def test_actor_pool_drops_an_actor_that_died(ray):
+    """As Ray's pool: an actor whose call raised ActorDiedError leaves the pool, so what
+    is submitted later runs on the actors still alive; an empty pool has nothing next."""
+    import os
+
+    from mpiray.util import ActorPool
+
+    @ray.remote(max_restarts=0)
+    class Maybe:
+        def f(self, x):
+            if x == 0:
+                os._exit(1)
+            return x
+
+    pool = ActorPool([Maybe.remote(), Maybe.remote()])
+    pool.submit(lambda a, v: a.f.remote(v), 0)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        pool.get_next()
+    for i in range(1, 5):
+        pool.submit(lambda a, v: a.f.remote(v), i)
+    assert [pool.get_next() for _ in range(4)] == [1, 2, 3, 4]
+    assert not pool.has_next()
+    empty = ActorPool([])
+    empty.submit(lambda a, v: a.f.remote(v), 1)
+    assert not empty.has_next()
+    with pytest.raises(StopIteration, match="No more results to get"):
+        empty.get_next()
+
+
 def test_actor_pool_timeouts_and_methods_with_several_returns(ray, tmp_path):
     import time
 

@@ -5,6 +5,9 @@
     get_next()           ──► result of the oldest submission
     get_next_unordered() ──► whichever finishes first
 
+An actor whose call failed with ActorDiedError leaves the pool (as Ray's): the rest goes
+on without it.
+
 fn may return a ref or a list of refs (a method with num_returns > 1): a list is kept
 as a tuple key and is done when its last ref is (its refs come from one actor, in order).
 """
@@ -62,7 +65,8 @@ class ActorPool:
             self._backlog.append((fn, value))
 
     def has_next(self):
-        return bool(self._future_to_actor) or bool(self._backlog)
+        """Submissions in flight (as Ray's: a backlog no actor is left to run is not)."""
+        return bool(self._future_to_actor)
 
     def has_free(self):
         return bool(self._idle) and not self._backlog
@@ -81,10 +85,10 @@ class ActorPool:
         del self._index_to_future[self._next_return_index]
         self._next_return_index += 1
         _, actor = self._future_to_actor.pop(key)
-        self._return_actor(actor)
         if timed_out:
+            self._return_actor(actor)
             raise TimeoutError(f"Timed out waiting for result. The task {key} has been ignored.")
-        return mpiray.get(_value_refs(key))
+        return self._result(key, actor)
 
     def get_next_unordered(self, timeout=None, ignore_if_timedout=False):
         """Whichever submission finishes first. On timeout: TimeoutError; with
@@ -100,20 +104,31 @@ class ActorPool:
         index, actor = self._future_to_actor.pop(key)
         self._index_to_future.pop(index, None)
         self._next_return_index = max(self._next_return_index, index + 1)
-        self._return_actor(actor)
         if not ready:
+            self._return_actor(actor)
             raise TimeoutError(f"Timed out waiting for result. The task {key} has been ignored.")
-        return mpiray.get(_value_refs(key))
+        return self._result(key, actor)
 
-    def _return_actor(self, actor):
-        self._idle.append(actor)
-        if self._backlog:
+    def _result(self, key, actor):
+        alive = True
+        try:
+            return mpiray.get(_value_refs(key))
+        except mpiray.exceptions.ActorDiedError:
+            alive = False   # (kept, every later submit would go to it and fail too)
+            raise
+        finally:
+            self._return_actor(actor, alive)
+
+    def _return_actor(self, actor, alive=True):
+        if alive:
+            self._idle.append(actor)
+        if self._backlog and self._idle:
             self.submit(*self._backlog.popleft())
 
     def push(self, actor):
         busy = {a for _, a in self._future_to_actor.values()}
         if actor in self._idle or actor in busy:
-            raise ValueError("Actor already belongs to this pool")
+            raise ValueError("Actor already belongs to current ActorPool")
         self._return_actor(actor)
 
     def pop_idle(self):
