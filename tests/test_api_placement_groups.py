@@ -429,3 +429,27 @@ def test_table_stats_and_wait_after_removal(ray4):
     assert ray.util.placement_group_table(pg)["stats"]["scheduling_state"] == "REMOVED"
     with pytest.raises(ValueError, match="is removed"):
         pg.wait(5)
+
+
+def test_group_handles_by_id_names_and_pending_stats_as_rays(ray4):
+    """PlacementGroup(id) alone is a handle (its bundles looked up when asked for; an
+    unknown id's removal does nothing); a second live group of one name in a namespace is
+    refused with RaySystemError; a pending group's latencies read 0.0."""
+    from mpiray.util.placement_group import PlacementGroup
+
+    ray = ray4
+    pg = placement_group([{"CPU": 1}, {"CPU": 2}], name="twice")
+    ray.get(pg.ready(), timeout=30)
+    again = PlacementGroup(pg.id)
+    assert again.bundle_specs == [{"CPU": 1.0}, {"CPU": 2.0}] and again.bundle_count == 2
+    with pytest.raises(ray.exceptions.RaySystemError, match="already exists"):
+        placement_group([{"CPU": 1}], name="twice")
+    remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_random()))  # a no-op
+    remove_placement_group(again)
+    renamed = placement_group([{"CPU": 1}], name="twice")   # the name is free again
+    assert ray.get(renamed.ready(), timeout=30) is not None
+    pending = placement_group([{"CPU": 64}])
+    stats = placement_group_table(pending)["stats"]
+    assert stats["end_to_end_creation_latency_ms"] == 0.0 and stats["scheduling_latency_ms"] == 0.0
+    remove_placement_group(pending)
+    remove_placement_group(renamed)

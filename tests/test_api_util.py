@@ -109,7 +109,9 @@ def test_queue_between_tasks_and_driver(ray):
 
 
 def test_multiprocessing_pool(ray):
-    from mpiray.util.multiprocessing import Pool
+    from mpiray.util.multiprocessing import JoinableQueue, Pool
+
+    assert JoinableQueue is __import__("multiprocessing").JoinableQueue   # (as Ray exports it)
 
     def sq(x):
         return x * x
@@ -138,7 +140,9 @@ def _count_init(path):
 def test_pool_initializer_runs_once_per_worker_and_imap_is_an_iterator(ray, tmp_path):
     from multiprocessing import TimeoutError as PoolTimeout
 
-    from mpiray.util.multiprocessing import Pool
+    from mpiray.util.multiprocessing import JoinableQueue, Pool
+
+    assert JoinableQueue is __import__("multiprocessing").JoinableQueue   # (as Ray exports it)
 
     def sq(x):
         return x * x
@@ -351,7 +355,9 @@ def test_pool_processes_are_actors_as_rays(ray):
     come back as themselves, join() waits for the work given, terminate() ends it."""
     import time
 
-    from mpiray.util.multiprocessing import Pool
+    from mpiray.util.multiprocessing import JoinableQueue, Pool
+
+    assert JoinableQueue is __import__("multiprocessing").JoinableQueue   # (as Ray exports it)
 
     with Pool(processes=1) as pool:
         assert len(set(pool.map(_pid, range(6), chunksize=1))) == 1
@@ -509,7 +515,9 @@ def test_pools_follow_rays_forms(ray):
     """As Ray's: Pool's actors hold no CPU (a pool inside a pool's task does not wait for
     ever) and are up when Pool() returns; imap yields a failed item's exception; an
     ActorPool's map submits everything at once."""
-    from mpiray.util.multiprocessing import Pool
+    from mpiray.util.multiprocessing import JoinableQueue, Pool
+
+    assert JoinableQueue is __import__("multiprocessing").JoinableQueue   # (as Ray exports it)
 
     def fails_on_two(x):
         if x == 2:
@@ -633,7 +641,9 @@ def test_small_ray_api_facts(fresh, tmp_path, monkeypatch):
     assert row["state"] == "PENDING_CREATION" and row["node_id"] is None
     ray.kill(never)
 
-    from mpiray.util.multiprocessing import Pool
+    from mpiray.util.multiprocessing import JoinableQueue, Pool
+
+    assert JoinableQueue is __import__("multiprocessing").JoinableQueue   # (as Ray exports it)
 
     with Pool(processes=1) as pool:
         with pytest.warns(DeprecationWarning, match="non-iterable"):

@@ -298,6 +298,11 @@ class PlacementGroups:
         return getattr(self, "op_" + op)(*args)
 
     def op_create(self, pg, bundles, strategy, name, namespace):
+        if name and (namespace, name) in self.names:
+            from mpiray.exceptions import RaySystemError
+
+            return RaySystemError(f"Failed to create placement group {pg}: a placement group "
+                                  f"named {name!r} already exists in namespace {namespace!r}")
         where = plan(bundles, strategy, self.s.nodes_for_placement())
         self.groups[pg] = {"bundles": bundles, "strategy": strategy, "name": name,
                            "namespace": namespace, "state": PENDING, "where": where,
@@ -421,7 +426,7 @@ def _stats(rec) -> dict:
         state = "INFEASIBLE"
     else:
         state = "QUEUED" if rec["attempts"] == 0 else "NO_RESOURCES"
-    latency = None if rec["created"] is None else (rec["created"] - rec["asked"]) * 1000
+    latency = 0.0 if rec["created"] is None else (rec["created"] - rec["asked"]) * 1000
     return {"end_to_end_creation_latency_ms": latency, "scheduling_latency_ms": latency,
             "scheduling_attempt": max(rec["attempts"], 1), "highest_retry_delay_ms": 0.0,
             "scheduling_state": state}

@@ -20,12 +20,25 @@ REPLY_TIMEOUT_S = 60.0
 class PlacementGroup:
     """A handle on a placement group; it may be passed to tasks and actors."""
 
-    def __init__(self, id_hex: str, bundles, strategy="PACK", name=""):
-        self.id = PlacementGroupID.from_hex(id_hex)
-        self._bundles = [dict(b) for b in bundles]
+    def __init__(self, id, bundle_cache=None, strategy="PACK", name=""):
+        """id: a PlacementGroupID (or its hex); bundle_cache: the bundles, when known
+        (else they are looked up once asked for, as Ray's handle does)."""
+        self.id = id if isinstance(id, PlacementGroupID) else PlacementGroupID.from_hex(id)
+        self._cache = None if bundle_cache is None else [dict(b) for b in bundle_cache]
         self.strategy = strategy
         self.name = name
         self._ready = None
+
+    @property
+    def _bundles(self) -> list:
+        if self._cache is None:
+            info = _ask("info", (self.id.hex(),)) or {}
+            bundles = info.get("bundles", {})
+            # (a group this cluster does not know has none)
+            self._cache = [dict(bundles[i]) for i in sorted(bundles)] if bundles else []
+            self.strategy = info.get("strategy", self.strategy)
+            self.name = info.get("name", self.name)
+        return self._cache
 
     @property
     def bundle_specs(self) -> list:
@@ -69,7 +82,7 @@ class PlacementGroup:
         return hash(self.id)
 
     def __reduce__(self):
-        return (PlacementGroup, (self.id.hex(), self._bundles, self.strategy, self.name))
+        return (PlacementGroup, (self.id.hex(), self._cache, self.strategy, self.name))
 
     def __repr__(self):
         return f"PlacementGroup({self.id.hex()}, {self.strategy}, {self._bundles})"
@@ -108,7 +121,8 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None,
     if lifetime not in (None, "detached"):
         raise ValueError(f"lifetime must be None or 'detached', got {lifetime!r}")
     pg = _ids.new_id().hex()
-    _ask("create", (pg, clean, strategy, name, _namespace()), wait=False)
+    # (named: the answer says whether the name is free)
+    _ask("create", (pg, clean, strategy, name, _namespace()), wait=bool(name))
     return PlacementGroup(pg, clean, strategy, name)
 
 
