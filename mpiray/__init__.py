@@ -39,8 +39,12 @@ def remote(*args, **kwargs):
 
     if len(args) == 1 and not kwargs and callable(args[0]):
         return make(args[0], {})
-    if args:
-        raise TypeError("@remote takes either one function/class or only keyword options")
+    if args or not kwargs:   # (Ray's check, and its AssertionError: @remote() is refused)
+        raise AssertionError(
+            'The @ray.remote decorator must be applied either with no arguments and no '
+            'parentheses, for example "@ray.remote", or it must be applied using some of '
+            'the options (num_returns, num_cpus, num_gpus, resources, max_calls, ...), for '
+            'example "@ray.remote(num_returns=2, resources={"CustomResource": 1})".')
     return lambda target: make(target, kwargs)
 
 

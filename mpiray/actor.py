@@ -119,6 +119,11 @@ class ActorClass:
             raise AttributeError(f"'ActorClass({self.__dict__.get('__name__', '?')})' object has "
                                  f"no attribute {name!r}") from None
 
+    def __dir__(self):
+        """The class's attributes and options/remote/bind, as Ray's (a subclass of the
+        user's class) lists them: what an editor completes."""
+        return sorted(set(dir(type(self))) | set(dir(self.__dict__["_cls"])))
+
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self._checked)
 
@@ -370,6 +375,10 @@ class ActorHandle:
                                                    checker=signature.checker_of_shape(shape))
         return method
 
+    def __dir__(self):
+        """The actor's methods, as Ray's handle lists them (what an editor completes)."""
+        return sorted(set(self.__dict__.get("_methods", ())) | {"__init__", *BUILT_IN_METHODS})
+
     def __reduce__(self):
         if not self._hold.weak:
             serialization_context.record(self._key, pin_out_of_band=False)
@@ -432,7 +441,8 @@ class ActorMethod:
         return ClassMethodNode(self, None, args, kwargs)
 
     def options(self, num_returns=None, max_task_retries=None, concurrency_group=None,
-                retry_exceptions=None, **ignored):
+                retry_exceptions=None, name=None, **ignored):
+        """name: the call's task name (its state API entry, process title, timeline)."""
         n = self._num_returns if num_returns is None else _options.num_returns_option(num_returns)
         retries = self._max_retries if max_task_retries is None else \
             _options.max_task_retries_option(max_task_retries)
@@ -440,8 +450,10 @@ class ActorMethod:
             _options.retry_exceptions_option(retry_exceptions)
         if concurrency_group is not None and not isinstance(concurrency_group, str):
             raise ValueError(f"concurrency_group must be a group name, got {concurrency_group!r}")
-        return ActorMethod(self._hold, self._actor_id, self._task_name, self._name, n, retries,
-                           concurrency_group if concurrency_group is not None else self._group, rx,
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"The type of keyword 'name' must be (<class 'str'>,), but received type {type(name)}")
+        return ActorMethod(self._hold, self._actor_id, self._task_name if name is None else name,
+                           self._name, n, retries, concurrency_group if concurrency_group is not None else self._group, rx,
                            self._checker)
 
 

@@ -288,6 +288,10 @@ def _node_ip():
 def _runtime():
     rt = current.runtime()
     if rt is None:
+        # (Ray's auto-connect: the first call that needs a runtime starts one, unless
+        # RAY_ENABLE_AUTO_CONNECT=0 asks for an explicit init())
+        if os.environ.get("RAY_ENABLE_AUTO_CONNECT", "") == "0":
+            raise RaySystemError("Ray has not been started yet. You can start Ray with 'ray.init()'.")
         init()
         rt = current.runtime()
     return rt

@@ -19,11 +19,11 @@ class RuntimeContext:
         return context.process().get("actor_id")
 
     def get_node_id(self):
-        return (current.info() or {}).get("node_id")
+        return _info("Node ID").get("node_id")
 
     def get_job_id(self):
         """The driver's: the same on every node (each node has a session of its own)."""
-        info = current.info() or {}
+        info = _info("Job ID")
         return info.get("job_id") or info.get("session")
 
     def get_worker_id(self):
@@ -34,7 +34,7 @@ class RuntimeContext:
         import os
 
         who = context.process().get("worker_id") or "driver"
-        session = (current.info() or {}).get("session", "")
+        session = _info("Worker ID").get("session", "")
         # (slots are reused when workers end: the pid tells processes apart)
         return hashlib.sha224(f"{session}/{who}/{os.getpid()}".encode()).hexdigest()
 
@@ -173,14 +173,19 @@ class RuntimeContext:
                            weak=True)
 
 
+def _info(what: str) -> dict:
+    """The runtime's facts; as Ray's getters, an AssertionError when none runs."""
+    info = current.info()
+    if info is None:
+        raise AssertionError(f"{what} is not available because Ray has not been initialized.")
+    return info
+
+
 def _deprecated(instead: str) -> None:
     warnings.warn(f"Use {instead}() instead", DeprecationWarning, stacklevel=3)
 
 
 def get_runtime_context() -> RuntimeContext:
-    """As Ray's, it starts the runtime when none runs yet."""
-    if current.runtime() is None:
-        from mpiray.api import _runtime
-
-        _runtime()
+    """As Ray's, it does not start the runtime: it may be asked outside one (its getters
+    of ids then raise AssertionError)."""
     return RuntimeContext()

@@ -1681,3 +1681,24 @@ def test_calls_made_before_a_restartable_actor_is_up_survive_its_constructor_cra
     first = ray.get(f.pid.remote(), timeout=60)
     ray.kill(f, no_restart=False)
     assert ray.get(f.pid.remote(), timeout=60) != first
+
+
+def test_actor_classes_handles_and_method_names_as_rays(ray):
+    """dir() of an actor class and of a handle lists the actor's methods (what editors
+    complete); handle.method.options(name=) names that call's task; @remote() with
+    nothing in the parentheses is refused as Ray refuses it."""
+    @ray.remote
+    class Foo:
+        def method_one(self):
+            return ray.get_runtime_context().get_task_name()
+
+    assert {n for n in dir(Foo) if not n.startswith("_")} == {"method_one", "options", "remote", "bind"}
+    f = Foo.remote()
+    assert [n for n in dir(f) if not n.startswith("_")] == ["method_one"]
+    assert {"__ray_ready__", "__ray_terminate__"} <= set(dir(f))
+    assert ray.get(f.method_one.options(name="renamed").remote(), timeout=30) == "renamed"
+    assert ray.get(f.method_one.remote(), timeout=30) == "Foo.method_one"
+    with pytest.raises(AssertionError, match="no arguments and no parentheses"):
+        @ray.remote()
+        def g():
+            pass

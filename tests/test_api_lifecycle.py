@@ -544,3 +544,28 @@ def test_an_actor_waiting_on_resources_other_actors_hold_is_reported():
     assert "still waiting" in proc.stdout
     assert proc.stderr.count("cannot be scheduled right now: {'CPU': 1.0} (actor Holder") == 1, \
         proc.stderr
+
+
+def test_runtime_context_does_not_start_a_runtime_and_auto_connect_can_be_off(fresh, monkeypatch):
+    """As Ray's: get_runtime_context() may be asked outside a runtime (its id getters then
+    raise AssertionError); RAY_ENABLE_AUTO_CONNECT=0 makes the first .remote() ask for an
+    explicit init() instead of starting one."""
+    ray = fresh
+    rtc = ray.get_runtime_context()
+    assert not ray.is_initialized()
+    with pytest.raises(AssertionError, match="Ray has not been initialized"):
+        rtc.get_job_id()
+    with pytest.raises(AssertionError, match="Ray has not been initialized"):
+        rtc.get_node_id()
+
+    @ray.remote
+    def one():
+        return 1
+
+    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
+    with pytest.raises(ray.exceptions.RaySystemError, match="ray.init"):
+        one.remote()
+    assert not ray.is_initialized()
+    monkeypatch.delenv("RAY_ENABLE_AUTO_CONNECT")
+    assert ray.get(one.remote(), timeout=30) == 1   # (auto-connect: started here)
+    assert ray.get_runtime_context().get_job_id()
