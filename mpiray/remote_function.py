@@ -49,6 +49,11 @@ def _remote_form(self, args=None, kwargs=None, **options):
 
 class RemoteFunction:
     def __init__(self, function, options: dict):
+        if inspect.iscoroutinefunction(function):   # (Ray's check, and its words)
+            raise ValueError(
+                "'async def' should not be used for remote tasks. You can wrap the async "
+                "function with `asyncio.run(f())`. See more at: "
+                "https://docs.ray.io/en/latest/ray-core/actors/async_api.html")
         self._function = function
         self._raw_options = dict(options)
         self._arg_count, self._check_args = signature.checker(function)

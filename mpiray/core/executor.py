@@ -175,12 +175,17 @@ def write_returns(runtime, spec, result):
         # a generator function with num_returns=n: n values; one that raises part-way
         # keeps what it yielded, the rest of the returns hold the error (as Ray's)
         values = []
+        # (one value past num_returns is enough to know it yields too many: as Ray's,
+        # the generator is not run further, so an endless one ends too)
+        most = max(spec.num_returns, 1) + 1
         try:
             if inspect.isgenerator(result):
                 for value in result:
                     values.append(value)
+                    if len(values) >= most:
+                        break
             else:
-                values = run_on_own_loop(_collect(result, values))
+                values = run_on_own_loop(_collect(result, values, most))
         except Exception as exc:  # noqa: BLE001 - raised inside the generator
             if len(values) == spec.num_returns:   # every return has its value: only told
                 print(str(wrap(exc, spec.name)), file=sys.stderr)
@@ -189,11 +194,20 @@ def write_returns(runtime, spec, result):
                 return _write_instead(runtime, spec, sealed, exc)   # (the rest: the error)
             else:
                 return _write_error(runtime, spec, wrap(exc, spec.name))
+        if spec.num_returns > 1 and len(values) > spec.num_returns:
+            # every return has its value: the error is only told (as Ray's, which keeps
+            # the first num_returns values)
+            values = values[:spec.num_returns]
+            print(f"Unhandled error: Task threw exception, but all {spec.num_returns} return "
+                  f"values already created. This should only occur when using generator "
+                  f"tasks.\n{wrap(ValueError(f'Task returned more than num_returns={spec.num_returns} objects.'), spec.name)}",
+                  file=sys.stderr)
         result = values
         if spec.num_returns == 1:
             if len(result) != 1:
                 return _write_error(runtime, spec, wrap(ValueError(
-                    f"{spec.name} declared num_returns=1 but yielded {len(result)} values"), spec.name))
+                    f"{spec.name} declared num_returns=1 but yielded "
+                    f"{'more than 1' if len(result) > 1 else 'no'} values"), spec.name))
             result = result[0]
     if spec.num_returns == 0:
         return []
@@ -247,9 +261,11 @@ def _write_values(runtime, spec, oids, values):
     return sealed
 
 
-async def _collect(agen, values):
+async def _collect(agen, values, most):
     async for value in agen:
         values.append(value)
+        if len(values) >= most:
+            break
     return values
 
 
