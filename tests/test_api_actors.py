@@ -1208,7 +1208,7 @@ def test_an_actor_that_can_never_start_fails_its_calls_once_its_handles_go(ray):
     call = a.f.remote()
     del a
     gc.collect()
-    with pytest.raises(ray.exceptions.ActorDiedError, match="never started"):
+    with pytest.raises(ray.exceptions.ActorDiedError, match="never ran"):
         ray.get(call, timeout=30)
 
 

@@ -50,6 +50,24 @@ GC_STUCK_S = 1.0   # an actor waiting this long for resources asks for a global 
 PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
 
 
+def death_error(rec, detail: str, cls=ActorDiedError):
+    """The error an actor's callers get once it is dead, in Ray's words: its header line,
+    the actor's facts (tab-indented), then why it died."""
+    from mpiray.util.network import get_node_ip_address
+
+    spec = rec.spec
+    lines = ["The actor died unexpectedly before finishing this task.",
+             f"\tclass_name: {spec.class_name}", f"\tactor_id: {spec.actor_id.hex()}"]
+    if rec.pid:
+        lines.append(f"\tpid: {rec.pid}")
+    if spec.name:
+        lines.append(f"\tname: {spec.name}")
+    if spec.namespace:
+        lines.append(f"\tnamespace: {spec.namespace}")
+    lines += [f"\tip: {get_node_ip_address()}", detail]
+    return cls("\n".join(lines), actor_id=spec.actor_id.hex())
+
+
 class ActorRecord:
     def __init__(self, aspec):
         self.spec = aspec                 # core.actor_spec.ActorSpec
@@ -205,10 +223,10 @@ class ActorManager:
         if rec is not None:
             rec.no_restart = True
             if rec.cause is None:
-                rec.cause = ActorDiedError(
-                    "The actor exited (exit_actor(), sys.exit(0) or __ray_terminate__), or no "
-                    "handle to it remains. Worker exit type: INTENDED_USER_EXIT",
-                    actor_id=actor_id.hex())
+                rec.cause = death_error(
+rec, "The actor is dead because it exited (exit_actor(), sys.exit(0) or "
+                    "__ray_terminate__), or no handle to it remains. Worker exit type: "
+                    "INTENDED_USER_EXIT")
 
     def done(self, sealed, release, task_id=None, driver_failed=False):
         if self.cancelled_calls and task_id in self.cancelled_calls:
@@ -237,8 +255,7 @@ class ActorManager:
             return
         if no_restart:
             rec.no_restart = True
-            rec.cause = rec.cause or ActorDiedError(
-                "The actor is dead because it was killed by `ray.kill`.", actor_id=actor_id.hex())
+            rec.cause = rec.cause or death_error(rec, "The actor is dead because it was killed by `ray.kill`.")
         if rec.state == PENDING:
             if not no_restart and rec.restarts_left != 0:
                 # (as Ray's: a kill that allows a restart, of an actor not started yet,
@@ -266,10 +283,10 @@ class ActorManager:
             if rec.spec.owner_pid != pid or rec.origin is not None:
                 continue
             if died and not rec.spec.detached and rec.state != DEAD:
-                rec.cause = rec.cause or ActorDiedError(
-                    f"The actor is dead because its owner has died: the actor "
+                rec.cause = rec.cause or death_error(
+rec, f"The actor is dead because its owner has died: the actor "
                     f"{rec.spec.class_name} died with the worker process {pid} that created "
-                    "it.", actor_id=rec.spec.actor_id.hex())
+                    "it.")
                 self.kill(rec.spec.actor_id, no_restart=True)
             rec.spec.owner_pid = 0
 
@@ -282,8 +299,8 @@ class ActorManager:
             # never started, and nothing asked of it (or it could never start here: its
             # callers get the error instead of waiting for ever): gone at once
             rec.no_restart = True
-            rec.cause = ActorDiedError("The actor was never started and no handle to it "
-                                       "remains.", actor_id=actor_id.hex())
+            rec.cause = death_error(rec, "The actor never ran - no handle to it remains, and it was "
+                                  "cancelled before it started running.")
             self._to_dead(rec)
         else:
             self.s.io.terminate_actor(actor_id)  # after every call already queued
@@ -308,10 +325,9 @@ class ActorManager:
         if rec.cause is None:
             from mpiray.core.zygote import death_hint
 
-            rec.cause = ActorDiedError(
-                f"The actor is dead because its worker process has died: the actor "
-                f"{rec.spec.class_name} died unexpectedly ({status}).{death_hint(status)}",
-                actor_id=rec.spec.actor_id.hex())
+            rec.cause = death_error(
+rec, f"The actor is dead because its worker process has died: the actor "
+                f"{rec.spec.class_name} died unexpectedly ({status}).{death_hint(status)}")
         for call in lost:   # (their notes of attempts, if any, go)
             A.taken_attempt(self.s.io.store, call.task_id, 0)
         self._fail_calls(lost, rec.cause)

@@ -36,7 +36,7 @@ import traceback
 from mpiray import _ids
 from mpiray.core import affinity, placement, unhandled_errors
 from mpiray.core import protocol as P
-from mpiray.core.actor_manager import ActorManager
+from mpiray.core.actor_manager import ActorManager, death_error
 from mpiray.core.accelerators import NONE
 from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.scheduler_remote import CrossNode
@@ -841,11 +841,11 @@ class Scheduler(CrossNode):
 
     def _kill_removed_actor(self, arec):
         if arec.cause is None:
-            arec.cause = ActorPlacementGroupRemoved(
-                f"The actor {arec.spec.class_name} is dead because its placement group was "
-                "removed. Worker exit type: INTENDED_SYSTEM_EXIT Worker exit detail: Destroying "
-                "worker since its placement group was removed.",
-                actor_id=arec.spec.actor_id.hex())
+            arec.cause = death_error(
+arec, f"The actor {arec.spec.class_name} is dead because its placement group "
+                "was removed. Worker exit type: INTENDED_SYSTEM_EXIT Worker exit detail: "
+                "Destroying worker since its placement group was removed.",
+                ActorPlacementGroupRemoved)
         self.actors.kill(arec.spec.actor_id, no_restart=True)
 
     def _ensure_task_workers(self):
