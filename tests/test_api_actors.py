@@ -1702,3 +1702,23 @@ def test_actor_classes_handles_and_method_names_as_rays(ray):
         @ray.remote()
         def g():
             pass
+
+
+def test_a_call_made_just_after_the_actor_was_killed_fails_and_never_hangs(ray):
+    """A call pushed while the scheduler handles the actor's death is failed from the
+    queue's drain, in the batch that began before the driver made its ref: the ref's hold
+    must count (it was freed at once, and get() waited for ever, about 1 round in 2)."""
+    import signal
+
+    @ray.remote(max_restarts=0)
+    class Victim:
+        def pid(self):
+            return os.getpid()
+
+    for delay in [i * 0.002 for i in range(15)] * 2:   # (around when the death is handled)
+        a = Victim.remote()
+        os.kill(ray.get(a.pid.remote(), timeout=30), signal.SIGKILL)
+        time.sleep(delay)
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(a.pid.remote(), timeout=20)
+        del a

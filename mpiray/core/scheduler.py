@@ -236,6 +236,11 @@ class Scheduler(CrossNode):
     def _on_sealed(self, oid, contained):
         if self.cluster is not None:
             self.cluster.have(oid)
+        if oid not in self.counts and self.driver_ref_events:
+            # The driver may have made the ref since this batch began: a call it pushed to
+            # an actor that died meanwhile is failed from the queue's drain, in the same
+            # batch. Its hold is on the way, not missing.
+            self._apply_driver_refs()
         if oid not in self.counts and oid not in self.kept:  # nobody holds it: free at once
             fate = self._stream_item(oid, contained) if _ids.is_stream_item(oid) else FREE
             if fate == PUSHED:
