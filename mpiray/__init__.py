@@ -13,11 +13,12 @@ from mpiray.api import (
 )
 from mpiray.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from mpiray.logging_config import LoggingConfig
-from mpiray.ids import ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID, WorkerID
+from mpiray.ids import ActorID, JobID, NodeID, PlacementGroupID, TaskID, WorkerID
 from mpiray.object_ref import ObjectRef
 from mpiray.remote_function import RemoteFunction
 from mpiray.runtime_context import get_runtime_context
 
+ObjectID = ObjectRef   # (Ray keeps the old name of ObjectRef as an alias)
 __version__ = "0.1.0"
 
 # Ray's worker modes (ray.get_runtime_context().worker.mode in Ray; here for code that

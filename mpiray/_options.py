@@ -161,8 +161,8 @@ def num_returns_option(value, default=1) -> int:
                       RayDeprecationWarning, stacklevel=3)
         return DYNAMIC
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"num_returns must be a non-negative integer, \"streaming\" or "
-                         f"\"dynamic\", got {value!r}")
+        raise ValueError("The keyword 'num_returns' only accepts None, a non-negative integer, "
+                         f"\"streaming\" (for generators), or \"dynamic\"; got {value!r}")
     return value
 
 
@@ -176,9 +176,17 @@ def retry_exceptions_option(retry):
     return retry
 
 
+def counting_option(name, value, infinite=True):
+    """A count option (retries, restarts, calls) checked as Ray's, in Ray's words."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < (-1 if infinite else 0):
+        raise ValueError(f"The keyword '{name}' only accepts None, 0, -1 or a positive integer, "
+                         "where -1 represents infinity." if infinite else
+                         f"The keyword '{name}' only accepts None, 0 or a positive integer.")
+    return value
+
+
 def max_task_retries_option(value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
-        raise ValueError(f"max_task_retries must be an integer >= -1, got {value!r}")
+    counting_option("max_task_retries", value)
     return 10**9 if value == -1 else value
 
 
@@ -189,14 +197,12 @@ def task_options(opts: dict, is_generator: bool = False, what=None) -> dict:
     check_keys(opts, TASK_OPTIONS, "remote functions")
     num_returns = num_returns_option(opts.get("num_returns"), "streaming" if is_generator else 1)
     max_retries = _or_default(opts, "max_retries", DEFAULT_TASK_RETRIES)
-    if not isinstance(max_retries, int) or max_retries < -1:
-        raise ValueError(f"max_retries must be an integer >= -1, got {max_retries!r}")
+    counting_option("max_retries", max_retries)
     retry = retry_exceptions_option(opts.get("retry_exceptions", False))
     max_calls = opts.get("max_calls")
     if max_calls is None:   # Ray's default: a GPU task's worker ends after it (frees the GPU)
         max_calls = 1 if (opts.get("num_gpus") or 0) > 0 else 0
-    if not isinstance(max_calls, int) or isinstance(max_calls, bool) or max_calls < 0:
-        raise ValueError(f"max_calls must be a non-negative integer (0: no limit), got {max_calls!r}")
+    counting_option("max_calls", max_calls, infinite=False)
     return {
         "num_returns": num_returns,
         "resources": _with_strategy(
@@ -233,11 +239,9 @@ def actor_options(opts: dict, what=None) -> dict:
     held = _with_strategy(held, strategy, to_place, what)
     placement_req = _with_strategy(to_place, strategy, what=what)
     max_restarts = _or_default(opts, "max_restarts", 0)
-    if not isinstance(max_restarts, int) or max_restarts < -1:
-        raise ValueError(f"max_restarts must be an integer >= -1, got {max_restarts!r}")
+    counting_option("max_restarts", max_restarts)
     max_task_retries = _or_default(opts, "max_task_retries", 0)
-    if not isinstance(max_task_retries, int) or max_task_retries < -1:
-        raise ValueError(f"max_task_retries must be an integer >= -1, got {max_task_retries!r}")
+    counting_option("max_task_retries", max_task_retries)
     max_concurrency = opts.get("max_concurrency")
     if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
         raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")

@@ -28,7 +28,7 @@ from mpiray.core.executor import ExitActor
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
 from mpiray.remote_function import _remote_form, is_generator_function, wrap_returns
-from mpiray.serialization import dumps_function, unpicklable
+from mpiray.serialization import check_function_size, dumps_function, unpicklable
 
 
 _METHOD_OPTIONS = frozenset(("num_returns", "concurrency_group", "max_task_retries",
@@ -172,6 +172,7 @@ class ActorClass:
                     self._blob = dumps_function(self._cls)
                 except Exception as exc:  # noqa: BLE001
                     raise unpicklable(f"the actor class {self.__name__}", exc) from exc
+                check_function_size(self._blob, "actor", self.__name__)
             fid = self._exported[rt.session] = rt.export(self._blob)
         actor_id = _ids.new_id()
         blob, deps, contained, holder = rt.pack_args(args, kwargs, f"{self.__name__}.__init__")

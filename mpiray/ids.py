@@ -85,11 +85,6 @@ class ActorID(BaseID):
         return _current_job_id()
 
 
-class ObjectID(BaseID):
-    __slots__ = ()
-    _SIZE = 20
-
-
 class NodeID(BaseID):
     __slots__ = ()
     _SIZE = 14

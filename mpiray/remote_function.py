@@ -9,7 +9,7 @@ from mpiray import _options, signature
 from mpiray import api as _api
 from mpiray.core import current
 from mpiray.core.task_spec import STREAMING
-from mpiray.serialization import dumps_function, unpicklable
+from mpiray.serialization import check_function_size, dumps_function, unpicklable
 
 
 def is_generator_function(fn) -> bool:
@@ -113,6 +113,8 @@ class RemoteFunction:
                     self._blob = dumps_function(self._function)
                 except Exception as exc:  # noqa: BLE001
                     raise unpicklable(f"the remote function {self._name}", exc) from exc
+                check_function_size(self._blob, "remote function",
+                                    f"{getattr(self._function, '__module__', '')}.{self._name}")
             fid = self._exported[rt.session] = rt.export(self._blob)
         refs = rt.submit_task(fid, name, args, kwargs, opts)
         n = opts["num_returns"]

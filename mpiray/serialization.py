@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import pickle
 import struct
 import sys
@@ -277,6 +278,29 @@ def dumps_function(fn) -> bytes:
     out = io.BytesIO()
     _FunctionPickler(out, protocol=5).dump(fn)
     return out.getvalue()
+
+
+FUNCTION_SIZE_WARN_THRESHOLD = 10**7
+
+
+def check_function_size(blob: bytes, kind: str, name: str) -> None:
+    """As Ray's: a pickled function or class of 10 MB warns, one of
+    RAY_FUNCTION_SIZE_ERROR_THRESHOLD (100 MB) is refused; such a size is almost always a
+    large array captured by the definition by mistake."""
+    size = len(blob)
+    if size <= FUNCTION_SIZE_WARN_THRESHOLD and "RAY_FUNCTION_SIZE_ERROR_THRESHOLD" not in os.environ:
+        return
+    limit = int(os.environ.get("RAY_FUNCTION_SIZE_ERROR_THRESHOLD", 10**8))
+    mib = 1024 * 1024
+    tip = ("Check that its definition is not implicitly capturing a large array or other "
+           "object in scope. Tip: use ray.put() to put large objects in the Ray object store.")
+    if size >= limit:
+        raise ValueError(f"The {kind} '{name}' is too large ({size // mib} MiB > "
+                         f"FUNCTION_SIZE_ERROR_THRESHOLD={limit // mib} MiB). {tip}")
+    if size > FUNCTION_SIZE_WARN_THRESHOLD:
+        import logging
+
+        logging.getLogger("mpiray").warning(f"The {kind} '{name}' is very large ({size // mib} MiB). {tip}")
 
 
 def _dumps_custom(value, buffer_callback):

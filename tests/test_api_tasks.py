@@ -1,6 +1,7 @@
 """Tasks end to end on a real one-node runtime: values, options, nesting, errors, retries."""
 
 import os
+import re
 import threading
 import time
 
@@ -757,23 +758,6 @@ def test_a_failing_dispatch_does_not_kill_the_inbox_thread(fresh):
     assert ray.get([parent.remote() for _ in range(3)], timeout=30) == [7, 7, 7]
 
 
-def test_async_def_tasks_are_retried_like_others(ray, tmp_path):
-    import asyncio
-
-    marker = tmp_path / "attempts"
-
-    @ray.remote(max_retries=3, retry_exceptions=True)
-    async def flaky(path):
-        await asyncio.sleep(0)
-        n = int(open(path).read()) if os.path.exists(path) else 0
-        open(path, "w").write(str(n + 1))
-        if n < 2:
-            raise ValueError("not yet")
-        return n
-
-    assert ray.get(flaky.remote(str(marker)), timeout=60) == 2
-
-
 def test_task_cancelled_error_pickles_with_its_message():
     import pickle
 
@@ -1115,3 +1099,41 @@ def test_an_error_that_cannot_be_pickled_keeps_its_text_and_says_so(ray):
     assert "isn't serializable" in str(info.value.cause)
     text = str(info.value)
     assert text.startswith("ray::fails()") and "raise Locked()" in text and "\\n" not in text
+
+
+def test_option_errors_and_oversized_definitions_as_rays(ray, monkeypatch):
+    """Ray's option checks, in its words; a function or actor class whose pickle reaches
+    RAY_FUNCTION_SIZE_ERROR_THRESHOLD (a large array captured by mistake) is refused when
+    first called; ray.ObjectID is ObjectRef."""
+    def f():
+        return 1
+
+    class A:
+        pass
+
+    for opts, text in ((dict(max_calls=-1), "The keyword 'max_calls' only accepts None, 0 or a positive integer"),
+                       (dict(num_returns=-1), "The keyword 'num_returns' only accepts None, a non-negative integer"),
+                       (dict(max_retries=-5), "The keyword 'max_retries' only accepts None, 0, -1 or a positive integer, where -1 represents infinity."),
+                       (dict(num_gpus=1e-7), "The precision of the fractional quantity of resource num_gpus cannot go beyond 0.0001")):
+        with pytest.raises(ValueError, match=re.escape(text)):
+            ray.remote(**opts)(f)
+    with pytest.raises(ValueError, match=re.escape("The keyword 'max_restarts' only accepts None, 0, -1")):
+        ray.remote(max_restarts=-5)(A)
+
+    monkeypatch.setenv("RAY_FUNCTION_SIZE_ERROR_THRESHOLD", str(2 * 1024 * 1024))
+    big = bytes(3 * 1024 * 1024)
+
+    @ray.remote
+    def captures():
+        return len(big)
+
+    @ray.remote
+    class Captures:
+        def size(self):
+            return len(big)
+
+    with pytest.raises(ValueError, match="The remote function '.*captures' is too large"):
+        captures.remote()
+    with pytest.raises(ValueError, match="The actor 'Captures' is too large"):
+        Captures.remote()
+    assert ray.ObjectID is ray.ObjectRef and isinstance(ray.put(1), ray.ObjectID)

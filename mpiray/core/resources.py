@@ -46,7 +46,7 @@ def _check_amount(key, amount, option=None):
     if amount < 0:
         raise ValueError(f"{what} must be a non-negative number, got {amount!r}")
     if isinstance(amount, float) and amount and int(amount * 10000) == 0:   # Ray's resource unit
-        raise ValueError(f"{what}: the precision of the fractional quantity of resource {key} "
+        raise ValueError(f"The precision of the fractional quantity of resource {option or key} "
                          f"cannot go beyond 0.0001, got {amount!r}")
     if accelerators.is_accelerator(key) and amount > 1 and float(amount) != int(amount):
         raise ValueError(f"{what}: {key} amounts above 1 must be whole numbers, got {amount!r}")
