@@ -29,14 +29,10 @@ class RuntimeContext:
     def get_worker_id(self):
         """A WorkerID's hex form (28 bytes, as Ray's), the same for the life of the
         process (the driver's included)."""
-        import hashlib
-
         import os
 
         who = context.process().get("worker_id") or "driver"
-        session = _info("Worker ID").get("session", "")
-        # (slots are reused when workers end: the pid tells processes apart)
-        return hashlib.sha224(f"{session}/{who}/{os.getpid()}".encode()).hexdigest()
+        return worker_hex(_info("Worker ID").get("session", ""), who, os.getpid())
 
     @property
     def namespace(self):
@@ -171,6 +167,14 @@ class RuntimeContext:
         return ActorHandle(bytes.fromhex(aid), proc.get("actor_class", "actor"),
                            proc.get("actor_methods", {}), -1, proc.get("actor_in_order", True),
                            weak=True)
+
+
+def worker_hex(session: str, who: str, pid: int) -> str:
+    """A worker's id: who ("driver", or "<session>-<slot>") in this session; slots are
+    reused when workers end, so the pid tells processes apart."""
+    import hashlib
+
+    return hashlib.sha224(f"{session}/{who}/{pid}".encode()).hexdigest()
 
 
 def _info(what: str) -> dict:

@@ -1,5 +1,6 @@
 """mpiray.util: ActorPool, Queue and the multiprocessing Pool on a live runtime."""
 
+import os
 import time
 
 import pytest
@@ -209,7 +210,7 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     refs = [sleeper.remote() for _ in range(2)]
     time.sleep(0.3)
     running = [t for t in ray.util.state.list_tasks() if t["name"].endswith("sleeper")]
-    assert len(running) == 2 and all(t["state"] in ("RUNNING", "SUBMITTED_TO_WORKER") for t in running)
+    assert len(running) == 2 and all(t["state"] in ("RUNNING", "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY") for t in running)
     # Ray's forms: a task's bare name, case-blind text, numbers compared as numbers
     assert len(list_tasks(filters=[("name", "=", "SLEEPER"), ("attempt_number", "=", 0)])) == 2
     assert ray.util.state.get_task(running[0]["task_id"])["func_or_class_name"] == "sleeper"
@@ -591,7 +592,7 @@ def test_list_tasks_shows_actor_calls_running_and_queued(ray):
     refs = [s.slow.remote(), s.quick.remote(), a.nap.remote(), a.nap.remote()]
     time.sleep(0.5)
     calls = {(t["name"], t["state"]) for t in list_tasks() if t["type"] == "ACTOR_TASK"}
-    assert ("Sync.slow", "RUNNING") in calls and ("Sync.quick", "SUBMITTED_TO_WORKER") in calls
+    assert ("Sync.slow", "RUNNING") in calls and ("Sync.quick", "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY") in calls
     naps = list_tasks(filters=[("name", "=", "Async.nap"), ("state", "=", "RUNNING")])
     assert len(naps) == 2 and {t["actor_id"] for t in naps} == {a._ray_actor_id}
     ray.get(refs)
@@ -684,3 +685,46 @@ def test_state_api_objects_workers_and_summaries(fresh):
     while state.list_objects(filters=[("object_size", "=", rows[0]["object_size"])]):
         assert time.monotonic() < deadline
         time.sleep(0.02)
+
+
+def test_state_api_rows_as_rays(fresh):
+    """list_workers has the driver's row, and every worker_id is what that process's
+    get_worker_id() gives; a pending task is on no node yet; an actor's creation task is
+    listed; get_task of a task run three times gives its three attempts."""
+    from mpiray.util.state import get_task, get_worker, list_tasks, list_workers
+
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote
+    class Who:
+        def worker_id(self):
+            return ray.get_runtime_context().get_worker_id()
+
+    who = Who.remote()
+    actor_worker = ray.get(who.worker_id.remote(), timeout=30)
+    driver = ray.get_runtime_context().get_worker_id()
+    assert get_worker(driver)["worker_type"] == "DRIVER" and get_worker(driver)["pid"] == os.getpid()
+    assert get_worker(actor_worker)["worker_type"] == "WORKER"
+    assert sum(w["worker_type"] == "DRIVER" for w in list_workers()) == 1
+
+    creation = [t for t in list_tasks() if t["type"] == "ACTOR_CREATION_TASK"]
+    assert [(t["name"], t["state"]) for t in creation] == [("Who.__init__", "FINISHED")]
+
+    @ray.remote(num_gpus=1)
+    def never():
+        return 1
+
+    pending = never.remote()
+    row = [t for t in list_tasks() if t["name"] == "never"][0]
+    assert row["state"] == "PENDING_NODE_ASSIGNMENT" and row["node_id"] is None
+    ray.cancel(pending)
+
+    @ray.remote(max_retries=2, retry_exceptions=True)
+    def fails():
+        raise ValueError("again")
+
+    with pytest.raises(ValueError):
+        ray.get(fails.remote(), timeout=30)
+    task_id = [t for t in list_tasks() if t["name"] == "fails"][0]["task_id"]
+    assert [t["attempt_number"] for t in get_task(task_id)] == [0, 1, 2]

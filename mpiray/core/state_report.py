@@ -46,31 +46,58 @@ def actors(scheduler) -> list:
         return out
 
 
+def _task_state(rec) -> str:
+    # (one queued ahead for the next free worker waits for a CPU: as Ray's task not yet
+    # given a node's resources)
+    return "PENDING_NODE_ASSIGNMENT" if rec.ahead and rec.state == S.DISPATCHED \
+        else TASK_STATES[rec.state]
+
+
 def tasks(scheduler) -> list:
     """The tasks this node holds that have not ended (a task sent on to another node
-    is that node's to report), and the calls of its actors: running (their process
-    holds them) or waiting in their queues."""
+    is that node's to report), its actors' creation tasks, and the calls of its actors:
+    running (their process holds them) or waiting in their queues."""
     with scheduler.lock:
-        rows = [{
-            "task_id": rec.spec.task_id.hex(), "name": rec.spec.name,
-            # (a task queued ahead for the next free worker: Ray's "submitted to a worker")
-            # (one queued ahead for the next free worker waits for a CPU: as Ray's task
-            # not yet given a node's resources)
-            "state": "PENDING_NODE_ASSIGNMENT" if rec.ahead and rec.state == S.DISPATCHED
-            else TASK_STATES[rec.state], "attempt_number": rec.spec.attempt,
-            "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
-            "func_or_class_name": rec.spec.name, "actor_id": None,
-        } for rec in scheduler.tasks.values() if rec.state in TASK_STATES]
+        rows = []
+        for rec in scheduler.tasks.values():
+            if rec.state not in TASK_STATES:
+                continue
+            state = _task_state(rec)
+            rows.append({
+                "task_id": rec.spec.task_id.hex(), "name": rec.spec.name, "state": state,
+                "attempt_number": rec.spec.attempt,
+                "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
+                "func_or_class_name": rec.spec.name, "actor_id": None,
+                "_placed": state == "RUNNING",   # (a pending task is on no node yet)
+            })
         rows += [{
             "task_id": task_id.hex(), "name": name, "state": "FAILED" if failed else "FINISHED",
             "attempt_number": attempt, "required_resources": dict(resources),
             "type": "NORMAL_TASK", "func_or_class_name": name, "actor_id": None,
         } for task_id, name, attempt, resources, failed in scheduler.ended]
-        actors = [rec for rec in scheduler.actors.actors.values()
-                  if rec.host is None and rec.state != AM.DEAD]
-    for rec in actors:
-        rows += _actor_calls(scheduler, rec)
+        mine = [rec for rec in scheduler.actors.actors.values() if rec.host is None]
+        rows += [_creation_task(rec) for rec in mine]
+    for rec in mine:
+        if rec.state != AM.DEAD:
+            rows += _actor_calls(scheduler, rec)
     return rows
+
+
+def _creation_task(rec) -> dict:
+    """An actor's creation task, as Ray lists it (Class.__init__, ACTOR_CREATION_TASK)."""
+    if rec.state == AM.PENDING:
+        state = "PENDING_NODE_ASSIGNMENT"
+    elif rec.state == AM.STARTING:
+        state = "RUNNING"
+    elif rec.state == AM.DEAD and getattr(rec.cause, "actor_init_failed", False):
+        state = "FAILED"
+    else:
+        state = "FINISHED"
+    spec = rec.spec.creation
+    return {"task_id": spec.task_id.hex(), "name": spec.name, "state": state,
+            "attempt_number": rec.restarts, "required_resources": dict(rec.spec.resources),
+            "type": "ACTOR_CREATION_TASK", "func_or_class_name": spec.name,
+            "actor_id": rec.spec.actor_id.hex(), "_placed": rec.state != AM.PENDING}
 
 
 def _actor_calls(scheduler, rec) -> list:
@@ -80,7 +107,10 @@ def _actor_calls(scheduler, rec) -> list:
         return []
     store, rows = scheduler.io.store, []
     held = q.held_heads(recorded_slots(rec.spec), WHOLE) if rec.state == AM.ALIVE else []
-    for state, items in (("RUNNING", held), ("SUBMITTED_TO_WORKER", q.queued_heads(WHOLE))):
+    # (a call waiting in the actor's queue waits for the calls before it, or a free
+    # thread: Ray's PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY)
+    for state, items in (("RUNNING", held),
+                         ("PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY", q.queued_heads(WHOLE))):
         for item in items:
             try:
                 spec = TaskSpec.from_bytes(P.decode_item(item, store))
@@ -123,13 +153,24 @@ def objects(scheduler) -> list:
 
 
 def workers(scheduler) -> list:
-    """This node's worker processes (Ray's list_workers rows)."""
+    """This node's worker processes, and the driver on its node (Ray's list_workers
+    rows; worker_id as each process's get_worker_id() gives it)."""
+    from mpiray.core import current
+    from mpiray.runtime_context import worker_hex
+
+    session = (current.info() or {}).get("session", "")
     with scheduler.lock:
-        infos = [(w.pid, w.kind, w.actor_id) for w in scheduler.workers.values() if w.pid]
-    return [{"worker_id": f"{pid:056x}", "is_alive": True, "worker_type": "WORKER",
-             "pid": pid, "ip": get_node_ip_address(),
+        infos = [(slot, w.pid, w.kind, w.actor_id) for slot, w in scheduler.workers.items() if w.pid]
+    rows = [{"worker_id": worker_hex(session, f"{session}-{slot}", pid), "is_alive": True,
+             "worker_type": "WORKER", "pid": pid, "ip": get_node_ip_address(),
              "actor_id": actor_id.hex() if kind == "actor" and actor_id else None}
-            for pid, kind, actor_id in infos]
+            for slot, pid, kind, actor_id in infos]
+    runtime = current.runtime()
+    if runtime is not None and runtime.is_driver:
+        rows.insert(0, {"worker_id": worker_hex(session, "driver", os.getpid()), "is_alive": True,
+                        "worker_type": "DRIVER", "pid": os.getpid(), "ip": get_node_ip_address(),
+                        "actor_id": None})
+    return rows
 
 
 def named_actors(scheduler) -> list:

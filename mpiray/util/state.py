@@ -180,8 +180,11 @@ def get_actor(id: str, address=None, timeout=30, _explain=False):
 
 
 def get_task(id: str, address=None, timeout=30, _explain=False):
-    """The task's row while it has not ended (ended tasks are not kept), else None."""
-    return _one(list_tasks(filters=[("task_id", "=", id)], limit=1))
+    """The task's row, or as Ray's, the list of its attempts' rows when it ran more than
+    once; None if no node knows it."""
+    rows = sorted(list_tasks(filters=[("task_id", "=", id)], limit=10_000),
+                  key=lambda r: r["attempt_number"])
+    return rows[0] if len(rows) == 1 else (rows or None)
 
 
 def get_objects(id: str, address=None, timeout=30, _explain=False) -> list:
