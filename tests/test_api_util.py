@@ -406,6 +406,11 @@ def test_metrics_as_rays_api(ray, tmp_path, monkeypatch):
     assert c.values() == {(("route", "/"),): 1.0, (("route", "/a"),): 2.0}
     assert g.values() == {(("q", "main"),): 7.0}
     assert h.values() == {(): [1.0, 1.0, 1.0, 5.55]}
+    assert h.info["boundaries"] == [0.1, 1.0]
+    with pytest.warns(UserWarning, match="Invalid metric name: bad-name"):
+        bad = metrics.Counter("bad-name")
+    bad.inc()   # (discarded, as Ray's: the job goes on)
+    assert bad.values() == {}
     with pytest.raises(ValueError, match="Missing value for tag key"):
         g.set(1)
     with pytest.raises(ValueError):

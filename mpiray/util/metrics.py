@@ -34,8 +34,15 @@ class Metric:
     def __init__(self, name: str, description: str = "", tag_keys=None):
         if not isinstance(name, str) or not name:
             raise ValueError("Empty name is not allowed. Please provide a metric name.")
-        if not _NAME.match(name):
-            raise ValueError(f"Invalid metric name {name!r}: it must match {_NAME.pattern}")
+        # (as Ray's: a name Prometheus would refuse is warned about, and the metric records
+        # nothing, rather than failing the job)
+        self._discarded = not _NAME.match(name)
+        if self._discarded:
+            import warnings
+
+            warnings.warn(f"Invalid metric name: {name}. Metric will be discarded and data will "
+                          f"not be collected or published. Metric names must match "
+                          f"{_NAME.pattern}.", UserWarning, stacklevel=3)
         if tag_keys is None:
             tag_keys = ()
         if not isinstance(tag_keys, tuple):
@@ -45,6 +52,9 @@ class Metric:
                 raise TypeError(f"Tag keys must be str, got {type(key)}.")
         self._name, self._description, self._tag_keys = name, description, tag_keys
         self._default_tags = {}
+        if self._discarded:
+            self._values = {}
+            return
         with _lock:
             first = _registry.get(name)
             if first is None:
@@ -91,6 +101,8 @@ class Metric:
         return tuple(merged[k] for k in self._tag_keys)
 
     def _record(self, tags, update):
+        if self._discarded:
+            return
         key = self._key(tags)
         with _lock:
             self._values[key] = update(self._values.get(key))
@@ -141,6 +153,10 @@ class Histogram(Metric):
             raise ValueError(f"boundaries must be positive and increasing, got {boundaries}")
         self.boundaries = bounds
         super().__init__(name, description, tag_keys)
+
+    @property
+    def info(self) -> dict:
+        return dict(super().info, boundaries=self.boundaries)
 
     def observe(self, value: float, tags: dict = None):
         value = _number(value, "value")
