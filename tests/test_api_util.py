@@ -415,8 +415,8 @@ def test_metrics_as_rays_api(ray, tmp_path, monkeypatch):
         g.set(1)
     with pytest.raises(ValueError):
         c.inc(-1)
-    with pytest.raises(ValueError):
-        metrics.Counter("bad name")
+    with pytest.raises(ValueError, match="Empty name"):
+        metrics.Counter("")
     with pytest.raises(TypeError):
         metrics.Counter("x", tag_keys=["list"])
     metrics._maybe_write(force=True)
