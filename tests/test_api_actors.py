@@ -1722,3 +1722,36 @@ def test_a_call_made_just_after_the_actor_was_killed_fails_and_never_hangs(ray):
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(a.pid.remote(), timeout=20)
         del a
+
+
+def test_exit_actor_in_a_threaded_actor_lets_running_calls_answer(ray, tmp_path):
+    """As Ray's (since its threaded-actor shutdown fix): the calls already running on other
+    threads finish and deliver their values or errors; the exiting call and every later
+    one get the actor's death."""
+    gate = tmp_path / "go"
+
+    @ray.remote(max_concurrency=3)
+    class Threaded:
+        def work(self, v):
+            while not gate.exists():
+                time.sleep(0.01)
+            time.sleep(0.5)   # (still running when exit_actor() is called)
+            if v < 0:
+                raise ValueError(f"bad {v}")
+            return v
+
+        def leave(self):
+            gate.touch()
+            ray.actor.exit_actor()
+
+    a = Threaded.remote()
+    ok, bad = a.work.remote(1), a.work.remote(-1)
+    time.sleep(0.5)
+    gone = a.leave.remote()
+    assert ray.get(ok, timeout=30) == 1
+    with pytest.raises(ValueError, match="bad -1"):
+        ray.get(bad, timeout=30)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(gone, timeout=30)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(a.work.remote(2), timeout=30)

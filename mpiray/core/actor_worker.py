@@ -341,18 +341,26 @@ class ActorWorker:
         pools = {None: ThreadPoolExecutor(concurrency)}
         pools.update((g, ThreadPoolExecutor(n)) for g, n in groups.items())
 
+        running = _Running()
+
         def call(item, consumer, spec):
+            if stop.is_set():
+                return   # (taken before exit_actor(): left held, its caller gets the death)
+            running.enter()
             try:
                 if not self._run_call(item, consumer, spec):
-                    # exit_actor(): the main thread may wait for a call that never comes,
-                    # so the process ends here (as an async actor's does)
+                    # exit_actor(): as Ray's, the calls already running on other threads
+                    # finish and answer first; then, as the main thread may wait for a
+                    # call that never comes, the process ends here
                     stop.set()
+                    running.wait_for_others()
                     self._shutdown_hook()
                     self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
                     self.rt.channel.flush()
                     run_exit_handlers()
                     os._exit(0)
             finally:
+                running.leave()
                 slots.put(consumer)
 
         try:
@@ -642,6 +650,31 @@ def _running_loop(name):
     thread = threading.Thread(target=loop.run_forever, daemon=True, name=name)
     thread.start()
     return loop, thread
+
+
+class _Running:
+    """The calls running on a threaded actor's threads, so that an exit_actor() waits for
+    the others (each call that exits counts as done waiting)."""
+
+    def __init__(self):
+        self.count = self.exiting = 0
+        self.cond = threading.Condition()
+
+    def enter(self):
+        with self.cond:
+            self.count += 1
+
+    def leave(self):
+        with self.cond:
+            self.count -= 1
+            self.cond.notify_all()
+
+    def wait_for_others(self):
+        with self.cond:
+            self.exiting += 1
+            self.cond.notify_all()
+            while self.count > self.exiting:
+                self.cond.wait()
 
 
 class _SlotPool:
