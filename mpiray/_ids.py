@@ -136,3 +136,26 @@ def is_put(oid: bytes) -> bool:
 def new_item_id() -> bytes:
     """The store id of a queue message too big for its queue slot (core/protocol.py)."""
     return new_id() + _INDEX.pack(QUEUE_ITEM_INDEX)
+
+
+def new_node_id(index: int) -> str:
+    """A node's id: 28 bytes in hex, as Ray's NodeID. It starts with the node's index and
+    ends with a check of the rest, so node_index_of() tells one of ours from any other id
+    (Ray's NodeID.from_random(), say) without asking anyone."""
+    import hashlib
+    import secrets
+
+    body = f"{index:04x}" + secrets.token_hex(24)
+    return body + hashlib.sha1(body.encode()).hexdigest()[:4]
+
+
+def node_index_of(node_id: str):
+    """The index of the node new_node_id() gave this id, or None if it is not one."""
+    import hashlib
+
+    if len(node_id) != 56 or hashlib.sha1(node_id[:52].encode()).hexdigest()[:4] != node_id[52:]:
+        return None
+    try:
+        return int(node_id[:4], 16)
+    except ValueError:
+        return None

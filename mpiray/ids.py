@@ -87,7 +87,7 @@ class ActorID(BaseID):
 
 class NodeID(BaseID):
     __slots__ = ()
-    _SIZE = 14
+    _SIZE = 28
 
 
 class JobID(BaseID):

@@ -295,7 +295,9 @@ def test_hard_node_affinity_to_a_node_that_cannot_run_it_fails(ray):
     from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
-    nowhere = NodeAffinitySchedulingStrategy("ffff" + here[4:], soft=False)
+    from mpiray import _ids
+
+    nowhere = NodeAffinitySchedulingStrategy(_ids.new_node_id(0xFFFF), soft=False)   # (ours, no node)
 
     @ray.remote
     def f():
@@ -313,7 +315,7 @@ def test_hard_node_affinity_to_a_node_that_cannot_run_it_fails(ray):
         ray.get(f.options(num_gpus=1, scheduling_strategy=on_here).remote(), timeout=30)
     with pytest.raises(ray.exceptions.ActorUnschedulableError):
         ray.get(A.options(scheduling_strategy=nowhere).remote().ping.remote(), timeout=30)
-    soft = NodeAffinitySchedulingStrategy("ffff" + here[4:], soft=True)
+    soft = NodeAffinitySchedulingStrategy(_ids.new_node_id(0xFFFF), soft=True)
     assert ray.get(f.options(scheduling_strategy=soft).remote(), timeout=30) == 1
     assert ray.get(A.options(scheduling_strategy=on_here).remote().ping.remote(), timeout=30) == "pong"
     # an id that is not one of ours at all (Ray's NodeID.from_random(), a typo): taken,

@@ -56,7 +56,7 @@ class Node:
         self.session = secrets.token_hex(4)
         # The index leads the id, so a node id alone says which node it names
         # (NodeAffinitySchedulingStrategy needs no table lookup in a worker).
-        self.node_id = f"{node_index:04x}" + secrets.token_hex(12)
+        self.node_id = _ids.new_node_id(node_index)
         self.threads = []
         self.stopped = False
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-_OUR_ID_LEN = 28   # hex digits of a node id (core/node.py: 4 of index, 24 random)
 NO_SUCH_NODE = 1 << 20   # the index an id that names no node stands for (indexes take 2 bytes)
 
 
@@ -22,10 +21,9 @@ class NodeAffinitySchedulingStrategy:
                             f"{type(node_id).__name__}")
         # An id that names no node (not one of ours) is taken, as Ray takes it: the work
         # then fails as unschedulable (soft=False) or runs anywhere (soft=True).
-        try:
-            self.index = int(node_id[:4], 16) if len(node_id) == _OUR_ID_LEN else None
-        except ValueError:
-            self.index = None
+        from mpiray._ids import node_index_of
+
+        self.index = node_index_of(node_id)
         wrong = []
         if not soft and _spill_on_unavailable:
             wrong.append("_spill_on_unavailable cannot be set when soft is False (set soft=True "

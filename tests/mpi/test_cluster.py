@@ -488,7 +488,9 @@ def test_soft_affinity_goes_to_the_node_when_it_can_hold_the_work_else_anywhere(
 
     k = expected_nodes()
     last = ray.nodes()[k - 1]["NodeID"]
-    missing = "ffff" + last[4:]
+    from mpiray import _ids
+
+    missing = _ids.new_node_id(0xFFFF)   # (an id of ours that names no node)
 
     @ray.remote
     def where():
