@@ -1755,3 +1755,60 @@ def test_exit_actor_in_a_threaded_actor_lets_running_calls_answer(ray, tmp_path)
         ray.get(gone, timeout=30)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(a.work.remote(2), timeout=30)
+
+
+def test_recursive_cancel_reaches_the_end_of_a_chain_of_async_calls_first(ray):
+    """Ray's test_cancel_recursive_chain: cancel(recursive=True) of the first of four
+    async actor calls, each awaiting the next, then at once the signal that lets the last
+    one finish: every level is cancelled (each level marks the next call itself, so the
+    cancel outruns the result coming up the chain)."""
+    import asyncio
+
+    @ray.remote(num_cpus=0)
+    class Signal:
+        def __init__(self):
+            self.event, self.waiters = asyncio.Event(), 0
+
+        async def wait(self):
+            self.waiters += 1
+            await self.event.wait()
+
+        def send(self):
+            self.event.set()
+
+        def count(self):
+            return self.waiters
+
+    @ray.remote(num_cpus=0)
+    class Link:
+        def __init__(self, child=None):
+            self.child, self.child_ref = child, None
+
+        async def run(self, sig):
+            if self.child is None:
+                await sig.wait.remote()
+                return True
+            self.child_ref = self.child.run.remote(sig)
+            return await self.child_ref
+
+        def get_child_ref(self):
+            return self.child_ref
+
+    for _ in range(5):
+        sig = Signal.remote()
+        chain = [Link.remote()]
+        for _ in range(3):
+            chain.append(Link.remote(chain[-1]))
+        ref = chain[-1].run.remote(sig)
+        deadline = time.monotonic() + 30
+        while ray.get(sig.count.remote(), timeout=30) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        ray.cancel(ref, recursive=True)
+        ray.get(sig.send.remote(), timeout=30)
+        refs = [ref] + [ray.get(a.get_child_ref.remote(), timeout=30) for a in chain[:0:-1]]
+        for r in refs:
+            with pytest.raises(ray.exceptions.TaskCancelledError):
+                ray.get(r, timeout=30)
+        for a in chain + [sig]:
+            ray.kill(a)

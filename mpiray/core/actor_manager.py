@@ -500,8 +500,13 @@ rec, f"The actor is dead because its worker process has died: the actor "
 
     def mark_call(self, task_id, recursive=True) -> bool:
         """False: already cancelled, or ended."""
-        if task_id in self.cancelled_calls or self.s.io.contains(_ids.object_id(task_id, 1)) \
-                or self.s.io.contains(_ids.stream_end(task_id)):
+        if task_id in self.cancelled_calls:
+            return False
+        if self.s.io.contains(_ids.object_id(task_id, 1)) or \
+                self.s.io.contains(_ids.stream_end(task_id)):
+            # (a mark a caller's process put ahead of us, on a call that had ended: no
+            # actor will look at it, so it goes)
+            self.s.io.delete_object(_ids.object_id(task_id, _ids.CANCEL_INDEX))
             return False
         self.s.io.mark_call_cancelled(task_id, recursive)
         self.cancelled_calls[task_id] = time.monotonic() + CALL_MARK_KEEP_S

@@ -410,7 +410,23 @@ class ActorWorker:
         recursive = bytes(mark) == _ids.CANCEL_RECURSIVE
         del mark
         if recursive:
+            if not self.rt.fetch_remote:
+                self._premark_calls(kids)
             self.rt.channel.send([(P.CANCEL, kid, False, True, True) for kid in kids])
+
+    def _premark_calls(self, kids):
+        """The cancel marks of the actor calls among kids, put here at once: the actors
+        running them (on this node) see them now, not after the scheduler has read our
+        CANCEL (a hop per level of a chain of calls, which a result racing up the chain
+        may beat). The scheduler does the rest as before (and drops a mark it finds on
+        a call that had ended)."""
+        store = self.rt.store
+        for kid in kids:
+            if _ids.is_actor_call(kid) and not store.contains(_ids.object_id(kid, 1)):
+                try:
+                    store.put(_ids.object_id(kid, _ids.CANCEL_INDEX), _ids.CANCEL_RECURSIVE)
+                except Exception:  # noqa: BLE001 - marked already
+                    pass
 
     def _exit_outside_call(self):
         """exit_actor() in an async actor: from a task of its own (one the actor's code
