@@ -24,6 +24,7 @@ SIZING = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")   # (wha
 
 _setters = None   # the set-threads functions found, once numpy is loaded
 _size = None      # the threads they were last set to (None: not known)
+_LOADED = []      # the libraries looked in
 
 
 def prepare(size) -> None:
@@ -47,6 +48,7 @@ def _find() -> list:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
+        _LOADED.append(lib)   # (kept: a dropped CDLL is a reference cycle, garbage for gc)
         for name in _SETTERS:
             fn = getattr(lib, name, None)
             if fn is not None:

@@ -74,8 +74,19 @@ def _boot(init):
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     return wake_r
+
+
+_LIBC = []
+
+
+def _libc():
+    """libc, loaded once and kept: a dropped CDLL is a reference cycle, which every
+    forked worker would inherit as garbage (user code that checks gc.garbage sees it)."""
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def _shared_from_here():
@@ -184,8 +195,7 @@ def _fork(init, cmd, commands, reports, wake_r, children):
 
 def _die_with_parent():
     parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the zygote died before prctl took effect
         os._exit(1)
 
