@@ -733,3 +733,18 @@ def test_state_api_rows_as_rays(fresh):
         ray.get(fails.remote(), timeout=30)
     task_id = [t for t in list_tasks() if t["name"] == "fails"][0]["task_id"]
     assert [t["attempt_number"] for t in get_task(task_id)] == [0, 1, 2]
+
+    from mpiray.util.state import list_objects
+
+    @ray.remote
+    def slow():
+        time.sleep(1)
+        return 1
+
+    running = slow.remote()
+    time.sleep(0.3)
+    (row,) = [o for o in list_objects() if o["object_id"] == running.hex()]
+    assert row["task_status"] == "RUNNING" and row["object_size"] == -1   # (not made yet)
+    assert ray.get(running, timeout=30) == 1
+    (row,) = [o for o in list_objects() if o["object_id"] == running.hex()]
+    assert row["task_status"] == "FINISHED" and row["object_size"] > 0

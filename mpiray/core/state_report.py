@@ -126,6 +126,9 @@ def _actor_calls(scheduler, rec) -> list:
 
 
 _HANDLE_SUFFIX = _ids.ACTOR_HANDLE_INDEX.to_bytes(4, "little")
+# Ray's ObjectState.task_status of an object whose task has not ended
+_MAKING = {S.WAITING: "WAITING_FOR_DEPENDENCIES", S.READY: "SCHEDULED",
+           S.INFEASIBLE: "SCHEDULED", S.DISPATCHED: "RUNNING"}
 
 
 def objects(scheduler) -> list:
@@ -135,16 +138,28 @@ def objects(scheduler) -> list:
         scheduler._apply_driver_refs()   # (the driver's dropped refs count first)
         held = list(scheduler.counts.items())
         inside = {oid for inner in scheduler.contains.values() for oid in inner}
+        making = {}   # a held return of a task this node has not run yet: its state
+        for oid, _ in held:
+            rec = scheduler.tasks.get(oid[:_ids.TASK_ID_SIZE])
+            if rec is not None and rec.state in _MAKING:
+                making[oid] = "WAITING_FOR_EXECUTION" if rec.ahead else _MAKING[rec.state]
     store, rows = scheduler.io.store, []
     for oid, count in held:
-        if oid.endswith(_HANDLE_SUFFIX) or not store.contains(oid):
-            continue   # (an actor's handle count; a return not made yet, or elsewhere)
-        try:
-            size = store.size_of(oid)
-        except Exception:  # noqa: BLE001 - freed meanwhile
-            continue
+        if oid.endswith(_HANDLE_SUFFIX):
+            continue   # (an actor's handle count)
+        status = making.get(oid)
+        if status is not None and not store.contains(oid):
+            size = -1   # (as Ray's: not made yet, size unknown)
+        elif not store.contains(oid):
+            continue   # (made elsewhere, or gone)
+        else:
+            status = "FINISHED"
+            try:
+                size = store.size_of(oid)
+            except Exception:  # noqa: BLE001 - freed meanwhile
+                continue
         rows.append({
-            "object_id": oid.hex(), "object_size": size, "task_status": "FINISHED",
+            "object_id": oid.hex(), "object_size": size, "task_status": status,
             "reference_type": "CAPTURED_IN_OBJECT" if oid in inside and count <= 1
             else "LOCAL_REFERENCE", "call_site": "disabled", "type": "DRIVER",
             "pid": os.getpid(), "ip": get_node_ip_address(),

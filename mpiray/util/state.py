@@ -157,18 +157,25 @@ def summarize_actors(address=None, timeout=30, raise_on_missing_output=True,
                         "total_actors": len(rows), "summary_by": "class"}}
 
 
+def _tally(values) -> dict:
+    out = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
 def summarize_objects(address=None, timeout=30, raise_on_missing_output=True,
                       _explain=False) -> dict:
     """Ray's: objects counted (call sites are not recorded, as Ray's default)."""
     rows = _gather("objects")
-    size_mb = sum(r["object_size"] for r in rows) / 2**20
+    size_mb = sum(r["object_size"] for r in rows if r["object_size"] > 0) / 2**20
     refs = {}
     for r in rows:
         refs[r["reference_type"]] = refs.get(r["reference_type"], 0) + 1
     group = {"total_objects": len(rows), "total_size_mb": size_mb,
              "total_num_workers": len({r["pid"] for r in rows}),
              "total_num_nodes": len({r["node_id"] for r in rows}),
-             "task_state_counts": {"FINISHED": len(rows)} if rows else {},
+             "task_state_counts": _tally(r["task_status"] for r in rows),
              "ref_type_counts": refs}
     return {"cluster": {"summary": {"disabled": group} if rows else {},
                         "total_objects": len(rows), "total_size_mb": size_mb,
