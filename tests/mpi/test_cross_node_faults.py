@@ -380,7 +380,6 @@ def test_task_bounced_between_busy_nodes_releases_args_and_capacity(ray3, tmp_pa
 def _counter_actor(ray, **options):
     """An actor class counting calls, telling its pid, and able to crash its process
     (defined in here, so it travels by value like the tests' own classes)."""
-    @ray.remote(**options)
     class C:
         def __init__(self):
             self.n = 0
@@ -395,7 +394,8 @@ def _counter_actor(ray, **options):
         def crash(self):
             os._exit(1)
 
-    return C
+    # (as Ray, @remote() with nothing in the parentheses is refused: options may be empty)
+    return ray.remote(**options)(C) if options else ray.remote(C)
 
 
 def test_remote_actor_restarts_then_dies_for_good(ray):
