@@ -166,13 +166,19 @@ def _dual_class(cause_cls):
 
 
 class TaskCancelledError(RayError):
-    def __init__(self, task_id=None, message=None):
-        self.task_id = task_id
-        self._message = message
-        super().__init__(message or f"Task {task_id} was cancelled")
+    """As Ray's: "Task: <id> was cancelled. " then the message, if any."""
 
-    def __reduce__(self):  # (args holds the message, not the task id)
-        return (type(self), (self.task_id, self._message))
+    def __init__(self, task_id=None, error_message=None):
+        self.task_id = task_id
+        self.error_message = error_message
+        super().__init__(str(self))
+
+    def __str__(self):
+        text = f"Task: {self.task_id} was cancelled. " if self.task_id else ""
+        return text + (self.error_message or "")
+
+    def __reduce__(self):  # (args holds the text, not the task id)
+        return (type(self), (self.task_id, self.error_message))
 
 
 class WorkerCrashedError(RayError):
@@ -208,20 +214,33 @@ class ActorUnavailableError(RayActorError):
     pass
 
 
-class ActorUnschedulableError(RayError):
-    pass
+class _WithMessage(RayError):
+    """Ray's errors that put a fixed sentence before the message they are given."""
+    _LEAD = ""
 
-
-class TaskUnschedulableError(RayError):
     def __init__(self, error_message=""):
         self.error_message = error_message
-        super().__init__(error_message)
+        super().__init__(str(self))
+
+    def __str__(self):
+        return self._LEAD + str(self.error_message)
+
+    def __reduce__(self):
+        return (type(self), (self.error_message,))
+
+
+class ActorUnschedulableError(_WithMessage):
+    _LEAD = "The actor is not schedulable: "
+
+
+class TaskUnschedulableError(_WithMessage):
+    _LEAD = "The task is not schedulable: "
 
 
 class TaskPlacementGroupRemoved(RayError):
     """The placement group the task was to run in was removed."""
 
-    def __init__(self, message="The placement group of this task was removed."):
+    def __init__(self, message="The placement group corresponding to this task has been removed."):
         super().__init__(message)
 
 
@@ -304,13 +323,17 @@ class NodeDiedError(RayError):
 
 
 class LocalRayletDiedError(RayError):
-    pass
+    def __str__(self):
+        return "The task's local raylet died. Check raylet.out for more information."
 
 
-class RuntimeEnvSetupError(RayError):
-    def __init__(self, error_message=""):
-        self.error_message = error_message
-        super().__init__(error_message)
+class RuntimeEnvSetupError(_WithMessage):
+    _LEAD = "Failed to set up runtime environment.\n"
+
+
+class AuthenticationError(RayError):
+    """Ray's: a connection to a cluster that wants a token was refused (mpiray asks for
+    none; the class is here for code that names it)."""
 
 
 class PendingCallsLimitExceeded(RayError):

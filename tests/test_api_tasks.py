@@ -764,7 +764,7 @@ def test_task_cancelled_error_pickles_with_its_message():
     from mpiray.exceptions import TaskCancelledError
 
     err = pickle.loads(pickle.dumps(TaskCancelledError("abc")))
-    assert str(err) == "Task abc was cancelled" and err.task_id == "abc"
+    assert str(err) == "Task: abc was cancelled. " and err.task_id == "abc"   # (Ray's words)
 
 
 def test_what_does_not_pickle_is_named(ray):
@@ -1137,3 +1137,30 @@ def test_option_errors_and_oversized_definitions_as_rays(ray, monkeypatch):
     with pytest.raises(ValueError, match="The actor 'Captures' is too large"):
         Captures.remote()
     assert ray.ObjectID is ray.ObjectRef and isinstance(ray.put(1), ray.ObjectID)
+
+
+def test_error_texts_are_rays():
+    """The fixed sentences of Ray's exceptions, which users' code and logs match on."""
+    from mpiray import exceptions as E
+
+    assert str(E.TaskPlacementGroupRemoved()) == \
+        "The placement group corresponding to this task has been removed."
+    assert str(E.RuntimeEnvSetupError("boom")) == "Failed to set up runtime environment.\nboom"
+    assert str(E.TaskUnschedulableError("x")) == "The task is not schedulable: x"
+    assert str(E.ActorUnschedulableError("x")) == "The actor is not schedulable: x"
+    assert str(E.TaskCancelledError()) == ""
+    assert str(E.LocalRayletDiedError()).startswith("The task's local raylet died.")
+    assert issubclass(E.AuthenticationError, E.RayError)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(E.TaskUnschedulableError("why")))
+    assert str(again) == "The task is not schedulable: why" and again.error_message == "why"
+
+
+def test_get_timeout_text_is_rays(ray):
+    @ray.remote
+    def slow():
+        time.sleep(5)
+
+    with pytest.raises(ray.exceptions.GetTimeoutError, match=re.escape("Get timed out: some object(s) not ready.")):
+        ray.get(slow.remote(), timeout=0.1)

@@ -49,11 +49,11 @@ def resolve_soft(req, key, can_hold):
 def unschedulable_message(what, req):
     index = pinned_node(req)
     wanted = {k: v for k, v in req.items() if not k.startswith("node:")}
+    lead = ("The node specified via NodeAffinitySchedulingStrategy doesn't exist any more or "
+            "is infeasible, and soft=False was specified")   # (Ray's words, then ours)
     if index is not None and index >= 1 << 16:   # (an id that names no node: no index)
-        return (f"{what} cannot be scheduled: NodeAffinitySchedulingStrategy(soft=False) "
-                f"pins it to a node id that names no node of this cluster")
-    return (f"{what} cannot be scheduled: NodeAffinitySchedulingStrategy(soft=False) pins it "
-            f"to node {index}, which does not exist or cannot hold {wanted}")
+        return f"{lead}: {what} is pinned to a node id that names no node of this cluster."
+    return f"{lead}: {what} is pinned to node {index}, which does not exist or cannot hold {wanted}."
 
 
 def resolve(req, one_node, can_hold):

@@ -227,7 +227,7 @@ class Runtime:
                         if watch is not None:
                             watch()
                         raise GetTimeoutError(
-                            f"Get timed out: object {oids[i].hex()} not ready after {timeout} s")
+                            "Get timed out: some object(s) not ready.")
                     if is_error(bufs[i]):
                         self._value(bufs[i], oids[i])
         return [self._value(b, oid) for b, oid in zip(bufs, oids)]

@@ -840,8 +840,7 @@ class Scheduler(CrossNode):
 
     def _fail_removed(self, rec):
         self.tasks.pop(rec.spec.task_id, None)
-        self.seal_error(rec.spec.return_ids(), TaskPlacementGroupRemoved(
-            f"{rec.spec.name} was to run in a placement group that was removed"))
+        self.seal_error(rec.spec.return_ids(), TaskPlacementGroupRemoved())
         self._finish(rec)
 
     def _kill_removed_actor(self, arec):
