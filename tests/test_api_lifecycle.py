@@ -495,6 +495,13 @@ def test_an_interactive_driver_hears_of_errors_it_holds_but_never_read(tmp_path)
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Unhandled error" not in proc.stderr.split("END")[0], proc.stderr
+    # a script with a prompt set (sys.ps1, as a console or Jupyter has, and Ray's test
+    # sets) is interactive too
+    script.write_text('import sys\nsys.ps1 = ">>> "\n' + HELD_ERROR_DRIVER)
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split("END")[0].count("held-task-error") == 1, proc.stderr
 
 
 def test_unhandled_error_reports_can_be_silenced():

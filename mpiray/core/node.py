@@ -245,10 +245,11 @@ def _without_mpi_launcher(environ):
 
 def _interactive_driver() -> bool:
     """Ray's interactive mode: a driver whose __main__ is no file (a console, a notebook,
-    python -c)."""
+    python -c), or one with a prompt (sys.ps1: what a console or Jupyter sets, and what
+    Ray's core worker looks at)."""
     import __main__
 
-    return not hasattr(__main__, "__file__")
+    return hasattr(sys, "ps1") or not hasattr(__main__, "__file__")
 
 
 def _quietly(fn):
