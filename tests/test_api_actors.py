@@ -1841,3 +1841,22 @@ def test_workers_start_with_no_garbage_cycles(ray):
     assert ray.get(ray.remote(garbage).remote(), timeout=30) == []
     assert ray.get(Sync.remote().check.remote(), timeout=30) == []
     assert ray.get(Async.remote().check.remote(), timeout=30) == []
+
+
+def test_a_constructor_error_is_printed_even_if_no_call_reads_it(tmp_path):
+    """As Ray's worker logs it: "Exception raised in creation task: ..." reaches the
+    driver's stderr, prefixed by the actor's process, whether or not a call reads it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import time\nimport mpiray as ray\nray.init(num_cpus=1)\n\n"
+        "@ray.remote\nclass A:\n    def __init__(self):\n        raise ValueError('boom in init')\n\n"
+        "a = A.remote()\ntime.sleep(2)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__))))
+    assert proc.returncode == 0, proc.stderr
+    assert "(A pid=" in proc.stderr and "Exception raised in creation task: The actor died " \\
+        "because of an error raised in its creation task" in proc.stderr, proc.stderr
+    assert "ValueError: boom in init" in proc.stderr

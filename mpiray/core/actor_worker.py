@@ -139,6 +139,9 @@ class ActorWorker:
             err = executor.wrap(exc, f"{self.aspec.class_name}.__init__")
             # (by value: the node may not import the error's class, a local one say)
             self.rt.channel.send([(P.ACTOR_FAILED, self.actor_id, executor.error_blob(err))])
+            # as Ray's worker logs it: the driver sees it whether or not a call reads it
+            print("Exception raised in creation task: The actor died because of an error "
+                  f"raised in its creation task, {err}", file=sys.stderr, flush=True)
             return False
         finally:
             context.set_task(None, None)
