@@ -1857,6 +1857,6 @@ def test_a_constructor_error_is_printed_even_if_no_call_reads_it(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__))))
     assert proc.returncode == 0, proc.stderr
-    assert "(A pid=" in proc.stderr and "Exception raised in creation task: The actor died " \\
+    assert "(A pid=" in proc.stderr and "Exception raised in creation task: The actor died " \
         "because of an error raised in its creation task" in proc.stderr, proc.stderr
     assert "ValueError: boom in init" in proc.stderr
