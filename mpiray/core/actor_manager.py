@@ -25,6 +25,7 @@ from mpiray.core import actor_spec as A
 from mpiray.core.accelerators import NONE
 from mpiray.core.actor_spec import recorded_slots
 from mpiray.core.executor import call_cancelled
+from mpiray.core.scheduler_remote import movable
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
                                RayActorError, RayTaskError)
 from mpiray.serialization import deserialize
@@ -158,13 +159,18 @@ class ActorManager:
     def place_pending(self):
         if not self.pending:
             return
-        still = []
+        still, load = [], None
         for rec in self.pending:
             if rec.state != PENDING:
                 continue
             if self.s.cluster is not None and rec.origin is None and \
                     affinity.SPREAD in rec.spec.placement:
                 if not self._place_spread(rec):
+                    still.append(rec)
+            elif self.s.cluster is not None and rec.origin is None and movable(rec.spec.placement):
+                if load is None:
+                    load = self._actors_by_node()
+                if not self._place_balanced(rec, load):
                     still.append(rec)
             elif self.s.res.feasible(rec.spec.placement) and self.s.res.fits(rec.spec.resources):
                 self._start(rec)
@@ -173,6 +179,33 @@ class ActorManager:
             else:
                 still.append(rec)
         self.pending = still
+
+    def _actors_by_node(self) -> dict:
+        """node -> the live actors this node knows to be there: its own, and those it
+        placed on others."""
+        me, load = self.s.cluster.me, {}
+        for rec in self.actors.values():
+            if rec.state in (DEAD, PENDING):
+                continue
+            node = me if rec.host is None else rec.host
+            load[node] = load.get(node, 0) + 1
+        return load
+
+    def _place_balanced(self, rec, load) -> bool:
+        """An actor free to go anywhere goes to the node with the fewest actors per CPU
+        that has room for it (this one among equals)."""
+        res = self.s.res
+        node = self.s.cluster.balance_target(
+            rec.spec.placement, load,
+            lambda req: res.feasible(req) and res.fits(rec.spec.resources))
+        if node is None:
+            return False
+        if node == self.s.cluster.me:
+            self._start(rec)
+        elif not self.s.router.place_remotely(rec, node):
+            return False
+        load[node] = load.get(node, 0) + 1
+        return True
 
     def _place_spread(self, rec) -> bool:
         """A SPREAD actor goes to the next node in turn with room (this one included)."""

@@ -105,6 +105,39 @@ class Cluster:
         # piles up on nodes that were quick while another idles
         return max(fits, key=lambda n: (self._real_free_cpus(n), self.views[n].available.get("CPU", 0.0)))
 
+    def data_home(self, req: dict, deps, have_locally) -> int | None:
+        """Another node with room for req that holds an argument this node lacks (Ray's
+        locality-aware placement: the task goes to its data, not the data to the task);
+        None if none does."""
+        for dep in deps:
+            if have_locally(dep):
+                continue
+            home = self.home_of(dep)
+            view = self.views.get(home)
+            if view is not None and home not in self.full and view.fits(req) and \
+                    self.feasible_on(home, req):
+                return home
+        return None
+
+    def balance_target(self, req: dict, load: dict, fits_here) -> int | None:
+        """The node with room for req (this one: fits_here(req); the others: room in their
+        real CPUs, as pick(strict=True)) with the fewest actors per CPU (load: node ->
+        actors), this node first among equals: actors of the default strategy spread
+        over the cluster, as Ray's do, instead of piling up where they were made."""
+        best, best_key = None, None
+        for node, info in enumerate(self.table):
+            if node == self.me:
+                ok = fits_here(req)
+            else:
+                ok = node not in self.full and self.views[node].fits(req) and \
+                    self.feasible_on(node, req) and self.really_fits(node, req)
+            if not ok:
+                continue
+            key = (load.get(node, 0) / max(info["totals"].get("CPU", 0.0), 1.0), node != self.me, node)
+            if best_key is None or key < best_key:
+                best, best_key = node, key
+        return best
+
     def _real_free_cpus(self, node: int) -> float:
         view = self.views[node]
         return self.table[node]["totals"].get("CPU", 0.0) - \

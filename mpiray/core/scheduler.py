@@ -640,6 +640,10 @@ class Scheduler(CrossNode):
                     self.res.fits(queue[0].spec.resources):
                 self._reclaim_ahead()
             while queue and self.res.fits(queue[0].spec.resources):
+                rec = queue[0]
+                if rec.spec.deps and self.cluster is not None and self._to_data(rec):
+                    queue.popleft()
+                    continue
                 self._to_dispatched(queue.popleft())
             while queue and self.cluster is not None and self._to_forwarded(queue[0]):
                 queue.popleft()

@@ -62,6 +62,14 @@ class CrossNode:
         self.cluster.sent(spec.task_id, node, spec.resources, spec.return_ids())
         return True
 
+    def _to_data(self, rec) -> bool:
+        """A task free to go anywhere whose argument another node holds and this one
+        lacks goes there when that node has room (True), though it fits here too."""
+        if rec.origin is not None or not movable(rec.spec.resources):
+            return False
+        node = self.cluster.data_home(rec.spec.resources, rec.spec.deps, self.io.contains)
+        return node is not None and self._to_forwarded(rec, node)
+
     def _dispatch_spread(self, queue):
         """scheduling_strategy="SPREAD": each task to the next node in turn with room
         (this one included); one sent here by another node runs here."""

@@ -51,6 +51,44 @@ def test_tasks_on_every_node_see_the_whole_cluster(ray):
         == [want] * k
 
 
+def test_default_actors_spread_over_every_node(ray):
+    """As Ray's (test_actor_load_balancing): actors of the default strategy go to the node
+    with the fewest actors per CPU, not all to the node that made them."""
+    import collections
+
+    @ray.remote
+    class Where:
+        def node(self):
+            return node_index(ray)
+
+    k = expected_nodes()
+    actors = [Where.remote() for _ in range(3 * k)]
+    counts = collections.Counter(ray.get([a.node.remote() for a in actors], timeout=120))
+    assert set(counts) == set(range(k)), counts
+    for a in actors:
+        ray.kill(a)
+
+
+def test_a_task_goes_to_the_node_that_holds_its_argument(ray):
+    """Ray's locality-aware placement: a task whose big argument another node made (and
+    this one lacks) runs there, though the driver's node has a free CPU."""
+    k = expected_nodes()
+    if k < 2:
+        pytest.skip("needs a node per rank")
+
+    @ray.remote
+    def big():
+        return np.zeros(1_000_000, dtype=np.uint8)
+
+    @ray.remote
+    def where(x):
+        return node_index(ray), int(x.sum())
+
+    for i in range(1, k):
+        data = big.options(**on_node(ray, i)).remote()
+        assert ray.get(where.remote(data), timeout=60) == (i, 0)
+
+
 def test_tasks_spread_over_every_node_when_one_is_full(ray):
     @ray.remote
     def where(i):
