@@ -163,6 +163,25 @@ def _take(have: dict, want: dict):
         have[k] = have.get(k, 0.0) - v
 
 
+def _give(have: dict, want: dict):
+    for k, v in want.items():
+        have[k] = have.get(k, 0.0) + v
+
+
+def _drop(have, want: dict):
+    """want taken back out of have (None: nothing was put there)."""
+    if have is not None:
+        _take(have, want)
+
+
+def _less(have: dict, taken) -> dict:
+    """A copy of have less what taken holds (None: nothing)."""
+    out = dict(have)
+    for k, v in (taken or {}).items():
+        out[k] = out.get(k, 0.0) - v
+    return out
+
+
 def _total(bundles) -> dict:
     whole = {}
     for b in bundles:
@@ -293,6 +312,12 @@ class PlacementGroups:
         # Ray goes on to the next group when one cannot be placed yet).
         self.queue = []      # pg hex, waiting for its turn
         self.placing = None  # the multi-node pg whose bundles the nodes are reserving now
+        # What the bundles asked of each node hold there: promised (asked, not yet placed:
+        # the node's free resources as seen here do not show them yet) and committed
+        # (promised or placed, until removed). Plans take both off, so a burst of groups
+        # does not ask one node for what an earlier group was just promised.
+        self.promised = {}   # node -> {resource: amount}
+        self.committed = {}  # node -> {resource: amount}
 
     def apply(self, op, args):
         return getattr(self, "op_" + op)(*args)
@@ -323,11 +348,13 @@ class PlacementGroups:
         nodes' free resources have moved since they were created): every group on one
         node, and the oldest multi-node group unless one is being placed."""
         nodes = self.s.nodes_for_placement()
-        free = {n: dict(f) for n, _, f in nodes}
+        free = {n: _less(f, self.promised.get(n)) for n, _, f in nodes}
+        # (where a bundle may wait: a node's totals less the bundles it already has)
+        room = {n: _less(t, self.committed.get(n)) for n, t, _ in nodes}
         for pg in list(self.queue):
             rec = self.groups[pg]
             where = plan(rec["bundles"], rec["strategy"],
-                         [(n, t, free[n]) for n, t, _ in nodes]) or rec["where"]
+                         [(n, room[n], free[n]) for n, _, _ in nodes]) or rec["where"]
             if len(set(where)) > 1:
                 if self.placing is not None:
                     continue
@@ -339,6 +366,9 @@ class PlacementGroups:
             for index, (node, bundle) in enumerate(zip(where, rec["bundles"])):
                 per_node.setdefault(node, []).append((index, bundle))
                 _take(free[node], bundle)   # (the next plans see it taken)
+                _take(room[node], bundle)
+                _give(self.promised.setdefault(node, {}), bundle)
+                _give(self.committed.setdefault(node, {}), bundle)
             for node, items in per_node.items():
                 self.s.pg_send(node, "reserve", (pg, items))
 
@@ -347,6 +377,8 @@ class PlacementGroups:
         if rec is None or rec["state"] == REMOVED:
             return
         for index in indexes:
+            if not rec["placed"][index]:   # (the node's view shows it from now on)
+                _drop(self.promised.get(rec["where"][index]), rec["bundles"][index])
             rec["placed"][index] = True
         if all(rec["placed"]):
             rec["state"] = CREATED
@@ -377,6 +409,12 @@ class PlacementGroups:
         rec = self.groups.get(pg)
         if rec is None or rec["state"] == REMOVED:
             return None
+        if pg not in self.queue:   # (asked of nodes: what it holds there goes)
+            for index, node in enumerate(rec["where"] or ()):
+                bundle = rec["bundles"][index]
+                if not rec["placed"][index]:
+                    _drop(self.promised.get(node), bundle)
+                _drop(self.committed.get(node), bundle)
         rec["state"] = REMOVED
         self._answer_waiters(rec, False)
         if rec["name"] and self.names.get((rec["namespace"], rec["name"])) == pg:

@@ -131,3 +131,20 @@ def test_work_sent_to_a_removed_group_fails_on_every_node(ray):
         remove_placement_group(pg)
         with pytest.raises(ray.exceptions.TaskPlacementGroupRemoved):
             ray.get(f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg)).remote(), timeout=30)
+
+
+def test_a_burst_of_groups_that_fills_the_cluster_is_placed_whole(ray):
+    """Groups made in a burst, as many one-CPU bundles in pairs as the cluster has CPUs:
+    each plan takes off what earlier groups were promised on each node (the node's free
+    CPUs as seen from node 0 show it only once it is reserved), so none is asked of a
+    full node while another stands empty, and every group is created."""
+    cpus = int(ray.cluster_resources()["CPU"])
+    if len(ray.nodes()) < 2 or cpus < 4:
+        pytest.skip("needs nodes of their own with 4 CPUs or more in all")
+    pgs = [placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK") for _ in range(cpus // 2)]
+    ready, _ = ray.wait([pg.ready() for pg in pgs], num_returns=len(pgs), timeout=60)
+    states = [placement_group_table(pg)["state"] for pg in pgs]
+    assert len(ready) == len(pgs), states
+    for pg in pgs:
+        remove_placement_group(pg)
+    no_group_resources_left(ray)
