@@ -19,6 +19,7 @@ if not always balanced).
 
 from __future__ import annotations
 
+import os
 import time
 
 from mpiray import _ids
@@ -38,6 +39,9 @@ TURNAROUND_WEIGHT = 0.3   # of the newest task in a node's running average
 # A node that gave a task back is sent no more for this long, unless a task of its ends
 # first (it gave one back because its CPUs are taken by long work).
 FULL_FOR_S = 1.0
+# Ray's hybrid policy (scheduler_spread_threshold): a node runs work it could send
+# elsewhere itself until this share of its CPUs is busy, then prefers a node less busy.
+SPREAD_THRESHOLD = float(os.environ.get("RAY_scheduler_spread_threshold", "0.5"))
 
 
 class Cluster:
@@ -104,6 +108,21 @@ class Cluster:
         # pipelined CPUs (CPU_PIPELINE) are for when none has real ones free, or work
         # piles up on nodes that were quick while another idles
         return max(fits, key=lambda n: (self._real_free_cpus(n), self.views[n].available.get("CPU", 0.0)))
+
+    def below_threshold(self, req: dict) -> int | None:
+        """Another node with room for req whose CPUs are less than SPREAD_THRESHOLD busy,
+        the least busy first; None if none is (Ray's hybrid policy: a node packs its own
+        work until it is half busy, then spreads it)."""
+        best, best_busy = None, SPREAD_THRESHOLD
+        for node, view in self.views.items():
+            total = self.table[node]["totals"].get("CPU", 0.0)
+            if total <= 0 or node in self.full:
+                continue
+            busy = 1.0 - self._real_free_cpus(node) / total
+            if busy < best_busy and view.fits(req) and self.feasible_on(node, req) and \
+                    self.really_fits(node, req):
+                best, best_busy = node, busy
+        return best
 
     def data_home(self, req: dict, deps, have_locally) -> int | None:
         """Another node with room for req that holds an argument this node lacks (Ray's

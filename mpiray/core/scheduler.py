@@ -641,7 +641,8 @@ class Scheduler(CrossNode):
                 self._reclaim_ahead()
             while queue and self.res.fits(queue[0].spec.resources):
                 rec = queue[0]
-                if rec.spec.deps and self.cluster is not None and self._to_data(rec):
+                if self.cluster is not None and (rec.spec.deps and self._to_data(rec)
+                                                 or self._to_less_busy(rec)):
                     queue.popleft()
                     continue
                 self._to_dispatched(queue.popleft())

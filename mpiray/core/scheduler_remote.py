@@ -22,6 +22,7 @@ import time
 
 from mpiray import _ids
 from mpiray.core import affinity
+from mpiray.core.cluster import SPREAD_THRESHOLD
 from mpiray.core.task_states import FORWARDED, READY
 from mpiray.exceptions import TaskCancelledError
 
@@ -68,6 +69,17 @@ class CrossNode:
         if rec.origin is not None or not movable(rec.spec.resources):
             return False
         node = self.cluster.data_home(rec.spec.resources, rec.spec.deps, self.io.contains)
+        return node is not None and self._to_forwarded(rec, node)
+
+    def _to_less_busy(self, rec) -> bool:
+        """Ray's hybrid policy: once this node's CPUs are half busy, a task free to go
+        anywhere goes to a node less than half busy (True) instead of running here."""
+        total = self.res.totals.get("CPU", 0.0)
+        if rec.origin is not None or total <= 0 or \
+                total - self.res.available.get("CPU", 0.0) < SPREAD_THRESHOLD * total or \
+                not movable(rec.spec.resources):
+            return False
+        node = self.cluster.below_threshold(rec.spec.resources)
         return node is not None and self._to_forwarded(rec, node)
 
     def _dispatch_spread(self, queue):

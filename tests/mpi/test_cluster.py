@@ -89,6 +89,27 @@ def test_a_task_goes_to_the_node_that_holds_its_argument(ray):
         assert ray.get(where.remote(data), timeout=60) == (i, 0)
 
 
+def test_a_half_busy_node_sends_work_to_an_idle_one(ray):
+    """Ray's hybrid policy: the driver's node (4 CPUs here) runs its tasks itself until half
+    its CPUs are busy, then sends the next ones to a node less than half busy, though it
+    has free CPUs left."""
+    if expected_nodes() < 2:
+        pytest.skip("needs a node per rank")
+    ray.shutdown()
+    try:
+        ray.init(num_cpus=4)
+
+        @ray.remote
+        def where():
+            time.sleep(0.5)
+            return node_index(ray)
+
+        got = ray.get([where.remote() for _ in range(4)], timeout=60)
+        assert 2 <= got.count(0) < 4, got
+    finally:
+        ray.shutdown()   # (the next test gets the usual one-CPU driver's node)
+
+
 def test_tasks_spread_over_every_node_when_one_is_full(ray):
     @ray.remote
     def where(i):
