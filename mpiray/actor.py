@@ -171,7 +171,8 @@ class ActorClass:
                 try:
                     self._blob = dumps_function(self._cls)
                 except Exception as exc:  # noqa: BLE001
-                    raise unpicklable(f"the actor class {self.__name__}", exc) from exc
+                    raise unpicklable(f"the actor class {self._cls.__module__}."
+                                      f"{self._cls.__qualname__}.__init__", exc) from exc
                 check_function_size(self._blob, "actor", self.__name__)
             fid = self._exported[rt.session] = rt.export(self._blob)
         actor_id = _ids.new_id()

@@ -112,7 +112,9 @@ class RemoteFunction:
                 try:
                     self._blob = dumps_function(self._function)
                 except Exception as exc:  # noqa: BLE001
-                    raise unpicklable(f"the remote function {self._name}", exc) from exc
+                    # (Ray's words: "the function <module>.<name>")
+                    raise unpicklable(f"the function {getattr(self._function, '__module__', '')}."
+                                      f"{self._name}", exc) from exc
                 check_function_size(self._blob, "remote function",
                                     f"{getattr(self._function, '__module__', '')}.{self._name}")
             fid = self._exported[rt.session] = rt.export(self._blob)

@@ -400,7 +400,7 @@ def _new_layout(key: bytes):
 
 def unpicklable(what: str, exc: Exception) -> TypeError:
     """The error for something a task, actor or put needs that does not pickle."""
-    return unpicklable_error(f"{what} could not be serialized: {exc}")
+    return unpicklable_error(f"Could not serialize {what}: {exc}")
 
 
 def unpicklable_error(text: str) -> TypeError:

@@ -782,7 +782,7 @@ def test_what_does_not_pickle_is_named(ray):
     with pytest.raises(TypeError, match="Could not serialize the argument <unlocked _thread.lock "
                        "object at .*> for a task or actor .*takes"):   # (Ray's words)
         takes.remote(threading.Lock())
-    with pytest.raises(TypeError, match="remote function .*closes_over_a_lock could not be serialized"):
+    with pytest.raises(TypeError, match="Could not serialize the function .*closes_over_a_lock"):
         closes_over_a_lock.remote()
     with pytest.raises(TypeError, match="put"):
         ray.put(threading.Lock())
