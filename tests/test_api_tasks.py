@@ -1164,3 +1164,36 @@ def test_get_timeout_text_is_rays(ray):
 
     with pytest.raises(ray.exceptions.GetTimeoutError, match=re.escape("Get timed out: some object(s) not ready.")):
         ray.get(slow.remote(), timeout=0.1)
+
+
+def test_a_function_whose_module_workers_cannot_import_fails_as_rays(fresh, tmp_path, monkeypatch):
+    """A module only the driver can import (its directory put on sys.path after init):
+    the task fails with RayTaskError, a RuntimeError ("failed to import on the worker");
+    the actor with ActorDiedError saying so. The worker lives on."""
+    ray = fresh
+    ray.init(num_cpus=1)
+    (tmp_path / "only_in_driver.py").write_text("def f():\n    return 1\n\nclass Base:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_in_driver
+
+    @ray.remote
+    def uses():
+        return only_in_driver.f()
+
+    @ray.remote
+    class Derived(only_in_driver.Base):
+        def ping(self):
+            return 1
+
+    with pytest.raises(RuntimeError, match="The remote function failed to import on the worker") as err:
+        ray.get(uses.remote(), timeout=60)
+    assert isinstance(err.value, ray.exceptions.RayTaskError)
+    assert "No module named 'only_in_driver'" in str(err.value)
+    with pytest.raises(ray.exceptions.ActorDiedError, match="The actor with name Derived failed to import"):
+        ray.get(Derived.remote().ping.remote(), timeout=60)
+
+    @ray.remote
+    def fine():
+        return 2
+
+    assert ray.get(fine.remote(), timeout=60) == 2

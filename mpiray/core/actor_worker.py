@@ -112,12 +112,15 @@ class ActorWorker:
         spec = self.aspec.creation
         context.set_task(spec.task_id.hex(), spec.name, depth=spec.depth)
         set_title(f"{self.aspec.class_name}.__init__")
+        loading = False
         try:
             # the actor's whole process runs in its runtime_env, its class loaded in it too
             runtime_env.apply_process(spec.runtime_env)
             executor.default_omp_threads(self.aspec.resources)
             self.rt.inherited_env = spec.runtime_env
-            cls = self.rt.load_function(spec.function_id)
+            loading = True
+            cls = self.rt.load_function(spec.function_id, self.aspec.class_name)
+            loading = False
             args, kwargs = self.rt.unpack_args(spec)
             self.instance = cls.__new__(cls)
             try:   # (a constructor's error names the instance too, as Ray's)
@@ -136,6 +139,8 @@ class ActorWorker:
                 pass
             return True
         except BaseException as exc:  # noqa: BLE001 - the cause goes to every caller
+            if loading:   # (its class could not be loaded: no frames of ours in its text)
+                exc = exc.with_traceback(None)
             err = executor.wrap(exc, f"{self.aspec.class_name}.__init__")
             # (by value: the node may not import the error's class, a local one say)
             self.rt.channel.send([(P.ACTOR_FAILED, self.actor_id, executor.error_blob(err))])

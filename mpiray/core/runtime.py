@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -341,18 +342,26 @@ class Runtime:
                     raise
         return fid
 
-    def load_function(self, fid: bytes):
+    def load_function(self, fid: bytes, actor_class=None):
+        """The function (or actor_class's class) stored under fid. One that cannot be
+        loaded here (a module it needs is missing) raises RuntimeError, in Ray's words: the
+        task's error, or the actor's creation error."""
         fn = self.functions.get(fid)
         if fn is None:
             buf = self.store.get(fid, 30.0)
             if buf is None:
-                raise RuntimeError(f"function {fid.hex()} was never exported to this node")
+                raise RaySystemError(f"function {fid.hex()} was never exported to this node")
             try:
                 fn = cloudpickle.loads(buf)
             except Exception as exc:  # noqa: BLE001 - a module the function needs is missing here
-                raise RaySystemError(f"the function or class could not be loaded in this worker "
-                                     f"(pid {os.getpid()}): {exc!r}; its modules must be "
-                                     "importable where it runs") from exc
+                import traceback
+
+                who = "The remote function" if actor_class is None else \
+                    f"The actor with name {actor_class}"
+                raise RuntimeError(
+                    f"{who} failed to import on the worker. This may be because needed library "
+                    f"dependencies are not installed in the worker environment or cannot be "
+                    f"found from sys.path {sys.path}:\n\n{traceback.format_exc()}") from None
             self.functions[fid] = fn
         return fn
 

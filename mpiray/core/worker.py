@@ -132,7 +132,7 @@ class TaskWorker:
                 self.named = spec.name
                 name_output(spec.name.rpartition(".")[2])
             if spec.runtime_env is None:
-                sealed, retry = executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
+                sealed, retry = self._run(spec)
             else:
                 sealed, retry = self._run_in_env(spec)
         except (TaskCancelledError, KeyboardInterrupt):  # the cancel came outside the user's function
@@ -156,12 +156,19 @@ class TaskWorker:
             count = self.calls[spec.function_id] = self.calls.get(spec.function_id, 0) + 1
             self.exit_after = count >= spec.max_calls
 
+    def _run(self, spec):
+        try:
+            fn = self.rt.load_function(spec.function_id)
+        except RuntimeError as exc:   # (a module it needs is missing here: the task's error)
+            return executor._write_error(self.rt, spec, executor.wrap(exc.with_traceback(None), spec.name)), False
+        return executor.run(self.rt, spec, fn)
+
     def _run_in_env(self, spec):
         """The task inside its runtime_env (core/runtime_env.py), which its children inherit."""
         with runtime_env.applied(spec.runtime_env):
             self.rt.inherited_env = spec.runtime_env
             try:
-                return executor.run(self.rt, spec, self.rt.load_function(spec.function_id))
+                return self._run(spec)
             finally:
                 # the task is over: a cancel's signal from here on finds no task, so it
                 # cannot cut the putting back of the environment short (a leak into
