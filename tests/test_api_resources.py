@@ -50,12 +50,8 @@ def test_infeasible_task_stays_pending_with_a_warning(fresh, capfd):
         ray.get(ref, timeout=10)
 
 
-def test_gpu_tasks_and_actors_are_pinned(fresh, monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    ray = fresh
-    ray.init(num_cpus=2, num_gpus=2)
-    assert ray.cluster_resources()["GPU"] == 2
-
+def _gpu_reporters(ray):
+    """A one-GPU task and a one-GPU actor class, each telling (CUDA_VISIBLE_DEVICES, get_gpu_ids())."""
     @ray.remote(num_gpus=1)
     def which():
         return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
@@ -64,6 +60,17 @@ def test_gpu_tasks_and_actors_are_pinned(fresh, monkeypatch):
     class GpuActor:
         def which(self):
             return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
+
+    return which, GpuActor
+
+
+def test_gpu_tasks_and_actors_are_pinned(fresh, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    ray = fresh
+    ray.init(num_cpus=2, num_gpus=2)
+    assert ray.cluster_resources()["GPU"] == 2
+
+    which, GpuActor = _gpu_reporters(ray)
 
     env, ids = ray.get(which.remote())
     assert env in ("3", "5") and ids == [env]   # (as Ray: strings when the variable was set)
@@ -675,14 +682,7 @@ def test_noset_variable_leaves_cuda_visible_devices_as_inherited(fresh, monkeypa
     ray = fresh
     ray.init(num_cpus=2, num_gpus=2)
 
-    @ray.remote(num_gpus=1)
-    def which():
-        return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
-
-    @ray.remote(num_gpus=1)
-    class GpuActor:
-        def which(self):
-            return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
+    which, GpuActor = _gpu_reporters(ray)
 
     env, ids = ray.get(which.remote(), timeout=30)
     assert env == "4,6" and ids in (["4"], ["6"])
