@@ -180,7 +180,7 @@ class ActorClass:
         creation = TaskSpec(task_id=_ids.new_id(), kind=ACTOR_CREATION, function_id=fid,
                             name=f"{self.__name__}.__init__", args=blob, deps=deps,
                             contained=contained, actor_id=actor_id, num_returns=0,
-                            depth=context.task_depth() + 1,
+                            depth=context.task_depth() + 1, parent=context.task_id(),
                             runtime_env=runtime_env.merge(rt.inherited_env, opts["runtime_env"]))
         concurrency = opts["max_concurrency"] or (1000 if self._is_async else 1)
         groups = opts["concurrency_groups"]

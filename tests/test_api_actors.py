@@ -1814,10 +1814,13 @@ def test_recursive_cancel_reaches_the_end_of_a_chain_of_async_calls_first(ray):
             ray.kill(a)
 
 
-def test_workers_start_with_no_garbage_cycles(ray):
+def test_workers_start_with_no_garbage_cycles(fresh):
     """Ray's test_python_object_leak: gc.collect() with DEBUG_SAVEALL finds nothing in a
     fresh task worker or actor (mpiray's own start-up leaves no reference cycle)."""
     import gc
+
+    ray = fresh
+    ray.init(num_cpus=1)   # (task workers no earlier test ran anything in)
 
     def garbage():
         gc.set_debug(gc.DEBUG_SAVEALL)

@@ -271,31 +271,6 @@ def test_error_text_shows_the_users_frames_and_each_nested_level(ray):
     assert "boom from inner" in str(info.value)
 
 
-def test_a_function_whose_module_is_missing_in_the_worker_fails_the_task_only(ray, tmp_path):
-    """RaySystemError naming the module, once (no crash, so no retry); the worker lives."""
-    import importlib
-    import sys
-
-    (tmp_path / "driver_only_module.py").write_text("def twice(x):\n    return 2 * x\n")
-    sys.path.insert(0, str(tmp_path))
-    try:   # (imported here, so its functions pickle by reference to it)
-        module = importlib.import_module("driver_only_module")
-    finally:
-        sys.path.remove(str(tmp_path))
-    (tmp_path / "driver_only_module.py").unlink()
-    try:
-        with pytest.raises(ray.exceptions.RaySystemError, match="driver_only_module"):
-            ray.get(ray.remote(module.twice).remote(2), timeout=60)
-    finally:
-        sys.modules.pop("driver_only_module", None)
-
-    @ray.remote
-    def fine():
-        return "fine"
-
-    assert ray.get(fine.remote(), timeout=30) == "fine"
-
-
 class NeedsArgsToBeMade(Exception):
     """As pydantic's ValidationError: __new__ itself wants the arguments."""
 

@@ -748,3 +748,15 @@ def test_state_api_rows_as_rays(fresh):
     assert ray.get(running, timeout=30) == 1
     (row,) = [o for o in list_objects() if o["object_id"] == running.hex()]
     assert row["task_status"] == "FINISHED" and row["object_size"] > 0
+
+    @ray.remote
+    def child():
+        return ray.get_runtime_context().get_task_id()
+
+    @ray.remote
+    def parent():
+        return ray.get_runtime_context().get_task_id(), ray.get(child.remote())
+
+    parent_id, child_id = ray.get(parent.remote(), timeout=30)
+    rows = {t["task_id"]: t for t in list_tasks(detail=True)}
+    assert rows[child_id]["parent_task_id"] == parent_id and rows[parent_id]["parent_task_id"] is None

@@ -452,6 +452,7 @@ class Runtime:
             retry_exceptions=opts["retry_exceptions"],
             runtime_env=runtime_env.merge(self.inherited_env, opts["runtime_env"]),
             max_calls=opts["max_calls"], depth=context.task_depth() + 1,
+            parent=context.task_id(),
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         self._note_child(spec.task_id)
@@ -499,6 +500,7 @@ class Runtime:
             args=blob, deps=deps, contained=contained, num_returns=num_returns,
             actor_id=actor_id, method=method, max_retries=max_retries,
             retry_exceptions=retry_exceptions, depth=context.task_depth() + 1,
+            parent=context.task_id(),
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         self._note_child(spec.task_id)

@@ -445,7 +445,7 @@ class Scheduler(CrossNode):
         self._release_task_resources(rec)
         spec = rec.spec
         self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
-                           retry or failed or rec.cancelled))
+                           retry or failed or rec.cancelled, spec.parent))
         if retry and not rec.cancelled:
             rec.spec.attempt += 1
             self._to_ready(rec)
@@ -981,7 +981,7 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
 
     def _after_crash(self, rec, status):
         spec = rec.spec
-        self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources, True))
+        self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources, True, spec.parent))
         if rec.evicted:
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), WorkerCrashedError(

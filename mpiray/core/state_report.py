@@ -68,13 +68,15 @@ def tasks(scheduler) -> list:
                 "attempt_number": rec.spec.attempt,
                 "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
                 "func_or_class_name": rec.spec.name, "actor_id": None,
+                "parent_task_id": rec.spec.parent,
                 "_placed": state == "RUNNING",   # (a pending task is on no node yet)
             })
         rows += [{
             "task_id": task_id.hex(), "name": name, "state": "FAILED" if failed else "FINISHED",
             "attempt_number": attempt, "required_resources": dict(resources),
             "type": "NORMAL_TASK", "func_or_class_name": name, "actor_id": None,
-        } for task_id, name, attempt, resources, failed in scheduler.ended]
+            "parent_task_id": parent,
+        } for task_id, name, attempt, resources, failed, parent in scheduler.ended]
         mine = [rec for rec in scheduler.actors.actors.values() if rec.host is None]
         rows += [_creation_task(rec) for rec in mine]
     for rec in mine:
@@ -97,7 +99,8 @@ def _creation_task(rec) -> dict:
     return {"task_id": spec.task_id.hex(), "name": spec.name, "state": state,
             "attempt_number": rec.restarts, "required_resources": dict(rec.spec.resources),
             "type": "ACTOR_CREATION_TASK", "func_or_class_name": spec.name,
-            "actor_id": rec.spec.actor_id.hex(), "_placed": rec.state != AM.PENDING}
+            "actor_id": rec.spec.actor_id.hex(), "parent_task_id": spec.parent,
+            "_placed": rec.state != AM.PENDING}
 
 
 def _actor_calls(scheduler, rec) -> list:
@@ -120,7 +123,7 @@ def _actor_calls(scheduler, rec) -> list:
                 "task_id": spec.task_id.hex(), "name": spec.name, "state": state,
                 "attempt_number": spec.attempt, "required_resources": {},
                 "type": "ACTOR_TASK", "func_or_class_name": spec.name,
-                "actor_id": rec.spec.actor_id.hex(),
+                "actor_id": rec.spec.actor_id.hex(), "parent_task_id": spec.parent,
             })
     return rows
 
