@@ -6,13 +6,15 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from mpiray.core.labels import check_node_labels
+
 # Ray keywords accepted for compatibility that have no meaning on mpiray (see docs/api.md).
 IGNORED_KEYWORDS = {
     "address", "include_dashboard", "dashboard_host", "dashboard_port", "log_to_driver",
     "configure_logging", "logging_level", "logging_format", "logging_config",
     "local_mode", "_temp_dir", "_system_config",
     "_enable_object_reconstruction", "_metrics_export_port", "_node_ip_address",
-    "_redis_password", "storage", "labels", "_plasma_directory", "_node_name",
+    "_redis_password", "storage", "_plasma_directory", "_node_name",
     "enable_resource_isolation", "system_reserved_cpu", "system_reserved_memory",
     "_cgroup_path", "_skip_env_hook", "_driver_object_store_memory",
     "_tracing_startup_hook", "_include_dashboard", "num_worker_processes",
@@ -44,6 +46,7 @@ class Config:
     default_actor_lifetime: str = "non_detached"   # (JobConfig's)
     job_id: str = ""         # the driver node's session, on every node (get_job_id())
     graceful_shutdown_s: float = 30.0   # _system_config's actor_graceful_shutdown_timeout_ms
+    labels: dict = field(default_factory=dict)   # the node's own (core/labels.py)
 
     def memory_bytes(self) -> int:
         """Ray's default: tasks' `memory` may take 70% of RAM, less the object store."""
@@ -60,7 +63,8 @@ class Config:
 
 
 def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
-                namespace=None, log_to_driver=True, runtime_env=None, **kwargs) -> Config:
+                namespace=None, log_to_driver=True, runtime_env=None, labels=None,
+                **kwargs) -> Config:
     job = kwargs.pop("job_config", None)
     if job is not None:
         from mpiray.job_config import JobConfig
@@ -121,7 +125,8 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
                   task_events=os.environ.get("MPIRAY_TASK_EVENTS", "0") not in ("", "0"),
                   memory=memory,
                   default_actor_lifetime=job.default_actor_lifetime if job else "non_detached",
-                  graceful_shutdown_s=float(graceful_ms) / 1000.0)
+                  graceful_shutdown_s=float(graceful_ms) / 1000.0,
+                  labels=check_node_labels(labels))
 
 
 SPILL_KEYWORDS = {"object_spilling_directory"}

@@ -127,8 +127,11 @@ def _with_strategy(req: dict, strategy, fit=None, what=None) -> dict:
     has the scheduler place the work on the nodes in turn (a no-op on one node);
     PlacementGroupSchedulingStrategy renames the request into its bundle's resources."""
     from mpiray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
+                                                   NodeLabelSchedulingStrategy,
                                                    PlacementGroupSchedulingStrategy)
 
+    if isinstance(strategy, NodeLabelSchedulingStrategy):
+        return req   # (placed at submission: label_selection)
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         if strategy.placement_group is None:
             return req
@@ -142,7 +145,20 @@ def _with_strategy(req: dict, strategy, fit=None, what=None) -> dict:
         # soft: a mark the node's scheduler resolves (affinity.resolve_soft)
         return dict(req, **{strategy.resource(): 0.0 if strategy.soft else affinity.AFFINITY_SLIVER})
     raise ValueError(f"unsupported scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
-                     "a NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy")
+                     "a NodeAffinitySchedulingStrategy, a NodeLabelSchedulingStrategy or a "
+                     "PlacementGroupSchedulingStrategy")
+
+
+def label_selection(opts: dict, strategy):
+    """label_selector= and a NodeLabelSchedulingStrategy, as one Selector (core/labels.py),
+    or None: the nodes are known, and the mark made, when the work is submitted."""
+    from mpiray.core.labels import Selector, parse_label_selector
+    from mpiray.util.scheduling_strategies import NodeLabelSchedulingStrategy
+
+    selector = parse_label_selector(opts.get("label_selector") or {})
+    if isinstance(strategy, NodeLabelSchedulingStrategy):
+        selector = Selector(selector.hard + strategy.selector.hard, strategy.selector.soft)
+    return selector or None
 
 
 def num_returns_option(value, default=1) -> int:
@@ -203,12 +219,14 @@ def task_options(opts: dict, is_generator: bool = False, what=None) -> dict:
     if max_calls is None:   # Ray's default: a GPU task's worker ends after it (frees the GPU)
         max_calls = 1 if (opts.get("num_gpus") or 0) > 0 else 0
     counting_option("max_calls", max_calls, infinite=False)
+    strategy = _strategy_of(opts)
     return {
         "num_returns": num_returns,
         "resources": _with_strategy(
             normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources"),
                       memory=opts.get("memory")),
-            _strategy_of(opts), what=what),
+            strategy, what=what),
+        "labels": label_selection(opts, strategy),
         "max_retries": 10**9 if max_retries == -1 else max_retries,
         "retry_exceptions": retry,
         "name": opts.get("name"),
@@ -268,6 +286,7 @@ def actor_options(opts: dict, what=None) -> dict:
         validate_namespace(namespace)
     return {
         "resources": held, "placement": placement_req,
+        "labels": label_selection(opts, strategy),
         "max_restarts": -1 if max_restarts == -1 else max_restarts,
         "max_task_retries": 10**9 if max_task_retries == -1 else max_task_retries,
         "max_concurrency": max_concurrency, "name": name or "",

@@ -21,7 +21,7 @@ import cloudpickle
 from mpiray import _ids, _options, signature
 from mpiray import api as _api
 from mpiray.core import actor_spec as A
-from mpiray.core import context, current, names, placement, refcount, serialization_context
+from mpiray.core import context, current, labels, names, placement, refcount, serialization_context
 from mpiray.core import protocol as P
 from mpiray.core.actor_spec import BUILT_IN_METHODS
 from mpiray.core.executor import ExitActor
@@ -189,6 +189,9 @@ class ActorClass:
         if method_groups is None:   # (once per set of groups: it walks the class)
             method_groups = self._method_groups[key] = _method_groups(self._cls, groups)
         held, to_place = opts["resources"], opts["placement"]
+        if opts["labels"] is not None:
+            where = labels.mark(opts["labels"])
+            held, to_place = dict(held, **where), dict(to_place, **where)
         if opts["capturable"] and not rt.is_driver:
             parent = context.resources()
             held, to_place = placement.captured(held, parent), placement.captured(to_place, parent)

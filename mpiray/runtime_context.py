@@ -21,6 +21,13 @@ class RuntimeContext:
     def get_node_id(self):
         return _info("Node ID").get("node_id")
 
+    def get_node_labels(self) -> dict:
+        """The labels of the node the caller runs on (nodes()[i]["Labels"])."""
+        from mpiray.core.labels import current_node_labels
+
+        _info("Node labels")
+        return current_node_labels()
+
     def get_job_id(self):
         """The driver's: the same on every node (each node has a session of its own)."""
         info = _info("Job ID")

@@ -440,3 +440,30 @@ def test_a_rank_that_fails_before_init_does_not_leave_the_others_waiting(tmp_pat
     assert "not every rank " + message in proc.stderr, proc.stderr
     assert took < 60
     assert not {e for e in set(os.listdir("/dev/shm")) - before if e.startswith("mpich_shm_")}
+
+
+def test_labels_place_work_on_the_nodes_that_have_them(tmp_path):
+    """init(labels=) labels the driver's node, MPIRAY_LABELS the others; label_selector
+    and NodeLabelSchedulingStrategy send tasks and actors only to nodes that match."""
+    code = """
+        import mpiray as ray
+        from mpiray.util.scheduling_strategies import NodeLabelSchedulingStrategy, In
+        ray.init(num_cpus=1, labels={"zone": "a"})
+        @ray.remote
+        def where():
+            return int(ray.get_runtime_context().get_node_id()[:4], 16)
+        @ray.remote
+        class Where:
+            def node(self):
+                return ray.get_runtime_context().get_node_labels()["zone"]
+        print("labels", [n["Labels"]["zone"] for n in ray.nodes()], flush=True)
+        b = sorted(set(ray.get([where.options(label_selector={"zone": "b"}).remote() for _ in range(8)])))
+        a = sorted(set(ray.get([where.options(label_selector={"zone": "!b"}).remote() for _ in range(4)])))
+        hard = NodeLabelSchedulingStrategy(hard={"zone": In("b")})
+        actors = [Where.options(scheduling_strategy=hard).remote() for _ in range(2)]
+        print("placed", b, a, ray.get([x.node.remote() for x in actors]), flush=True)
+    """
+    proc, _ = mpirun(3, code, tmp_path=tmp_path, env={"MPIRAY_LABELS": '{"zone": "b"}'})
+    assert proc.returncode == 0, proc.stderr
+    assert "labels ['a', 'b', 'b']" in proc.stdout
+    assert "placed [1, 2] [0] ['b', 'b']" in proc.stdout

@@ -53,10 +53,13 @@ def answer(node, what: str, from_worker: bool = False):
 
 
 def _nodes(node) -> list:
+    from mpiray.core.labels import node_labels
+
     return [{
         "NodeID": info["node_id"], "Alive": True, "alive": True,
         "NodeManagerAddress": info["ip"], "NodeManagerHostname": info["host"],
-        "NodeName": info["ip"], "Labels": {},   # (Ray's node name defaults to its IP)
+        "NodeName": info["ip"],   # (Ray's node name defaults to its IP)
+        "Labels": node_labels(info.get("labels", {}), info["node_id"]),
         "NodeIndex": index, "MPIRank": info["rank"], "Pid": info["pid"],
         "Resources": dict(info["totals"]),
     } for index, info in enumerate(node_table(node))]
@@ -101,7 +104,8 @@ def node_table(node):
     from mpiray.util.network import get_node_ip_address
 
     return [{"node_id": node.node_id, "host": os.uname().nodename, "ip": get_node_ip_address(),
-             "rank": 0, "pid": os.getpid(), "totals": dict(node.scheduler.res.totals)}]
+             "rank": 0, "pid": os.getpid(), "totals": dict(node.scheduler.res.totals),
+             "labels": dict(node.config.labels)}]
 
 
 def _sum(dicts):

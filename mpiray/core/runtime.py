@@ -23,7 +23,7 @@ from mpiray import _ids
 from mpiray.core.native import QueueClosed
 from mpiray.core.deferred_calls import DeferredCalls
 from mpiray.core import actor_spec as A
-from mpiray.core import context, placement, refcount
+from mpiray.core import context, labels, placement, refcount
 from mpiray.core import protocol as P
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CALL, TaskSpec
@@ -440,6 +440,8 @@ class Runtime:
         blob, deps, contained, holder = self.pack_args(args, kwargs, name)
         n = opts["num_returns"]
         req = opts["resources"]
+        if opts["labels"] is not None:
+            req = dict(req, **labels.mark(opts["labels"]))
         if not self.is_driver and opts["capturable"]:
             parent = context.resources()
             if len(parent) > 1:   # (a plain parent, {"CPU": 1}, captures nothing)

@@ -34,7 +34,7 @@ import time
 import traceback
 
 from mpiray import _ids
-from mpiray.core import affinity, placement, unhandled_errors
+from mpiray.core import affinity, labels, placement, unhandled_errors
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager, death_error
 from mpiray.core.accelerators import NONE
@@ -618,6 +618,10 @@ class Scheduler(CrossNode):
             return  # its placement group is not placed yet: waiting is normal
         if key not in self._warned:
             self._warned.add(key)
+            if labels.NO_MATCH in req:
+                self.io.warn(f"{name}: no node has the labels its label_selector or "
+                             "NodeLabelSchedulingStrategy asks for: it stays pending (as in Ray)")
+                return
             if self.cluster is None:
                 has = f"this cluster has {self.res.totals}"
             else:   # (what each node has of what it asks)

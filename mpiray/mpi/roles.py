@@ -58,7 +58,7 @@ def node_config(w: World, cfg: dict):
         _config.default_store_capacity() // len(nodes_on_my_host(w))
     config = _config.make_config(
         num_cpus=cpus, object_store_memory=store, _visible_gpus=gpu_share(w),
-        resources=env_resources(),
+        resources=env_resources(), labels=env_json("MPIRAY_LABELS", "label values"),
         namespace=cfg.get("namespace"), _prefault_store=cfg.get("prefault", False))
     config.runtime_env = cfg.get("runtime_env")  # the driver's, checked there already
     config.task_events = bool(cfg.get("task_events"))
@@ -95,19 +95,23 @@ def _narrowed_by_slurm() -> bool:
 def env_resources() -> dict:
     """MPIRAY_RESOURCES='{"name": amount, ...}': custom resources of this rank's node
     (as `ray start --resources` gives a Ray node its own; set per rank by the launcher,
-    e.g. an MPMD `mpiexec ... : -n 1 -env MPIRAY_RESOURCES '{"bigmem": 1}' ...`)."""
+    e.g. an MPMD `mpiexec ... : -n 1 -env MPIRAY_RESOURCES '{"bigmem": 1}' ...`).
+    MPIRAY_LABELS='{"key": "value"}' gives it labels the same way (`ray start --labels`)."""
+    return env_json("MPIRAY_RESOURCES", "resource amounts")
+
+
+def env_json(name: str, of: str) -> dict:
     import json
 
-    text = os.environ.get("MPIRAY_RESOURCES", "").strip()
+    text = os.environ.get(name, "").strip()
     if not text:
         return {}
     try:
         found = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"MPIRAY_RESOURCES must be a JSON object of resource amounts, "
-                         f"got {text!r}: {exc}") from None
+        raise ValueError(f"{name} must be a JSON object of {of}, got {text!r}: {exc}") from None
     if not isinstance(found, dict) or not all(isinstance(k, str) for k in found):
-        raise ValueError(f"MPIRAY_RESOURCES must be a JSON object of resource amounts, got {text!r}")
+        raise ValueError(f"{name} must be a JSON object of {of}, got {text!r}")
     return found
 
 
@@ -125,7 +129,7 @@ def node_info(w: World, node) -> dict:
 
     return {"totals": dict(node.scheduler.res.totals), "host": w.hostname, "rank": w.rank,
             "ip": get_node_ip_address(), "pid": os.getpid(),
-            "node_id": node.node_id, "index": w.node_index}
+            "node_id": node.node_id, "index": w.node_index, "labels": dict(node.config.labels)}
 
 
 # What the driver may ask every node (DriverLink.ask), answered from its scheduler.

@@ -74,4 +74,73 @@ class PlacementGroupSchedulingStrategy:
                 f"bundle {self.placement_group_bundle_index})")
 
 
-__all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]
+class _LabelOperator:
+    def __init__(self, *values):
+        if not values:
+            raise ValueError(f"{type(self).__name__} needs at least one value")
+        for value in values:
+            if not isinstance(value, str):
+                raise ValueError(f"{type(self).__name__}'s values must be strings, got {value!r}")
+        self.values = tuple(values)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.values == other.values
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(map(repr, self.values))})"
+
+
+class In(_LabelOperator):
+    """The node's label is one of these values."""
+
+
+class NotIn(_LabelOperator):
+    """The node lacks the label, or has another value."""
+
+
+class Exists:
+    """The node has the label, whatever its value."""
+
+    values = ()
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __repr__(self):
+        return "Exists()"
+
+
+class DoesNotExist:
+    """The node lacks the label."""
+
+    values = ()
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __repr__(self):
+        return "DoesNotExist()"
+
+
+class NodeLabelSchedulingStrategy:
+    """Run on a node whose labels (init(labels=), nodes()[i]["Labels"]) match every
+    expression of hard, preferring those that match soft too: e.g.
+    NodeLabelSchedulingStrategy(hard={"zone": In("a", "b")}, soft={"disk": Exists()}).
+    Work no node matches waits (core/labels.py)."""
+
+    def __init__(self, hard, *, soft=None):
+        from mpiray.core.labels import Selector, expressions_to_terms
+
+        if not hard and not soft:
+            raise ValueError("The `hard` and `soft` parameter of NodeLabelSchedulingStrategy "
+                             "cannot both be empty.")
+        self.hard, self.soft = hard, soft
+        self.selector = Selector(expressions_to_terms(hard, "NodeLabelSchedulingStrategy hard"),
+                                 expressions_to_terms(soft, "NodeLabelSchedulingStrategy soft"))
+
+    def __repr__(self):
+        return f"NodeLabelSchedulingStrategy(hard={self.hard!r}, soft={self.soft!r})"
+
+
+__all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy",
+           "NodeLabelSchedulingStrategy", "In", "NotIn", "Exists", "DoesNotExist"]
