@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 
 from mpiray.core.labels import check_node_labels
@@ -22,6 +23,36 @@ IGNORED_KEYWORDS = {
 
 
 MEMORY_SHARE = 0.7   # Ray's default share of RAM for the `memory` resource
+MIN_STORE_BYTES = 75 << 20   # Ray's OBJECT_STORE_MINIMUM_MEMORY_BYTES
+
+# init()'s own keyword for each resource every node has (not a custom resource).
+DEFAULT_RESOURCES = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "_memory",
+                     "object_store_memory": "object_store_memory"}
+
+
+class DefaultResourceError(AssertionError, ValueError):
+    """init(resources={"CPU": ...}): Ray asserts; a ValueError too, as a bad argument."""
+
+
+def overridden_resources() -> dict:
+    """RAY_OVERRIDE_RESOURCES='{"CPU": 4, "custom": 2}': what this node has, whatever
+    init() (or, under MPI, the rank's defaults) said, as Ray's."""
+    import json
+
+    text = os.environ.get("RAY_OVERRIDE_RESOURCES", "").strip()
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"RAY_OVERRIDE_RESOURCES must be a JSON object of resource amounts, "
+                         f"got {text!r}: {exc}") from None
+    if not isinstance(found, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v >= 0 for k, v in found.items()):
+        raise ValueError(f"RAY_OVERRIDE_RESOURCES must be a JSON object of non-negative "
+                         f"resource amounts, got {text!r}")
+    return found
 
 
 @dataclass
@@ -100,12 +131,21 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
     gpu_ids = visible[:num_gpus] if len(visible) >= num_gpus else list(range(num_gpus))
     resources = dict(resources or {})
     for key, amount in resources.items():
-        if key in ("CPU", "GPU"):
-            raise ValueError("use num_cpus/num_gpus for CPU and GPU, not resources=")
-        if key in ("memory", "object_store_memory"):
-            raise ValueError(f"use {'_memory' if key == 'memory' else key}= for {key}, not resources=")
+        if key in DEFAULT_RESOURCES:   # (Ray's assertion and words, then ours)
+            raise DefaultResourceError(
+                f"`{key}` cannot be a custom resource because it is one of the default "
+                f"resources ({', '.join(DEFAULT_RESOURCES)}): use "
+                f"{DEFAULT_RESOURCES[key]}= instead of resources=")
         if not isinstance(amount, (int, float)) or amount < 0:
             raise ValueError(f"resource {key!r} must be a non-negative number, got {amount!r}")
+    override = overridden_resources()
+    if override:   # (Ray's RAY_OVERRIDE_RESOURCES: it wins over init()'s arguments)
+        resources.update({k: v for k, v in override.items() if k not in DEFAULT_RESOURCES})
+        num_cpus = int(override.get("CPU", num_cpus))
+        num_gpus = int(override.get("GPU", num_gpus))
+        gpu_ids = visible[:num_gpus] if len(visible) >= num_gpus else list(range(num_gpus))
+        memory = int(override["memory"]) if "memory" in override else memory
+        object_store_memory = override.get("object_store_memory", object_store_memory)
     if object_store_memory is None:
         object_store_memory = default_store_capacity()
     elif isinstance(object_store_memory, float) and object_store_memory >= 1:
@@ -113,13 +153,20 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
     if not isinstance(object_store_memory, int) or isinstance(object_store_memory, bool) \
             or object_store_memory <= 0:
         raise ValueError(f"object_store_memory must be a positive number of bytes, got {object_store_memory!r}")
+    if object_store_memory < MIN_STORE_BYTES:   # (Ray's minimum and words)
+        raise ValueError(f"Attempting to cap object store memory usage at {object_store_memory} "
+                         f"bytes, but the minimum allowed is {MIN_STORE_BYTES} bytes.")
+    temp_dir = kwargs.get("_temp_dir")
+    if temp_dir is not None and not os.path.isabs(str(temp_dir)):
+        raise ValueError(f"_temp_dir must be an absolute path, got {temp_dir!r}")
     if prefault is None:
         prefault = os.environ.get("MPIRAY_PREFAULT_STORE", "0") not in ("", "0")
     from mpiray.core import runtime_env as renv
 
     graceful_ms = (kwargs.get("_system_config") or {}).get("actor_graceful_shutdown_timeout_ms", 30_000)
     return Config(num_cpus, num_gpus, gpu_ids, resources, object_store_memory,
-                  namespace=namespace or "", log_to_driver=log_to_driver,
+                  # (as Ray: a job given no namespace gets an anonymous one of its own)
+                  namespace=namespace or str(uuid.uuid4()), log_to_driver=log_to_driver,
                   prefault_store=bool(prefault), extra=kwargs,
                   runtime_env=renv.validate(runtime_env, "init(runtime_env=...)"),
                   task_events=os.environ.get("MPIRAY_TASK_EVENTS", "0") not in ("", "0"),
@@ -180,6 +227,13 @@ def worker_oom_score_adj() -> int:
     when memory runs out the kernel kills a worker (its task is retried, or fails with
     WorkerCrashedError), not the driver. MPIRAY_WORKER_OOM_SCORE_ADJ changes it."""
     return int(os.environ.get("MPIRAY_WORKER_OOM_SCORE_ADJ", "1000"))
+
+
+def worker_niceness() -> int:
+    """Added to workers' niceness, as Ray's worker_niceness (15): where cores are short,
+    the driver and the nodes' schedulers run before tasks do, so submitting and
+    dispatching never wait behind the work. MPIRAY_WORKER_NICENESS changes it."""
+    return int(os.environ.get("MPIRAY_WORKER_NICENESS", "15"))
 
 
 def default_store_capacity() -> int:

@@ -527,6 +527,30 @@ def test_cancel_of_a_child_an_actor_just_returned(ray):
     assert outcomes == ["cancelled"] * len(outcomes), outcomes
 
 
+def test_a_job_without_a_namespace_gets_an_anonymous_one_of_its_own(fresh):
+    """As Ray: a random UUID, the same in the job's tasks, under which its named actors
+    are found (and which a second job, with a new one, does not see)."""
+    import uuid
+
+    ray = fresh
+    ray.init(num_cpus=1)
+    namespace = ray.get_runtime_context().namespace
+    assert str(uuid.UUID(namespace)) == namespace
+
+    @ray.remote
+    class Named:
+        def namespace(self):
+            return ray.get_runtime_context().get_namespace()
+
+    actor = Named.options(name="mine").remote()
+    assert ray.get(actor.namespace.remote()) == namespace
+    assert ray.get(ray.get_actor("mine", namespace=namespace).namespace.remote()) == namespace
+    assert ray.util.list_named_actors(all_namespaces=True) == [{"name": "mine", "namespace": namespace}]
+    ray.shutdown()
+    ray.init(num_cpus=1)
+    assert ray.get_runtime_context().namespace not in ("", namespace)
+
+
 def test_list_named_actors_by_namespace(fresh):
     ray = fresh
     ray.init(num_cpus=2, namespace="team")

@@ -87,7 +87,7 @@ def test_killed_driver_leaves_nothing_behind():
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import mpiray as ray, time
         import numpy as np
-        session = ray.init(num_cpus=2, object_store_memory=64 << 20)["session"]
+        session = ray.init(num_cpus=2, object_store_memory=80 << 20)["session"]
         @ray.remote
         def f(): return 1
         ray.get(f.remote())
@@ -513,16 +513,48 @@ def test_unhandled_error_reports_can_be_silenced():
 
 
 def test_workers_are_the_oom_killers_first_choice_and_store_size_may_be_a_float(fresh):
+    """As Ray's: oom_score_adj 1000 and niceness 15 more than the driver's."""
     ray = fresh
     ray.init(num_cpus=1, object_store_memory=100e6)   # (a float, as Ray's tests pass)
 
     @ray.remote
     def adj():
         with open("/proc/self/oom_score_adj") as f:
-            return int(f.read())
+            return int(f.read()), os.nice(0)
 
-    assert ray.get(adj.remote()) == 1000
+    @ray.remote
+    class Niceness:
+        def get(self):
+            return os.nice(0)
+
+    assert ray.get(adj.remote()) == (1000, min(19, os.nice(0) + 15))
+    assert ray.get(Niceness.remote().get.remote()) == min(19, os.nice(0) + 15)
     ray.shutdown()
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"resources": {"CPU": 2}}, AssertionError, "`CPU` cannot be a custom resource"),
+    ({"resources": {"GPU": 1}}, ValueError, "use num_gpus= instead"),
+    ({"resources": {"object_store_memory": 1}}, AssertionError, "default resources"),
+    ({"object_store_memory": 50 << 20}, ValueError, "the minimum allowed is 78643200 bytes"),
+    ({"_temp_dir": "relative/dir"}, ValueError, "_temp_dir must be an absolute path"),
+])
+def test_init_refuses_what_ray_refuses(fresh, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        fresh.init(num_cpus=1, **kwargs)
+    assert not fresh.is_initialized()
+
+
+def test_ray_override_resources_wins_over_init(fresh, monkeypatch):
+    ray = fresh
+    monkeypatch.setenv("RAY_OVERRIDE_RESOURCES", '{"CPU": 3, "custom": 2, "memory": 1000000000}')
+    ray.init(num_cpus=1, resources={"custom": 1, "other": 1})
+    totals = ray.cluster_resources()
+    assert (totals["CPU"], totals["custom"], totals["other"], totals["memory"]) == (3, 2, 1, 1e9)
+    ray.shutdown()
+    monkeypatch.setenv("RAY_OVERRIDE_RESOURCES", '{"CPU": -1}')
+    with pytest.raises(ValueError, match="RAY_OVERRIDE_RESOURCES must be a JSON object"):
+        ray.init()
 
 
 def test_an_actor_waiting_on_resources_other_actors_hold_is_reported():

@@ -181,7 +181,7 @@ def test_objects_the_store_cannot_hold_go_to_disk(fresh):
     that finds the store full of pinned objects, is written to a spill file and read from
     there; an actor returning one keeps its state."""
     ray = fresh
-    ray.init(num_cpus=1, object_store_memory=64 << 20)
+    ray.init(num_cpus=1, object_store_memory=80 << 20)
 
     @ray.remote
     def too_big():
@@ -210,8 +210,8 @@ def test_objects_the_store_cannot_hold_go_to_disk(fresh):
     assert ray.get(h.incr.remote(), timeout=30) == 1
     assert ray.get(h.too_big.remote(), timeout=60)[5] == 4
     assert ray.get(h.incr.remote(), timeout=30) == 2
-    held = ray.get(ray.put(np.ones(40 << 20, dtype=np.uint8)))   # pinned: cannot spill
-    second = ray.put(np.full(40 << 20, 2, dtype=np.uint8))       # no room: on disk
+    held = ray.get(ray.put(np.ones(48 << 20, dtype=np.uint8)))   # pinned: cannot spill
+    second = ray.put(np.full(48 << 20, 2, dtype=np.uint8))       # no room: on disk
     assert ray.get(second)[-1] == 2 and held[0] == 1
 
 
@@ -220,7 +220,7 @@ def test_an_object_neither_the_store_nor_the_disk_can_hold_is_object_store_full(
     import signal
 
     ray = fresh
-    ray.init(num_cpus=1, object_store_memory=64 << 20)
+    ray.init(num_cpus=1, object_store_memory=80 << 20)
     limits = resource.getrlimit(resource.RLIMIT_FSIZE)
     old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (32 << 20, limits[1]))   # no file over 32 MiB
@@ -289,8 +289,8 @@ def test_a_put_into_a_store_full_of_pinned_objects_waits_for_room(fresh):
     import threading
 
     ray = fresh
-    ray.init(num_cpus=1, object_store_memory=64 << 20)
-    held = ray.get(ray.put(np.ones(40 << 20, dtype=np.uint8)))   # a view: pinned, cannot spill
+    ray.init(num_cpus=1, object_store_memory=80 << 20)
+    held = ray.get(ray.put(np.ones(48 << 20, dtype=np.uint8)))   # a view: pinned, cannot spill
 
     def drop_later():
         nonlocal held
@@ -299,7 +299,7 @@ def test_a_put_into_a_store_full_of_pinned_objects_waits_for_room(fresh):
         gc.collect()
 
     threading.Thread(target=drop_later).start()
-    again = ray.put(np.full(40 << 20, 2, dtype=np.uint8))
+    again = ray.put(np.full(48 << 20, 2, dtype=np.uint8))
     assert ray.get(again)[-1] == 2
 
 
@@ -461,7 +461,7 @@ def test_a_small_store_holds_a_hundred_thousand_small_returns(fresh):
     the object table is sized for many (it held 16 Ki in a small store, and the tasks
     past that were lost)."""
     ray = fresh
-    ray.init(num_cpus=2, object_store_memory=50 << 20)
+    ray.init(num_cpus=2, object_store_memory=80 << 20)
 
     @ray.remote
     def ident(i):
@@ -733,10 +733,10 @@ def test_objects_spill_where_init_says(fresh, tmp_path, how):
     ray = fresh
     where = tmp_path / "spill"
     if how == "object_spilling_directory":
-        ray.init(num_cpus=1, object_store_memory=64 << 20, object_spilling_directory=str(where))
+        ray.init(num_cpus=1, object_store_memory=80 << 20, object_spilling_directory=str(where))
     else:
         spec = {"type": "filesystem", "params": {"directory_path": str(where)}}
-        ray.init(num_cpus=1, object_store_memory=64 << 20,
+        ray.init(num_cpus=1, object_store_memory=80 << 20,
                  _system_config={"object_spilling_config": json.dumps(spec)})
     refs = [ray.put(np.full(8 << 20, i, dtype=np.uint8)) for i in range(12)]   # 96 MiB
     spilled = [f for _, _, files in os.walk(where) for f in files]

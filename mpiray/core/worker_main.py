@@ -112,6 +112,10 @@ def _raise_oom_score():
             f.write(str(_config.worker_oom_score_adj()))
     except (OSError, ValueError):
         pass   # (not Linux, or a lower value refused without privileges)
+    try:
+        os.nice(_config.worker_niceness())
+    except OSError:
+        pass   # (a negative niceness refused without privileges)
 
 
 def run_worker(init, slot, kind, actor_id, devices, options, nonce=None):
