@@ -182,13 +182,22 @@ def num_returns_option(value, default=1) -> int:
     return value
 
 
+def check_out_of_order(out_of_order, is_async: bool, concurrency: int):
+    """allow_out_of_order_execution=False asks for what async and threaded actors never
+    give (Ray refuses it too)."""
+    if out_of_order is False and (is_async or concurrency > 1):
+        raise ValueError("allow_out_of_order_execution=False is not supported for "
+                         f"{'async' if is_async else 'threaded (max_concurrency > 1)'} actors: "
+                         "they run each call when its arguments are ready")
+
+
 def retry_exceptions_option(retry):
     """retry_exceptions=: True, False, or a list of exception classes (a tuple here)."""
     if isinstance(retry, list):
         retry = tuple(retry)
     if not (isinstance(retry, bool) or (isinstance(retry, tuple) and all(
             isinstance(c, type) and issubclass(c, BaseException) for c in retry))):
-        raise ValueError("retry_exceptions must be a bool or a list of exception classes")
+        raise ValueError("retry_exceptions must be either a boolean or a list of exceptions")
     return retry
 
 
@@ -296,4 +305,5 @@ def actor_options(opts: dict, what=None) -> dict:
         "concurrency_groups": dict(groups),
         "capturable": _capturable(opts),
         "runtime_env": runtime_env.validate(opts.get("runtime_env")),
+        "out_of_order": opts.get("allow_out_of_order_execution"),   # (None: not given)
     }

@@ -154,6 +154,8 @@ class ActorClass:
     def _create(self, args, kwargs, opts):
         from mpiray.api import _namespace, _runtime
 
+        _options.check_out_of_order(opts["out_of_order"], self._is_async,
+                                    opts["max_concurrency"] or (1000 if self._is_async else 1))
         rt = _runtime()
         namespace = _namespace(opts["namespace"])
         if opts["name"]:
@@ -202,7 +204,7 @@ class ActorClass:
             max_concurrency=concurrency, is_async=self._is_async, name=opts["name"],
             namespace=namespace, detached=_detached(opts["lifetime"]), methods=self._methods,
             concurrency_groups=groups, method_groups=method_groups,
-            owner_pid=0 if rt.is_driver else os.getpid(),
+            owner_pid=0 if rt.is_driver else os.getpid(), out_of_order=bool(opts["out_of_order"]),
         )
         handle = ActorHandle(actor_id, self.__name__, self._methods, opts["max_pending_calls"],
                              A.runs_in_order(aspec), fails_fast=A.fails_fast(aspec))

@@ -1887,3 +1887,43 @@ def test_a_constructor_error_is_printed_even_if_no_call_reads_it(tmp_path):
     assert "(A pid=" in proc.stderr and "Exception raised in creation task: The actor died " \
         "because of an error raised in its creation task" in proc.stderr, proc.stderr
     assert "ValueError: boom in init" in proc.stderr
+
+
+def test_allow_out_of_order_execution_runs_ready_calls_first(fresh):
+    """A plain actor runs one caller's calls in order, the one waiting for its argument
+    first; with allow_out_of_order_execution=True a ready call goes ahead. False is refused
+    for async and threaded actors, which never keep that order (as Ray)."""
+    ray = fresh
+    ray.init(num_cpus=2)
+
+    @ray.remote
+    def late(x):
+        time.sleep(0.5)
+        return x
+
+    @ray.remote
+    class Log:
+        def __init__(self):
+            self.seen = []
+
+        def add(self, x):
+            self.seen.append(x)
+
+        def get(self):
+            return self.seen
+
+    for out_of_order, order in [(False, ["late", "early"]), (True, ["early", "late"])]:
+        log = Log.options(allow_out_of_order_execution=out_of_order).remote()
+        ray.get([log.add.remote(late.remote("late")), log.add.remote("early")], timeout=60)
+        assert ray.get(log.get.remote()) == order
+
+    @ray.remote
+    class Async:
+        async def get(self):
+            return 1
+
+    with pytest.raises(ValueError, match="not supported for async actors"):
+        Async.options(allow_out_of_order_execution=False).remote()
+    with pytest.raises(ValueError, match="threaded"):
+        Log.options(max_concurrency=2, allow_out_of_order_execution=False).remote()
+    assert ray.get(Async.options(allow_out_of_order_execution=True).remote().get.remote()) == 1

@@ -28,6 +28,7 @@ class ActorSpec:
     concurrency_groups: dict = field(default_factory=dict)
     method_groups: dict = field(default_factory=dict)
     owner_pid: int = 0    # the process that created it: a non-detached actor dies with it
+    out_of_order: bool = False   # allow_out_of_order_execution=True
 
 
 TERMINATE_METHOD = "__ray_terminate__"
@@ -52,8 +53,10 @@ def recorded_slots(aspec) -> int:
 
 def runs_in_order(aspec) -> bool:
     """One caller's calls run in the order made (Ray's sequential actors); an async or
-    threaded actor runs each call when its arguments are ready."""
-    return not aspec.is_async and aspec.max_concurrency <= 1 and not aspec.concurrency_groups
+    threaded actor, or one made with allow_out_of_order_execution=True, runs each call
+    when its arguments are ready."""
+    return not aspec.is_async and aspec.max_concurrency <= 1 and \
+        not aspec.concurrency_groups and not aspec.out_of_order
 
 
 def queue_consumers(aspec) -> int:
