@@ -2,6 +2,7 @@
 
 import gc
 import os
+import re
 import time
 
 import numpy as np
@@ -372,7 +373,11 @@ def test_internal_free_releases_an_object_now(ray):
     from mpiray._raylet import ObjectRef, ObjectRefGenerator  # noqa: F401 - Ray's docs import these
 
     ref = ray.put(np.ones(1_000_000))
-    assert "objects" in internal_api.memory_summary()
+    summary = internal_api.memory_summary().splitlines()
+    assert summary[0] == "--- Aggregate object store stats across all nodes ---"
+    found = re.match(r"Plasma memory usage (\d+) MiB, (\d+) objects, ([\d.]+)% full, ([\d.]+)% needed$",
+                     summary[1])
+    assert found and int(found.group(1)) >= 7 and int(found.group(2)) >= 1, summary
     used = _stats(ray)["used"]
     internal_api.free([ref])
     assert _stats(ray)["used"] < used - 7_000_000
@@ -380,7 +385,10 @@ def test_internal_free_releases_an_object_now(ray):
         ray.get(ref, timeout=10)
     with pytest.raises(TypeError):
         internal_api.free(3)
-
+    other = ray.put(1)
+    ray.internal.free([other])   # (Ray's older home of free)
+    with pytest.raises(ray.exceptions.ObjectFreedError):
+        ray.get(other, timeout=10)
 
     @ray.remote
     def frees_and_gets(refs):
@@ -394,6 +402,32 @@ def test_internal_free_releases_an_object_now(ray):
     assert ray.get(frees_and_gets.remote([other]), timeout=30) == "freed at once"   # (in a worker)
     with pytest.raises(ray.exceptions.ObjectFreedError):
         ray.get(other, timeout=10)
+
+
+def test_get_object_locations_names_the_nodes_and_sizes(ray):
+    import mpiray.experimental
+
+    @ray.remote
+    def make():
+        return np.ones(1 << 20, dtype=np.uint8)
+
+    @ray.remote
+    def blocked(gate):
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+
+    put, made = ray.put(np.ones(1000, dtype=np.uint8)), make.remote()
+    ray.wait([made], timeout=60)
+    pending = blocked.remote("/nonexistent/gate")
+    where = mpiray.experimental.get_object_locations([put, made, pending])
+    node = ray.get_runtime_context().get_node_id()
+    assert where[put]["node_ids"] == [node] and 1000 < where[put]["object_size"] < 1200
+    assert where[made]["node_ids"] == [node] and where[made]["object_size"] > 1 << 20
+    assert where[pending] == {"node_ids": [], "object_size": None, "did_spill": False}
+    assert where[put]["did_spill"] is False
+    ray.cancel(pending, force=True)
+    with pytest.raises(TypeError):
+        mpiray.experimental.get_object_locations(["not a ref"])
 
 
 def test_inheriting_from_an_actor_class_is_refused_clearly(ray):

@@ -6,14 +6,27 @@ from mpiray.api import free  # noqa: F401 - the objects' memory goes now
 
 
 def memory_summary(stats_only: bool = False, **_ignored) -> str:
-    """Each node's object store, as text: capacity, bytes used and pinned, objects held,
-    and what was spilled to disk."""
+    """The object stores, as text: first Ray's aggregate lines (what tools and tests
+    parse), then each node's store: bytes used and pinned, objects, what was spilled."""
     from mpiray.api import _runtime
     from mpiray.core import cluster_info
 
     _runtime()
-    lines = ["--- mpiray object store memory summary ---"]
-    for index, s in enumerate(cluster_info.ask("store_stats")):
+    stats = cluster_info.ask("store_stats")
+    total = {k: sum(s[k] for s in stats) for k in
+             ("capacity", "used", "pinned", "num_objects", "num_spilled", "spilled_bytes")}
+    capacity = max(1, total["capacity"])
+    lines = [
+        "--- Aggregate object store stats across all nodes ---",
+        f"Plasma memory usage {total['used'] // 2**20} MiB, {total['num_objects']} objects, "
+        f"{round(100 * total['used'] / capacity, 2)}% full, "
+        f"{round(100 * total['pinned'] / capacity, 2)}% needed",
+    ]
+    if total["num_spilled"]:
+        lines.append(f"Spilled {total['spilled_bytes'] // 2**20} MiB, {total['num_spilled']} objects")
+    lines.append("")
+    lines.append("--- Object stores by node ---")
+    for index, s in enumerate(stats):
         lines.append(
             f"node {index}: {s['used'] / 2**20:.1f} MiB used of {s['capacity'] / 2**20:.1f} MiB "
             f"({s['pinned'] / 2**20:.1f} MiB pinned), {s['num_objects']} objects; "
