@@ -692,6 +692,61 @@ def test_state_api_objects_workers_and_summaries(fresh):
         time.sleep(0.02)
 
 
+def test_list_workers_keeps_ended_workers_with_why_they_ended(fresh):
+    """As Ray's: a worker that ended stays listed, is_alive False, with its exit type
+    (ray.kill and exit_actor: INTENDED_USER_EXIT; SIGKILL: SYSTEM_ERROR; a constructor
+    that raised: USER_ERROR) and its start and end times."""
+    import signal
+
+    from mpiray.util.state import list_workers
+
+    ray = fresh
+    ray.init(num_cpus=2)
+
+    @ray.remote
+    class Proc:
+        def pid(self):
+            return os.getpid()
+
+        def leave(self):
+            ray.actor.exit_actor()
+
+    @ray.remote
+    class Broken:
+        def __init__(self):
+            raise ValueError("broken constructor")
+
+        def pid(self):
+            return os.getpid()
+
+    killed, crashed, leaving = Proc.remote(), Proc.remote(), Proc.remote()
+    pids = ray.get([killed.pid.remote(), crashed.pid.remote(), leaving.pid.remote()], timeout=60)
+    before = time.time() * 1000
+    ray.kill(killed)
+    os.kill(pids[1], signal.SIGKILL)
+    leaving.leave.remote()
+    broken = Broken.remote()
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(broken.pid.remote(), timeout=60)
+    expected = {pids[0]: "INTENDED_USER_EXIT", pids[1]: "SYSTEM_ERROR", pids[2]: "INTENDED_USER_EXIT"}
+    deadline = time.monotonic() + 30
+    while True:
+        ended = {w["pid"]: w for w in list_workers() if not w["is_alive"]}
+        if set(expected) <= set(ended) and any(w["exit_type"] == "USER_ERROR" for w in ended.values()) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert {pid: ended[pid]["exit_type"] for pid in expected if pid in ended} == expected
+    assert "ray.kill" in ended[pids[0]]["exit_detail"] and "SIGKILL" in ended[pids[1]]["exit_detail"]
+    assert [w["exit_detail"] for w in ended.values() if w["exit_type"] == "USER_ERROR"][0].count(
+        "broken constructor") >= 1
+    for pid in expected:
+        assert ended[pid]["start_time_ms"] <= before <= ended[pid]["end_time_ms"] <= time.time() * 1000
+    alive = [w for w in list_workers() if w["is_alive"]]
+    assert all(w["exit_type"] is None and w["end_time_ms"] is None for w in alive)
+    assert [w["worker_type"] for w in alive].count("DRIVER") == 1
+
+
 def test_state_api_rows_as_rays(fresh):
     """list_workers has the driver's row, and every worker_id is what that process's
     get_worker_id() gives; a pending task is on no node yet; an actor's creation task is

@@ -58,6 +58,7 @@ FREE, KEEP, PUSHED = "free", "keep", "pushed"   # what becomes of a sealed strea
 _STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task's ids)
 CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
 ENDED_KEPT = 10_000  # ended task attempts listed by ray.util.state.list_tasks
+ENDED_WORKERS_KEPT = 1_000  # ended worker processes listed by list_workers
 STUCK_GC_S = 30.0   # actors waiting on resources ask for a global GC this often
 UNHANDLED_GRACE_S = 5.0   # an interactive driver's unread task error is reported after this
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
@@ -81,11 +82,12 @@ class TaskRecord:
 
 
 class WorkerInfo:
-    __slots__ = ("slot", "kind", "pid", "actor_id", "nonce")
+    __slots__ = ("slot", "kind", "pid", "actor_id", "nonce", "started_ms")
 
     def __init__(self, slot, kind, actor_id=b""):
         self.slot, self.kind, self.pid, self.actor_id = slot, kind, None, actor_id
         self.nonce = None   # the prefix of every id the process makes (core/zygote.py)
+        self.started_ms = None
 
 
 _ONE_CPU = (("CPU", 1.0),)   # the shape of a plain task (the default num_cpus=1)
@@ -123,6 +125,7 @@ class Scheduler(CrossNode):
         # the last ENDED_KEPT attempts that ended here: (task id, name, attempt, resources,
         # failed), for ray.util.state's FINISHED / FAILED rows (core/state_report.py)
         self.ended = collections.deque(maxlen=ENDED_KEPT)
+        self.ended_workers = collections.deque(maxlen=ENDED_WORKERS_KEPT)   # list_workers'
         self.ready = {}         # shape -> deque[TaskRecord]
         self.infeasible = []
         self.workers = {}       # slot -> WorkerInfo
@@ -942,7 +945,7 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
     def _ev_worker_started(self, slot, pid, nonce=None):
         w = self.workers.get(slot)
         if w is not None:
-            w.pid, w.nonce = pid, nonce
+            w.pid, w.nonce, w.started_ms = pid, nonce, int(time.time() * 1000)
 
     def _ev_worker_died(self, slot, pid, status):
         w = self.workers.pop(slot, None)
@@ -954,6 +957,10 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
             self._release_worker_refs(slot, w.nonce if w is not None else None)
         if w is None:
             return
+        from mpiray.core.state_report import exit_of
+
+        self.ended_workers.append((w, int(time.time() * 1000)) + exit_of(
+            w, status, status == CLEAN_EXIT, self.actors.actors.get(w.actor_id)))
         # Ray's ownership: the actors a process created die with it (unless detached),
         # and so do the tasks it submitted that have not ended (a crashed parent's
         # children, or a retried one's first children, do not run on beside it).

@@ -171,24 +171,59 @@ def objects(scheduler) -> list:
 
 
 def workers(scheduler) -> list:
-    """This node's worker processes, and the driver on its node (Ray's list_workers
-    rows; worker_id as each process's get_worker_id() gives it)."""
+    """This node's worker processes, alive and ended (the last ENDED_WORKERS_KEPT), and the
+    driver on its node (Ray's list_workers rows; worker_id as each process's
+    get_worker_id() gives it)."""
     from mpiray.core import current
     from mpiray.runtime_context import worker_hex
 
     session = (current.info() or {}).get("session", "")
     with scheduler.lock:
-        infos = [(slot, w.pid, w.kind, w.actor_id) for slot, w in scheduler.workers.items() if w.pid]
-    rows = [{"worker_id": worker_hex(session, f"{session}-{slot}", pid), "is_alive": True,
-             "worker_type": "WORKER", "pid": pid, "ip": get_node_ip_address(),
-             "actor_id": actor_id.hex() if kind == "actor" and actor_id else None}
-            for slot, pid, kind, actor_id in infos]
+        alive = [(w, None, None, None) for w in scheduler.workers.values() if w.pid]
+        ended = list(scheduler.ended_workers)
+    ip = get_node_ip_address()
+    rows = [{"worker_id": worker_hex(session, f"{session}-{w.slot}", w.pid),
+             "is_alive": end is None, "worker_type": "WORKER", "pid": w.pid, "ip": ip,
+             "actor_id": w.actor_id.hex() if w.kind == "actor" and w.actor_id else None,
+             "exit_type": exit_type, "exit_detail": detail,
+             "start_time_ms": w.started_ms, "end_time_ms": end}
+            for w, end, exit_type, detail in ended + alive]
     runtime = current.runtime()
     if runtime is not None and runtime.is_driver:
         rows.insert(0, {"worker_id": worker_hex(session, "driver", os.getpid()), "is_alive": True,
-                        "worker_type": "DRIVER", "pid": os.getpid(), "ip": get_node_ip_address(),
-                        "actor_id": None})
+                        "worker_type": "DRIVER", "pid": os.getpid(), "ip": ip, "actor_id": None,
+                        "exit_type": None, "exit_detail": None,
+                        "start_time_ms": _process_start_ms(os.getpid()), "end_time_ms": None})
     return rows
+
+
+def _process_start_ms(pid: int):
+    """When the process started (Linux's /proc), in ms since the epoch; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        return int((boot + ticks / os.sysconf("SC_CLK_TCK")) * 1000)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def exit_of(worker, status: str, clean: bool, actor) -> tuple:
+    """(Ray's exit_type, exit_detail) of a worker process that ended with status (the
+    zygote's words): clean, it ended by itself; actor, the record of the actor it ran."""
+    cause = getattr(actor, "cause", None)
+    if getattr(cause, "actor_init_failed", False):
+        return "USER_ERROR", str(cause)
+    if worker.kind != "actor":
+        if clean:
+            return "INTENDED_SYSTEM_EXIT", "The worker was idle, or ran its max_calls tasks."
+        return "SYSTEM_ERROR", f"The worker died unexpectedly ({status})."
+    if cause is not None and "ray.kill" in str(cause):   # (however its process ended)
+        return "INTENDED_USER_EXIT", "The actor was killed by ray.kill."
+    if clean:
+        return "INTENDED_USER_EXIT", "The actor exited (exit_actor(), or no handle to it remains)."
+    return "SYSTEM_ERROR", f"The actor's worker died unexpectedly ({status})."
 
 
 def named_actors(scheduler) -> list:
