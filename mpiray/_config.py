@@ -90,6 +90,9 @@ class Config:
         totals = {"CPU": float(self.num_cpus), **{k: float(v) for k, v in self.resources.items()}}
         if self.num_gpus:
             totals["GPU"] = float(self.num_gpus)
+            kind = detect_accelerator_type()
+            if kind and not any(k.startswith("accelerator_type:") for k in totals):
+                totals[f"accelerator_type:{kind}"] = 1.0   # (as Ray's node has)
         return totals
 
 
@@ -213,6 +216,26 @@ def detect_gpu_ids() -> list:
         return list(range(len(os.listdir("/proc/driver/nvidia/gpus"))))
     except OSError:
         return []
+
+
+def detect_accelerator_type():
+    """The type of this host's NVIDIA GPUs as Ray names it (its accelerator_type:<type>
+    resource, which the accelerator_type= option asks for): the word after the vendor in
+    the driver's model name, "NVIDIA H100 80GB HBM3" -> "H100"; None without a GPU."""
+    import glob
+    import re
+
+    for path in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
+        try:
+            with open(path) as f:
+                model = next((line.split(":", 1)[1].strip() for line in f
+                              if line.startswith("Model:")), "")
+        except OSError:
+            continue
+        found = re.match(r"\w+\s+([A-Z0-9]+)", model)
+        if found:
+            return found.group(1)
+    return None
 
 
 def hide_gpus_without_request() -> bool:

@@ -233,7 +233,7 @@ def task_options(opts: dict, is_generator: bool = False, what=None) -> dict:
         "num_returns": num_returns,
         "resources": _with_strategy(
             normalize(opts.get("num_cpus"), opts.get("num_gpus"), opts.get("resources"),
-                      memory=opts.get("memory")),
+                      memory=opts.get("memory"), accelerator_type=opts.get("accelerator_type")),
             strategy, what=what),
         "labels": label_selection(opts, strategy),
         "max_retries": 10**9 if max_retries == -1 else max_retries,
@@ -258,7 +258,8 @@ def actor_options(opts: dict, what=None) -> dict:
     # CPU to be placed but holds none; one given some (GPUs, custom) holds them and, unless
     # num_cpus says otherwise, one CPU, for its lifetime
     held = normalize(explicit_cpus, opts.get("num_gpus"), opts.get("resources"),
-                     default_cpus=0 if simple else 1, memory=opts.get("memory"))
+                     default_cpus=0 if simple else 1, memory=opts.get("memory"),
+                     accelerator_type=opts.get("accelerator_type"))
     to_place = dict(held)
     if simple:
         to_place["CPU"] = 1.0

@@ -626,6 +626,42 @@ def test_accelerator_type_names_are_rays():
         accelerators.NVIDIA_NONE
 
 
+def test_accelerator_type_asks_for_a_node_with_that_type(fresh):
+    """As Ray's: accelerator_type="X" asks 0.001 of accelerator_type:X, which a node whose
+    GPUs are of type X has (here given by hand); work no node can hold stays pending."""
+    ray = fresh
+    ray.init(num_cpus=1, resources={"accelerator_type:A100": 1})
+
+    @ray.remote(accelerator_type="A100")
+    def held():
+        return ray.get_runtime_context().get_assigned_resources()
+
+    @ray.remote
+    class Holder:
+        def held(self):
+            return ray.get_runtime_context().get_assigned_resources()
+
+    assert ray.get(held.remote(), timeout=60) == {"accelerator_type:A100": 0.001, "CPU": 1.0}
+    actor = Holder.options(accelerator_type="A100").remote()
+    assert ray.get(actor.held.remote(), timeout=60)["accelerator_type:A100"] == 0.001
+    elsewhere = held.options(accelerator_type="H100").remote()
+    assert ray.wait([elsewhere], timeout=0.5)[0] == []
+    ray.cancel(elsewhere)
+
+
+def test_accelerator_type_is_read_from_the_gpu_model(monkeypatch, tmp_path):
+    from mpiray import _config
+
+    gpu = tmp_path / "0000:01:00.0"
+    gpu.mkdir()
+    (gpu / "information").write_text("Model: \t\t NVIDIA H100 80GB HBM3\nIRQ: 10\n")
+    real_glob = __import__("glob").glob
+    monkeypatch.setattr("glob.glob", lambda pattern: real_glob(str(tmp_path / "*" / "information")))
+    assert _config.detect_accelerator_type() == "H100"
+    config = _config.make_config(num_cpus=1, num_gpus=1, object_store_memory=80 << 20)
+    assert config.totals()["accelerator_type:H100"] == 1.0
+
+
 def test_other_accelerators_get_ids_and_their_visible_devices_variable(fresh, monkeypatch):
     """As Ray's accelerator managers: a node's neuron_cores / TPU units are devices with
     ids; a task or actor asking for some sees exactly those in NEURON_RT_VISIBLE_CORES /

@@ -12,10 +12,18 @@ EPS = 1e-9
 _OWN_ARGUMENT = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory"}
 
 
-def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, memory=None) -> dict:
+# What accelerator_type="X" asks of the accelerator_type:X resource (Ray's amount):
+# a node whose GPUs are of type X has 1 of it (_config.detect_accelerator_type).
+ACCELERATOR_TYPE_SHARE = 0.001
+
+
+def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, memory=None,
+              accelerator_type=None) -> dict:
     """One resource dict from Ray's ways of asking; rejects bad amounts clearly. memory:
     bytes (Ray's `memory` resource: each node has what its RAM leaves beside the store)."""
     req = {}
+    if accelerator_type:
+        req[f"accelerator_type:{accelerator_type}"] = ACCELERATOR_TYPE_SHARE
     cpus = default_cpus if num_cpus is None else num_cpus
     for key, option, amount in (("CPU", "num_cpus", cpus), ("GPU", "num_gpus", num_gpus or 0),
                                 ("memory", "memory", memory or 0)):
