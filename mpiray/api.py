@@ -228,7 +228,9 @@ def _install_exit_handlers():
 
 
 def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
+    # (Ray's handler, and its exit status: sys.exit(signum), 15; the driver unwinds, so
+    # finally blocks and atexit's shutdown run)
+    raise SystemExit(signum)
 
 
 class RayContext(dict):

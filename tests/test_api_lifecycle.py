@@ -127,7 +127,7 @@ def test_driver_exit_cleans_up(how):
         assert ray.get(f.remote()) == 1
         {ending}
     """)
-    assert result.returncode != 0 or how == "normal", result.stderr
+    assert result.returncode == {"sigterm": 15, "exception": 1, "normal": 0}[how], result.stderr
     time.sleep(0.2)
     assert our_segments() == before
     assert _zygotes_alive() == []
