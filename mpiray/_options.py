@@ -143,7 +143,10 @@ def _with_strategy(req: dict, strategy, fit=None, what=None) -> dict:
         return dict(req, **{affinity.SPREAD: 0.0}) if strategy == "SPREAD" else req
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         # soft: a mark the node's scheduler resolves (affinity.resolve_soft)
-        return dict(req, **{strategy.resource(): 0.0 if strategy.soft else affinity.AFFINITY_SLIVER})
+        mark = {strategy.resource(): 0.0 if strategy.soft else affinity.AFFINITY_SLIVER}
+        if strategy.soft and strategy._spill_on_unavailable:
+            mark[affinity.SPILL] = 0.0   # (room now, not only totals: affinity.resolve)
+        return dict(req, **mark)
     raise ValueError(f"unsupported scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD', "
                      "a NodeAffinitySchedulingStrategy, a NodeLabelSchedulingStrategy or a "
                      "PlacementGroupSchedulingStrategy")

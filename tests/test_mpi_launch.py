@@ -467,3 +467,37 @@ def test_labels_place_work_on_the_nodes_that_have_them(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "labels ['a', 'b', 'b']" in proc.stdout
     assert "placed [1, 2] [0] ['b', 'b']" in proc.stdout
+
+
+def test_soft_affinity_spills_from_a_busy_node_only_when_asked(tmp_path):
+    """NodeAffinitySchedulingStrategy(soft=True) waits for its node while that node is
+    busy; with _spill_on_unavailable=True a task or actor goes to another node instead."""
+    code = """
+        import time
+        import mpiray as ray
+        from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+        ray.init(num_cpus=1)
+        here = lambda: int(ray.get_runtime_context().get_node_id()[:4], 16)
+        @ray.remote
+        def where():
+            return here()
+        @ray.remote
+        def hold(s):
+            time.sleep(s)
+        @ray.remote
+        class Where:
+            def node(self):
+                return here()
+        other = ray.nodes()[1]["NodeID"]
+        busy = hold.options(scheduling_strategy=On(other, soft=False)).remote(4)
+        time.sleep(1.0)
+        spilled = ray.get(where.options(scheduling_strategy=On(other, soft=True, _spill_on_unavailable=True)).remote())
+        actor = Where.options(num_cpus=1, scheduling_strategy=On(other, soft=True, _spill_on_unavailable=True)).remote()
+        moved = ray.get(actor.node.remote())
+        ray.kill(actor)
+        waited = ray.get(where.options(scheduling_strategy=On(other, soft=True)).remote())
+        print("placed", spilled, moved, waited, ray.wait([busy], timeout=0)[0] != [], flush=True)
+    """
+    proc, _ = mpirun(2, code, tmp_path=tmp_path, env={"MPIRAY_NUM_CPUS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "placed 0 0 1 True" in proc.stdout

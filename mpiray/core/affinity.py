@@ -5,6 +5,8 @@ request, and what a node's scheduler makes of them.
         no node can hold it ──► TaskUnschedulableError / ActorUnschedulableError
     NodeAffinitySchedulingStrategy(node, soft=True)  ──► {"node:<i>": 0}
         resolve(): the hard mark if node i can hold the work, else none
+      ..., _spill_on_unavailable=True                ──► {"node:<i>": 0, "spill_on_unavailable": 0}
+        resolve(): the hard mark if node i has room for it now, else none
     scheduling_strategy="SPREAD"                     ──► {"spread": 0}
         under MPI the nodes in turn (Cluster.spread_target); on one node, nothing
 
@@ -14,6 +16,7 @@ A mark of 0 takes nothing from any node (NodeResources skips it).
 from __future__ import annotations
 
 SPREAD = "spread"
+SPILL = "spill_on_unavailable"
 
 
 # NodeAffinitySchedulingStrategy(soft=False) asks for this much of node:<index>: the
@@ -56,11 +59,17 @@ def unschedulable_message(what, req):
     return f"{lead}: {what} is pinned to node {index}, which does not exist or cannot hold {wanted}."
 
 
-def resolve(req, one_node, can_hold):
+def resolve(req, one_node, can_hold, has_room=None):
     """req with its marks resolved as a node's scheduler places it: SPREAD dropped on
     one node (there it is the default placement, and the task may queue ahead), a soft
-    affinity made hard or dropped (resolve_soft)."""
+    affinity made hard or dropped (resolve_soft): by whether the node could ever hold
+    it (can_hold(index, req)), or with _spill_on_unavailable, whether it has room now
+    (has_room(index, req))."""
     if one_node and SPREAD in req:
         req = {k: v for k, v in req.items() if k != SPREAD}
     soft = soft_node_key(req)
+    if SPILL in req:
+        req = {k: v for k, v in req.items() if k != SPILL}
+        if has_room is not None:
+            can_hold = has_room
     return req if soft is None else resolve_soft(req, soft, can_hold)

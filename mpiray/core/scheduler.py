@@ -589,7 +589,7 @@ class Scheduler(CrossNode):
             return
         if len(req) > 1:   # (a strategy's marks: never on the commonest, {"CPU": 1})
             req = rec.spec.resources = affinity.resolve(req, self.cluster is None,
-                                                        self.node_can_hold)
+                                                        self.node_can_hold, self.node_has_room)
         shape = _shape(req)
         queue = self.ready.get(shape)
         if queue is None:  # a shape not seen yet (totals change only with placement groups)
@@ -837,6 +837,13 @@ class Scheduler(CrossNode):
         for arec in list(self.actors.actors.values()):
             if arec.host is None and placement.uses(arec.spec.placement, pg):
                 self._kill_removed_actor(arec)
+
+    def node_has_room(self, index, req) -> bool:
+        """Node `index` exists and has req free now (as far as this node knows)."""
+        if index == _ids.this_node():
+            return self.res.fits(req)
+        return self.cluster is not None and index in self.cluster.views and \
+            self.cluster.really_fits(index, req)
 
     def node_can_hold(self, index, req) -> bool:
         """Node `index` exists and its totals can hold req."""
