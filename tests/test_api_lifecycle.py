@@ -162,6 +162,30 @@ def test_worker_prints_reach_driver_with_prefix():
                for l in result.stdout.splitlines()), result.stdout   # an actor's __repr__
 
 
+def test_tqdm_ray_progress_reaches_the_driver_from_a_task():
+    result = _run_driver("""
+        import mpiray as ray
+        from mpiray.experimental.tqdm_ray import tqdm
+        ray.init(num_cpus=1)
+        @ray.remote
+        def steps(n):
+            bar = tqdm(total=n, desc="steps", flush_interval_s=0)
+            for _ in range(n):
+                bar.update(1)
+            bar.close()
+            return bar.n
+        assert ray.get(steps.remote(4)) == 4
+        assert sum(tqdm(range(3), desc="here")) == 3
+        import time; time.sleep(0.3)
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(l.startswith("(steps pid=") and l.endswith("steps: 100%|" + "█" * 20 + "| 4/4")
+               for l in lines), result.stderr
+    assert [l for l in lines if l.startswith("here:")][-1].endswith("| 3/3"), result.stderr
+
+
 def test_a_line_a_task_leaves_unfinished_reaches_the_driver():
     """Ray's workers write unbuffered: print(x, end=" ") shows without a newline or flush,
     from tasks and actors, before shutdown (which kills idle workers)."""
