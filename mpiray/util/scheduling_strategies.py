@@ -98,28 +98,25 @@ class NotIn(_LabelOperator):
     """The node lacks the label, or has another value."""
 
 
-class Exists:
+class _KeyOperator:
+    values = ()
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Exists(_KeyOperator):
     """The node has the label, whatever its value."""
 
-    values = ()
 
-    def __eq__(self, other):
-        return type(self) is type(other)
-
-    def __repr__(self):
-        return "Exists()"
-
-
-class DoesNotExist:
+class DoesNotExist(_KeyOperator):
     """The node lacks the label."""
-
-    values = ()
-
-    def __eq__(self, other):
-        return type(self) is type(other)
-
-    def __repr__(self):
-        return "DoesNotExist()"
 
 
 class NodeLabelSchedulingStrategy:
