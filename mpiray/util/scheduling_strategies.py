@@ -86,6 +86,9 @@ class _LabelOperator:
     def __eq__(self, other):
         return type(self) is type(other) and self.values == other.values
 
+    def __hash__(self):
+        return hash((type(self), self.values))
+
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(map(repr, self.values))})"
 
