@@ -24,7 +24,7 @@ from mpiray.core import actor_spec as A
 from mpiray.core import context, current, labels, names, placement, refcount, serialization_context
 from mpiray.core import protocol as P
 from mpiray.core.actor_spec import BUILT_IN_METHODS
-from mpiray.core.executor import ExitActor
+from mpiray.core.executor import AsyncActorExit, SyncActorExit
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
 from mpiray.remote_function import _remote_form, is_generator_function, wrap_returns
@@ -73,10 +73,9 @@ def exit_actor():
     if proc.get("actor_id") is None:
         raise TypeError("exit_actor API is called on a non-actor worker: exit_actor() can "
                         "only be called inside an actor")
-    outside_a_call = proc.get("exit_outside_call")
-    if outside_a_call is not None:
-        outside_a_call()   # (an async actor's background task: the actor ends anyway)
-    raise ExitActor()
+    proc["exit_requested"]()   # (ends it after this call even if the exception is caught)
+    proc["exit_call"] = context.task_id()   # (whose answer is the exit, whatever it returns)
+    raise AsyncActorExit() if proc.get("actor_is_async") else SyncActorExit()
 
 
 class ActorClass:

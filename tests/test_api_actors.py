@@ -1748,6 +1748,54 @@ def test_a_call_made_just_after_the_actor_was_killed_fails_and_never_hangs(ray):
         del a
 
 
+@pytest.mark.parametrize("kind", ["sync", "threaded", "async"])
+def test_exit_actor_ends_the_actor_even_when_the_method_catches_it(ray, kind):
+    """As Ray's: exit_actor() raises SystemExit (AsyncioActorExit in an async actor) and
+    marks the actor to exit, so a method that catches it still ends the actor, and its
+    call answers RayActorError."""
+    import mpiray.exceptions
+
+    class Leaves:
+        def leave(self):
+            try:
+                ray.actor.exit_actor()
+            except BaseException as exc:  # noqa: BLE001 - what user code may do
+                return type(exc).__mro__
+
+        def ping(self):
+            return "alive"
+
+    class AsyncLeaves:
+        async def leave(self):
+            try:
+                ray.actor.exit_actor()
+            except Exception as exc:  # noqa: BLE001 - Ray's AsyncioActorExit is an Exception
+                return type(exc).__mro__
+
+        async def ping(self):
+            return "alive"
+
+    cls = ray.remote(AsyncLeaves if kind == "async" else Leaves)
+    actor = cls.options(max_concurrency=4 if kind == "threaded" else None).remote()
+    assert ray.get(actor.ping.remote(), timeout=60) == "alive"
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(actor.leave.remote(), timeout=60)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(actor.ping.remote(), timeout=60)
+
+    @ray.remote
+    class Kinds:
+        def sync_kind(self):
+            try:
+                ray.actor.exit_actor()
+            except SystemExit as exc:
+                return isinstance(exc, SystemExit)
+
+    with pytest.raises(ray.exceptions.RayActorError):   # (a SystemExit, caught: still the end)
+        ray.get(Kinds.remote().sync_kind.remote(), timeout=60)
+    assert issubclass(mpiray.exceptions.AsyncioActorExit, ray.exceptions.RayError)
+
+
 def test_exit_actor_in_a_threaded_actor_lets_running_calls_answer(ray, tmp_path):
     """As Ray's (since its threaded-actor shutdown fix): the calls already running on other
     threads finish and deliver their values or errors; the exiting call and every later

@@ -88,8 +88,8 @@ class ActorWorker:
                                  actor_methods=dict(self.aspec.methods),
                                  actor_in_order=A.runs_in_order(self.aspec),
                                  actor_is_async=self.aspec.is_async)
-        if self.aspec.is_async:   # (a task its __init__ starts may call exit_actor)
-            context.process()["exit_outside_call"] = self._exit_outside_call
+        # (set before __init__ runs: it, or a task it starts, may call exit_actor)
+        context.process()["exit_requested"] = self._exit_requested
         if not self._construct():
             return
         self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot)])
@@ -436,16 +436,21 @@ class ActorWorker:
                 except Exception:  # noqa: BLE001 - marked already
                     pass
 
-    def _exit_outside_call(self):
-        """exit_actor() in an async actor: from a task of its own (one the actor's code
-        started, whose exception nobody would see) it still ends the actor, as in Ray,
-        once the calls already taken are done."""
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:
-            task = None
-        if task is not None and any(t is task for t in list(self.call_tasks.values())):
-            return   # (a call's own: _exit_call ends the actor)
+    def _exit_requested(self):
+        """exit_actor(): the actor ends once the calls already taken are done, as in Ray,
+        whether its ExitActor reaches us (_exit_call) or not: caught by the method, or
+        raised in a task or thread of the actor's own, whose exception nobody would see."""
+        if self.aspec.is_async:
+            try:
+                task = asyncio.current_task()
+            except RuntimeError:
+                task = None
+            if task is not None and any(t is task for t in list(self.call_tasks.values())):
+                self.exiting = True   # (a call's own: _exit_call answers it)
+                return
+        elif context.task_id() is not None:   # (a call's own thread)
+            self.exiting = True
+            return
         if not self.exiting:
             self.exiting = True
             try:
@@ -595,6 +600,7 @@ class ActorWorker:
                     self._next_attempt(spec)   # (again from its start: the items made are
                     continue                   # skipped, as Ray's retried generator's)
                 result = await method(*args, **kwargs)
+                executor.exit_caught(spec)
                 if executor.cancelled_meanwhile(self.rt, spec):   # (it caught CancelledError)
                     return executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
             except asyncio.CancelledError:

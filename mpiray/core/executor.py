@@ -26,7 +26,7 @@ from mpiray.core.proctitle import set_title
 from mpiray.core.runtime import DependencyFailed
 from mpiray.core.task_spec import STREAMING
 from mpiray._native.store import ObjectExistsError
-from mpiray.exceptions import ObjectStoreFullError, RayTaskError, TaskCancelledError
+from mpiray.exceptions import AsyncioActorExit, ObjectStoreFullError, RayTaskError, TaskCancelledError
 from mpiray.object_ref import ObjectRef
 from mpiray.serialization import deserialize, serialize, serialize_error
 from mpiray.util.network import get_node_ip_address
@@ -39,7 +39,17 @@ _GENERATORS = frozenset((types.GeneratorType, types.AsyncGeneratorType))
 
 
 class ExitActor(BaseException):
-    """Raised by mpiray.actor.exit_actor(): ends the actor after this call."""
+    """Raised by mpiray.actor.exit_actor(): ends the actor after this call (the actor is
+    marked to exit first, so one the method catches still ends it once the call returns)."""
+
+
+class SyncActorExit(ExitActor, SystemExit):
+    """exit_actor() in a sync or threaded actor: a SystemExit, as Ray's."""
+
+
+class AsyncActorExit(ExitActor, AsyncioActorExit):
+    """exit_actor() in an async actor: Ray's AsyncioActorExit (a SystemExit would stop
+    the actor's event loop)."""
 
 
 # Whether the task run() ran last ended in an error (its returns, or a stream's item, say
@@ -87,6 +97,8 @@ def run(runtime, spec, fn):
             if should_retry(spec, exc):
                 return [], True
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
+        if spec.actor_id:
+            exit_caught(spec)
         if spec.num_returns < 0:
             return write_stream(runtime, spec, result)
         if spec.actor_id and cancelled_meanwhile(runtime, spec):
@@ -94,6 +106,14 @@ def run(runtime, spec, fn):
         return write_returns(runtime, spec, result), False
     finally:
         context.set_task(None, None)
+
+
+def exit_caught(spec):
+    """The call ran exit_actor() and caught its ExitActor: it ends as exit_actor's call
+    does (ActorDiedError, as Ray's), whatever it returned."""
+    proc = context.process()
+    if proc.get("exit_call") is not None and proc.get("exit_call") == spec.task_id.hex():
+        raise ExitActor()
 
 
 def cancelled_meanwhile(runtime, spec) -> bool:
