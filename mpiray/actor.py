@@ -19,6 +19,7 @@ import typing
 import cloudpickle
 
 from mpiray import _ids, _options, signature
+from mpiray.ids import ActorID
 from mpiray import api as _api
 from mpiray.core import actor_spec as A
 from mpiray.core import context, current, labels, names, placement, refcount, serialization_context
@@ -281,7 +282,7 @@ def _register_name(rt, aspec, handle) -> bool:
     """Atomically claims the name cluster-wide; False if someone holds it already."""
     from mpiray.core import actor_names
 
-    entry = (handle._actor_id, handle._class_name, handle._methods, handle._hold.max_pending,
+    entry = (handle._aid, handle._class_name, handle._methods, handle._hold.max_pending,
              handle._hold.in_order, False, handle._hold.fails_fast)
     return actor_names.register(rt, aspec.name, aspec.namespace, entry)
 
@@ -355,7 +356,7 @@ class ActorHandle:
         """weak: as Ray's handles got by name (get_actor, get_if_exists) or from inside the
         actor (current_actor), it does not keep the actor alive; the handles its creator
         made and passed on do."""
-        self._actor_id = actor_id
+        self._aid = actor_id
         self._class_name = class_name
         self._methods = methods
         self._key = A.handle_key(actor_id)
@@ -363,7 +364,7 @@ class ActorHandle:
 
     def __getattr__(self, name):
         if name in BUILT_IN_METHODS:  # every actor's, as in Ray (core/actor_spec.py)
-            return ActorMethod(self._hold, self._actor_id, f"{self._class_name}.{name}", name, 1, 0)
+            return ActorMethod(self._hold, self._aid, f"{self._class_name}.{name}", name, 1, 0)
         methods = self.__dict__.get("_methods")
         if methods is None or name.startswith("__") and name != "__call__":
             raise AttributeError(name)   # (copy/pickle probes, or not set up yet)
@@ -375,7 +376,7 @@ class ActorHandle:
         if isinstance(retry_exceptions, bytes):
             retry_exceptions = cloudpickle.loads(retry_exceptions)
         # Kept on the handle: `actor.m.remote()` in a loop then finds it without this call.
-        method = self.__dict__[name] = ActorMethod(self._hold, self._actor_id,
+        method = self.__dict__[name] = ActorMethod(self._hold, self._aid,
                                                    f"{self._class_name}.{name}", name, nret,
                                                    retries, retry_exceptions=retry_exceptions,
                                                    checker=signature.checker_of_shape(shape))
@@ -389,21 +390,24 @@ class ActorHandle:
         if not self._hold.weak:
             serialization_context.record(self._key, pin_out_of_band=False)
         hold = self._hold
-        return (ActorHandle, (self._actor_id, self._class_name, self._methods, hold.max_pending,
+        return (ActorHandle, (self._aid, self._class_name, self._methods, hold.max_pending,
                               hold.in_order, hold.weak, hold.fails_fast))
 
     def __eq__(self, other):
-        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+        return isinstance(other, ActorHandle) and other._aid == self._aid
 
     def __hash__(self):
-        return hash(self._actor_id)
+        return hash(self._aid)
 
     def __repr__(self):
-        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+        return f"Actor({self._class_name}, {self._aid.hex()})"
 
     @property
-    def _ray_actor_id(self):
-        return self._actor_id.hex()
+    def _actor_id(self):
+        """Ray's: the actor's ActorID (the handle keeps its bytes in _aid)."""
+        return ActorID(self._aid)
+
+    _ray_actor_id = _actor_id
 
 
 class ActorMethod:

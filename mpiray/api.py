@@ -434,7 +434,7 @@ def kill(actor, *, no_restart=True):
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"kill() expects an actor handle, got {type(actor).__name__}")
     rt = _runtime()
-    event = (P.KILL_ACTOR, actor._actor_id, bool(no_restart))
+    event = (P.KILL_ACTOR, actor._aid, bool(no_restart))
     if rt.is_driver:
         rt.channel.send([event])   # (applied before send returns)
     else:   # as Ray's: done (the name free) when kill returns, from a task or actor too

@@ -297,7 +297,7 @@ def test_ray_modules_ids_and_job_config(fresh):
 
     handle = Kept.remote()
     assert ray.get(handle.ping.remote(), timeout=30) == "pong"
-    actor_id = handle._ray_actor_id
+    actor_id = handle._actor_id.hex()
     del handle   # detached by the job's default: it lives on without a handle
     time.sleep(0.5)
     from mpiray.util.state import list_actors

@@ -189,19 +189,20 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     ray.get([alive.ping.remote(), gone.ping.remote()])
     ray.kill(gone)
     deadline = time.monotonic() + 10
-    while get_actor(gone._ray_actor_id)["state"] != "DEAD":
+    while get_actor(gone._actor_id)["state"] != "DEAD":
         assert time.monotonic() < deadline
         time.sleep(0.02)
     mine = {a["actor_id"]: a for a in list_actors(limit=10_000)}
-    assert mine[alive._ray_actor_id]["state"] == "ALIVE"
-    assert mine[alive._ray_actor_id]["name"] == "state-member"
-    assert mine[alive._ray_actor_id]["pid"] > 0
-    assert mine[gone._ray_actor_id]["state"] == "DEAD"
-    assert mine[gone._ray_actor_id]["pid"] > 0   # (as Ray: a dead actor keeps its pid)
-    assert "ray.kill" in mine[gone._ray_actor_id]["death_cause"]
-    assert gone._ray_actor_id in {a["actor_id"] for a in list_actors(filters=[("STATE", "=", "dead")])}
+    assert mine[alive._actor_id.hex()]["state"] == "ALIVE"
+    assert mine[alive._actor_id.hex()]["name"] == "state-member"
+    assert mine[alive._actor_id.hex()]["pid"] > 0
+    assert mine[gone._actor_id.hex()]["state"] == "DEAD"
+    assert mine[gone._actor_id.hex()]["pid"] > 0   # (as Ray: a dead actor keeps its pid)
+    assert isinstance(gone._actor_id, ray.ActorID) and gone._ray_actor_id == gone._actor_id
+    assert "ray.kill" in mine[gone._actor_id.hex()]["death_cause"]
+    assert gone._actor_id.hex() in {a["actor_id"] for a in list_actors(filters=[("STATE", "=", "dead")])}
     alive_ids = {a["actor_id"] for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)}
-    assert alive._ray_actor_id in alive_ids and gone._ray_actor_id not in alive_ids
+    assert alive._actor_id.hex() in alive_ids and gone._actor_id.hex() not in alive_ids
 
     @ray.remote
     def sleeper():
@@ -214,7 +215,7 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     # Ray's forms: a task's bare name, case-blind text, numbers compared as numbers
     assert len(list_tasks(filters=[("name", "=", "SLEEPER"), ("attempt_number", "=", 0)])) == 2
     assert ray.util.state.get_task(running[0]["task_id"])["func_or_class_name"] == "sleeper"
-    assert alive._ray_actor_id in {a["actor_id"] for a in list_actors(filters=[("state", "=", "alive")])}
+    assert alive._actor_id.hex() in {a["actor_id"] for a in list_actors(filters=[("state", "=", "alive")])}
 
     @ray.remote
     def from_a_task():   # (a task asks too: its node answers, in a one-node cluster)
@@ -599,7 +600,7 @@ def test_list_tasks_shows_actor_calls_running_and_queued(ray):
     calls = {(t["name"], t["state"]) for t in list_tasks() if t["type"] == "ACTOR_TASK"}
     assert ("Sync.slow", "RUNNING") in calls and ("Sync.quick", "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY") in calls
     naps = list_tasks(filters=[("name", "=", "Async.nap"), ("state", "=", "RUNNING")])
-    assert len(naps) == 2 and {t["actor_id"] for t in naps} == {a._ray_actor_id}
+    assert len(naps) == 2 and {t["actor_id"] for t in naps} == {a._actor_id.hex()}
     ray.get(refs)
     deadline = time.monotonic() + 10   # (an actor lets go of a call a moment after its value)
     while [t for t in list_tasks() if t["type"] == "ACTOR_TASK"]:

@@ -183,6 +183,7 @@ def summarize_objects(address=None, timeout=30, raise_on_missing_output=True,
 
 
 def get_actor(id: str, address=None, timeout=30, _explain=False):
+    id = id.hex() if hasattr(id, "hex") and not isinstance(id, str) else id   # (an ActorID too)
     return _one(list_actors(filters=[("actor_id", "=", id)], limit=1))
 
 

@@ -345,8 +345,8 @@ def test_state_api_sees_actors_and_tasks_of_every_node(ray):
     homes = ray.get([a.node.remote() for a in actors], timeout=60)
     listed = {a["actor_id"]: a for a in list_actors(limit=10_000)}
     for actor, home in zip(actors, homes):
-        assert listed[actor._ray_actor_id]["state"] == "ALIVE"
-        assert listed[actor._ray_actor_id]["node_id"] == home   # reported once, where it runs
+        assert listed[actor._actor_id.hex()]["state"] == "ALIVE"
+        assert listed[actor._actor_id.hex()]["node_id"] == home   # reported once, where it runs
     refs = [wait_a_bit.options(**on_node(ray, i)).remote() for i in range(k)]
     time.sleep(0.4)
     nodes_running = {t["node_id"] for t in list_tasks() if t["name"].endswith("wait_a_bit")}
