@@ -178,6 +178,28 @@ def test_constructor_failure_reaches_every_call(ray):
             ray.get(b.f.remote(), timeout=30)
 
 
+def test_a_failed_constructor_argument_is_the_actors_death_cause(ray):
+    """As a task's: the argument's own error, named, and none of mpiray's frames."""
+    @ray.remote
+    def boom():
+        raise KeyError("lost key")
+
+    @ray.remote
+    class Holds:
+        def __init__(self, value):
+            self.value = value
+
+        def get(self):
+            return self.value
+
+    holder = Holds.remote(boom.remote())
+    with pytest.raises(ray.exceptions.ActorDiedError) as info:
+        ray.get(holder.get.remote(), timeout=60)
+    text = str(info.value)
+    assert "At least one of the input arguments" in text and "KeyError: 'lost key'" in text
+    assert "mpiray/core" not in text and "DependencyFailed" not in text
+
+
 @pytest.mark.parametrize("copied", [False, True])
 def test_actor_process_ends_when_no_handle_remains(ray, Counter, copied):
     import copy

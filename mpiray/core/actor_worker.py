@@ -141,7 +141,10 @@ class ActorWorker:
         except BaseException as exc:  # noqa: BLE001 - the cause goes to every caller
             if loading:   # (its class could not be loaded: no frames of ours in its text)
                 exc = exc.with_traceback(None)
-            err = executor.wrap(exc, f"{self.aspec.class_name}.__init__")
+            if isinstance(exc, DependencyFailed):   # (an argument's error, as a task's)
+                err = executor.dependency_error(f"{self.aspec.class_name}.__init__", exc)
+            else:
+                err = executor.wrap(exc, f"{self.aspec.class_name}.__init__")
             # (by value: the node may not import the error's class, a local one say)
             self.rt.channel.send([(P.ACTOR_FAILED, self.actor_id, executor.error_blob(err))])
             # as Ray's worker logs it: the driver sees it whether or not a call reads it

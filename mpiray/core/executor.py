@@ -470,12 +470,17 @@ def write_dependency_error(runtime, spec, failed):
     as Ray's is (this task's name, "At least one of the input arguments ... could not be
     computed", then the argument's whole error): a RayTaskError of the same cause class,
     or of the argument's own error (cancelled, crashed, lost, an actor's death)."""
+    return _write_error(runtime, spec, dependency_error(spec.name, failed))
+
+
+def dependency_error(name, failed) -> RayTaskError:
+    """The error of the task or constructor name whose argument failed (see above)."""
     value, _ = deserialize(failed.error_bytes)
     upstream = f"{type(value).__module__}.{type(value).__qualname__}: {value}"
     cause = value.cause if isinstance(value, RayTaskError) and value.cause is not None else value
-    return _write_error(runtime, spec, RayTaskError(
-        spec.name, "  At least one of the input arguments for this task could not be computed:\n"
-        + upstream, cause, pid=os.getpid(), ip=get_node_ip_address()))
+    return RayTaskError(
+        name, "  At least one of the input arguments for this task could not be computed:\n"
+        + upstream, cause, pid=os.getpid(), ip=get_node_ip_address())
 
 
 def error_blob(err) -> bytes:
