@@ -164,12 +164,11 @@ def label_selection(opts: dict, strategy):
     return selector or None
 
 
-def num_returns_option(value, default=1) -> int:
-    """Ray's num_returns: a count, or "streaming" / "dynamic" for a generator."""
+def num_returns_option(value, default=1, is_generator=None) -> int:
+    """Ray's num_returns: a count, or "streaming" / "dynamic" for a generator (is_generator
+    False: the function is not one, which Ray refuses at once)."""
     if value is None:
         value = default
-    if value == "streaming":
-        return STREAMING
     if value == "dynamic":
         import warnings
 
@@ -178,10 +177,14 @@ def num_returns_option(value, default=1) -> int:
         warnings.warn('num_returns="dynamic" is deprecated: use num_returns="streaming", whose '
                       "ObjectRefGenerator yields each item as soon as it is made.",
                       RayDeprecationWarning, stacklevel=3)
-        return DYNAMIC
+    if value in ("streaming", "dynamic"):
+        if is_generator is False:   # (Ray's words)
+            raise ValueError(f"num_returns='{value}' can only be used with generator functions "
+                             "(ones that yield); this one returns: give a count instead")
+        return STREAMING if value == "streaming" else DYNAMIC
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError("The keyword 'num_returns' only accepts None, a non-negative integer, "
-                         f"\"streaming\" (for generators), or \"dynamic\"; got {value!r}")
+                         f"'streaming' (for generators), or 'dynamic'; got {value!r}")
     return value
 
 
@@ -223,7 +226,8 @@ def task_options(opts: dict, is_generator: bool = False, what=None) -> dict:
     stream their items (Ray's default for generator functions). what: the function's
     qualified name, for errors."""
     check_keys(opts, TASK_OPTIONS, "remote functions")
-    num_returns = num_returns_option(opts.get("num_returns"), "streaming" if is_generator else 1)
+    num_returns = num_returns_option(opts.get("num_returns"), "streaming" if is_generator else 1,
+                                     is_generator)
     max_retries = _or_default(opts, "max_retries", DEFAULT_TASK_RETRIES)
     counting_option("max_retries", max_retries)
     retry = retry_exceptions_option(opts.get("retry_exceptions", False))

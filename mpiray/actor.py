@@ -47,7 +47,11 @@ def method(*args, **kwargs):
 
     def decorate(fn):
         if "num_returns" in kwargs:
-            fn.__mpiray_num_returns__ = _options.num_returns_option(kwargs["num_returns"])
+            count = kwargs["num_returns"]
+            if isinstance(count, int) and not isinstance(count, bool) and count < 0:
+                raise ValueError(f"num_returns must be >= 0, got {count}")   # (Ray's words)
+            fn.__mpiray_num_returns__ = _options.num_returns_option(
+                count, is_generator=is_generator_function(fn))
         if kwargs.get("concurrency_group") is not None:
             fn.__mpiray_concurrency_group__ = kwargs["concurrency_group"]
         if "max_task_retries" in kwargs or "retry_exceptions" in kwargs:

@@ -119,14 +119,35 @@ def test_a_generator_with_a_count_returns_that_many_refs(ray, capfd):
     assert "Task returned more than num_returns=2 objects" in capfd.readouterr().err
 
 
-def test_streaming_on_a_function_that_does_not_yield_is_a_clear_error(ray):
-    @ray.remote(num_returns="streaming")
+def test_streaming_on_a_function_that_does_not_yield_is_refused_when_decorated(ray):
+    """As Ray's: a function or method that returns cannot stream (nor be "dynamic")."""
+    from mpiray.util.annotations import RayDeprecationWarning
+
     def plain():
         return 1
 
-    gen = plain.remote()
-    with pytest.raises(ValueError, match="must return a generator"):
-        ray.get(next(gen))
+    with pytest.raises(ValueError, match="num_returns='streaming' can only be used with generator"):
+        ray.remote(num_returns="streaming")(plain)
+    with pytest.warns(RayDeprecationWarning), \
+            pytest.raises(ValueError, match="num_returns='dynamic' can only be used with generator"):
+        ray.remote(num_returns="dynamic")(plain)
+    with pytest.raises(ValueError, match="num_returns='streaming' can only be used with generator"):
+        ray.remote(plain).options(num_returns="streaming")
+    with pytest.raises(ValueError, match="num_returns='streaming' can only be used with generator"):
+        class Actor:
+            @ray.method(num_returns="streaming")
+            def method(self):
+                return 1
+    with pytest.raises(ValueError, match="num_returns must be >= 0"):
+        class Other:
+            @ray.method(num_returns=-1)
+            def method(self):
+                return 1
+
+    async def agen():
+        yield 1
+
+    ray.remote(num_returns="streaming")(agen)   # (async generators stream too)
 
 
 def test_bad_num_returns_is_refused_by_name(ray):
