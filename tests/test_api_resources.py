@@ -726,3 +726,24 @@ def test_noset_variable_leaves_cuda_visible_devices_as_inherited(fresh, monkeypa
     assert env == "4,6" and ids in (["4"], ["6"])
     env, ids = ray.get(GpuActor.remote().which.remote(), timeout=30)
     assert env == "4,6" and ids in (["4"], ["6"])
+
+
+@pytest.mark.parametrize("timeout", [None, 30])
+def test_a_task_waiting_in_wait_lends_its_cpu_as_in_get(fresh, timeout):
+    """As Ray's: a task blocked in ray.wait (with a timeout or not) gives its CPU back
+    while it waits, so the child it waits for runs on a one-CPU node."""
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote
+    def child():
+        return 1
+
+    @ray.remote
+    def parent():
+        ready, _ = ray.wait([child.remote()], timeout=timeout)
+        return ray.get(ready) if ready else "timed out"
+
+    start = time.monotonic()
+    assert ray.get(parent.remote(), timeout=60) == [1]
+    assert time.monotonic() - start < 20   # (not the wait's whole timeout)

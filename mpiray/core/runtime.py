@@ -312,19 +312,22 @@ class Runtime:
         users: ids of the user's refs (unknown ones are refused), not the runtime's own."""
         store = self.store
         ready = bytearray(len(ids) // _ids.OBJECT_ID_SIZE)
-        count = store.wait_ids(ids, num_returns, 0 if timeout is None or self.fetch_remote else timeout, ready)
-        if count >= num_returns:
+        count = store.wait_ids(ids, num_returns, 0, ready)
+        if count >= num_returns or timeout == 0:
             return ready
         if users:
             _refuse_unknown(_pending_ids(ids, ready), "given to ray.wait()")
         if self.fetch_remote:
             self._pull(_pending_ids(ids, ready))
-            if timeout:
-                count = store.wait_ids(ids, num_returns, timeout, ready)
-        if count < num_returns and timeout is None:
-            with self._blocked():
-                while count < num_returns:
-                    count = store.wait_ids(ids, num_returns, WAIT_SLICE_S, ready)
+        # A task waiting lends its CPU, as in get (Ray's blocked task): the work it
+        # waits for may need that CPU to run at all.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._blocked():
+            while count < num_returns:
+                left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - time.monotonic())
+                if left <= 0:
+                    break
+                count = store.wait_ids(ids, num_returns, left, ready)
         return ready
 
     def _blocked(self):
