@@ -56,7 +56,7 @@ class RuntimeContext:
             base = placement.base_name(key)  # a bundle's CPU_group_<i>_<pg> is a CPU
             if not base.startswith("node:") and \
                     base not in (placement.BUNDLE, placement.CAPTURE, affinity.SPREAD):
-                out[base] = int(amount * 10000) / 10000   # (Ray's precision: 0.0001)
+                out[base] = round(amount * 10000) / 10000   # (Ray's units: 0.0001)
         return out
 
     def is_canceled(self) -> bool:

@@ -747,3 +747,20 @@ def test_a_task_waiting_in_wait_lends_its_cpu_as_in_get(fresh, timeout):
     start = time.monotonic()
     assert ray.get(parent.remote(), timeout=60) == [1]
     assert time.monotonic() - start < 20   # (not the wait's whole timeout)
+
+
+def test_assigned_fractions_are_the_amounts_asked(fresh):
+    """Amounts in Ray's units (0.0001) come back as asked, not cut by float error
+    (0.57 * 10000 is 5699.999...)."""
+    import random
+
+    ray = fresh
+    ray.init(num_cpus=2, resources={"x": 1})
+
+    @ray.remote
+    def held():
+        return ray.get_runtime_context().get_assigned_resources()
+
+    amounts = [0.57, 0.7837, 0.5699] + [int(random.random() * 10000) / 10000 or 0.0001 for _ in range(5)]
+    got = ray.get([held.options(num_cpus=a, resources={"x": a}).remote() for a in amounts], timeout=60)
+    assert got == [{"CPU": a, "x": a} for a in amounts]
