@@ -151,7 +151,9 @@ def _dual_class(cause_cls):
 
         def __getattr__(self, name):  # (only for what the error itself lacks)
             cause = self.__dict__.get("cause")
-            if cause is None or name.startswith("__"):
+            # (a dunder only when the cause holds it, as __notes__ from add_note(): the
+            # protocol probes copy and pickle make must not find the cause's)
+            if cause is None or name.startswith("__") and name not in getattr(cause, "__dict__", {}):
                 raise AttributeError(name)
             return getattr(cause, name)   # Ray's: the cause's attributes (code, returncode, ...)
 

@@ -787,9 +787,22 @@ def test_errors_keep_their_cause_attributes_or_say_why_not(ray):
     def needs_two():
         raise NeedsTwo(1, 2)
 
+    @ray.remote(max_retries=0)
+    def noted():
+        error = ValueError("bad row")
+        error.add_note("while parsing row 17")
+        raise error
+
     with pytest.raises(CodedError) as info:
         ray.get(coded.remote())
     assert info.value.code == 7
+    with pytest.raises(ValueError) as info:
+        ray.get(noted.remote())
+    assert info.value.__notes__ == ["while parsing row 17"]   # (the cause's, as Ray's)
+    import copy
+    import pickle
+
+    assert copy.copy(info.value).__notes__ == pickle.loads(pickle.dumps(info.value)).__notes__
     with pytest.raises(subprocess.CalledProcessError) as info:
         ray.get(fails_a_command.remote())
     assert info.value.returncode == 1
