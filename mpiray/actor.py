@@ -98,6 +98,8 @@ class ActorClass:
         self._blob = None
         self._exported = {}
         self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__   # (as Ray's: the user's class's, for pickle and docs)
         self.__doc__ = cls.__doc__
 
     def __call__(self, *args, **kwargs):
@@ -414,6 +416,11 @@ class ActorHandle:
     _ray_actor_id = _actor_id
 
 
+# Ray's actor method options that change nothing here (no task events, no tensor transport).
+_METHOD_CALL_OPTIONS_IGNORED = {"enable_task_events", "_generator_backpressure_num_objects",
+                                "tensor_transport", "_metadata"}
+
+
 class ActorMethod:
     def __init__(self, hold, actor_id, task_name, name, num_returns, max_retries=-1, group=None,
                  retry_exceptions=False, checker=(-1, None)):
@@ -455,8 +462,14 @@ class ActorMethod:
         return ClassMethodNode(self, None, args, kwargs)
 
     def options(self, num_returns=None, max_task_retries=None, concurrency_group=None,
-                retry_exceptions=None, name=None, **ignored):
-        """name: the call's task name (its state API entry, process title, timeline)."""
+                retry_exceptions=None, name=None, **others):
+        """name: the call's task name (its state API entry, process title, timeline).
+        Ray's other method options are taken and have no effect here (docs/api.md)."""
+        unknown = set(others) - _METHOD_CALL_OPTIONS_IGNORED
+        if unknown:
+            raise ValueError(f"Invalid option keyword(s) {', '.join(sorted(unknown))} for actor "
+                             "methods. Valid ones are concurrency_group, max_task_retries, name, "
+                             f"num_returns, retry_exceptions, {', '.join(sorted(_METHOD_CALL_OPTIONS_IGNORED))}.")
         n = self._num_returns if num_returns is None else _options.num_returns_option(num_returns)
         retries = self._max_retries if max_task_retries is None else \
             _options.max_task_retries_option(max_task_retries)

@@ -105,6 +105,15 @@ class ObjectRef:
 
         return future_of(self)
 
+    def _on_completed(self, py_callback):
+        """Ray's: py_callback(value) once the object is ready, on the process's waiter
+        thread; the value is the error (an exception object) if the task failed."""
+        def done(future):
+            error = future.exception()
+            py_callback(error if error is not None else future.result())
+
+        self.future().add_done_callback(done)
+
     def as_future(self):
         """An asyncio.Future of this object's value, on the running (or current) loop."""
         import asyncio  # (here, not at the top: `import mpiray` does without it)

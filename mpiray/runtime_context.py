@@ -164,13 +164,14 @@ class RuntimeContext:
 
     @property
     def current_actor(self):
-        """A handle on the running actor (its methods callable), or None."""
+        """A handle on the running actor (its methods callable); outside an actor, Ray's
+        RuntimeError."""
         from mpiray.actor import ActorHandle
 
         proc = context.process()
         aid = proc.get("actor_id")
         if aid is None:
-            return None
+            raise RuntimeError("This method is only available in an actor.")
         return ActorHandle(bytes.fromhex(aid), proc.get("actor_class", "actor"),
                            proc.get("actor_methods", {}), -1, proc.get("actor_in_order", True),
                            weak=True)

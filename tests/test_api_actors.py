@@ -1997,3 +1997,38 @@ def test_allow_out_of_order_execution_runs_ready_calls_first(fresh):
     with pytest.raises(ValueError, match="threaded"):
         Log.options(max_concurrency=2, allow_out_of_order_execution=False).remote()
     assert ray.get(Async.options(allow_out_of_order_execution=True).remote().get.remote()) == 1
+
+
+def test_small_actor_apis_as_rays(ray):
+    """ActorClass keeps its class's module; current_actor outside an actor is Ray's
+    RuntimeError; an unknown method option is refused; ActorPool's queue and idle list
+    have Ray's names; ObjectRef._on_completed calls back with the value or the error."""
+    import threading
+
+    from mpiray.util import ActorPool
+
+    @ray.remote
+    class Echo:
+        def echo(self, x):
+            return x
+
+        def fail(self):
+            raise KeyError("no")
+
+    assert Echo.__module__ == __name__ and Echo.__qualname__.endswith("Echo")
+    with pytest.raises(RuntimeError, match="only available in an actor"):
+        ray.get_runtime_context().current_actor
+    echo = Echo.remote()
+    with pytest.raises(ValueError, match="no_such_option"):
+        echo.echo.options(no_such_option=1)
+    assert ray.get(echo.echo.options(enable_task_events=False).remote(3)) == 3
+    pool = ActorPool([echo])
+    pool.submit(lambda a, v: a.echo.remote(v), 1)
+    pool.submit(lambda a, v: a.echo.remote(v), 2)
+    assert len(pool._pending_submits) == 1 and pool._idle_actors == []
+    assert [pool.get_next(), pool.get_next()] == [1, 2]
+    got, done = [], threading.Event()
+    for ref in (echo.echo.remote("value"), echo.fail.remote()):
+        ref._on_completed(lambda v: (got.append(v), len(got) == 2 and done.set()))
+    assert done.wait(30)
+    assert "value" in got and any(isinstance(v, KeyError) for v in got)

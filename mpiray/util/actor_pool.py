@@ -21,12 +21,12 @@ import mpiray
 
 class ActorPool:
     def __init__(self, actors):
-        self._idle = list(actors)
+        self._idle_actors = list(actors)
         self._future_to_actor = {}        # ref -> (index, actor)
         self._index_to_future = {}        # submission index -> ref
         self._next_task_index = 0
         self._next_return_index = 0
-        self._backlog = collections.deque()
+        self._pending_submits = collections.deque()
 
     def map(self, fn, values):
         """Submits every value now (as Ray's); the results come in order as iterated."""
@@ -54,22 +54,22 @@ class ActorPool:
                 pass
 
     def submit(self, fn, value):
-        if self._idle:
-            actor = self._idle.pop()
+        if self._idle_actors:
+            actor = self._idle_actors.pop()
             ref = fn(actor, value)
             key = tuple(ref) if isinstance(ref, list) else ref
             self._future_to_actor[key] = (self._next_task_index, actor)
             self._index_to_future[self._next_task_index] = key
             self._next_task_index += 1
         else:
-            self._backlog.append((fn, value))
+            self._pending_submits.append((fn, value))
 
     def has_next(self):
         """Submissions in flight (as Ray's: a backlog no actor is left to run is not)."""
         return bool(self._future_to_actor)
 
     def has_free(self):
-        return bool(self._idle) and not self._backlog
+        return bool(self._idle_actors) and not self._pending_submits
 
     def get_next(self, timeout=None, ignore_if_timedout=False):
         """The oldest submission's result. On timeout: TimeoutError; with
@@ -121,18 +121,18 @@ class ActorPool:
 
     def _return_actor(self, actor, alive=True):
         if alive:
-            self._idle.append(actor)
-        if self._backlog and self._idle:
-            self.submit(*self._backlog.popleft())
+            self._idle_actors.append(actor)
+        if self._pending_submits and self._idle_actors:
+            self.submit(*self._pending_submits.popleft())
 
     def push(self, actor):
         busy = {a for _, a in self._future_to_actor.values()}
-        if actor in self._idle or actor in busy:
+        if actor in self._idle_actors or actor in busy:
             raise ValueError("Actor already belongs to current ActorPool")
         self._return_actor(actor)
 
     def pop_idle(self):
-        return self._idle.pop() if self.has_free() else None
+        return self._idle_actors.pop() if self.has_free() else None
 
 
 def _last(key):
