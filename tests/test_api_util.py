@@ -816,3 +816,35 @@ def test_state_api_rows_as_rays(fresh):
     parent_id, child_id = ray.get(parent.remote(), timeout=30)
     rows = {t["task_id"]: t for t in list_tasks(detail=True)}
     assert rows[child_id]["parent_task_id"] == parent_id and rows[parent_id]["parent_task_id"] is None
+
+
+def test_internal_kv_is_one_store_for_the_driver_and_its_tasks(fresh):
+    from mpiray.experimental import internal_kv as kv
+
+    ray = fresh
+    assert not kv._internal_kv_initialized()
+    with pytest.raises(RuntimeError, match="ray.init"):
+        kv._internal_kv_get("k")
+    ray.init(num_cpus=1)
+    assert kv._internal_kv_put("k1", b"v1") is False          # (not there before)
+    assert kv._internal_kv_put("k1", b"v2", overwrite=False) is True
+    assert kv._internal_kv_get("k1") == b"v1"
+    assert kv._internal_kv_put(b"k1", "v3") is True and kv._internal_kv_get("k1") == b"v3"
+    assert kv._internal_kv_exists("k1") and not kv._internal_kv_exists("missing")
+    assert kv._internal_kv_get("missing") is None
+    kv._internal_kv_put("k2", b"x")
+    kv._internal_kv_put("other", b"y")
+    kv._internal_kv_put("k1", b"elsewhere", namespace="ns")
+
+    @ray.remote
+    def in_a_task():
+        kv._internal_kv_put("from-task", b"t")
+        return kv._internal_kv_get("k1"), kv._internal_kv_get("k1", namespace="ns")
+
+    assert ray.get(in_a_task.remote(), timeout=60) == (b"v3", b"elsewhere")
+    assert sorted(kv._internal_kv_list("k")) == [b"k1", b"k2"]
+    assert kv._internal_kv_del("k", del_by_prefix=True) == 2
+    assert sorted(kv._internal_kv_list("")) == [b"from-task", b"other"]
+    assert kv._internal_kv_del("other") == 1 and kv._internal_kv_del("other") == 0
+    with pytest.raises(TypeError, match="bytes or str"):
+        kv._internal_kv_put("k", 3)

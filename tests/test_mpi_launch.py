@@ -501,3 +501,20 @@ def test_soft_affinity_spills_from_a_busy_node_only_when_asked(tmp_path):
     proc, _ = mpirun(2, code, tmp_path=tmp_path, env={"MPIRAY_NUM_CPUS": "1"})
     assert proc.returncode == 0, proc.stderr
     assert "placed 0 0 1 True" in proc.stdout
+
+
+def test_internal_kv_is_one_store_for_every_node(tmp_path):
+    code = """
+        import mpiray as ray
+        from mpiray.experimental.internal_kv import _internal_kv_get, _internal_kv_list, _internal_kv_put
+        ray.init(num_cpus=1)
+        _internal_kv_put("driver", b"d")
+        @ray.remote(resources={"node:1": 0.01})
+        def on_node_1():
+            _internal_kv_put(b"remote", b"r")
+            return _internal_kv_get("driver"), sorted(_internal_kv_list(""))
+        print("kv", ray.get(on_node_1.remote()), _internal_kv_get("remote"), flush=True)
+    """
+    proc, _ = mpirun(2, code, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "kv (b'd', [b'driver', b'remote']) b'r'" in proc.stdout

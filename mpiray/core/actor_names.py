@@ -29,6 +29,11 @@ def lookup(rt, name, namespace):
     return None if data is None else P.loads(data)
 
 
+def ask(rt, op, key, value):
+    """op on node 0's registry, from any process of any node (kv_store's way in too)."""
+    return _ask(rt, op, key, value)
+
+
 def _ask(rt, op, key, value):
     if not rt.fetch_remote or _ids.this_node() == 0:
         return apply(rt.store, op, key, value)
@@ -62,4 +67,8 @@ def apply(store, op, key, value):
             except KeyError:
                 pass
         return None
+    if op.startswith("kv_"):
+        from mpiray.core import kv_store
+
+        return kv_store.apply(store, op, key, value)
     raise ValueError(f"unknown name registry operation {op!r}")
