@@ -53,7 +53,7 @@ def __getattr__(name):
     """`ray.util` and `ray.runtime_env` without an import of their own, as in Ray (loaded on
     first use: a plain `import mpiray` stays quick)."""
     if name in ("util", "runtime_env", "cloudpickle", "types", "job_config", "_private",
-                "_common", "actor", "dag", "internal", "experimental"):
+                "_common", "actor", "dag", "internal", "experimental", "_raylet"):
         import importlib
 
         return importlib.import_module(f"mpiray.{name}")

@@ -38,6 +38,7 @@ OPTION_TYPES = {
     "_metadata": (dict, type(None)), "label_selector": (dict, type(None)),
     "object_store_memory": (int, type(None)), "_generator_backpressure_num_objects": (int, type(None)),
     "allow_out_of_order_execution": (bool,),
+    "placement_group_capture_child_tasks": (bool, type(None)),
 }
 
 

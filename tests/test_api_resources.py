@@ -455,7 +455,7 @@ def test_options_are_checked_as_rays(ray):
         pass
 
     for bad in ({"num_cpus": "1"}, {"max_retries": 1.5}, {"resources": [("a", 1)]},
-                {"name": 5}, {"retry_exceptions": "yes"}):
+                {"name": 5}, {"retry_exceptions": "yes"}, {"placement_group_capture_child_tasks": "yes"}):
         with pytest.raises(TypeError, match="The type of keyword"):
             f.options(**bad)
     with pytest.raises(ValueError, match="Setting 'max_calls' is not supported in '.options\\(\\)'"):
