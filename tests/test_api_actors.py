@@ -668,7 +668,7 @@ def test_cancel_of_actor_calls_queued_running_and_async(ray):
     ray.cancel(slow)
     with pytest.raises(ray.exceptions.TaskCancelledError) as cancelled:
         ray.get(slow, timeout=30)
-    # (Ray's docs catch a cancelled actor call as RayTaskError, its tests as either)
+    # (a running async call: Ray's docs catch its cancel as RayTaskError; a queued one is plain)
     assert isinstance(cancelled.value, ray.exceptions.RayTaskError)
     assert time.monotonic() - start < 5
     assert ray.get(a.quick.remote(), timeout=30) == "quick"
@@ -2032,3 +2032,30 @@ def test_small_actor_apis_as_rays(ray):
         ref._on_completed(lambda v: (got.append(v), len(got) == 2 and done.set()))
     assert done.wait(30)
     assert "value" in got and any(isinstance(v, KeyError) for v in got)
+
+
+def test_a_queued_or_waiting_actor_call_cancelled_is_a_plain_task_cancelled_error(ray):
+    """As Ray's: not a RayTaskError, which `except RayTaskError` would take for the
+    method's own failure."""
+    @ray.remote
+    class Slow:
+        def slow(self, s):
+            time.sleep(s)
+            return s
+
+    @ray.remote
+    def later():
+        time.sleep(5)
+
+    actor = Slow.remote()
+    ray.get(actor.slow.remote(0))
+    running = actor.slow.remote(1.0)
+    queued = actor.slow.remote(0)
+    waiting = actor.slow.remote(later.remote())
+    ray.cancel(queued)
+    ray.cancel(waiting)
+    for ref in (queued, waiting):
+        with pytest.raises(ray.exceptions.TaskCancelledError) as info:
+            ray.get(ref, timeout=60)
+        assert not isinstance(info.value, ray.exceptions.RayTaskError)
+    assert ray.get(running, timeout=60) == 1.0

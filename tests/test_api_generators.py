@@ -685,3 +685,41 @@ def test_a_cancelled_async_generator_method_sees_cancelled_error(ray):
     while len(ray.get(s.log.remote())) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ray.get(s.log.remote()) == ["CancelledError", "CancelledError"]
+
+
+@pytest.mark.parametrize("where", ["task", "sync_actor", "async_actor"])
+def test_a_cancelled_generators_completed_raises_the_cancel(ray, where):
+    """As Ray's: completed() of a generator cancelled mid-stream raises; the items made
+    before stay readable and the cancellation is the stream's last item. A sync actor's
+    method (only stopped between items) gives a plain TaskCancelledError."""
+    import asyncio
+
+    @ray.remote
+    def task_gen():
+        for i in range(100):
+            time.sleep(0.05)
+            yield i
+
+    @ray.remote
+    class Streams:
+        def gen(self):
+            for i in range(100):
+                time.sleep(0.05)
+                yield i
+
+        async def agen(self):
+            for i in range(100):
+                await asyncio.sleep(0.05)
+                yield i
+
+    gen = {"task": task_gen.remote, "sync_actor": lambda: Streams.remote().gen.remote(),
+           "async_actor": lambda: Streams.remote().agen.remote()}[where]()
+    assert ray.get(next(gen), timeout=60) == 0
+    ray.cancel(gen)
+    with pytest.raises(ray.exceptions.TaskCancelledError) as info:
+        ray.get(gen.completed(), timeout=60)
+    assert isinstance(info.value, ray.exceptions.RayTaskError) == (where != "sync_actor")
+    refs = list(gen)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(refs[-1], timeout=60)
+    assert ray.get(refs[:-1], timeout=60) == list(range(1, len(refs)))

@@ -1185,3 +1185,25 @@ def test_a_function_whose_module_workers_cannot_import_fails_as_rays(fresh, tmp_
         return 2
 
     assert ray.get(fine.remote(), timeout=60) == 2
+
+
+def test_a_cancelled_task_is_not_retried_whatever_its_clean_up_raises(ray, tmp_path):
+    """A task whose code turns the cancel's KeyboardInterrupt into an error that
+    retry_exceptions matches ends at once with that error (it ran forever, retried)."""
+    started = tmp_path / "started"
+
+    @ray.remote(retry_exceptions=True)
+    def cleans_up(path):
+        try:
+            open(path, "w").close()
+            while True:
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            raise ValueError("interrupted while busy") from None
+
+    ref = cleans_up.remote(str(started))
+    while not started.exists():
+        time.sleep(0.01)
+    ray.cancel(ref)
+    with pytest.raises(ValueError, match="interrupted while busy"):
+        ray.get(ref, timeout=60)

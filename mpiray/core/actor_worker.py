@@ -605,13 +605,15 @@ class ActorWorker:
                 result = await method(*args, **kwargs)
                 executor.exit_caught(spec)
                 if executor.cancelled_meanwhile(self.rt, spec):   # (it caught CancelledError)
-                    return executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
-            except asyncio.CancelledError:
-                return executor._write_error(self.rt, spec, executor.call_cancelled(spec.task_id, spec.name))
+                    return executor._write_error(self.rt, spec, executor.task_cancelled_while_running(
+                        spec.task_id, spec.name))
+            except asyncio.CancelledError:   # (a running async call: Ray's RayTaskError too)
+                return executor._write_error(self.rt, spec, executor.task_cancelled_while_running(
+                    spec.task_id, spec.name))
             except (ExitActor, SystemExit) as exc:
                 return self._exit_call(spec, exc)
             except BaseException as exc:  # noqa: BLE001 - (any, as Ray: the caller gets it)
-                if executor.should_retry(spec, exc):
+                if executor.should_retry(self.rt, spec, exc):
                     if self._cancelled(spec):
                         return [(oid, []) for oid in spec.return_ids()]
                     self._next_attempt(spec)

@@ -94,7 +94,7 @@ def run(runtime, spec, fn):
                 exc = as_cancel(exc, spec)
             elif isinstance(exc, (SystemExit, ExitActor)):
                 raise
-            if should_retry(spec, exc):
+            if should_retry(runtime, spec, exc):
                 return [], True
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
         if spec.actor_id:
@@ -123,9 +123,16 @@ def cancelled_meanwhile(runtime, spec) -> bool:
 
 
 def call_cancelled(task_id, name=None):
-    """A cancelled actor call's error: TaskCancelledError as a RayTaskError (get raises
-    an instance of both), as Ray's docs catch either for actor calls. name: the
-    method's, where known (the node answering a cancel at once does not know it)."""
+    """A cancelled actor call's error: a plain TaskCancelledError, as Ray's (queued,
+    running or waiting for an argument), which `except RayTaskError` does not take for
+    the method's own failure. name: the method's, where known (unused: Ray's error names
+    the task by id)."""
+    return TaskCancelledError(task_id.hex())
+
+
+def task_cancelled_while_running(task_id, name):
+    """A running task interrupted by its cancel: TaskCancelledError as a RayTaskError
+    (get raises an instance of both), as Ray's."""
     return RayTaskError(name, f"TaskCancelledError: Task {task_id.hex()} was cancelled",
                         TaskCancelledError(task_id.hex()), pid=os.getpid(), ip=get_node_ip_address())
 
@@ -139,9 +146,13 @@ def as_cancel(exc, spec):
     return cancelled.with_traceback(exc.__traceback__)
 
 
-def should_retry(spec, exc):
+def should_retry(runtime, spec, exc):
+    """retry_exceptions allows exc another attempt; never for a cancelled task (its code
+    may turn the cancel's KeyboardInterrupt into an error of its own, as Ray's)."""
     if spec.attempt >= spec.max_retries or isinstance(exc, TaskCancelledError):
         return False
+    if not spec.actor_id and runtime.store.contains(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX)):
+        return False   # (an actor's call, never interrupted, ends cancelled where it retries)
     rx = spec.retry_exceptions
     if rx is True:
         return isinstance(exc, Exception)
@@ -363,20 +374,30 @@ def write_stream(runtime, spec, gen):
             exc = as_cancel(exc, spec)
         elif isinstance(exc, (SystemExit, ExitActor)):
             raise
-        if should_retry(spec, exc):
+        if should_retry(runtime, spec, exc):
             return [], True
+        if _is_cancel(exc):   # (the end is the error: completed() raises it, as Ray's)
+            return _write_error(runtime, spec, _stream_error(exc, spec)), False
         stream.add_error(_stream_error(exc, spec))
     return stream.end(), False
 
 
-def _stream_error(exc, spec):
-    """A cancel ends a stream with TaskCancelledError as a RayTaskError (an instance of
-    both, as a cancelled running task's error is; Ray's tests catch RayTaskError);
-    anything else is the generator's error."""
+def _is_cancel(exc) -> bool:
     import asyncio
 
-    if isinstance(exc, (TaskCancelledError, asyncio.CancelledError)):
-        return call_cancelled(spec.task_id, spec.name)
+    return isinstance(exc, (TaskCancelledError, asyncio.CancelledError))
+
+
+def _stream_error(exc, spec):
+    """A cancel ends a stream with TaskCancelledError: for a task or an async method
+    interrupted, as a RayTaskError (an instance of both, as a cancelled running task's
+    error is; Ray's tests catch RayTaskError), for a sync method (which only stops
+    between items) a plain one (Ray's); anything else is the generator's error."""
+    import asyncio
+
+    if _is_cancel(exc):   # (an async method's CancelledError: it was running, as a task)
+        running = not spec.actor_id or isinstance(exc, asyncio.CancelledError)
+        return (task_cancelled_while_running if running else call_cancelled)(spec.task_id, spec.name)
     return wrap(exc, spec.name)
 
 
@@ -396,8 +417,10 @@ async def write_async_stream(runtime, spec, agen):
             raise
         elif isinstance(exc, TaskCancelledError):   # (its mark, seen between items)
             await _throw_cancel(agen)
-        if should_retry(spec, exc):
+        if should_retry(runtime, spec, exc):
             return [], True
+        if _is_cancel(exc):
+            return _write_error(runtime, spec, _stream_error(exc, spec)), False
         stream.add_error(_stream_error(exc, spec))
     return stream.end(), False
 
