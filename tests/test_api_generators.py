@@ -115,8 +115,20 @@ def test_a_generator_with_a_count_returns_that_many_refs(ray, capfd):
             i += 1
 
     assert ray.get(list(endless.remote()), timeout=30) == [0, 1]
+    assert ray.get(endless.options(num_returns=1).remote(), timeout=30) == 0   # (1 too)
+
+    @ray.remote
+    class Yields:
+        @ray.method(num_returns=1)
+        def two(self):
+            yield "first"
+            yield "second"
+
+    assert ray.get(Yields.remote().two.remote(), timeout=30) == "first"
     time.sleep(0.5)
-    assert "Task returned more than num_returns=2 objects" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "Task returned more than num_returns=2 objects" in err
+    assert "Task returned more than num_returns=1 objects" in err
 
 
 def test_streaming_on_a_function_that_does_not_yield_is_refused_when_decorated(ray):

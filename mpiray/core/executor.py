@@ -225,7 +225,7 @@ def write_returns(runtime, spec, result):
                 return _write_instead(runtime, spec, sealed, exc)   # (the rest: the error)
             else:
                 return _write_error(runtime, spec, wrap(exc, spec.name))
-        if spec.num_returns > 1 and len(values) > spec.num_returns:
+        if spec.num_returns >= 1 and len(values) > spec.num_returns:
             # every return has its value: the error is only told (as Ray's, which keeps
             # the first num_returns values)
             values = values[:spec.num_returns]
@@ -235,10 +235,9 @@ def write_returns(runtime, spec, result):
                   file=sys.stderr)
         result = values
         if spec.num_returns == 1:
-            if len(result) != 1:
+            if not result:
                 return _write_error(runtime, spec, wrap(ValueError(
-                    f"{spec.name} declared num_returns=1 but yielded "
-                    f"{'more than 1' if len(result) > 1 else 'no'} values"), spec.name))
+                    f"{spec.name} declared num_returns=1 but yielded no values"), spec.name))
             result = result[0]
     if spec.num_returns == 0:
         return []
