@@ -16,6 +16,7 @@ took goes when its refs do (as in Ray); the items nobody took go when the genera
 
 from __future__ import annotations
 
+import collections.abc
 import types
 
 
@@ -87,6 +88,53 @@ class ObjectRefGenerator:
         if ref is None:
             raise StopIteration
         return ref
+
+    def _next_sync(self, timeout_s=None) -> ObjectRef:
+        """Ray's: the next ref, or a nil ref when none is ready within timeout_s (None:
+        wait); StopIteration once everything was handed out."""
+        from mpiray.exceptions import GetTimeoutError
+
+        try:
+            ref = self._next(timeout_s)
+        except GetTimeoutError:
+            return ObjectRef.nil()
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    async def _next_async(self, timeout_s=None) -> ObjectRef:
+        """_next_sync for an event loop: the wait does not block the loop."""
+        import asyncio
+
+        try:
+            return await asyncio.wait_for(self.__anext__(), timeout_s)
+        except asyncio.TimeoutError:
+            return ObjectRef.nil()
+
+    @property
+    def _generator_ref(self) -> ObjectRef:
+        """Ray's name for the end's ref (completed())."""
+        return self._end
+
+    # Ray's ObjectRefGenerator is a collections.abc.Generator whose other methods are
+    # not implemented: the task runs elsewhere, nothing can be sent into it.
+    def send(self, value):
+        raise NotImplementedError("ObjectRefGenerator does not support send()")
+
+    def throw(self, *args):
+        raise NotImplementedError("ObjectRefGenerator does not support throw()")
+
+    def close(self):
+        raise NotImplementedError("ObjectRefGenerator does not support close()")
+
+    async def asend(self, value):
+        raise NotImplementedError("ObjectRefGenerator does not support asend()")
+
+    async def athrow(self, *args):
+        raise NotImplementedError("ObjectRefGenerator does not support athrow()")
+
+    async def aclose(self):
+        raise NotImplementedError("ObjectRefGenerator does not support aclose()")
 
     def __aiter__(self):
         return self
@@ -215,5 +263,7 @@ class ObjectRefGenerator:
     def __repr__(self):
         return f"ObjectRefGenerator(task {self._task_id.hex()}, {self._index} taken)"
 
+
+collections.abc.Generator.register(ObjectRefGenerator)   # (as Ray's, a Generator)
 
 __all__ = ["DynamicObjectRefGenerator", "ObjectRefGenerator", "StreamEnd"]

@@ -735,3 +735,35 @@ def test_a_cancelled_generators_completed_raises_the_cancel(ray, where):
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(refs[-1], timeout=60)
     assert ray.get(refs[:-1], timeout=60) == list(range(1, len(refs)))
+
+
+def test_an_object_ref_generator_is_a_generator_with_rays_private_members(ray):
+    """As Ray's: a collections.abc.Generator whose send/throw/close are not implemented;
+    _generator_ref is the end's ref; _next_sync gives a nil ref when nothing is ready."""
+    import collections.abc
+
+    @ray.remote
+    def slow_pair(path):
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        yield 1
+        yield 2
+
+    gate = f"/tmp/mpiray-gen-gate-{os.getpid()}"
+    gen = slow_pair.remote(gate)
+    assert isinstance(gen, collections.abc.Generator)
+    for name in ("send", "throw"):
+        with pytest.raises(NotImplementedError):
+            getattr(gen, name)(None)
+    with pytest.raises(NotImplementedError):
+        gen.close()
+    assert gen._generator_ref == gen.completed()
+    assert gen._next_sync(timeout_s=0.1).is_nil()
+    open(gate, "w").close()
+    try:
+        assert ray.get(gen._next_sync(), timeout=60) == 1
+        assert ray.get(gen._next_sync(timeout_s=30), timeout=60) == 2
+        with pytest.raises(StopIteration):
+            gen._next_sync()
+    finally:
+        os.remove(gate)
