@@ -257,7 +257,8 @@ def _public_functions(cls):
 def _method_table(cls):
     """name -> (num_returns (TaskSpec's; a generator method streams unless told),
     max_task_retries (-1: the actor's), retry_exceptions, the parameters' shape (for
-    checking calls' arguments wherever the handle goes))."""
+    checking calls' arguments wherever the handle goes)[, its __ray_invocation_decorator__
+    pickled, when it has one])."""
     table = {}
     for n, f in inspect.getmembers(cls, lambda m: inspect.isfunction(m) or inspect.ismethod(m)):
         if n.startswith("__") and n != "__call__":
@@ -266,6 +267,9 @@ def _method_table(cls):
         retries, retry_exceptions = getattr(f, "__mpiray_retries__", (-1, False))
         bound = inspect.isfunction(f) and not isinstance(inspect.getattr_static(cls, n), staticmethod)
         table[n] = (nret, retries, retry_exceptions, signature.shape(f, bound))
+        decorator = getattr(f, "__ray_invocation_decorator__", None)
+        if decorator is not None:   # (Ray's: wraps the caller's .remote(); by value, as above)
+            table[n] += (cloudpickle.dumps(decorator),)
     return table
 
 
@@ -378,14 +382,16 @@ class ActorHandle:
             if name.startswith("_"):
                 raise AttributeError(name)
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'")
-        nret, retries, retry_exceptions, shape = self._methods[name]
+        entry = self._methods[name]
+        nret, retries, retry_exceptions, shape = entry[:4]
         if isinstance(retry_exceptions, bytes):
             retry_exceptions = cloudpickle.loads(retry_exceptions)
         # Kept on the handle: `actor.m.remote()` in a loop then finds it without this call.
         method = self.__dict__[name] = ActorMethod(self._hold, self._aid,
                                                    f"{self._class_name}.{name}", name, nret,
                                                    retries, retry_exceptions=retry_exceptions,
-                                                   checker=signature.checker_of_shape(shape))
+                                                   checker=signature.checker_of_shape(shape),
+                                                   decorator=cloudpickle.loads(entry[4]) if len(entry) > 4 else None)
         return method
 
     def __dir__(self):
@@ -423,8 +429,10 @@ _METHOD_CALL_OPTIONS_IGNORED = {"enable_task_events", "_generator_backpressure_n
 
 class ActorMethod:
     def __init__(self, hold, actor_id, task_name, name, num_returns, max_retries=-1, group=None,
-                 retry_exceptions=False, checker=(-1, None)):
+                 retry_exceptions=False, checker=(-1, None), decorator=None):
         self._hold = hold  # keeps the actor alive while this method is held
+        # Ray's __ray_invocation_decorator__: wraps the call, (args, kwargs) -> anything
+        self._decorator = decorator
         self._checker = checker
         self._arg_count, self._check_args = checker
         self._actor_id, self._task_name, self._name = actor_id, task_name, name
@@ -440,6 +448,11 @@ class ActorMethod:
                         f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
+        if self._decorator is not None:
+            return self._decorator(lambda a, k: self._submit(tuple(a), dict(k or {})))(args, kwargs)
+        return self._submit(args, kwargs)
+
+    def _submit(self, args, kwargs):
         if (kwargs or len(args) != self._arg_count) and self._check_args is not None:
             self._check_args(args, kwargs)
         limit = self._hold.max_pending
@@ -481,7 +494,7 @@ class ActorMethod:
             raise TypeError(f"The type of keyword 'name' must be (<class 'str'>,), but received type {type(name)}")
         return ActorMethod(self._hold, self._actor_id, self._task_name if name is None else name,
                            self._name, n, retries, concurrency_group if concurrency_group is not None else self._group, rx,
-                           self._checker)
+                           self._checker, self._decorator)
 
 
 _T = typing.TypeVar("_T")

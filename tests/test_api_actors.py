@@ -2059,3 +2059,40 @@ def test_a_queued_or_waiting_actor_call_cancelled_is_a_plain_task_cancelled_erro
             ray.get(ref, timeout=60)
         assert not isinstance(info.value, ray.exceptions.RayTaskError)
     assert ray.get(running, timeout=60) == 1.0
+
+
+def test_a_methods_invocation_decorator_wraps_the_call_at_the_caller(ray):
+    """Ray's __ray_invocation_decorator__: .remote(*args, **kwargs) goes through it as
+    decorator(invoke)(args, kwargs), in the caller, through handles passed on too."""
+    def invoke_twice_the_first(invoke):
+        def call(args, kwargs):
+            return invoke([args[0], args[0]], {}), kwargs
+        return call
+
+    def adds_two(f):
+        def method(self, b, c):
+            return f(self, b + c)
+        method.__ray_invocation_decorator__ = invoke_twice_the_first
+        return method
+
+    @ray.remote
+    class Plus:
+        @adds_two
+        def plus_one(self, x):
+            return x + 1
+
+        def plain(self, x):
+            return x
+
+    actor = Plus.remote()
+    ref, extra = actor.plus_one.remote(3, kwarg=3)
+    assert ray.get(ref, timeout=60) == 7 and extra == {"kwarg": 3}
+    ref, _ = actor.plus_one.options(name="renamed").remote(5)
+    assert ray.get(ref, timeout=60) == 11
+
+    @ray.remote
+    def through(handle):
+        ref, _ = handle.plus_one.remote(1)
+        return ray.get(ref), ray.get(handle.plain.remote(2))
+
+    assert ray.get(through.remote(actor), timeout=60) == (3, 2)
