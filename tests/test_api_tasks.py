@@ -1207,3 +1207,33 @@ def test_a_cancelled_task_is_not_retried_whatever_its_clean_up_raises(ray, tmp_p
     ray.cancel(ref)
     with pytest.raises(ValueError, match="interrupted while busy"):
         ray.get(ref, timeout=60)
+
+
+def test_exception_retries_pause_as_rays_and_a_cancel_ends_the_pause(ray, tmp_path, monkeypatch):
+    """As Ray 2.60 (measured): about a second between attempts that retry_exceptions
+    allows, the CPU free meanwhile; MPIRAY_TASK_RETRY_DELAY_MS changes it; a task
+    cancelled while it pauses ends cancelled at once."""
+    log = tmp_path / "attempts"
+
+    @ray.remote(max_retries=2, retry_exceptions=True)
+    def flaky(path):
+        with open(path, "a") as f:
+            f.write(f"{time.time()}\n")
+        raise ValueError("again")
+
+    with pytest.raises(ValueError):
+        ray.get(flaky.remote(str(log)), timeout=60)
+    times = [float(x) for x in log.read_text().split()]
+    assert len(times) == 3 and all(b - a >= 0.8 for a, b in zip(times, times[1:])), times
+
+    monkeypatch.setenv("MPIRAY_TASK_RETRY_DELAY_MS", "30000")
+    paused = flaky.remote(str(tmp_path / "paused"))
+    while not (tmp_path / "paused").exists():
+        time.sleep(0.01)
+    time.sleep(0.2)
+    start = time.monotonic()
+    ray.cancel(paused)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(paused, timeout=20)
+    assert time.monotonic() - start < 15   # (not the 30 s pause)
+    assert len((tmp_path / "paused").read_text().split()) == 1   # (never ran again)

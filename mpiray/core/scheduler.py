@@ -28,6 +28,7 @@ task sent away waits for that word.
 from __future__ import annotations
 
 import collections
+import os
 import logging
 import threading
 import time
@@ -41,7 +42,7 @@ from mpiray.core.accelerators import NONE
 from mpiray.core.actor_routing import ActorRouter
 from mpiray.core.scheduler_remote import CrossNode
 from mpiray.core.ready_queue import ReadyQueue
-from mpiray.core.task_states import DISPATCHED, FORWARDED, INFEASIBLE, READY, WAITING
+from mpiray.core.task_states import DISPATCHED, FORWARDED, INFEASIBLE, READY, RETRY_WAIT, WAITING
 from mpiray.core.resources import NodeResources
 from mpiray.core.runtime import GC_MIN_INTERVAL_S
 from mpiray.core.timeline import TaskLog
@@ -59,6 +60,13 @@ _STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task'
 CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
 ENDED_KEPT = 10_000  # ended task attempts listed by ray.util.state.list_tasks
 ENDED_WORKERS_KEPT = 1_000  # ended worker processes listed by list_workers
+
+
+def retry_delay_s() -> float:
+    """The pause before a task's next attempt after an exception retry_exceptions allows:
+    about Ray's (1 s, as Ray 2.60 was measured to wait); MPIRAY_TASK_RETRY_DELAY_MS
+    changes it."""
+    return float(os.environ.get("MPIRAY_TASK_RETRY_DELAY_MS", "1000")) / 1000.0
 STUCK_GC_S = 30.0   # actors waiting on resources ask for a global GC this often
 UNHANDLED_GRACE_S = 5.0   # an interactive driver's unread task error is reported after this
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
@@ -451,6 +459,13 @@ class Scheduler(CrossNode):
                            retry or failed or rec.cancelled, spec.parent))
         if retry and not rec.cancelled:
             rec.spec.attempt += 1
+            delay = retry_delay_s()
+            if delay > 0:   # (its resources are free meanwhile; a cancel ends it there)
+                rec.state = RETRY_WAIT
+                timer = threading.Timer(delay, self._retry_due_later, args=(task_id,))
+                timer.daemon = True
+                timer.start()
+                return
             self._to_ready(rec)
             return
         del self.tasks[task_id]
@@ -459,6 +474,19 @@ class Scheduler(CrossNode):
         if failed and self.interactive and spec.depth <= 1:
             self.watch_unread(spec.return_ids())
         self._finish(rec)
+
+    def _retry_due_later(self, task_id):
+        if self.io.stopping():
+            return
+        try:
+            self.stimulus_driver(self._retry_due, task_id)
+        except Exception:  # noqa: BLE001 - the node stopped meanwhile
+            pass
+
+    def _retry_due(self, task_id):
+        rec = self.tasks.get(task_id)
+        if rec is not None and rec.state == RETRY_WAIT and not rec.cancelled:
+            self._to_ready(rec)
 
     def watch_unread(self, oids):
         """An interactive driver's failed call: its error, if still unread after
