@@ -1237,3 +1237,28 @@ def test_exception_retries_pause_as_rays_and_a_cancel_ends_the_pause(ray, tmp_pa
         ray.get(paused, timeout=20)
     assert time.monotonic() - start < 15   # (not the 30 s pause)
     assert len((tmp_path / "paused").read_text().split()) == 1   # (never ran again)
+
+
+def test_threads_a_task_starts_see_its_task(ray):
+    """As Ray's: a thread the task starts has its task id, and what it submits is the
+    task's child (cancelled with it)."""
+    import threading
+
+    @ray.remote
+    def child():
+        return ray.get_runtime_context().get_task_id()
+
+    @ray.remote
+    def parent():
+        seen = []
+
+        def run():
+            seen.append((ray.get_runtime_context().get_task_id(), ray.get(child.remote())))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        return ray.get_runtime_context().get_task_id(), seen[0]
+
+    me, (in_thread, its_child) = ray.get(parent.remote(), timeout=60)
+    assert in_thread == me and its_child not in (None, me)

@@ -848,3 +848,5 @@ def test_internal_kv_is_one_store_for_the_driver_and_its_tasks(fresh):
     assert kv._internal_kv_del("other") == 1 and kv._internal_kv_del("other") == 0
     with pytest.raises(TypeError, match="bytes or str"):
         kv._internal_kv_put("k", 3)
+    with pytest.raises(RuntimeError, match="reserved"):
+        kv._internal_kv_put("@namespace_x", b"v")

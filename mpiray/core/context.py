@@ -6,16 +6,25 @@ import contextvars
 import inspect
 import types
 
-_task = contextvars.ContextVar("mpiray_task", default=(None, None, None, 0))
+_NO_TASK = (None, None, None, 0)
+_task = contextvars.ContextVar("mpiray_task", default=_NO_TASK)
+# A task worker runs one task at a time: threads the task starts (whose context is new)
+# see it too, as in Ray (their submissions are its children, their task id its own).
+_plain_task = _NO_TASK
 _devices = contextvars.ContextVar("mpiray_devices", default=None)
 _resources = contextvars.ContextVar("mpiray_resources", default=None)
 _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": False}
 
 
-def set_task(task_id=None, name=None, devices=None, resources=None, fn=None, depth=0):
+def set_task(task_id=None, name=None, devices=None, resources=None, fn=None, depth=0,
+             process_wide=False):
     """fn: the function or method the task runs (for get_task_function_name); depth: the
-    task's (what it submits is one deeper)."""
+    task's (what it submits is one deeper); process_wide: a task worker's task, which
+    the threads it starts see too."""
+    global _plain_task
     _task.set((task_id, name, fn, depth))
+    if process_wide or task_id is None:
+        _plain_task = (task_id, name, fn, depth) if process_wide else _NO_TASK
     # (set only when they change: most tasks of a worker have the same ones, and a
     # ContextVar.set allocates)
     if devices is not None and _devices.get() != devices:
@@ -24,22 +33,27 @@ def set_task(task_id=None, name=None, devices=None, resources=None, fn=None, dep
         _resources.set(resources)
 
 
+def _current():
+    found = _task.get()
+    return _plain_task if found[0] is None else found
+
+
 def task_id():
-    return _task.get()[0]
+    return _current()[0]
 
 
 def task_name():
-    return _task.get()[1]
+    return _current()[1]
 
 
 def task_depth():
-    return _task.get()[3]
+    return _current()[3]
 
 
 def task_function_name():
     """What the task runs, as Ray's function descriptor writes it: module.function, or
     module.Class.method for an actor's."""
-    _, name, fn, _ = _task.get()
+    _, name, fn, _ = _current()
     fn = getattr(fn, "func", fn)   # (functools.partial)
     module, own = getattr(fn, "__module__", None), getattr(fn, "__name__", None)
     if not module or not own:

@@ -69,7 +69,7 @@ def run(runtime, spec, fn):
         context.set_task(spec.task_id.hex(), spec.name, fn=fn, depth=spec.depth)
     else:
         context.set_task(spec.task_id.hex(), spec.name, spec.devices, spec.resources, fn,
-                         spec.depth)
+                         spec.depth, process_wide=True)
         default_omp_threads(spec.resources)
     try:
         try:

@@ -21,7 +21,10 @@ def _ask(op, key, namespace, value=None):
         raise RuntimeError("Ray has not been started yet: call ray.init() before using "
                            "internal_kv")
     ns = b"" if namespace is None else _bytes("namespace", namespace)
-    return actor_names.ask(rt, op, (ns, _bytes("key", key)), value)
+    key = _bytes("key", key)
+    if key.startswith(b"@namespace_"):   # (Ray's reserved prefix, and its error)
+        raise RuntimeError(f"Key {key!r} is reserved: keys may not start with '@namespace_'")
+    return actor_names.ask(rt, op, (ns, key), value)
 
 
 def _internal_kv_initialized() -> bool:
