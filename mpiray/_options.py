@@ -11,7 +11,7 @@ TASK_OPTIONS = {
     "name", "memory", "accelerator_type", "scheduling_strategy", "runtime_env",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
     "_metadata", "enable_task_events", "label_selector", "object_store_memory", "max_calls",
-    "_generator_backpressure_num_objects",
+    "_generator_backpressure_num_objects", "_labels",
 }
 ACTOR_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "max_restarts", "max_task_retries", "max_concurrency",
@@ -19,7 +19,7 @@ ACTOR_OPTIONS = {
     "scheduling_strategy", "runtime_env", "placement_group", "placement_group_bundle_index",
     "placement_group_capture_child_tasks", "concurrency_groups", "max_pending_calls",
     "_metadata", "enable_task_events", "label_selector", "object_store_memory",
-    "allow_out_of_order_execution",
+    "allow_out_of_order_execution", "_labels",
 }
 DEFAULT_TASK_RETRIES = 3
 
@@ -39,6 +39,7 @@ OPTION_TYPES = {
     "object_store_memory": (int, type(None)), "_generator_backpressure_num_objects": (int, type(None)),
     "allow_out_of_order_execution": (bool,),
     "placement_group_capture_child_tasks": (bool, type(None)),
+    "_labels": (dict, type(None)),
 }
 
 

@@ -466,6 +466,9 @@ def test_options_are_checked_as_rays(ray):
         A.options(get_if_exists=True).remote()
     with pytest.raises(ValueError, match="GPU amounts above 1 must be whole"):
         f.options(num_gpus=1.5)
+    assert ray.get(f.options(_labels={"team": "a"}).remote(), timeout=30) > 0   # (taken, no effect)
+    with pytest.raises(TypeError, match="_labels"):
+        f.options(_labels=["team"])
     with pytest.raises(ValueError, match="retry_exceptions must be either a boolean or a list of exceptions"):
         f.options(retry_exceptions=[ValueError, "KeyError"])
     assert ray.get(f.options(num_cpus=1.5).remote(), timeout=30) > 0   # fractions above 1: fine
