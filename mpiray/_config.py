@@ -259,6 +259,12 @@ def worker_niceness() -> int:
     return int(os.environ.get("MPIRAY_WORKER_NICENESS", "15"))
 
 
+def task_retry_delay_s() -> float:
+    """The pause before a task's next attempt after an exception retry_exceptions allows:
+    Ray's (1 s, as Ray 2.60 was measured to wait); MPIRAY_TASK_RETRY_DELAY_MS changes it."""
+    return float(os.environ.get("MPIRAY_TASK_RETRY_DELAY_MS", "1000")) / 1000.0
+
+
 def default_store_capacity() -> int:
     """30% of RAM, bounded by what /dev/shm has free (leaving 10% of it)."""
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

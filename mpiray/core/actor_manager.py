@@ -113,12 +113,11 @@ class ActorManager:
     def create(self, aspec, origin=None):
         soft = affinity.soft_node_key(aspec.placement)
         if soft is not None:
-            can_hold = self.s.node_has_room if affinity.SPILL in aspec.placement else self.s.node_can_hold
-            aspec.placement = affinity.resolve_soft(
-                {k: v for k, v in aspec.placement.items() if k != affinity.SPILL}, soft, can_hold)
-            aspec.resources = affinity.resolve_soft(
-                {k: v for k, v in aspec.resources.items() if k != affinity.SPILL}, soft,
-                lambda *_: soft in aspec.placement)
+            to_place, check = affinity.soft_check(aspec.placement, self.s.node_can_hold,
+                                                  self.s.node_has_room)
+            aspec.placement = affinity.resolve_soft(to_place, soft, check)
+            aspec.resources = affinity.resolve_soft(affinity.without_spill(aspec.resources), soft,
+                                                     lambda *_: soft in aspec.placement)
         rec = ActorRecord(aspec)
         rec.origin = origin
         self.actors[aspec.actor_id] = rec

@@ -20,21 +20,17 @@ REPLY_TIMEOUT_S = 60.0
 
 def register(rt, name, namespace, entry) -> bool:
     """Claims name for entry (actor_id, class_name, methods); False if it is taken."""
-    return _ask(rt, "register", A.name_key(name, namespace), P.dumps(entry))
+    return ask(rt, "register", A.name_key(name, namespace), P.dumps(entry))
 
 
 def lookup(rt, name, namespace):
     """(actor_id, class_name, methods) of the actor holding name, or None."""
-    data = _ask(rt, "lookup", A.name_key(name, namespace), None)
+    data = ask(rt, "lookup", A.name_key(name, namespace), None)
     return None if data is None else P.loads(data)
 
 
 def ask(rt, op, key, value):
     """op on node 0's registry, from any process of any node (kv_store's way in too)."""
-    return _ask(rt, op, key, value)
-
-
-def _ask(rt, op, key, value):
     if not rt.fetch_remote or _ids.this_node() == 0:
         return apply(rt.store, op, key, value)
     return rt.request((P.NAME_OP, op, key, value), REPLY_TIMEOUT_S,

@@ -448,16 +448,13 @@ class ActorWorker:
                 task = asyncio.current_task()
             except RuntimeError:
                 task = None
-            if task is not None and any(t is task for t in list(self.call_tasks.values())):
-                self.exiting = True   # (a call's own: _exit_call answers it)
-                return
-        elif context.task_id() is not None:   # (a call's own thread)
-            self.exiting = True
-            return
-        if not self.exiting:
-            self.exiting = True
+            in_call = task is not None and any(t is task for t in list(self.call_tasks.values()))
+        else:
+            in_call = context.task_id() is not None   # (a call's own thread)
+        woken, self.exiting = in_call or self.exiting, True
+        if not woken:   # (outside any call: the loop taking calls may be asleep)
             try:
-                self.queue.push(P.TERMINATE, 5.0)   # wakes the loop taking calls
+                self.queue.push(P.TERMINATE, 5.0)
             except QueueClosed:
                 pass
 

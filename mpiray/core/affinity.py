@@ -68,8 +68,17 @@ def resolve(req, one_node, can_hold, has_room=None):
     if one_node and SPREAD in req:
         req = {k: v for k, v in req.items() if k != SPREAD}
     soft = soft_node_key(req)
-    if SPILL in req:
-        req = {k: v for k, v in req.items() if k != SPILL}
-        if has_room is not None:
-            can_hold = has_room
-    return req if soft is None else resolve_soft(req, soft, can_hold)
+    req, check = soft_check(req, can_hold, has_room)
+    return req if soft is None else resolve_soft(req, soft, check)
+
+
+def soft_check(req, can_hold, has_room):
+    """(req without the _spill_on_unavailable mark, the test a soft affinity is resolved
+    by): has_room with the mark (room now), else can_hold (room ever)."""
+    if SPILL not in req:
+        return req, can_hold
+    return without_spill(req), has_room or can_hold
+
+
+def without_spill(req):
+    return {k: v for k, v in req.items() if k != SPILL} if SPILL in req else req

@@ -28,13 +28,12 @@ task sent away waits for that word.
 from __future__ import annotations
 
 import collections
-import os
 import logging
 import threading
 import time
 import traceback
 
-from mpiray import _ids
+from mpiray import _config, _ids
 from mpiray.core import affinity, labels, placement, unhandled_errors
 from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager, death_error
@@ -60,13 +59,6 @@ _STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task'
 CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by itself)
 ENDED_KEPT = 10_000  # ended task attempts listed by ray.util.state.list_tasks
 ENDED_WORKERS_KEPT = 1_000  # ended worker processes listed by list_workers
-
-
-def retry_delay_s() -> float:
-    """The pause before a task's next attempt after an exception retry_exceptions allows:
-    about Ray's (1 s, as Ray 2.60 was measured to wait); MPIRAY_TASK_RETRY_DELAY_MS
-    changes it."""
-    return float(os.environ.get("MPIRAY_TASK_RETRY_DELAY_MS", "1000")) / 1000.0
 STUCK_GC_S = 30.0   # actors waiting on resources ask for a global GC this often
 UNHANDLED_GRACE_S = 5.0   # an interactive driver's unread task error is reported after this
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
@@ -459,7 +451,7 @@ class Scheduler(CrossNode):
                            retry or failed or rec.cancelled, spec.parent))
         if retry and not rec.cancelled:
             rec.spec.attempt += 1
-            delay = retry_delay_s()
+            delay = _config.task_retry_delay_s()
             if delay > 0:   # (its resources are free meanwhile; a cancel ends it there)
                 rec.state = RETRY_WAIT
                 timer = threading.Timer(delay, self._retry_due_later, args=(task_id,))
