@@ -275,6 +275,26 @@ def test_assigned_resources_are_what_the_task_or_actor_holds(fresh):
     assert assigned() == {}   # the driver
 
 
+def test_threads_a_task_starts_see_its_gpus_and_resources(fresh):
+    """A thread the task starts (a data loader, a thread pool) sees what the task holds."""
+    import threading
+
+    ray = fresh
+    ray.init(num_cpus=2, num_gpus=2)
+
+    @ray.remote(num_gpus=1)
+    def task():
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(
+            (ray.get_gpu_ids(), ray.get_runtime_context().get_assigned_resources())))
+        thread.start()
+        thread.join()
+        return (ray.get_gpu_ids(), ray.get_runtime_context().get_assigned_resources()), seen[0]
+
+    mine, in_thread = ray.get(task.remote(), timeout=60)
+    assert in_thread == mine and len(mine[0]) == 1 and mine[1] == {"CPU": 1.0, "GPU": 1.0}
+
+
 def test_ray_node_resources_memory_and_head(ray):
     """Ray's own resource names: node:<ip>, node:__internal_head__, memory and
     object_store_memory (bytes); `memory=` asks for memory."""

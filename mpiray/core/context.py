@@ -11,6 +11,7 @@ _task = contextvars.ContextVar("mpiray_task", default=_NO_TASK)
 # A task worker runs one task at a time: threads the task starts (whose context is new)
 # see it too, as in Ray (their submissions are its children, their task id its own).
 _plain_task = _NO_TASK
+_plain_held = (None, None)   # (devices, resources) of that task, for those threads too
 _devices = contextvars.ContextVar("mpiray_devices", default=None)
 _resources = contextvars.ContextVar("mpiray_resources", default=None)
 _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": False}
@@ -21,10 +22,11 @@ def set_task(task_id=None, name=None, devices=None, resources=None, fn=None, dep
     """fn: the function or method the task runs (for get_task_function_name); depth: the
     task's (what it submits is one deeper); process_wide: a task worker's task, which
     the threads it starts see too."""
-    global _plain_task
+    global _plain_task, _plain_held
     _task.set((task_id, name, fn, depth))
     if process_wide or task_id is None:
         _plain_task = (task_id, name, fn, depth) if process_wide else _NO_TASK
+        _plain_held = (devices, resources) if process_wide else (None, None)
     # (set only when they change: most tasks of a worker have the same ones, and a
     # ContextVar.set allocates)
     if devices is not None and _devices.get() != devices:
@@ -69,6 +71,8 @@ def task_function_name():
 def devices():
     """The accelerator ids the running task or actor holds, by kind (core/accelerators.py)."""
     ids = _devices.get()
+    if ids is None:
+        ids = _plain_held[0]
     return _process.get("devices", {}) if ids is None else ids
 
 
@@ -79,6 +83,8 @@ def gpu_ids():
 def resources():
     """What the running task holds (an actor's calls: what the actor holds)."""
     res = _resources.get()
+    if res is None:
+        res = _plain_held[1]
     return _process.get("resources", {}) if res is None else res
 
 
