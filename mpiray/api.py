@@ -351,7 +351,7 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
                          f"of ObjectRefs given ({len(object_refs)})")
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be non-negative, got {timeout}")
-    ready = _runtime().wait(ids, num_returns, timeout, users=True)
+    ready = _runtime().wait(ids, num_returns, timeout, users=True, fetch_local=fetch_local)
     # The first num_returns ready refs are done; the others pend, in their order.
     return _REF_LISTS.split(object_refs, ready, num_returns)
 

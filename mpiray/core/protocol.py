@@ -107,3 +107,8 @@ ITEM_HELD = 35         # (ITEM_HELD, oid)   a generator item pushed from here ar
 GLOBAL_GC = 42         # (GLOBAL_GC,)   the store is filling: every process collects its garbage
 TASK_LENT = 43         # (TASK_LENT, task_id, lent)   a task we sent there blocked in get() (lent
                        #   its CPU there: True) or goes on (False)
+LOCATE = 44            # (LOCATE, [oid, ...], reply_oid)   wait(fetch_local=False): reply with
+                       #   those sealed on any node once one is (core/locate.py)
+LOCATE_DROP = 45       # (LOCATE_DROP, reply_oid)   that wait timed out
+REMOTE_LOCATE = 46     # (REMOTE_LOCATE, oid, node)   node waits for oid (owned here) to be sealed
+LOCATED = 47           # (LOCATED, oid)   its owner says oid is sealed on some node

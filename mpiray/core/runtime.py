@@ -307,9 +307,10 @@ class Runtime:
             raise value.as_instanceof_cause()
         raise value
 
-    def wait(self, ids, num_returns, timeout, users=False):
+    def wait(self, ids, num_returns, timeout, users=False, fetch_local=True):
         """ids: packed end to end (mpiray._native.reflist); a bytearray of ready flags.
-        users: ids of the user's refs (unknown ones are refused), not the runtime's own."""
+        users: ids of the user's refs (unknown ones are refused), not the runtime's own.
+        fetch_local=False: ready once sealed on any node (MPI), not brought here."""
         store = self.store
         ready = bytearray(len(ids) // _ids.OBJECT_ID_SIZE)
         count = store.wait_ids(ids, num_returns, 0, ready)
@@ -318,6 +319,8 @@ class Runtime:
         if users:
             _refuse_unknown(_pending_ids(ids, ready), "given to ray.wait()")
         if self.fetch_remote:
+            if not fetch_local:
+                return self._wait_located(ids, num_returns, timeout, ready)
             self._pull(_pending_ids(ids, ready))
         # A task waiting lends its CPU, as in get (Ray's blocked task): the work it
         # waits for may need that CPU to run at all.
@@ -329,6 +332,37 @@ class Runtime:
                     break
                 count = store.wait_ids(ids, num_returns, left, ready)
         return ready
+
+    def _wait_located(self, ids, num_returns, timeout, ready):
+        """wait(fetch_local=False) under MPI: the node's scheduler answers which of the
+        objects not here are sealed on some node (core/locate.py); none is moved."""
+        size = _ids.OBJECT_ID_SIZE
+        located = bytearray(len(ready))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._blocked():
+            while True:
+                pending = [i for i, flag in enumerate(ready) if not flag]
+                oids = [ids[i * size:(i + 1) * size] for i in pending]
+                reply = _ids.new_put_id()
+                self.channel.send([(P.LOCATE, oids, reply)])
+                buf = self.wait_get(reply, deadline)
+                timed_out = buf is None
+                if timed_out:   # (the scheduler forgets the ask)
+                    self.channel.send([(P.LOCATE_DROP, reply)])
+                else:
+                    found = set(P.loads(buf))
+                    del buf
+                    self.store.delete(reply)
+                    for i, oid in zip(pending, oids):
+                        if oid in found:
+                            located[i] = 1
+                count = self.store.wait_ids(ids, num_returns, 0, ready)
+                for i, flag in enumerate(located):
+                    if flag and not ready[i]:
+                        ready[i] = 1
+                        count += 1
+                if timed_out or count >= num_returns:
+                    return ready
 
     def _blocked(self):
         return self.blocked_hook() if self.blocked_hook else _NoBlock()

@@ -39,6 +39,7 @@ from mpiray.core import protocol as P
 from mpiray.core.actor_manager import ActorManager, death_error
 from mpiray.core.accelerators import NONE
 from mpiray.core.actor_routing import ActorRouter
+from mpiray.core.locate import Locator
 from mpiray.core.scheduler_remote import CrossNode
 from mpiray.core.ready_queue import ReadyQueue
 from mpiray.core.task_states import DISPATCHED, FORWARDED, INFEASIBLE, READY, RETRY_WAIT, WAITING
@@ -138,6 +139,8 @@ class Scheduler(CrossNode):
         self.actors = ActorManager(self)
         self.router = ActorRouter(self)   # actors across nodes (used under MPI only)
         self.cluster = None     # core.cluster.Cluster under MPI with more than one node
+        self.locator = Locator(self)   # wait(fetch_local=False) across nodes
+        self.locate_waits = self.locator.waits
         self.borrowed = set()   # other nodes' oids whose owner counts this node as a holder
         self.kept = set()       # other nodes' oids kept here for their owner (task returns)
         self.lingering = collections.deque()  # (due, oid): unborrows applied after a grace
@@ -266,6 +269,8 @@ class Scheduler(CrossNode):
         """oid is sealed and held: what it contains is held by it, and tasks waiting
         for it may go."""
         self.sealed.add(oid)
+        if oid in self.locate_waits:
+            self.locator.sealed(oid)
         if contained:
             self.contains[oid] = list(contained)
             for inner in contained:
@@ -1074,6 +1079,10 @@ Scheduler._HANDLERS = {
     P.UNBORROW: Scheduler._ev_unborrow,
     P.FREE: Scheduler._ev_free,
     P.FETCH: Scheduler._ev_fetch,
+    P.LOCATE: lambda self, oids, reply: self.locator.ask(oids, reply),
+    P.LOCATE_DROP: lambda self, reply: self.locator.drop(reply),
+    P.REMOTE_LOCATE: lambda self, oid, node: self.locator.asked_by(oid, node),
+    P.LOCATED: lambda self, oid: self.locator.sealed(oid),
     P.ARRIVED: Scheduler._ev_arrived,
     P.TICK: Scheduler._ev_tick,
     P.REMOTE_CALL: lambda self, spec: self.router.call_from_here(spec),

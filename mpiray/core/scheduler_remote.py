@@ -10,6 +10,7 @@
         sender: TASK_LENT ──► its view of this node gives the task's CPU back (or takes it)
     ("borrow" / "unborrow" / "free") ──► counts of objects owned here, or kept for others
     a process here waits for an object ──FETCH──► cluster.need ──("fetch")──► its home
+    a process here waits, fetch_local=False ──LOCATE──► core/locate.py (its owner, not its bytes)
     a pulled copy sealed here ──ARRIVED──► _on_sealed
 
 A mixin of Scheduler (core/scheduler.py), which holds the state it works on; every
@@ -143,6 +144,8 @@ class CrossNode:
             if oid in self.counts or oid in self.kept:
                 self.sealed.add(oid)
                 self._wake_waiters(oid)  # tasks needing it are placed near it, or pull it
+                if oid in self.locate_waits:
+                    self.locator.sealed(oid)
             else:
                 self.cluster.freed(oid)
 

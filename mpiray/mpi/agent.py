@@ -63,7 +63,7 @@ RANK_TIMEOUT_S = float(os.environ.get("MPIRAY_RANK_TIMEOUT_S", "15"))
 # Messages whose handling is only scheduler events (so a batch of them is applied at once).
 EVENT_ONLY = frozenset(("task", "task_done", "task_back", "task_lent", "cancel", "borrow", "unborrow", "free", "actor_create",
                         "actor_call", "call_done", "actor_kill", "actor_dead", "pg", "call_cancel",
-                        "item_held"))
+                        "item_held", "locate", "located"))
 TRACE = os.environ.get("MPIRAY_TRACE_MPI", "") not in ("", "0")   # log every message
 DIRECT_SEND = os.environ.get("MPIRAY_MPI_DIRECT_SEND", "1") not in ("", "0")
 
@@ -420,6 +420,12 @@ class Agent:
                     self.scheduler.router.forwarded_from_proxy(actor_id, payload, host)
                 moved = True
         return moved
+
+    def handle_locate(self, source, oid, requester):
+        self._events([(P.REMOTE_LOCATE, oid, requester)])
+
+    def handle_located(self, source, oid):
+        self._events([(P.LOCATED, oid)])
 
     def handle_borrow(self, source, oid):
         self._events([(P.BORROW, oid)])

@@ -155,6 +155,51 @@ def test_large_array_made_on_one_node_is_read_on_another(ray):
     assert local[-1] == n - 1 and not local.flags.writeable
 
 
+def test_wait_without_fetch_local_finds_objects_where_they_were_made(ray, tmp_path):
+    """wait(fetch_local=False) says an object made on another node is ready without moving
+    it (Ray's), from the driver (owner) and from a task on another node (it asks the owner);
+    with a timeout it says what is not ready yet. get() still brings it."""
+    from mpiray.core import current
+
+    k = expected_nodes()
+    if k < 2:
+        pytest.skip("needs a node per rank")
+    gate = tmp_path / "gate"
+
+    @ray.remote
+    def big(i):
+        return np.full(4 << 20, i, dtype=np.uint8)   # (4 MiB: kept where it was made)
+
+    @ray.remote
+    def held(path):
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        return np.ones(4 << 20, dtype=np.uint8)
+
+    @ray.remote
+    def waits(refs, timeout):
+        ready, rest = ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=False)
+        return len(ready), len(rest), [current.runtime().store.contains(r.binary()) for r in refs]
+
+    made = [big.options(**on_node(ray, 1)).remote(i) for i in range(3)]
+    ready, rest = ray.wait(made, num_returns=3, timeout=60, fetch_local=False)
+    assert len(ready) == 3 and rest == []
+    store = current.runtime().store
+    assert not any(store.contains(r.binary()) for r in made)   # nothing was pulled
+    # a task on another node (not the owner) waits on the driver's refs: it asks node 0
+    there = k - 1 if k > 2 else 1
+    n_ready, n_rest, pulled = ray.get(waits.options(**on_node(ray, there)).remote(made, 60),
+                                      timeout=60)
+    assert (n_ready, n_rest) == (3, 0) and (there == 1 or not any(pulled))
+    slow = held.options(**on_node(ray, 1)).remote(str(gate))
+    assert ray.wait([slow], timeout=0.5, fetch_local=False) == ([], [slow])
+    assert ray.get(waits.options(**on_node(ray, 0)).remote([slow], 0.5), timeout=60)[:2] == (0, 1)
+    gate.write_text("go")
+    assert ray.wait([slow], timeout=60, fetch_local=False) == ([slow], [])
+    assert not store.contains(slow.binary())
+    assert int(ray.get(made[2], timeout=60)[0]) == 2 and store.contains(made[2].binary())
+
+
 def test_refs_inside_containers_cross_nodes_unresolved(ray):
     k = expected_nodes()
 
