@@ -180,11 +180,12 @@ class ActorClass:
                     self._blob = dumps_function(self._cls)
                 except Exception as exc:  # noqa: BLE001
                     raise unpicklable(f"the actor class {self._cls.__module__}."
-                                      f"{self._cls.__qualname__}.__init__", exc) from exc
+                                      f"{self._cls.__qualname__}.__init__", self._cls, exc) from exc
                 check_function_size(self._blob, "actor", self.__name__)
             fid = self._exported[rt.session] = rt.export(self._blob)
         actor_id = _ids.new_id()
-        blob, deps, contained, holder = rt.pack_args(args, kwargs, f"{self.__name__}.__init__")
+        blob, deps, contained, holder = rt.pack_args(
+            args, kwargs, f"{self._cls.__module__}.{self._cls.__qualname__}.__init__")
         creation = TaskSpec(task_id=_ids.new_id(), kind=ACTOR_CREATION, function_id=fid,
                             name=f"{self.__name__}.__init__", args=blob, deps=deps,
                             contained=contained, actor_id=actor_id, num_returns=0,

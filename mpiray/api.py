@@ -292,11 +292,22 @@ def _runtime():
     if rt is None:
         # (Ray's auto-connect: the first call that needs a runtime starts one, unless
         # RAY_ENABLE_AUTO_CONNECT=0 asks for an explicit init())
-        if os.environ.get("RAY_ENABLE_AUTO_CONNECT", "") == "0":
+        if not auto_connect():
             raise RaySystemError("Ray has not been started yet. You can start Ray with 'ray.init()'.")
         init()
         rt = current.runtime()
     return rt
+
+
+def auto_connect() -> bool:
+    return os.environ.get("RAY_ENABLE_AUTO_CONNECT", "") != "0"
+
+
+def auto_init():
+    """Ray's AUTO_INIT_APIS that may also answer without a runtime (get_gpu_ids,
+    get_runtime_context) start one first, unless auto-connect is off."""
+    if current.runtime() is None and auto_connect():
+        init()
 
 
 # ---------------------------------------------------------------- objects
@@ -542,4 +553,5 @@ def list_named_actors(all_namespaces=False) -> list:
 def get_gpu_ids() -> list:
     from mpiray.core import context
 
+    auto_init()
     return list(context.gpu_ids())

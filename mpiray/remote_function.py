@@ -61,6 +61,10 @@ class RemoteFunction:
         self._options = _options.task_options(options, self._is_generator,
                                               getattr(function, "__qualname__", None))
         self._name = options.get("name") or _name_of(function)
+        target = getattr(function, "func", function)
+        # (Ray's function descriptor, which its errors name: module.qualified name)
+        self._descriptor = (f"{getattr(target, '__module__', '')}."
+                            f"{getattr(target, '__qualname__', None) or self._name}")
         self._blob = None
         self._exported = {}     # session -> function id in that session's store
         self.__name__ = getattr(function, "__name__", None) or self._name.rsplit(".", 1)[-1]
@@ -113,12 +117,12 @@ class RemoteFunction:
                     self._blob = dumps_function(self._function)
                 except Exception as exc:  # noqa: BLE001
                     # (Ray's words: "the function <module>.<name>")
-                    raise unpicklable(f"the function {getattr(self._function, '__module__', '')}."
-                                      f"{self._name}", exc) from exc
+                    raise unpicklable(f"the function {self._descriptor}", self._function,
+                                      exc) from exc
                 check_function_size(self._blob, "remote function",
                                     f"{getattr(self._function, '__module__', '')}.{self._name}")
             fid = self._exported[rt.session] = rt.export(self._blob)
-        refs = rt.submit_task(fid, name, args, kwargs, opts)
+        refs = rt.submit_task(fid, name, args, kwargs, opts, self._descriptor)
         n = opts["num_returns"]
         return refs[0] if n == 1 else wrap_returns(refs, n)
 

@@ -198,6 +198,10 @@ def _deprecated(instead: str) -> None:
 
 
 def get_runtime_context() -> RuntimeContext:
-    """As Ray's, it does not start the runtime: it may be asked outside one (its getters
-    of ids then raise AssertionError)."""
+    """As Ray's (one of its AUTO_INIT_APIS): starts the runtime if none runs, unless
+    RAY_ENABLE_AUTO_CONNECT=0; a context got outside one raises AssertionError from its
+    getters of ids."""
+    from mpiray.api import auto_init
+
+    auto_init()
     return RuntimeContext()

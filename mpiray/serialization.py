@@ -398,11 +398,16 @@ def _new_layout(key: bytes):
     return layout
 
 
-def unpicklable(what: str, exc: Exception) -> TypeError:
-    """The error for something a task, actor or put needs that does not pickle."""
-    return unpicklable_error(f"Could not serialize {what}: {exc}")
+def unpicklable(what: str, obj, exc: Exception) -> TypeError:
+    """Ray's error for something a task, actor or put needs that does not pickle: what,
+    then inspect_serializability's report on obj (which part of it does not)."""
+    import io
 
+    from mpiray.util.check_serialize import inspect_serializability
 
-def unpicklable_error(text: str) -> TypeError:
-    return TypeError(f"{text} (mpiray.util.inspect_serializability(obj) shows which part "
-                     "does not)")
+    report = io.StringIO()
+    try:
+        inspect_serializability(obj, print_file=report)
+    except Exception:  # noqa: BLE001 - the report is a help; the error must come anyway
+        return TypeError(f"Could not serialize {what}: {exc}")
+    return TypeError(f"Could not serialize {what}:\n{report.getvalue()}")

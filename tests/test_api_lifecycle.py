@@ -609,13 +609,14 @@ def test_an_actor_waiting_on_resources_other_actors_hold_is_reported():
         proc.stderr
 
 
-def test_runtime_context_does_not_start_a_runtime_and_auto_connect_can_be_off(fresh, monkeypatch):
-    """As Ray's: get_runtime_context() may be asked outside a runtime (its id getters then
-    raise AssertionError); RAY_ENABLE_AUTO_CONNECT=0 makes the first .remote() ask for an
-    explicit init() instead of starting one."""
+def test_auto_connect_starts_a_runtime_unless_turned_off(fresh, monkeypatch):
+    """As Ray's (AUTO_INIT_APIS, test_auto_init): get_runtime_context() and get_gpu_ids()
+    start a runtime; with RAY_ENABLE_AUTO_CONNECT=0 they do not (the context's id getters
+    then raise AssertionError), and the first .remote() asks for an explicit init()."""
     ray = fresh
+    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
     rtc = ray.get_runtime_context()
-    assert not ray.is_initialized()
+    assert ray.get_gpu_ids() == [] and not ray.is_initialized()
     with pytest.raises(AssertionError, match="Ray has not been initialized"):
         rtc.get_job_id()
     with pytest.raises(AssertionError, match="Ray has not been initialized"):
@@ -625,10 +626,14 @@ def test_runtime_context_does_not_start_a_runtime_and_auto_connect_can_be_off(fr
     def one():
         return 1
 
-    monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
     with pytest.raises(ray.exceptions.RaySystemError, match="ray.init"):
         one.remote()
     assert not ray.is_initialized()
     monkeypatch.delenv("RAY_ENABLE_AUTO_CONNECT")
     assert ray.get(one.remote(), timeout=30) == 1   # (auto-connect: started here)
+    assert ray.get_runtime_context().get_job_id()
+    for starts in (ray.get_runtime_context, ray.get_gpu_ids):
+        ray.shutdown()
+        starts()
+        assert ray.is_initialized()
     assert ray.get_runtime_context().get_job_id()

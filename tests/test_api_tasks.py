@@ -757,9 +757,12 @@ def test_what_does_not_pickle_is_named(ray):
     with pytest.raises(TypeError, match="Could not serialize the argument <unlocked _thread.lock "
                        "object at .*> for a task or actor .*takes"):   # (Ray's words)
         takes.remote(threading.Lock())
-    with pytest.raises(TypeError, match="Could not serialize the function .*closes_over_a_lock"):
+    with pytest.raises(TypeError, match="Could not serialize the function .*closes_over_a_lock:\n") as err:
         closes_over_a_lock.remote()
-    with pytest.raises(TypeError, match="put"):
+    # inspect_serializability's report follows: which part does not pickle, and its parent
+    assert "Serializing 'lock' <unlocked _thread.lock" in str(err.value)
+    assert "lock [obj=<unlocked _thread.lock" in str(err.value)
+    with pytest.raises(TypeError, match="Could not serialize the put value <unlocked _thread.lock"):
         ray.put(threading.Lock())
 
 

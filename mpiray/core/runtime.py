@@ -32,8 +32,7 @@ from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, GetTimeout
 from mpiray.core.spill_target import SpillTarget
 from mpiray.generators import StreamEnd
 from mpiray.object_ref import ObjectRef
-from mpiray.serialization import (deserialize, is_error, serialize, serialize_error, unpicklable,
-                                  unpicklable_error)
+from mpiray.serialization import deserialize, is_error, serialize, serialize_error, unpicklable
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
@@ -93,7 +92,7 @@ class Runtime:
         try:
             sobj = serialize(value)
         except Exception as exc:  # noqa: BLE001
-            raise unpicklable("the value given to put()", exc) from exc
+            raise unpicklable(f"the put value {value!r}", value, exc) from exc
         self.write(oid, sobj)
         ref = ObjectRef(oid)
         if sobj.contained:
@@ -473,8 +472,9 @@ class Runtime:
         return value
 
     # ------------------------------------------------------------ tasks
-    def submit_task(self, function_id, name, args, kwargs, opts) -> list:
-        blob, deps, contained, holder = self.pack_args(args, kwargs, name)
+    def submit_task(self, function_id, name, args, kwargs, opts, what=None) -> list:
+        """what: the function as errors name it (module.qualified name), else name."""
+        blob, deps, contained, holder = self.pack_args(args, kwargs, what or name)
         n = opts["num_returns"]
         req = opts["resources"]
         if opts["labels"] is not None:
@@ -635,8 +635,10 @@ def unpicklable_argument(args, kwargs, what, exc):
         except Exception:  # noqa: BLE001 - the one that does not pickle
             culprit = value
             break
-    named = f"the argument {culprit!r}" if culprit is not None else "an argument"
-    return unpicklable_error(f"Could not serialize {named} for a task or actor {what}: {exc}")
+    if culprit is None:
+        culprit = (args, kwargs)
+        return unpicklable(f"an argument for a task or actor {what}", culprit, exc)
+    return unpicklable(f"the argument {culprit!r} for a task or actor {what}", culprit, exc)
 
 
 def _refuse_unknown(oids, what):

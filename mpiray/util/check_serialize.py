@@ -18,13 +18,14 @@ from mpiray.core import serialization_context
 FailureTuple = namedtuple("FailureTuple", ["obj", "name", "parent"])
 
 
-def _pickles(obj) -> bool:
+def _pickle_error(obj):
+    """None if obj pickles, else what pickling it raised."""
     try:
         with serialization_context.collecting():   # (a trial: refs inside are not pinned)
             cloudpickle.dumps(obj)
-        return True
-    except Exception:  # noqa: BLE001 - any failure is the answer
-        return False
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return exc
 
 
 def _parts(obj):
@@ -34,29 +35,51 @@ def _parts(obj):
         yield from closure.globals.items()
         yield from closure.nonlocals.items()
         return
+    if _inspect.isclass(obj):   # (its methods: what they use from outside)
+        for name, member in vars(obj).items():
+            if _inspect.isfunction(member):
+                yield f"{obj.__qualname__}.{name}", member
+        return
     attrs = getattr(obj, "__dict__", None)
     if isinstance(attrs, dict):
         yield from attrs.items()
 
 
+RULE = "=" * 80
+TROUBLESHOOTING = ("Check https://docs.ray.io/en/master/ray-core/objects/serialization.html"
+                   "#troubleshooting for more information.")
+
+
 def inspect_serializability(base_obj, name=None, depth=3, print_file=None):
     """(True, set()) if base_obj pickles; else (False, {FailureTuple}) naming the
-    innermost parts found (looking depth levels in) that do not, and a short report
-    printed to print_file (stdout by default)."""
+    innermost parts found (looking depth levels in) that do not, and a report, in the
+    shape of Ray's, printed to print_file (stdout by default)."""
     name = name or getattr(base_obj, "__name__", type(base_obj).__name__)
     failures = set()
-    ok = _inspect_one(base_obj, name, None, depth, failures, print_file, 0)
+    lines = [RULE, f"Checking Serializability of {base_obj!r}", RULE]
+    ok = _inspect_one(base_obj, name, None, depth, failures, lines, 0)
+    if not ok:
+        found = "\n".join(f"\t{f.name} [obj={f.obj!r}, parent={f.parent!r}]"
+                           for f in sorted(failures, key=lambda f: f.name))
+        lines += [RULE, f"Variable: \n\n{found}\n\nwas found to be non-serializable. There may "
+                  f"be other non-serializable variables not detected.", RULE, TROUBLESHOOTING,
+                  RULE]
+    print("\n".join(lines), file=print_file)
     return ok, failures
 
 
-def _inspect_one(obj, name, parent, depth, failures, out, level) -> bool:
-    if _pickles(obj):
+def _inspect_one(obj, name, parent, depth, failures, lines, level) -> bool:
+    error = _pickle_error(obj)
+    if error is None:
         return True
-    print(f"{'  ' * level}{name} ({type(obj).__name__}) cannot be serialized", file=out)
+    indent = "    " * level
+    if level:
+        lines.append(f"{indent}Serializing {name!r} {obj!r}...")
+    lines.append(f"{indent}!!! FAIL serialization: {error}")
     found_inside = False
     if depth > 0:
         for part_name, part in _parts(obj):
-            if not _inspect_one(part, part_name, obj, depth - 1, failures, out, level + 1):
+            if not _inspect_one(part, part_name, obj, depth - 1, failures, lines, level + 1):
                 found_inside = True
     if not found_inside:
         failures.add(FailureTuple(_hashable(obj), name, _hashable(parent)))
