@@ -286,8 +286,8 @@ def actor_options(opts: dict, what=None) -> dict:
     if not isinstance(groups, dict) or not all(
             isinstance(g, str) and g and isinstance(n, int) and not isinstance(n, bool) and n > 0
             for g, n in groups.items()):
-        raise ValueError(f"concurrency_groups must map group names to positive integers, "
-                         f"got {groups!r}")
+        raise ValueError(f"concurrency_groups must map group names to positive integers "
+                         f"(each group's max_concurrency must be greater than 0), got {groups!r}")
     max_pending = _or_default(opts, "max_pending_calls", -1)
     if max_pending == 0 or max_pending < -1:
         raise ValueError(f"max_pending_calls must be -1 (no limit) or a positive integer, "
