@@ -320,8 +320,9 @@ def test_register_serializer_for_a_class_pickle_cannot_handle(ray):
             self.value = value
             self.lock = threading.Lock()
 
-    ray.util.register_serializer(Guarded, serializer=lambda g: g.value,
-                                 deserializer=lambda v: Guarded(v))
+    from mpiray.util.serialization import register_serializer   # (Ray's module path too)
+
+    register_serializer(Guarded, serializer=lambda g: g.value, deserializer=lambda v: Guarded(v))
     try:
         @ray.remote
         def bump(g):   # (rebuilt in the worker: the deserializer travels with the value;
