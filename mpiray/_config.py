@@ -93,6 +93,9 @@ class Config:
             kind = detect_accelerator_type()
             if kind and not any(k.startswith("accelerator_type:") for k in totals):
                 totals[f"accelerator_type:{kind}"] = 1.0   # (as Ray's node has)
+        if totals.get("neuron_cores", 0) > 0 and not any(k.startswith("accelerator_type:")
+                                                         for k in totals):
+            totals["accelerator_type:aws-neuron-core"] = 1.0   # (Neuron's one type, in Ray)
         return totals
 
 
@@ -240,8 +243,9 @@ def detect_accelerator_type():
 
 def hide_gpus_without_request() -> bool:
     """Ray's RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1: a task or actor that asked for no GPU
-    gets CUDA_VISIBLE_DEVICES="" (sees none) instead of the environment it inherits
-    (Ray's default since it flipped this flag, and mpiray's)."""
+    (or none of another accelerator) gets CUDA_VISIBLE_DEVICES="" (NEURON_RT_VISIBLE_CORES,
+    ...: sees none) instead of the environment it inherits (inheriting is Ray's default
+    since it flipped this flag, and mpiray's)."""
     return os.environ.get("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0").lower() in ("1", "true")
 
 

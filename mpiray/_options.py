@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mpiray.core import affinity, placement, runtime_env
-from mpiray.core.resources import normalize
+from mpiray.core.resources import RefusedAtSubmit, normalize
 from mpiray.core.task_spec import DYNAMIC, STREAMING
 
 TASK_OPTIONS = {
@@ -221,6 +221,15 @@ def counting_option(name, value, infinite=True):
 def max_task_retries_option(value):
     counting_option("max_task_retries", value)
     return 10**9 if value == -1 else value
+
+
+def deferred(check, *args):
+    """check(*args), or the RefusedAtSubmit error it raised, for .remote() to raise (a task
+    or actor's _submit / _create raise options that are not a dict)."""
+    try:
+        return check(*args)
+    except RefusedAtSubmit as exc:
+        return exc
 
 
 def task_options(opts: dict, is_generator: bool = False, what=None) -> dict:

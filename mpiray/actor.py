@@ -89,7 +89,7 @@ class ActorClass:
     def __init__(self, cls, options: dict):
         self._cls = cls
         self._raw_options = dict(options)
-        self._checked = _options.actor_options(options, cls.__qualname__)
+        self._checked = _options.deferred(_options.actor_options, options, cls.__qualname__)
         self._methods = _method_table(cls)
         self._method_groups = {}   # the groups' names -> method -> group
         self._arg_count, self._check_args = signature.checker(cls)   # (its constructor's)
@@ -137,7 +137,8 @@ class ActorClass:
 
     def options(self, **opts):
         _options.check_in_options(opts, "actors")
-        checked = _options.actor_options({**self._raw_options, **opts}, self._cls.__qualname__)
+        checked = _options.deferred(_options.actor_options, {**self._raw_options, **opts},
+                                    self._cls.__qualname__)
         parent = self
 
         class _Bound:
@@ -159,6 +160,9 @@ class ActorClass:
 
     def _create(self, args, kwargs, opts):
         from mpiray.api import _namespace, _runtime
+
+        if opts.__class__ is not dict:
+            raise opts   # (options Ray refuses only now: _options.deferred)
 
         _options.check_out_of_order(opts["out_of_order"], self._is_async,
                                     opts["max_concurrency"] or (1000 if self._is_async else 1))

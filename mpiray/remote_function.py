@@ -58,8 +58,8 @@ class RemoteFunction:
         self._raw_options = dict(options)
         self._arg_count, self._check_args = signature.checker(function)
         self._is_generator = is_generator_function(function)
-        self._options = _options.task_options(options, self._is_generator,
-                                              getattr(function, "__qualname__", None))
+        self._options = _options.deferred(_options.task_options, options, self._is_generator,
+                                          getattr(function, "__qualname__", None))
         self._name = options.get("name") or _name_of(function)
         target = getattr(function, "func", function)
         # (Ray's function descriptor, which its errors name: module.qualified name)
@@ -83,8 +83,8 @@ class RemoteFunction:
     def options(self, **opts):
         _options.check_in_options(opts, "remote functions")
         merged = {**self._raw_options, **opts}
-        checked = _options.task_options(merged, self._is_generator,
-                                        getattr(self._function, "__qualname__", None))
+        checked = _options.deferred(_options.task_options, merged, self._is_generator,
+                                    getattr(self._function, "__qualname__", None))
         name = opts.get("name") or self._name
         parent = self
 
@@ -106,6 +106,8 @@ class RemoteFunction:
         return FunctionNode(self, args, kwargs)
 
     def _submit(self, args, kwargs, opts, name):
+        if opts.__class__ is not dict:
+            raise opts   # (options Ray refuses only now: _options.deferred)
         # (the exact-count case inline: this runs for every task submitted)
         if (kwargs or len(args) != self._arg_count) and self._check_args is not None:
             self._check_args(args, kwargs)

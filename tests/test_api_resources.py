@@ -484,8 +484,11 @@ def test_options_are_checked_as_rays(ray):
         A.options(concurrency_groups={"io": 1})
     with pytest.raises(ValueError, match="name must be specified to use `get_if_exists`"):
         A.options(get_if_exists=True).remote()
+    # (as Ray: taken in @remote / .options(), refused when submitted)
     with pytest.raises(ValueError, match="GPU amounts above 1 must be whole"):
-        f.options(num_gpus=1.5)
+        f.options(num_gpus=1.5).remote()
+    with pytest.raises(ValueError, match="GPU amounts above 1 must be whole"):
+        A.options(num_gpus=2.5).remote()
     assert ray.get(f.options(_labels={"team": "a"}).remote(), timeout=30) > 0   # (taken, no effect)
     with pytest.raises(TypeError, match="_labels"):
         f.options(_labels=["team"])
@@ -733,6 +736,31 @@ def test_other_accelerators_get_ids_and_their_visible_devices_variable(fresh, mo
     remove_placement_group(pg)
     assert sorted(env for env, _, _ in ray.get([cores.remote() for _ in range(3)],
                                                timeout=30)) == ["0", "1", "2"]
+
+
+def test_neuron_cores_make_an_accelerator_type_and_override_on_zero_hides_them(fresh, monkeypatch):
+    """As Ray's: a node with neuron_cores has accelerator_type:aws-neuron-core (so
+    accelerator_type=AWS_NEURON_CORE places work there); with
+    RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1 an actor holding none sees NEURON_RT_VISIBLE_CORES=""."""
+    from mpiray.util.accelerators import AWS_NEURON_CORE
+
+    monkeypatch.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
+    ray = fresh
+    ray.init(num_cpus=2, resources={"neuron_cores": 3})
+    assert ray.cluster_resources()["accelerator_type:aws-neuron-core"] == 1.0
+
+    @ray.remote(resources={"neuron_cores": 2}, accelerator_type=AWS_NEURON_CORE)
+    class Two:
+        def seen(self):
+            return os.environ.get("NEURON_RT_VISIBLE_CORES")
+
+    @ray.remote
+    class Nothing:
+        def seen(self):
+            return os.environ.get("NEURON_RT_VISIBLE_CORES"), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    assert ray.get(Two.remote().seen.remote(), timeout=30) == "0,1"
+    assert ray.get(Nothing.remote().seen.remote(), timeout=30) == ("", "")
 
 
 def test_noset_variable_leaves_cuda_visible_devices_as_inherited(fresh, monkeypatch):

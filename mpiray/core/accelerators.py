@@ -74,12 +74,14 @@ class Pinning:
         self.current = ids
 
 
-def pin_process(ids: dict, hide_gpus: bool) -> None:
-    """A new worker's variables for the devices it holds for life (an actor's); hide_gpus:
-    one that holds no GPU sees none (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO)."""
-    for name, got in ids.items():
-        var, noset = KINDS[name]
-        if not os.environ.get(noset):
-            os.environ[var] = ",".join(str(i) for i in got)
-    if hide_gpus and "GPU" not in ids and not os.environ.get(KINDS["GPU"][1]):
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""   # (a task worker keeps it as its default)
+def pin_process(ids: dict, hide_unheld: bool) -> None:
+    """A new worker's variables for the devices it holds for life (an actor's); hide_unheld:
+    one that holds none of a kind sees none of it (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1:
+    the variable is "", every kind, as Ray's; a task worker keeps that as its default)."""
+    for name, (var, noset) in KINDS.items():
+        if os.environ.get(noset):
+            continue
+        if name in ids:
+            os.environ[var] = ",".join(str(i) for i in ids[name])
+        elif hide_unheld:
+            os.environ[var] = ""

@@ -57,7 +57,13 @@ def _check_amount(key, amount, option=None):
         raise ValueError(f"The precision of the fractional quantity of resource {option or key} "
                          f"cannot go beyond 0.0001, got {amount!r}")
     if accelerators.is_accelerator(key) and amount > 1 and float(amount) != int(amount):
-        raise ValueError(f"{what}: {key} amounts above 1 must be whole numbers, got {amount!r}")
+        raise RefusedAtSubmit(f"{what}: {key} amounts above 1 must be whole numbers (Resource "
+                              f"quantities >1 must be whole numbers), got {amount!r}")
+
+
+class RefusedAtSubmit(ValueError):
+    """An amount Ray takes in @remote / .options() but refuses when the work is submitted
+    (its core worker's check): a module declaring such a function still imports."""
 
 
 def _within(req: dict, have: dict) -> bool:
