@@ -77,6 +77,8 @@ class ActorWorker:
         runtime.call_children, runtime.on_call_child = {}, self._call_has_children
         self.child_watches = {}   # call's task id (hex) -> the watch of its cancel mark
         self.children_cancelled = set()   # calls whose children went with their cancel
+        # (its watch, the call's end and an async call's cancel may each be first to act)
+        self.children_lock = threading.Lock()
 
     # ------------------------------------------------------------ start
     def serve(self):
@@ -324,12 +326,11 @@ class ActorWorker:
             A.taken_attempt(self.rt.store, spec.task_id, 0)
         if self.rt.call_children or self.child_watches:
             call = spec.task_id.hex()
-            kids = self.rt.call_children.pop(call, None)
             watch = self.child_watches.pop(call, None)
             if watch is not None:
                 futures.waiter_of(self.rt).drop(watch)
-            if kids and call not in self.children_cancelled:
-                self._cancel_children_if_marked(spec.task_id, kids)   # (before its watch fired)
+            self._cancel_children_once(spec.task_id)   # (marked before its watch fired)
+            self.rt.call_children.pop(call, None)
             self.children_cancelled.discard(call)
         self.queue.done(consumer)
         P.release_item(item, self.rt.store)
@@ -406,21 +407,29 @@ class ActorWorker:
         mark = _ids.object_id(task_id, _ids.CANCEL_INDEX)
 
         def marked(oid):
-            kids = self.rt.call_children.pop(call, None) if oid is not None else None
-            if kids:
-                self._cancel_children_if_marked(task_id, kids)
+            if oid is not None:
+                self._cancel_children_once(task_id)
 
         self.child_watches[call] = futures.waiter_of(self.rt).watch(
             [mark], marked, lends=False, pull=False)   # (the mark is this node's to make)
 
-    def _cancel_children_if_marked(self, task_id, kids):
-        mark = self.rt.store.get(_ids.object_id(task_id, _ids.CANCEL_INDEX), 0)
-        if mark is None:
-            return
-        self.children_cancelled.add(task_id.hex())
-        recursive = bytes(mark) == _ids.CANCEL_RECURSIVE
-        del mark
-        if recursive:
+    def _cancel_children_once(self, task_id):
+        """If the call is marked cancelled: what it submitted so far goes with it (a
+        recursive cancel), once, whoever sees the mark first. What it submits after (its
+        clean-up, in an async call's `except CancelledError`) runs: an async call is
+        interrupted only after this (_watch_cancels)."""
+        call = task_id.hex()
+        with self.children_lock:
+            if call in self.children_cancelled:
+                return
+            mark = self.rt.store.get(_ids.object_id(task_id, _ids.CANCEL_INDEX), 0)
+            if mark is None:
+                return
+            self.children_cancelled.add(call)
+            recursive = bytes(mark) == _ids.CANCEL_RECURSIVE
+            del mark
+            kids = self.rt.call_children.pop(call, None)
+        if recursive and kids:
             if not self.rt.fetch_remote:
                 self._premark_calls(kids)
             self.rt.channel.send([(P.CANCEL, kid, False, True, True) for kid in kids])
@@ -637,6 +646,8 @@ class ActorWorker:
                     continue
                 if store.contains(_ids.object_id(task_id, _ids.CANCEL_INDEX)):
                     self.cancels_sent.add(task_id)
+                    if self.rt.call_children:   # (first: its clean-up's calls must run)
+                        self._cancel_children_once(task_id)
                     task = self.call_tasks.get(task_id)
                     if task is None:
                         fut.cancel()   # (not started: it never runs)
