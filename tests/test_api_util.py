@@ -243,6 +243,10 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
         time.sleep(0.02)
     attempts = list_tasks(filters=[("task_id", "=", ref.task_id().hex())])
     assert sorted((t["attempt_number"], t["state"]) for t in attempts) == [(0, "FAILED"), (1, "FAILED")]
+    # (Ray's error_type and error_message on FAILED rows; None on the others)
+    assert all(t["error_type"] == "TASK_EXECUTION_EXCEPTION" and "each attempt" in t["error_message"]
+               for t in attempts)
+    assert all(t["error_type"] is None for t in list_tasks(filters=[("state", "=", "FINISHED")]))
 
     nodes = list_nodes()
     assert len(nodes) == 1 and nodes[0]["state"] == "ALIVE" and nodes[0]["is_head_node"]
@@ -730,7 +734,8 @@ def test_list_workers_keeps_ended_workers_with_why_they_ended(fresh):
     broken = Broken.remote()
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(broken.pid.remote(), timeout=60)
-    expected = {pids[0]: "INTENDED_USER_EXIT", pids[1]: "SYSTEM_ERROR", pids[2]: "INTENDED_USER_EXIT"}
+    # (Ray's test_exit_observability: ray.kill is the system's intended exit)
+    expected = {pids[0]: "INTENDED_SYSTEM_EXIT", pids[1]: "SYSTEM_ERROR", pids[2]: "INTENDED_USER_EXIT"}
     deadline = time.monotonic() + 30
     while True:
         ended = {w["pid"]: w for w in list_workers() if not w["is_alive"]}
@@ -740,12 +745,13 @@ def test_list_workers_keeps_ended_workers_with_why_they_ended(fresh):
         time.sleep(0.05)
     assert {pid: ended[pid]["exit_type"] for pid in expected if pid in ended} == expected
     assert "ray.kill" in ended[pids[0]]["exit_detail"] and "SIGKILL" in ended[pids[1]]["exit_detail"]
+    assert "OOM" in ended[pids[1]]["exit_detail"] and "exit_actor" in ended[pids[2]]["exit_detail"]
     assert [w["exit_detail"] for w in ended.values() if w["exit_type"] == "USER_ERROR"][0].count(
         "broken constructor") >= 1
     for pid in expected:
         assert ended[pid]["start_time_ms"] <= before <= ended[pid]["end_time_ms"] <= time.time() * 1000
     alive = [w for w in list_workers() if w["is_alive"]]
-    assert all(w["exit_type"] is None and w["end_time_ms"] is None for w in alive)
+    assert all(w["exit_type"] is None and w["end_time_ms"] == 0 for w in alive)
     assert [w["worker_type"] for w in alive].count("DRIVER") == 1
 
 

@@ -51,6 +51,20 @@ GC_STUCK_S = 1.0   # an actor waiting this long for resources asks for a global 
 PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
 
 
+# How an actor that ended by itself or on request died (its death cause; list_workers'
+# exit_type and exit_detail are read from it: core/state_report.py).
+EXITS = {
+    "exit_actor": "The actor is dead because exit_actor() was called. Worker exit type: "
+                  "INTENDED_USER_EXIT",
+    "sys.exit": "The actor is dead because sys.exit() was called: exit code 0. Worker exit "
+                "type: INTENDED_USER_EXIT",
+    "unreferenced": "The actor is dead because all references to the actor were removed. "
+                    "Worker exit type: INTENDED_SYSTEM_EXIT",
+    "terminate": "The actor is dead because it was told to end (__ray_terminate__). Worker exit "
+                 "type: INTENDED_USER_EXIT",
+}
+
+
 def death_error(rec, detail: str, cls=ActorDiedError):
     """The error an actor's callers get once it is dead, in Ray's words: its header line,
     the actor's facts (tab-indented), then why it died."""
@@ -87,6 +101,7 @@ class ActorRecord:
         self.terminate_after_resend = False      # its TERMINATE waits behind resend calls
         self.name_released = False               # killed: its name is free already
         self.killed_to_restart = False           # kill(no_restart=False): its queue waits
+        self.unreferenced = False                # ended because no handle to it remains
 
 
 class ActorManager:
@@ -253,15 +268,15 @@ class ActorManager:
                 actor_id=actor_id.hex(), actor_init_failed=True,
                 cause=error.as_instanceof_cause() if isinstance(error, RayTaskError) else error)
 
-    def exited(self, actor_id, slot):
+    def exited(self, actor_id, slot, how=None):
+        """how: "exit_actor" or "sys.exit" when a method ended it; else it was told to end
+        (no handle to it remains, or __ray_terminate__)."""
         rec = self.actors.get(actor_id)
         if rec is not None:
             rec.no_restart = True
             if rec.cause is None:
-                rec.cause = death_error(
-rec, "The actor is dead because it exited (exit_actor(), sys.exit(0) or "
-                    "__ray_terminate__), or no handle to it remains. Worker exit type: "
-                    "INTENDED_USER_EXIT")
+                rec.cause = death_error(rec, EXITS.get(how) or (EXITS["unreferenced"] if rec.unreferenced
+                                                                else EXITS["terminate"]))
 
     def done(self, sealed, release, task_id=None, driver_failed=False):
         if self.cancelled_calls and task_id in self.cancelled_calls:
@@ -338,6 +353,7 @@ rec, f"The actor is dead because its owner has died: the actor "
                                   "cancelled before it started running.")
             self._to_dead(rec)
         else:
+            rec.unreferenced = True
             self.s.io.terminate_actor(actor_id)  # after every call already queued
 
     def on_process_died(self, worker, status):

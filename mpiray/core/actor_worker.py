@@ -64,6 +64,7 @@ class ActorWorker:
         self.sequential = False   # one call at a time (_serve_sync): idle means no call runs
         self.aspec = None
         self.exiting = False
+        self.exit_how = None   # "exit_actor" or "sys.exit": how a method ended the actor
         self.now = timeline.clock()
         self.running_async = {}   # task id -> future of an async call running on the loop
         self.call_tasks = {}      # task id -> its asyncio.Task, once the call has started
@@ -108,7 +109,7 @@ class ActorWorker:
             self.rt.channel.flush()
             os._exit(0)
         self._shutdown_hook()
-        self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+        self._send_exit()
 
     def _construct(self):
         spec = self.aspec.creation
@@ -178,7 +179,7 @@ class ActorWorker:
         print(f"(mpiray) warning: {self.aspec.class_name}.__ray_shutdown__ did not end within "
               f"{limit:g} s (actor_graceful_shutdown_timeout_ms): the actor is ended",
               file=sys.stderr, flush=True)
-        self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+        self._send_exit()
         self.rt.channel.flush()
         os._exit(0)
 
@@ -294,6 +295,11 @@ class ActorWorker:
         self._report(spec, sealed, item, consumer, start)
         return not self.exiting
 
+    def _send_exit(self):
+        """Tells the node this actor ends by itself (how: for its death cause and
+        list_workers' exit detail)."""
+        self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot, self.exit_how)])
+
     def _exit_call(self, spec, exc):
         """exit_actor(), or sys.exit() / sys.exit(0) in a method: the actor's intended
         end (no restart, as in Ray) once this call is answered. sys.exit(n) with n != 0
@@ -306,6 +312,7 @@ class ActorWorker:
             os._exit(code)   # (from any thread: an async actor's loop, a group's pool)
         how = "exit_actor() was called" if isinstance(exc, ExitActor) else \
             "sys.exit() was called. Worker exits with an exit code 0"   # (Ray's words)
+        self.exit_how = "exit_actor" if isinstance(exc, ExitActor) else "sys.exit"
         self.exiting = True
         return executor._write_error(self.rt, spec, ActorDiedError(
             f"The actor exited: {how}. Worker exit type: INTENDED_USER_EXIT",
@@ -367,7 +374,7 @@ class ActorWorker:
                     stop.set()
                     running.wait_for_others()
                     self._shutdown_hook()
-                    self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+                    self._send_exit()
                     self.rt.channel.flush()
                     run_exit_handlers()
                     os._exit(0)
@@ -671,7 +678,7 @@ class ActorWorker:
         slots.put(consumer)
         if self.exiting:
             self._shutdown_hook()
-            self.rt.channel.send([(P.ACTOR_EXIT, self.actor_id, self.slot)])
+            self._send_exit()
             self.rt.channel.flush()
             run_exit_handlers()
             os._exit(0)

@@ -53,8 +53,8 @@ class AsyncActorExit(ExitActor, AsyncioActorExit):
 
 
 # Whether the task run() ran last ended in an error (its returns, or a stream's item, say
-# so): its worker reports it (ray.util.state lists it FAILED). One task runs at a time in
-# a task worker.
+# so): False, or the error's text (failure_text). Its worker reports it (ray.util.state
+# lists it FAILED, with the text). One task runs at a time in a task worker.
 task_failed = False
 
 
@@ -95,6 +95,7 @@ def run(runtime, spec, fn):
             elif isinstance(exc, (SystemExit, ExitActor)):
                 raise
             if should_retry(runtime, spec, exc):
+                task_failed = failure_text(wrap(exc, spec.name))   # (this attempt's, listed)
                 return [], True
             return _write_error(runtime, spec, wrap(exc, spec.name)), False
         if spec.actor_id:
@@ -305,11 +306,17 @@ def _write_unserializable(runtime, spec, exc, sealed):
         f"the return value of {spec.name} could not be serialized: {exc}"))
 
 
+def failure_text(err) -> str:
+    """What list_tasks shows of the error a task ended with (Ray's error_message)."""
+    text = str(err) or type(err).__name__
+    return text if len(text) <= 4000 else f"{text[:2000]}\n...\n{text[-2000:]}"
+
+
 def _write_instead(runtime, spec, sealed, exc):
     """The returns not written yet become the error exc (those written stay)."""
     global task_failed
-    task_failed = True
     err = wrap(exc, spec.name)
+    task_failed = failure_text(err)
     data = error_blob(err)
     done = {oid for oid, _ in sealed}
     for oid in spec.return_ids():
@@ -469,7 +476,7 @@ class _Stream:
 
     def add_error(self, err):
         global task_failed
-        task_failed = True
+        task_failed = failure_text(err)
         oid = self._next_id()
         if not self.rt.store.contains(oid):
             self.rt.write_error(oid, err)
@@ -512,7 +519,7 @@ def error_blob(err) -> bytes:
 
 def _write_error(runtime, spec, err):
     global task_failed
-    task_failed = True
+    task_failed = failure_text(err)
     return _write_bytes(runtime, spec, error_blob(err))
 
 

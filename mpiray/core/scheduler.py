@@ -82,6 +82,16 @@ class TaskRecord:
         self.evicted = False      # its placement group was removed while it ran
 
 
+
+def _task_error(failed, cancelled, retry):
+    """(Ray's error_type, error_message) of a task attempt that ended in an error, else
+    None (list_tasks' FAILED rows). failed: the worker's failure_text, or False."""
+    if cancelled:
+        return "TASK_CANCELLED", "The task was cancelled."
+    if failed or retry:
+        return "TASK_EXECUTION_EXCEPTION", failed if isinstance(failed, str) else ""
+    return None
+
 class WorkerInfo:
     __slots__ = ("slot", "kind", "pid", "actor_id", "nonce", "started_ms")
 
@@ -453,7 +463,7 @@ class Scheduler(CrossNode):
         self._release_task_resources(rec)
         spec = rec.spec
         self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
-                           retry or failed or rec.cancelled, spec.parent))
+                           _task_error(failed, rec.cancelled, retry), spec.parent))
         if retry and not rec.cancelled:
             rec.spec.attempt += 1
             delay = _config.task_retry_delay_s()
@@ -991,8 +1001,10 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
             return
         from mpiray.core.state_report import exit_of
 
-        self.ended_workers.append((w, int(time.time() * 1000)) + exit_of(
-            w, status, status == CLEAN_EXIT, self.actors.actors.get(w.actor_id)))
+        ended_ms = int(time.time() * 1000)
+        if w.kind == ACTOR:
+            self.ended_workers.append((w, ended_ms) + exit_of(
+                w, status, status == CLEAN_EXIT, self.actors.actors.get(w.actor_id)))
         # Ray's ownership: the actors a process created die with it (unless detached),
         # and so do the tasks it submitted that have not ended (a crashed parent's
         # children, or a retried one's first children, do not run on beside it).
@@ -1007,12 +1019,16 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
             return
         self.task_workers -= 1
         self.retiring = max(0, self.retiring - 1)
+        why = None   # (the scheduler's own reason to end it, for list_workers)
         for spec in self.io.recover_task_queue(slot):
             rec = self.tasks.get(spec.task_id)
             if rec is None or rec.state != DISPATCHED:
                 continue
+            why = "group" if rec.evicted else "cancel" if rec.force_cancelled else why
             self._release_task_resources(rec)
             self._after_crash(rec, status)
+        self.ended_workers.append((w, ended_ms) + exit_of(w, status, status == CLEAN_EXIT, None,
+                                                          why))
 
     def _end_orphans(self, nonce):
         """Cancels (force, recursive) the tasks whose ids the dead process made: Ray's
@@ -1024,7 +1040,12 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
 
     def _after_crash(self, rec, status):
         spec = rec.spec
-        self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources, True, spec.parent))
+        self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
+                           ("TASK_PLACEMENT_GROUP_REMOVED", "its placement group was removed")
+                           if rec.evicted else ("TASK_CANCELLED", "The task was cancelled.")
+                           if rec.cancelled else
+                           ("WORKER_DIED", f"The worker running it died unexpectedly ({status})."),
+                           spec.parent))
         if rec.evicted:
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), WorkerCrashedError(

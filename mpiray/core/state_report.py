@@ -73,16 +73,20 @@ def tasks(scheduler) -> list:
                 "_placed": state == "RUNNING",   # (a pending task is on no node yet)
             })
         rows += [{
-            "task_id": task_id.hex(), "name": name, "state": "FAILED" if failed else "FINISHED",
+            "task_id": task_id.hex(), "name": name, "state": "FAILED" if error else "FINISHED",
             "attempt_number": attempt, "required_resources": dict(resources),
             "type": "NORMAL_TASK", "func_or_class_name": name, "actor_id": None,
             "parent_task_id": parent,
-        } for task_id, name, attempt, resources, failed, parent in scheduler.ended]
+            "error_type": error[0] if error else None, "error_message": error[1] if error else None,
+        } for task_id, name, attempt, resources, error, parent in scheduler.ended]
         mine = [rec for rec in scheduler.actors.actors.values() if rec.host is None]
         rows += [_creation_task(rec) for rec in mine]
     for rec in mine:
         if rec.state != AM.DEAD:
             rows += _actor_calls(scheduler, rec)
+    for row in rows:   # (Ray's: set on FAILED rows only)
+        row.setdefault("error_type", None)
+        row.setdefault("error_message", None)
     return rows
 
 
@@ -101,7 +105,9 @@ def _creation_task(rec) -> dict:
             "attempt_number": rec.restarts, "required_resources": dict(rec.spec.resources),
             "type": "ACTOR_CREATION_TASK", "func_or_class_name": spec.name,
             "actor_id": rec.spec.actor_id.hex(), "parent_task_id": spec.parent,
-            "_placed": rec.state != AM.PENDING}
+            "_placed": rec.state != AM.PENDING,
+            "error_type": "TASK_EXECUTION_EXCEPTION" if state == "FAILED" else None,
+            "error_message": str(rec.cause) if state == "FAILED" else None}
 
 
 def _actor_calls(scheduler, rec) -> list:
@@ -187,14 +193,14 @@ def workers(scheduler) -> list:
              "is_alive": end is None, "worker_type": "WORKER", "pid": w.pid, "ip": ip,
              "actor_id": w.actor_id.hex() if w.kind == "actor" and w.actor_id else None,
              "exit_type": exit_type, "exit_detail": detail,
-             "start_time_ms": w.started_ms, "end_time_ms": end}
+             "start_time_ms": w.started_ms, "end_time_ms": end or 0}   # (Ray's 0: alive)
             for w, end, exit_type, detail in ended + alive]
     runtime = current.runtime()
     if runtime is not None and runtime.is_driver:
         rows.insert(0, {"worker_id": worker_hex(session, "driver", os.getpid()), "is_alive": True,
                         "worker_type": "DRIVER", "pid": os.getpid(), "ip": ip, "actor_id": None,
                         "exit_type": None, "exit_detail": None,
-                        "start_time_ms": _process_start_ms(os.getpid()), "end_time_ms": None})
+                        "start_time_ms": _process_start_ms(os.getpid()), "end_time_ms": 0})
     return rows
 
 
@@ -210,21 +216,38 @@ def _process_start_ms(pid: int):
         return None
 
 
-def exit_of(worker, status: str, clean: bool, actor) -> tuple:
+def exit_of(worker, status: str, clean: bool, actor, why=None) -> tuple:
     """(Ray's exit_type, exit_detail) of a worker process that ended with status (the
-    zygote's words): clean, it ended by itself; actor, the record of the actor it ran."""
+    zygote's words: "exit code 4", "killed by signal 9 (SIGKILL)"): clean, it ended by
+    itself; actor, the record of the actor it ran; why, for a task worker the scheduler
+    ended: "cancel" (ray.cancel(force=True)) or "group" (its placement group went)."""
     cause = getattr(actor, "cause", None)
+    text = str(cause) if cause is not None else ""
     if getattr(cause, "actor_init_failed", False):
-        return "USER_ERROR", str(cause)
+        return "USER_ERROR", text
+    if why == "cancel":
+        return "INTENDED_USER_EXIT", "The worker was killed by ray.cancel(force=True) of its task."
+    if why == "group" or "placement group was removed" in text:
+        return "INTENDED_SYSTEM_EXIT", "The worker was destroyed because its placement group was removed."
     if worker.kind != "actor":
         if clean:
-            return "INTENDED_SYSTEM_EXIT", "The worker was idle, or ran its max_calls tasks."
-        return "SYSTEM_ERROR", f"The worker died unexpectedly ({status})."
-    if cause is not None and "ray.kill" in str(cause):   # (however its process ended)
-        return "INTENDED_USER_EXIT", "The actor was killed by ray.kill."
+            return "INTENDED_SYSTEM_EXIT", ("The worker exited because it was idle (or had run "
+                                            "its function's max_calls tasks).")
+        return "SYSTEM_ERROR", _unexpected(status)
+    if "ray.kill" in text:   # (however its process ended)
+        return "INTENDED_SYSTEM_EXIT", "The actor was killed by ray.kill."
     if clean:
-        return "INTENDED_USER_EXIT", "The actor exited (exit_actor(), or no handle to it remains)."
-    return "SYSTEM_ERROR", f"The actor's worker died unexpectedly ({status})."
+        for detail in AM.EXITS.values():
+            if detail in text:
+                return detail.rsplit(": ", 1)[1], detail.rsplit(". Worker exit type", 1)[0] + "."
+        return "INTENDED_USER_EXIT", "The actor exited."
+    return "SYSTEM_ERROR", _unexpected(status)
+
+
+def _unexpected(status) -> str:
+    return (f"The worker died unexpectedly ({status}). Possible causes: it was killed with "
+            f"SIGKILL (by the OOM killer when memory ran short, or by a user), it crashed "
+            f"(SIGSEGV and the like), or it called os._exit or sys.exit with a nonzero code.")
 
 
 def named_actors(scheduler) -> list:
