@@ -59,6 +59,7 @@ class Cluster:
         self.fetching = set()               # oids asked for and not arrived yet
         self.wanted = set()                 # oids waited for here, to be made here (for now)
         self.after_end = {}                 # task id sent away -> its returns waited for here
+        self.calls_away = set()             # actor calls passed to another node, not ended
         self.shipped = set()                # (node, function id) already sent
         self.spread_next = me               # the node whose turn it is (SPREAD)
         self.full = {}                      # node that gave a task back -> until when no
@@ -283,8 +284,9 @@ class Cluster:
         self.full[node] = time.monotonic() + FULL_FOR_S
 
     def fetch_after_end(self, task_id: bytes, here) -> None:
-        """task_id (sent away) has ended; `here`: its returns that came with the end.
-        The others that processes here wait for are fetched now."""
+        """task_id (sent away: a task, or an actor call) has ended; `here`: its returns
+        that came with the end. The others that processes here wait for are fetched now."""
+        self.calls_away.discard(task_id)
         for oid in self.after_end.pop(task_id, ()):
             if oid not in here:
                 self.need(oid)
@@ -301,7 +303,7 @@ class Cluster:
         if oid in self.fetching:
             return
         task_id = oid[: _ids.TASK_ID_SIZE]
-        if task_id in self.sent_to:
+        if task_id in self.sent_to or task_id in self.calls_away:
             self.after_end.setdefault(task_id, set()).add(oid)
             return
         home = self.home_of(oid)

@@ -419,6 +419,14 @@ class NodeIO:
         except KeyError:
             pass
 
+    def drop_copy(self, oid):
+        """Deletes a copy that came from another node, unreported (errors are reported
+        where the object was made, or by the node that read it)."""
+        try:
+            self.store.delete(oid)
+        except KeyError:
+            pass
+
     def put_reply(self, reply, result):
         try:
             self.store.put(reply, P.dumps(result))

@@ -231,6 +231,16 @@ class CrossNode:
     def _ev_arrived(self, oid, contained, source=None):
         """A copy pulled from (or, for a generator's item, pushed by) another node was
         sealed here. The pusher holds the item's refs until told it is here."""
+        if self.driver_ref_events:
+            self._apply_driver_refs()
+        if oid not in self.counts and oid not in self.kept and not _ids.is_stream_item(oid):
+            # Nobody here holds it any more (its value came by another way first, and its
+            # ref went): dropped unreported, as a copy (its errors are reported elsewhere).
+            self.cluster.have(oid)
+            self.io.drop_copy(oid)
+            if not self.cluster.is_foreign(oid):
+                self.cluster.freed(oid)   # (the node that made it for us may drop it)
+            return
         self._on_sealed(oid, contained)
         if source is not None and _ids.is_stream_item(oid) and not self.cluster.is_foreign(oid):
             self.cluster.send(source, ("item_held", oid))
