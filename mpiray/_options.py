@@ -101,7 +101,7 @@ def _strategy_of(opts: dict):
 
     warnings.warn("placement_group parameter is deprecated. Use scheduling_strategy="
                   "PlacementGroupSchedulingStrategy(...) instead.", DeprecationWarning,
-                  stacklevel=4)
+                  stacklevel=5)
     from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     return PlacementGroupSchedulingStrategy(pg, opts.get("placement_group_bundle_index", -1),

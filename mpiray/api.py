@@ -18,7 +18,7 @@ import time
 from mpiray import _config, _ids
 from mpiray._options import validate_namespace
 from mpiray._native.reflist import RefLists
-from mpiray.core import cluster_info, current, futures, refcount
+from mpiray.core import cluster_info, current, driver_log, futures, refcount
 from mpiray.exceptions import RaySystemError
 from mpiray.generators import ObjectRefGenerator
 from mpiray.object_ref import ObjectRef
@@ -80,6 +80,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
                                  "runtime_env": config.runtime_env,
                                  "default_actor_lifetime": config.default_actor_lifetime}, node)
         _install_exit_handlers()
+        driver_log.configure(config.extra)
+        driver_log.started(node.num_nodes)
         return _context_info()
 
 

@@ -465,7 +465,7 @@ def test_errors_nobody_read_are_reported_when_dropped():
     proc = _run_driver(UNHANDLED_DRIVER)
     assert proc.returncode == 0, proc.stderr
     before_end = proc.stderr.split("END")[0]
-    reported = [line for line in before_end.splitlines() if line.startswith("Unhandled error")]
+    reported = [line for line in before_end.splitlines() if "Unhandled error (suppress" in line]
     assert all("RAY_IGNORE_UNHANDLED_ERRORS=1" in line for line in reported)
     for tag in ("dropped-never-got", "only-waited", "actor-call-never-got", "fire-and-forget",
                 "lets_a_cancel_through"):
@@ -637,3 +637,25 @@ def test_auto_connect_starts_a_runtime_unless_turned_off(fresh, monkeypatch):
         starts()
         assert ray.is_initialized()
     assert ray.get_runtime_context().get_job_id()
+
+
+def test_init_logs_as_rays_driver_does():
+    """As Ray's: init() says "Started a local Ray instance." at INFO on stderr, in Ray's
+    format; logging_level raises the bar; configure_logging=False leaves logging alone."""
+    code = """
+    import sys
+    import mpiray as ray
+    kwargs = eval(sys.argv[1])
+    ray.init(num_cpus=1, object_store_memory=80 << 20, **kwargs)
+    ray.shutdown()
+    """
+    seen = {}
+    for kwargs in ("{}", "{'logging_level': 'WARNING'}", "{'configure_logging': False}"):
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), kwargs], cwd=ROOT,
+                              env=_env(), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        seen[kwargs] = proc.stderr
+    assert seen["{}"].count("Started a local Ray instance.") == 1
+    assert "\tINFO " in seen["{}"] and " -- Started" in seen["{}"]
+    assert "Started" not in seen["{'logging_level': 'WARNING'}"]
+    assert "Started" not in seen["{'configure_logging': False}"]
