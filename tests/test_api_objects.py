@@ -425,6 +425,9 @@ def test_get_object_locations_names_the_nodes_and_sizes(ray):
     assert where[made]["node_ids"] == [node] and where[made]["object_size"] > 1 << 20
     assert where[pending] == {"node_ids": [], "object_size": None, "did_spill": False}
     assert where[put]["did_spill"] is False
+    local = mpiray.experimental.get_local_object_locations([put, pending])
+    assert local[put]["node_ids"] == [node] and local[put]["object_size"] == where[put]["object_size"]
+    assert local[pending]["node_ids"] == [] and local[pending]["object_size"] is None
     ray.cancel(pending, force=True)
     with pytest.raises(TypeError):
         mpiray.experimental.get_object_locations(["not a ref"])
@@ -635,9 +638,12 @@ def test_a_ref_from_an_earlier_runtime_is_refused_at_once(fresh):
         return x
 
     for use in (lambda: ray.get(stale), lambda: ray.get([stale]), lambda: ray.wait([stale]),
-                lambda: echo.remote(stale)):
+                lambda: echo.remote(stale), lambda: echo.remote([stale]),
+                lambda: echo.remote(x={"k": stale}), lambda: ray.put([stale])):
         with pytest.raises(ValueError, match="a Ray object whose owner is unknown"):
             use()
+    with pytest.raises(ValueError, match="Ray objects whose owner is unknown"):   # (get's words)
+        ray.get(stale)
     assert ray.get(echo.remote(ray.put("fresh"))) == "fresh"
     ray.shutdown()
 

@@ -212,6 +212,9 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     time.sleep(0.3)
     running = [t for t in ray.util.state.list_tasks() if t["name"].endswith("sleeper")]
     assert len(running) == 2 and all(t["state"] in ("RUNNING", "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY") for t in running)
+    # (as Ray's rows: the worker running it, as list_workers names it)
+    workers = {w["pid"]: w["worker_id"] for w in ray.util.state.list_workers()}
+    assert all(t.worker_pid in workers and workers[t.worker_pid] == t.worker_id for t in running)
     # Ray's forms: a task's bare name, case-blind text, numbers compared as numbers
     assert len(list_tasks(filters=[("name", "=", "SLEEPER"), ("attempt_number", "=", 0)])) == 2
     assert ray.util.state.get_task(running[0]["task_id"])["func_or_class_name"] == "sleeper"

@@ -36,7 +36,7 @@ cdef extern from "queue.h" namespace "mpiray" nogil:
         void mark_spinning(int consumer, bint on)
         QueueStatus wait_nonempty(int64_t timeout_ns, int consumer, int64_t spin_ns)
         QueueStatus recover(int consumer, vector[string]* items)
-        void held_heads(int consumers, size_t head, vector[string]* out)
+        void held_heads(int consumers, size_t head, vector[string]* out, int first)
         void queued_heads(size_t head, vector[string]* out)
         void populate_slots()
         void close()

@@ -295,11 +295,11 @@ cdef class Queue:
         self._gate(self._q.recover(consumer, &items), 0, consumer)
         return [bytes(s) for s in items]
 
-    def held_heads(self, int consumers, size_t head=64):
-        """The first `head` bytes of each item recorded consumers 0..consumers-1 hold now
-        (popped, not done): what is running, as a racy, read-only look."""
+    def held_heads(self, int consumers, size_t head=64, int first=0):
+        """The first `head` bytes of each item recorded consumers first..consumers-1 hold
+        now (popped, not done): what is running, as a racy, read-only look."""
         cdef vector[string] items
-        self._q.held_heads(consumers, head, &items)
+        self._q.held_heads(consumers, head, &items, first)
         return [bytes(s) for s in items]
 
     def queued_heads(self, size_t head=64):

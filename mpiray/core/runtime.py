@@ -93,6 +93,8 @@ class Runtime:
             sobj = serialize(value)
         except Exception as exc:  # noqa: BLE001
             raise unpicklable(f"the put value {value!r}", value, exc) from exc
+        if sobj.contained:
+            _refuse_unknown(sobj.contained, "put inside a value")
         self.write(oid, sobj)
         ref = ObjectRef(oid)
         if sobj.contained:
@@ -414,6 +416,8 @@ class Runtime:
             sobj = serialize((args, kwargs))
         except Exception as exc:  # noqa: BLE001 - a clear error instead of pickle's
             raise unpicklable_argument(args, kwargs, what, exc) from exc
+        if sobj.contained:   # (refs inside a list or dict too, as Ray's)
+            _refuse_unknown(sobj.contained, "passed to .remote() inside an argument")
         if sobj.total_size <= ARGS_INLINE_LIMIT:
             return sobj.to_bytes(), deps, sobj.contained, None
         holder = self.put_serialized(sobj)      # one stored object holds every argument
@@ -649,7 +653,8 @@ def _refuse_unknown(oids, what):
     for oid in oids:
         if not held(oid):
             raise ValueError(
-                f"ObjectRef({oid.hex()}) {what} is a Ray object whose owner is unknown: it was "
+                f"You are trying to access Ray objects whose owner is unknown: "
+                f"ObjectRef({oid.hex()}) {what} is a Ray object whose owner is unknown. It was "
                 f"made before the last ray.shutdown() (objects do not outlive their runtime), "
                 f"or names no object")
 

@@ -60,16 +60,20 @@ def tasks(scheduler) -> list:
     running (their process holds them) or waiting in their queues."""
     with scheduler.lock:
         rows = []
+        running = _running_workers(scheduler)
         for rec in scheduler.tasks.values():
             if rec.state not in TASK_STATES:
                 continue
             state = _task_state(rec)
+            worker = running.get(rec.spec.task_id)
             rows.append({
                 "task_id": rec.spec.task_id.hex(), "name": rec.spec.name, "state": state,
                 "attempt_number": rec.spec.attempt,
                 "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
                 "func_or_class_name": rec.spec.name, "actor_id": None,
                 "parent_task_id": rec.spec.parent,
+                "worker_pid": worker.pid if worker else None,
+                "worker_id": _worker_id(worker) if worker else None,
                 "_placed": state == "RUNNING",   # (a pending task is on no node yet)
             })
         rows += [{
@@ -84,10 +88,36 @@ def tasks(scheduler) -> list:
     for rec in mine:
         if rec.state != AM.DEAD:
             rows += _actor_calls(scheduler, rec)
-    for row in rows:   # (Ray's: set on FAILED rows only)
+    for row in rows:   # (Ray's: set on FAILED rows only; a worker's on running ones)
         row.setdefault("error_type", None)
         row.setdefault("error_message", None)
+        row.setdefault("worker_pid", None)
+        row.setdefault("worker_id", None)
     return rows
+
+
+def _running_workers(scheduler) -> dict:
+    """task id -> the task worker running it (what its slot of the task queue holds: a
+    racy, read-only look, as for actor calls)."""
+    queue, store, out = scheduler.io.node.task_queue, scheduler.io.store, {}
+    for w in scheduler.workers.values():
+        if w.kind != "task" or not w.pid:
+            continue
+        for item in queue.held_heads(w.slot + 1, WHOLE, w.slot):
+            try:
+                out[TaskSpec.from_bytes(P.decode_item(item, store)).task_id] = w
+            except Exception:  # noqa: BLE001 - taken and reused while we looked
+                continue
+    return out
+
+
+def _worker_id(w) -> str:
+    """A worker's id as list_workers and its own get_worker_id() give it."""
+    from mpiray.core import current
+    from mpiray.runtime_context import worker_hex
+
+    session = (current.info() or {}).get("session", "")
+    return worker_hex(session, f"{session}-{w.slot}", w.pid)
 
 
 def _creation_task(rec) -> dict:
@@ -189,7 +219,7 @@ def workers(scheduler) -> list:
         alive = [(w, None, None, None) for w in scheduler.workers.values() if w.pid]
         ended = list(scheduler.ended_workers)
     ip = get_node_ip_address()
-    rows = [{"worker_id": worker_hex(session, f"{session}-{w.slot}", w.pid),
+    rows = [{"worker_id": _worker_id(w),
              "is_alive": end is None, "worker_type": "WORKER", "pid": w.pid, "ip": ip,
              "actor_id": w.actor_id.hex() if w.kind == "actor" and w.actor_id else None,
              "exit_type": exit_type, "exit_detail": detail,

@@ -17,15 +17,10 @@ def get_object_locations(obj_refs, timeout_ms: int = -1) -> dict:
     signature: the nodes answer at once."""
     from mpiray import api
     from mpiray.core import current
-    from mpiray.object_ref import ObjectRef
 
     if current.runtime() is None:
         raise RuntimeError("Ray hasn't been initialized.")
-    refs = list(obj_refs)
-    for ref in refs:
-        if not isinstance(ref, ObjectRef):
-            raise TypeError(f"get_object_locations needs a list of ObjectRefs, got "
-                            f"{type(ref).__name__}")
+    refs = _refs(obj_refs, "get_object_locations")
     node = current.node()
     ids = [info["node_id"] for info in node.cluster_table] if node is not None and \
         node.cluster_table else [(current.info() or {}).get("node_id")]
@@ -46,4 +41,36 @@ def get_object_locations(obj_refs, timeout_ms: int = -1) -> dict:
     return found
 
 
-__all__ = ["get_object_locations"]
+def get_local_object_locations(obj_refs) -> dict:
+    """As get_object_locations, for the caller's node only (no other node is asked): its
+    id and the object's size if its store holds a copy, else no node and size None."""
+    from mpiray import api
+    from mpiray.core import current
+
+    if current.runtime() is None:
+        raise RuntimeError("Ray hasn't been initialized.")
+    refs = _refs(obj_refs, "get_local_object_locations")
+    store = api._runtime().store
+    here = (current.info() or {}).get("node_id")
+    found = {}
+    for ref in refs:
+        try:
+            size = store.size_of(ref.binary()) if store.contains(ref.binary()) else None
+        except Exception:  # noqa: BLE001 - freed while we looked
+            size = None
+        found[ref] = {"node_ids": [here] if size is not None else [], "object_size": size,
+                      "did_spill": size is not None and os.path.exists(store.spill_path(ref.binary()))}
+    return found
+
+
+def _refs(obj_refs, verb) -> list:
+    from mpiray.object_ref import ObjectRef
+
+    refs = list(obj_refs)
+    for ref in refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"{verb} needs a list of ObjectRefs, got {type(ref).__name__}")
+    return refs
+
+
+__all__ = ["get_local_object_locations", "get_object_locations"]

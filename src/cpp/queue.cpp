@@ -653,10 +653,10 @@ QueueStatus TaskQueue::done(int consumer) {
     return QueueStatus::ok;
 }
 
-void TaskQueue::held_heads(int consumers, size_t head, std::vector<std::string>* out) const {
+void TaskQueue::held_heads(int consumers, size_t head, std::vector<std::string>* out, int first) const {
     const uint32_t mp = h_->max_payload;
     consumers = std::min(consumers, this->consumers());
-    for (int c = 0; c < consumers; ++c) {
+    for (int c = std::max(first, 0); c < consumers; ++c) {
         Record* rec = record(c);
         // acquire: pairs with the release store in try_pop_one (items below n_held are whole)
         const uint32_t n = std::min<uint32_t>(rec->n_held.load(std::memory_order_acquire), kRecordItems);

@@ -117,7 +117,7 @@ public:
     // The first `head` bytes of each item recorded consumers [0, consumers) hold now
     // (popped, not done): a look at what is running, racy by nature (a consumer may be
     // done with an item meanwhile) and read-only. Touches each such record's header.
-    void held_heads(int consumers, size_t head, std::vector<std::string>* out) const;
+    void held_heads(int consumers, size_t head, std::vector<std::string>* out, int first = 0) const;
     // The first `head` bytes of each item waiting in the ring, oldest first: read-only
     // and racy (a copy is kept only if its slot did not change while it was read).
     void queued_heads(size_t head, std::vector<std::string>* out) const;

@@ -171,6 +171,9 @@ static void test_held_heads() {
     heads.clear();
     a.q->held_heads(2, 64, &heads);  // only consumers 0 and 1 looked at
     CHECK(heads.size() == 1 && heads[0] == "first-item");
+    heads.clear();
+    a.q->held_heads(4, 64, &heads, 3);  // only consumer 3: what one worker runs
+    CHECK(heads.size() == 1 && heads[0] == "second");
     CHECK(a.q->done(1) == QueueStatus::ok);
     heads.clear();
     a.q->held_heads(8, 64, &heads);
