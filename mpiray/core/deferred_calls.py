@@ -130,9 +130,15 @@ class DeferredCalls:
 
     def _when_room(self, key, spec):
         """(a thread of its own) Pushes the front call, waiting for room, then the rest."""
-        self._push(spec, wait=True)
-        self._pop(key, spec)
-        self._advance(key)
+        from mpiray.core import current
+
+        try:
+            self._push(spec, wait=True)
+            self._pop(key, spec)
+            self._advance(key)
+        except Exception:  # noqa: BLE001 - the runtime shut down under it: the calls go with it
+            if current.runtime() is self.rt:
+                raise
 
     def _sealed(self, key, oid):
         if oid is None:   # the runtime shuts down: these calls go with it

@@ -82,7 +82,10 @@ class InboxPump:
             except QueueClosed:
                 return
             if has_items:
-                self.drain()
+                try:
+                    self.drain()
+                except QueueClosed:   # (closed between the look and the pop: shutdown)
+                    return
             else:  # a quiet spell: the driver's dropped refs, and workers no longer needed
                 sched.stimulus_driver(sched.quiet)
 
