@@ -784,3 +784,34 @@ def test_objects_spill_where_init_says(fresh, tmp_path, how):
     assert [int(ray.get(r)[0]) for r in refs] == list(range(12))
     ray.shutdown()
     assert not [f for _, _, files in os.walk(where) for f in files]
+
+
+def test_a_ref_a_running_task_drops_is_released_while_it_runs(ray, tmp_path):
+    """As Ray's (the owner frees an object once its count is zero): a long task that drops
+    a big object it put does not keep it until it ends (its outbox is flushed when events
+    wait, not only when the task reports)."""
+    from mpiray.api import _runtime
+
+    store = _runtime().store
+    gate = tmp_path / "gate"
+
+    @ray.remote
+    def drops_then_waits(gate):
+        big = ray.put(np.zeros(30 << 20, dtype=np.uint8))
+        del big
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+        return 1
+
+    before = store.stats()["used"]
+    ref = drops_then_waits.remote(str(gate))
+    deadline = time.monotonic() + 10
+    peak, released = 0, False
+    while time.monotonic() < deadline and not released:
+        used = store.stats()["used"]
+        peak = max(peak, used)
+        released = peak >= before + (30 << 20) and used < before + (1 << 20)
+        time.sleep(0.01)
+    gate.write_text("go")   # (the task ends only now)
+    assert ray.get(ref, timeout=30) == 1
+    assert released, (peak, before)   # it was there, and went while the task still ran

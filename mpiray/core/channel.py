@@ -3,6 +3,8 @@
     driver:  events ──► Scheduler.handle_events (same process, under its lock)
     worker:  events ──► outbox (deque) ──flush──► [(FROM, slot), events...] ──► inbox queue
                                                    ──► scheduler's inbox thread
+             (flushed by the worker as it reports, and by its outbox thread when events
+              wait: a ref a long task drops is released within QUIET_FLUSH_S)
 
 Both are the refcount sink of their process: ref events join the same ordered stream
 as seals and completions, which is what keeps counting correct (a hold on a ref is
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 
 from mpiray import _ids
 from mpiray.core import protocol as P
@@ -55,6 +58,13 @@ class DriverChannel:
             self.scheduler.stimulus_driver(lambda: None)
 
 
+# A worker's outbox thread sends events that have waited this long (a ref dropped in a
+# long-running task: its object, maybe large, goes now rather than when the task ends),
+# and looks less often, up to IDLE_LOOK_S, while nothing waits.
+QUIET_FLUSH_S = 0.05
+IDLE_LOOK_S = 1.0
+
+
 class WorkerChannel:
     def __init__(self, inbox, store, slot):
         self.inbox = inbox
@@ -80,6 +90,22 @@ class WorkerChannel:
 
     def apply_refs(self):
         self.flush()
+
+    def start_flusher(self):
+        threading.Thread(target=self._flush_waiting, name="mpiray-outbox", daemon=True).start()
+
+    def _flush_waiting(self):
+        nap = QUIET_FLUSH_S
+        while True:
+            time.sleep(nap)
+            if not self.outbox:
+                nap = min(2 * nap, IDLE_LOOK_S)
+                continue
+            nap = QUIET_FLUSH_S
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the inbox closed: the node stops, so does this
+                return
 
     def flush(self):
         with self.lock:

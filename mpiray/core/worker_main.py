@@ -139,6 +139,7 @@ def run_worker(init, slot, kind, actor_id, devices, options, nonce=None):
     inbox.populate()
     channel = WorkerChannel(inbox, store, slot)
     refcount.set_sink(channel)
+    channel.start_flusher()
 
     def actor_queue(aid):
         try:
