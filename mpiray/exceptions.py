@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-_log = logging.getLogger("mpiray")
+_log = logging.getLogger(__name__)   # (mpiray.exceptions, as Ray's ray.exceptions)
 
 
 class RayError(Exception):
@@ -87,10 +87,10 @@ class RayTaskError(RayError):
             return self
         if not _can_subclass(cause_cls):
             if cause_cls is not RayTaskError and issubclass(cause_cls, BaseException):
-                _log.warning("The exception type %s raised in %s cannot be subclassed: this "
-                             "exception is raised as RayTaskError only. You can use "
-                             "`ray_task_error.cause` to access the user exception.",
-                             cause_cls.__name__, self.function_name)
+                _log.warning("User exception type %s (raised in %s) in RayTaskError can not be "
+                             "subclassed! This exception is raised as RayTaskError only. You "
+                             "can use `ray_task_error.cause` to access the user exception.",
+                             cause_cls, self.function_name)
             return self
         dual = _dual_class(cause_cls)
         err = _new_dual(dual, self.cause)

@@ -659,3 +659,8 @@ def test_init_logs_as_rays_driver_does():
     assert "\tINFO " in seen["{}"] and " -- Started" in seen["{}"]
     assert "Started" not in seen["{'logging_level': 'WARNING'}"]
     assert "Started" not in seen["{'configure_logging': False}"]
+    # a console handler of the user's on the root logger prints the line, once
+    proc = subprocess.run([sys.executable, "-c", "import logging; logging.basicConfig(format="
+                           "'ROOT %(message)s'); " + textwrap.dedent(code).replace("\n", "\n"),
+                           "{}"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.stderr.count("Started a local Ray instance.") == 1 and "ROOT Started" in proc.stderr

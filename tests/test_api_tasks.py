@@ -271,6 +271,13 @@ def test_error_text_shows_the_users_frames_and_each_nested_level(ray):
     assert "boom from inner" in str(info.value)
 
 
+class FinalError(Exception):
+    """Refuses subclasses (Ray's test_final_user_exception)."""
+
+    def __init_subclass__(cls, **kwargs):
+        raise TypeError("FinalError is final")
+
+
 class NeedsArgsToBeMade(Exception):
     """As pydantic's ValidationError: __new__ itself wants the arguments."""
 
@@ -283,13 +290,15 @@ class NeedsArgsToBeMade(Exception):
         return (NeedsArgsToBeMade, (self.args[0], self.errors))
 
 
-def test_errors_whose_class_needs_arguments_or_cannot_be_subclassed(ray):
+def test_errors_whose_class_needs_arguments_or_cannot_be_subclassed(ray, caplog):
     @ray.remote(max_retries=0)
     def fail(kind):
         if kind == "group":
             raise ExceptionGroup("two failures", [ValueError("a"), TypeError("b")])
         if kind == "memory":
             raise MemoryError("too big")
+        if kind == "final":
+            raise FinalError("no subclass of me")
         raise NeedsArgsToBeMade("invalid", ["e1"])
 
     with pytest.raises(NeedsArgsToBeMade) as info:
@@ -299,10 +308,17 @@ def test_errors_whose_class_needs_arguments_or_cannot_be_subclassed(ray):
     with pytest.raises(ExceptionGroup) as info:
         ray.get(fail.remote("group"))
     assert [str(e) for e in info.value.exceptions] == ["a", "b"]
-    # MemoryError cannot be a base of another class: Ray's RayTaskError alone, with the cause
-    with pytest.raises(ray.exceptions.RayTaskError) as info:
+    with pytest.raises(MemoryError) as info:
         ray.get(fail.remote("memory"))
     assert isinstance(info.value.cause, MemoryError) and "too big" in str(info.value)
+    # a class that refuses subclasses: Ray's RayTaskError alone, with the cause
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(fail.remote("final"))
+    assert not isinstance(info.value, FinalError) and isinstance(info.value.cause, FinalError)
+    # (Ray's warning, on its module's logger: Ray's test_final_user_exception reads it so)
+    assert any(r.name == "mpiray.exceptions" and "This exception is raised as RayTaskError only. "
+               "You can use `ray_task_error.cause` to access the user exception." in r.getMessage()
+               for r in caplog.records)
 
 
 def test_error_propagates_to_dependents_without_running_them(ray, tmp_path):

@@ -3,12 +3,19 @@ format at logging_level (INFO unless told), so its lines (the runtime started, a
 unhandled error) read as Ray's do; init(configure_logging=False) leaves logging alone.
 
     init() ──configure()──► logging.getLogger("mpiray") ──StreamHandler──► stderr
-    mpiray.core.* loggers ──(children: propagate to it)──┘
+    mpiray.core.* loggers ──(children: propagate to it)──┘   └─(propagates on)──► root
+                                                            (pytest's caplog, the user's)
+
+Ray's logger stops propagating, so that a root handler the user set up (basicConfig)
+does not print each line a second time; here the line propagates (caplog sees it, as
+it sees Ray's under Ray's test fixture), and the mpiray handler stays silent instead
+while the root logger has a handler printing to the console.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 FORMAT = "%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"   # Ray's
 log = logging.getLogger("mpiray")
@@ -27,10 +34,16 @@ def configure(extra: dict) -> None:
     if handler is None:
         handler = logging.StreamHandler()
         handler.mpiray_driver = True
+        handler.addFilter(_unless_root_prints)
         log.addHandler(handler)
     handler.setFormatter(logging.Formatter(extra.get("logging_format") or FORMAT))
     log.setLevel(level)
-    log.propagate = False   # (as Ray's logger: a root handler would print each line twice)
+
+
+def _unless_root_prints(record) -> bool:
+    return not any(isinstance(h, logging.StreamHandler) and
+                   getattr(h, "stream", None) in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+                   for h in logging.getLogger().handlers)
 
 
 def started(num_nodes: int) -> None:
