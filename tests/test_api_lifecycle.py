@@ -664,3 +664,60 @@ def test_init_logs_as_rays_driver_does():
                            "'ROOT %(message)s'); " + textwrap.dedent(code).replace("\n", "\n"),
                            "{}"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
     assert proc.stderr.count("Started a local Ray instance.") == 1 and "ROOT Started" in proc.stderr
+
+
+def test_unhandled_errors_go_to_a_replaceable_handler(fresh):
+    """As Ray's test_unhandled_errors: ray._private.worker._unhandled_error_handler gets
+    each error whose refs all went unread (a task's and an actor call's), none that was
+    read, and none while RAY_IGNORE_UNHANDLED_ERRORS=1; global_worker tells the mode."""
+    import mpiray._private.worker as worker
+
+    ray = fresh
+    ray.init(num_cpus=1)
+    seen = []
+    default = worker._unhandled_error_handler
+    worker._unhandled_error_handler = seen.append
+    try:
+        @ray.remote
+        def fails():
+            raise ValueError("unread")
+
+        @ray.remote
+        class Fails:
+            def f(self):
+                raise ValueError("unread too")
+
+        def settle(n):
+            deadline = time.monotonic() + 10
+            while len(seen) < n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            return len(seen)
+
+        a = Fails.remote()
+        unread = [fails.remote(), a.f.remote()]
+        ray.wait(unread, num_returns=2, timeout=30)
+        del unread
+        assert settle(2) == 2 and all(isinstance(e, ray.exceptions.RayTaskError) for e in seen)
+        read = fails.remote()
+        with pytest.raises(ValueError):
+            ray.get(read, timeout=30)
+        del read
+        assert settle(3) == 2
+        os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
+        try:
+            ignored = fails.remote()
+            ray.wait([ignored], timeout=30)
+            del ignored
+            assert settle(3) == 2
+        finally:
+            del os.environ["RAY_IGNORE_UNHANDLED_ERRORS"]
+
+        @ray.remote
+        def mode():
+            return worker.global_worker.mode
+
+        assert (worker.global_worker.mode, ray.get(mode.remote(), timeout=30)) == \
+            (ray.SCRIPT_MODE, ray.WORKER_MODE)
+    finally:
+        worker._unhandled_error_handler = default

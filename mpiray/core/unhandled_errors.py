@@ -17,14 +17,12 @@ left unread.
 
 from __future__ import annotations
 
-import logging
 import os
 
 from mpiray import _ids
 from mpiray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
 
 IGNORE_ENV = "RAY_IGNORE_UNHANDLED_ERRORS"
-log = logging.getLogger("mpiray")
 
 
 def delete_reporting(store, oid) -> None:
@@ -64,4 +62,6 @@ def report(store, oid) -> None:
     if _cancelled_itself(error, oid):
         return
     if isinstance(error, (RayTaskError, WorkerCrashedError)) or isinstance(error, str):
-        log.error("Unhandled error (suppress with '%s=1'): %s", IGNORE_ENV, error)
+        from mpiray._private import worker   # (a program may have replaced its handler)
+
+        worker._unhandled_error_handler(error)
