@@ -200,12 +200,38 @@ def spill_base(extra: dict):
             spec = json.loads(spec) if isinstance(spec, str) else spec
         except ValueError:
             raise ValueError(f"_system_config object_spilling_config is not JSON: {spec!r}") from None
-        path = spec.get("params", {}).get("directory_path") if spec.get("type") == "filesystem" else None
+        _check_spilling_config(spec)
+        path = spec.get("params", {}).get("directory_path")
         if isinstance(path, (list, tuple)):
             path = path[0] if path else None   # (Ray may spread over several: one here)
         if path:
             return str(path)
     return extra.get("_temp_dir")
+
+
+# Ray's filesystem spilling parameters (FileSystemStorage's), with their types.
+SPILL_PARAMS = {"directory_path": (str, list, tuple), "buffer_size": (int,)}
+
+
+def _check_spilling_config(spec):
+    """As Ray's init: a bad object_spilling_config is refused before anything starts.
+    Only Ray's "filesystem" type can mean something here (a local directory)."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"object_spilling_config must be a JSON object, got {spec!r}")
+    kind = spec.get("type")
+    if kind != "filesystem":
+        raise ValueError(f"object_spilling_config type {kind!r} is not supported: mpiray spills "
+                         f"to a local directory (type 'filesystem')")
+    params = spec.get("params", {})
+    if not isinstance(params, dict):
+        raise ValueError(f"object_spilling_config params must be an object, got {params!r}")
+    unknown = set(params) - set(SPILL_PARAMS)
+    if unknown:
+        raise ValueError(f"object_spilling_config has unknown params {sorted(unknown)}; "
+                         f"the filesystem type takes {sorted(SPILL_PARAMS)}")
+    for name, value in params.items():
+        if not isinstance(value, SPILL_PARAMS[name]) or isinstance(value, bool):
+            raise ValueError(f"object_spilling_config param {name} has a bad value {value!r}")
 
 
 def detect_gpu_ids() -> list:

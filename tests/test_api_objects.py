@@ -786,6 +786,20 @@ def test_objects_spill_where_init_says(fresh, tmp_path, how):
     assert not [f for _, _, files in os.walk(where) for f in files]
 
 
+def test_a_bad_spilling_config_is_refused_before_anything_starts(fresh, tmp_path):
+    """As Ray's test_invalid_config_raises_exception: an unknown type, an unknown param or
+    a param of the wrong type is a ValueError from init()."""
+    import json
+
+    ray = fresh
+    good = {"type": "filesystem", "params": {"directory_path": str(tmp_path)}}
+    for bad in ({"type": "abc"}, {**good, "params": {**good["params"], "random_arg": "abc"}},
+                {**good, "params": {**good["params"], "buffer_size": "abc"}}):
+        with pytest.raises(ValueError, match="object_spilling_config"):
+            ray.init(num_cpus=1, _system_config={"object_spilling_config": json.dumps(bad)})
+        assert not ray.is_initialized()
+
+
 def test_a_ref_a_running_task_drops_is_released_while_it_runs(ray, tmp_path):
     """As Ray's (the owner frees an object once its count is zero): a long task that drops
     a big object it put does not keep it until it ends (its outbox is flushed when events
