@@ -199,7 +199,8 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
     assert mine[gone._actor_id.hex()]["state"] == "DEAD"
     assert mine[gone._actor_id.hex()]["pid"] > 0   # (as Ray: a dead actor keeps its pid)
     assert isinstance(gone._actor_id, ray.ActorID) and gone._ray_actor_id == gone._actor_id
-    assert "ray.kill" in mine[gone._actor_id.hex()]["death_cause"]
+    died = mine[gone._actor_id.hex()]["death_cause"]["actor_died_error_context"]   # (Ray's shape)
+    assert "ray.kill" in died["error_message"] and died["reason"] == "RAY_KILL"
     assert gone._actor_id.hex() in {a["actor_id"] for a in list_actors(filters=[("STATE", "=", "dead")])}
     alive_ids = {a["actor_id"] for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)}
     assert alive._actor_id.hex() in alive_ids and gone._actor_id.hex() not in alive_ids

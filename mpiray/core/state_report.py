@@ -40,11 +40,33 @@ def actors(scheduler) -> list:
                 "state": state, "name": rec.spec.name, "ray_namespace": rec.spec.namespace,
                 "pid": worker.pid if worker is not None and rec.state != AM.DEAD else rec.pid,
                 "is_detached": rec.spec.detached, "required_resources": dict(rec.spec.resources),
-                "death_cause": None if rec.cause is None else str(rec.cause),
+                "death_cause": _death_cause(rec),
                 "num_restarts": rec.restarts,
                 "_placed": rec.state != AM.PENDING,
             })
         return out
+
+
+def _death_cause(rec):
+    """Ray's ActorState.death_cause: None while it lives; a constructor that raised is a
+    creation_task_failure_context, any other death an actor_died_error_context (the
+    error's text and facts, and why: RAY_KILL, OUT_OF_SCOPE or WORKER_DIED)."""
+    cause = rec.cause
+    if cause is None:
+        return None
+    text = str(cause)
+    if getattr(cause, "actor_init_failed", False):
+        return {"creation_task_failure_context": {"language": "PYTHON",
+                                                  "formatted_exception_string": text}}
+    spec = rec.spec
+    reason = "RAY_KILL" if "ray.kill" in text else "OUT_OF_SCOPE" if rec.unreferenced \
+        else "WORKER_DIED"
+    ip = get_node_ip_address()
+    return {"actor_died_error_context": {
+        "error_message": text, "owner_ip_address": ip, "node_ip_address": ip,
+        "pid": rec.pid or 0, "name": spec.name or "", "ray_namespace": spec.namespace,
+        "class_name": spec.class_name, "actor_id": spec.actor_id.hex(),
+        "never_started": rec.pid is None, "reason": reason}}
 
 
 def _task_state(rec) -> str:
