@@ -3,7 +3,10 @@
     scheduler ──send(node, msg)──► outbox ──► isend (pickled, TAG_CTRL) ──► that node's agent
     other agents ──► Iprobe / recv ──► handle_<op>() ──► scheduler.handle_events([...])
     ("fetch", oid) ──► serve: store buffer ──Isend raw chunks (TAG_DATA)──► requester
-    ("object", oid, n) ──► store.create_object ──Irecv chunks──► seal ──► ARRIVED event
+                       └─ a large one to a node of this host: through staging buffers,
+                          chunks under a tag of the transfer's own (staged_send.py)
+    ("object", oid, n, contained, chunk, tag) ──► store.create_object ──Irecv chunks──►
+                       seal ──► ARRIVED event
                        └─ no room (what holds the store is pinned) ──► its spill file
                           ──Irecv chunks──► store.adopt_spilled ──► ARRIVED event
 
@@ -26,10 +29,12 @@ import traceback
 from mpiray._native.mpipoll import MpiPoller, mpi_function_address, set_timer_slack_ns
 from mpiray.core import protocol as P
 from mpiray.core.spill_target import SpillTarget
+from mpiray.mpi.staged_send import STAGE_CHUNK, STAGE_MIN, OutgoingObject, StagingPool
 from mpiray.exceptions import ObjectStoreFullError
 from mpiray.serialization import serialize_error
 
 TAG_CTRL, TAG_DATA = 11, 12
+TAG_STAGED, STAGED_TAGS = 100, 10_000   # a staged transfer's own tag: 100 + its number
 CHUNK = 256 << 20           # bytes per raw message (MPI counts are ints)
 # How often the MPI thread probes for a message from another rank, by how long the node
 # has been quiet. Every message waits for the next probe (half the interval on average),
@@ -94,7 +99,11 @@ class Agent:
         self.napping = False             # in a quiet nap: a direct send must wake us
         self.poller = MpiPoller(mpi_function_address("MPI_Iprobe"), self.comm,
                                 self.MPI.ANY_SOURCE, TAG_CTRL)
-        self.sends = []                  # (request, buffer kept alive until sent)
+        self.sends = []                  # (request or OutgoingObject, buffer kept alive until sent)
+        self.same_host = {i for i, r in enumerate(world.leaders)
+                          if world.hosts[r] == world.hostname and i != self.me}
+        self.stage_pool = StagingPool()
+        self.staged_sent = 0             # staged transfers so far (their tags cycle)
         self.recvs = []                  # IncomingObject
         self.waiting = {}                # oid -> [requester node]: not sealed here yet
         self.pushes = collections.deque()  # (node, oid, buffer, contained) to send unasked
@@ -293,7 +302,7 @@ class Agent:
                 for inner in msg[1]:
                     self._handle(source, inner, live)
             elif op == "object":
-                self.recvs.append(IncomingObject(self, source, msg[1], msg[2], msg[3], discard=True))
+                self.recvs.append(IncomingObject(self, source, *msg[1:], discard=True))
             return
         try:
             if handler is None:
@@ -498,10 +507,20 @@ class Agent:
         rank = self.world.leader_of(node)
         n = buf.nbytes
         self._drain_outbox()  # header after every earlier message to that node
-        header = (self.cycle, ("object", oid, n, contained))
         raw = buf.cast("B") if buf.format != "B" else buf
+        staged = n >= STAGE_MIN and node in self.same_host
+        if staged:
+            tag, chunk = TAG_STAGED + self.staged_sent % STAGED_TAGS, STAGE_CHUNK
+            self.staged_sent += 1
+        else:
+            tag, chunk = TAG_DATA, CHUNK
+        header = (self.cycle, ("object", oid, n, contained, chunk, tag))
         with self.send_lock:
             self.sends.append((self.comm.isend(header, dest=rank, tag=TAG_CTRL), None))
+            if staged:
+                self.sends.append((OutgoingObject(self.comm, self.MPI, rank, tag, raw,
+                                                  self.stage_pool), buf))
+                return
             for off in range(0, n, CHUNK):
                 piece = raw[off: off + CHUNK]
                 self.sends.append((self.comm.Isend([piece, self.MPI.BYTE], dest=rank, tag=TAG_DATA), buf))
@@ -533,8 +552,8 @@ class Agent:
                 del self.waiting[oid]
 
     # ------------------------------------------------------------ objects: the receiver
-    def handle_object(self, source, oid, nbytes, contained):
-        self.recvs.append(IncomingObject(self, source, oid, nbytes, contained))
+    def handle_object(self, source, oid, nbytes, contained, chunk=CHUNK, tag=TAG_DATA):
+        self.recvs.append(IncomingObject(self, source, oid, nbytes, contained, chunk, tag))
 
     def _progress_recvs(self):
         still = []
@@ -552,7 +571,8 @@ class IncomingObject:
     spill file instead, as Ray's pull falls back to disk, so the get that wants it still
     gets it (read back from the file) instead of ObjectStoreFullError."""
 
-    def __init__(self, agent, source, oid, nbytes, contained, discard=False):
+    def __init__(self, agent, source, oid, nbytes, contained, chunk=CHUNK, tag=TAG_DATA,
+                 discard=False):
         self.agent, self.oid, self.contained = agent, oid, contained
         self.error, self.discard, self.on_disk = None, discard, None
         self.source_node = agent.node_by_rank.get(source)
@@ -570,8 +590,9 @@ class IncomingObject:
             self.buf = memoryview(bytearray(nbytes))
             self.error = exc
         MPI = agent.MPI
-        self.reqs = [agent.comm.Irecv([self.buf[off: off + CHUNK], MPI.BYTE], source=source, tag=TAG_DATA)
-                     for off in range(0, nbytes, CHUNK)]
+        # (chunk and tag as the sender cut and marked them: staged_send.py)
+        self.reqs = [agent.comm.Irecv([self.buf[off: off + chunk], MPI.BYTE], source=source, tag=tag)
+                     for off in range(0, nbytes, chunk)]
 
     def test(self) -> bool:
         return all(req.Test() for req in self.reqs)
