@@ -186,7 +186,8 @@ def num_returns_option(value, default=1, is_generator=None) -> int:
         return STREAMING if value == "streaming" else DYNAMIC
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError("The keyword 'num_returns' only accepts None, a non-negative integer, "
-                         f"'streaming' (for generators), or 'dynamic'; got {value!r}")
+                         "or \"dynamic\" (for generators), or \"streaming\" (for generators); "
+                         f"got {value!r}")
     return value
 
 

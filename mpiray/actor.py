@@ -89,6 +89,7 @@ class ActorClass:
     def __init__(self, cls, options: dict):
         self._cls = cls
         self._raw_options = dict(options)
+        self._default_options = self._raw_options   # (Ray's name for what @remote was given)
         self._checked = _options.deferred(_options.actor_options, options, cls.__qualname__)
         self._methods = _method_table(cls)
         self._method_groups = {}   # the groups' names -> method -> group

@@ -56,6 +56,7 @@ class RemoteFunction:
                 "https://docs.ray.io/en/latest/ray-core/actors/async_api.html")
         self._function = function
         self._raw_options = dict(options)
+        self._default_options = self._raw_options   # (Ray's name for what @remote was given)
         self._arg_count, self._check_args = signature.checker(function)
         self._is_generator = is_generator_function(function)
         self._options = _options.deferred(_options.task_options, options, self._is_generator,

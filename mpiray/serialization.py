@@ -295,12 +295,12 @@ def check_function_size(blob: bytes, kind: str, name: str) -> None:
     tip = ("Check that its definition is not implicitly capturing a large array or other "
            "object in scope. Tip: use ray.put() to put large objects in the Ray object store.")
     if size >= limit:
-        raise ValueError(f"The {kind} '{name}' is too large ({size // mib} MiB > "
+        raise ValueError(f"The {kind} {name} is too large ({size // mib} MiB > "
                          f"FUNCTION_SIZE_ERROR_THRESHOLD={limit // mib} MiB). {tip}")
     if size > FUNCTION_SIZE_WARN_THRESHOLD:
         import logging
 
-        logging.getLogger("mpiray").warning(f"The {kind} '{name}' is very large ({size // mib} MiB). {tip}")
+        logging.getLogger("mpiray").warning(f"The {kind} {name} is very large ({size // mib} MiB). {tip}")
 
 
 def _dumps_custom(value, buffer_callback):

@@ -1119,13 +1119,17 @@ def test_option_errors_and_oversized_definitions_as_rays(ray, monkeypatch):
         pass
 
     for opts, text in ((dict(max_calls=-1), "The keyword 'max_calls' only accepts None, 0 or a positive integer"),
-                       (dict(num_returns=-1), "The keyword 'num_returns' only accepts None, a non-negative integer"),
+                       (dict(num_returns=-1), "The keyword 'num_returns' only accepts None, a non-negative integer, "
+                        "or \"dynamic\""),
                        (dict(max_retries=-5), "The keyword 'max_retries' only accepts None, 0, -1 or a positive integer, where -1 represents infinity."),
                        (dict(num_gpus=1e-7), "The precision of the fractional quantity of resource num_gpus cannot go beyond 0.0001")):
         with pytest.raises(ValueError, match=re.escape(text)):
             ray.remote(**opts)(f)
     with pytest.raises(ValueError, match=re.escape("The keyword 'max_restarts' only accepts None, 0, -1")):
         ray.remote(max_restarts=-5)(A)
+    # (Ray's _default_options: what @remote was given)
+    assert ray.remote(num_gpus=2)(f)._default_options == {"num_gpus": 2}
+    assert ray.remote(num_cpus=1)(A)._default_options == {"num_cpus": 1}
 
     monkeypatch.setenv("RAY_FUNCTION_SIZE_ERROR_THRESHOLD", str(2 * 1024 * 1024))
     big = bytes(3 * 1024 * 1024)
@@ -1139,9 +1143,9 @@ def test_option_errors_and_oversized_definitions_as_rays(ray, monkeypatch):
         def size(self):
             return len(big)
 
-    with pytest.raises(ValueError, match="The remote function '.*captures' is too large"):
+    with pytest.raises(ValueError, match="The remote function .*captures is too large"):
         captures.remote()
-    with pytest.raises(ValueError, match="The actor 'Captures' is too large"):
+    with pytest.raises(ValueError, match="The actor Captures is too large"):
         Captures.remote()
     assert ray.ObjectID is ray.ObjectRef and isinstance(ray.put(1), ray.ObjectID)
 
