@@ -356,6 +356,8 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
             raise
         return _wait_with_generators(list(object_refs), num_returns, timeout)
     if not object_refs:   # (Ray: "it is possible to call wait with an empty list")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be non-negative, got {timeout}")
         return [], []
     if not isinstance(num_returns, int) or num_returns <= 0:
         raise ValueError(f"num_returns must be a positive integer, got {num_returns!r}")

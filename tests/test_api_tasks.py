@@ -414,6 +414,41 @@ def test_a_crashed_parents_children_end_with_it_but_a_finished_ones_run_on(ray, 
     assert [t for t in children if t["state"] not in ("FINISHED", "FAILED")] == []
 
 
+def test_a_force_cancel_ends_a_task_that_caught_the_first_cancel(ray, tmp_path):
+    """As Ray's: a task that swallows the KeyboardInterrupt of a soft cancel keeps running,
+    and a later ray.cancel(force=True) still ends it (and frees its CPU)."""
+    started, interrupted = tmp_path / "started", tmp_path / "interrupted"
+
+    @ray.remote
+    def stubborn():
+        started.write_text("1")
+        while True:
+            try:
+                time.sleep(0.05)
+            except KeyboardInterrupt:
+                interrupted.write_text("1")
+
+    ref = stubborn.remote()
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ray.cancel(ref)
+    while not interrupted.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert interrupted.exists()
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        ray.get(ref, timeout=0.5)   # it caught that one and goes on
+    ray.cancel(ref, force=True)
+    with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+        ray.get(ref, timeout=30)
+
+    @ray.remote(num_cpus=2)
+    def needs_every_cpu():
+        return "ran"
+
+    assert ray.get(needs_every_cpu.remote(), timeout=30) == "ran"
+
+
 def test_cancel_pending_and_running(ray, tmp_path):
     started = tmp_path / "started"
 

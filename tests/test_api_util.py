@@ -106,7 +106,13 @@ def test_queue_between_tasks_and_driver(ray):
         q.get_nowait_batch("2")
     unbounded = Queue(maxsize=-1)               # as queue.Queue: below 1 is unbounded
     unbounded.put_nowait_batch(list(range(50)))
-    assert unbounded.qsize() == 50
+    assert unbounded.qsize() == 50 and unbounded.maxsize == -1   # (kept as given, as Ray's)
+    half = Queue(maxsize=1.5)                   # (as Ray's asyncio.Queue: full at 2 items)
+    half.put_nowait_batch([1, 2])
+    with pytest.raises(Full):
+        half.put_nowait(3)
+    with pytest.raises(ValueError, match="non-negative"):
+        ray.wait([], timeout=-1)   # (checked before the empty list returns, as Ray's)
 
 
 def test_multiprocessing_pool(ray):

@@ -468,6 +468,16 @@ class NodeIO:
             self.store.put(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
         self.node.command("signal", signal.SIGUSR2 if force else signal.SIGUSR1, "task")
 
+    def mark_cancelled_again(self, task_id):
+        """A task marked cancelled already and still running: a force cancel's mark, and
+        its signal to the task workers."""
+        if not self.store.contains(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX)):
+            try:
+                self.store.put(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
+            except Exception:  # noqa: BLE001 - put meanwhile
+                pass
+        self.node.command("signal", signal.SIGUSR2, "task")
+
     def mark_call_cancelled(self, task_id, recursive=True):
         """An actor call's cancel mark (its actor's process looks for it; no signal); its
         value says whether what the call submitted is cancelled too."""

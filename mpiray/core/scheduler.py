@@ -569,7 +569,9 @@ class Scheduler(CrossNode):
             # a task another node owns (submitted there): its owner knows where it is
             self.io.forward_cancel(_ids.node_of(task_id), task_id, force, recursive)
             return None
-        if rec is None or rec.cancelled:
+        if rec is not None and rec.cancelled:
+            return self._cancel_again(rec, force, recursive)
+        if rec is None:
             return self.actors.cancel_call(task_id, force, index, recursive)
         rec.cancelled = True
         rec.force_cancelled = force
@@ -589,6 +591,18 @@ class Scheduler(CrossNode):
         del self.tasks[task_id]
         self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
         self._finish(rec)
+
+    def _cancel_again(self, rec, force, recursive):
+        """As Ray's: a task still running after a cancel (it caught the interrupt) is
+        ended by a force one."""
+        if not force or rec.force_cancelled:
+            return
+        task_id = rec.spec.task_id
+        rec.force_cancelled = True
+        if rec.state == FORWARDED:
+            self.io.forward_cancel(self.cluster.sent_to[task_id][0], task_id, force, recursive)
+        elif rec.state == DISPATCHED:
+            self.io.mark_cancelled_again(task_id)
 
     def _ev_cancel(self, task_id, force, recursive=True, child=False, index=1):
         """child: one of the tasks a cancelled task submitted (recursive cancel): one

@@ -80,6 +80,7 @@ class TaskWorker:
         self.queue = queue
         self.slot = slot
         self.current = None
+        self.interrupted = None  # the running task a cancel interrupted (a force one still ends it)
         self.pinning = accelerators.Pinning()
         self.now = timeline.clock()
         self.calls = {}          # function id -> tasks run (for max_calls)
@@ -141,7 +142,7 @@ class TaskWorker:
         except (RuntimeEnvSetupError, RaySystemError) as exc:   # (its env, or its function)
             sealed, retry = executor._write_error(self.rt, spec, exc), False
         finally:
-            self.current = None
+            self.current = self.interrupted = None
             self.rt.children = None
             self.rt.inherited_env = None
         if start:
@@ -187,7 +188,9 @@ class TaskWorker:
     def _on_cancel_signal(self, signum, frame):
         spec = self.current
         if spec is None:
-            return
+            spec = self.interrupted   # (interrupted once, it caught that: only force now)
+            if spec is None or signum != signal.SIGUSR2:
+                return
         store = self.rt.store
         mark = store.get(_ids.object_id(spec.task_id, _ids.CANCEL_INDEX), 0)
         if mark is None:
@@ -196,6 +199,8 @@ class TaskWorker:
         del mark   # (its pin: the traceback raised below keeps this frame)
         force = signum == signal.SIGUSR2 and store.contains(
             _ids.object_id(spec.task_id, _ids.FORCE_CANCEL_INDEX))
+        if not force and spec is self.interrupted:
+            return   # (another task's cancel, or this one's again: interrupted once is all)
         if not force and _in_bookkeeping(frame):
             # Raising here would lose events half-way out of the outbox, or a ref count
             # changed without its event: the signal comes again in a moment instead.
@@ -205,7 +210,7 @@ class TaskWorker:
             self._cancel_children(force)
         if force:
             os.kill(os.getpid(), signal.SIGKILL)  # the scheduler sees the death
-        self.current = None
+        self.current, self.interrupted = None, spec
         raise KeyboardInterrupt   # as Ray's cancel: user code's `except Exception` lets it by
 
     def _cancel_children(self, force):

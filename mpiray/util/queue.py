@@ -6,6 +6,7 @@ get in one caller never stops a put from another. Empty and Full are the stdlib'
 
 from __future__ import annotations
 
+import math
 import queue as _stdlib_queue
 from queue import Empty, Full
 
@@ -53,10 +54,10 @@ class _QueueActor:
 
 class Queue:
     def __init__(self, maxsize: int = 0, actor_options: dict | None = None):
-        if not isinstance(maxsize, int) or isinstance(maxsize, bool):
-            raise TypeError(f"maxsize must be an integer, got {maxsize!r}")
-        maxsize = max(0, maxsize)   # (as queue.Queue and Ray: below 1 is unbounded)
-        self.maxsize = maxsize
+        if not isinstance(maxsize, (int, float)) or isinstance(maxsize, bool):
+            raise TypeError(f"maxsize must be a number, got {maxsize!r}")
+        self.maxsize = maxsize   # (kept as given, as Ray's: 0 or less is unbounded)
+        maxsize = max(0, math.ceil(maxsize))   # (1.5: full at 2 items, as asyncio.Queue)
         opts = {"max_concurrency": 1000, "num_cpus": 0, **(actor_options or {})}
         self.actor = mpiray.remote(**opts)(_QueueActor).remote(maxsize)
 
