@@ -721,3 +721,43 @@ def test_unhandled_errors_go_to_a_replaceable_handler(fresh):
             (ray.SCRIPT_MODE, ray.WORKER_MODE)
     finally:
         worker._unhandled_error_handler = default
+
+
+def test_a_dead_zygote_is_replaced_and_its_workers_count_as_crashed(fresh):
+    """The zygote (the node's worker factory) killed: its workers die with it. A new one
+    starts; the task that was running fails as a crashed worker's, a retried one runs
+    again, an actor restarts (max_restarts) or dies, and new work runs: nothing hangs."""
+    ray = fresh
+    ray.init(num_cpus=2)
+
+    @ray.remote(max_retries=0)
+    def kills_its_zygote():
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(30)
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    @ray.remote(max_restarts=1)
+    class Restarts:
+        def __init__(self):
+            self.n = 0
+
+        def bump(self):
+            self.n += 1
+            return self.n
+
+    @ray.remote
+    class Dies:
+        def ping(self):
+            return "pong"
+
+    keeps, dies = Restarts.remote(), Dies.remote()
+    assert ray.get([keeps.bump.remote(), dies.ping.remote()], timeout=60) == [1, "pong"]
+    with pytest.raises(ray.exceptions.WorkerCrashedError, match="zygote died"):
+        ray.get(kills_its_zygote.remote(), timeout=60)
+    assert ray.get([square.remote(i) for i in range(4)], timeout=60) == [0, 1, 4, 9]
+    assert ray.get(keeps.bump.remote(), timeout=60) == 1   # (restarted: fresh state)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(dies.ping.remote(), timeout=60)

@@ -6,7 +6,8 @@
       ├─ inbox thread:   inbox ──events──► scheduler.handle_events (core/inbox_pump.py;
       │                  the driver drains it too while it waits for a task's return)
       ├─ monitor thread: zygote reports (started/died) ──► inbox (ordered after the
-      │                  dead worker's own last events)
+      │                  dead worker's own last events); the zygote itself dead: a new
+      │                  one, and each of its workers reported dead (_restart_zygote)
       └─ log thread:     workers' stdout/stderr pipe ──► driver's terminal, line by line
     Node.stop(): close queues, zygote kills every child, unlink every segment.
 """
@@ -47,6 +48,11 @@ PRESTART_WORKERS = 64       # task workers started by init (at most; the rest on
 INLINE_RETURNS = 64 << 10   # returns up to this size travel with a task's end (MPI mode)
 
 
+# A node whose zygote dies gets a new one this many times (a zygote that keeps dying is
+# a fault of the host, not of a job: past that, the node says so and runs nothing more).
+ZYGOTE_RESTARTS = 5
+
+
 class Node:
     def __init__(self, config, node_index=0, num_nodes=1):
         self.config = config
@@ -59,6 +65,7 @@ class Node:
         self.node_id = _ids.new_node_id(node_index)
         self.threads = []
         self.stopped = False
+        self.zygote_restarts = 0
 
     # ------------------------------------------------------------ start
     def start(self):
@@ -133,7 +140,8 @@ class Node:
             os.close(fd)
         self.commands = Connection(cmd_w, readable=False)
         self.reports = Connection(rep_r, writable=False)
-        self.commands_lock = threading.Lock()
+        if not hasattr(self, "commands_lock"):   # (kept across zygote restarts)
+            self.commands_lock = threading.Lock()
         preload = [m for m in ("numpy",) if m in sys.modules]
         self.commands.send({
             "session": self.session, "node_id": self.node_id, "sys_path": list(sys.path),
@@ -159,7 +167,11 @@ class Node:
             try:
                 msg = self.reports.recv()
             except (EOFError, OSError):
-                return
+                if self.stopped or not self._restart_zygote():
+                    return
+                continue
+            if msg[0] == "ready":
+                continue   # (a new zygote is up: _restart_zygote)
             if msg[0] == "started":
                 event = (P.WORKER_STARTED, msg[1], msg[2], msg[3])
             else:
@@ -168,6 +180,37 @@ class Node:
                 self.inbox.push(P.dumps([event]))
             except QueueClosed:
                 return
+
+    def _restart_zygote(self) -> bool:
+        """The zygote died under a running node (killed, or crashed), and its workers with
+        it (PR_SET_PDEATHSIG). A new one takes its place, and every worker the node had is
+        reported dead: their tasks are retried or fail with WorkerCrashedError, their
+        actors restart or die, as after any worker's death, instead of waiting for ever.
+        False (nothing done) when the node is stopping, or after ZYGOTE_RESTARTS."""
+        rc = self.zygote.wait()
+        status = f"killed by signal {-rc} ({signal.Signals(-rc).name})" if rc < 0 else f"exit code {rc}"
+        if self.stopped or self.zygote_restarts >= ZYGOTE_RESTARTS:
+            print(f"(mpiray) error: this node's worker factory (zygote) died ({status}); "
+                  "no task or actor can start here any more", file=sys.stderr, flush=True)
+            return False
+        self.zygote_restarts += 1
+        print(f"(mpiray) warning: this node's worker factory (zygote, pid {self.zygote.pid}) "
+              f"died ({status}) and its workers with it: a new one starts", file=sys.stderr,
+              flush=True)
+        old = (self.commands, self.reports)
+        with self.scheduler.lock:   # (no worker is spawned meanwhile; same lock order as spawns)
+            with self.commands_lock:
+                self._launch_zygote()
+            lost = [(slot, w.pid) for slot, w in self.scheduler.workers.items()]
+        for pipe in old:
+            _quietly(pipe.close)
+        self._thread(self._log_loop, "mpiray-log")   # (the new zygote's output pipes)
+        why = f"killed: its zygote died ({status})"
+        try:
+            self.inbox.push(P.dumps([(P.WORKER_DIED, slot, pid, why) for slot, pid in lost]))
+        except QueueClosed:
+            return False
+        return True
 
     def _log_loop(self):
         fds = {self.out_r: "stdout", self.err_r: "stderr"}
