@@ -86,6 +86,20 @@ def test_a_program_the_driver_starts_runs_its_own_runtime(tmp_path):
     assert "child 42 1 rc 0" in proc.stdout and "driver nodes 2" in proc.stdout, proc.stdout
 
 
+def test_slurm_tasks_that_mpi_sees_alone_are_told_so(tmp_path):
+    """srun without a process management interface for MPI: each task sees a world of
+    one rank. It runs as a job of its own (independent jobs may be what was meant), and
+    says why it is alone and how to launch one job across the tasks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_", "MPIRAY_MPI"))}
+    env.update(SLURM_JOB_ID="7", SLURM_PROCID="1", SLURM_NTASKS="3", PYTHONPATH=ROOT)
+    code = "import mpiray as ray\nray.init(num_cpus=1)\nprint('nodes', len(ray.nodes()))\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "nodes 1" in proc.stdout
+    assert "task 1 of 3, but MPI sees 1 rank" in proc.stderr and "srun --mpi=pmi2" in proc.stderr
+
+
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_a_fork_of_the_driver_that_exits_leaves_the_job_running(tmp_path, ranks):
     """os.fork() in the driver, the child exiting normally: its exit handlers must not

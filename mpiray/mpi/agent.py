@@ -260,7 +260,10 @@ class Agent:
             # silence says nothing yet. They get a fresh window, read from now on.
             self.heard = {rank: now for rank in self.heard}
             return
-        for rank, seen in self.heard.items():
+        if self.heard:
+            # (the one silent longest is named: others may have gone quiet since, as the
+            # job winds down without it)
+            rank, seen = min(self.heard.items(), key=lambda item: item[1])
             if now - seen > RANK_TIMEOUT_S:
                 node = self.node_by_rank.get(rank)
                 print(f"mpiray: node {node} (rank {rank} on host {self.world.hosts[rank]}) has "

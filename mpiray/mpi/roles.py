@@ -45,7 +45,22 @@ def world() -> World:
 
         mpi4py.rc.thread_level = "multiple"
         _world = World()
+        _warn_if_alone(_world)
     return _world
+
+
+def _warn_if_alone(w: World, environ=os.environ) -> bool:
+    """Slurm started several tasks, but MPI sees this one alone (srun gave MPI no process
+    management interface): each task runs the script as a job of its own, which may be
+    meant (independent jobs) or not; either way the user is told, once."""
+    tasks = environ.get("SLURM_NTASKS") or environ.get("SLURM_NPROCS") or "1"
+    if w.size != 1 or "SLURM_PROCID" not in environ or not tasks.isdigit() or int(tasks) <= 1:
+        return False
+    print(f"(mpiray) warning: Slurm started this as task {environ['SLURM_PROCID']} of {tasks}, "
+          f"but MPI sees 1 rank (srun gave it no PMI): this task runs as a job of its own. "
+          f"For one job across the tasks, launch with srun --mpi=pmi2 (or pmix), or mpiexec.",
+          file=sys.stderr, flush=True)
+    return True
 
 
 def node_config(w: World, cfg: dict):
