@@ -27,7 +27,8 @@ class ObjectRef:
     def __init__(self, binary: bytes, _counted: bool = True):
         self._counted = False   # (__del__ runs on a ref whose id was refused too)
         if type(binary) is not bytes or len(binary) != _ID_SIZE:
-            raise ValueError(f"an ObjectRef id is {_ID_SIZE} bytes, got {binary!r}")
+            raise ValueError(f"ID string needs to have length {_ID_SIZE} (an ObjectRef id is "
+                             f"{_ID_SIZE} bytes), got {binary!r}")
         self._id = binary
         self._counted = _counted
         if _counted:

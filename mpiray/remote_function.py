@@ -71,12 +71,17 @@ class RemoteFunction:
         self.__name__ = getattr(function, "__name__", None) or self._name.rsplit(".", 1)[-1]
         self.__doc__ = function.__doc__
         self.__wrapped__ = function
+        # Ray's __ray_invocation_decorator__: wraps each call, (args, kwargs) -> anything
+        self._decorator = getattr(function, "__ray_invocation_decorator__", None)
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Remote functions cannot be called directly. Instead of running "
                         f"'{self.__name__}()', try '{self.__name__}.remote()'.")
 
     def remote(self, *args, **kwargs):
+        if self._decorator is not None:
+            return self._decorator(lambda a, k: self._submit(a, k, self._options, self._name))(
+                args, kwargs)
         return self._submit(args, kwargs, self._options, self._name)
 
     _remote = _remote_form
@@ -91,6 +96,9 @@ class RemoteFunction:
 
         class _Bound:
             def remote(self, *args, **kwargs):
+                if parent._decorator is not None:
+                    return parent._decorator(lambda a, k: parent._submit(a, k, checked, name))(
+                        args, kwargs)
                 return parent._submit(args, kwargs, checked, name)
 
             def bind(self, *args, **kwargs):

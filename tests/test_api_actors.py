@@ -2138,3 +2138,21 @@ def test_a_methods_invocation_decorator_wraps_the_call_at_the_caller(ray):
         return ray.get(ref), ray.get(handle.plain.remote(2))
 
     assert ray.get(through.remote(actor), timeout=60) == (3, 2)
+
+
+def test_a_functions_invocation_decorator_wraps_the_call_at_the_caller(ray):
+    """As Ray's test_decorated_function: a remote function's __ray_invocation_decorator__
+    wraps .remote() (and .options().remote()) as decorator(invoke)(args, kwargs)."""
+    def f(a, b, c, d=None):
+        return a, b, c, d
+
+    f.__ray_invocation_decorator__ = \
+        lambda invoke: (lambda args, kwargs: (invoke(args[::-1], {"d": 5}), kwargs))
+    remote_f = ray.remote(f)
+    ref, kwargs = remote_f.remote(1, 2, 3, d=4)
+    assert kwargs == {"d": 4} and ray.get(ref, timeout=60) == (3, 2, 1, 5)
+    ref, _ = remote_f.options(name="renamed").remote(1, 2, 3)
+    assert ray.get(ref, timeout=60) == (3, 2, 1, 5)
+    with pytest.raises(ValueError, match="needs to have length"):   # (Ray's words for an id)
+        ray.ObjectRef(b"0" * 24)
+
