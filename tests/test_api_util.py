@@ -699,6 +699,10 @@ def test_state_api_objects_workers_and_summaries(fresh):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert state.summarize_actors()["cluster"]["summary"]["Actor"]["state_counts"] == {"ALIVE": 1}
+    assert state.summarize_tasks()["cluster"]["total_actor_scheduled"] >= 1   # (its creation)
+    alive = [w for w in state.list_workers() if w["is_alive"]]
+    assert len(state.list_workers(filters=[("is_alive", "=", "1")])) == len(alive)   # (Ray's
+    assert len(state.list_workers(filters=[("is_alive", "=", "True")])) == len(alive)  # forms)
     objects = state.summarize_objects()["cluster"]
     assert objects["total_objects"] >= 1 and objects["total_size_mb"] > 0
     del kept

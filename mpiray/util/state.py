@@ -25,8 +25,12 @@ _OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b}   # (Ray's only two
 
 
 def _comparable(field, value):
-    """As Ray's state API: numbers compare as numbers, anything else as text, case-blind."""
-    if isinstance(field, (int, float)) and not isinstance(field, bool):
+    """As Ray's state API: numbers compare as numbers, yes/no fields take "true"/"1" and
+    "false"/"0", anything else compares as text, case-blind."""
+    if isinstance(field, bool):
+        text = str(value).lower()
+        return field, text in ("true", "1") if text in ("true", "1", "false", "0") else text
+    if isinstance(field, (int, float)):
         try:
             return field, float(value)
         except (TypeError, ValueError):
@@ -146,7 +150,8 @@ def summarize_tasks(address=None, timeout=30, raise_on_missing_output=True,
         "summary": _counted(rows, "func_or_class_name", ("func_or_class_name", "type")),
         "total_tasks": sum(r["type"] == "NORMAL_TASK" for r in rows),
         "total_actor_tasks": sum(r["type"] == "ACTOR_TASK" for r in rows),
-        "total_actor_scheduled": 0, "summary_by": "func_name"}}
+        "total_actor_scheduled": sum(r["type"] == "ACTOR_CREATION_TASK" for r in rows),
+        "summary_by": "func_name"}}
 
 
 def summarize_actors(address=None, timeout=30, raise_on_missing_output=True,
