@@ -181,7 +181,9 @@ def _actor_calls(scheduler, rec) -> list:
             rows.append({
                 "task_id": spec.task_id.hex(), "name": spec.name, "state": state,
                 "attempt_number": spec.attempt, "required_resources": {},
-                "type": "ACTOR_TASK", "func_or_class_name": spec.name,
+                "type": "ACTOR_TASK",
+                # (the method's, whatever name= the call was given, as Ray's)
+                "func_or_class_name": f"{rec.spec.class_name}.{spec.method.partition(':')[0]}",
                 "actor_id": rec.spec.actor_id.hex(), "parent_task_id": spec.parent,
             })
     return rows
