@@ -51,17 +51,16 @@ GC_STUCK_S = 1.0   # an actor waiting this long for resources asks for a global 
 PENDING, STARTING, ALIVE, DEAD = "PENDING", "STARTING", "ALIVE", "DEAD"
 
 
-# How an actor that ended by itself or on request died (its death cause; list_workers'
-# exit_type and exit_detail are read from it: core/state_report.py).
+# How an actor that ended by itself or on request died: Ray's exit type and its detail
+# (list_workers' exit_type and exit_detail: core/state_report.py), by the record's exit_how.
 EXITS = {
-    "exit_actor": "The actor is dead because exit_actor() was called. Worker exit type: "
-                  "INTENDED_USER_EXIT",
-    "sys.exit": "The actor is dead because sys.exit() was called: exit code 0. Worker exit "
-                "type: INTENDED_USER_EXIT",
-    "unreferenced": "The actor is dead because all references to the actor were removed. "
-                    "Worker exit type: INTENDED_SYSTEM_EXIT",
-    "terminate": "The actor is dead because it was told to end (__ray_terminate__). Worker exit "
-                 "type: INTENDED_USER_EXIT",
+    "exit_actor": ("INTENDED_USER_EXIT", "The actor is dead because exit_actor() was called."),
+    "sys.exit": ("INTENDED_USER_EXIT", "The actor is dead because sys.exit() was called: exit "
+                                       "code 0."),
+    "unreferenced": ("INTENDED_SYSTEM_EXIT", "The actor is dead because all references to the "
+                                             "actor were removed."),
+    "terminate": ("INTENDED_USER_EXIT", "The actor is dead because it was told to end "
+                                        "(__ray_terminate__)."),
 }
 
 
@@ -102,6 +101,7 @@ class ActorRecord:
         self.name_released = False               # killed: its name is free already
         self.killed_to_restart = False           # kill(no_restart=False): its queue waits
         self.unreferenced = False                # ended because no handle to it remains
+        self.exit_how = None                     # an EXITS key, once it ended by itself
 
 
 class ActorManager:
@@ -275,8 +275,9 @@ class ActorManager:
         if rec is not None:
             rec.no_restart = True
             if rec.cause is None:
-                rec.cause = death_error(rec, EXITS.get(how) or (EXITS["unreferenced"] if rec.unreferenced
-                                                                else EXITS["terminate"]))
+                rec.exit_how = how or ("unreferenced" if rec.unreferenced else "terminate")
+                exit_type, detail = EXITS[rec.exit_how]
+                rec.cause = death_error(rec, f"{detail} Worker exit type: {exit_type}")
 
     def done(self, sealed, release, task_id=None, driver_failed=False):
         if self.cancelled_calls and task_id in self.cancelled_calls:

@@ -54,8 +54,7 @@ class ActorRouter:
         self.calls[spec.task_id] = (None, list(spec.contained), spec.return_ids())
         # the call goes before route(): a fetch that route() may send must follow it
         self.cluster.send(target, ("actor_call", spec.actor_id, spec.to_bytes()))
-        self.cluster.calls_away.add(spec.task_id)   # (first: its end may bring its returns)
-        self.cluster.route(spec.task_id, target, spec.return_ids())
+        self.cluster.call_routed(spec.task_id, target, spec.return_ids())
 
     def forwarded_from_proxy(self, actor_id, payload, host):
         """The agent drained a call from this node's proxy queue of a remote actor."""
@@ -65,8 +64,7 @@ class ActorRouter:
         spec = TaskSpec.from_bytes(payload)
         self.calls.setdefault(spec.task_id, (None, list(spec.contained), spec.return_ids()))
         self.cluster.send(host, ("actor_call", actor_id, payload))
-        self.cluster.calls_away.add(spec.task_id)
-        self.cluster.route(spec.task_id, host, spec.return_ids())
+        self.cluster.call_routed(spec.task_id, host, spec.return_ids())
         self.pass_cancel(spec.task_id, host)
 
     def pass_cancel(self, task_id, host):
@@ -91,8 +89,7 @@ class ActorRouter:
             if self.backlog.pending(actor_id) and self.backlog.push(actor_id, spec):
                 return   # (behind the calls still waiting for its proxy queue)
             self.cluster.send(rec.host, ("actor_call", actor_id, payload))
-            self.cluster.calls_away.add(spec.task_id)
-            self.cluster.route(spec.task_id, rec.host, spec.return_ids())
+            self.cluster.call_routed(spec.task_id, rec.host, spec.return_ids())
             self.pass_cancel(spec.task_id, rec.host)
             return
         for oid in spec.contained:                   # the call holds its arguments here
@@ -113,9 +110,8 @@ class ActorRouter:
         """A call ended here (values sealed, or failed): release what this node held for
         it and tell the node it came from (small returns go along)."""
         entry = self.calls.pop(task_id, None)
-        if self.cluster is not None and task_id in self.cluster.calls_away:
-            self.cluster.calls_away.discard(task_id)   # (failed here: its returns are here)
-            self.cluster.after_end.pop(task_id, None)
+        if self.cluster is not None:
+            self.cluster.call_ended(task_id)
         if entry is None:
             for oid in contained:
                 self.s._decref(oid)

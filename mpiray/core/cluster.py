@@ -215,6 +215,18 @@ class Cluster:
                 self.wanted.discard(oid)
                 self.need(oid)
 
+    def call_routed(self, task_id: bytes, node: int, return_ids):
+        """An actor call passed on to node: its returns are fetched (if still waited for)
+        only once its end comes back without them (fetch_after_end), as a task's."""
+        self.calls_away.add(task_id)
+        self.route(task_id, node, return_ids)
+
+    def call_ended(self, task_id: bytes):
+        """A call passed on is over here (its end came back, or it failed here: its
+        returns are the error here): nothing more is fetched for it."""
+        self.calls_away.discard(task_id)
+        self.after_end.pop(task_id, None)
+
     def inlined(self, oid: bytes):
         """oid came here by value: no copy is left to free where its route leads."""
         task_id = oid[: _ids.TASK_ID_SIZE]

@@ -66,6 +66,7 @@ class Node:
         self.threads = []
         self.stopped = False
         self.zygote_restarts = 0
+        self.commands_lock = threading.Lock()   # (one for every zygote the node has)
 
     # ------------------------------------------------------------ start
     def start(self):
@@ -140,8 +141,6 @@ class Node:
             os.close(fd)
         self.commands = Connection(cmd_w, readable=False)
         self.reports = Connection(rep_r, writable=False)
-        if not hasattr(self, "commands_lock"):   # (kept across zygote restarts)
-            self.commands_lock = threading.Lock()
         preload = [m for m in ("numpy",) if m in sys.modules]
         self.commands.send({
             "session": self.session, "node_id": self.node_id, "sys_path": list(sys.path),
@@ -505,21 +504,21 @@ class NodeIO:
 
     # cancel
     def mark_cancelled(self, task_id, force, recursive):
-        # (the mark says whether the task's worker cancels the tasks it submitted too)
-        self.store.put(_ids.object_id(task_id, _ids.CANCEL_INDEX), _ids.CANCEL_RECURSIVE if recursive else b"1")
+        """Marks the task cancelled (force: to be killed) and signals the task workers; a
+        task marked before (it caught that cancel's interrupt) keeps its first mark, which
+        says whether its worker cancels the tasks it submitted too."""
+        self._mark(_ids.object_id(task_id, _ids.CANCEL_INDEX),
+                   _ids.CANCEL_RECURSIVE if recursive else b"1")
         if force:
-            self.store.put(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
+            self._mark(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
         self.node.command("signal", signal.SIGUSR2 if force else signal.SIGUSR1, "task")
 
-    def mark_cancelled_again(self, task_id):
-        """A task marked cancelled already and still running: a force cancel's mark, and
-        its signal to the task workers."""
-        if not self.store.contains(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX)):
+    def _mark(self, oid, value):
+        if not self.store.contains(oid):
             try:
-                self.store.put(_ids.object_id(task_id, _ids.FORCE_CANCEL_INDEX), b"1")
+                self.store.put(oid, value)
             except Exception:  # noqa: BLE001 - put meanwhile
                 pass
-        self.node.command("signal", signal.SIGUSR2, "task")
 
     def mark_call_cancelled(self, task_id, recursive=True):
         """An actor call's cancel mark (its actor's process looks for it; no signal); its

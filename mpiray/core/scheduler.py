@@ -82,7 +82,6 @@ class TaskRecord:
         self.evicted = False      # its placement group was removed while it ran
 
 
-
 def _task_error(failed, cancelled, retry):
     """(Ray's error_type, error_message) of a task attempt that ended in an error, else
     None (list_tasks' FAILED rows). failed: the worker's failure_text, or False."""
@@ -91,6 +90,16 @@ def _task_error(failed, cancelled, retry):
     if failed or retry:
         return "TASK_EXECUTION_EXCEPTION", failed if isinstance(failed, str) else ""
     return None
+
+
+def _crash_error(rec, status):
+    """(error_type, error_message) of a task attempt whose worker died under it."""
+    if rec.evicted:
+        return "TASK_PLACEMENT_GROUP_REMOVED", "its placement group was removed"
+    if rec.cancelled:
+        return "TASK_CANCELLED", "The task was cancelled."
+    return "WORKER_DIED", f"The worker running it died unexpectedly ({status})."
+
 
 class WorkerInfo:
     __slots__ = ("slot", "kind", "pid", "actor_id", "nonce", "started_ms")
@@ -602,7 +611,7 @@ class Scheduler(CrossNode):
         if rec.state == FORWARDED:
             self.io.forward_cancel(self.cluster.sent_to[task_id][0], task_id, force, recursive)
         elif rec.state == DISPATCHED:
-            self.io.mark_cancelled_again(task_id)
+            self.io.mark_cancelled(task_id, True, recursive)
 
     def _ev_cancel(self, task_id, force, recursive=True, child=False, index=1):
         """child: one of the tasks a cancelled task submitted (recursive cancel): one
@@ -1055,11 +1064,7 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
     def _after_crash(self, rec, status):
         spec = rec.spec
         self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
-                           ("TASK_PLACEMENT_GROUP_REMOVED", "its placement group was removed")
-                           if rec.evicted else ("TASK_CANCELLED", "The task was cancelled.")
-                           if rec.cancelled else
-                           ("WORKER_DIED", f"The worker running it died unexpectedly ({status})."),
-                           spec.parent))
+                           _crash_error(rec, status), spec.parent))
         if rec.evicted:
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), WorkerCrashedError(

@@ -291,10 +291,8 @@ def exit_of(worker, status: str, clean: bool, actor, why=None) -> tuple:
     if "ray.kill" in text:   # (however its process ended)
         return "INTENDED_SYSTEM_EXIT", "The actor was killed by ray.kill."
     if clean:
-        for detail in AM.EXITS.values():
-            if detail in text:
-                return detail.rsplit(": ", 1)[1], detail.rsplit(". Worker exit type", 1)[0] + "."
-        return "INTENDED_USER_EXIT", "The actor exited."
+        return AM.EXITS.get(getattr(actor, "exit_how", None),
+                            ("INTENDED_USER_EXIT", "The actor exited."))
     return "SYSTEM_ERROR", _unexpected(status)
 
 

@@ -29,8 +29,8 @@ import traceback
 from mpiray._native.mpipoll import MpiPoller, mpi_function_address, set_timer_slack_ns
 from mpiray.core import protocol as P
 from mpiray.core.spill_target import SpillTarget
-from mpiray.mpi.staged_send import STAGE_CHUNK, STAGE_MIN, OutgoingObject, StagingPool
 from mpiray.exceptions import ObjectStoreFullError
+from mpiray.mpi.staged_send import STAGE_CHUNK, STAGE_MIN, OutgoingObject, StagingPool
 from mpiray.serialization import serialize_error
 
 TAG_CTRL, TAG_DATA = 11, 12
