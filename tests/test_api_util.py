@@ -871,3 +871,33 @@ def test_internal_kv_is_one_store_for_the_driver_and_its_tasks(fresh):
         kv._internal_kv_put("k", 3)
     with pytest.raises(RuntimeError, match="reserved"):
         kv._internal_kv_put("@namespace_x", b"v")
+
+
+def test_list_tasks_times_and_tasks_taken_from_the_queue_run(fresh):
+    """Tasks queued behind busy workers are RUNNING once a worker takes them; every row
+    has Ray's creation/start/end_time_ms: start and end once known, in that order."""
+    from mpiray.util.state import list_tasks
+
+    ray = fresh
+    ray.init(num_cpus=1)
+
+    @ray.remote
+    def nap(i):
+        time.sleep(0.8)
+        return i
+
+    before = time.time() * 1000
+    refs = [nap.remote(i) for i in range(3)]
+    time.sleep(1.2)   # the first has ended; the second runs; the third waits its turn
+    rows = sorted(list_tasks(filters=[("name", "=", "nap")]), key=lambda t: t["creation_time_ms"])
+    states = sorted(t["state"] for t in rows)
+    assert states == ["FINISHED", "PENDING_NODE_ASSIGNMENT", "RUNNING"], rows
+    running = [t for t in rows if t["state"] == "RUNNING"][0]
+    assert running["worker_pid"] is not None and running["end_time_ms"] is None
+    assert ray.get(refs, timeout=30) == [0, 1, 2]
+    time.sleep(0.2)
+    after = time.time() * 1000
+    for t in list_tasks(filters=[("name", "=", "nap")]):
+        assert t["state"] == "FINISHED"
+        assert before - 1 <= t["creation_time_ms"] <= t["start_time_ms"] <= t["end_time_ms"] <= after + 1
+        assert t["end_time_ms"] - t["start_time_ms"] >= 790   # (each slept 0.8 s)

@@ -17,7 +17,7 @@ import pickle
 INCREF = 1          # (INCREF, oid)
 DECREF = 2          # (DECREF, oid)
 SEALED = 3          # (SEALED, oid, contained_oids)              a put by a worker
-TASK_DONE = 4       # (TASK_DONE, task_id, slot, sealed, release, retry, failed)
+TASK_DONE = 4       # (TASK_DONE, task_id, slot, sealed, release, retry, failed, started: time.time())
 SUBMIT = 5          # (SUBMIT, spec)
 BLOCKED = 6         # (BLOCKED, task_id)         the task waits in get()
 UNBLOCKED = 7       # (UNBLOCKED, task_id)

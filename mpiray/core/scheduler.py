@@ -67,10 +67,12 @@ STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive af
 
 class TaskRecord:
     __slots__ = ("spec", "state", "missing", "devices", "blocked", "cancelled", "force_cancelled",
-                 "origin", "ahead", "evicted")
+                 "origin", "ahead", "evicted", "created", "dispatched")
 
     def __init__(self, spec, origin=None):
         self.spec = spec
+        self.created = time.time()   # (list_tasks' creation_time_ms)
+        self.dispatched = None       # when it last went to a worker (not queued ahead)
         self.origin = origin      # the node that sent this task here, or None
         self.state = WAITING
         self.missing = 0
@@ -465,14 +467,15 @@ class Scheduler(CrossNode):
         rec = self.tasks.get(oid[: _ids.TASK_ID_SIZE])
         return rec is not None and rec.state == DISPATCHED and not rec.blocked
 
-    def _ev_task_done(self, task_id, slot, sealed, release, retry, failed=False):
+    def _ev_task_done(self, task_id, slot, sealed, release, retry, failed=False, started=None):
         rec = self.tasks.get(task_id)
         if rec is None or rec.state != DISPATCHED:
             return
         self._release_task_resources(rec)
         spec = rec.spec
         self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
-                           _task_error(failed, rec.cancelled, retry), spec.parent))
+                           _task_error(failed, rec.cancelled, retry), spec.parent,
+                           (rec.created, started, time.time())))
         if retry and not rec.cancelled:
             rec.spec.attempt += 1
             delay = _config.task_retry_delay_s()
@@ -773,6 +776,7 @@ class Scheduler(CrossNode):
     def _to_dispatched(self, rec, ahead=False):
         rec.state = DISPATCHED
         rec.ahead = ahead
+        rec.dispatched = None if ahead else time.time()
         req = rec.spec.resources
         cpus = req.get("CPU")   # (inline: every task's dispatch)
         if (cpus if cpus is not None else placement.cpus_of(req)) < 1:
@@ -1064,7 +1068,7 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
     def _after_crash(self, rec, status):
         spec = rec.spec
         self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
-                           _crash_error(rec, status), spec.parent))
+                           _crash_error(rec, status), spec.parent, (rec.created, None, time.time())))
         if rec.evicted:
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), WorkerCrashedError(

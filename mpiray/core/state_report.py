@@ -86,8 +86,9 @@ def tasks(scheduler) -> list:
         for rec in scheduler.tasks.values():
             if rec.state not in TASK_STATES:
                 continue
-            state = _task_state(rec)
             worker = running.get(rec.spec.task_id)
+            # (a task queued ahead that a worker has taken since is running)
+            state = "RUNNING" if worker is not None else _task_state(rec)
             rows.append({
                 "task_id": rec.spec.task_id.hex(), "name": rec.spec.name, "state": state,
                 "attempt_number": rec.spec.attempt,
@@ -97,6 +98,7 @@ def tasks(scheduler) -> list:
                 "worker_pid": worker.pid if worker else None,
                 "worker_id": _worker_id(worker) if worker else None,
                 "_placed": state == "RUNNING",   # (a pending task is on no node yet)
+                **_times(rec.created, rec.dispatched if state == "RUNNING" else None, None),
             })
         rows += [{
             "task_id": task_id.hex(), "name": name, "state": "FAILED" if error else "FINISHED",
@@ -104,18 +106,31 @@ def tasks(scheduler) -> list:
             "type": "NORMAL_TASK", "func_or_class_name": name, "actor_id": None,
             "parent_task_id": parent,
             "error_type": error[0] if error else None, "error_message": error[1] if error else None,
-        } for task_id, name, attempt, resources, error, parent in scheduler.ended]
+            **_times(*times),
+        } for task_id, name, attempt, resources, error, parent, times in scheduler.ended]
         mine = [rec for rec in scheduler.actors.actors.values() if rec.host is None]
         rows += [_creation_task(rec) for rec in mine]
     for rec in mine:
         if rec.state != AM.DEAD:
             rows += _actor_calls(scheduler, rec)
     for row in rows:   # (Ray's: set on FAILED rows only; a worker's on running ones)
-        row.setdefault("error_type", None)
-        row.setdefault("error_message", None)
-        row.setdefault("worker_pid", None)
-        row.setdefault("worker_id", None)
+        for key in _UNSET_COLUMNS:
+            row.setdefault(key, None)
     return rows
+
+
+_UNSET_COLUMNS = ("error_type", "error_message", "worker_pid", "worker_id",
+                  "creation_time_ms", "start_time_ms", "end_time_ms")
+
+
+def _times(created, started, ended) -> dict:
+    """Ray's creation/start/end_time_ms of a task attempt (None: not known, or not yet)."""
+    return {"creation_time_ms": _ms(created), "start_time_ms": _ms(started),
+            "end_time_ms": _ms(ended)}
+
+
+def _ms(t):
+    return None if t is None else int(t * 1000)
 
 
 def _running_workers(scheduler) -> dict:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 
 from mpiray import _ids
 from mpiray.core import protocol as P
@@ -119,7 +120,7 @@ class TaskWorker:
         ch.flush()
 
     def execute(self, spec):
-        start = self.now()
+        start, began = self.now(), time.time()
         try:
             self.current = spec
             self.rt.children = []
@@ -152,7 +153,7 @@ class TaskWorker:
             # then; this one follows it: a child already ended ignores it)
             self.rt.channel.send(self.child_cancels, flush=False)
             self.child_cancels = None
-        self._report(spec, sealed, retry)
+        self._report(spec, sealed, retry, began)
         if spec.max_calls:
             count = self.calls[spec.function_id] = self.calls.get(spec.function_id, 0) + 1
             self.exit_after = count >= spec.max_calls
@@ -181,9 +182,9 @@ class TaskWorker:
         spec = self.current   # (read once: the task may end meanwhile)
         return spec.task_id.hex() if spec is not None else None
 
-    def _report(self, spec, sealed, retry):
+    def _report(self, spec, sealed, retry, began):
         self.rt.channel.send([(P.TASK_DONE, spec.task_id, self.slot, sealed, [], retry,
-                               executor.task_failed)])
+                               executor.task_failed, began)])
 
     def _on_cancel_signal(self, signum, frame):
         spec = self.current
