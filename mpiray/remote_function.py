@@ -61,7 +61,8 @@ class RemoteFunction:
         self._is_generator = is_generator_function(function)
         self._options = _options.deferred(_options.task_options, options, self._is_generator,
                                           getattr(function, "__qualname__", None))
-        self._name = options.get("name") or _name_of(function)
+        self._function_name = _name_of(function)   # (list_tasks' func_or_class_name)
+        self._name = options.get("name") or self._function_name
         target = getattr(function, "func", function)
         # (Ray's function descriptor, which its errors name: module.qualified name)
         self._descriptor = (f"{getattr(target, '__module__', '')}."
@@ -133,7 +134,8 @@ class RemoteFunction:
                 check_function_size(self._blob, "remote function",
                                     f"{getattr(self._function, '__module__', '')}.{self._name}")
             fid = self._exported[rt.session] = rt.export(self._blob)
-        refs = rt.submit_task(fid, name, args, kwargs, opts, self._descriptor)
+        refs = rt.submit_task(fid, name, args, kwargs, opts, self._descriptor,
+                              None if name == self._function_name else self._function_name)
         n = opts["num_returns"]
         return refs[0] if n == 1 else wrap_returns(refs, n)
 

@@ -901,3 +901,20 @@ def test_list_tasks_times_and_tasks_taken_from_the_queue_run(fresh):
         assert t["state"] == "FINISHED"
         assert before - 1 <= t["creation_time_ms"] <= t["start_time_ms"] <= t["end_time_ms"] <= after + 1
         assert t["end_time_ms"] - t["start_time_ms"] >= 790   # (each slept 0.8 s)
+
+
+def test_list_tasks_func_or_class_name_is_the_functions_whatever_name_is_given(ray):
+    """As Ray's: name= (in @remote or .options) names the task; func_or_class_name stays
+    the function's own."""
+    from mpiray.util.state import list_tasks
+
+    @ray.remote(name="given_at_decoration")
+    def plain_fn():
+        return 1
+
+    assert ray.get([plain_fn.remote(), plain_fn.options(name="given_later").remote()]) == [1, 1]
+    time.sleep(0.2)
+    rows = {t["name"]: t for t in list_tasks() if t["name"] in ("given_at_decoration", "given_later")}
+    assert set(rows) == {"given_at_decoration", "given_later"}
+    assert {t["func_or_class_name"] for t in rows.values()} == {plain_fn._function_name}
+    assert plain_fn._function_name.endswith("plain_fn")

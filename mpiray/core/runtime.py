@@ -476,8 +476,9 @@ class Runtime:
         return value
 
     # ------------------------------------------------------------ tasks
-    def submit_task(self, function_id, name, args, kwargs, opts, what=None) -> list:
-        """what: the function as errors name it (module.qualified name), else name."""
+    def submit_task(self, function_id, name, args, kwargs, opts, what=None, function_name=None) -> list:
+        """what: the function as errors name it (module.qualified name), else name;
+        function_name: the function's own name, when name is another (name=)."""
         blob, deps, contained, holder = self.pack_args(args, kwargs, what or name)
         n = opts["num_returns"]
         req = opts["resources"]
@@ -495,7 +496,7 @@ class Runtime:
             retry_exceptions=opts["retry_exceptions"],
             runtime_env=runtime_env.merge(self.inherited_env, opts["runtime_env"]),
             max_calls=opts["max_calls"], depth=context.task_depth() + 1,
-            parent=context.task_id(),
+            parent=context.task_id(), function_name=function_name,
         )
         refs = [ObjectRef(oid) for oid in spec.return_ids()]
         self._note_child(spec.task_id)

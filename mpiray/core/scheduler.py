@@ -473,7 +473,7 @@ class Scheduler(CrossNode):
             return
         self._release_task_resources(rec)
         spec = rec.spec
-        self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
+        self.ended.append((spec.task_id, spec.name, spec.function_name, spec.attempt, spec.resources,
                            _task_error(failed, rec.cancelled, retry), spec.parent,
                            (rec.created, started, time.time())))
         if retry and not rec.cancelled:
@@ -1067,7 +1067,7 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
 
     def _after_crash(self, rec, status):
         spec = rec.spec
-        self.ended.append((spec.task_id, spec.name, spec.attempt, spec.resources,
+        self.ended.append((spec.task_id, spec.name, spec.function_name, spec.attempt, spec.resources,
                            _crash_error(rec, status), spec.parent, (rec.created, None, time.time())))
         if rec.evicted:
             del self.tasks[spec.task_id]

@@ -93,7 +93,7 @@ def tasks(scheduler) -> list:
                 "task_id": rec.spec.task_id.hex(), "name": rec.spec.name, "state": state,
                 "attempt_number": rec.spec.attempt,
                 "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
-                "func_or_class_name": rec.spec.name, "actor_id": None,
+                "func_or_class_name": rec.spec.function_name or rec.spec.name, "actor_id": None,
                 "parent_task_id": rec.spec.parent,
                 "worker_pid": worker.pid if worker else None,
                 "worker_id": _worker_id(worker) if worker else None,
@@ -103,11 +103,11 @@ def tasks(scheduler) -> list:
         rows += [{
             "task_id": task_id.hex(), "name": name, "state": "FAILED" if error else "FINISHED",
             "attempt_number": attempt, "required_resources": dict(resources),
-            "type": "NORMAL_TASK", "func_or_class_name": name, "actor_id": None,
+            "type": "NORMAL_TASK", "func_or_class_name": function_name or name, "actor_id": None,
             "parent_task_id": parent,
             "error_type": error[0] if error else None, "error_message": error[1] if error else None,
             **_times(*times),
-        } for task_id, name, attempt, resources, error, parent, times in scheduler.ended]
+        } for task_id, name, function_name, attempt, resources, error, parent, times in scheduler.ended]
         mine = [rec for rec in scheduler.actors.actors.values() if rec.host is None]
         rows += [_creation_task(rec) for rec in mine]
     for rec in mine:

@@ -23,7 +23,8 @@ GROUP_SEP = ":"   # method "m:g": an actor call of m in concurrency group g (.op
 
 _FIELDS = ("task_id", "kind", "function_id", "name", "args", "deps", "contained",
            "num_returns", "resources", "max_retries", "retry_exceptions", "attempt",
-           "actor_id", "method", "devices", "runtime_env", "max_calls", "depth", "parent")
+           "actor_id", "method", "devices", "runtime_env", "max_calls", "depth", "parent",
+           "function_name")
 _FIRST_RETURN = (1).to_bytes(4, "little")  # return i is object (task id, i + 1): see _ids
 
 
@@ -35,13 +36,16 @@ class TaskSpec:
     runtime_env: core/runtime_env.py's canonical dict, or None; max_calls: how many tasks of
     this function a worker runs before it exits (0: no limit); depth: 1 for what the driver
     submits, one more than its submitter's for the rest (the scheduler runs deeper first);
-    parent: the hex id of the task or actor call that submitted it (None: the driver)."""
+    parent: the hex id of the task or actor call that submitted it (None: the driver);
+    function_name: the function's own name when the task was given another (name=), else
+    None (list_tasks' func_or_class_name)."""
 
     __slots__ = _FIELDS
 
     def __init__(self, task_id, kind, function_id, name, args, deps, contained, num_returns=1,
                  resources=None, max_retries=0, retry_exceptions=False, attempt=0, actor_id=b"",
-                 method="", devices=None, runtime_env=None, max_calls=0, depth=1, parent=None):
+                 method="", devices=None, runtime_env=None, max_calls=0, depth=1, parent=None,
+                 function_name=None):
         self.task_id, self.kind, self.function_id, self.name = task_id, kind, function_id, name
         self.args, self.deps, self.contained = args, deps, contained
         self.num_returns, self.max_retries, self.retry_exceptions = num_returns, max_retries, retry_exceptions
@@ -49,7 +53,7 @@ class TaskSpec:
         self.resources = {} if resources is None else resources
         self.devices = NONE if devices is None else devices
         self.runtime_env, self.max_calls, self.depth = runtime_env, max_calls, depth
-        self.parent = parent
+        self.parent, self.function_name = parent, function_name
 
     def return_ids(self):
         if self.num_returns == 1:  # (the commonest case, on every submit and every return)
@@ -62,7 +66,7 @@ class TaskSpec:
         return (self.task_id, self.kind, self.function_id, self.name, self.args, self.deps,
                 self.contained, self.num_returns, self.resources, self.max_retries,
                 self.retry_exceptions, self.attempt, self.actor_id, self.method, self.devices,
-                self.runtime_env, self.max_calls, self.depth, self.parent)
+                self.runtime_env, self.max_calls, self.depth, self.parent, self.function_name)
 
     def __reduce__(self):
         return (_from_tuple, (self.fields(),))
@@ -83,5 +87,5 @@ def _from_tuple(fields):
     (spec.task_id, spec.kind, spec.function_id, spec.name, spec.args, spec.deps,
      spec.contained, spec.num_returns, spec.resources, spec.max_retries,
      spec.retry_exceptions, spec.attempt, spec.actor_id, spec.method, spec.devices,
-     spec.runtime_env, spec.max_calls, spec.depth, spec.parent) = fields
+     spec.runtime_env, spec.max_calls, spec.depth, spec.parent, spec.function_name) = fields
     return spec
