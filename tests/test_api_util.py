@@ -918,3 +918,30 @@ def test_list_tasks_func_or_class_name_is_the_functions_whatever_name_is_given(r
     assert set(rows) == {"given_at_decoration", "given_later"}
     assert {t["func_or_class_name"] for t in rows.values()} == {plain_fn._function_name}
     assert plain_fn._function_name.endswith("plain_fn")
+
+
+def test_list_actors_repr_name(ray):
+    """Ray's repr_name: the text of the actor's own __repr__, "" without one."""
+    from mpiray.util.state import list_actors
+
+    @ray.remote
+    class Shown:
+        def __init__(self, text):
+            self.text = text
+
+        def __repr__(self):
+            return self.text
+
+        def ping(self):
+            return 1
+
+    @ray.remote
+    class Plain:
+        def ping(self):
+            return 1
+
+    shown, plain = Shown.remote("shown-as-this"), Plain.remote()
+    assert ray.get([shown.ping.remote(), plain.ping.remote()], timeout=30) == [1, 1]
+    rows = {a["actor_id"]: a for a in list_actors()}
+    assert rows[shown._actor_id.hex()]["repr_name"] == "shown-as-this"
+    assert rows[plain._actor_id.hex()]["repr_name"] == ""

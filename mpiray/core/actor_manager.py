@@ -102,6 +102,7 @@ class ActorRecord:
         self.killed_to_restart = False           # kill(no_restart=False): its queue waits
         self.unreferenced = False                # ended because no handle to it remains
         self.exit_how = None                     # an EXITS key, once it ended by itself
+        self.repr_name = ""                      # its own __repr__'s text, if it has one
 
 
 class ActorManager:
@@ -246,10 +247,11 @@ class ActorManager:
                                         "label": rec.spec.class_name,
                                         "reconstructed": rec.restarts > 0})
 
-    def ready(self, actor_id, slot):
+    def ready(self, actor_id, slot, repr_name=""):
         rec = self.actors.get(actor_id)
         if rec is not None and rec.state == STARTING:
             rec.state = ALIVE
+            rec.repr_name = repr_name
             worker = self.s.workers.get(slot)
             rec.pid = worker.pid if worker is not None else rec.pid
             if rec.restarts:

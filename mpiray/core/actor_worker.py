@@ -61,6 +61,7 @@ class ActorWorker:
         self.actor_id = actor_id
         self.slot = slot
         self.instance = None
+        self.repr_name = ""   # its __repr__ when its class has its own (list_actors)
         self.sequential = False   # one call at a time (_serve_sync): idle means no call runs
         self.aspec = None
         self.exiting = False
@@ -95,7 +96,7 @@ class ActorWorker:
         context.process()["exit_requested"] = self._exit_requested
         if not self._construct():
             return
-        self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot)])
+        self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot, self.repr_name)])
         concurrency = max(1, self.aspec.max_concurrency)
         if self.aspec.is_async:
             self._serve_async(concurrency)
@@ -138,6 +139,7 @@ class ActorWorker:
                 context.process()["actor_repr"] = repr(self.instance)   # (in its errors' text)
                 if type(self.instance).__repr__ is not object.__repr__:   # Ray's log prefix
                     name_output(context.process()["actor_repr"])
+                    self.repr_name = context.process()["actor_repr"]   # (list_actors')
             except Exception:  # noqa: BLE001 - a broken __repr__ keeps the class name
                 pass
             return True

@@ -41,7 +41,7 @@ def actors(scheduler) -> list:
                 "pid": worker.pid if worker is not None and rec.state != AM.DEAD else rec.pid,
                 "is_detached": rec.spec.detached, "required_resources": dict(rec.spec.resources),
                 "death_cause": _death_cause(rec),
-                "num_restarts": rec.restarts,
+                "num_restarts": rec.restarts, "repr_name": rec.repr_name,
                 "_placed": rec.state != AM.PENDING,
             })
         return out
