@@ -945,3 +945,33 @@ def test_list_actors_repr_name(ray):
     rows = {a["actor_id"]: a for a in list_actors()}
     assert rows[shown._actor_id.hex()]["repr_name"] == "shown-as-this"
     assert rows[plain._actor_id.hex()]["repr_name"] == ""
+
+
+def test_state_rows_name_their_placement_group(ray):
+    from mpiray.util.placement_group import placement_group, remove_placement_group
+    from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    from mpiray.util.state import list_actors, list_tasks
+
+    pg = placement_group([{"CPU": 1}])
+    ray.get(pg.ready(), timeout=30)
+    in_pg = PlacementGroupSchedulingStrategy(pg)
+
+    @ray.remote
+    def grouped_task():
+        return 1
+
+    @ray.remote
+    class GroupedActor:
+        def ping(self):
+            return 1
+
+    actor = GroupedActor.options(scheduling_strategy=in_pg).remote()
+    assert ray.get([grouped_task.options(scheduling_strategy=in_pg).remote(), grouped_task.remote(),
+                    actor.ping.remote()], timeout=30) == [1, 1, 1]
+    time.sleep(0.2)
+    groups = {t["placement_group_id"] for t in list_tasks() if t["name"] == "grouped_task"}
+    assert groups == {pg.id.hex(), None}
+    (row,) = [a for a in list_actors() if a["actor_id"] == actor._actor_id.hex()]
+    assert row["placement_group_id"] == pg.id.hex()
+    ray.kill(actor)
+    remove_placement_group(pg)

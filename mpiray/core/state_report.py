@@ -7,6 +7,7 @@ import os
 
 from mpiray import _ids
 from mpiray.core import actor_manager as AM
+from mpiray.core import placement
 from mpiray.core import protocol as P
 from mpiray.core import scheduler as S
 from mpiray.core.actor_spec import recorded_slots
@@ -42,6 +43,7 @@ def actors(scheduler) -> list:
                 "is_detached": rec.spec.detached, "required_resources": dict(rec.spec.resources),
                 "death_cause": _death_cause(rec),
                 "num_restarts": rec.restarts, "repr_name": rec.repr_name,
+                "placement_group_id": placement.group_of(rec.spec.resources),
                 "_placed": rec.state != AM.PENDING,
             })
         return out
@@ -93,6 +95,7 @@ def tasks(scheduler) -> list:
                 "task_id": rec.spec.task_id.hex(), "name": rec.spec.name, "state": state,
                 "attempt_number": rec.spec.attempt,
                 "required_resources": dict(rec.spec.resources), "type": "NORMAL_TASK",
+                "placement_group_id": placement.group_of(rec.spec.resources),
                 "func_or_class_name": rec.spec.function_name or rec.spec.name, "actor_id": None,
                 "parent_task_id": rec.spec.parent,
                 "worker_pid": worker.pid if worker else None,
@@ -103,6 +106,7 @@ def tasks(scheduler) -> list:
         rows += [{
             "task_id": task_id.hex(), "name": name, "state": "FAILED" if error else "FINISHED",
             "attempt_number": attempt, "required_resources": dict(resources),
+            "placement_group_id": placement.group_of(resources),
             "type": "NORMAL_TASK", "func_or_class_name": function_name or name, "actor_id": None,
             "parent_task_id": parent,
             "error_type": error[0] if error else None, "error_message": error[1] if error else None,
@@ -119,7 +123,7 @@ def tasks(scheduler) -> list:
     return rows
 
 
-_UNSET_COLUMNS = ("error_type", "error_message", "worker_pid", "worker_id",
+_UNSET_COLUMNS = ("error_type", "error_message", "worker_pid", "worker_id", "placement_group_id",
                   "creation_time_ms", "start_time_ms", "end_time_ms")
 
 
@@ -170,6 +174,7 @@ def _creation_task(rec) -> dict:
     spec = rec.spec.creation
     return {"task_id": spec.task_id.hex(), "name": spec.name, "state": state,
             "attempt_number": rec.restarts, "required_resources": dict(rec.spec.resources),
+            "placement_group_id": placement.group_of(rec.spec.resources),
             "type": "ACTOR_CREATION_TASK", "func_or_class_name": spec.name,
             "actor_id": rec.spec.actor_id.hex(), "parent_task_id": spec.parent,
             "_placed": rec.state != AM.PENDING,
@@ -200,6 +205,7 @@ def _actor_calls(scheduler, rec) -> list:
                 # (the method's, whatever name= the call was given, as Ray's)
                 "func_or_class_name": f"{rec.spec.class_name}.{spec.method.partition(':')[0]}",
                 "actor_id": rec.spec.actor_id.hex(), "parent_task_id": spec.parent,
+                "placement_group_id": placement.group_of(rec.spec.resources),
             })
     return rows
 
