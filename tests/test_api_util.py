@@ -260,6 +260,7 @@ def test_state_api_lists_actors_tasks_nodes_and_groups(ray):
 
     nodes = list_nodes()
     assert len(nodes) == 1 and nodes[0]["state"] == "ALIVE" and nodes[0]["is_head_node"]
+    assert nodes[0]["labels"] == ray.nodes()[0]["Labels"] and nodes[0]["labels"]
     pg = ray.util.placement_group([{"CPU": 1}], name="state-pg")
     pg.wait(10)
     assert [g["state"] for g in list_placement_groups(filters=[("name", "=", "state-pg")])] == ["CREATED"]

@@ -88,7 +88,8 @@ def list_nodes(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, deta
 
     rows = [{"node_id": n["NodeID"], "node_ip": n["NodeManagerAddress"], "state": "ALIVE",
              "node_name": n["NodeName"], "resources_total": n["Resources"],
-             "is_head_node": n["NodeIndex"] == 0} for n in mpiray.nodes()]
+             "is_head_node": n["NodeIndex"] == 0, "labels": dict(n["Labels"]),
+             "state_message": None} for n in mpiray.nodes()]
     return _filtered(rows, filters, limit)
 
 
