@@ -829,3 +829,27 @@ def test_a_ref_a_running_task_drops_is_released_while_it_runs(ray, tmp_path):
     gate.write_text("go")   # (the task ends only now)
     assert ray.get(ref, timeout=30) == 1
     assert released, (peak, before)   # it was there, and went while the task still ran
+
+
+def test_memory_summary_counts_spills_and_restores(fresh):
+    """Ray's aggregate lines: "Spilled X MiB, n objects, avg write throughput T MiB/s" and
+    "Restored ...", totals since init() that a restore does not take back."""
+    from mpiray._private import internal_api
+
+    ray = fresh
+    ray.init(num_cpus=1, object_store_memory=80 << 20)
+    assert not any(line.startswith(("Spilled", "Restored"))
+                   for line in internal_api.memory_summary(stats_only=True).splitlines())
+    refs = [ray.put(np.full(20 << 20, i, dtype=np.uint8)) for i in range(6)]   # 120 MiB in 80
+    assert [int(ray.get(r)[0]) for r in refs] == list(range(6))   # the first ones come back
+    lines = internal_api.memory_summary(stats_only=True).splitlines()
+    spilled = [re.match(r"Spilled (\d+) MiB, (\d+) objects, avg write throughput (\d+) MiB/s$", line)
+               for line in lines if line.startswith("Spilled")]
+    restored = [re.match(r"Restored (\d+) MiB, (\d+) objects, avg read throughput (\d+) MiB/s$", line)
+                for line in lines if line.startswith("Restored")]
+    assert len(spilled) == 1 and spilled[0], lines
+    assert len(restored) == 1 and restored[0], lines
+    n_spilled, n_restored = int(spilled[0].group(2)), int(restored[0].group(2))
+    assert n_spilled >= 2 and n_restored >= 2
+    assert int(spilled[0].group(1)) == 20 * n_spilled and int(restored[0].group(1)) == 20 * n_restored
+    assert int(spilled[0].group(3)) > 0 and int(restored[0].group(3)) > 0

@@ -40,6 +40,7 @@ cdef extern from "store.h" namespace "mpiray::store" nogil:
 
     cdef cppclass StoreStats:
         uint64_t capacity, used, pinned, num_objects, num_spilled, spilled_bytes, spill_count
+        uint64_t spilled_total_bytes, spill_ns, restored_total, restored_total_bytes, restore_ns
 
     cdef cppclass StoreClient:
         @staticmethod

@@ -469,7 +469,10 @@ cdef class Store:
         self.unuse()
         return {"capacity": s.capacity, "used": s.used, "pinned": s.pinned,
                 "num_objects": s.num_objects, "num_spilled": s.num_spilled,
-                "spilled_bytes": s.spilled_bytes, "spill_count": s.spill_count}
+                "spilled_bytes": s.spilled_bytes, "spill_count": s.spill_count,
+                "spilled_total_bytes": s.spilled_total_bytes, "spill_s": s.spill_ns / 1e9,
+                "restored_total": s.restored_total,
+                "restored_total_bytes": s.restored_total_bytes, "restore_s": s.restore_ns / 1e9}
 
     def reap_dead_clients(self) -> int:
         cdef StoreClient* c = self.client()

@@ -14,7 +14,9 @@ def memory_summary(stats_only: bool = False, **_ignored) -> str:
     _runtime()
     stats = cluster_info.ask("store_stats")
     total = {k: sum(s[k] for s in stats) for k in
-             ("capacity", "used", "pinned", "num_objects", "num_spilled", "spilled_bytes")}
+             ("capacity", "used", "pinned", "num_objects", "num_spilled", "spilled_bytes",
+              "spill_count", "spilled_total_bytes", "spill_s", "restored_total",
+              "restored_total_bytes", "restore_s")}
     capacity = max(1, total["capacity"])
     lines = [
         "--- Aggregate object store stats across all nodes ---",
@@ -22,8 +24,13 @@ def memory_summary(stats_only: bool = False, **_ignored) -> str:
         f"{round(100 * total['used'] / capacity, 2)}% full, "
         f"{round(100 * total['pinned'] / capacity, 2)}% needed",
     ]
-    if total["num_spilled"]:
-        lines.append(f"Spilled {total['spilled_bytes'] // 2**20} MiB, {total['num_spilled']} objects")
+    # (Ray's lines: totals since the start, each with its average throughput)
+    if total["spill_count"]:
+        lines.append(f"Spilled {total['spilled_total_bytes'] // 2**20} MiB, {total['spill_count']} objects, "
+                     f"avg write throughput {_mib_per_s(total['spilled_total_bytes'], total['spill_s'])} MiB/s")
+    if total["restored_total"]:
+        lines.append(f"Restored {total['restored_total_bytes'] // 2**20} MiB, {total['restored_total']} objects, "
+                     f"avg read throughput {_mib_per_s(total['restored_total_bytes'], total['restore_s'])} MiB/s")
     lines.append("")
     lines.append("--- Object stores by node ---")
     for index, s in enumerate(stats):
@@ -32,3 +39,7 @@ def memory_summary(stats_only: bool = False, **_ignored) -> str:
             f"({s['pinned'] / 2**20:.1f} MiB pinned), {s['num_objects']} objects; "
             f"spilled: {s['num_spilled']} objects, {s['spilled_bytes'] / 2**20:.1f} MiB")
     return "\n".join(lines)
+
+
+def _mib_per_s(nbytes: int, seconds: float) -> int:
+    return int(nbytes / 2**20 / max(seconds, 1e-9))

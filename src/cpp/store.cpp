@@ -471,7 +471,9 @@ Status StoreClient::SpillFileOf(const uint8_t* id, std::string* path, uint64_t* 
 StoreStats StoreClient::Stats() {
     Locked lock(this);
     return StoreStats{hdr_->data_size, hdr_->alloc.used, hdr_->pinned_bytes, hdr_->num_objects,
-                      hdr_->num_spilled, hdr_->spilled_bytes, hdr_->spill_seq};
+                      hdr_->num_spilled, hdr_->spilled_bytes, hdr_->spill_seq,
+                      hdr_->spilled_total_bytes, hdr_->spill_ns, hdr_->restored_total,
+                      hdr_->restored_total_bytes, hdr_->restore_ns};
 }
 
 // ---------------------------------------------------------------- dead clients

@@ -69,6 +69,8 @@ struct ObjectHandle {
 
 struct StoreStats {
     uint64_t capacity, used, pinned, num_objects, num_spilled, spilled_bytes, spill_count;
+    // totals since the store was made: spills (spill_count of them) and restores
+    uint64_t spilled_total_bytes, spill_ns, restored_total, restored_total_bytes, restore_ns;
 };
 
 // Bytes a segment of `capacity` data bytes takes in /dev/shm (metadata included).

@@ -25,8 +25,8 @@ inline constexpr uint32_t kMaxClients = 4096;  // processes attached to one stor
 inline constexpr uint32_t kNil = 0xFFFFFFFFu;
 inline constexpr uint64_t kNilOff = ~uint64_t{0};
 inline constexpr uint64_t kMagic = 0x5453594152495050ull;  // "PPIRAYST": header initialised
-inline constexpr uint32_t kVersion = 6;  // 3: per-id seal words, spin claim; 4: error_seq; 5: 4096 clients;
-                                         // 6: Entry::flags (read mark)
+inline constexpr uint32_t kVersion = 7;  // 3: per-id seal words, spin claim; 4: error_seq; 5: 4096 clients;
+                                         // 6: Entry::flags (read mark); 7: spill/restore totals
 inline constexpr uint32_t kSealBuckets = 64;  // per-id seal words (Header::seal_words)
 
 // The first 8 bytes of an object mpiray serialized (mpiray/serialization.py: magic, then
@@ -140,6 +140,9 @@ struct alignas(64) Header {
     uint64_t spilled_bytes;
     uint64_t pinned_bytes;  // blocks of entries with pins > 0
     uint64_t spill_seq;     // bumps once per spill, for stats and tests
+    // Since the segment was made (memory_summary's "Spilled ... avg write throughput"):
+    uint64_t spilled_total_bytes, spill_ns;              // what spills wrote, and their time
+    uint64_t restored_total, restored_total_bytes, restore_ns;   // what restores read back
 };
 
 }  // namespace mpiray::store

@@ -191,6 +191,8 @@ Status StoreClient::Create(const std::string& name, uint64_t capacity, const std
     c->v_->alloc.Init();
     c->v_->policy().Clear();
     h->num_spilled = 0; h->spilled_bytes = h->pinned_bytes = h->spill_seq = 0;
+    h->spilled_total_bytes = h->spill_ns = 0;
+    h->restored_total = h->restored_total_bytes = h->restore_ns = 0;
     // Publish: attachers wait for the magic (acquire), so they see every field above.
     h->magic.store(kMagic, std::memory_order_release);
     if (Status st = c->RegisterClient(); st != Status::kOk) return st;

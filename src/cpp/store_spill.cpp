@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -65,8 +66,15 @@ static bool ReadAll(int fd, uint8_t* p, uint64_t n) {
     return true;
 }
 
+static uint64_t NowNs() {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+}
+
 Status StoreClient::SpillLocked(uint32_t e) {
     Entry& x = v_->table[e];
+    const uint64_t began = NowNs();
     std::string path = SpillPath(x);
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return FailErrno("open", path);
@@ -81,6 +89,8 @@ Status StoreClient::SpillLocked(uint32_t e) {
     ++hdr_->num_spilled;
     hdr_->spilled_bytes += x.size;
     ++hdr_->spill_seq;
+    hdr_->spilled_total_bytes += x.size;
+    hdr_->spill_ns += NowNs() - began;
     return Status::kOk;
 }
 
@@ -90,6 +100,7 @@ Status StoreClient::RestoreLocked(uint32_t e) {
     uint64_t block = 0;
     uint64_t off = AllocateLocked(x.size, &block, &st);  // may spill others, never x (not in the LRU)
     if (off == kNilOff) return st;
+    const uint64_t began = NowNs();   // (after any spills the room took: those count as theirs)
     std::string path = SpillPath(x);
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     bool ok = fd >= 0 && ReadAll(fd, data_ + off, x.size);
@@ -106,6 +117,9 @@ Status StoreClient::RestoreLocked(uint32_t e) {
     x.state = ObjState::SEALED;
     --hdr_->num_spilled;
     hdr_->spilled_bytes -= x.size;
+    ++hdr_->restored_total;
+    hdr_->restored_total_bytes += x.size;
+    hdr_->restore_ns += NowNs() - began;
     v_->policy().Added(e);
     return Status::kOk;
 }
