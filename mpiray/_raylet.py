@@ -2,3 +2,5 @@
 
 from mpiray.generators import ObjectRefGenerator  # noqa: F401
 from mpiray.object_ref import ObjectRef  # noqa: F401
+
+StreamingObjectRefGenerator = ObjectRefGenerator   # (Ray keeps the old name too)

@@ -29,7 +29,7 @@ from mpiray.core.executor import AsyncActorExit, SyncActorExit
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
 from mpiray.remote_function import _remote_form, is_generator_function, wrap_returns
-from mpiray.serialization import check_function_size, dumps_function, unpicklable
+from mpiray.serialization import check_function_size, dumps_function, raise_unpicklable
 
 
 _METHOD_OPTIONS = frozenset(("num_returns", "concurrency_group", "max_task_retries",
@@ -184,8 +184,8 @@ class ActorClass:
                 try:
                     self._blob = dumps_function(self._cls)
                 except Exception as exc:  # noqa: BLE001
-                    raise unpicklable(f"the actor class {self._cls.__module__}."
-                                      f"{self._cls.__qualname__}.__init__", self._cls, exc) from exc
+                    raise_unpicklable(f"the actor class {self._cls.__module__}."
+                                      f"{self._cls.__qualname__}.__init__", self._cls, exc)
                 check_function_size(self._blob, "actor", self.__name__)
             fid = self._exported[rt.session] = rt.export(self._blob)
         actor_id = _ids.new_id()

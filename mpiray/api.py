@@ -314,6 +314,13 @@ def auto_init():
 
 # ---------------------------------------------------------------- objects
 def put(value, *, _owner=None) -> ObjectRef:
+    """_owner: an actor to own the object, as Ray's (here the node's store owns every
+    object, which outlives its creator anyway: only its type is checked)."""
+    if _owner is not None:
+        from mpiray.actor import ActorHandle
+
+        if not isinstance(_owner, ActorHandle):
+            raise TypeError(f"Expect an `ray.actor.ActorHandle`, but got: {type(_owner)}")
     return _runtime().put(value)
 
 

@@ -21,3 +21,28 @@ def dumps(obj, protocol=None, buffer_callback=None):
 def dump(obj, file, protocol=None, buffer_callback=None):
     with _context.user_pickling():
         return _cloudpickle.dump(obj, file, protocol=protocol, buffer_callback=buffer_callback)
+
+
+def dumps_debug(obj, *args, **kwargs):
+    """dumps(), and when the object does not pickle, inspect_serializability's report of
+    which part of it does not (printed) before the error is raised, as Ray's."""
+    try:
+        return dumps(obj, *args, **kwargs)
+    except (TypeError, _cloudpickle.pickle.PicklingError):
+        _report(obj)
+        raise
+
+
+def dump_debug(obj, file, *args, **kwargs):
+    """dump() with dumps_debug()'s report."""
+    try:
+        return dump(obj, file, *args, **kwargs)
+    except (TypeError, _cloudpickle.pickle.PicklingError):
+        _report(obj)
+        raise
+
+
+def _report(obj):
+    from mpiray.util.check_serialize import inspect_serializability
+
+    inspect_serializability(obj)

@@ -9,7 +9,7 @@ from mpiray import _options, signature
 from mpiray import api as _api
 from mpiray.core import current
 from mpiray.core.task_spec import STREAMING
-from mpiray.serialization import check_function_size, dumps_function, unpicklable
+from mpiray.serialization import check_function_size, dumps_function, raise_unpicklable
 
 
 def is_generator_function(fn) -> bool:
@@ -129,8 +129,7 @@ class RemoteFunction:
                     self._blob = dumps_function(self._function)
                 except Exception as exc:  # noqa: BLE001
                     # (Ray's words: "the function <module>.<name>")
-                    raise unpicklable(f"the function {self._descriptor}", self._function,
-                                      exc) from exc
+                    raise_unpicklable(f"the function {self._descriptor}", self._function, exc)
                 check_function_size(self._blob, "remote function",
                                     f"{getattr(self._function, '__module__', '')}.{self._name}")
             fid = self._exported[rt.session] = rt.export(self._blob)

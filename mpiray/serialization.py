@@ -274,9 +274,14 @@ class _FunctionPickler(cloudpickle.CloudPickler):
 
 
 def dumps_function(fn) -> bytes:
-    """A remote function or actor class by value (cloudpickle), keeping its file names."""
+    """A remote function or actor class by value (cloudpickle), keeping its file names. A
+    ref it captures is pickled out of band, as Ray counts it (pinned for good, or refused
+    under RAY_allow_out_of_band_object_ref_serialization=0)."""
+    from mpiray.core.serialization_context import user_pickling
+
     out = io.BytesIO()
-    _FunctionPickler(out, protocol=5).dump(fn)
+    with user_pickling():
+        _FunctionPickler(out, protocol=5).dump(fn)
     return out.getvalue()
 
 
@@ -398,16 +403,37 @@ def _new_layout(key: bytes):
     return layout
 
 
-def unpicklable(what: str, obj, exc: Exception) -> TypeError:
+def reworded(exc: Exception) -> bool:
+    """Whether Ray rewords this pickling error (else it reaches the caller unchanged)."""
+    from mpiray.exceptions import OufOfBandObjectRefSerializationException
+
+    return isinstance(exc, (TypeError, OufOfBandObjectRefSerializationException))
+
+
+def raise_unpicklable(what: str, obj, exc: Exception):
+    """Raises unpicklable()'s error from exc (exc itself, when it is not reworded)."""
+    err = unpicklable(what, obj, exc)
+    if err is exc:
+        raise exc
+    raise err from exc
+
+
+def unpicklable(what: str, obj, exc: Exception) -> Exception:
     """Ray's error for something a task, actor or put needs that does not pickle: what,
-    then inspect_serializability's report on obj (which part of it does not)."""
+    then inspect_serializability's report on obj (which part of it does not). As Ray's,
+    only a TypeError (and a refused out-of-band ref) is reworded; any other error a
+    __reduce__ raised is the caller's to see as it is: exc itself."""
     import io
 
+    from mpiray.exceptions import OufOfBandObjectRefSerializationException
     from mpiray.util.check_serialize import inspect_serializability
 
+    if not reworded(exc):
+        return exc
+    kind = type(exc) if isinstance(exc, OufOfBandObjectRefSerializationException) else TypeError
     report = io.StringIO()
     try:
         inspect_serializability(obj, print_file=report)
     except Exception:  # noqa: BLE001 - the report is a help; the error must come anyway
-        return TypeError(f"Could not serialize {what}: {exc}")
-    return TypeError(f"Could not serialize {what}:\n{report.getvalue()}")
+        return kind(f"Could not serialize {what}: {exc}")
+    return kind(f"Could not serialize {what}:\n{report.getvalue()}")

@@ -761,3 +761,14 @@ def test_a_dead_zygote_is_replaced_and_its_workers_count_as_crashed(fresh):
     assert ray.get(keeps.bump.remote(), timeout=60) == 1   # (restarted: fresh state)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(dies.ping.remote(), timeout=60)
+
+
+def test_global_worker_job_id_is_nil_when_not_connected(fresh):
+    """As Ray's: global_worker.current_job_id does not start Ray; it is the nil id then."""
+    import mpiray._private.worker as worker
+
+    ray = fresh
+    assert worker.global_worker.current_job_id.is_nil() and not ray.is_initialized()
+    ray.init(num_cpus=1)
+    assert worker.global_worker.current_job_id == ray.get_runtime_context().job_id
+    assert not worker.global_worker.current_job_id.is_nil()

@@ -42,6 +42,8 @@ def test_put_of_objectref_and_bad_get_arguments(ray):
         ray.get([ref, 42])
     with pytest.raises(ValueError):
         ray.wait([ref, ref])
+    with pytest.raises(TypeError, match="Expect an `ray.actor.ActorHandle`, but got: <class 'str'>"):
+        ray.put(1, _owner="not an actor")
 
 
 def test_get_timeout(ray):
@@ -271,8 +273,26 @@ def test_out_of_band_refs_refused_when_ray_is_told_to(ray, monkeypatch):
     told = oob.options(runtime_env={"env_vars": {"RAY_allow_out_of_band_object_ref_serialization": "0"}})
     with pytest.raises(ray.exceptions.OufOfBandObjectRefSerializationException):
         ray.get(told.remote(), timeout=30)
+
+    # a ref a remote function or actor class captures is out of band too, as Ray counts it
+    @ray.remote
+    def captures():
+        return ray.get(ref)
+
+    @ray.remote
+    class Captures:
+        def get(self):
+            return ray.get(ref)
+
+    with pytest.raises(ray.exceptions.OufOfBandObjectRefSerializationException,
+                       match="Could not serialize the function .*captures"):
+        captures.remote()
+    with pytest.raises(ray.exceptions.OufOfBandObjectRefSerializationException,
+                       match="Could not serialize the actor class .*Captures"):
+        Captures.remote()
     monkeypatch.delenv("RAY_allow_out_of_band_object_ref_serialization")
     assert ray.get(ray.cloudpickle.loads(ray.get(oob.remote(), timeout=30)), timeout=10) == 1
+    assert ray.get(captures.remote(), timeout=30) == 2
 
 
 def test_a_refused_object_ref_id_leaves_no_noise(capfd):

@@ -816,6 +816,19 @@ def test_what_does_not_pickle_is_named(ray):
     with pytest.raises(TypeError, match="Could not serialize the put value <unlocked _thread.lock"):
         ray.put(threading.Lock())
 
+    # as Ray's, only a TypeError is reworded: another error a __reduce__ raises is the caller's
+    class Refuses:
+        def __reduce__(self):
+            raise RuntimeError("not today")
+
+    with pytest.raises(RuntimeError, match="not today"):
+        ray.put(Refuses())
+    with pytest.raises(RuntimeError, match="not today"):
+        takes.remote(Refuses())
+    # ray.cloudpickle's dumps_debug prints the report, then raises pickle's own error
+    with pytest.raises(TypeError, match="cannot pickle"):
+        ray.cloudpickle.dumps_debug(threading.Lock())
+
 
 def test_errors_keep_their_cause_attributes_or_say_why_not(ray):
     import subprocess

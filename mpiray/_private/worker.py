@@ -39,8 +39,14 @@ class _GlobalWorker:
 
     @property
     def current_job_id(self):
+        """The job's id; the nil id when not connected (this does not start Ray)."""
+        import mpiray
         from mpiray.runtime_context import get_runtime_context
 
+        if not mpiray.is_initialized():
+            from mpiray.ids import JobID
+
+            return JobID.nil()
         return get_runtime_context().job_id
 
     @property

@@ -32,7 +32,8 @@ from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, GetTimeout
 from mpiray.core.spill_target import SpillTarget
 from mpiray.generators import StreamEnd
 from mpiray.object_ref import ObjectRef
-from mpiray.serialization import deserialize, is_error, serialize, serialize_error, unpicklable
+from mpiray.serialization import (deserialize, is_error, raise_unpicklable, reworded, serialize,
+                                  serialize_error, unpicklable)
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
@@ -92,7 +93,7 @@ class Runtime:
         try:
             sobj = serialize(value)
         except Exception as exc:  # noqa: BLE001
-            raise unpicklable(f"the put value {value!r}", value, exc) from exc
+            raise_unpicklable(f"the put value {value!r}", value, exc)
         if sobj.contained:
             _refuse_unknown(sobj.contained, "put inside a value")
         self.write(oid, sobj)
@@ -415,7 +416,10 @@ class Runtime:
         try:
             sobj = serialize((args, kwargs))
         except Exception as exc:  # noqa: BLE001 - a clear error instead of pickle's
-            raise unpicklable_argument(args, kwargs, what, exc) from exc
+            err = unpicklable_argument(args, kwargs, what, exc)
+            if err is exc:
+                raise
+            raise err from exc
         if sobj.contained:   # (refs inside a list or dict too, as Ray's)
             _refuse_unknown(sobj.contained, "passed to .remote() inside an argument")
         if sobj.total_size <= ARGS_INLINE_LIMIT:
@@ -632,7 +636,10 @@ _NO_ARGS = serialize(((), {})).to_bytes()   # f.remote(): the commonest call has
 
 
 def unpicklable_argument(args, kwargs, what, exc):
-    """Ray's error for an argument that does not pickle: which one, and for whom."""
+    """Ray's error for an argument that does not pickle: which one, and for whom (exc
+    itself when it is not an error Ray rewords: unpicklable())."""
+    if not reworded(exc):
+        return exc
     culprit = None
     for value in list(args) + list(kwargs.values()):
         try:
