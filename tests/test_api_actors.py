@@ -2156,3 +2156,65 @@ def test_a_functions_invocation_decorator_wraps_the_call_at_the_caller(ray):
     with pytest.raises(ValueError, match="needs to have length"):   # (Ray's words for an id)
         ray.ObjectRef(b"0" * 24)
 
+
+
+def _threads_by_name():
+    import collections
+
+    names = collections.Counter()
+    for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{tid}/comm") as f:
+                names[f.read().strip()] += 1
+        except OSError:
+            pass   # (a thread that ended while we looked)
+    return names
+
+
+def test_actor_threads_do_not_grow_under_load(ray):
+    """As Ray's test_actor_bounded_threads: a threaded or async actor (with concurrency
+    groups too) has all its threads from the start; many callers add none."""
+
+    @ray.remote
+    def fib(actor, i, method):
+        if i < 2:
+            return 1
+        return ray.get(getattr(actor, method).remote(fib.remote(actor, i - 1, method),
+                                                     fib.remote(actor, i - 2, method)))
+
+    @ray.remote
+    class Threaded:
+        def threads(self):
+            return _threads_by_name()
+
+        def add(self, i, j):
+            return i + j
+
+    @ray.remote
+    class Async:
+        async def threads(self):
+            return _threads_by_name()
+
+        async def add(self, i, j):
+            return i + j
+
+    @ray.remote(concurrency_groups={"io": 2, "compute": 4})
+    class Groups:
+        async def threads(self):
+            return _threads_by_name()
+
+        @ray.method(concurrency_group="io")
+        async def add(self, i, j):
+            return i + j
+
+        @ray.method(concurrency_group="compute")
+        async def add_too(self, i, j):
+            return i + j
+
+    for cls, method in ((Threaded, "add"), (Async, "add"), (Groups, "add"), (Groups, "add_too")):
+        actor = cls.options(max_concurrency=2).remote()
+        before = ray.get(actor.threads.remote(), timeout=30)
+        assert ray.get(fib.remote(actor, 7, method), timeout=60) == 21
+        after = ray.get(actor.threads.remote(), timeout=30)
+        assert all(n <= before.get(name, 0) for name, n in after.items()), (cls, before, after)
+        ray.kill(actor)

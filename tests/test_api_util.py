@@ -976,3 +976,37 @@ def test_state_rows_name_their_placement_group(ray):
     assert row["placement_group_id"] == pg.id.hex()
     ray.kill(actor)
     remove_placement_group(pg)
+
+
+def test_private_async_compat():
+    from collections.abc import AsyncIterator
+
+    from mpiray._private.async_compat import has_async_methods, is_async_func, sync_to_async
+
+    def plain():
+        return 1
+
+    def gen():
+        yield 1
+
+    async def coro():
+        return 1
+
+    async def agen() -> AsyncIterator[int]:
+        yield 1
+
+    assert [is_async_func(f) for f in (plain, gen, coro, agen)] == [False, False, True, True]
+
+    class Sync:
+        def m(self):
+            pass
+
+    class Async:
+        async def m(self):
+            pass
+
+    assert (has_async_methods(Sync), has_async_methods(Async)) == (False, True)
+    assert sync_to_async(plain) is sync_to_async(plain) and sync_to_async(coro) is coro
+    import asyncio
+
+    assert asyncio.run(sync_to_async(plain)()) == 1

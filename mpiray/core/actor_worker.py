@@ -49,6 +49,7 @@ CANCEL_POLL_MANY_S = 0.05
 CANCEL_POLL_FEW = 8
 _CANCEL_SUFFIX = _ids.object_id(b"", _ids.CANCEL_INDEX)   # (task id + this: its cancel mark)
 OUTBOX_BATCH = 64
+UNPACK_THREADS = 2   # an async actor's threads that read its calls' arguments off its loop
 
 
 GRACEFUL_SHUTDOWN_S = 30.0   # Ray's actor_graceful_shutdown_timeout_ms default
@@ -76,6 +77,7 @@ class ActorWorker:
         self.watching = False     # async actor: _watch_cancels is running
         self.loop = None          # async actor: its event loop (_event_loop)
         self.group_loops = {}     # async actor: concurrency group -> its own event loop
+        self.unpacker = None      # async actor: the pool its calls' arguments are read in
         runtime.call_children, runtime.on_call_child = {}, self._call_has_children
         self.child_watches = {}   # call's task id (hex) -> the watch of its cancel mark
         self.children_cancelled = set()   # calls whose children went with their cancel
@@ -359,8 +361,9 @@ class ActorWorker:
         groups = self.aspec.concurrency_groups
         slots = _SlotPool(recorded_slots(self.aspec))
         stop = threading.Event()
-        pools = {None: ThreadPoolExecutor(concurrency)}
-        pools.update((g, ThreadPoolExecutor(n)) for g, n in groups.items())
+        # (every thread started now, as Ray's pools are: the actor's threads never grow)
+        pools = {None: _started_pool(concurrency, "actor-call")}
+        pools.update((g, _started_pool(n, f"actor-call-{g}")) for g, n in groups.items())
 
         running = _Running()
 
@@ -514,6 +517,11 @@ class ActorWorker:
 
     def _serve_async(self, concurrency):
         loop = self._event_loop()
+        # (every loop and thread made now, as Ray's: the actor's threads never grow)
+        for group in self.aspec.concurrency_groups:
+            if group not in self.group_loops:
+                self.group_loops[group] = _running_loop(f"actor-loop-{group}")[0]
+        self.unpacker = _started_pool(UNPACK_THREADS, "actor-args")
         slots = _SlotPool(recorded_slots(self.aspec))
         while True:
             consumer = slots.take()
@@ -605,7 +613,7 @@ class ActorWorker:
             try:
                 try:
                     args, kwargs = await asyncio.get_running_loop().run_in_executor(
-                        None, self.rt.unpack_args, spec)
+                        self.unpacker, self.rt.unpack_args, spec)
                 except DependencyFailed as failed:
                     return executor.write_dependency_error(self.rt, spec, failed)
                 if is_agen:
@@ -694,6 +702,17 @@ def _bound_method(instance, name):
     if found is None or not hasattr(found, "__get__"):          # staticmethod stays one)
         return getattr(instance, name)
     return found.__get__(instance, type(instance))
+
+
+def _started_pool(n, name):
+    """A pool of n threads, all of them started (a ThreadPoolExecutor starts its threads
+    one per call that finds none idle, so its count would creep up under load)."""
+    pool = ThreadPoolExecutor(n, thread_name_prefix=name)
+    started = threading.Barrier(n + 1)
+    for _ in range(n):
+        pool.submit(started.wait)
+    started.wait()
+    return pool
 
 
 def _running_loop(name):

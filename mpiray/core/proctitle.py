@@ -3,11 +3,15 @@
 
 The title is written over the process's argv area (what /proc/<pid>/cmdline reads; the
 interpreter keeps its own copy of argv), the short name by prctl(PR_SET_NAME). Both only
-when the title changes: a worker running one function over and over writes it once.
+when the title changes: a worker running one function over and over writes it once. The
+short name is set from the main thread only: prctl names the calling thread, and the
+threads of a threaded actor keep names of their own (what tools that count a process's
+threads by name see), as Ray's pools do.
 """
 
 import ctypes
 import os
+import threading
 
 _PR_SET_NAME = 15
 _area = None      # (address, size) of the argv area; False: cannot be retitled
@@ -44,4 +48,5 @@ def set_title(what: str) -> None:
     address, size = _area
     text = f"ray::{what}".encode(errors="replace")[: size - 1]
     ctypes.memmove(address, text + bytes(size - len(text)), size)
-    _libc.prctl(_PR_SET_NAME, ctypes.c_char_p(text[:15]), 0, 0, 0)
+    if threading.current_thread() is threading.main_thread():
+        _libc.prctl(_PR_SET_NAME, ctypes.c_char_p(text[:15]), 0, 0, 0)
