@@ -149,7 +149,7 @@ class ActorClass:
             def bind(self, *args, **kwargs):
                 from mpiray.dag import ClassNode
 
-                return ClassNode(parent, args, kwargs, opts)
+                return ClassNode(parent, args, kwargs, {**parent._raw_options, **opts})
 
         return _Bound()
 
@@ -157,7 +157,7 @@ class ActorClass:
         """An actor to create when a lazy graph (mpiray.dag) runs."""
         from mpiray.dag import ClassNode
 
-        return ClassNode(self, args, kwargs)
+        return ClassNode(self, args, kwargs, self._raw_options)
 
     def _create(self, args, kwargs, opts):
         from mpiray.api import _namespace, _runtime
@@ -476,9 +476,10 @@ class ActorMethod:
 
     def bind(self, *args, **kwargs):
         """A call of this live actor's method in a lazy graph (mpiray.dag)."""
-        from mpiray.dag import ClassMethodNode
+        from mpiray.dag import PARENT_CLASS_NODE_KEY, PREV_CLASS_METHOD_CALL_KEY, ClassMethodNode
 
-        return ClassMethodNode(self, None, args, kwargs)
+        return ClassMethodNode(self._name, args, kwargs, {},
+                               {PARENT_CLASS_NODE_KEY: self, PREV_CLASS_METHOD_CALL_KEY: None})
 
     def options(self, num_returns=None, max_task_retries=None, concurrency_group=None,
                 retry_exceptions=None, name=None, **others):

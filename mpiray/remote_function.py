@@ -105,7 +105,7 @@ class RemoteFunction:
             def bind(self, *args, **kwargs):
                 from mpiray.dag import FunctionNode
 
-                return FunctionNode(parent, args, kwargs, opts)
+                return FunctionNode(parent, args, kwargs, merged)
 
         return _Bound()
 
@@ -113,7 +113,7 @@ class RemoteFunction:
         """A node of a lazy graph (mpiray.dag): submitted by the graph's execute()."""
         from mpiray.dag import FunctionNode
 
-        return FunctionNode(self, args, kwargs)
+        return FunctionNode(self, args, kwargs, self._raw_options)
 
     def _submit(self, args, kwargs, opts, name):
         if opts.__class__ is not dict:

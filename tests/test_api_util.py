@@ -1010,3 +1010,125 @@ def test_private_async_compat():
     import asyncio
 
     assert asyncio.run(sync_to_async(plain)()) == 1
+
+
+def test_global_gc_collects_cycles_in_every_process(ray):
+    """ray._private.internal_api.global_gc (Ray's): the driver's and the actors' garbage
+    held only by reference cycles is collected, with automatic collection off."""
+    import gc
+    import weakref
+
+    from mpiray._private.internal_api import global_gc
+    from mpiray.internal.internal_api import global_gc as older_path
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+    @ray.remote(num_cpus=0)
+    class Holder:
+        def __init__(self):
+            gc.disable()
+            self.garbage = weakref.ref(Cycle())
+
+        def has_garbage(self):
+            return self.garbage() is not None
+
+    assert older_path is global_gc
+    gc.disable()
+    try:
+        local = weakref.ref(Cycle())
+        holders = [Holder.remote() for _ in range(2)]
+        assert local() is not None and all(ray.get([h.has_garbage.remote() for h in holders], timeout=30))
+        global_gc()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if local() is None and not any(ray.get([h.has_garbage.remote() for h in holders], timeout=30)):
+                break
+            time.sleep(0.2)
+        assert local() is None
+        assert not any(ray.get([h.has_garbage.remote() for h in holders], timeout=30))
+    finally:
+        gc.enable()
+
+
+def test_dag_nodes_behave_as_rays(ray):
+    """get_options() includes @remote's options; str() shows the graph; nodes refuse to
+    pickle; bad binds fail at once with Ray's errors; InputNode's rules; several inputs
+    to a whole InputNode give a DAGInputData; the node-walking API."""
+    import pickle
+
+    from mpiray.dag import (PARENT_CLASS_NODE_KEY, PREV_CLASS_METHOD_CALL_KEY, DAGInputData,
+                            InputNode, MultiOutputNode)
+
+    @ray.remote(num_gpus=0, max_retries=2)
+    def ident(x, y=None):
+        return x
+
+    @ray.remote(num_cpus=0)
+    class Keeper:
+        def get(self, x):
+            return x
+
+    assert ident.bind(1).get_options() == {"num_gpus": 0, "max_retries": 2}
+    assert ident.options(num_cpus=0).bind(1).get_options() == {"num_gpus": 0, "max_retries": 2, "num_cpus": 0}
+    assert Keeper.bind().get_options() == {"num_cpus": 0}
+    nested = ident.bind([1, ident.bind(2)], y={"nested_node": ident.bind(5)})
+    text = str(nested)
+    assert "nested_node: (FunctionNode" in text and "args=[" in text and "kwargs={" in text
+    with pytest.raises(ValueError, match="DAGNode cannot be serialized"):
+        pickle.dumps(nested)
+    with pytest.raises(ValueError, match="DAGNode cannot be serialized"):
+        ray.put(nested)
+    keeper = Keeper.bind()
+    with pytest.raises(AttributeError, match=r"\.bind\(\) cannot be used again on"):
+        keeper.bind()
+    with pytest.raises(AttributeError, match=r"\.remote\(\) cannot be used on ClassMethodNodes"):
+        keeper.get.remote()
+    with pytest.raises(AttributeError, match="'Keeper' has no attribute 'remote'"):
+        keeper.remote()
+    with pytest.raises(AttributeError, match="no_such_method"):
+        keeper.no_such_method
+    with pytest.raises(AttributeError, match=r"\.remote\(\) cannot be used on"):
+        ident.bind(1).remote()
+
+    with pytest.raises(ValueError, match="InputNode should not take any args or kwargs"):
+        InputNode(0)
+    with InputNode() as inp:
+        with pytest.raises(ValueError, match="cannot be used as args, kwargs"):
+            Keeper.bind(inp)
+        with pytest.raises(AssertionError, match="only use int index or str"):
+            inp[(1, 2)]
+        whole = ident.bind(inp)
+        pair = ident.bind(inp[1])
+    assert ray.get(whole.execute(7), timeout=30) == 7
+    several = ray.get(whole.execute(1, 2, k=3), timeout=30)
+    assert isinstance(several, DAGInputData) and (several[1], several["k"]) == (2, 3)
+    assert ray.get(pair.execute(1, 2), timeout=30) == 2
+    with InputNode() as first:
+        a = ident.bind(first)
+    with InputNode() as second:
+        b = ident.bind(second)
+    with pytest.raises(AssertionError, match="Each DAG should only have one unique InputNode"):
+        MultiOutputNode([a, b]).execute(1)
+    with pytest.raises(AssertionError, match="should be only used in context manager"):
+        ident.bind(InputNode()).execute(1)
+    with pytest.raises(ValueError, match="Invalid input type for `args`"):
+        MultiOutputNode(ident.bind(1))
+
+    # walking: children in order, nested ones too; a method call names its actor and the
+    # call bound before it; apply_recursive gives each node once, children first
+    leaf = ident.bind(1)
+    top = ident.bind(leaf, y=[ident.bind(2)])
+    assert top._get_toplevel_child_nodes() == [leaf]
+    assert len(top._get_all_child_nodes()) == 2
+    first_call = keeper.get.bind(1)
+    second_call = keeper.get.bind(2)
+    others = second_call.get_other_args_to_resolve()
+    assert others[PARENT_CLASS_NODE_KEY] is keeper and others[PREV_CLASS_METHOD_CALL_KEY] is first_call
+    seen = []
+    top.apply_recursive(lambda node: seen.append(node.get_stable_uuid()) or node)
+    assert len(seen) == 3 and seen[-1] == top.get_stable_uuid()
+    assert top.options(num_cpus=0).get_stable_uuid() == top.get_stable_uuid()
+    replaced = top.apply_functional([leaf, 5], lambda node: True, lambda node: "swapped")
+    assert replaced == ["swapped", 5]

@@ -1,4 +1,5 @@
-"""ray._private.internal_api: free() and memory_summary(), as Ray's programs call them."""
+"""ray._private.internal_api: free(), memory_summary() and global_gc(), as Ray's programs
+call them."""
 
 from __future__ import annotations
 
@@ -43,3 +44,17 @@ def memory_summary(stats_only: bool = False, **_ignored) -> str:
 
 def _mib_per_s(nbytes: int, seconds: float) -> int:
     return int(nbytes / 2**20 / max(seconds, 1e-9))
+
+
+def global_gc() -> None:
+    """Every process of this node (workers, actors and this one) runs gc.collect() soon, as
+    Ray's global GC does: objects held only by reference cycles are freed. Under MPI it
+    reaches the caller's node."""
+    import gc
+
+    from mpiray.api import _runtime
+    from mpiray.core import protocol as P
+
+    rt = _runtime()
+    rt.channel.send([(P.GLOBAL_GC,)])
+    gc.collect()

@@ -50,8 +50,14 @@ def normalize(num_cpus=None, num_gpus=None, resources=None, default_cpus=1.0, me
 def _check_amount(key, amount, option=None):
     what = option or f"resource {key!r}"
     if not isinstance(amount, (int, float)) or isinstance(amount, bool):
+        if option:   # (Ray's words for its options)
+            raise TypeError(f"The type of keyword '{option}' must be (<class 'float'>, <class 'int'>, "
+                            f"<class 'NoneType'>), but received type {type(amount)}")
         raise TypeError(f"{what} must be a number, got {amount!r}")
     if amount < 0:
+        if option:
+            raise ValueError(f"The keyword '{option}' only accepts None, 0 or a positive number, "
+                             f"got {amount!r}")
         raise ValueError(f"{what} must be a non-negative number, got {amount!r}")
     if isinstance(amount, float) and amount and int(amount * 10000) == 0:   # Ray's resource unit
         raise ValueError(f"The precision of the fractional quantity of resource {option or key} "

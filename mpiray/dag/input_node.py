@@ -1,3 +1,3 @@
 """ray.dag.input_node, where Ray's docs import InputNode, InputAttributeNode from."""
 
-from mpiray.dag import InputNode, InputAttributeNode  # noqa: F401
+from mpiray.dag import DAGInputData, InputAttributeNode, InputNode  # noqa: F401

@@ -1,4 +1,4 @@
-"""ray.internal: Ray's older home of free()."""
+"""ray.internal: Ray's older home of free() (and ray.internal.internal_api)."""
 
 from mpiray._private.internal_api import free
 
