@@ -144,6 +144,7 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
                 f"{DEFAULT_RESOURCES[key]}= instead of resources=")
         if not isinstance(amount, (int, float)) or amount < 0:
             raise ValueError(f"resource {key!r} must be a non-negative number, got {amount!r}")
+        _check_visible(key, amount)
     override = overridden_resources()
     if override:   # (Ray's RAY_OVERRIDE_RESOURCES: it wins over init()'s arguments)
         resources.update({k: v for k, v in override.items() if k not in DEFAULT_RESOURCES})
@@ -234,13 +235,28 @@ def _check_spilling_config(spec):
             raise ValueError(f"object_spilling_config param {name} has a bad value {value!r}")
 
 
+def _check_visible(kind, amount):
+    """As Ray's: a node may not declare more devices of an accelerator than the process's
+    visible-devices variable lists (when it is set)."""
+    from mpiray.core import accelerators
+
+    if kind == "GPU" or not accelerators.is_accelerator(kind):
+        return
+    listed = accelerators.visible(kind)
+    if listed is not None and amount > len(listed):
+        raise ValueError(f"Attempting to start raylet with {amount} {kind}, but "
+                         f"{accelerators.KINDS[kind][0]} contains {listed}.")
+
+
 def detect_gpu_ids() -> list:
     """GPUs this process may use: CUDA_VISIBLE_DEVICES when set (Slurm narrows it with
     --gpus-per-task), else the devices the NVIDIA driver lists. Ids taken from the
     variable stay strings, as Ray's get_gpu_ids() gives them then (ints otherwise)."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [x.strip() for x in env.split(",") if x.strip() and x.strip() != "-1"]
+    from mpiray.core import accelerators
+
+    listed = accelerators.visible("GPU")
+    if listed is not None:
+        return listed
     try:
         return list(range(len(os.listdir("/proc/driver/nvidia/gpus"))))
     except OSError:

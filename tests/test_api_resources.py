@@ -815,3 +815,32 @@ def test_assigned_fractions_are_the_amounts_asked(fresh):
     amounts = [0.57, 0.7837, 0.5699] + [int(random.random() * 10000) / 10000 or 0.0001 for _ in range(5)]
     got = ray.get([held.options(num_cpus=a, resources={"x": a}).remote() for a in amounts], timeout=60)
     assert got == [{"CPU": a, "x": a} for a in amounts]
+
+
+def test_other_accelerators_honour_their_visible_devices_variable(fresh, monkeypatch):
+    """As Ray's accelerator managers: the node's neuron cores are those
+    NEURON_RT_VISIBLE_CORES lists (handed out by those ids), more than it lists is refused,
+    CUDA_VISIBLE_DEVICES=NoDevFiles means no GPU, and each kind's amount rules hold
+    (whole HPUs and neuron cores, TPU chips 1, 2, 4 or 8) at decoration time."""
+    ray = fresh
+    monkeypatch.setenv("NEURON_RT_VISIBLE_CORES", "4,5")
+    with pytest.raises(ValueError, match="NEURON_RT_VISIBLE_CORES contains"):
+        ray.init(num_cpus=1, resources={"neuron_cores": 3})
+    ray.init(num_cpus=1, resources={"neuron_cores": 2})
+
+    @ray.remote(num_cpus=0, resources={"neuron_cores": 1})
+    class Core:
+        def ids(self):
+            return ray.get_runtime_context().get_accelerator_ids()["neuron_cores"], \
+                os.environ["NEURON_RT_VISIBLE_CORES"]
+
+    cores = [Core.remote(), Core.remote()]
+    assert sorted(ray.get([c.ids.remote() for c in cores], timeout=30)) == [(["4"], "4"), (["5"], "5")]
+    for bad, words in (({"HPU": 0.5}, "whole numbers"), ({"neuron_cores": 1.5}, "whole numbers"),
+                       ({"TPU": 3}, "not a supported chip configuration")):
+        with pytest.raises(ValueError, match=words):
+            ray.remote(resources=bad)(lambda: 1)
+    ray.shutdown()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "NoDevFiles")
+    ray.init(num_cpus=1)
+    assert "GPU" not in ray.cluster_resources()

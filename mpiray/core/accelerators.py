@@ -36,14 +36,45 @@ def kind_of_group_key(key: str):
     return name if sep and name in KINDS else None
 
 
+# Amounts a task may ask of a kind (Ray's accelerator managers' checks), beyond the rule
+# for every accelerator that an amount above 1 is whole.
+WHOLE_ONLY = ("neuron_cores", "HPU")
+TPU_CHIP_OPTIONS = (1, 2, 4, 8)
+
+
 def node_ids(totals: dict, gpu_ids: list) -> dict:
     """Every device of this node by kind: the GPUs found (or given), and for the others
-    as many ids as the node has whole units (declared, as Ray's custom resources are)."""
+    as many ids as the node has whole units (declared, as Ray's custom resources are):
+    the first ones its visible-devices variable lists when that is set, else 0, 1, ..."""
     out = {"GPU": list(gpu_ids)} if gpu_ids else {}
     for name in KINDS:
         if name != "GPU" and totals.get(name, 0) >= 1:
-            out[name] = list(range(int(totals[name])))
+            n = int(totals[name])
+            listed = visible(name)
+            out[name] = listed[:n] if listed is not None and len(listed) >= n else list(range(n))
     return out
+
+
+def visible(name: str):
+    """The device ids this process's variable for the kind lists (strings), or None when
+    it is not set."""
+    value = os.environ.get(KINDS[name][0])
+    if value is None:
+        return None
+    if name == "GPU" and value == "NoDevFiles":   # (what some drivers set: no devices)
+        return []
+    return [x.strip() for x in value.split(",") if x.strip() and x.strip() != "-1"]
+
+
+def request_error(name: str, amount):
+    """Why a task may not ask this amount of the kind (Ray's words), or None."""
+    if name in WHOLE_ONLY and float(amount) != int(amount):
+        return (f"{name} resource quantity must be whole numbers. The specified quantity "
+                f"{amount} is invalid.")
+    if name == "TPU" and amount and amount not in TPU_CHIP_OPTIONS:
+        return (f"The number of requested 'TPU' was set to {amount} which is not a supported "
+                f"chip configuration. Supported configs: {TPU_CHIP_OPTIONS}")
+    return None
 
 
 def report(ids: dict) -> dict:

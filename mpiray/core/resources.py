@@ -62,6 +62,8 @@ def _check_amount(key, amount, option=None):
     if isinstance(amount, float) and amount and int(amount * 10000) == 0:   # Ray's resource unit
         raise ValueError(f"The precision of the fractional quantity of resource {option or key} "
                          f"cannot go beyond 0.0001, got {amount!r}")
+    if accelerators.is_accelerator(key) and (why := accelerators.request_error(key, amount)):
+        raise ValueError(why)
     if accelerators.is_accelerator(key) and amount > 1 and float(amount) != int(amount):
         raise RefusedAtSubmit(f"{what}: {key} amounts above 1 must be whole numbers (Resource "
                               f"quantities >1 must be whole numbers), got {amount!r}")
