@@ -252,6 +252,28 @@ def test_workers_are_titled_by_what_they_run(fresh):
         time.sleep(0.05)
     assert title(pid) == ("ray::IDLE", "ray::IDLE")
 
+    # an actor is ray::<Class> while no call runs; one with concurrency groups (calls on
+    # threads of their own) keeps its short name, its command line tells the call
+    @ray.remote(concurrency_groups={"io": 1})
+    class Grouped:
+        def f(self):
+            return os.getpid(), title()
+
+    @ray.remote
+    class Plain:
+        def f(self):
+            return os.getpid(), title()
+
+    for cls, during in ((Plain, ("ray::Plain.f", "ray::Plain.f")),
+                        (Grouped, ("ray::Grouped.f", "ray::Grouped"))):
+        actor = cls.remote()   # (held: an actor no handle holds ends)
+        pid, seen = ray.get(actor.f.remote(), timeout=30)
+        assert seen == during
+        deadline = time.monotonic() + 10
+        while title(pid)[0] != f"ray::{cls.__name__}" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert title(pid) == (f"ray::{cls.__name__}",) * 2
+
 
 def test_first_remote_call_initializes(fresh):
     ray = fresh

@@ -98,6 +98,7 @@ class ActorWorker:
         context.process()["exit_requested"] = self._exit_requested
         if not self._construct():
             return
+        self._idle_title()
         self.rt.channel.send([(P.ACTOR_READY, self.actor_id, self.slot, self.repr_name)])
         concurrency = max(1, self.aspec.max_concurrency)
         if self.aspec.is_async:
@@ -204,11 +205,17 @@ class ActorWorker:
             self.rt.channel.flush()  # idle: report finished calls now
             if self.sequential:   # (a threaded or async actor's calls may be mid-print)
                 flush_partial_output()
+                self._idle_title()
             while item is None:
                 item = self.queue.pop(0.5, consumer)
                 if item is None:
                     self.rt.channel.flush()
         return item
+
+    def _idle_title(self):
+        """As Ray's: `ray::<Class>` while no call runs (`ray::<Class>.<method>` while one
+        does: executor.run), which tools read to tell whether a call is still running."""
+        set_title(self.aspec.class_name)
 
     def _resolve_retries(self, spec):
         """A call's retries: its own (method option), else the actor's max_task_retries."""
@@ -384,7 +391,8 @@ class ActorWorker:
                     run_exit_handlers()
                     os._exit(0)
             finally:
-                running.leave()
+                if running.leave() == 0:
+                    self._idle_title()
                 slots.put(consumer)
 
         try:
@@ -735,10 +743,12 @@ class _Running:
         with self.cond:
             self.count += 1
 
-    def leave(self):
+    def leave(self) -> int:
+        """How many calls still run."""
         with self.cond:
             self.count -= 1
             self.cond.notify_all()
+            return self.count
 
     def wait_for_others(self):
         with self.cond:
