@@ -1132,3 +1132,44 @@ def test_dag_nodes_behave_as_rays(ray):
     assert top.options(num_cpus=0).get_stable_uuid() == top.get_stable_uuid()
     replaced = top.apply_functional([leaf, 5], lambda node: True, lambda node: "swapped")
     assert replaced == ["swapped", 5]
+
+
+def test_parent_of_tasks_from_threads_an_actor_starts(ray):
+    """As Ray's: a task submitted from a thread the user started in a sequential actor's
+    call has that call as its parent; in a threaded or async actor, the actor's creation
+    task."""
+    import threading
+
+    from mpiray.util.state import list_tasks
+
+    @ray.remote
+    def from_a_thread():
+        return ray.get_runtime_context().get_task_id()
+
+    def submit_from_a_thread():
+        out = []
+        thread = threading.Thread(target=lambda: out.append(ray.get(from_a_thread.remote())))
+        thread.start()
+        thread.join()
+        return out[0]
+
+    class Base:
+        def __init__(self):
+            self.creation = ray.get_runtime_context().get_task_id()
+
+        def ids(self):
+            return self.creation, ray.get_runtime_context().get_task_id(), submit_from_a_thread()
+
+    class AsyncToo(Base):
+        async def ping(self):
+            return 1
+
+    cases = ((ray.remote(Base), "call"), (ray.remote(max_concurrency=3)(Base), "creation"),
+             (ray.remote(AsyncToo), "creation"))
+    for cls, expected in cases:
+        actor = cls.remote()
+        creation, call, child = ray.get(actor.ids.remote(), timeout=30)
+        time.sleep(0.2)
+        (row,) = [t for t in list_tasks() if t["task_id"] == child]
+        assert row["parent_task_id"] == {"call": call, "creation": creation}[expected], cls
+        ray.kill(actor)

@@ -118,6 +118,7 @@ class ActorWorker:
     def _construct(self):
         spec = self.aspec.creation
         context.set_task(spec.task_id.hex(), spec.name, depth=spec.depth)
+        context.set_fallback_task(spec.task_id.hex(), spec.name, spec.depth)
         set_title(f"{self.aspec.class_name}.__init__")
         loading = False
         try:
@@ -355,7 +356,7 @@ class ActorWorker:
 
     # ------------------------------------------------------------ loops
     def _serve_sync(self):
-        self.sequential = True
+        self.sequential = context.process()["actor_sequential"] = True
         try:
             while self._run_call(self._next(0), 0):
                 pass

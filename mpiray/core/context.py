@@ -12,6 +12,9 @@ _task = contextvars.ContextVar("mpiray_task", default=_NO_TASK)
 # see it too, as in Ray (their submissions are its children, their task id its own).
 _plain_task = _NO_TASK
 _plain_held = (None, None)   # (devices, resources) of that task, for those threads too
+# What those threads see between tasks: nothing in a task worker; in an actor, its
+# creation task (as Ray's threaded and async actors give it to threads the user starts).
+_fallback = _NO_TASK
 _devices = contextvars.ContextVar("mpiray_devices", default=None)
 _resources = contextvars.ContextVar("mpiray_resources", default=None)
 _process = {"actor_id": None, "node_id": "", "worker_id": "", "reconstructed": False}
@@ -25,7 +28,7 @@ def set_task(task_id=None, name=None, devices=None, resources=None, fn=None, dep
     global _plain_task, _plain_held
     _task.set((task_id, name, fn, depth))
     if process_wide or task_id is None:
-        _plain_task = (task_id, name, fn, depth) if process_wide else _NO_TASK
+        _plain_task = (task_id, name, fn, depth) if process_wide else _fallback
         _plain_held = (devices, resources) if process_wide else (None, None)
     # (set only when they change: most tasks of a worker have the same ones, and a
     # ContextVar.set allocates)
@@ -33,6 +36,13 @@ def set_task(task_id=None, name=None, devices=None, resources=None, fn=None, dep
         _devices.set(devices)
     if resources is not None and _resources.get() != resources:
         _resources.set(resources)
+
+
+def set_fallback_task(task_id, name, depth):
+    """An actor's creation task: what threads of its process that run no call of their
+    own see (a sequential actor's running call, while one runs: set_task process_wide)."""
+    global _fallback, _plain_task
+    _fallback = _plain_task = (task_id, name, None, depth)
 
 
 def _current():

@@ -65,8 +65,9 @@ def run(runtime, spec, fn):
     task_failed = False
     set_title(spec.name)
     # Actor calls see the GPUs of their process; a task sees the ones it was given.
-    if spec.actor_id:
-        context.set_task(spec.task_id.hex(), spec.name, fn=fn, depth=spec.depth)
+    if spec.actor_id:   # (a sequential actor's threads see its running call, as Ray's)
+        context.set_task(spec.task_id.hex(), spec.name, fn=fn, depth=spec.depth,
+                         process_wide=context.process().get("actor_sequential", False))
     else:
         context.set_task(spec.task_id.hex(), spec.name, spec.devices, spec.resources, fn,
                          spec.depth, process_wide=True)
