@@ -1173,3 +1173,49 @@ def test_parent_of_tasks_from_threads_an_actor_starts(ray):
         (row,) = [t for t in list_tasks() if t["task_id"] == child]
         assert row["parent_task_id"] == {"call": call, "creation": creation}[expected], cls
         ray.kill(actor)
+
+
+def test_list_tasks_rows_of_tasks_that_never_ran_or_whose_worker_exited(fresh):
+    """As Ray's: a task refused by a hard node affinity, one cancelled while it waited,
+    and an actor killed before it was placed are FAILED rows; a worker's exit gives Ray's
+    words."""
+    from mpiray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from mpiray.util.state import list_actors, list_tasks
+
+    ray = fresh
+    ray.init(num_cpus=1)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+    @ray.remote
+    def task():
+        return 1
+
+    @ray.remote(max_retries=0)
+    def exits():
+        os._exit(27)
+
+    @ray.remote
+    class Big:
+        pass
+
+    unschedulable = task.options(scheduling_strategy=here, num_cpus=2, name="unsched").remote()
+    with pytest.raises(ray.exceptions.TaskUnschedulableError):
+        ray.get(unschedulable, timeout=30)
+    waiting = task.options(num_gpus=1, name="waits").remote()
+    ray.cancel(waiting)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(waiting, timeout=30)
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(exits.remote(), timeout=30)
+    big = Big.options(num_cpus=10).remote()
+    ray.kill(big)
+    time.sleep(0.3)
+    rows = {t["name"]: t for t in list_tasks()}
+    assert (rows["unsched"]["state"], rows["unsched"]["error_type"]) == ("FAILED", "TASK_UNSCHEDULABLE_ERROR")
+    assert "The node specified via NodeAffinitySchedulingStrategy doesn't exist any more or " \
+           "is infeasible" in rows["unsched"]["error_message"]
+    assert (rows["waits"]["state"], rows["waits"]["error_type"]) == ("FAILED", "TASK_CANCELLED")
+    assert rows["exits"]["error_type"] == "WORKER_DIED"
+    assert "Worker exits with an exit code 27" in rows["exits"]["error_message"]
+    assert rows["Big.__init__"]["state"] == "FAILED"
+    assert [a["state"] for a in list_actors() if a["class_name"] == "Big"] == ["DEAD"]

@@ -100,6 +100,9 @@ def _crash_error(rec, status):
         return "TASK_PLACEMENT_GROUP_REMOVED", "its placement group was removed"
     if rec.cancelled:
         return "TASK_CANCELLED", "The task was cancelled."
+    if status.startswith("exit code "):   # (Ray's words first)
+        return "WORKER_DIED", (f"Worker exits with an exit code {status[len('exit code '):]}. "
+                               f"The worker running it died unexpectedly ({status}).")
     return "WORKER_DIED", f"The worker running it died unexpectedly ({status})."
 
 
@@ -601,6 +604,7 @@ class Scheduler(CrossNode):
             return  # ended by _reclaim_ahead
         self._remove_pending(rec)
         del self.tasks[task_id]
+        self._note_unrun(rec, _task_error(False, True, False))
         self.seal_error(rec.spec.return_ids(), TaskCancelledError(task_id.hex()))
         self._finish(rec)
 
@@ -661,8 +665,9 @@ class Scheduler(CrossNode):
                     return
                 if affinity.pinned_node(req) is not None:   # Ray: a hard affinity fails at once
                     self.tasks.pop(rec.spec.task_id, None)
-                    self.seal_error(rec.spec.return_ids(), TaskUnschedulableError(
-                        affinity.unschedulable_message(rec.spec.name, req)))
+                    why = affinity.unschedulable_message(rec.spec.name, req)
+                    self._note_unrun(rec, ("TASK_UNSCHEDULABLE_ERROR", why))
+                    self.seal_error(rec.spec.return_ids(), TaskUnschedulableError(why))
                     self._finish(rec)
                     return
                 rec.state = INFEASIBLE
@@ -761,6 +766,7 @@ class Scheduler(CrossNode):
             rec.ahead = False
             if rec.cancelled:
                 del self.tasks[rec.spec.task_id]
+                self._note_unrun(rec, _task_error(False, True, False))
                 self.seal_error(rec.spec.return_ids(), TaskCancelledError(rec.spec.task_id.hex()))
                 self._finish(rec)
             else:
@@ -921,8 +927,16 @@ class Scheduler(CrossNode):
 
     def _fail_removed(self, rec):
         self.tasks.pop(rec.spec.task_id, None)
+        self._note_unrun(rec, ("TASK_PLACEMENT_GROUP_REMOVED", "its placement group was removed"))
         self.seal_error(rec.spec.return_ids(), TaskPlacementGroupRemoved())
         self._finish(rec)
+
+    def _note_unrun(self, rec, error):
+        """A task that ends here without running (refused, cancelled while it waited):
+        list_tasks' FAILED row for it, as Ray lists one."""
+        spec = rec.spec
+        self.ended.append((spec.task_id, spec.name, spec.function_name, spec.attempt, spec.resources,
+                           error, spec.parent, (rec.created, None, time.time())))
 
     def _kill_removed_actor(self, arec):
         if arec.cause is None:

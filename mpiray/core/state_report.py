@@ -168,7 +168,9 @@ def _creation_task(rec) -> dict:
     elif rec.state == AM.STARTING:
         state = "RUNNING"
     elif rec.state == AM.DEAD and getattr(rec.cause, "actor_init_failed", False):
-        state = "FAILED"
+        state, error_type = "FAILED", "TASK_EXECUTION_EXCEPTION"
+    elif rec.state == AM.DEAD and rec.pid is None:   # (killed, or failed, before it ever ran)
+        state, error_type = "FAILED", "ACTOR_DIED"
     else:
         state = "FINISHED"
     spec = rec.spec.creation
@@ -178,7 +180,7 @@ def _creation_task(rec) -> dict:
             "type": "ACTOR_CREATION_TASK", "func_or_class_name": spec.name,
             "actor_id": rec.spec.actor_id.hex(), "parent_task_id": spec.parent,
             "_placed": rec.state != AM.PENDING,
-            "error_type": "TASK_EXECUTION_EXCEPTION" if state == "FAILED" else None,
+            "error_type": error_type if state == "FAILED" else None,
             "error_message": str(rec.cause) if state == "FAILED" else None}
 
 
