@@ -3,6 +3,15 @@ on mpiray: core/runtime_env.py and docs/api.md)."""
 
 from __future__ import annotations
 
+import copy
+import json
+
+# The fields Ray's RuntimeEnv knows; any other is a plugin's (plugins()).
+KNOWN_FIELDS = ("py_modules", "py_executable", "java_jars", "working_dir", "conda", "pip", "uv",
+                "container", "image_uri", "excludes", "env_vars", "_ray_release",
+                "_ray_commit", "_inject_current_ray", "config", "worker_process_setup_hook",
+                "nsight", "mpi", "rocprof_sys")
+
 
 class RuntimeEnv(dict):
     """A dict of runtime_env fields. Its fields' types are checked when it is made, as
@@ -23,11 +32,90 @@ class RuntimeEnv(dict):
         super().__init__({k: v for k, v in given.items() if v is not None})
 
     def to_dict(self) -> dict:
-        """Plain dicts all the way down (dataclasses.asdict, json)."""
-        out = dict(self)
+        """Plain dicts all the way down (dataclasses.asdict, json), a copy: changing it
+        leaves this one as it is."""
+        out = copy.deepcopy(dict(self))
         if isinstance(out.get("config"), RuntimeEnvConfig):
             out["config"] = out["config"].to_dict()
         return out
+
+    def serialize(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def deserialize(cls, serialized_runtime_env: str) -> "RuntimeEnv":
+        return cls(**json.loads(serialized_runtime_env))
+
+    # Ray's accessors, each with its default when the field is not set
+    def env_vars(self) -> dict:
+        return dict(self.get("env_vars", {}))
+
+    def working_dir(self) -> str:
+        return self.get("working_dir", "")
+
+    def has_working_dir(self) -> bool:
+        return bool(self.get("working_dir"))
+
+    def working_dir_uri(self):
+        return self.get("working_dir")
+
+    def py_modules(self) -> list:
+        return list(self.get("py_modules", []))
+
+    def py_modules_uris(self) -> list:
+        return self.py_modules()
+
+    def py_executable(self):
+        return self.get("py_executable")
+
+    def java_jars(self) -> list:
+        return list(self.get("java_jars", []))
+
+    def has_pip(self) -> bool:
+        return self.get("pip") is not None
+
+    def pip_config(self) -> dict:
+        pip = self.get("pip")
+        if pip is None:
+            return {}
+        return {"packages": list(pip)} if isinstance(pip, (list, tuple)) else dict(pip)
+
+    def has_uv(self) -> bool:
+        return self.get("uv") is not None
+
+    def uv_config(self) -> dict:
+        uv = self.get("uv")
+        if uv is None:
+            return {}
+        return {"packages": list(uv)} if isinstance(uv, (list, tuple)) else dict(uv)
+
+    def has_conda(self) -> bool:
+        return self.get("conda") is not None
+
+    def conda_env_name(self):
+        conda = self.get("conda")
+        return conda if isinstance(conda, str) else None
+
+    def conda_config(self):
+        conda = self.get("conda")
+        return json.dumps(conda, sort_keys=True) if isinstance(conda, dict) else None
+
+    def image_uri(self):
+        return self.get("image_uri")
+
+    def get_extension(self, key):
+        if key not in KNOWN_FIELDS and "_" not in key:   # (as Ray's: a plugin's field)
+            raise ValueError(f"Extension key {key!r} must contain '_'")
+        return self.get(key)
+
+    def plugins(self) -> list:
+        """(field, its value as json) for each field that is not one of Ray's own."""
+        return [(k, json.dumps(v)) for k, v in self.items() if k not in KNOWN_FIELDS]
+
+    def get_uris(self) -> list:
+        uris = [self["working_dir"]] if isinstance(self.get("working_dir"), str) and \
+            "://" in self["working_dir"] else []
+        return uris + [m for m in self.py_modules() if isinstance(m, str) and "://" in m]
 
 
 class RuntimeEnvConfig(dict):

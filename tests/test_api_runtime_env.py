@@ -333,3 +333,18 @@ def test_runtime_env_config_is_checked_and_to_dict_is_plain(ray):
     assert dataclasses.asdict(Holder(env.to_dict()))["runtime_env"]["config"][
         "setup_timeout_seconds"] == 1
     assert ray.get(f.options(runtime_env=env).remote(), timeout=30)
+
+
+def test_runtime_env_object_has_rays_methods():
+    from mpiray.runtime_env import RuntimeEnv
+
+    env = RuntimeEnv(env_vars={"A": "a"}, pip=["requests"], my_plugin={"x": 1})
+    as_dict = env.to_dict()
+    as_dict["env_vars"]["B"] = "b"   # a copy: the RuntimeEnv keeps its own
+    assert env["env_vars"] == {"A": "a"}
+    again = RuntimeEnv.deserialize(env.serialize())
+    assert again == env and isinstance(again, RuntimeEnv)
+    assert env.env_vars() == {"A": "a"} and env.has_pip() and env.pip_config() == {"packages": ["requests"]}
+    assert (env.working_dir(), env.py_modules(), env.has_conda(), env.has_working_dir()) == ("", [], False, False)
+    assert env.plugins() == [("my_plugin", '{"x": 1}')]
+    assert RuntimeEnv().to_dict() == {} and RuntimeEnv().env_vars() == {}
