@@ -100,8 +100,9 @@ def _strategy_of(opts: dict):
     import warnings
 
     warnings.warn("placement_group parameter is deprecated. Use scheduling_strategy="
-                  "PlacementGroupSchedulingStrategy(...) instead.", DeprecationWarning,
-                  stacklevel=5)
+                  "PlacementGroupSchedulingStrategy(...) instead, see the usage at "
+                  "https://docs.ray.io/en/master/ray-core/package-ref.html#ray-remote.",
+                  DeprecationWarning, stacklevel=5)
     from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     return PlacementGroupSchedulingStrategy(pg, opts.get("placement_group_bundle_index", -1),
@@ -112,15 +113,43 @@ def _in_group(req: dict, strategy, fit: dict, what=None) -> dict:
     """req asked of the strategy's bundle; fit (what placing it takes) must fit that
     bundle (or one of them, for index -1), else no node could ever run it (Ray's words)."""
     pg, index = strategy.placement_group, strategy.placement_group_bundle_index
-    bundles = pg.bundle_specs if index < 0 else [pg.bundle_specs[index]]
+    check_fits(fit, pg.bundle_specs, index, what)
+    return placement.in_group(req, pg.id.hex(), index,
+                              capture=bool(strategy.placement_group_capture_child_tasks))
+
+
+def check_fits(fit: dict, bundle_specs: list, index: int = -1, what=None) -> None:
+    """fit must fit the group's bundle `index` (one of them, for -1), else no node could
+    ever run it: Ray's ValueError."""
+    bundles = bundle_specs if index < 0 else [bundle_specs[index]]
     if not any(all(b.get(k, 0.0) + 1e-9 >= v for k, v in fit.items()) for b in bundles):
         asked = {k: int(v) if float(v).is_integer() else v for k, v in fit.items()}
         which = "any bundles" if index < 0 else f"the bundle {index}"
         raise ValueError(f"Cannot schedule {what or 'this task'} with the placement group "
                          f"because the resource request {asked} cannot fit into {which} for "
                          f"the placement group, {bundles}.")
-    return placement.in_group(req, pg.id.hex(), index,
-                              capture=bool(strategy.placement_group_capture_child_tasks))
+
+
+_bundle_specs = {}   # placement group (hex) -> its bundles (they never change), per process
+
+
+def captured(req: dict, fit: dict, parent: dict, what=None) -> dict:
+    """placement.captured(req, parent), after checking that fit fits one of the group's
+    bundles (as Ray checks a captured child: else it would wait for ever)."""
+    inside = placement.captured(req, parent)
+    if inside is req:
+        return req
+    pg = placement.group_of(inside)
+    bundles = _bundle_specs.get(pg)
+    if bundles is None:
+        from mpiray.util.placement_group import get_current_placement_group
+
+        current = get_current_placement_group()
+        if current is None:   # (removed meanwhile: the scheduler fails the work)
+            return inside
+        bundles = _bundle_specs[pg] = current.bundle_specs
+    check_fits(fit, bundles, -1, what)
+    return inside
 
 
 def _with_strategy(req: dict, strategy, fit=None, what=None) -> dict:
@@ -135,8 +164,8 @@ def _with_strategy(req: dict, strategy, fit=None, what=None) -> dict:
     if isinstance(strategy, NodeLabelSchedulingStrategy):
         return req   # (placed at submission: label_selection)
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        if strategy.placement_group is None:
-            return req
+        if strategy.placement_group is None or strategy.placement_group.is_empty:
+            return req   # (Ray's empty group: outside any)
         return _in_group(req, strategy, req if fit is None else fit, what)
     if strategy is None or isinstance(strategy, str):
         if strategy not in (None, "DEFAULT", "SPREAD"):
@@ -326,4 +355,5 @@ def actor_options(opts: dict, what=None) -> dict:
         "capturable": _capturable(opts),
         "runtime_env": runtime_env.validate(opts.get("runtime_env")),
         "out_of_order": opts.get("allow_out_of_order_execution"),   # (None: not given)
+        "object_store_memory": opts.get("object_store_memory"),   # (warned of at creation)
     }

@@ -15,6 +15,7 @@ import inspect
 import os
 import types
 import typing
+import warnings
 
 import cloudpickle
 
@@ -28,6 +29,7 @@ from mpiray.core.actor_spec import BUILT_IN_METHODS
 from mpiray.core.executor import AsyncActorExit, SyncActorExit
 from mpiray.core import runtime_env
 from mpiray.core.task_spec import ACTOR_CREATION, GROUP_SEP, STREAMING, TaskSpec
+from mpiray.exceptions import ActorClassInheritanceException  # noqa: F401 - Ray's ray.actor has it
 from mpiray.remote_function import _remote_form, is_generator_function, wrap_returns
 from mpiray.serialization import check_function_size, dumps_function, raise_unpicklable
 
@@ -134,6 +136,9 @@ class ActorClass:
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self._checked)
 
+    def __repr__(self):   # (Ray's actor classes are named ActorClass(<class>))
+        return f"<{self._cls.__module__}.ActorClass({self._cls.__name__}) object at {hex(id(self))}>"
+
     _remote = _remote_form
 
     def options(self, **opts):
@@ -164,6 +169,11 @@ class ActorClass:
 
         if opts.__class__ is not dict:
             raise opts   # (options Ray refuses only now: _options.deferred)
+        if opts["object_store_memory"] is not None:   # (Ray's warning, at each creation)
+            warnings.warn("Setting 'object_store_memory' for actors is deprecated since it "
+                          "doesn't actually reserve the required object store memory. Use "
+                          "object spilling that's enabled by default instead to bypass the "
+                          "object store memory size limitation.", DeprecationWarning, stacklevel=3)
 
         _options.check_out_of_order(opts["out_of_order"], self._is_async,
                                     opts["max_concurrency"] or (1000 if self._is_async else 1))
@@ -208,7 +218,8 @@ class ActorClass:
             held, to_place = dict(held, **where), dict(to_place, **where)
         if opts["capturable"] and not rt.is_driver:
             parent = context.resources()
-            held, to_place = placement.captured(held, parent), placement.captured(to_place, parent)
+            held = placement.captured(held, parent)
+            to_place = _options.captured(to_place, opts["placement"], parent, self.__name__)
         aspec = A.ActorSpec(
             actor_id=actor_id, class_name=self.__name__, creation=creation,
             placement=to_place, resources=held,

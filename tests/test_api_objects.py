@@ -461,6 +461,10 @@ def test_inheriting_from_an_actor_class_is_refused_clearly(ray):
     with pytest.raises(ray.exceptions.ActorClassInheritanceException, match="Inheriting"):
         class Derived(Base):
             pass
+    from mpiray.actor import ActorClassInheritanceException   # (Ray's ray.actor has it too)
+
+    assert ActorClassInheritanceException is ray.exceptions.ActorClassInheritanceException
+    assert repr(Base).startswith(f"<{__name__}.ActorClass(Base) object at 0x")
 
 
 def test_a_chain_of_thousands_of_nested_refs_is_freed(ray):

@@ -270,7 +270,7 @@ def test_bad_arguments_are_refused_by_name(ray4):
         placement_group([{"CPU": 1}], strategy="TIGHT")
     with pytest.raises(ValueError, match="non-empty list"):
         placement_group([])
-    with pytest.raises(ValueError, match="bundle 1"):
+    with pytest.raises(ValueError, match="cannot be an empty dictionary"):
         placement_group([{"CPU": 1}, {}])
     with pytest.raises(ValueError, match="non-negative"):
         placement_group([{"CPU": -1}])
@@ -453,3 +453,73 @@ def test_group_handles_by_id_names_and_pending_stats_as_rays(ray4):
     assert stats["end_to_end_creation_latency_ms"] == 0.0 and stats["scheduling_latency_ms"] == 0.0
     remove_placement_group(pending)
     remove_placement_group(renamed)
+
+
+def test_placement_group_checks_and_names_as_rays(ray):
+    """Ray's validation words, validate_placement_group, PlacementGroup.empty(),
+    bundle_cache, the object_store_memory deprecation warnings, list_placement_groups'
+    is_detached / creator_job_id / stats, and a captured child that fits no bundle."""
+    import warnings
+
+    from mpiray.util.placement_group import (VALID_PLACEMENT_GROUP_STRATEGIES, PlacementGroup,
+                                             placement_group, remove_placement_group,
+                                             validate_placement_group)
+    from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    from mpiray.util.state import list_placement_groups
+
+    assert VALID_PLACEMENT_GROUP_STRATEGIES == {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"}
+    for bad, words in ((dict(bundles=[{"CPU": 1}], strategy="NOPE"), "Invalid placement group strategy"),
+                       (dict(bundles={"CPU": 1}), "must be a list"),
+                       (dict(bundles=[{"CPU": "1"}]), "resource dictionaries"),
+                       (dict(bundles=[{"CPU": 0}]), "only 0 values"),
+                       (dict(bundles=[{"CPU": 1}], _soft_target_node_id=ray.NodeID.from_random().hex()),
+                        "only works with STRICT_PACK"),
+                       (dict(bundles=[{"CPU": 1}], strategy="STRICT_PACK", _soft_target_node_id="a"),
+                        "Invalid hex ID")):
+        with pytest.raises(ValueError, match=words):
+            placement_group(**bad)
+        with pytest.raises(ValueError, match=words):
+            validate_placement_group(**bad)
+    assert validate_placement_group([{"CPU": 1}], "STRICT_PACK") is True
+    assert PlacementGroup.empty().is_empty
+
+    @ray.remote
+    def where():
+        return ray.util.get_current_placement_group() is None
+
+    # (Ray's empty group: work given it runs outside any group)
+    assert ray.get(where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+        PlacementGroup.empty())).remote(), timeout=30)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        pg = placement_group([{"CPU": 1, "object_store_memory": 1}], lifetime="detached")
+
+        @ray.remote(object_store_memory=1, num_cpus=0)
+        class Holder:
+            pass
+
+        holder = Holder.remote()
+    texts = [str(w.message) for w in seen if w.category is DeprecationWarning]
+    assert any("'object_store_memory' for bundles is deprecated" in t for t in texts), texts
+    assert any("'object_store_memory' for actors is deprecated" in t for t in texts), texts
+    ray.get(pg.ready(), timeout=30)
+    assert pg.bundle_cache == [{"CPU": 1.0, "object_store_memory": 1.0}]
+    (row,) = list_placement_groups(filters=[("is_detached", "=", "True")])
+    assert row["placement_group_id"] == pg.id.hex() and row["creator_job_id"] == ray.get_runtime_context().get_job_id()
+    assert row["stats"]["scheduling_state"] == "FINISHED"
+
+    @ray.remote(num_cpus=2)
+    def too_big():
+        return 1
+
+    @ray.remote(num_cpus=0)
+    def parent():
+        with pytest.raises(ValueError, match="cannot fit into any bundles"):
+            too_big.remote()
+        return True
+
+    assert ray.get(parent.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+        pg, placement_group_capture_child_tasks=True)).remote(), timeout=30)
+    ray.kill(holder)
+    remove_placement_group(pg)

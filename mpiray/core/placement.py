@@ -126,30 +126,41 @@ def cpus_of(req: dict) -> float:
 
 
 def check_bundles(bundles, strategy):
-    """Ray's rules for placement_group()'s arguments, with errors naming what is wrong."""
+    """Ray's rules for placement_group()'s arguments, in Ray's words, then which bundle."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"placement group strategy must be one of {', '.join(STRATEGIES)}, "
-                         f"got {strategy!r}")
-    if not isinstance(bundles, (list, tuple)) or not bundles:
-        raise ValueError(f"bundles must be a non-empty list of resource dicts, got {bundles!r}")
+        raise ValueError(f"Invalid placement group strategy {strategy}. Supported strategies "
+                         f"are: {set(STRATEGIES)}.")
+    if not isinstance(bundles, list):
+        raise ValueError(f"Placement group bundles must be a list, got {type(bundles)}.")
+    if not bundles:
+        raise ValueError("Bundles must be a non-empty list of resource dictionaries. For "
+                         "example: `[{'CPU': 1.0}, {'GPU': 1.0}]`. Got empty list instead.")
     out = []
     for i, bundle in enumerate(bundles):
-        if not isinstance(bundle, dict) or not bundle:
-            raise ValueError(f"bundle {i} must be a non-empty dict of resources, got {bundle!r}")
+        if not isinstance(bundle, dict) or not all(isinstance(k, str) and k for k in bundle) or \
+                not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bundle.values()):
+            raise ValueError("Bundles must be a non-empty list of resource dictionaries. For "
+                             f"example: `[{{'CPU': 1.0}}, {{'GPU': 1.0}}]`. Bundle {i} is {bundle!r}.")
         clean = {}
         for key, amount in bundle.items():
-            if not isinstance(key, str) or not key:
-                raise ValueError(f"bundle {i}: resource names are strings, got {key!r}")
             if key == "bundle":   # (Ray's own name for a group's wildcard resource)
                 raise ValueError(f"bundle {i}: 'bundle' is a reserved resource name and cannot "
                                  "be asked for in a placement group")
-            if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount < 0:
+            if amount < 0:
                 raise ValueError(f"bundle {i}: resource {key!r} must be a non-negative number, "
                                  f"got {amount!r}")
             if amount:
                 clean[key] = float(amount)
         if not clean:
-            raise ValueError(f"bundle {i} asks for nothing: {bundle!r} (every amount is 0)")
+            raise ValueError("Bundles cannot be an empty dictionary or resources with only 0 "
+                             f"values. Bundles: {bundles}")
+        if "object_store_memory" in bundle:
+            import warnings
+
+            warnings.warn("Setting 'object_store_memory' for bundles is deprecated since it "
+                          "doesn't actually reserve the required object store memory. Use "
+                          "object spilling that's enabled by default instead.",
+                          DeprecationWarning, stacklevel=3)
         out.append(clean)
     return out
 
@@ -322,7 +333,7 @@ class PlacementGroups:
     def apply(self, op, args):
         return getattr(self, "op_" + op)(*args)
 
-    def op_create(self, pg, bundles, strategy, name, namespace):
+    def op_create(self, pg, bundles, strategy, name, namespace, detached=False):
         if name and (namespace, name) in self.names:
             from mpiray.exceptions import RaySystemError
 
@@ -332,7 +343,8 @@ class PlacementGroups:
         self.groups[pg] = {"bundles": bundles, "strategy": strategy, "name": name,
                            "namespace": namespace, "state": PENDING, "where": where,
                            "placed": [False] * len(bundles), "waiters": [],
-                           "asked": time.monotonic(), "created": None, "attempts": 0}
+                           "asked": time.monotonic(), "created": None, "attempts": 0,
+                           "detached": bool(detached)}
         if name:
             self.names[(namespace, name)] = pg
         if where is None:
@@ -450,7 +462,7 @@ class PlacementGroups:
             "state": rec["state"],
             "bundles_to_node_id": {i: node_ids[n] for i, n in enumerate(rec["where"] or ())
                                    if rec["placed"][i]},
-            "stats": _stats(rec),
+            "stats": _stats(rec), "is_detached": rec["detached"],
         }
 
 

@@ -19,7 +19,7 @@ import time
 
 import cloudpickle
 
-from mpiray import _ids
+from mpiray import _ids, _options
 from mpiray.core.native import QueueClosed
 from mpiray.core.deferred_calls import DeferredCalls
 from mpiray.core import actor_spec as A
@@ -491,7 +491,7 @@ class Runtime:
         if not self.is_driver and opts["capturable"]:
             parent = context.resources()
             if len(parent) > 1:   # (a plain parent, {"CPU": 1}, captures nothing)
-                req = placement.captured(req, parent)
+                req = _options.captured(req, opts["resources"], parent, what or name)
         spec = TaskSpec(
             task_id=_ids.new_id() if n >= 0 else _ids.new_stream_id(), kind=0,
             function_id=function_id, name=name, args=blob,

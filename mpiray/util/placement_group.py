@@ -15,30 +15,36 @@ from mpiray.core import context, current, placement
 from mpiray.core import protocol as P
 
 REPLY_TIMEOUT_S = 60.0
+VALID_PLACEMENT_GROUP_STRATEGIES = set(placement.STRATEGIES)
 
 
 class PlacementGroup:
     """A handle on a placement group; it may be passed to tasks and actors."""
 
+    @staticmethod
+    def empty() -> "PlacementGroup":
+        """Ray's empty group (the nil id): work given it is placed outside any group."""
+        return PlacementGroup(PlacementGroupID.nil(), [])
+
     def __init__(self, id, bundle_cache=None, strategy="PACK", name=""):
         """id: a PlacementGroupID (or its hex); bundle_cache: the bundles, when known
         (else they are looked up once asked for, as Ray's handle does)."""
         self.id = id if isinstance(id, PlacementGroupID) else PlacementGroupID.from_hex(id)
-        self._cache = None if bundle_cache is None else [dict(b) for b in bundle_cache]
+        self.bundle_cache = None if bundle_cache is None else [dict(b) for b in bundle_cache]
         self.strategy = strategy
         self.name = name
         self._ready = None
 
     @property
     def _bundles(self) -> list:
-        if self._cache is None:
+        if self.bundle_cache is None:
             info = _ask("info", (self.id.hex(),)) or {}
             bundles = info.get("bundles", {})
             # (a group this cluster does not know has none)
-            self._cache = [dict(bundles[i]) for i in sorted(bundles)] if bundles else []
+            self.bundle_cache = [dict(bundles[i]) for i in sorted(bundles)] if bundles else []
             self.strategy = info.get("strategy", self.strategy)
             self.name = info.get("name", self.name)
-        return self._cache
+        return self.bundle_cache
 
     @property
     def bundle_specs(self) -> list:
@@ -50,8 +56,8 @@ class PlacementGroup:
 
     @property
     def is_empty(self) -> bool:
-        """No bundles (Ray's: the empty group, for tasks scheduled outside any)."""
-        return not self._bundles
+        """Ray's empty group (PlacementGroup.empty(): the nil id)."""
+        return self.id.is_nil()
 
     def ready(self):
         """An ObjectRef that is ready (its value: this group) once the group is placed.
@@ -82,7 +88,7 @@ class PlacementGroup:
         return hash(self.id)
 
     def __reduce__(self):
-        return (PlacementGroup, (self.id.hex(), self._cache, self.strategy, self.name))
+        return (PlacementGroup, (self.id.hex(), self.bundle_cache, self.strategy, self.name))
 
     def __repr__(self):
         return f"PlacementGroup({self.id.hex()}, {self.strategy}, {self._bundles})"
@@ -115,15 +121,41 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None,
     """Reserves `bundles` (a list of resource dicts) on the cluster's nodes, as
     `strategy` (PACK, SPREAD, STRICT_PACK, STRICT_SPREAD) says. Returns at once; the
     group is placed as soon as nodes have room (pg.ready(), pg.wait())."""
+    _check_options(strategy, lifetime, _soft_target_node_id)
     clean = placement.check_bundles(bundles, strategy)
     if not isinstance(name, str):
         raise ValueError(f"a placement group name must be a string, got {name!r}")
-    if lifetime not in (None, "detached"):
-        raise ValueError(f"lifetime must be None or 'detached', got {lifetime!r}")
     pg = _ids.new_id().hex()
     # (named: the answer says whether the name is free)
-    _ask("create", (pg, clean, strategy, name, _namespace()), wait=bool(name))
+    _ask("create", (pg, clean, strategy, name, _namespace(), lifetime == "detached"), wait=bool(name))
     return PlacementGroup(pg, clean, strategy, name)
+
+
+def validate_placement_group(bundles, strategy="PACK", lifetime=None,
+                             _soft_target_node_id=None, bundle_label_selector=None) -> bool:
+    """Ray's checks of placement_group()'s arguments (ValueError naming what is wrong);
+    True when they pass."""
+    _check_options(strategy, lifetime, _soft_target_node_id)
+    placement.check_bundles(bundles, strategy)
+    return True
+
+
+def _check_options(strategy, lifetime, _soft_target_node_id):
+    if _soft_target_node_id is not None:
+        if strategy != "STRICT_PACK":
+            raise ValueError("_soft_target_node_id currently only works with STRICT_PACK but "
+                             f"got {strategy}")
+        try:
+            from mpiray.ids import NodeID
+
+            valid = not NodeID.from_hex(_soft_target_node_id).is_nil()
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise ValueError(f"Invalid hex ID of _soft_target_node_id, got {_soft_target_node_id}")
+    if lifetime not in (None, "detached"):
+        raise ValueError("Placement group `lifetime` argument must be either `None` or "
+                         f"'detached'. Got {lifetime}.")
 
 
 def remove_placement_group(placement_group: PlacementGroup) -> None:
@@ -200,4 +232,4 @@ def _ask(op, args, wait=True, timeout=REPLY_TIMEOUT_S):
 
 __all__ = ["PlacementGroup", "check_placement_group_index", "get_current_placement_group",
            "get_placement_group", "placement_group", "placement_group_table",
-           "remove_placement_group"]
+           "remove_placement_group", "validate_placement_group", "VALID_PLACEMENT_GROUP_STRATEGIES"]

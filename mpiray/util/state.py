@@ -95,10 +95,13 @@ def list_nodes(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, deta
 
 def list_placement_groups(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30,
                           detail=False, raise_on_missing_output=True, _explain=False) -> list:
+    import mpiray
     from mpiray.util.placement_group import placement_group_table
 
+    job = mpiray.get_runtime_context().get_job_id()   # (one job per cluster: its groups)
     rows = [{"placement_group_id": pg, "name": info["name"], "state": info["state"],
-             "strategy": info["strategy"], "bundles": [info["bundles"][i] for i in sorted(info["bundles"])]}
+             "strategy": info["strategy"], "bundles": [info["bundles"][i] for i in sorted(info["bundles"])],
+             "creator_job_id": job, "is_detached": info["is_detached"], "stats": info["stats"]}
             for pg, info in placement_group_table().items()]
     return _filtered(rows, filters, limit)
 
