@@ -564,5 +564,5 @@ def list_named_actors(all_namespaces=False) -> list:
 def get_gpu_ids() -> list:
     from mpiray.core import context
 
-    auto_init()
+    _runtime()   # (as Ray's: starts one, or says none is running when auto-connect is off)
     return list(context.gpu_ids())

@@ -634,11 +634,14 @@ def test_an_actor_waiting_on_resources_other_actors_hold_is_reported():
 def test_auto_connect_starts_a_runtime_unless_turned_off(fresh, monkeypatch):
     """As Ray's (AUTO_INIT_APIS, test_auto_init): get_runtime_context() and get_gpu_ids()
     start a runtime; with RAY_ENABLE_AUTO_CONNECT=0 they do not (the context's id getters
-    then raise AssertionError), and the first .remote() asks for an explicit init()."""
+    then raise AssertionError, get_gpu_ids() checks it is connected), and the first
+    .remote() asks for an explicit init()."""
     ray = fresh
     monkeypatch.setenv("RAY_ENABLE_AUTO_CONNECT", "0")
     rtc = ray.get_runtime_context()
-    assert ray.get_gpu_ids() == [] and not ray.is_initialized()
+    with pytest.raises(ray.exceptions.RaySystemError, match="ray.init"):
+        ray.get_gpu_ids()
+    assert not ray.is_initialized()
     with pytest.raises(AssertionError, match="Ray has not been initialized"):
         rtc.get_job_id()
     with pytest.raises(AssertionError, match="Ray has not been initialized"):
