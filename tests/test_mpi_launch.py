@@ -369,6 +369,28 @@ def test_hung_rank_ends_the_job_naming_it(tmp_path, monkeypatch):
     assert settle(before) == before
 
 
+def test_a_hung_rank_that_runs_no_node_ends_the_job_at_exit(tmp_path):
+    """Ranks sharing a node: the ones that are not its leader run nothing and send no
+    heartbeats; one that hangs (SIGSTOP) must not keep the job (MPI_Finalize) for ever:
+    the driver's exit waits MPIRAY_EXIT_TIMEOUT_S for every rank's answer, then ends the
+    job naming it."""
+    proc, took = mpirun(3, """
+        import os, signal
+        from mpi4py import MPI
+        with open(f"rank{MPI.COMM_WORLD.rank}.pid", "w") as f:
+            f.write(str(os.getpid()))
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        print("sum", sum(ray.get([ray.remote(lambda x: x).remote(i) for i in range(10)])), flush=True)
+        with open("rank2.pid") as f:
+            os.kill(int(f.read()), signal.SIGSTOP)
+    """, per_rank=False, tmp_path=tmp_path, timeout=90, env={"MPIRAY_EXIT_TIMEOUT_S": "3"})
+    assert "sum 45" in proc.stdout
+    assert proc.returncode != 0 and took < 60
+    assert "rank 2 on host" in proc.stderr and "did not answer the driver's exit" in proc.stderr, \
+        proc.stderr[-2000:]
+
+
 def test_ctrl_c_ends_every_rank(tmp_path):
     before = our_segments()
     script = os.path.join(str(tmp_path), "job.py")

@@ -28,6 +28,10 @@ from mpiray.mpi.agent import TAG_CTRL, Agent
 from mpiray.mpi.world import World
 
 START_TIMEOUT_S = 120
+TAG_BYE = 13   # a serving rank's answer to "exit", as it leaves
+# How long the driver's exit waits for every rank's answer: one that is hung (stopped, or
+# stuck where it cannot read) would otherwise keep MPI_Finalize, and the job, for ever.
+EXIT_TIMEOUT_S = float(os.environ.get("MPIRAY_EXIT_TIMEOUT_S", "30"))
 _world = None
 _cycle = 0          # rank 0: how many clusters this process has formed
 
@@ -234,6 +238,28 @@ def say_exit(w: World):
     """Rank 0's last word: every other rank leaves its serving loop and exits."""
     reqs = [w.comm.isend((None, ("exit",)), dest=r, tag=TAG_CTRL) for r in range(1, w.size)]
     w.MPI.Request.Waitall(reqs)
+    _await_answers(w)
+
+
+def _await_answers(w: World, timeout: float = EXIT_TIMEOUT_S):
+    """Every other rank answers "exit" as it leaves; if one has not within timeout, the
+    job is ended (naming it) instead of hanging in MPI_Finalize. Polled every 2 ms, so an
+    exit costs no busy core."""
+    waiting, status = set(range(1, w.size)), w.MPI.Status()
+    deadline = time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        if w.comm.Iprobe(w.MPI.ANY_SOURCE, TAG_BYE, status):
+            source = status.Get_source()
+            w.comm.recv(source=source, tag=TAG_BYE)
+            waiting.discard(source)
+        else:
+            time.sleep(0.002)
+    if waiting:
+        silent = ", ".join(w.describe_rank(r) for r in sorted(waiting))
+        print(f"mpiray: {silent} did not answer the driver's exit within {timeout:g} s "
+              "(hung, or stopped?): ending the job (MPIRAY_EXIT_TIMEOUT_S sets the wait)",
+              file=sys.stderr, flush=True)
+        w.comm.Abort(1)
 
 
 # ---------------------------------------------------------------- serving ranks
@@ -259,6 +285,7 @@ def serve(w: World):
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+    w.comm.send(None, dest=0, tag=TAG_BYE)   # (the driver waits for every rank's)
     _exit_process(w, code)
 
 
