@@ -456,6 +456,25 @@ def test_metrics_as_rays_api(ray, tmp_path, monkeypatch):
     assert ray.get(a.call.remote(), timeout=30) == {(("actor", "counted"),): 2.0}
 
 
+def test_metrics_updates_within_the_write_interval_are_written_soon_after(tmp_path, monkeypatch):
+    """The file is written at most once a second; an update made sooner is written once
+    that second is over, not dropped."""
+    from mpiray.util import metrics
+
+    monkeypatch.setenv("MPIRAY_METRICS_DIR", str(tmp_path))
+    gauge = metrics.Gauge("soon_written")
+    gauge.set(1)
+    metrics._maybe_write(force=True)
+    gauge.set(2)   # (within the second: deferred)
+    gauge.set(3)
+    deadline = time.monotonic() + 5
+    text = ""
+    while time.monotonic() < deadline and "soon_written 3.0" not in text:
+        time.sleep(0.1)
+        text = "".join(p.read_text() for p in tmp_path.glob("mpiray-*.prom"))
+    assert "soon_written 3.0" in text, text
+
+
 def test_metrics_made_again_under_one_name_add_up(ray):
     """Ray's examples make a metric inside each call: one family, values added up."""
     from mpiray.util import metrics

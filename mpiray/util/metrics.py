@@ -26,6 +26,7 @@ _lock = threading.Lock()
 _write_lock = threading.Lock()
 _registry = {}            # name -> the first metric of that name made in this process
 _last_write = 0.0
+_pending = None           # the timer that writes updates made since the last write
 
 
 class Metric:
@@ -208,12 +209,19 @@ def _escape(v):
 
 
 def _maybe_write(force=False):
-    global _last_write
+    """Writes the file now, or, within WRITE_EVERY_S of the last write, once that is over
+    (a timer): an update is never left unwritten while the process lives."""
+    global _last_write, _pending
     directory = os.environ.get("MPIRAY_METRICS_DIR")
     if not directory:
         return
     now = time.monotonic()
     if not force and now - _last_write < WRITE_EVERY_S:
+        with _lock:
+            if _pending is None:
+                _pending = threading.Timer(_last_write + WRITE_EVERY_S - now, _write_pending)
+                _pending.daemon = True
+                _pending.start()
         return
     _last_write = now
     path = os.path.join(directory, f"mpiray-{socket.gethostname()}-{os.getpid()}.prom")
@@ -223,6 +231,16 @@ def _maybe_write(force=False):
         with open(tmp, "w") as f:
             f.write(prometheus_text())
         os.replace(tmp, path)   # (a scraper never reads half a file)
+
+
+def _write_pending():
+    global _pending
+    with _lock:
+        _pending = None
+    try:
+        _maybe_write(force=True)
+    except OSError:
+        pass   # (the directory went: the next update tries again)
 
 
 @atexit.register
