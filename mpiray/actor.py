@@ -136,6 +136,10 @@ class ActorClass:
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self._checked)
 
+    def get_or_create(self, *args, **kwargs):
+        """The named actor (@remote(name=...)) if it exists (args ignored), else made."""
+        return self.options(get_if_exists=True).remote(*args, **kwargs)
+
     def __repr__(self):   # (Ray's actor classes are named ActorClass(<class>))
         return f"<{self._cls.__module__}.ActorClass({self._cls.__name__}) object at {hex(id(self))}>"
 
@@ -150,6 +154,10 @@ class ActorClass:
         class _Bound:
             def remote(self, *args, **kwargs):
                 return parent._create(args, kwargs, checked)
+
+            def get_or_create(self, *args, **kwargs):
+                """The named actor if it exists (args ignored), else made with args."""
+                return parent.options(**opts, get_if_exists=True).remote(*args, **kwargs)
 
             def bind(self, *args, **kwargs):
                 from mpiray.dag import ClassNode

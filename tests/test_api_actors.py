@@ -2218,3 +2218,26 @@ def test_actor_threads_do_not_grow_under_load(ray):
         after = ray.get(actor.threads.remote(), timeout=30)
         assert all(n <= before.get(name, 0) for name, n in after.items()), (cls, before, after)
         ray.kill(actor)
+
+
+def test_get_or_create_makes_the_named_actor_once(ray):
+    """Ray's .options(name=...).get_or_create(*args): made with the first args, the same
+    actor (args ignored) after; a name is required."""
+
+    @ray.remote
+    class Greeter:
+        def __init__(self, value):
+            self.value = value
+
+        def hello(self):
+            return self.value
+
+    first = Greeter.options(name="greeter-once").get_or_create("Hi Alice")
+    second = Greeter.options(name="greeter-once").get_or_create("Hi Dave")
+    assert ray.get([first.hello.remote(), second.hello.remote()], timeout=30) == ["Hi Alice"] * 2
+    named = ray.remote(name="greeter-decorated")(Greeter._cls).get_or_create("from the decorator")
+    assert ray.get(named.hello.remote(), timeout=30) == "from the decorator"
+    with pytest.raises(ValueError, match="name must be specified"):
+        Greeter.options().get_or_create("nameless")
+    ray.kill(first)
+    ray.kill(named)

@@ -348,3 +348,39 @@ def test_runtime_env_object_has_rays_methods():
     assert (env.working_dir(), env.py_modules(), env.has_conda(), env.has_working_dir()) == ("", [], False, False)
     assert env.plugins() == [("my_plugin", '{"x": 1}')]
     assert RuntimeEnv().to_dict() == {} and RuntimeEnv().env_vars() == {}
+
+
+def _log_setup():
+    import logging
+
+    logging.basicConfig(level=logging.INFO)
+
+
+def test_logging_a_setup_hook_configures_gets_the_workers_prefix(fresh, capfd):
+    """A worker_process_setup_hook that calls logging.basicConfig (Ray's docs do): a
+    task's and an actor's log lines reach the driver with their "(name pid=N)" prefix."""
+    import logging
+
+    ray = fresh
+    ray.init(num_cpus=1, runtime_env={"worker_process_setup_hook": _log_setup})
+
+    @ray.remote
+    def logs_a_line():
+        logging.info("from the task")
+        return os.getpid()
+
+    @ray.remote
+    class Logs:
+        def line(self):
+            logging.warning("from the actor")
+            return os.getpid()
+
+    pid = ray.get(logs_a_line.remote(), timeout=30)
+    actor_pid = ray.get(Logs.remote().line.remote(), timeout=30)
+    deadline = time.monotonic() + 10
+    err = ""
+    while time.monotonic() < deadline and "from the actor" not in err:
+        time.sleep(0.1)
+        err += capfd.readouterr().err
+    assert f"(logs_a_line pid={pid}) INFO:root:from the task" in err, err
+    assert f"(Logs pid={actor_pid}) WARNING:root:from the actor" in err, err

@@ -61,6 +61,23 @@ def run_exit_handlers():
         pass
 
 
+def _retarget_log_handlers(old) -> None:
+    """Logging handlers made before the swap (a runtime_env's worker_process_setup_hook
+    calling logging.basicConfig runs in the zygote) write to the new streams, so their
+    lines get the worker's prefix too, as Ray's do."""
+    import logging
+
+    swap = {id(old[0]): sys.stdout, id(old[1]): sys.stderr,
+            id(sys.__stdout__): sys.stdout, id(sys.__stderr__): sys.stderr}
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        for handler in lg.handlers:
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and id(stream) in swap:
+                handler.setStream(swap[id(stream)])
+
+
 def name_output(label: str) -> None:
     """Lines printed from now on start with "(label pid=N)", as Ray's: the running task's
     function name, or the actor's class (or its __repr__)."""
@@ -132,7 +149,9 @@ def run_worker(init, slot, kind, actor_id, devices, options, nonce=None):
     context.process()["node_id"] = init["node_id"]
     context.process()["worker_id"] = f"{init['session']}-{slot}"
     who = f"({options.get('label', 'worker')} pid={os.getpid()}) "
+    old = (sys.stdout, sys.stderr)
     sys.stdout, sys.stderr = _PrefixedLines(1, who), _PrefixedLines(2, who)
+    _retarget_log_handlers(old)
     session = init["session"]
     store = Store.attach(names.store_name(session))
     inbox = Queue.attach(names.inbox_name(session))
