@@ -295,20 +295,22 @@ class ActorManager:
             self.s._decref(oid)
 
     # ------------------------------------------------------------ ending
-    def kill(self, actor_id, no_restart=True):
+    def kill(self, actor_id, no_restart=True, why=None):
+        """why: the death's reason, when it is not ray.kill (its owner died, say)."""
         rec = self.actors.get(actor_id)
         if no_restart and rec is not None and rec.state != DEAD:
             # as Ray's: the name is free once kill() returns (the driver's kill is applied
             # before it returns), not once the process is found dead
             self.s.io.unregister_actor_name(rec.spec)
             rec.name_released = True
-        if self.s.cluster is not None and self.s.router.kill(actor_id, no_restart):
+        if self.s.cluster is not None and self.s.router.kill(actor_id, no_restart, why):
             return
         if rec is None or rec.state == DEAD:
             return
         if no_restart:
             rec.no_restart = True
-            rec.cause = rec.cause or death_error(rec, "The actor is dead because it was killed by `ray.kill`.")
+            rec.cause = rec.cause or death_error(
+                rec, why or "The actor is dead because it was killed by `ray.kill`.")
         if rec.state == PENDING:
             if not no_restart and rec.restarts_left != 0:
                 # (as Ray's: a kill that allows a restart, of an actor not started yet,
@@ -336,11 +338,11 @@ class ActorManager:
             if rec.spec.owner_pid != pid or rec.origin is not None:
                 continue
             if died and not rec.spec.detached and rec.state != DEAD:
-                rec.cause = rec.cause or death_error(
-rec, f"The actor is dead because its owner has died: the actor "
-                    f"{rec.spec.class_name} died with the worker process {pid} that created "
-                    "it.")
-                self.kill(rec.spec.actor_id, no_restart=True)
+                why = (f"The actor is dead because its owner has died: the actor "
+                       f"{rec.spec.class_name} died with the worker process {pid} that created it.")
+                rec.cause = rec.cause or death_error(rec, why)
+                self.kill(rec.spec.actor_id, no_restart=True, why=why)   # (why: for the node
+                #                                                            it runs on)
             rec.spec.owner_pid = 0
 
     def on_handles_gone(self, actor_id):

@@ -178,14 +178,15 @@ class ActorRouter:
         rec.no_restart = True
         self.s.actors._to_dead(rec)
 
-    def kill(self, actor_id, no_restart) -> bool:
-        """Passes a kill on to where the actor is; False if it is this node's to do."""
+    def kill(self, actor_id, no_restart, why=None) -> bool:
+        """Passes a kill (and why, if it is not ray.kill) on to where the actor is; False
+        if it is this node's to do."""
         rec = self.s.actors.actors.get(actor_id)
         if rec is None and _ids.node_of(actor_id) != self.cluster.me:
-            self.cluster.send(_ids.node_of(actor_id), ("actor_kill", actor_id, no_restart))
+            self.cluster.send(_ids.node_of(actor_id), ("actor_kill", actor_id, no_restart, why))
             return True
         if rec is not None and rec.host is not None and rec.state != "DEAD":
-            self.cluster.send(rec.host, ("actor_kill", actor_id, no_restart))
+            self.cluster.send(rec.host, ("actor_kill", actor_id, no_restart, why))
             return True
         return False
 

@@ -962,9 +962,10 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
                          f"running or blocked in ray.get(); tasks wait for one of them to end "
                          f"(many tasks blocked at once waiting for others: see docs/api.md)")
 
-    def _ev_kill_actor(self, actor_id, no_restart, reply=None):
-        """ray.kill; a worker's waits for the reply (its name is free when kill returns)."""
-        self.actors.kill(actor_id, no_restart)
+    def _ev_kill_actor(self, actor_id, no_restart, reply=None, why=None):
+        """ray.kill; a worker's waits for the reply (its name is free when kill returns);
+        why: another node's reason for the kill (the actor's owner died there)."""
+        self.actors.kill(actor_id, no_restart, why)
         if reply is not None:
             self.io.put_reply(reply, None)
 
@@ -1171,6 +1172,5 @@ Scheduler._HANDLERS.update({
     P.ACTOR_FAILED: _actor_handler("failed"),
     P.ACTOR_EXIT: _actor_handler("exited"),
     P.ACTOR_DONE: _actor_handler("done"),
-    P.KILL_ACTOR: lambda self, aid, no_restart, reply=None: self._ev_kill_actor(aid, no_restart,
-                                                                                reply),
+    P.KILL_ACTOR: Scheduler._ev_kill_actor,
 })

@@ -385,8 +385,8 @@ class Agent:
     def handle_call_done(self, source, task_id, inline):
         self._events([(P.CALL_DONE, task_id, inline)])
 
-    def handle_actor_kill(self, source, actor_id, no_restart):
-        self._events([(P.KILL_ACTOR, actor_id, no_restart)])
+    def handle_actor_kill(self, source, actor_id, no_restart, why=None):
+        self._events([(P.KILL_ACTOR, actor_id, no_restart, None, why)])
 
     def handle_actor_dead(self, source, actor_id, cause_bytes):
         from mpiray.serialization import deserialize

@@ -525,6 +525,35 @@ def test_actor_made_by_a_task_on_one_node_hosted_on_another(ray3):
     assert eventually(lambda: process_gone(pid), timeout=15)
 
 
+def test_an_actor_whose_owner_dies_on_another_node_says_so(ray):
+    """Regression: an actor hosted on node 0 whose creator (an actor on another node) is
+    killed dies with Ray's reason, its owner's death, not `ray.kill`."""
+    import signal
+
+    C = _counter_actor(ray)
+
+    @ray.remote(num_cpus=0, **on_node(last(ray)))
+    class Parent:
+        def make(self):
+            self.child = C.options(num_cpus=0, **on_node(0)).remote()
+            return self.child, os.getpid()
+
+    parent = Parent.remote()
+    child, pid = ray.get(parent.make.remote(), timeout=60)
+    assert ray.get(child.incr.remote(), timeout=60) == 1
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get(child.incr.remote(), timeout=30)
+            time.sleep(0.1)
+        except ray.exceptions.RayActorError as err:
+            assert "because its owner has died" in str(err), str(err)
+            break
+    else:
+        pytest.fail("the child outlived its owner")
+
+
 def test_constructor_error_on_a_remote_node_reaches_callers(ray):
     from mpiray.exceptions import RayActorError
 
