@@ -77,6 +77,10 @@ class Config:
     default_actor_lifetime: str = "non_detached"   # (JobConfig's)
     job_id: str = ""         # the driver node's session, on every node (get_job_id())
     graceful_shutdown_s: float = 30.0   # _system_config's actor_graceful_shutdown_timeout_ms
+    # the memory monitor's (core/memory_monitor.py): kill a worker past this share of the
+    # node's memory, looking every memory_refresh_s (0: never)
+    memory_threshold: float = 0.95
+    memory_refresh_s: float = 0.25
     labels: dict = field(default_factory=dict)   # the node's own (core/labels.py)
 
     def memory_bytes(self) -> int:
@@ -171,6 +175,9 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
     from mpiray.core import runtime_env as renv
 
     graceful_ms = (kwargs.get("_system_config") or {}).get("actor_graceful_shutdown_timeout_ms", 30_000)
+    from mpiray.core import memory_monitor
+
+    threshold, refresh_s = memory_monitor.settings(kwargs.get("_system_config"))
     return Config(num_cpus, num_gpus, gpu_ids, resources, object_store_memory,
                   # (as Ray: a job given no namespace gets an anonymous one of its own)
                   namespace=namespace or str(uuid.uuid4()), log_to_driver=log_to_driver,
@@ -180,6 +187,7 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
                   memory=memory,
                   default_actor_lifetime=job.default_actor_lifetime if job else "non_detached",
                   graceful_shutdown_s=float(graceful_ms) / 1000.0,
+                  memory_threshold=threshold, memory_refresh_s=refresh_s,
                   labels=check_node_labels(labels))
 
 

@@ -130,6 +130,7 @@ def _join_nodes(world, node, config):
                      "log_to_driver": config.log_to_driver,
                      "spill_base": _config.spill_base(config.extra),
                      "graceful_shutdown_s": config.graceful_shutdown_s,
+                     "memory_monitor": (config.memory_threshold, config.memory_refresh_s),
                      "default_actor_lifetime": config.default_actor_lifetime})
 
 

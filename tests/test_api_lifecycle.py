@@ -797,3 +797,54 @@ def test_global_worker_job_id_is_nil_when_not_connected(fresh):
     ray.init(num_cpus=1)
     assert worker.global_worker.current_job_id == ray.get_runtime_context().job_id
     assert not worker.global_worker.current_job_id.is_nil()
+
+
+def test_memory_monitor_kills_the_newest_worker_past_the_threshold(fresh):
+    """Ray's memory monitor: past memory_usage_threshold of the node's memory, the newest
+    task's worker is killed: its get raises OutOfMemoryError (no retries left), as does a
+    running actor call, after which the actor (max_restarts=0) is dead; list_tasks and
+    list_workers say why. The threshold is set a little above what is in use now."""
+    from mpiray.core.memory_monitor import node_memory
+    from mpiray.util.state import list_tasks, list_workers
+
+    ray = fresh
+    used, total = node_memory()
+    ray.init(num_cpus=1, _system_config={"memory_usage_threshold": min(0.99, used / total + 0.03),
+                                         "memory_monitor_refresh_ms": 100})
+
+    def eat():
+        chunks = []
+        while len(chunks) < 60:   # (6 GB at most: the monitor stops it well before)
+            chunks.append(bytearray(100 << 20))
+            time.sleep(0.05)
+        return "never killed"
+
+    with pytest.raises(ray.exceptions.OutOfMemoryError, match="running low on memory"):
+        ray.get(ray.remote(max_retries=0)(eat).remote(), timeout=120)
+
+    @ray.remote(max_restarts=0, num_cpus=0)
+    class Eater:
+        def eat(self):
+            return eat()
+
+        def ping(self):
+            return 1
+
+    eater = Eater.remote()
+    with pytest.raises(ray.exceptions.OutOfMemoryError):
+        ray.get(eater.eat.remote(), timeout=120)
+    with pytest.raises(ray.exceptions.RayActorError, match="memory monitor"):
+        ray.get(eater.ping.remote(), timeout=30)
+    assert [t["error_type"] for t in list_tasks() if t["name"] == "eat"] == ["OUT_OF_MEMORY"]
+    assert sum(w["exit_type"] == "NODE_OUT_OF_MEMORY" for w in list_workers()) == 2
+
+
+def test_memory_monitor_settings_are_checked(fresh, monkeypatch):
+    ray = fresh
+    with pytest.raises(ValueError, match="memory_usage_threshold"):
+        ray.init(num_cpus=1, _system_config={"memory_usage_threshold": 1.5})
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")   # (off: no monitor thread)
+    ray.init(num_cpus=1)
+    from mpiray.core import current
+
+    assert current.node().memory_monitor is None

@@ -27,7 +27,7 @@ from mpiray.core.actor_spec import recorded_slots
 from mpiray.core.executor import call_cancelled
 from mpiray.core.scheduler_remote import movable
 from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, ActorUnschedulableError,
-                               RayActorError, RayTaskError)
+                               OutOfMemoryError, RayActorError, RayTaskError)
 from mpiray.serialization import deserialize
 
 # causes a dead actor's callers get as they are (any other is wrapped in ActorDiedError)
@@ -361,7 +361,9 @@ class ActorManager:
             rec.unreferenced = True
             self.s.io.terminate_actor(actor_id)  # after every call already queued
 
-    def on_process_died(self, worker, status):
+    def on_process_died(self, worker, status, oom=None):
+        """oom: the memory monitor killed it, and why (the calls it ran fail with
+        OutOfMemoryError, as Ray's)."""
         rec = self.actors.get(worker.actor_id)
         if rec is None or rec.state == DEAD:
             return
@@ -373,7 +375,7 @@ class ActorManager:
             rec.restarts += 1
             if rec.restarts_left > 0:
                 rec.restarts_left -= 1
-            self._resend_or_fail(rec, lost, status)
+            self._resend_or_fail(rec, lost, status, oom)
             rec.state = PENDING
             rec.pending_since = time.monotonic()
             self.pending.append(rec)
@@ -381,15 +383,16 @@ class ActorManager:
         if rec.cause is None:
             from mpiray.core.zygote import death_hint
 
-            rec.cause = death_error(
+            rec.cause = death_error(rec, f"The actor is dead because its worker process was killed "
+                                         f"by the memory monitor: {oom}") if oom else death_error(
 rec, f"The actor is dead because its worker process has died: the actor "
                 f"{rec.spec.class_name} died unexpectedly ({status}).{death_hint(status)}")
         for call in lost:   # (their notes of attempts, if any, go)
             A.taken_attempt(self.s.io.store, call.task_id, 0)
-        self._fail_calls(lost, rec.cause)
+        self._fail_calls(lost, OutOfMemoryError(oom) if oom else rec.cause)
         self._to_dead(rec)
 
-    def _resend_or_fail(self, rec, running, status):
+    def _resend_or_fail(self, rec, running, status, oom=None):
         """The actor restarts: the calls its process had (running, then those queued, in
         the order they were made) go to the new instance if their retries allow, as in
         Ray (a call sent to an actor that died counts as tried); the others fail with
@@ -399,7 +402,7 @@ rec, f"The actor is dead because its worker process has died: the actor "
         aid = rec.spec.actor_id
         # (an instance that died in its constructor had no call yet: as in Ray, those
         # queued wait for the next one, spending nothing)
-        self._take_back_calls(rec, running, ActorUnavailableError(
+        self._take_back_calls(rec, running, OutOfMemoryError(oom) if oom else ActorUnavailableError(
             f"The actor {rec.spec.class_name} died ({status}) before finishing this call; it "
             "is restarting, and the call is not retried (max_task_retries).", actor_id=aid.hex()),
             queued_were="sent" if rec.state == ALIVE and not rec.killed_to_restart else "unsent")

@@ -100,6 +100,14 @@ class Node:
         self._thread(self.pump.serve_forever, "mpiray-inbox")
         self._thread(self._monitor_loop, "mpiray-monitor")
         self._thread(self._log_loop, "mpiray-log")
+        self.memory_monitor = None
+        if c.memory_refresh_s > 0:
+            from mpiray.core.memory_monitor import MemoryMonitor
+            from mpiray.util.network import get_node_ip_address
+
+            self.memory_monitor = MemoryMonitor(self.scheduler, c.memory_threshold, c.memory_refresh_s,
+                                                {"ip": get_node_ip_address(), "id": self.node_id})
+            self._thread(self.memory_monitor.run, "mpiray-memory")
         with self.scheduler.lock:
             for _ in range(self.scheduler.min_task_workers):
                 self.scheduler.spawn_worker("task")
@@ -235,6 +243,8 @@ class Node:
         if self.stopped:
             return
         self.stopped = True
+        if self.memory_monitor is not None:
+            self.memory_monitor.stop()   # (no kill of a worker the stop ends anyway)
         for q in [self.task_queue] + list(self.actor_queues.values()):
             q.close()
         self.command("exit")

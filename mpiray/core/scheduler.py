@@ -47,7 +47,7 @@ from mpiray.core.resources import NodeResources
 from mpiray.core.runtime import GC_MIN_INTERVAL_S
 from mpiray.core.timeline import TaskLog
 from mpiray.exceptions import (ActorPlacementGroupRemoved, ActorUnschedulableError, ObjectFreedError,
-                               TaskCancelledError, TaskUnschedulableError,
+                               OutOfMemoryError, TaskCancelledError, TaskUnschedulableError,
                                TaskPlacementGroupRemoved, WorkerCrashedError)
 
 log = logging.getLogger("mpiray")
@@ -94,8 +94,11 @@ def _task_error(failed, cancelled, retry):
     return None
 
 
-def _crash_error(rec, status):
-    """(error_type, error_message) of a task attempt whose worker died under it."""
+def _crash_error(rec, status, oom=None):
+    """(error_type, error_message) of a task attempt whose worker died under it (oom: the
+    memory monitor's reason, when it killed it)."""
+    if oom:
+        return "OUT_OF_MEMORY", oom
     if rec.evicted:
         return "TASK_PLACEMENT_GROUP_REMOVED", "its placement group was removed"
     if rec.cancelled:
@@ -150,6 +153,7 @@ class Scheduler(CrossNode):
         # the last ENDED_KEPT attempts that ended here: (task id, name, attempt, resources,
         # failed), for ray.util.state's FINISHED / FAILED rows (core/state_report.py)
         self.ended = collections.deque(maxlen=ENDED_KEPT)
+        self.oom_killed = {}    # slot -> why the memory monitor killed its process
         self.ended_workers = collections.deque(maxlen=ENDED_WORKERS_KEPT)   # list_workers'
         self.ready = {}         # shape -> deque[TaskRecord]
         self.infeasible = []
@@ -1032,6 +1036,7 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
             w.pid, w.nonce, w.started_ms = pid, nonce, int(time.time() * 1000)
 
     def _ev_worker_died(self, slot, pid, status):
+        oom = self.oom_killed.pop(slot, None)   # (the memory monitor's victim: why)
         w = self.workers.pop(slot, None)
         self.io.release_slot(slot)
         if not self.io.stopping():   # (at shutdown the whole store goes: no scans)
@@ -1045,8 +1050,8 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
 
         ended_ms = int(time.time() * 1000)
         if w.kind == ACTOR:
-            self.ended_workers.append((w, ended_ms) + exit_of(
-                w, status, status == CLEAN_EXIT, self.actors.actors.get(w.actor_id)))
+            self.ended_workers.append((w, ended_ms) + (("NODE_OUT_OF_MEMORY", oom) if oom else exit_of(
+                w, status, status == CLEAN_EXIT, self.actors.actors.get(w.actor_id))))
         # Ray's ownership: the actors a process created die with it (unless detached),
         # and so do the tasks it submitted that have not ended (a crashed parent's
         # children, or a retried one's first children, do not run on beside it).
@@ -1057,7 +1062,7 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
         if died and w.nonce:
             self._end_orphans(w.nonce)
         if w.kind == ACTOR:
-            self.actors.on_process_died(w, status)
+            self.actors.on_process_died(w, status, oom)
             return
         self.task_workers -= 1
         self.retiring = max(0, self.retiring - 1)
@@ -1068,9 +1073,35 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
                 continue
             why = "group" if rec.evicted else "cancel" if rec.force_cancelled else why
             self._release_task_resources(rec)
-            self._after_crash(rec, status)
-        self.ended_workers.append((w, ended_ms) + exit_of(w, status, status == CLEAN_EXIT, None,
-                                                          why))
+            self._after_crash(rec, status, oom)
+        self.ended_workers.append((w, ended_ms) + (("NODE_OUT_OF_MEMORY", oom) if oom else exit_of(
+            w, status, status == CLEAN_EXIT, None, why)))
+
+    def oom_victim(self):
+        """The process the memory monitor should kill (core/memory_monitor.py), or None:
+        a running task's worker or an actor's process on this node, described."""
+        from mpiray.core import memory_monitor
+        from mpiray.core.actor_manager import ALIVE
+        from mpiray.core.state_report import _running_workers
+
+        candidates = []
+        for task_id, w in _running_workers(self).items():
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state == DISPATCHED and w.pid:
+                candidates.append({
+                    "slot": w.slot, "pid": w.pid, "what": "task",
+                    "name": f"task ID: {task_id.hex()}, name={rec.spec.name}",
+                    "retriable": rec.spec.attempt < rec.spec.max_retries,
+                    "started": rec.dispatched or rec.created})
+        for arec in self.actors.actors.values():
+            w = self.workers.get(arec.slot) if arec.state == ALIVE and arec.host is None else None
+            if w is not None and w.pid:
+                candidates.append({
+                    "slot": w.slot, "pid": w.pid, "what": "actor",
+                    "name": f"actor ID: {arec.spec.actor_id.hex()}, name={arec.spec.class_name}",
+                    "retriable": not arec.no_restart and arec.restarts_left != 0,
+                    "started": (w.started_ms or 0) / 1000})
+        return memory_monitor.newest(candidates)
 
     def _end_orphans(self, nonce):
         """Cancels (force, recursive) the tasks whose ids the dead process made: Ray's
@@ -1080,10 +1111,10 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
             if rec is not None and not rec.cancelled:
                 self.cancel(task_id, True, True)
 
-    def _after_crash(self, rec, status):
+    def _after_crash(self, rec, status, oom=None):
         spec = rec.spec
         self.ended.append((spec.task_id, spec.name, spec.function_name, spec.attempt, spec.resources,
-                           _crash_error(rec, status), spec.parent, (rec.created, None, time.time())))
+                           _crash_error(rec, status, oom), spec.parent, (rec.created, None, time.time())))
         if rec.evicted:
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), WorkerCrashedError(
@@ -1096,6 +1127,10 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
         elif spec.attempt < spec.max_retries:
             spec.attempt += 1
             self._to_ready(rec)
+        elif oom:
+            del self.tasks[spec.task_id]
+            self.seal_error(spec.return_ids(), OutOfMemoryError(oom))
+            self._finish(rec)
         else:
             from mpiray.core.zygote import death_hint
 

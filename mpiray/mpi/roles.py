@@ -84,6 +84,8 @@ def node_config(w: World, cfg: dict):
     config.log_to_driver = cfg.get("log_to_driver", True)
     config.default_actor_lifetime = cfg.get("default_actor_lifetime", "non_detached")
     config.graceful_shutdown_s = cfg.get("graceful_shutdown_s", config.graceful_shutdown_s)
+    config.memory_threshold, config.memory_refresh_s = cfg.get(
+        "memory_monitor", (config.memory_threshold, config.memory_refresh_s))
     config.job_id = cfg.get("job_id", "")
     config.host_nodes = len(nodes_on_my_host(w))
     return config
