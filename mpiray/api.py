@@ -80,9 +80,21 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
                                  "runtime_env": config.runtime_env,
                                  "default_actor_lifetime": config.default_actor_lifetime}, node)
         _install_exit_handlers()
+        _enable_faulthandler()
         driver_log.configure(config.extra)
         driver_log.started(node.num_nodes)
         return _context_info()
+
+
+def _enable_faulthandler():
+    """As Ray's connect(): a crash of the driver prints its Python stack (workers do too)."""
+    import faulthandler
+
+    if not faulthandler.is_enabled():
+        try:
+            faulthandler.enable(all_threads=False)
+        except (AttributeError, ValueError, OSError):   # (a sys.stderr with no file behind it)
+            pass
 
 
 def _mpi_world():

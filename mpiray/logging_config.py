@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 
 _ENCODINGS = ("TEXT", "JSON")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The attributes every logging.LogRecord has (what additional_log_standard_attrs may name).
+LOGRECORD_STANDARD_ATTRS = frozenset((
+    "args", "created", "exc_info", "exc_text", "filename", "funcName", "levelname", "levelno",
+    "lineno", "module", "msecs", "message", "msg", "name", "pathname", "process",
+    "processName", "relativeCreated", "stack_info", "taskName", "thread", "threadName"))
 
 
 @dataclass
@@ -24,3 +29,7 @@ class LoggingConfig:
         if not isinstance(self.additional_log_standard_attrs, list):
             raise TypeError("additional_log_standard_attrs must be a list of LogRecord "
                             "attribute names")
+        for attr in self.additional_log_standard_attrs:
+            if attr not in LOGRECORD_STANDARD_ATTRS:
+                raise ValueError(f"Unknown python logging standard attribute: {attr}. The valid "
+                                 f"attributes are: {sorted(LOGRECORD_STANDARD_ATTRS)}")

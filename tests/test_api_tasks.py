@@ -1333,3 +1333,23 @@ def test_threads_a_task_starts_see_its_task(ray):
 
     me, (in_thread, its_child) = ray.get(parent.remote(), timeout=60)
     assert in_thread == me and its_child not in (None, me)
+
+
+def test_a_segfaulting_task_prints_its_stack_and_fails_as_rays(ray, capfd):
+    """As Ray's test_segfault_stack_trace: the worker's faulthandler prints the Python
+    stack of a crash, and get raises WorkerCrashedError in Ray's words."""
+
+    @ray.remote(max_retries=0)
+    def crash():
+        import ctypes
+
+        ctypes.string_at(0)
+
+    with pytest.raises(ray.exceptions.WorkerCrashedError, match="The worker died unexpectedly"):
+        ray.get(crash.remote(), timeout=60)
+    deadline = time.monotonic() + 10
+    err = ""
+    while "Fatal Python error: Segmentation fault" not in err and time.monotonic() < deadline:
+        time.sleep(0.1)
+        err += capfd.readouterr().err
+    assert "Fatal Python error: Segmentation fault" in err, err[-2000:]

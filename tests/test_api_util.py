@@ -1238,3 +1238,57 @@ def test_list_tasks_rows_of_tasks_that_never_ran_or_whose_worker_exited(fresh):
     assert "Worker exits with an exit code 27" in rows["exits"]["error_message"]
     assert rows["Big.__init__"]["state"] == "FAILED"
     assert [a["state"] for a in list_actors() if a["class_name"] == "Big"] == ["DEAD"]
+
+
+def test_api_annotations_note_docstrings_and_warn(recwarn):
+    """ray.util.annotations: stability notes in docstrings; Deprecated(warning=True)
+    warns with RayDeprecationWarning (a DeprecationWarning) when used."""
+    import warnings
+
+    from mpiray.util.annotations import Deprecated, DeveloperAPI, PublicAPI, RayDeprecationWarning
+
+    @PublicAPI(stability="beta")
+    def beta():
+        """Does a thing."""
+        return 1
+
+    @DeveloperAPI
+    class Dev:
+        pass
+
+    @Deprecated(message="use new_thing", warning=True)
+    def old_thing():
+        return 2
+
+    @Deprecated(message="gone soon")
+    class Old:
+        pass
+
+    assert "PublicAPI (beta)" in beta.__doc__ and "Does a thing." in beta.__doc__
+    assert "DeveloperAPI" in Dev.__doc__ and "gone soon" in Old.__doc__
+    assert issubclass(RayDeprecationWarning, DeprecationWarning)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert old_thing() == 2 and beta() == 1 and Old() is not None
+    assert [str(w.message) for w in seen if w.category is RayDeprecationWarning] == \
+        [old_thing.__doc__.strip().splitlines()[-1].strip()]
+    with pytest.raises(ValueError, match="stability"):
+        PublicAPI(stability="gamma")
+
+
+def test_logging_and_job_config_as_rays():
+    from mpiray import LoggingConfig
+    from mpiray.job_config import JobConfig
+    from mpiray.types import StreamingObjectRefGeneratorType
+
+    with pytest.raises(ValueError, match="Unknown python logging standard attribute: invalid"):
+        LoggingConfig(additional_log_standard_attrs=["invalid"])
+    LoggingConfig(additional_log_standard_attrs=["name", "funcName"])
+    job = JobConfig(ray_namespace="ns", metadata={"k": "v"})
+    assert job.py_logging_config is None
+    logging_config = LoggingConfig(encoding="JSON")
+    job.set_py_logging_config(logging_config)
+    assert job.py_logging_config is logging_config
+    again = JobConfig.from_json(job.to_json())
+    assert (again.ray_namespace, again.metadata) == ("ns", {"k": "v"})
+    assert StreamingObjectRefGeneratorType[int] is not None

@@ -27,7 +27,8 @@ def test_init_labels_show_in_nodes_and_the_runtime_context(fresh):
     ray = fresh
     _labelled(ray)
     node = ray.nodes()[0]
-    assert node["Labels"] == {"ray.io/node_id": node["NodeID"], "zone": "a", "disk": "ssd"}
+    assert node["Labels"] == {"ray.io/node_id": node["NodeID"], "ray.io/node-id": node["NodeID"],
+                              "zone": "a", "disk": "ssd"}
     assert ray.get_runtime_context().get_node_labels() == node["Labels"]
 
 
@@ -94,7 +95,7 @@ def test_bad_selectors_are_refused_when_the_options_are_given(fresh):
             f.options(label_selector=selector)
     with pytest.raises(ValueError, match="cannot both be empty"):
         NodeLabelSchedulingStrategy(hard={})
-    with pytest.raises(ValueError, match="In, NotIn, Exists or DoesNotExist"):
+    with pytest.raises(ValueError, match="`In`, `NotIn`, `Exists` or `DoesNotExist`"):
         NodeLabelSchedulingStrategy(hard={"zone": "a"})
-    with pytest.raises(ValueError, match="at least one value"):
+    with pytest.raises(ValueError, match="must be a non-empty tuple"):
         In()

@@ -63,8 +63,9 @@ def check_node_labels(labels, what: str = "init(labels=...)") -> dict:
 
 
 def node_labels(own: dict, node_id: str) -> dict:
-    """What nodes() and get_node_labels() show: Ray's default labels, then the node's."""
-    return {"ray.io/node_id": node_id, **own}
+    """What nodes() and get_node_labels() show: Ray's default labels (its node id under
+    both spellings Ray has used, so selectors written for either match), then the node's."""
+    return {"ray.io/node_id": node_id, "ray.io/node-id": node_id, **own}
 
 
 # ----------------------------------------------------------------- selectors
@@ -131,11 +132,15 @@ def expressions_to_terms(expressions, what: str) -> list:
 
     if expressions is None:
         return []
+    param = what.rpartition(" ")[2]   # ("hard" or "soft": Ray's words name it)
     if not isinstance(expressions, dict):
-        raise ValueError(f"{what} must be a dict of label keys to In/NotIn/Exists/"
-                         f"DoesNotExist, got {type(expressions).__name__}")
+        raise ValueError(f"The {param} parameter must be a map (dict), got "
+                         f"{type(expressions).__name__}: {what} takes label keys to In/NotIn/"
+                         "Exists/DoesNotExist")
     terms = []
     for key, op in expressions.items():
+        if not isinstance(key, str):
+            raise ValueError(f"The map key of the {param} parameter must be of type str, got {key!r}")
         check_key(key, what)
         if isinstance(op, In):
             terms.append((key, "in", op.values))
@@ -146,8 +151,8 @@ def expressions_to_terms(expressions, what: str) -> list:
         elif isinstance(op, DoesNotExist):
             terms.append((key, "!exists", ()))
         else:
-            raise ValueError(f"{what}: the operator for {key!r} must be In, NotIn, Exists or "
-                             f"DoesNotExist, got {op!r}")
+            raise ValueError(f"The map value of the {param} parameter for {key!r} must be one of "
+                             f"the `In`, `NotIn`, `Exists` or `DoesNotExist` operator, got {op!r}")
     return terms
 
 

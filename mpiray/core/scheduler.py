@@ -1135,8 +1135,8 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
             from mpiray.core.zygote import death_hint
 
             del self.tasks[spec.task_id]
-            self.seal_error(spec.return_ids(), WorkerCrashedError(
-                f"The worker running {spec.name} died unexpectedly ({status}); "
+            self.seal_error(spec.return_ids(), WorkerCrashedError(   # (Ray's words first)
+                f"The worker died unexpectedly while executing this task ({spec.name}: {status}); "
                 f"attempts made: {spec.attempt + 1}, max_retries={spec.max_retries}."
                 f"{death_hint(status)}"))
             self._finish(rec)

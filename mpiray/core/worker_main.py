@@ -152,6 +152,9 @@ def run_worker(init, slot, kind, actor_id, devices, options, nonce=None):
     old = (sys.stdout, sys.stderr)
     sys.stdout, sys.stderr = _PrefixedLines(1, who), _PrefixedLines(2, who)
     _retarget_log_handlers(old)
+    import faulthandler
+
+    faulthandler.enable(all_threads=False)   # (as Ray's workers: a crash prints its Python stack)
     session = init["session"]
     store = Store.attach(names.store_name(session))
     inbox = Queue.attach(names.inbox_name(session))

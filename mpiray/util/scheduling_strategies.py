@@ -76,11 +76,14 @@ class PlacementGroupSchedulingStrategy:
 
 class _LabelOperator:
     def __init__(self, *values):
+        name = type(self).__name__   # (Ray's words)
         if not values:
-            raise ValueError(f"{type(self).__name__} needs at least one value")
-        for value in values:
+            raise ValueError(f"The variadic parameter of the {name} operator must be a non-empty "
+                             f'tuple: e.g. {name}("value1", "value2").')
+        for i, value in enumerate(values):
             if not isinstance(value, str):
-                raise ValueError(f"{type(self).__name__}'s values must be strings, got {value!r}")
+                raise ValueError(f"Type of value in position {i} for the {name} operator must be "
+                                 f"str (e.g. {name}(\"value\")), got {value!r}")
         self.values = tuple(values)
 
     def __eq__(self, other):
