@@ -1780,7 +1780,8 @@ def test_actor_classes_handles_and_method_names_as_rays(ray):
         def method_one(self):
             return ray.get_runtime_context().get_task_name()
 
-    assert {n for n in dir(Foo) if not n.startswith("_")} == {"method_one", "options", "remote", "bind"}
+    assert {n for n in dir(Foo) if not n.startswith("_")} == {"method_one", "options", "remote", "bind",
+                                                              "get_or_create"}
     f = Foo.remote()
     assert [n for n in dir(f) if not n.startswith("_")] == ["method_one"]
     assert {"__ray_ready__", "__ray_terminate__"} <= set(dir(f))

@@ -78,6 +78,8 @@ class ActorWorker:
         self.loop = None          # async actor: its event loop (_event_loop)
         self.group_loops = {}     # async actor: concurrency group -> its own event loop
         self.unpacker = None      # async actor: the pool its calls' arguments are read in
+        self.shutdown_lock = threading.Lock()   # __ray_shutdown__ runs once (_shutdown_hook)
+        self.shutdown_done = False
         runtime.call_children, runtime.on_call_child = {}, self._call_has_children
         self.child_watches = {}   # call's task id (hex) -> the watch of its cancel mark
         self.children_cancelled = set()   # calls whose children went with their cancel
@@ -172,14 +174,20 @@ class ActorWorker:
         hook = getattr(self.instance, "__ray_shutdown__", None)
         if hook is None:
             return
-        limit = current.info().get("actor_graceful_shutdown_s", GRACEFUL_SHUTDOWN_S)
-        watchdog = threading.Timer(limit, self._cut_shutdown_short, args=(limit,))
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            self._run_shutdown_hook(hook)
-        finally:
-            watchdog.cancel()
+        # Once: an async actor's exit_actor() ends it from the loop's thread while its main
+        # thread leaves its loop too; the later caller waits for the first one's run.
+        with self.shutdown_lock:
+            if self.shutdown_done:
+                return
+            limit = current.info().get("actor_graceful_shutdown_s", GRACEFUL_SHUTDOWN_S)
+            watchdog = threading.Timer(limit, self._cut_shutdown_short, args=(limit,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                self._run_shutdown_hook(hook)
+            finally:
+                self.shutdown_done = True
+                watchdog.cancel()
 
     def _cut_shutdown_short(self, limit):
         print(f"(mpiray) warning: {self.aspec.class_name}.__ray_shutdown__ did not end within "
