@@ -28,6 +28,7 @@ task sent away waits for that word.
 from __future__ import annotations
 
 import collections
+import os
 import logging
 import threading
 import time
@@ -61,7 +62,8 @@ CLEAN_EXIT = "exit code 0"   # (the zygote's words for a process that ended by i
 ENDED_KEPT = 10_000  # ended task attempts listed by ray.util.state.list_tasks
 ENDED_WORKERS_KEPT = 1_000  # ended worker processes listed by list_workers
 STUCK_GC_S = 30.0   # actors waiting on resources ask for a global GC this often
-UNHANDLED_GRACE_S = 5.0   # an interactive driver's unread task error is reported after this
+# an interactive driver's unread task error is reported after this
+UNHANDLED_GRACE_S = float(os.environ.get("MPIRAY_UNHANDLED_GRACE_S", "5"))
 STREAMS_OVER_KEPT = 10_000  # ended streams remembered, for items that arrive after the end
 
 
