@@ -162,6 +162,26 @@ def test_worker_prints_reach_driver_with_prefix():
                for l in result.stdout.splitlines()), result.stdout   # an actor's __repr__
 
 
+def test_ray_color_prefix_colours_each_process():
+    """RAY_COLOR_PREFIX=1: a worker's prefix is dimmed and coloured (by its pid), as Ray's."""
+    env = dict(_env(), RAY_COLOR_PREFIX="1")
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, time
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def shout():
+            print("coloured")
+            return os.getpid()
+        print("PID", ray.get(shout.remote()))
+        time.sleep(0.3)
+    """)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    pid = int(result.stdout.split("PID ")[1].split()[0])
+    line = [ln for ln in result.stdout.splitlines() if ln.endswith("coloured")][0]
+    assert line.startswith(f"\x1b[2m\x1b[") and f"(shout pid={pid})\x1b[0m coloured" in line, repr(line)
+
+
 def test_tqdm_ray_progress_reaches_the_driver_from_a_task():
     result = _run_driver("""
         import mpiray as ray

@@ -78,10 +78,22 @@ def _retarget_log_handlers(old) -> None:
                 handler.setStream(swap[id(stream)])
 
 
+# Ray's RAY_COLOR_PREFIX=1: each process's prefix in a colour of its own (by pid), dimmed
+_COLORS = ("\x1b[35m", "\x1b[36m", "\x1b[32m", "\x1b[90m", "\x1b[94m", "\x1b[95m")
+
+
+def output_prefix(label: str) -> str:
+    """"(label pid=N) ", as Ray prefixes a worker's lines on the driver."""
+    pid = os.getpid()
+    if os.environ.get("RAY_COLOR_PREFIX") == "1":
+        return f"\x1b[2m{_COLORS[pid % len(_COLORS)]}({label} pid={pid})\x1b[0m "
+    return f"({label} pid={pid}) "
+
+
 def name_output(label: str) -> None:
     """Lines printed from now on start with "(label pid=N)", as Ray's: the running task's
     function name, or the actor's class (or its __repr__)."""
-    who = f"({label} pid={os.getpid()}) "
+    who = output_prefix(label)
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, _PrefixedLines) and stream.prefix != who:
             stream.flush()
@@ -148,7 +160,7 @@ def run_worker(init, slot, kind, actor_id, devices, options, nonce=None):
     context.process()["reconstructed"] = bool(options.get("reconstructed"))
     context.process()["node_id"] = init["node_id"]
     context.process()["worker_id"] = f"{init['session']}-{slot}"
-    who = f"({options.get('label', 'worker')} pid={os.getpid()}) "
+    who = output_prefix(options.get('label', 'worker'))
     old = (sys.stdout, sys.stderr)
     sys.stdout, sys.stderr = _PrefixedLines(1, who), _PrefixedLines(2, who)
     _retarget_log_handlers(old)
