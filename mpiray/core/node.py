@@ -220,23 +220,25 @@ class Node:
         return True
 
     def _log_loop(self):
-        fds = {self.out_r: "stdout", self.err_r: "stderr"}
+        from mpiray.core.log_dedup import LogLines
+
+        fds = {self.out_r: LogLines("stdout"), self.err_r: LogLines("stderr")}
         while fds:
-            readable, _, _ = select.select(list(fds), [], [])
+            waiting = [lines for lines in fds.values() if lines.pending()]
+            readable, _, _ = select.select(list(fds), [], [], 0.5 if waiting else None)
+            for lines in waiting:
+                _print_to(lines.stream, lines.due())
             for fd in readable:
                 data = os.read(fd, 65536)
+                lines = fds[fd]
                 if not data:
+                    _print_to(lines.stream, lines.close())
                     del fds[fd]
                     os.close(fd)
                     continue
                 if not self.config.log_to_driver:
                     continue   # (init(log_to_driver=False): read, so no worker blocks on a full pipe)
-                stream = getattr(sys, fds[fd])
-                try:
-                    stream.write(data.decode(errors="replace"))
-                    stream.flush()
-                except Exception:  # noqa: BLE001 - a closed terminal must not stop the node
-                    pass
+                _print_to(lines.stream, lines.feed(data.decode(errors="replace")))
 
     # ------------------------------------------------------------ stop
     def stop(self):
@@ -263,6 +265,18 @@ class Node:
         self.store.close()
         _quietly(self.store.destroy)
         names.remove_session_segments(self.session)
+
+
+def _print_to(name: str, text: str):
+    """text on the driver's sys.stdout / sys.stderr (as it is then: a test may capture it)."""
+    if not text:
+        return
+    stream = getattr(sys, name)
+    try:
+        stream.write(text)
+        stream.flush()
+    except Exception:  # noqa: BLE001 - a closed terminal must not stop the node
+        pass
 
 
 def node_resource(index: int) -> str:
