@@ -107,6 +107,12 @@ def test_a_generator_with_a_count_returns_that_many_refs(ray, capfd):
     first, second = three.options(num_returns=2).remote()
     assert ray.get([first, second]) == [1, 2]
 
+    # too few: what was yielded stays readable, the rest hold Ray's error
+    one, two, third, missing = three.options(num_returns=4).remote()
+    assert ray.get([one, two, third], timeout=30) == [1, 2, 3]
+    with pytest.raises(ValueError, match="Task returned 3 objects, but num_returns=4"):
+        ray.get(missing, timeout=30)
+
     @ray.remote(num_returns=2)
     def endless():
         i = 0

@@ -235,6 +235,11 @@ def write_returns(runtime, spec, result):
                   f"values already created. This should only occur when using generator "
                   f"tasks.\n{wrap(ValueError(f'Task returned more than num_returns={spec.num_returns} objects.'), spec.name)}",
                   file=sys.stderr)
+        if values and 1 < spec.num_returns and len(values) < spec.num_returns:
+            # too few: what it yielded stays readable, the rest hold the error (as Ray's)
+            sealed = _write_values(runtime, spec, oids, values)
+            return _write_instead(runtime, spec, sealed, ValueError(
+                f"Task returned {len(values)} objects, but num_returns={spec.num_returns}."))
         result = values
         if spec.num_returns == 1:
             if not result:
