@@ -15,7 +15,11 @@ import cloudpickle
 
 from mpiray.core import serialization_context
 
-FailureTuple = namedtuple("FailureTuple", ["obj", "name", "parent"])
+class FailureTuple(namedtuple("FailureTuple", ["obj", "name", "parent"])):
+    """A part that does not pickle: what it is, its name, what holds it."""
+
+    def __repr__(self):   # (Ray's)
+        return f"FailTuple({self.name} [obj={self.obj}, parent={self.parent}])"
 
 
 def _pickle_error(obj):
@@ -59,8 +63,7 @@ def inspect_serializability(base_obj, name=None, depth=3, print_file=None):
     lines = [RULE, f"Checking Serializability of {base_obj!r}", RULE]
     ok = _inspect_one(base_obj, name, None, depth, failures, lines, 0)
     if not ok:
-        found = "\n".join(f"\t{f.name} [obj={f.obj!r}, parent={f.parent!r}]"
-                           for f in sorted(failures, key=lambda f: f.name))
+        found = "\n".join(f"\t{f!r}" for f in sorted(failures, key=lambda f: f.name))
         lines += [RULE, f"Variable: \n\n{found}\n\nwas found to be non-serializable. There may "
                   f"be other non-serializable variables not detected.", RULE, TROUBLESHOOTING,
                   RULE]
@@ -78,10 +81,16 @@ def _inspect_one(obj, name, parent, depth, failures, lines, level) -> bool:
     lines.append(f"{indent}!!! FAIL serialization: {error}")
     found_inside = False
     if depth > 0:
-        for part_name, part in _parts(obj):
+        parts = list(_parts(obj))
+        if _inspect.isfunction(obj):   # (Ray's words)
+            lines.append(f"{indent}Detected {len(parts)} global variables. Checking serializability...")
+        for part_name, part in parts:
             if not _inspect_one(part, part_name, obj, depth - 1, failures, lines, level + 1):
                 found_inside = True
     if not found_inside:
+        if level:
+            lines.append(f"{indent}WARNING: Did not find non-serializable object in {obj!r}. "
+                         "This may be an oversight.")
         failures.add(FailureTuple(_hashable(obj), name, _hashable(parent)))
     return False
 
