@@ -283,6 +283,11 @@ class RayContext(dict):
         shutdown()
         return False
 
+    def __repr__(self):   # (as Ray's prints)
+        return (f"RayContext(dashboard_url={self.dashboard_url!r}, python_version="
+                f"{self.python_version!r}, ray_version={self.ray_version!r}, "
+                f"ray_commit={self.ray_commit!r})")
+
     def disconnect(self):
         shutdown()
 
