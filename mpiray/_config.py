@@ -62,7 +62,8 @@ class Config:
     gpu_ids: list
     resources: dict
     object_store_memory: int
-    spill_dir: str = ""
+    spill_dir: str = ""      # the session's directory (spill files; the first of spill_dirs)
+    spill_dirs: list = field(default_factory=list)   # every spill directory (objects spread)
     namespace: str = ""
     log_to_driver: bool = True
     # Fault the whole store in at init (~0.7 s per GiB here) so that every put runs at
@@ -194,15 +195,16 @@ def make_config(num_cpus=None, num_gpus=None, resources=None, object_store_memor
 SPILL_KEYWORDS = {"object_spilling_directory"}
 
 
-def spill_base(extra: dict):
-    """Where init() was told to spill (the session's spill directory goes inside it):
+def spill_bases(extra: dict) -> list:
+    """Where init() was told to spill (a session's spill directory goes inside each):
     object_spilling_directory=, else Ray's older _system_config={"object_spilling_config":
-    '{"type": "filesystem", "params": {"directory_path": ...}}'}, else _temp_dir=;
-    None: the default (core/node.py default_spill_dir)."""
+    '{"type": "filesystem", "params": {"directory_path": ...}}'} (a list of them spreads
+    the objects over several disks, as Ray's), else _temp_dir=; [None]: the default
+    (core/node.py default_spill_dir)."""
     import json
 
     if extra.get("object_spilling_directory"):
-        return str(extra["object_spilling_directory"])
+        return [str(extra["object_spilling_directory"])]
     spec = (extra.get("_system_config") or {}).get("object_spilling_config")
     if spec:
         try:
@@ -211,11 +213,15 @@ def spill_base(extra: dict):
             raise ValueError(f"_system_config object_spilling_config is not JSON: {spec!r}") from None
         _check_spilling_config(spec)
         path = spec.get("params", {}).get("directory_path")
-        if isinstance(path, (list, tuple)):
-            path = path[0] if path else None   # (Ray may spread over several: one here)
-        if path:
-            return str(path)
-    return extra.get("_temp_dir")
+        paths = [str(p) for p in path if p] if isinstance(path, (list, tuple)) else [path] if path else []
+        if paths:
+            return paths
+    return [extra.get("_temp_dir")]
+
+
+def spill_base(extra: dict):
+    """The first of spill_bases()."""
+    return spill_bases(extra)[0]
 
 
 # Ray's filesystem spilling parameters (FileSystemStorage's), with their types.

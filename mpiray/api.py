@@ -60,7 +60,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
         if world is not None and world.num_nodes > 1:
             _driver_node_share(world, config, num_gpus, object_store_memory)
         node = Node(config, num_nodes=world.num_nodes if world else 1)
-        config.spill_dir = default_spill_dir(node.session, _config.spill_base(config.extra))
+        config.spill_dirs = [default_spill_dir(node.session, base)
+                             for base in _config.spill_bases(config.extra)]
+        config.spill_dir = config.spill_dirs[0]
         config.job_id = node.session
         try:
             node.start()
@@ -140,7 +142,7 @@ def _join_nodes(world, node, config):
                      "job_id": config.job_id,
                      "runtime_env": config.runtime_env, "task_events": config.task_events,
                      "log_to_driver": config.log_to_driver,
-                     "spill_base": _config.spill_base(config.extra),
+                     "spill_bases": _config.spill_bases(config.extra),
                      "graceful_shutdown_s": config.graceful_shutdown_s,
                      "memory_monitor": (config.memory_threshold, config.memory_refresh_s),
                      "default_actor_lifetime": config.default_actor_lifetime})
@@ -217,7 +219,8 @@ def shutdown(_exiting_interpreter=False):
         current.set_runtime(None)
         refcount.set_sink(None)
         _stop_node(node)
-        shutil.rmtree(node.config.spill_dir, ignore_errors=True)
+        for spill_dir in node.config.spill_dirs or [node.config.spill_dir]:
+            shutil.rmtree(spill_dir, ignore_errors=True)
         if not _exiting_interpreter:
             # The node's parts refer to each other (threads, its scheduler, its I/O): a
             # collection now unmaps its queue segments (tens of MB of /dev/shm) at once,

@@ -810,6 +810,24 @@ def test_objects_spill_where_init_says(fresh, tmp_path, how):
     assert not [f for _, _, files in os.walk(where) for f in files]
 
 
+def test_objects_spill_over_several_directories(fresh, tmp_path):
+    """Ray's "directory_path": [...]: spilled objects spread over every directory (by
+    id), read back from there, and the session's files go from each at shutdown."""
+    import json
+
+    ray = fresh
+    wheres = [tmp_path / f"disk{i}" for i in range(3)]
+    spec = {"type": "filesystem", "params": {"directory_path": [str(w) for w in wheres]}}
+    ray.init(num_cpus=1, object_store_memory=80 << 20,
+             _system_config={"object_spilling_config": json.dumps(spec)})
+    refs = [ray.put(np.full(4 << 20, i, dtype=np.uint8)) for i in range(40)]   # 160 MiB
+    per_dir = [len([f for _, _, files in os.walk(w) for f in files]) for w in wheres]
+    assert all(n > 0 for n in per_dir), per_dir
+    assert [int(ray.get(r)[0]) for r in refs] == list(range(40))
+    ray.shutdown()
+    assert not [f for w in wheres for _, _, files in os.walk(w) for f in files]
+
+
 def test_a_bad_spilling_config_is_refused_before_anything_starts(fresh, tmp_path):
     """As Ray's test_invalid_config_raises_exception: an unknown type, an unknown param or
     a param of the wrong type is a ValueError from init()."""

@@ -185,7 +185,9 @@ cdef class Store:
         if capacity < 0:
             raise ValueError(f"negative capacity {capacity}")
         cdef unique_ptr[StoreClient] c
-        cdef string n = name.encode(), d = os.path.abspath(spill_dir).encode()
+        # (several spill directories: one per line, objects spread over them by id)
+        cdef string n = name.encode()
+        cdef string d = "\n".join(os.path.abspath(p) for p in spill_dir.split("\n") if p).encode()
         cdef uint64_t cap = capacity
         cdef Status st
         with nogil:

@@ -72,11 +72,13 @@ class Node:
     def start(self):
         c = self.config
         s = self.session
-        os.makedirs(c.spill_dir, exist_ok=True)
+        spill_dirs = c.spill_dirs or [c.spill_dir]
+        for spill_dir in spill_dirs:
+            os.makedirs(spill_dir, exist_ok=True)
         self.actor_queues = {}
         self._launch_zygote()  # its interpreter boots while the segments are made
         try:
-            self.store = Store.create(names.store_name(s), c.object_store_memory, c.spill_dir,
+            self.store = Store.create(names.store_name(s), c.object_store_memory, "\n".join(spill_dirs),
                                       prefault=c.prefault_store)
             self.task_queue = Queue.create(names.task_queue_name(s), TASK_QUEUE_SLOTS, TASK_SLOT_SIZE)
             self.inbox = Queue.create(names.inbox_name(s), INBOX_SLOTS, INBOX_SLOT_SIZE)
@@ -153,7 +155,8 @@ class Node:
         self.commands.send({
             "session": self.session, "node_id": self.node_id, "sys_path": list(sys.path),
             "cwd": os.getcwd(), "preload": preload, "cleanup_on_exit": True,
-            "spill_dir": self.config.spill_dir, "job_id": self.config.job_id or self.session,
+            "spill_dirs": self.config.spill_dirs or [self.config.spill_dir],
+            "job_id": self.config.job_id or self.session,
             "namespace": self.config.namespace, "node_index": self.node_index,
             "num_nodes": self.num_nodes, "runtime_env": self.config.runtime_env,
             "task_events": self.config.task_events,

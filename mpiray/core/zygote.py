@@ -51,8 +51,8 @@ def main(cmd_fd: int, report_fd: int) -> None:
             from mpiray.core.names import remove_session_segments
 
             remove_session_segments(init["session"])
-            if init.get("spill_dir"):   # (a killed driver could not remove its spill files)
-                shutil.rmtree(init["spill_dir"], ignore_errors=True)
+            for spill_dir in init.get("spill_dirs") or ():   # (a killed driver could not
+                shutil.rmtree(spill_dir, ignore_errors=True)   # remove its spill files)
     os._exit(0)
 
 

@@ -389,7 +389,9 @@ class NodeServer:
         w = self.w
         config = node_config(w, cfg)
         node = Node(config, node_index=w.node_index, num_nodes=w.num_nodes)
-        config.spill_dir = default_spill_dir(node.session, cfg.get("spill_base"))
+        config.spill_dirs = [default_spill_dir(node.session, base)
+                             for base in cfg.get("spill_bases") or [None]]
+        config.spill_dir = config.spill_dirs[0]
         self.commands = []
         try:
             node.start()
@@ -417,6 +419,7 @@ class NodeServer:
             node.stop()
             import shutil
 
-            shutil.rmtree(config.spill_dir, ignore_errors=True)
+            for spill_dir in config.spill_dirs:
+                shutil.rmtree(spill_dir, ignore_errors=True)
             agent.send_rank(0, ("stopped", w.node_index))
             agent.stop()

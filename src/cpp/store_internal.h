@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstdarg>
 #include <pthread.h>
+#include <string>
+#include <vector>
 
 #include "futex.h"
 #include "store.h"
@@ -13,6 +15,21 @@
 #include "store_table.h"
 
 namespace mpiray::store {
+
+// The spill directories of a segment, '\n'-separated in Header::spill_dir (init() may name
+// several, on other disks: objects spread over them by id, StoreClient::SpillPathOf).
+inline std::vector<std::string> SpillDirs(const std::string& dirs) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= dirs.size()) {
+        size_t end = dirs.find('\n', start);
+        if (end == std::string::npos) end = dirs.size();
+        if (end > start) out.push_back(dirs.substr(start, end - start));
+        start = end + 1;
+    }
+    return out;
+}
+
 
 struct StoreClient::Views {
     Allocator alloc;

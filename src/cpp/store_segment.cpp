@@ -49,6 +49,11 @@ void RemoveSpillDir(const std::string& dir) {
     rmdir(dir.c_str());
 }
 
+// Removes each of a segment's spill directories (SpillDirs) and everything in them.
+void RemoveSpillDirs(const std::string& dirs) {
+    for (const std::string& d : SpillDirs(dirs)) RemoveSpillDir(d);
+}
+
 // A segment left by a crashed run: its creator pid is recorded and that process is gone.
 // Returns true when it was removed (the caller retries the create).
 bool RemoveIfStale(const std::string& name) {
@@ -62,7 +67,7 @@ bool RemoveIfStale(const std::string& name) {
             auto* h = static_cast<Header*>(p);
             stale = ProcessGone(h->creator_pid.load(std::memory_order_acquire));
             if (stale && h->magic.load(std::memory_order_acquire) == kMagic)
-                RemoveSpillDir(std::string(h->spill_dir, strnlen(h->spill_dir, sizeof h->spill_dir)));
+                RemoveSpillDirs(std::string(h->spill_dir, strnlen(h->spill_dir, sizeof h->spill_dir)));
             munmap(p, sizeof(Header));
         }
     }
@@ -125,7 +130,9 @@ Status StoreClient::Create(const std::string& name, uint64_t capacity, const std
                            std::unique_ptr<StoreClient>* out, bool prefault) {
     if (!ValidName(name)) return Fail(Status::kInvalid, "bad segment name '%s' (want '/name')", name.c_str());
     if (capacity < 4096) return Fail(Status::kInvalid, "capacity %llu is below 4096 bytes", (unsigned long long)capacity);
-    std::string dir = spill_dir + name;  // name starts with '/'
+    std::string dir;   // each spill directory + name (it starts with '/'), '\n'-separated
+    for (const std::string& d : SpillDirs(spill_dir)) dir += (dir.empty() ? "" : "\n") + d + name;
+    if (dir.empty()) return Fail(Status::kInvalid, "no spill directory given");
     if (dir.size() >= sizeof(Header::spill_dir)) return Fail(Status::kInvalid, "spill_dir too long");
     const Layout l = ComputeLayout(capacity);
     struct statvfs vfs{};
@@ -157,7 +164,8 @@ Status StoreClient::Create(const std::string& name, uint64_t capacity, const std
     close(fd);
     auto* h = static_cast<Header*>(p);
     h->creator_pid.store(getpid(), std::memory_order_release);  // first: makes a crash below "stale"
-    if (Status st = MakeDirs(dir); st != Status::kOk) { munmap(p, l.total); shm_unlink(name.c_str()); return st; }
+    for (const std::string& d : SpillDirs(dir))
+        if (Status st = MakeDirs(d); st != Status::kOk) { munmap(p, l.total); shm_unlink(name.c_str()); return st; }
 
     h->version = kVersion;
     h->total_size = l.total;
@@ -254,7 +262,7 @@ Status StoreClient::Destroy() {
     if (!creator_) return Fail(Status::kNotCreator, "only the creating process may destroy %s", name_.c_str());
     {
         Locked lock(this);
-        RemoveSpillDir(hdr_->spill_dir);
+        RemoveSpillDirs(hdr_->spill_dir);
     }
     if (shm_unlink(name_.c_str()) != 0 && errno != ENOENT) return FailErrno("shm_unlink", name_);
     return Status::kOk;

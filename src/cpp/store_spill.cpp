@@ -18,7 +18,12 @@ std::string StoreClient::SpillPath(const Entry& x) const { return SpillPathOf(x.
 
 std::string StoreClient::SpillPathOf(const uint8_t* id) const {
     static const char* d = "0123456789abcdef";
-    std::string s = hdr_->spill_dir;
+    // several directories: each object's in one of them, by its id (FNV-1a), so a spill
+    // and its restore agree without keeping where it went
+    std::vector<std::string> dirs = SpillDirs(hdr_->spill_dir);
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < kObjectIdSize; ++i) h = (h ^ id[i]) * 16777619u;
+    std::string s = dirs.empty() ? std::string() : dirs[h % dirs.size()];
     s += '/';
     for (size_t i = 0; i < kObjectIdSize; ++i) { s += d[id[i] >> 4]; s += d[id[i] & 15]; }
     return s;
