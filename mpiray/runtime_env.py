@@ -75,19 +75,20 @@ class RuntimeEnv(dict):
         return self.get("pip") is not None
 
     def pip_config(self) -> dict:
-        pip = self.get("pip")
-        if pip is None:
-            return {}
-        return {"packages": list(pip)} if isinstance(pip, (list, tuple)) else dict(pip)
+        return self._packages("pip")
 
     def has_uv(self) -> bool:
         return self.get("uv") is not None
 
     def uv_config(self) -> dict:
-        uv = self.get("uv")
-        if uv is None:
+        return self._packages("uv")
+
+    def _packages(self, field) -> dict:
+        """A pip / uv field as a config dict (a bare list is its packages)."""
+        value = self.get(field)
+        if value is None:
             return {}
-        return {"packages": list(uv)} if isinstance(uv, (list, tuple)) else dict(uv)
+        return {"packages": list(value)} if isinstance(value, (list, tuple)) else dict(value)
 
     def has_conda(self) -> bool:
         return self.get("conda") is not None
