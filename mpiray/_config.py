@@ -326,7 +326,11 @@ def task_retry_delay_s() -> float:
 
 
 def default_store_capacity() -> int:
-    """30% of RAM, bounded by what /dev/shm has free (leaving 10% of it)."""
+    """Ray's default: 30% of RAM (RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION), at most
+    200 GB (RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES), bounded by what /dev/shm has free
+    (leaving 10% of it)."""
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    share = float(os.environ.get("RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION", "0.3"))
+    most = int(os.environ.get("RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES", 200 * 10**9))
     free_shm = shutil.disk_usage("/dev/shm").free
-    return max(64 << 20, min(int(ram * 0.3), int(free_shm * 0.9)))
+    return max(64 << 20, min(int(ram * share), most, int(free_shm * 0.9)))

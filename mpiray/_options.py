@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from mpiray.core import affinity, placement, runtime_env
 from mpiray.core.resources import RefusedAtSubmit, normalize
 from mpiray.core.task_spec import DYNAMIC, STREAMING
@@ -269,7 +271,9 @@ def task_options(opts: dict, is_generator: bool = False, what=None) -> dict:
     check_keys(opts, TASK_OPTIONS, "remote functions")
     num_returns = num_returns_option(opts.get("num_returns"), "streaming" if is_generator else 1,
                                      is_generator)
-    max_retries = _or_default(opts, "max_retries", DEFAULT_TASK_RETRIES)
+    # (RAY_TASK_MAX_RETRIES overrides the default for every task, as Ray's)
+    max_retries = _or_default(opts, "max_retries",
+                              int(os.environ.get("RAY_TASK_MAX_RETRIES", DEFAULT_TASK_RETRIES)))
     counting_option("max_retries", max_retries)
     retry = retry_exceptions_option(opts.get("retry_exceptions", False))
     max_calls = opts.get("max_calls")

@@ -869,3 +869,26 @@ def test_memory_monitor_settings_are_checked(fresh, monkeypatch):
     from mpiray.core import current
 
     assert current.node().memory_monitor is None
+
+
+def test_rays_sizing_and_retry_variables(tmp_path):
+    """RAY_TASK_MAX_RETRIES sets every task's default retries; RAY_DEFAULT_OBJECT_STORE_
+    MEMORY_PROPORTION and _MAX_MEMORY_BYTES size the default store, as Ray's do."""
+    env = dict(_env(), RAY_TASK_MAX_RETRIES="1", RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="0.1",
+               RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(200 << 20))
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        print("STORE", int(ray.cluster_resources()["object_store_memory"]))
+        @ray.remote
+        def crash():
+            open(os.path.join({str(tmp_path)!r}, str(len(os.listdir({str(tmp_path)!r})))), "w").close()
+            os._exit(1)
+        try:
+            ray.get(crash.remote())
+        except ray.exceptions.WorkerCrashedError:
+            print("RUNS", len(os.listdir({str(tmp_path)!r})))
+    """)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"STORE {200 << 20}" in result.stdout and "RUNS 2" in result.stdout, result.stdout
