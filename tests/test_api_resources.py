@@ -841,6 +841,19 @@ def test_other_accelerators_honour_their_visible_devices_variable(fresh, monkeyp
         with pytest.raises(ValueError, match=words):
             ray.remote(resources=bad)(lambda: 1)
     ray.shutdown()
+    # FuriosaAI NPUs: furiosa-llm's "npu:<id>" tokens in FURIOSA_DEVICES
+    monkeypatch.setenv("FURIOSA_DEVICES", "npu:2,npu:3")
+    ray.init(num_cpus=1, resources={"FURIOSA": 2})
+
+    @ray.remote(num_cpus=0, resources={"FURIOSA": 1})
+    class Npu:
+        def ids(self):
+            return ray.get_runtime_context().get_accelerator_ids()["FURIOSA"], \
+                os.environ["FURIOSA_DEVICES"]
+
+    npus = [Npu.remote(), Npu.remote()]
+    assert sorted(ray.get([n.ids.remote() for n in npus], timeout=30)) == [(["2"], "npu:2"), (["3"], "npu:3")]
+    ray.shutdown()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "NoDevFiles")
     ray.init(num_cpus=1)
     assert "GPU" not in ray.cluster_resources()

@@ -21,7 +21,10 @@ KINDS = {
     "HPU": ("HABANA_VISIBLE_MODULES", "RAY_EXPERIMENTAL_NOSET_HABANA_VISIBLE_MODULES"),
     "NPU": ("ASCEND_RT_VISIBLE_DEVICES", "RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES"),
     "RBLN": ("RBLN_DEVICES", "RAY_EXPERIMENTAL_NOSET_RBLN_RT_VISIBLE_DEVICES"),
+    "FURIOSA": ("FURIOSA_DEVICES", "RAY_EXPERIMENTAL_NOSET_FURIOSA_DEVICES"),
 }
+# How a kind's variable writes an id, when not bare (furiosa-llm's "npu:<id>" tokens)
+TOKEN_PREFIX = {"FURIOSA": "npu:"}
 NONE = {}   # (the ids of a task that got no device; shared, never written)
 
 
@@ -38,7 +41,7 @@ def kind_of_group_key(key: str):
 
 # Amounts a task may ask of a kind (Ray's accelerator managers' checks), beyond the rule
 # for every accelerator that an amount above 1 is whole.
-WHOLE_ONLY = ("neuron_cores", "HPU")
+WHOLE_ONLY = ("neuron_cores", "HPU", "FURIOSA")
 TPU_CHIP_OPTIONS = (1, 2, 4, 8)
 
 
@@ -63,7 +66,15 @@ def visible(name: str):
         return None
     if name == "GPU" and value == "NoDevFiles":   # (what some drivers set: no devices)
         return []
-    return [x.strip() for x in value.split(",") if x.strip() and x.strip() != "-1"]
+    prefix = TOKEN_PREFIX.get(name, "")
+    ids = [x.strip() for x in value.split(",") if x.strip() and x.strip() != "-1"]
+    return [x[len(prefix):].split(":", 1)[0] if prefix and x.startswith(prefix) else x for x in ids]
+
+
+def variable_value(name: str, ids) -> str:
+    """The visible-devices variable's value for these ids of the kind."""
+    prefix = TOKEN_PREFIX.get(name, "")
+    return ",".join(f"{prefix}{i}" for i in ids)
 
 
 def request_error(name: str, amount):
@@ -97,7 +108,7 @@ class Pinning:
             var, noset = KINDS[name]
             if os.environ.get(noset):
                 continue
-            want = ",".join(str(i) for i in ids[name]) if name in ids else self.original[name]
+            want = variable_value(name, ids[name]) if name in ids else self.original[name]
             if want is None:
                 os.environ.pop(var, None)
             else:
@@ -113,6 +124,6 @@ def pin_process(ids: dict, hide_unheld: bool) -> None:
         if os.environ.get(noset):
             continue
         if name in ids:
-            os.environ[var] = ",".join(str(i) for i in ids[name])
+            os.environ[var] = variable_value(name, ids[name])
         elif hide_unheld:
             os.environ[var] = ""
