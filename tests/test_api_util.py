@@ -438,8 +438,11 @@ def test_metrics_as_rays_api(ray, tmp_path, monkeypatch):
         metrics.Counter("x", tag_keys=["list"])
     metrics._maybe_write(force=True)
     (text,) = [p.read_text() for p in tmp_path.glob("mpiray-*.prom")]
-    assert 'requests{route="/a"} 2.0' in text and "# TYPE latency_s histogram" in text
-    assert 'latency_s_bucket{le="+Inf"} 3.0' in text and "latency_s_sum 5.55" in text
+    # (Ray's exported names: ray_ first, _total after a counter, its Component/Version labels)
+    assert 'ray_requests_total{Component="core_worker",Version=' in text
+    assert 'route="/a"} 2.0' in text and "# TYPE ray_latency_s histogram" in text
+    assert 'ray_latency_s_bucket{Component="core_worker",Version=' in text and 'le="+Inf"} 3.0' in text
+    assert "5.55" in [line.split()[-1] for line in text.splitlines() if line.startswith("ray_latency_s_sum")]
 
     @ray.remote
     class Counted:
@@ -469,10 +472,11 @@ def test_metrics_updates_within_the_write_interval_are_written_soon_after(tmp_pa
     gauge.set(3)
     deadline = time.monotonic() + 5
     text = ""
-    while time.monotonic() < deadline and "soon_written 3.0" not in text:
+    while time.monotonic() < deadline and 'Version="' + __import__("mpiray").__version__ + '"} 3.0' not in \
+            "".join(ln for ln in text.splitlines() if ln.startswith("ray_soon_written{")):
         time.sleep(0.1)
         text = "".join(p.read_text() for p in tmp_path.glob("mpiray-*.prom"))
-    assert "soon_written 3.0" in text, text
+    assert [ln for ln in text.splitlines() if ln.startswith("ray_soon_written{")][0].endswith(" 3.0"), text
 
 
 def test_metrics_made_again_under_one_name_add_up(ray):
@@ -482,7 +486,7 @@ def test_metrics_made_again_under_one_name_add_up(ray):
     for _ in range(3):
         metrics.Counter("calls_again", tag_keys=("k",)).inc(tags={"k": "v"})
     assert metrics.Counter("calls_again", tag_keys=("k",)).values() == {(("k", "v"),): 3.0}
-    assert metrics.prometheus_text().count("# TYPE calls_again counter") == 1
+    assert metrics.prometheus_text().count("# TYPE ray_calls_again counter") == 1
     with pytest.raises(ValueError):
         metrics.Gauge("calls_again")
 

@@ -175,24 +175,30 @@ class Histogram(Metric):
 
 # ------------------------------------------------------------ the text file
 def prometheus_text() -> str:
-    """Every metric of this process in Prometheus' text format."""
-    lines = []
+    """Every metric of this process in Prometheus' text format, named as Ray exports them:
+    "ray_" first, "_total" after a counter's name, and Ray's Component and Version labels
+    on every sample (dashboards and queries written for Ray's match)."""
+    from mpiray import __version__
+
+    lines, common = [], {"Component": "core_worker", "Version": __version__}
     with _lock:
         for m in _registry.values():
-            lines.append(f"# HELP {m._name} {m._description}".rstrip())
-            lines.append(f"# TYPE {m._name} {m._kind}")
+            name = f"ray_{m._name}"
+            lines.append(f"# HELP {name} {m._description}".rstrip())
+            lines.append(f"# TYPE {name} {m._kind}")
             for key, value in m._values.items():
-                labels = dict(zip(m._tag_keys, key))
+                labels = dict(common, **dict(zip(m._tag_keys, key)))
                 if isinstance(value, list):
                     total = 0.0
                     for bound, count in zip(m.boundaries + [float("inf")], value[:-1]):
                         total += count
                         le = "+Inf" if bound == float("inf") else repr(bound)
-                        lines.append(f"{m._name}_bucket{_labels(labels, le=le)} {total}")
-                    lines.append(f"{m._name}_count{_labels(labels)} {total}")
-                    lines.append(f"{m._name}_sum{_labels(labels)} {value[-1]}")
+                        lines.append(f"{name}_bucket{_labels(labels, le=le)} {total}")
+                    lines.append(f"{name}_count{_labels(labels)} {total}")
+                    lines.append(f"{name}_sum{_labels(labels)} {value[-1]}")
                 else:
-                    lines.append(f"{m._name}{_labels(labels)} {value}")
+                    suffix = "_total" if m._kind == "counter" else ""
+                    lines.append(f"{name}{suffix}{_labels(labels)} {value}")
     return "\n".join(lines) + "\n"
 
 
