@@ -1353,3 +1353,25 @@ def test_a_segfaulting_task_prints_its_stack_and_fails_as_rays(ray, capfd):
         time.sleep(0.1)
         err += capfd.readouterr().err
     assert "Fatal Python error: Segmentation fault" in err, err[-2000:]
+
+
+def test_force_cancel_ends_a_task_stuck_in_c_code(ray):
+    """A task that never returns to Python's bytecode loop (a long C call) cannot run the
+    worker's signal handler: the node kills its worker, as Ray's does, and get raises
+    TaskCancelledError; the CPU is free again after."""
+    import itertools
+
+    @ray.remote(max_retries=3)
+    def stuck():
+        return sum(itertools.repeat(1, 10**12))
+
+    @ray.remote
+    def one():
+        return 1
+
+    ref = stuck.remote()
+    time.sleep(1.0)
+    ray.cancel(ref, force=True)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    assert ray.get([one.remote() for _ in range(4)], timeout=30) == [1] * 4

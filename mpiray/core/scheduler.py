@@ -54,6 +54,7 @@ from mpiray.exceptions import (ActorPlacementGroupRemoved, ActorUnschedulableErr
 log = logging.getLogger("mpiray")
 
 RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
+FORCE_KILL_GRACE_S = 1.0   # a force-cancelled task still running this long: its worker is killed
 TASK_LOG_SIZE = 100_000  # tasks and actor calls timeline() remembers per node
 TASK, ACTOR = "task", "actor"
 FREE, KEEP, PUSHED = "free", "keep", "pushed"   # what becomes of a sealed stream item
@@ -605,6 +606,8 @@ class Scheduler(CrossNode):
             self._reclaim_ahead()
         if rec.state == DISPATCHED:
             self.io.mark_cancelled(task_id, force, recursive)
+            if force:
+                self._kill_if_still_running(task_id)
             return
         if task_id not in self.tasks:
             return  # ended by _reclaim_ahead
@@ -625,6 +628,31 @@ class Scheduler(CrossNode):
             self.io.forward_cancel(self.cluster.sent_to[task_id][0], task_id, force, recursive)
         elif rec.state == DISPATCHED:
             self.io.mark_cancelled(task_id, True, recursive)
+            self._kill_if_still_running(task_id)
+
+    def _kill_if_still_running(self, task_id):
+        """A force cancel's worker kills itself from a signal handler, which Python runs
+        only between bytecodes: a task stuck in C code never gets there. So, as Ray's
+        node does, the worker still running it FORCE_KILL_GRACE_S later is killed."""
+        def check():
+            try:
+                self.stimulus_driver(self._kill_stuck_worker, task_id)
+            except Exception:  # noqa: BLE001 - the node stopped meanwhile
+                pass
+
+        timer = threading.Timer(FORCE_KILL_GRACE_S, check)
+        timer.daemon = True
+        timer.start()
+
+    def _kill_stuck_worker(self, task_id):
+        from mpiray.core.state_report import _running_workers
+
+        rec = self.tasks.get(task_id)
+        if rec is None or rec.state != DISPATCHED or not rec.force_cancelled:
+            return
+        worker = _running_workers(self).get(task_id)
+        if worker is not None:
+            self.io.kill_worker(worker.slot, worker.pid)
 
     def _ev_cancel(self, task_id, force, recursive=True, child=False, index=1):
         """child: one of the tasks a cancelled task submitted (recursive cancel): one
