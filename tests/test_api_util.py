@@ -1296,3 +1296,26 @@ def test_logging_and_job_config_as_rays():
     again = JobConfig.from_json(job.to_json())
     assert (again.ray_namespace, again.metadata) == ("ns", {"k": "v"})
     assert StreamingObjectRefGeneratorType[int] is not None
+
+
+def test_state_rows_are_rays_state_classes(ray):
+    """ray.util.state.common's classes: rows print under their kind (ActorState(...)),
+    read as dicts and attributes; ray.util.state.exception exists."""
+    from mpiray.util.state import list_actors, list_jobs, list_nodes
+    from mpiray.util.state.common import ActorState, JobState, NodeState
+    from mpiray.util.state.exception import RayStateApiException
+
+    @ray.remote(runtime_env={"env_vars": {"STATE_ROWS": "1"}})
+    class Listed:
+        def ping(self):
+            return 1
+
+    actor = Listed.remote()
+    assert ray.get(actor.ping.remote(), timeout=30) == 1
+    (row,) = [a for a in list_actors() if a["actor_id"] == actor._actor_id.hex()]
+    assert isinstance(row, ActorState) and row.state == row["state"] == "ALIVE"
+    assert repr(row).startswith("ActorState(actor_id=")
+    assert '"STATE_ROWS": "1"' in row.serialized_runtime_env
+    assert isinstance(list_nodes()[0], NodeState) and isinstance(list_jobs()[0], JobState)
+    assert issubclass(RayStateApiException, Exception)
+    ray.kill(actor)

@@ -43,10 +43,20 @@ def actors(scheduler) -> list:
                 "is_detached": rec.spec.detached, "required_resources": dict(rec.spec.resources),
                 "death_cause": _death_cause(rec),
                 "num_restarts": rec.restarts, "repr_name": rec.repr_name,
+                "serialized_runtime_env": _serialized_env(rec.spec.creation.runtime_env),
                 "placement_group_id": placement.group_of(rec.spec.resources),
                 "_placed": rec.state != AM.PENDING,
             })
         return out
+
+
+def _serialized_env(env):
+    """Ray's serialized_runtime_env: the actor's runtime_env as JSON, or None."""
+    if not env:
+        return None
+    import json
+
+    return json.dumps(env, sort_keys=True, default=str)
 
 
 def _death_cause(rec):

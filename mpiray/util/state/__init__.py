@@ -9,18 +9,11 @@ core/state_report.py), and Ray's summaries of them.
 
 from __future__ import annotations
 
+from mpiray.util.state.common import (ActorState, JobState, NodeState, ObjectState,  # noqa: F401
+                                      PlacementGroupState, StateSchema, TaskState, WorkerState)
+from mpiray.util.state.exception import RayStateApiException  # noqa: F401
+
 DEFAULT_LIMIT = 100
-
-
-class _Row(dict):
-    """One listed item: a dict, whose fields also read as attributes (Ray's states are
-    dataclasses: `actor.state`)."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 _OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b}   # (Ray's only two)
 
 
@@ -38,7 +31,7 @@ def _comparable(field, value):
     return str(field).lower(), str(value).lower()
 
 
-def _filtered(rows, filters, limit):
+def _filtered(rows, filters, limit, kind=StateSchema):
     for f in filters or ():
         if not (isinstance(f, (tuple, list)) and len(f) == 3):
             raise ValueError(f"a filter is (key, predicate, value); got {f!r}")
@@ -51,7 +44,7 @@ def _filtered(rows, filters, limit):
         if rows and key not in rows[0]:
             raise ValueError(f"cannot filter on {key!r}; the fields are {', '.join(rows[0])}")
         rows = [r for r in rows if _OPS[op](*_comparable(r.get(key), value))]
-    return [_Row(r) for r in rows[:limit]]
+    return [kind(r) for r in rows[:limit]]
 
 
 def _gather(question):
@@ -73,13 +66,13 @@ def _gather(question):
 
 def list_actors(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                 raise_on_missing_output=True, _explain=False) -> list:
-    return _filtered(_gather("actors"), filters, limit)
+    return _filtered(_gather("actors"), filters, limit, ActorState)
 
 
 def list_tasks(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                raise_on_missing_output=True, _explain=False) -> list:
     """Every node's tasks: pending or running, and the last attempts that ended."""
-    return _filtered(_gather("tasks"), filters, limit)
+    return _filtered(_gather("tasks"), filters, limit, TaskState)
 
 
 def list_nodes(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
@@ -90,7 +83,7 @@ def list_nodes(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, deta
              "node_name": n["NodeName"], "resources_total": n["Resources"],
              "is_head_node": n["NodeIndex"] == 0, "labels": dict(n["Labels"]),
              "state_message": None} for n in mpiray.nodes()]
-    return _filtered(rows, filters, limit)
+    return _filtered(rows, filters, limit, NodeState)
 
 
 def list_placement_groups(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30,
@@ -103,7 +96,7 @@ def list_placement_groups(address=None, filters=None, limit=DEFAULT_LIMIT, timeo
              "strategy": info["strategy"], "bundles": [info["bundles"][i] for i in sorted(info["bundles"])],
              "creator_job_id": job, "is_detached": info["is_detached"], "stats": info["stats"]}
             for pg, info in placement_group_table().items()]
-    return _filtered(rows, filters, limit)
+    return _filtered(rows, filters, limit, PlacementGroupState)
 
 
 def list_jobs(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
@@ -118,7 +111,7 @@ def list_jobs(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detai
     rows = [{"job_id": ctx.get_job_id(), "submission_id": None, "status": "RUNNING",
              "type": "DRIVER", "entrypoint": " ".join(sys.argv), "driver_pid": os.getpid(),
              "namespace": ctx.namespace}]
-    return _filtered(rows, filters, limit)
+    return _filtered(rows, filters, limit, JobState)
 
 
 def _one(rows):
@@ -128,13 +121,13 @@ def _one(rows):
 def list_objects(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                  raise_on_missing_output=True, _explain=False) -> list:
     """The objects refs hold, in every node's store."""
-    return _filtered(_gather("objects"), filters, limit)
+    return _filtered(_gather("objects"), filters, limit, ObjectState)
 
 
 def list_workers(address=None, filters=None, limit=DEFAULT_LIMIT, timeout=30, detail=False,
                  raise_on_missing_output=True, _explain=False) -> list:
     """Every node's worker processes (task workers and actors)."""
-    return _filtered(_gather("workers"), filters, limit)
+    return _filtered(_gather("workers"), filters, limit, WorkerState)
 
 
 def _counted(rows, key, fields):
