@@ -412,7 +412,11 @@ def reworded(exc: Exception) -> bool:
 
 def raise_unpicklable(what: str, obj, exc: Exception):
     """Raises unpicklable()'s error from exc (exc itself, when it is not reworded)."""
-    err = unpicklable(what, obj, exc)
+    raise_reworded(unpicklable(what, obj, exc), exc)
+
+
+def raise_reworded(err: Exception, exc: Exception):
+    """Raises err from exc, or exc itself when err is exc (an error Ray does not reword)."""
     if err is exc:
         raise exc
     raise err from exc

@@ -32,8 +32,8 @@ from mpiray.exceptions import (ActorDiedError, ActorUnavailableError, GetTimeout
 from mpiray.core.spill_target import SpillTarget
 from mpiray.generators import StreamEnd
 from mpiray.object_ref import ObjectRef
-from mpiray.serialization import (deserialize, is_error, raise_unpicklable, reworded, serialize,
-                                  serialize_error, unpicklable)
+from mpiray.serialization import (deserialize, is_error, raise_reworded, raise_unpicklable,
+                                  reworded, serialize, serialize_error, unpicklable)
 
 ARGS_INLINE_LIMIT = 64 * 1024   # bigger arguments travel as one stored object
 BIG_OBJECT = 1 << 20
@@ -416,10 +416,7 @@ class Runtime:
         try:
             sobj = serialize((args, kwargs))
         except Exception as exc:  # noqa: BLE001 - a clear error instead of pickle's
-            err = unpicklable_argument(args, kwargs, what, exc)
-            if err is exc:
-                raise
-            raise err from exc
+            raise_reworded(unpicklable_argument(args, kwargs, what, exc), exc)
         if sobj.contained:   # (refs inside a list or dict too, as Ray's)
             _refuse_unknown(sobj.contained, "passed to .remote() inside an argument")
         if sobj.total_size <= ARGS_INLINE_LIMIT:

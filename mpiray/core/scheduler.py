@@ -28,8 +28,8 @@ task sent away waits for that word.
 from __future__ import annotations
 
 import collections
-import os
 import logging
+import os
 import threading
 import time
 import traceback
@@ -56,6 +56,7 @@ log = logging.getLogger("mpiray")
 RETIRE_AFTER_S = 1.0   # surplus task workers idle this long exit (retire_idle_workers)
 FORCE_KILL_GRACE_S = 1.0   # a force-cancelled task still running this long: its worker is killed
 TASK_LOG_SIZE = 100_000  # tasks and actor calls timeline() remembers per node
+WHOLE_ITEM = 1 << 16     # bytes of a queue item to copy when looking at one: all of it
 TASK, ACTOR = "task", "actor"
 FREE, KEEP, PUSHED = "free", "keep", "pushed"   # what becomes of a sealed stream item
 _STREAM_BYTE = _ids.TASK_ID_SIZE - 1   # (its STREAM_BIT marks a generator task's ids)
@@ -153,8 +154,8 @@ class Scheduler(CrossNode):
         self.sealed = set()     # oids sealed and still counted
         self.waiting_on = {}    # oid -> [TaskRecord]
         self.tasks = {}         # task_id -> TaskRecord, until done
-        # the last ENDED_KEPT attempts that ended here: (task id, name, attempt, resources,
-        # failed), for ray.util.state's FINISHED / FAILED rows (core/state_report.py)
+        # the last ENDED_KEPT attempts that ended here (_note_ended), for ray.util.state's
+        # FINISHED / FAILED rows (core/state_report.py)
         self.ended = collections.deque(maxlen=ENDED_KEPT)
         self.oom_killed = {}    # slot -> why the memory monitor killed its process
         self.ended_workers = collections.deque(maxlen=ENDED_WORKERS_KEPT)   # list_workers'
@@ -483,9 +484,7 @@ class Scheduler(CrossNode):
             return
         self._release_task_resources(rec)
         spec = rec.spec
-        self.ended.append((spec.task_id, spec.name, spec.function_name, spec.attempt, spec.resources,
-                           _task_error(failed, rec.cancelled, retry), spec.parent,
-                           (rec.created, started, time.time())))
+        self._note_ended(rec, _task_error(failed, rec.cancelled, retry), started)
         if retry and not rec.cancelled:
             rec.spec.attempt += 1
             delay = _config.task_retry_delay_s()
@@ -645,12 +644,10 @@ class Scheduler(CrossNode):
         timer.start()
 
     def _kill_stuck_worker(self, task_id):
-        from mpiray.core.state_report import _running_workers
-
         rec = self.tasks.get(task_id)
         if rec is None or rec.state != DISPATCHED or not rec.force_cancelled:
             return
-        worker = _running_workers(self).get(task_id)
+        worker = self.running_workers().get(task_id)
         if worker is not None:
             self.io.kill_worker(worker.slot, worker.pid)
 
@@ -968,9 +965,14 @@ class Scheduler(CrossNode):
     def _note_unrun(self, rec, error):
         """A task that ends here without running (refused, cancelled while it waited):
         list_tasks' FAILED row for it, as Ray lists one."""
+        self._note_ended(rec, error)
+
+    def _note_ended(self, rec, error, started=None):
+        """An attempt of rec ended now (error: Ray's (error_type, message), or None):
+        list_tasks' FINISHED / FAILED row (core/state_report.py)."""
         spec = rec.spec
         self.ended.append((spec.task_id, spec.name, spec.function_name, spec.attempt, spec.resources,
-                           error, spec.parent, (rec.created, None, time.time())))
+                           error, spec.parent, (rec.created, started, time.time())))
 
     def _kill_removed_actor(self, arec):
         if arec.cause is None:
@@ -1080,8 +1082,8 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
 
         ended_ms = int(time.time() * 1000)
         if w.kind == ACTOR:
-            self.ended_workers.append((w, ended_ms) + (("NODE_OUT_OF_MEMORY", oom) if oom else exit_of(
-                w, status, status == CLEAN_EXIT, self.actors.actors.get(w.actor_id))))
+            self.ended_workers.append((w, ended_ms) + exit_of(
+                w, status, status == CLEAN_EXIT, self.actors.actors.get(w.actor_id), oom=oom))
         # Ray's ownership: the actors a process created die with it (unless detached),
         # and so do the tasks it submitted that have not ended (a crashed parent's
         # children, or a retried one's first children, do not run on beside it).
@@ -1104,18 +1106,33 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
             why = "group" if rec.evicted else "cancel" if rec.force_cancelled else why
             self._release_task_resources(rec)
             self._after_crash(rec, status, oom)
-        self.ended_workers.append((w, ended_ms) + (("NODE_OUT_OF_MEMORY", oom) if oom else exit_of(
-            w, status, status == CLEAN_EXIT, None, why)))
+        self.ended_workers.append((w, ended_ms) + exit_of(w, status, status == CLEAN_EXIT, None,
+                                                          why, oom))
+
+    def running_workers(self) -> dict:
+        """task id -> the task worker running it (what its slot of the task queue holds: a
+        racy, read-only look, for the state API, a force cancel and the memory monitor)."""
+        from mpiray.core.task_spec import TaskSpec
+
+        queue, store, out = self.io.node.task_queue, self.io.store, {}
+        for w in self.workers.values():
+            if w.kind != TASK or not w.pid:
+                continue
+            for item in queue.held_heads(w.slot + 1, WHOLE_ITEM, w.slot):
+                try:
+                    out[TaskSpec.from_bytes(P.decode_item(item, store)).task_id] = w
+                except Exception:  # noqa: BLE001 - taken and reused while we looked
+                    continue
+        return out
 
     def oom_victim(self):
         """The process the memory monitor should kill (core/memory_monitor.py), or None:
         a running task's worker or an actor's process on this node, described."""
         from mpiray.core import memory_monitor
         from mpiray.core.actor_manager import ALIVE
-        from mpiray.core.state_report import _running_workers
 
         candidates = []
-        for task_id, w in _running_workers(self).items():
+        for task_id, w in self.running_workers().items():
             rec = self.tasks.get(task_id)
             if rec is not None and rec.state == DISPATCHED and w.pid:
                 candidates.append({
@@ -1143,8 +1160,7 @@ arec, f"The actor {arec.spec.class_name} is dead because its placement group "
 
     def _after_crash(self, rec, status, oom=None):
         spec = rec.spec
-        self.ended.append((spec.task_id, spec.name, spec.function_name, spec.attempt, spec.resources,
-                           _crash_error(rec, status, oom), spec.parent, (rec.created, None, time.time())))
+        self._note_ended(rec, _crash_error(rec, status, oom))
         if rec.evicted:
             del self.tasks[spec.task_id]
             self.seal_error(spec.return_ids(), WorkerCrashedError(

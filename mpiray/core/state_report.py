@@ -14,7 +14,7 @@ from mpiray.core.actor_spec import recorded_slots
 from mpiray.core.task_spec import TaskSpec
 from mpiray.util.network import get_node_ip_address
 
-WHOLE = 1 << 16   # (bytes of a queue item to copy: all of it)
+WHOLE = S.WHOLE_ITEM   # (bytes of a queue item to copy: all of it)
 
 # Ray's state names for ours
 ACTOR_STATES = {AM.PENDING: "PENDING_CREATION", AM.STARTING: "PENDING_CREATION",
@@ -94,7 +94,7 @@ def tasks(scheduler) -> list:
     running (their process holds them) or waiting in their queues."""
     with scheduler.lock:
         rows = []
-        running = _running_workers(scheduler)
+        running = scheduler.running_workers()
         for rec in scheduler.tasks.values():
             if rec.state not in TASK_STATES:
                 continue
@@ -145,21 +145,6 @@ def _times(created, started, ended) -> dict:
 
 def _ms(t):
     return None if t is None else int(t * 1000)
-
-
-def _running_workers(scheduler) -> dict:
-    """task id -> the task worker running it (what its slot of the task queue holds: a
-    racy, read-only look, as for actor calls)."""
-    queue, store, out = scheduler.io.node.task_queue, scheduler.io.store, {}
-    for w in scheduler.workers.values():
-        if w.kind != "task" or not w.pid:
-            continue
-        for item in queue.held_heads(w.slot + 1, WHOLE, w.slot):
-            try:
-                out[TaskSpec.from_bytes(P.decode_item(item, store)).task_id] = w
-            except Exception:  # noqa: BLE001 - taken and reused while we looked
-                continue
-    return out
 
 
 def _worker_id(w) -> str:
@@ -303,11 +288,14 @@ def _process_start_ms(pid: int):
         return None
 
 
-def exit_of(worker, status: str, clean: bool, actor, why=None) -> tuple:
+def exit_of(worker, status: str, clean: bool, actor, why=None, oom=None) -> tuple:
     """(Ray's exit_type, exit_detail) of a worker process that ended with status (the
     zygote's words: "exit code 4", "killed by signal 9 (SIGKILL)"): clean, it ended by
     itself; actor, the record of the actor it ran; why, for a task worker the scheduler
-    ended: "cancel" (ray.cancel(force=True)) or "group" (its placement group went)."""
+    ended: "cancel" (ray.cancel(force=True)) or "group" (its placement group went);
+    oom: the memory monitor killed it, and why."""
+    if oom:
+        return "NODE_OUT_OF_MEMORY", oom
     cause = getattr(actor, "cause", None)
     text = str(cause) if cause is not None else ""
     if getattr(cause, "actor_init_failed", False):
