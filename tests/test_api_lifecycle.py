@@ -162,6 +162,42 @@ def test_worker_prints_reach_driver_with_prefix():
                for l in result.stdout.splitlines()), result.stdout   # an actor's __repr__
 
 
+def test_output_that_bypasses_python_is_prefixed_in_order():
+    """os.write, a subprocess's output and a line left unfinished get their worker's
+    prefix too (Ray's log monitor reads each worker's own file), in the order written."""
+    result = _run_driver("""
+        import os, subprocess
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def shell():
+            print("first", flush=True)
+            os.write(1, b"second\\n")
+            subprocess.run(["echo", "third"], check=True)
+            print("fourth")
+            subprocess.run("echo to-stderr >&2", shell=True, check=True)
+            os.write(1, b"no newline")
+            return os.getpid()
+        @ray.remote
+        class Runner:
+            def run(self):
+                subprocess.run(["echo", "actor's child"], check=True)
+        pid = ray.get(shell.remote())
+        ray.get(Runner.remote().run.remote())
+        import time; time.sleep(0.5)
+        print("PID", pid)
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    pid = int(result.stdout.split("PID ")[1].split()[0])
+    mine = [ln for ln in result.stdout.splitlines() if ln.startswith(f"(shell pid={pid}) ")]
+    assert [ln.split(") ", 1)[1] for ln in mine] == ["first", "second", "third", "fourth",
+                                                     "no newline"], result.stdout
+    assert f"(shell pid={pid}) to-stderr" in result.stderr.splitlines(), result.stderr
+    assert any(ln.startswith("(Runner pid=") and ln.endswith(") actor's child")
+               for ln in result.stdout.splitlines()), result.stdout
+
+
 def test_ray_color_prefix_colours_each_process():
     """RAY_COLOR_PREFIX=1: a worker's prefix is dimmed and coloured (by its pid), as Ray's."""
     env = dict(_env(), RAY_COLOR_PREFIX="1")

@@ -36,8 +36,8 @@ def test_allow_and_skip_patterns_and_unfinished_lines():
     lines = LogLines("stdout")
     if lines.dedup is None:   # (RAY_DEDUP_LOGS=0 in the environment)
         return
-    assert lines.feed("(C pid=1) 50%") == "(C pid=1) 50%"   # (a line's start shows at once)
-    assert lines.feed(" done\n(C pid=1) next\n") == " done\n(C pid=1) next\n"
+    assert lines.feed_lines(["(C pid=1) 50% done", "(C pid=2) 50% done"]) == "(C pid=1) 50% done\n"
+    assert lines.close() == "(C pid=2) 50% done\n"   # (counted once: shown as it was)
 
 
 def test_a_driver_sees_lines_alike_once_then_counted(tmp_path):

@@ -10,8 +10,8 @@ alike within a few seconds is printed once, then once more with how many times i
 
 RAY_DEDUP_LOGS=0 turns it off; lines matching RAY_DEDUP_LOGS_ALLOW_REGEX are never
 deduplicated, those matching RAY_DEDUP_LOGS_SKIP_REGEX never printed. Lines that no
-worker prefix starts (a subprocess's, a C library's) pass as they are, and so do the
-lines of an error's report (Ray's come from the driver's own process, undeduplicated).
+worker prefix starts (the zygote's own) pass as they are, and so do the lines of an
+error's report (Ray's come from the driver's own process, undeduplicated).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import re
 import time
 
-_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)*\((?P<who>[^()]*?) pid=(?P<pid>\d+)\)(?:\x1b\[0m)? ")
+PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)*\((?P<who>[^()]*?) pid=(?P<pid>\d+)\)(?:\x1b\[0m)? ")
 _DIGITS = re.compile(r"[0-9]")
 # Never deduplicated: what belongs to an error's report (its traceback's indented lines,
 # the exception's own line, an "Unhandled error" report): each must be read whole.
@@ -50,7 +50,7 @@ class LogDeduplicator:
         """The lines to print now for this one (without its newline)."""
         if self.skip is not None and self.skip.search(line):
             return []
-        found = _PREFIX.match(line)
+        found = PREFIX.match(line)
         if found is None or (self.allow is not None and self.allow.search(line)):
             return [line]
         text = line[found.end():]
@@ -96,30 +96,21 @@ class LogDeduplicator:
 
 
 class LogLines:
-    """One of the node's output pipes: text read from it in, text to print out; whole
-    lines go through the deduplicator, a line's unfinished end is printed as it comes."""
+    """One output stream of the node (stdout or stderr): whole lines in, through the
+    deduplicator, text to print out."""
 
     def __init__(self, stream: str):
         self.stream = stream
         self.dedup = LogDeduplicator() if enabled() else None
-        self.mid_line = False    # what was printed last ended inside a line
 
-    def feed(self, text: str) -> str:
+    def feed_lines(self, lines: list) -> str:
+        """Whole lines (without their newlines), from one source that splits its own."""
+        if not lines:
+            return ""
         if self.dedup is None:
-            return text
+            return "".join(line + "\n" for line in lines)
         now = time.monotonic()
-        out = []
-        *whole, rest = text.split("\n")
-        for i, line in enumerate(whole):
-            if i == 0 and self.mid_line:   # (the end of a line begun before)
-                out.append(line + "\n")
-                continue
-            out += [shown + "\n" for shown in self.dedup.feed(line, now)]
-        if whole:
-            self.mid_line = False
-        if rest:
-            out.append(rest)
-            self.mid_line = True
+        out = [shown + "\n" for line in lines for shown in self.dedup.feed(line, now)]
         out += [shown + "\n" for shown in self.dedup.due(now)]
         return "".join(out)
 

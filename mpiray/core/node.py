@@ -8,7 +8,8 @@
       ├─ monitor thread: zygote reports (started/died) ──► inbox (ordered after the
       │                  dead worker's own last events); the zygote itself dead: a new
       │                  one, and each of its workers reported dead (_restart_zygote)
-      └─ log thread:     workers' stdout/stderr pipe ──► driver's terminal, line by line
+      └─ log thread:     each worker's stdout/stderr pipes ──► driver's terminal, line by
+                         line, prefixed (core/worker_output.py)
     Node.stop(): close queues, zygote kills every child, unlink every segment.
 """
 
@@ -17,8 +18,8 @@ from __future__ import annotations
 import gc
 import os
 import secrets
-import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -101,7 +102,7 @@ class Node:
         self.pump = InboxPump(self.inbox, self.store, self.scheduler)
         self._thread(self.pump.serve_forever, "mpiray-inbox")
         self._thread(self._monitor_loop, "mpiray-monitor")
-        self._thread(self._log_loop, "mpiray-log")
+        self._start_log_thread()
         self.memory_monitor = None
         if c.memory_refresh_s > 0:
             from mpiray.core.memory_monitor import MemoryMonitor
@@ -141,12 +142,15 @@ class Node:
         rep_r, rep_w = os.pipe()
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
+        self.output_socket, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.zygote = subprocess.Popen(
-            [sys.executable, "-m", "mpiray.core.zygote", str(cmd_r), str(rep_w)],
-            pass_fds=(cmd_r, rep_w), stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-            env=_without_mpi_launcher(os.environ),
+            [sys.executable, "-m", "mpiray.core.zygote", str(cmd_r), str(rep_w),
+             str(zygote_end.fileno())],
+            pass_fds=(cmd_r, rep_w, zygote_end.fileno()), stdin=subprocess.DEVNULL,
+            stdout=out_w, stderr=err_w, env=_without_mpi_launcher(os.environ),
             start_new_session=True,  # Ctrl-C in the terminal reaches the driver only
         )
+        zygote_end.close()
         for fd in (cmd_r, rep_w, out_w, err_w):
             os.close(fd)
         self.commands = Connection(cmd_w, readable=False)
@@ -214,7 +218,7 @@ class Node:
             lost = [(slot, w.pid) for slot, w in self.scheduler.workers.items()]
         for pipe in old:
             _quietly(pipe.close)
-        self._thread(self._log_loop, "mpiray-log")   # (the new zygote's output pipes)
+        self._start_log_thread()   # (the new zygote's output pipes)
         why = f"killed: its zygote died ({status})"
         try:
             self.inbox.push(P.dumps([(P.WORKER_DIED, slot, pid, why) for slot, pid in lost]))
@@ -222,26 +226,12 @@ class Node:
             return False
         return True
 
-    def _log_loop(self):
-        from mpiray.core.log_dedup import LogLines
+    def _start_log_thread(self):
+        from mpiray.core.worker_output import OutputRouter, allow_worker_pipes
 
-        fds = {self.out_r: LogLines("stdout"), self.err_r: LogLines("stderr")}
-        while fds:
-            waiting = [lines for lines in fds.values() if lines.pending()]
-            readable, _, _ = select.select(list(fds), [], [], 0.5 if waiting else None)
-            for lines in waiting:
-                _print_to(lines.stream, lines.due())
-            for fd in readable:
-                data = os.read(fd, 65536)
-                lines = fds[fd]
-                if not data:
-                    _print_to(lines.stream, lines.close())
-                    del fds[fd]
-                    os.close(fd)
-                    continue
-                if not self.config.log_to_driver:
-                    continue   # (init(log_to_driver=False): read, so no worker blocks on a full pipe)
-                _print_to(lines.stream, lines.feed(data.decode(errors="replace")))
+        allow_worker_pipes()
+        router = OutputRouter(self.out_r, self.err_r, self.output_socket, self.config.log_to_driver)
+        self._thread(router.run, "mpiray-log")
 
     # ------------------------------------------------------------ stop
     def stop(self):
@@ -268,18 +258,6 @@ class Node:
         self.store.close()
         _quietly(self.store.destroy)
         names.remove_session_segments(self.session)
-
-
-def _print_to(name: str, text: str):
-    """text on the driver's sys.stdout / sys.stderr (as it is then: a test may capture it)."""
-    if not text:
-        return
-    stream = getattr(sys, name)
-    try:
-        stream.write(text)
-        stream.flush()
-    except Exception:  # noqa: BLE001 - a closed terminal must not stop the node
-        pass
 
 
 def node_resource(index: int) -> str:

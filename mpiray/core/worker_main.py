@@ -20,9 +20,15 @@ from mpiray.core.proctitle import set_title
 from mpiray.core.runtime import Runtime
 
 
+# Leads each line a worker's Python writes (already prefixed), so that the node tells
+# them from raw output on the same pipe (core/worker_output.py), which it prefixes itself.
+PY_LINE = "\x1f"
+
+
 class _PrefixedLines:
     """sys.stdout/err of a worker: whole lines, each prefixed with who printed it, written
-    to the driver's log pipe in one write (atomic up to PIPE_BUF, so lines never mix)."""
+    to the worker's output pipe in one write (its raw output, os.write or a subprocess's,
+    cannot split a line)."""
 
     def __init__(self, fd, prefix):
         self.fd, self.prefix, self.pending = fd, prefix, ""
@@ -31,7 +37,7 @@ class _PrefixedLines:
         self.pending += text
         if "\n" in self.pending:
             *lines, self.pending = self.pending.split("\n")
-            data = "".join(f"{self.prefix}{line}\n" for line in lines).encode(errors="replace")
+            data = "".join(f"{PY_LINE}{self.prefix}{line}\n" for line in lines).encode(errors="replace")
             while data:
                 data = data[os.write(self.fd, data):]
         return len(text)
@@ -82,9 +88,10 @@ def _retarget_log_handlers(old) -> None:
 _COLORS = ("\x1b[35m", "\x1b[36m", "\x1b[32m", "\x1b[90m", "\x1b[94m", "\x1b[95m")
 
 
-def output_prefix(label: str) -> str:
-    """"(label pid=N) ", as Ray prefixes a worker's lines on the driver."""
-    pid = os.getpid()
+def output_prefix(label: str, pid=None) -> str:
+    """"(label pid=N) ", as Ray prefixes a worker's lines on the driver (this process's
+    pid unless given)."""
+    pid = os.getpid() if pid is None else pid
     if os.environ.get("RAY_COLOR_PREFIX") == "1":
         return f"\x1b[2m{_COLORS[pid % len(_COLORS)]}({label} pid={pid})\x1b[0m "
     return f"({label} pid={pid}) "

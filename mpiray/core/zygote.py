@@ -2,6 +2,7 @@
 
     driver ──commands (fork / kill / signal / exit)──► zygote ──fork()──► worker or actor
     driver ◄──reports (started / died, with status)── zygote ◄──SIGCHLD── its children
+    driver ◄──fd socket: each worker's stdout and stderr pipes (core/worker_output.py)
     driver's process gone (EOF on commands) ──► zygote kills every child, unlinks the
                                                session's segments, exits
 
@@ -21,9 +22,11 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import pickle
 import select
 import shutil
 import signal
+import socket
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -35,9 +38,10 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def main(cmd_fd: int, report_fd: int) -> None:
+def main(cmd_fd: int, report_fd: int, output_fd: int) -> None:
     commands, reports = Connection(cmd_fd, writable=False), Connection(report_fd, readable=False)
     init = commands.recv()
+    init["output_socket"] = socket.socket(fileno=output_fd)
     children = {}  # pid -> (slot, kind)
     try:   # (from here on, however it ends: the driver may be gone before "ready" is sent)
         wake_r = _boot(init)
@@ -164,10 +168,17 @@ def _fork(init, cmd, commands, reports, wake_r, children):
     # Chosen here so that the node hears it with the pid: when the worker dies, what it
     # made and never reported is found in the store by this prefix of its ids.
     nonce = _ids.new_nonce(init.get("node_index", 0))
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            os.dup2(out_w, 1)   # (what it and its subprocesses write: its own pipes)
+            os.dup2(err_w, 2)
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            init["output_socket"].close()
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.setpgid(0, 0)   # (a group of its own: what it starts goes with it)
@@ -190,6 +201,15 @@ def _fork(init, cmd, commands, reports, wake_r, children):
         finally:
             os._exit(code)
     children[pid] = (slot, kind)
+    os.close(out_w)
+    os.close(err_w)
+    try:
+        who = pickle.dumps((slot, pid, "actor" if kind == "actor" else "task",
+                            options.get("label", "worker")))
+        socket.send_fds(init["output_socket"], [who], [out_r, err_r])
+    finally:
+        os.close(out_r)
+        os.close(err_r)
     reports.send(("started", slot, pid, nonce))
 
 
@@ -283,4 +303,4 @@ def _reap_until(done, children, limit_s):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]))
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
