@@ -80,7 +80,7 @@ test: cpptest pytest mpitest conformance
 
 bench: build
 	$(PY) benchmarks/store.py
-	$(PY) benchmarks/queue.py
+	$(PY) benchmarks/task_queue.py
 
 clean:
 	rm -rf build mpiray/_native/*.so mpiray/_native/*.cpp

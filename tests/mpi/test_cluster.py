@@ -860,3 +860,40 @@ def test_bursts_of_calls_that_fill_an_actors_queue_all_run_in_caller_order(ray):
         ray.get(callers, timeout=120)
         assert ray.get(seq.count.remote(), timeout=120) == (n * (2 * k + 1), 0)
         ray.kill(seq)
+
+
+def test_collective_groups_span_every_node(ray):
+    """ray.util.collective among actors on every node: an 8 MiB allreduce, a broadcast
+    and a send between the first node and the last pull each other's arrays over MPI."""
+    from mpiray.util import collective as col
+
+    @ray.remote(num_cpus=0)
+    class Member:
+        def __init__(self, rank, world):
+            self.rank, self.last = rank, world - 1
+            col.init_collective_group(world, rank, "gloo", "span")
+
+        def run(self, n):
+            t = np.arange(n, dtype=np.float64) + self.rank
+            col.allreduce(t, "span")
+            b = np.full(3, float(self.rank))
+            col.broadcast(b, self.last, "span")
+            got = np.zeros(4)
+            if self.rank == 0:
+                col.send(np.arange(4.0) + 100, self.last, "span")
+            elif self.rank == self.last:
+                col.recv(got, 0, "span")
+            return node_index(ray), float(t.sum()), b.tolist(), got.tolist()
+
+    k = expected_nodes()
+    world = max(k, 2)
+    members = [Member.options(**on_node(ray, r % k)).remote(r, world) for r in range(world)]
+    n = 1 << 20
+    results = ray.get([m.run.remote(n) for m in members], timeout=120)
+    total = world * n * (n - 1) / 2 + n * sum(range(world))
+    assert [r[0] for r in results] == [r % k for r in range(world)]
+    assert [r[1] for r in results] == [total] * world
+    assert [r[2] for r in results] == [[float(world - 1)] * 3] * world
+    assert results[-1][3] == [100.0, 101.0, 102.0, 103.0]
+    for m in members:
+        ray.kill(m)

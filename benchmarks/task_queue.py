@@ -1,6 +1,6 @@
 """Benchmark of mpiray._native.queue: one run, prints figures and ratios (no assertions).
 
-    .venv/bin/python benchmarks/queue.py
+    .venv/bin/python benchmarks/task_queue.py
 
 1. Latency: a request -> reply round trip between two processes through two queues
    (client push + pop, server pop + push, all from Python), against a raw C++ futex
