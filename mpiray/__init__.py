@@ -13,7 +13,8 @@ from mpiray.api import (
 )
 from mpiray.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from mpiray.logging_config import LoggingConfig
-from mpiray.ids import ActorID, JobID, NodeID, PlacementGroupID, TaskID, WorkerID
+from mpiray.ids import (ActorClassID, ActorID, FunctionID, JobID, NodeID, PlacementGroupID,
+                        TaskID, UniqueID, WorkerID)
 from mpiray.object_ref import ObjectRef
 from mpiray.remote_function import RemoteFunction
 from mpiray.runtime_context import get_runtime_context
@@ -64,6 +65,7 @@ __all__ = [
     "ActorClass", "ActorHandle", "ActorID", "DynamicObjectRefGenerator", "JobID", "LoggingConfig",
     "NodeID",
     "ObjectID", "ObjectRef", "ObjectRefGenerator", "PlacementGroupID", "TaskID", "WorkerID",
+    "UniqueID", "ActorClassID", "FunctionID",
     "RemoteFunction", "available_resources",
     "cancel", "cluster_resources", "exceptions", "exit_actor", "free", "get", "get_actor",
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method",

@@ -105,6 +105,20 @@ class PlacementGroupID(BaseID):
     _SIZE = 16
 
 
+class UniqueID(BaseID):
+    """Ray's generic 28-byte id (UniqueID.from_random() for an id of one's own)."""
+    __slots__ = ()
+    _SIZE = 28
+
+
+class ActorClassID(UniqueID):
+    __slots__ = ()
+
+
+class FunctionID(UniqueID):
+    __slots__ = ()
+
+
 def of_hex(cls, hex_id):
     """cls(hex_id's bytes), or None for None (no task, no actor); ids that are not hex
     (the driver's worker id) are kept as their UTF-8 bytes."""

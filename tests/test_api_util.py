@@ -1319,3 +1319,19 @@ def test_state_rows_are_rays_state_classes(ray):
     assert isinstance(list_nodes()[0], NodeState) and isinstance(list_jobs()[0], JobState)
     assert issubclass(RayStateApiException, Exception)
     ray.kill(actor)
+
+
+def test_log_once_and_rays_other_id_types():
+    """ray.util.debug.log_once (libraries on Ray import it) and ray.UniqueID & co."""
+    import mpiray
+    from mpiray.util import debug
+
+    assert debug.log_once("util-test-key") is True
+    assert debug.log_once("util-test-key") is False
+    debug.reset_log_once("util-test-key")
+    assert debug.log_once("util-test-key") is True
+    debug.reset_log_once()
+    assert debug.log_once("util-test-key") is True
+    unique = mpiray.UniqueID.from_random()
+    assert len(unique.binary()) == 28 and mpiray.UniqueID.from_hex(unique.hex()) == unique
+    assert mpiray.ActorClassID.nil().is_nil() and not mpiray.FunctionID.from_random().is_nil()
