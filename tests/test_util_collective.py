@@ -162,3 +162,26 @@ def test_a_rank_that_never_comes_times_the_others_out(ray):
     error = ray.get(members[0].call.remote("barrier", "t"), timeout=30)
     assert error == ("RuntimeError: barrier in collective group 't' (rank 0 of 2) timed out "
                      "after 300 ms: not every rank called it")
+
+
+def test_a_read_only_argument_is_reduced_into_in_place_as_rays_backends_do(ray):
+    """An array that came as an argument is a read-only view of the store; Ray's backends
+    write into such a buffer anyway (Ray's own collective tests rely on it)."""
+    from mpiray.util import collective as col
+
+    @ray.remote(num_cpus=0)
+    class Holder:
+        def __init__(self, rank):
+            col.init_collective_group(2, rank, "gloo", "ro")
+
+        def keep(self, buffer):
+            self.buffer = buffer
+            return buffer.flags.writeable
+
+        def reduce(self):
+            col.allreduce(self.buffer, "ro")
+            return self.buffer.tolist()
+
+    holders = [Holder.remote(r) for r in range(2)]
+    assert ray.get([h.keep.remote(np.ones(4) * (i + 1)) for i, h in enumerate(holders)]) == [False, False]
+    assert ray.get([h.reduce.remote() for h in holders], timeout=60) == [[3.0] * 4] * 2

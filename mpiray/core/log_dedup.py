@@ -20,7 +20,8 @@ import os
 import re
 import time
 
-PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)*\((?P<who>[^()]*?) pid=(?P<pid>\d+)\)(?:\x1b\[0m)? ")
+# (who may hold parentheses: an actor's __repr__, "Model(size=3)")
+PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)*\((?P<who>.*?) pid=(?P<pid>\d+)\)(?:\x1b\[0m)? ")
 _DIGITS = re.compile(r"[0-9]")
 # Never deduplicated: what belongs to an error's report (its traceback's indented lines,
 # the exception's own line, an "Unhandled error" report): each must be read whole.

@@ -218,6 +218,8 @@ class Node:
             lost = [(slot, w.pid) for slot, w in self.scheduler.workers.items()]
         for pipe in old:
             _quietly(pipe.close)
+        for _, pid in lost:   # (what they started: each worker led a process group)
+            _quietly(lambda pid=pid: os.killpg(pid, signal.SIGKILL))
         self._start_log_thread()   # (the new zygote's output pipes)
         why = f"killed: its zygote died ({status})"
         try:

@@ -132,7 +132,7 @@ class TaskWorker:
             self.pinning.pin(spec.devices)
             if spec.name != self.named:
                 self.named = spec.name
-                name_output(spec.name.rpartition(".")[2])
+                name_output(spec.name)
             if spec.runtime_env is None:
                 sealed, retry = self._run(spec)
             else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import io
 import os
 import signal
 import sys
@@ -21,25 +22,31 @@ from mpiray.core.runtime import Runtime
 
 
 # Leads each line a worker's Python writes (already prefixed), so that the node tells
-# them from raw output on the same pipe (core/worker_output.py), which it prefixes itself.
-PY_LINE = "\x1f"
+# them from raw output on the same pipe (core/worker_output.py), which it prefixes itself;
+# two control characters together, which text output does not hold.
+PY_LINE = "\x1f\x02"
+# A record, not a line: the prefix of what this worker writes from here on, raw output
+# included (Ray's workers mark each task's start in their log files alike).
+LABEL = PY_LINE + "label:"
 
 
-class _PrefixedLines:
+class _PrefixedLines(io.TextIOBase):
     """sys.stdout/err of a worker: whole lines, each prefixed with who printed it, written
     to the worker's output pipe in one write (its raw output, os.write or a subprocess's,
-    cannot split a line)."""
+    cannot split a line). A text stream as the interpreter's is (.buffer writes raw)."""
 
-    def __init__(self, fd, prefix):
-        self.fd, self.prefix, self.pending = fd, prefix, ""
+    def __init__(self, fd, prefix, name):
+        super().__init__()
+        self.fd, self.prefix, self.pending, self._name = fd, prefix, "", name
+        self.buffer = open(fd, "wb", buffering=0, closefd=False)
 
     def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self.pending += text
         if "\n" in self.pending:
             *lines, self.pending = self.pending.split("\n")
-            data = "".join(f"{PY_LINE}{self.prefix}{line}\n" for line in lines).encode(errors="replace")
-            while data:
-                data = data[os.write(self.fd, data):]
+            _write_all(self.fd, "".join(f"{PY_LINE}{self.prefix}{line}\n" for line in lines))
         return len(text)
 
     def flush(self):
@@ -49,12 +56,47 @@ class _PrefixedLines:
     def isatty(self):
         return False
 
+    def writable(self):
+        return True
+
     def fileno(self):
         return self.fd
+
+    def reconfigure(self, *, encoding=None, errors=None, newline=None, line_buffering=None,
+                    write_through=None):
+        """Accepted as TextIOWrapper's: lines go out whole, as UTF-8, whatever is asked."""
 
     @property
     def encoding(self):
         return "utf-8"
+
+    @property
+    def errors(self):
+        return "replace"
+
+    @property
+    def line_buffering(self):
+        return True
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def mode(self):
+        return "w"
+
+
+def _write_all(fd, text: str):
+    data = text.encode(errors="replace")
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except BrokenPipeError:
+        pass   # (the node could not take this worker's pipe: worker_output.OutputRouter says so)
+
+
+_streams = []   # this worker's two _PrefixedLines, whatever sys.stdout is now
 
 
 def run_exit_handlers():
@@ -98,13 +140,15 @@ def output_prefix(label: str, pid=None) -> str:
 
 
 def name_output(label: str) -> None:
-    """Lines printed from now on start with "(label pid=N)", as Ray's: the running task's
-    function name, or the actor's class (or its __repr__)."""
+    """Lines written from now on start with "(label pid=N)", as Ray's: the running task's
+    name, or the actor's class (or its __repr__); raw output too (the record tells the node)."""
     who = output_prefix(label)
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, _PrefixedLines) and stream.prefix != who:
-            stream.flush()
-            stream.prefix = who
+    if not _streams or _streams[0].prefix == who:
+        return
+    for stream in _streams:
+        stream.flush()
+        stream.prefix = who
+    _write_all(1, f"{LABEL}{who}\n")
 
 
 def go_idle() -> None:
@@ -117,8 +161,8 @@ def flush_partial_output() -> None:
     """Ends the line a task left unfinished (print(x, end=" ")) when the worker goes idle:
     Ray's workers write unbuffered, so such output reaches the driver at once, not at the
     next newline or never (a worker that shutdown kills)."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, _PrefixedLines) and stream.pending:
+    for stream in _streams:
+        if stream.pending:
             stream.flush()
 
 
@@ -169,7 +213,8 @@ def run_worker(init, slot, kind, actor_id, devices, options, nonce=None):
     context.process()["worker_id"] = f"{init['session']}-{slot}"
     who = output_prefix(options.get('label', 'worker'))
     old = (sys.stdout, sys.stderr)
-    sys.stdout, sys.stderr = _PrefixedLines(1, who), _PrefixedLines(2, who)
+    sys.stdout, sys.stderr = _PrefixedLines(1, who, "<stdout>"), _PrefixedLines(2, who, "<stderr>")
+    _streams[:] = [sys.stdout, sys.stderr]
     _retarget_log_handlers(old)
     import faulthandler
 

@@ -6,8 +6,9 @@
     zygote ──fd socket: (slot, pid, kind, label) + 2 fds──► OutputRouter (node's log thread)
     zygote's own stdout / stderr pipes ─────────────────────►   │ whole lines per pipe
                                                                 ▼
-        "\\x1f(f pid=N) text"  print() in the worker: prefixed there, sentinel dropped
-        "text"                 raw bytes: prefixed here, "(<running task> pid=N) "
+        "\\x1f\\x02(f pid=N) text"   print() in the worker: prefixed there, sentinel dropped
+        "\\x1f\\x02label:(g pid=N) "  the worker's next task: the prefix of raw lines from here
+        "text"                     raw bytes: prefixed here, "(g pid=N) text"
                                                                 │
                                         LogLines (one per stream: Ray's deduplication)
                                                                 ▼
@@ -16,13 +17,13 @@
 Every worker writing to a pipe of its own is what lets output that never passed through
 Python (a subprocess's, a C library's) be told apart and prefixed, as Ray's log monitor
 prefixes what it reads from each worker's log file; one pipe for both kinds keeps a
-worker's lines in the order it wrote them. The label of a raw line is the task the
-worker runs when the line is read (its process title), else the last label it printed
-with: raw output is read while its task runs, almost always.
+worker's lines in the order it wrote them; the label records in that order give each raw
+line the task that wrote it, even when it is read after the task has ended.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
 import resource
@@ -31,8 +32,10 @@ import socket
 import sys
 import time
 
-from mpiray.core.log_dedup import PREFIX, LogLines
-from mpiray.core.worker_main import PY_LINE, output_prefix
+from mpiray.core.log_dedup import LogLines
+from mpiray.core.worker_main import LABEL, PY_LINE, output_prefix
+
+LABEL_TAG = LABEL[len(PY_LINE):]
 
 # A worker's unfinished line (a raw write without its newline: a progress counter, a
 # prompt) is printed, ended, after this long without the rest.
@@ -40,61 +43,52 @@ PARTIAL_LINE_S = 0.2
 FD_MESSAGE = 4096   # (the largest (slot, pid, kind, label) message sent with a worker's fds)
 
 
+class _Worker:
+    """What a worker's two pipes share: the prefix of its raw lines, as it last said."""
+
+    def __init__(self, pid, label):
+        self.pid, self.prefix = pid, output_prefix(label, pid)
+
+
 class _Source:
-    """One pipe: the zygote's own (no prefix) or one of a worker's two."""
+    """One pipe: the zygote's own (worker None: no prefix) or one of a worker's two."""
 
-    def __init__(self, fd, lines: LogLines, pid=None, kind=None, label=None):
-        self.fd, self.lines, self.pid, self.kind, self.label = fd, lines, pid, kind, label
+    def __init__(self, fd, lines: LogLines, worker=None):
+        self.fd, self.lines, self.worker = fd, lines, worker
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.partial, self.partial_since = "", 0.0
-        self.last_python = None    # the last line the worker's Python wrote (its prefix)
 
-    def split(self, text: str, now: float) -> list:
-        """The whole lines text finishes, each as it is to be printed (without newline)."""
+    def split(self, data: bytes, now: float) -> list:
+        """The whole lines data finishes, each as it is to be printed (without newline)."""
         if not self.partial:
             self.partial_since = now
-        *whole, self.partial = (self.partial + text).split("\n")
+        *whole, self.partial = (self.partial + self.decoder.decode(data)).split("\n")
         shown = []
         for line in whole:
             self._show(line, shown)
         return shown
 
     def unfinished(self) -> list:
-        line, self.partial, shown = self.partial, "", []
+        line, self.partial, shown = self.partial + self.decoder.decode(b"", final=True), "", []
         if line:
             self._show(line, shown)
         return shown
 
     def _show(self, line: str, shown: list):
-        if self.pid is None:
+        if line.endswith("\r"):
+            line = line[:-1]   # (a CRLF line end, as Ray's log monitor takes it)
+        if self.worker is None:
             shown.append(line)
             return
         raw, sep, python = line.partition(PY_LINE)
         if raw:   # (raw bytes; before a print()'s line: written without their newline)
-            shown.append(self._raw_prefix() + raw)
-        if sep:
+            shown.append(self.worker.prefix + raw)
+        if not sep:
+            return
+        if python.startswith(LABEL_TAG):
+            self.worker.prefix = python[len(LABEL_TAG):]
+        else:
             shown.append(python)
-            self.last_python = python
-
-    def _raw_prefix(self) -> str:
-        if self.kind == "task":
-            running = _running_task(self.pid)
-            if running:
-                return output_prefix(running.rpartition(".")[2], self.pid)
-        found = PREFIX.match(self.last_python) if self.last_python else None
-        return found.group(0) if found else output_prefix(self.label, self.pid)
-
-
-def _running_task(pid: int):
-    """What a task worker runs now, from its process title (core/proctitle.py); None when
-    it is idle or gone."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            title = f.read().split(b"\0", 1)[0].decode(errors="replace")
-    except OSError:
-        return None
-    if not title.startswith("ray::") or title == "ray::IDLE":
-        return None
-    return title[5:]
 
 
 class OutputRouter:
@@ -110,6 +104,7 @@ class OutputRouter:
         self._add(_Source(err_r, self.streams["stderr"]))
         self.fd_socket = fd_socket
         self.selector.register(fd_socket, selectors.EVENT_READ)
+        self.warned_fds = False
 
     def _add(self, source: _Source):
         self.sources[source.fd] = source
@@ -140,9 +135,9 @@ class OutputRouter:
 
     def _take_fds(self):
         try:
-            message, fds, _, _ = socket.recv_fds(self.fd_socket, FD_MESSAGE, 2)
+            message, fds, flags, _ = socket.recv_fds(self.fd_socket, FD_MESSAGE, 2)
         except OSError:
-            message, fds = b"", []
+            message, fds, flags = b"", [], 0
         if not message:   # the zygote is gone (its workers may still hold their pipes)
             for fd in fds:
                 os.close(fd)
@@ -150,9 +145,21 @@ class OutputRouter:
             self.fd_socket.close()
             self.fd_socket = None
             return
-        _slot, pid, kind, label = pickle.loads(message)
+        _slot, pid, _kind, label = pickle.loads(message)
+        if len(fds) < 2 or flags & socket.MSG_CTRUNC:
+            # (this process is out of descriptors: the kernel dropped what did not fit)
+            for fd in fds:
+                os.close(fd)
+            if not self.warned_fds:
+                self.warned_fds = True
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                print(f"(mpiray) warning: out of file descriptors (RLIMIT_NOFILE {limit}): "
+                      f"the output of worker pid {pid} and of others started from now on is "
+                      "lost; raise the limit (ulimit -n) to see it", file=sys.stderr, flush=True)
+            return
+        worker = _Worker(pid, label)
         for fd, stream in zip(fds, ("stdout", "stderr")):
-            self._add(_Source(fd, self.streams[stream], pid, kind, label))
+            self._add(_Source(fd, self.streams[stream], worker))
 
     def _read(self, source: _Source):
         try:
@@ -164,7 +171,7 @@ class OutputRouter:
             return
         if not self.to_driver:
             return   # (init(log_to_driver=False): read, so that no worker blocks on a full pipe)
-        lines = source.split(data.decode(errors="replace"), time.monotonic())
+        lines = source.split(data, time.monotonic())
         self._print(source.lines.stream, source.lines.feed_lines(lines))
 
     def _print_due(self, now):

@@ -283,9 +283,13 @@ def _kill_all(children):
         _signal(pid, signal.SIGKILL)
         _kill_group(pid)
     _reap_until(lambda: not children, children, 5.0)
-    for pid in _own_children():
-        _signal(pid, signal.SIGKILL)
-    _reap_until(lambda: not _own_children(), children, 1.0)
+    # (killing an adopted daemon orphans its own children, adopted here in turn: again
+    # until none is left)
+    deadline = time.monotonic() + 3.0
+    while _own_children() and time.monotonic() < deadline:
+        for pid in _own_children():
+            _signal(pid, signal.SIGKILL)
+        _reap_until(lambda: not _own_children(), children, 0.2)
 
 
 def _reap_until(done, children, limit_s):

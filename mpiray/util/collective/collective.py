@@ -90,14 +90,15 @@ def init_collective_group(world_size: int, rank: int, backend=types.Backend.NCCL
     """This process joins group_name as rank (of world_size): every rank calls it."""
     _check_inside_actor()
     backend = types.Backend(backend)
-    if not group_name or not isinstance(group_name, str):
+    if not group_name:
         raise ValueError(f"group_name '{group_name}' needs to be a string.")
     if _group_mgr.is_group_exist(group_name):
         raise RuntimeError("Trying to initialize a group twice.")
-    if not isinstance(world_size, int) or world_size <= 0:
-        raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
-    if not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}), got {rank!r}")
+    # (Ray asserts these: AssertionError, as there)
+    if not world_size > 0:
+        raise AssertionError(f"world_size must be greater than 0, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise AssertionError(f"rank must be in [0, {world_size}), got {rank}")
     _group_mgr.create_collective_group(backend, world_size, rank, group_name, gloo_timeout)
 
 
@@ -215,10 +216,10 @@ def recv(tensor, src_rank: int, group_name: str = "default"):
     group.recv(tensor, src_rank)
 
 
-def _needs_cupy(what):
+def _needs_cupy(what, words="Multigpu calls requires NCCL and Cupy."):
     def refuse(*args, **kwargs):
         if not types.cupy_available():
-            raise RuntimeError("Multigpu calls requires NCCL and Cupy.")   # (Ray's words)
+            raise RuntimeError(words)   # (Ray's words)
         raise RuntimeError(f"{what}: mpiray's collectives take one tensor per process, "
                            "not one per GPU of a process")
     refuse.__name__ = what
@@ -231,9 +232,9 @@ reduce_multigpu = _needs_cupy("reduce_multigpu")
 broadcast_multigpu = _needs_cupy("broadcast_multigpu")
 allgather_multigpu = _needs_cupy("allgather_multigpu")
 reducescatter_multigpu = _needs_cupy("reducescatter_multigpu")
-send_multigpu = _needs_cupy("send_multigpu")
-recv_multigpu = _needs_cupy("recv_multigpu")
-synchronize = _needs_cupy("synchronize")
+send_multigpu = _needs_cupy("send_multigpu", "send_multigpu call requires NCCL.")
+recv_multigpu = _needs_cupy("recv_multigpu", "recv_multigpu call requires NCCL.")
+synchronize = _needs_cupy("synchronize", "synchronize call requires CUDA and NCCL.")
 
 
 def get_group_handle(group_name: str = "default"):

@@ -11,7 +11,7 @@
 
 A large allreduce among 3 ranks or more goes in two rounds: each rank reduces its slice of every rank's array,
 then every rank gathers the reduced slices. Every rank calls the group's collectives in the same order (as with NCCL or gloo), so a
-counter names each round; a send and its recv meet in a round of their own, numbered
+counter names each round; a rank that times out (gloo) takes its item back; a send and its recv meet in a round of their own, numbered
 per (src, dst) pair. Ray's backends (gloo, nccl) are names here: all move data this way,
 a GPU tensor staged through host memory.
 """
@@ -19,13 +19,14 @@ a GPU tensor staged through host memory.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 from collections import defaultdict
 
 import numpy as np
 
 import mpiray as ray
 from mpiray.exceptions import GetTimeoutError, RayActorError
-from mpiray.util.collective.types import ReduceOp
+from mpiray.util.collective.types import Backend, ReduceOp
 
 _REDUCERS = {ReduceOp.SUM: np.add, ReduceOp.PRODUCT: np.multiply,
              ReduceOp.MIN: np.minimum, ReduceOp.MAX: np.maximum}
@@ -58,7 +59,14 @@ class CollectiveExchange:
         if len(found.items) == parties:
             found.complete.set()
         else:
-            await found.complete.wait()
+            try:
+                await found.complete.wait()
+            except asyncio.CancelledError:   # (the rank timed out: its item goes with it)
+                if not found.complete.is_set():
+                    del found.items[rank]
+                    if not found.items:
+                        del self.rounds[key]
+                raise
         found.served += 1
         if found.served == parties:
             del self.rounds[key]
@@ -76,11 +84,12 @@ def exchange_name(group_name: str) -> str:
 
 class CollectiveGroup:
     def __init__(self, world_size: int, rank: int, backend: str, group_name: str, timeout_ms: int):
-        self.world_size, self.rank, self.backend = world_size, rank, backend
+        self.world_size, self.rank, self._backend = world_size, rank, backend
         self.group_name, self.timeout_ms = group_name, timeout_ms
+        # (owned by the rank that made it: it ends with that rank's process, so a group
+        # formed again under the name after its ranks died starts afresh)
         self.exchange = CollectiveExchange.options(
-            name=exchange_name(group_name), get_if_exists=True, lifetime="detached",
-        ).remote(world_size)
+            name=exchange_name(group_name), get_if_exists=True).remote(world_size)
         self.rounds = 0
         self.pairs = defaultdict(int)   # (src, dst) -> sends between them so far
 
@@ -90,10 +99,13 @@ class CollectiveGroup:
             self.rounds += 1
             key = ("round", self.rounds)
         ref = self.exchange.meet.remote(key, self.rank, parties or self.world_size, item)
-        timeout = self.timeout_ms / 1000 if self.timeout_ms and self.timeout_ms > 0 else None
+        timeout = None   # (NCCL's collectives wait as long as it takes; gloo's time out)
+        if self._backend in (Backend.GLOO, Backend.TORCH_GLOO) and self.timeout_ms and self.timeout_ms > 0:
+            timeout = self.timeout_ms / 1000
         try:
             return ray.get(ref, timeout=timeout)
         except GetTimeoutError:
+            ray.cancel(ref)
             raise RuntimeError(
                 f"{what} in collective group '{self.group_name}' (rank {self.rank} of "
                 f"{self.world_size}) timed out after {self.timeout_ms} ms: not every rank "
@@ -170,6 +182,12 @@ class CollectiveGroup:
         items = self._meet("recv", None, key=("p2p", pair, self.pairs[pair]), parties=2)
         write_back(tensor, _like("recv", _unpack(items, [src_rank])[src_rank], tensor))
 
+    def backend(self) -> str:
+        return self._backend
+
+    def destroy_group(self):
+        self.destroy()
+
     def destroy(self):
         try:
             if ray.get(self.exchange.leave.remote(self.rank)):
@@ -224,6 +242,36 @@ def _like(what, array, tensor, rank=None):
     return array
 
 
+def _writable_view(tensor: np.ndarray) -> np.ndarray:
+    """A writable view of a read-only array's memory: an argument or a get's zero-copy view
+    of the store, which Ray's backends write into as well (its memory is mapped writable);
+    an object read from a spill file is mapped read-only, and refused."""
+    lo, hi = np.lib.array_utils.byte_bounds(tensor)
+    if not _mapped_writable(lo, hi):
+        raise RuntimeError(
+            f"the tensor ({tensor.dtype}{list(tensor.shape)}) is read-only memory (an object "
+            "read from its spill file): pass a writable copy, np.array(tensor)")
+    memory = (ctypes.c_char * max(hi - lo, 1)).from_address(lo)
+    start = tensor.__array_interface__["data"][0]
+    return np.ndarray(tensor.shape, tensor.dtype, buffer=memory, offset=start - lo,
+                      strides=tensor.strides)
+
+
+def _mapped_writable(lo: int, hi: int) -> bool:
+    """Whether [lo, hi) lies in mappings of this process that may be written."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, perms = line.split(None, 2)[:2]
+            start, end = (int(x, 16) for x in span.split("-"))
+            if start <= lo < end:
+                if "w" not in perms:
+                    return False
+                if hi <= end:
+                    return True
+                lo = end   # (continues in the next mapping)
+    return False
+
+
 def to_numpy(tensor) -> np.ndarray:
     """A host view (numpy) or copy (a torch or cupy tensor on a GPU) of tensor."""
     if isinstance(tensor, np.ndarray):
@@ -240,7 +288,7 @@ def to_numpy(tensor) -> np.ndarray:
 def write_back(tensor, array: np.ndarray):
     """tensor's contents replaced by array's, in place (where the caller holds it)."""
     if isinstance(tensor, np.ndarray):
-        np.copyto(tensor, array)
+        np.copyto(tensor if tensor.flags.writeable else _writable_view(tensor), array)
         return
     module = type(tensor).__module__.split(".")[0]
     if module == "torch":
