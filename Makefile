@@ -5,7 +5,7 @@ VENV_OK := .venv/.stamp-deps
 BUILD_OK := build/.stamp-ext
 PYC_OK  := build/.stamp-pyc
 PY_SRC  := $(shell find mpiray -name '*.py')
-DEPS    := mpich mpi4py numpy cloudpickle posix_ipc cython pytest pytest-mpi "setuptools>=68" wheel
+DEPS    := mpich mpi4py numpy cloudpickle posix_ipc cython pytest pytest-mpi "setuptools>=68" wheel joblib
 CXX     ?= g++
 CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Isrc/cpp -pthread
 NATIVE_SRC := $(filter-out src/cpp/tests/%,$(wildcard src/cpp/*.cpp))

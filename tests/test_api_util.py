@@ -1335,3 +1335,27 @@ def test_log_once_and_rays_other_id_types():
     unique = mpiray.UniqueID.from_random()
     assert len(unique.binary()) == 28 and mpiray.UniqueID.from_hex(unique.hex()) == unique
     assert mpiray.ActorClassID.nil().is_nil() and not mpiray.FunctionID.from_random().is_nil()
+
+
+def test_joblib_runs_its_batches_on_the_pools_actors(ray):
+    """ray.util.joblib: joblib.parallel_backend("ray") (what scikit-learn's n_jobs uses)
+    runs each batch in the actors of mpiray's Pool, n_jobs=-1 meaning every CPU."""
+    joblib = pytest.importorskip("joblib")   # (a dependency of the test setup: Makefile DEPS)
+    import numpy as np
+
+    from mpiray.util.joblib import register_ray
+
+    register_ray()
+    with joblib.parallel_backend("ray"):
+        out = joblib.Parallel(n_jobs=2)(joblib.delayed(lambda x: (x * x, os.getpid()))(i)
+                                        for i in range(20))
+    assert [value for value, _ in out] == [i * i for i in range(20)]
+    pids = {pid for _, pid in out}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    big = np.arange(1 << 20, dtype=np.float64)   # (joblib memmaps it for the workers)
+    with joblib.parallel_backend("ray", n_jobs=-1):
+        sums = joblib.Parallel()(joblib.delayed(np.sum)(big[i::4]) for i in range(4))
+    assert sum(sums) == big.sum()
+    from mpiray.util.joblib.ray_backend import RayBackend
+
+    assert RayBackend().effective_n_jobs(-1) == int(ray.cluster_resources()["CPU"])

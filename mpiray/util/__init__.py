@@ -18,7 +18,7 @@ def __getattr__(name):
     """ray.util.state / ray.util.metrics without an import of their own (loaded on first use)."""
     if name in ("state", "metrics", "annotations", "helpers", "queue", "multiprocessing",
                 "scheduling_strategies", "accelerators", "actor_pool", "placement_group",
-                "serialization", "check_serialize", "collective", "debug"):
+                "serialization", "check_serialize", "collective", "debug", "joblib"):
         import importlib
 
         return importlib.import_module(f"mpiray.util.{name}")

@@ -160,7 +160,9 @@ class Pool:
             raise ValueError(f"maxtasksperchild must be a positive integer, got {maxtasksperchild!r}")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        if context is not None:
+        from mpiray.util.debug import log_once
+
+        if context is not None and log_once("pool_context_argument"):   # (once, as Ray's)
             _log.warning("Pool's context argument is ignored: its processes are mpiray actors")
         if not mpiray.is_initialized():
             mpiray.init(num_cpus=processes)
