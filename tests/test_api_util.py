@@ -1359,3 +1359,45 @@ def test_joblib_runs_its_batches_on_the_pools_actors(ray):
     from mpiray.util.joblib.ray_backend import RayBackend
 
     assert RayBackend().effective_n_jobs(-1) == int(ray.cluster_resources()["CPU"])
+
+
+def test_workers_log_files_are_listed_and_read_by_pid_actor_and_name(ray):
+    """ray.util.state.list_logs / get_log: each worker's .out and .err hold what it wrote
+    (print() and a subprocess's output alike, unprefixed)."""
+    import subprocess
+    import time
+
+    from mpiray.util.state import RayStateApiException, get_log, list_logs
+
+    @ray.remote
+    def chatty(tag):
+        print("printed", tag)
+        subprocess.run(["echo", "echoed", tag], check=True)
+        return os.getpid()
+
+    @ray.remote
+    class Speaker:
+        def speak(self):
+            import sys
+            print("actor out")
+            print("actor err", file=sys.stderr)
+
+    pid = ray.get(chatty.remote("log-test"))
+    speaker = Speaker.remote()
+    ray.get(speaker.speak.remote())
+    time.sleep(0.5)   # (the node's log thread writes the files as it reads)
+    text = "".join(get_log(pid=pid, tail=-1))
+    assert "printed log-test\necho" in text and "echoed log-test\n" in text and "pid=" not in text
+    actor = speaker._actor_id.hex()
+    assert "".join(get_log(actor_id=actor)) == "actor out\n"
+    assert "".join(get_log(actor_id=actor, suffix="err")) == "actor err\n"
+    files = list_logs()
+    name = next(n for n in files["worker_out"] if n.endswith(f"-{pid}.out"))
+    assert name.startswith("worker-") and any(n.endswith(".err") for n in files["worker_err"])
+    assert "".join(get_log(filename=name, tail=1)).endswith("echoed log-test\n")
+    assert list_logs(glob_filter="*.err").keys() == {"worker_err"}
+    with pytest.raises(RayStateApiException, match="no log of worker pid 1 "):
+        get_log(pid=1)
+    with pytest.raises(ValueError, match="exactly one of"):
+        get_log(pid=pid, filename=name)
+    ray.kill(speaker)

@@ -232,8 +232,23 @@ class Node:
         from mpiray.core.worker_output import OutputRouter, allow_worker_pipes
 
         allow_worker_pipes()
-        router = OutputRouter(self.out_r, self.err_r, self.output_socket, self.config.log_to_driver)
+        router = OutputRouter(self.out_r, self.err_r, self.output_socket, self.config.log_to_driver,
+                              self._worker_log_name())
         self._thread(router.run, "mpiray-log")
+
+    def _worker_log_name(self):
+        """(slot, pid) -> where that worker's log files go (core/worker_logs.py)."""
+        from mpiray.core import worker_logs
+        from mpiray.runtime_context import worker_hex
+
+        directory = worker_logs.log_dir(self.config.spill_dir)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError:
+            return None   # (no session directory to write in: no log files)
+        job = self.config.job_id or self.session
+        return lambda slot, pid: worker_logs.stem(
+            directory, worker_hex(self.session, f"{self.session}-{slot}", pid), job, pid)
 
     # ------------------------------------------------------------ stop
     def stop(self):

@@ -92,7 +92,7 @@ def _write_all(fd, text: str):
     try:
         while data:
             data = data[os.write(fd, data):]
-    except BrokenPipeError:
+    except OSError:
         pass   # (the node could not take this worker's pipe: worker_output.OutputRouter says so)
 
 

@@ -5,7 +5,8 @@
      a C library's printf)                ▼
     zygote ──fd socket: (slot, pid, kind, label) + 2 fds──► OutputRouter (node's log thread)
     zygote's own stdout / stderr pipes ─────────────────────►   │ whole lines per pipe
-                                                                ▼
+                                                                ├──► the worker's log file,
+                                                                ▼    unprefixed (worker_logs.py)
         "\\x1f\\x02(f pid=N) text"   print() in the worker: prefixed there, sentinel dropped
         "\\x1f\\x02label:(g pid=N) "  the worker's next task: the prefix of raw lines from here
         "text"                     raw bytes: prefixed here, "(g pid=N) text"
@@ -32,7 +33,7 @@ import socket
 import sys
 import time
 
-from mpiray.core.log_dedup import LogLines
+from mpiray.core.log_dedup import PREFIX, LogLines
 from mpiray.core.worker_main import LABEL, PY_LINE, output_prefix
 
 LABEL_TAG = LABEL[len(PY_LINE):]
@@ -51,12 +52,34 @@ class _Worker:
 
 
 class _Source:
-    """One pipe: the zygote's own (worker None: no prefix) or one of a worker's two."""
+    """One pipe: the zygote's own (worker None: no prefix) or one of a worker's two, whose
+    lines also go, unprefixed, to its log file (opened when it first writes)."""
 
-    def __init__(self, fd, lines: LogLines, worker=None):
-        self.fd, self.lines, self.worker = fd, lines, worker
+    def __init__(self, fd, lines: LogLines, worker=None, log_path=None):
+        self.fd, self.lines, self.worker, self.log_path = fd, lines, worker, log_path
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.partial, self.partial_since = "", 0.0
+        self.logged, self.log_file = [], None
+
+    def write_log(self):
+        if not self.logged:
+            return
+        try:
+            if self.log_file is None:
+                self.log_file = open(self.log_path, "a", encoding="utf-8", errors="replace")
+            self.log_file.write("".join(line + "\n" for line in self.logged))
+            self.log_file.flush()
+        except OSError:
+            self.log_path = None   # (a full or removed disk: the terminal still gets it)
+        self.logged = []
+
+    def close(self):
+        self.write_log()
+        if self.log_file is not None:
+            try:
+                self.log_file.close()
+            except OSError:
+                pass   # (what a full disk could not take)
 
     def split(self, data: bytes, now: float) -> list:
         """The whole lines data finishes, each as it is to be printed (without newline)."""
@@ -81,21 +104,31 @@ class _Source:
             shown.append(line)
             return
         raw, sep, python = line.partition(PY_LINE)
+        keep = self.log_path is not None
         if raw:   # (raw bytes; before a print()'s line: written without their newline)
             shown.append(self.worker.prefix + raw)
+            if keep:
+                self.logged.append(raw)
         if not sep:
             return
         if python.startswith(LABEL_TAG):
             self.worker.prefix = python[len(LABEL_TAG):]
-        else:
-            shown.append(python)
+            return
+        shown.append(python)
+        if keep:
+            found = PREFIX.match(python)
+            self.logged.append(python[found.end():] if found else python)
 
 
 class OutputRouter:
     """The loop of one zygote's log thread (a new zygote gets a router of its own): ends
     when the zygote and every worker it forked have closed their ends."""
 
-    def __init__(self, out_r: int, err_r: int, fd_socket: socket.socket, to_driver: bool):
+    def __init__(self, out_r: int, err_r: int, fd_socket: socket.socket, to_driver: bool,
+                 log_name=None):
+        """log_name(slot, pid): the path of a worker's log files, less .out / .err (None:
+        none kept)."""
+        self.log_name = log_name
         self.streams = {"stdout": LogLines("stdout"), "stderr": LogLines("stderr")}
         self.to_driver = to_driver
         self.selector = selectors.DefaultSelector()
@@ -114,10 +147,13 @@ class OutputRouter:
         try:
             while self.sources or self.fd_socket is not None:
                 for key, _ in self.selector.select(self._timeout()):
-                    if key.fileobj is self.fd_socket:
-                        self._take_fds()
-                    else:
-                        self._read(self.sources[key.fd])
+                    try:
+                        if key.fileobj is self.fd_socket:
+                            self._take_fds()
+                        else:
+                            self._read(self.sources[key.fd])
+                    except Exception:  # noqa: BLE001 - one bad event must not end the thread
+                        pass           # (every worker's output would stop with it)
                 self._print_due(time.monotonic())
         finally:
             for source in list(self.sources.values()):
@@ -157,9 +193,12 @@ class OutputRouter:
                       f"the output of worker pid {pid} and of others started from now on is "
                       "lost; raise the limit (ulimit -n) to see it", file=sys.stderr, flush=True)
             return
+        for fd in fds:
+            os.set_inheritable(fd, False)   # (no child of the driver holds a worker's pipe)
         worker = _Worker(pid, label)
-        for fd, stream in zip(fds, ("stdout", "stderr")):
-            self._add(_Source(fd, self.streams[stream], worker))
+        stem = self.log_name(_slot, pid) if self.log_name is not None else None
+        for fd, stream, suffix in zip(fds, ("stdout", "stderr"), (".out", ".err")):
+            self._add(_Source(fd, self.streams[stream], worker, stem and stem + suffix))
 
     def _read(self, source: _Source):
         try:
@@ -169,22 +208,27 @@ class OutputRouter:
         if not data:
             self._close(source)
             return
-        if not self.to_driver:
-            return   # (init(log_to_driver=False): read, so that no worker blocks on a full pipe)
         lines = source.split(data, time.monotonic())
-        self._print(source.lines.stream, source.lines.feed_lines(lines))
+        source.write_log()
+        if self.to_driver:   # (else, init(log_to_driver=False): its log file only)
+            self._print(source.lines.stream, source.lines.feed_lines(lines))
 
     def _print_due(self, now):
         for source in self.sources.values():
-            if source.partial and now - source.partial_since >= PARTIAL_LINE_S and self.to_driver:
-                self._print(source.lines.stream, source.lines.feed_lines(source.unfinished()))
+            if source.partial and now - source.partial_since >= PARTIAL_LINE_S:
+                lines = source.unfinished()
+                source.write_log()
+                if self.to_driver:
+                    self._print(source.lines.stream, source.lines.feed_lines(lines))
         for lines in self.streams.values():
             if lines.pending():
                 self._print(lines.stream, lines.due())
 
     def _close(self, source: _Source):
+        lines = source.unfinished()
+        source.close()
         if self.to_driver:
-            self._print(source.lines.stream, source.lines.feed_lines(source.unfinished()))
+            self._print(source.lines.stream, source.lines.feed_lines(lines))
         self.selector.unregister(source.fd)
         os.close(source.fd)
         del self.sources[source.fd]

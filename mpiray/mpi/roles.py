@@ -361,8 +361,14 @@ class NodeServer:
         if msg[0] == "cluster":  # at once, in the MPI thread: tasks may follow right behind
             self.node.join_cluster(msg[1], self.node.agent.send)
         elif msg[0] == "ask":
-            self.node.agent.send_rank(0, ("answer", self.w.node_index,
-                                          ASKABLE[msg[1]](self.node.scheduler)))
+            question = msg[1]
+            if isinstance(question, tuple):   # (the log API's: core/worker_logs.py)
+                from mpiray.util.state.logs import local_answer
+
+                answer = local_answer(self.node.config.spill_dir, *question)
+            else:
+                answer = ASKABLE[question](self.node.scheduler)
+            self.node.agent.send_rank(0, ("answer", self.w.node_index, answer))
         else:
             self.commands.append(msg)
 

@@ -246,7 +246,8 @@ def _writable_view(tensor: np.ndarray) -> np.ndarray:
     """A writable view of a read-only array's memory: an argument or a get's zero-copy view
     of the store, which Ray's backends write into as well (its memory is mapped writable);
     an object read from a spill file is mapped read-only, and refused."""
-    lo, hi = np.lib.array_utils.byte_bounds(tensor)
+    bounds = getattr(getattr(np.lib, "array_utils", None), "byte_bounds", None) or np.byte_bounds
+    lo, hi = bounds(tensor)   # (numpy 2 moved it)
     if not _mapped_writable(lo, hi):
         raise RuntimeError(
             f"the tensor ({tensor.dtype}{list(tensor.shape)}) is read-only memory (an object "

@@ -12,6 +12,7 @@ from __future__ import annotations
 from mpiray.util.state.common import (ActorState, JobState, NodeState, ObjectState,  # noqa: F401
                                       PlacementGroupState, StateSchema, TaskState, WorkerState)
 from mpiray.util.state.exception import RayStateApiException  # noqa: F401
+from mpiray.util.state.logs import get_log, list_logs  # noqa: F401
 
 DEFAULT_LIMIT = 100
 _OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b}   # (Ray's only two)
