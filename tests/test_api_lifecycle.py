@@ -198,6 +198,45 @@ def test_output_that_bypasses_python_is_prefixed_in_order():
                for ln in result.stdout.splitlines()), result.stdout
 
 
+def test_a_task_capturing_its_own_fd_gets_just_its_text_and_labels_hold_per_pipe():
+    """A task that redirects its fd 1 (wurlitzer, a C library's capture) reads back exactly
+    what it printed; lines written straight to fd 2 by tasks of two names, back to back,
+    each carry their own task's name (each pipe is labelled on its own)."""
+    result = _run_driver("""
+        import os, sys
+        import mpiray as ray
+        ray.init(num_cpus=1)
+        @ray.remote
+        def capture():
+            r, w = os.pipe()
+            saved = os.dup(1)
+            os.dup2(w, 1)
+            print("captured line")
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(w)
+            return os.read(r, 4096)
+        @ray.remote
+        def even(i):
+            os.write(2, f"even {i}\\n".encode())
+        @ray.remote
+        def odd(i):
+            os.write(2, f"odd {i}\\n".encode())
+        print("GOT", repr(ray.get(capture.remote())))
+        for i in range(100):
+            ray.get((even if i % 2 == 0 else odd).remote(i))
+        import time; time.sleep(0.5)
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "GOT b'captured line\\n'" in result.stdout, result.stdout
+    lines = [ln for ln in result.stderr.splitlines() if ln.endswith(tuple("0123456789"))]
+    assert len(lines) == 100, result.stderr
+    for ln in lines:
+        name, text = ln.split(" pid=")[0][1:], ln.split(") ", 1)[1]
+        assert text.startswith(name + " "), ln
+
+
 def test_ray_color_prefix_colours_each_process():
     """RAY_COLOR_PREFIX=1: a worker's prefix is dimmed and coloured (by its pid), as Ray's."""
     env = dict(_env(), RAY_COLOR_PREFIX="1")

@@ -162,6 +162,26 @@ def test_a_rank_that_never_comes_times_the_others_out(ray):
     error = ray.get(members[0].call.remote("barrier", "t"), timeout=30)
     assert error == ("RuntimeError: barrier in collective group 't' (rank 0 of 2) timed out "
                      "after 300 ms: not every rank called it")
+    # The ranks no longer agree on which round is which: the group says so, not a hang or
+    # another rank's round met by mistake.
+    error = ray.get(members[0].call.remote("barrier", "t"), timeout=30)
+    assert error == ("RuntimeError: barrier: collective group 't' cannot be used after its "
+                     "barrier timed out; destroy it and init it again (every rank)")
+    ray.get([m.leave.remote("t") for m in members])
+    ray.get([m.join.remote(2, "t", 30000) for m in members])
+    assert ray.get([m.big_sum.remote(3, "t") for m in members], timeout=60) == [(9.0, 6.0)] * 2
+
+
+def test_a_group_formed_again_under_its_name_outlives_a_slow_ranks_leave(ray):
+    Member = _worker_class(ray)
+    members = [Member.remote(r) for r in range(2)]
+    ray.get([m.join.remote(2, "again") for m in members])
+    ray.get(members[0].leave.remote("again"))
+    ray.get(members[0].join.remote(2, "again"))   # (rank 1 has not left the first yet)
+    ray.get(members[1].leave.remote("again"))
+    ray.get(members[1].join.remote(2, "again"))
+    assert ray.get([m.big_sum.remote(3, "again") for m in members], timeout=60) == [(9.0, 6.0)] * 2
+    ray.get([m.leave.remote("again") for m in members])
 
 
 def test_a_read_only_argument_is_reduced_into_in_place_as_rays_backends_do(ray):

@@ -21,23 +21,23 @@ from mpiray.core.proctitle import set_title
 from mpiray.core.runtime import Runtime
 
 
-# Leads each line a worker's Python writes (already prefixed), so that the node tells
-# them from raw output on the same pipe (core/worker_output.py), which it prefixes itself;
-# two control characters together, which text output does not hold.
+# Starts a record, not a line: the prefix of what this worker writes from here on, to
+# either pipe (Ray's workers mark each task's start in their log files alike), so that the
+# node prefixes every line itself (core/worker_output.py) and the lines stay the worker's
+# own text: a task that captures its fd 1 (wurlitzer) gets what it printed, nothing more.
+# Two control characters together, which text output does not hold.
 PY_LINE = "\x1f\x02"
-# A record, not a line: the prefix of what this worker writes from here on, raw output
-# included (Ray's workers mark each task's start in their log files alike).
 LABEL = PY_LINE + "label:"
 
 
-class _PrefixedLines(io.TextIOBase):
-    """sys.stdout/err of a worker: whole lines, each prefixed with who printed it, written
-    to the worker's output pipe in one write (its raw output, os.write or a subprocess's,
-    cannot split a line). A text stream as the interpreter's is (.buffer writes raw)."""
+class _WholeLines(io.TextIOBase):
+    """sys.stdout/err of a worker: whole lines, written to the worker's output pipe in one
+    write (its raw output, os.write or a subprocess's, cannot split a line). A text stream
+    as the interpreter's is (.buffer writes raw)."""
 
-    def __init__(self, fd, prefix, name):
+    def __init__(self, fd, name):
         super().__init__()
-        self.fd, self.prefix, self.pending, self._name = fd, prefix, "", name
+        self.fd, self.pending, self._name = fd, "", name
         self.buffer = open(fd, "wb", buffering=0, closefd=False)
 
     def write(self, text):
@@ -46,7 +46,7 @@ class _PrefixedLines(io.TextIOBase):
         self.pending += text
         if "\n" in self.pending:
             *lines, self.pending = self.pending.split("\n")
-            _write_all(self.fd, "".join(f"{PY_LINE}{self.prefix}{line}\n" for line in lines))
+            _write_all(self.fd, "".join(line + "\n" for line in lines))
         return len(text)
 
     def flush(self):
@@ -96,7 +96,8 @@ def _write_all(fd, text: str):
         pass   # (the node could not take this worker's pipe: worker_output.OutputRouter says so)
 
 
-_streams = []   # this worker's two _PrefixedLines, whatever sys.stdout is now
+_streams = []   # this worker's two _WholeLines, whatever sys.stdout is now
+_named = [""]   # the prefix its output has now
 
 
 def run_exit_handlers():
@@ -143,12 +144,12 @@ def name_output(label: str) -> None:
     """Lines written from now on start with "(label pid=N)", as Ray's: the running task's
     name, or the actor's class (or its __repr__); raw output too (the record tells the node)."""
     who = output_prefix(label)
-    if not _streams or _streams[0].prefix == who:
+    if not _streams or _named[0] == who:
         return
+    _named[0] = who
     for stream in _streams:
         stream.flush()
-        stream.prefix = who
-    _write_all(1, f"{LABEL}{who}\n")
+        _write_all(stream.fd, f"{LABEL}{who}\n")   # (each pipe is read on its own)
 
 
 def go_idle() -> None:
@@ -213,8 +214,9 @@ def run_worker(init, slot, kind, actor_id, devices, options, nonce=None):
     context.process()["worker_id"] = f"{init['session']}-{slot}"
     who = output_prefix(options.get('label', 'worker'))
     old = (sys.stdout, sys.stderr)
-    sys.stdout, sys.stderr = _PrefixedLines(1, who, "<stdout>"), _PrefixedLines(2, who, "<stderr>")
+    sys.stdout, sys.stderr = _WholeLines(1, "<stdout>"), _WholeLines(2, "<stderr>")
     _streams[:] = [sys.stdout, sys.stderr]
+    _named[0] = who   # (the node starts from the label the zygote sent with the pipes)
     _retarget_log_handlers(old)
     import faulthandler
 

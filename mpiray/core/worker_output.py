@@ -7,18 +7,17 @@
     zygote's own stdout / stderr pipes ─────────────────────►   │ whole lines per pipe
                                                                 ├──► the worker's log file,
                                                                 ▼    unprefixed (worker_logs.py)
-        "\\x1f\\x02(f pid=N) text"   print() in the worker: prefixed there, sentinel dropped
-        "\\x1f\\x02label:(g pid=N) "  the worker's next task: the prefix of raw lines from here
-        "text"                     raw bytes: prefixed here, "(g pid=N) text"
+        "\\x1f\\x02label:(g pid=N) "  the worker's next task: the prefix of this pipe's lines
+        "text"                     a line (print() or raw bytes): shown as "(g pid=N) text"
                                                                 │
                                         LogLines (one per stream: Ray's deduplication)
                                                                 ▼
                                                driver's sys.stdout / sys.stderr
 
 Every worker writing to a pipe of its own is what lets output that never passed through
-Python (a subprocess's, a C library's) be told apart and prefixed, as Ray's log monitor
-prefixes what it reads from each worker's log file; one pipe for both kinds keeps a
-worker's lines in the order it wrote them; the label records in that order give each raw
+Python (a subprocess's, a C library's) be prefixed, as Ray's log monitor prefixes what it
+reads from each worker's log file; one pipe for both kinds keeps a worker's lines in the
+order it wrote them; the label records, written to both pipes in that order, give each
 line the task that wrote it, even when it is read after the task has ended.
 """
 
@@ -33,32 +32,25 @@ import socket
 import sys
 import time
 
-from mpiray.core.log_dedup import PREFIX, LogLines
-from mpiray.core.worker_main import LABEL, PY_LINE, output_prefix
-
-LABEL_TAG = LABEL[len(PY_LINE):]
+from mpiray.core.log_dedup import LogLines
+from mpiray.core.worker_main import LABEL, output_prefix
 
 # A worker's unfinished line (a raw write without its newline: a progress counter, a
-# prompt) is printed, ended, after this long without the rest.
+# prompt) is printed, ended, after this long without more of it, or this long after it
+# began (a counter that keeps writing); a long line still arriving is not cut sooner.
 PARTIAL_LINE_S = 0.2
+PARTIAL_LINE_MAX_S = 2.0
 FD_MESSAGE = 4096   # (the largest (slot, pid, kind, label) message sent with a worker's fds)
 
 
-class _Worker:
-    """What a worker's two pipes share: the prefix of its raw lines, as it last said."""
-
-    def __init__(self, pid, label):
-        self.pid, self.prefix = pid, output_prefix(label, pid)
-
-
 class _Source:
-    """One pipe: the zygote's own (worker None: no prefix) or one of a worker's two, whose
+    """One pipe: the zygote's own (prefix None: none) or one of a worker's two, whose
     lines also go, unprefixed, to its log file (opened when it first writes)."""
 
-    def __init__(self, fd, lines: LogLines, worker=None, log_path=None):
-        self.fd, self.lines, self.worker, self.log_path = fd, lines, worker, log_path
+    def __init__(self, fd, lines: LogLines, prefix=None, log_path=None):
+        self.fd, self.lines, self.prefix, self.log_path = fd, lines, prefix, log_path
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.partial, self.partial_since = "", 0.0
+        self.partial, self.partial_since, self.partial_began = "", None, 0.0
         self.logged, self.log_file = [], None
 
     def write_log(self):
@@ -83,9 +75,13 @@ class _Source:
 
     def split(self, data: bytes, now: float) -> list:
         """The whole lines data finishes, each as it is to be printed (without newline)."""
-        if not self.partial:
-            self.partial_since = now
         *whole, self.partial = (self.partial + self.decoder.decode(data)).split("\n")
+        if not self.partial:
+            self.partial_since = None
+        elif whole or self.partial_since is None:   # (a new unfinished line)
+            self.partial_began = self.partial_since = now
+        else:
+            self.partial_since = now
         shown = []
         for line in whole:
             self._show(line, shown)
@@ -93,6 +89,7 @@ class _Source:
 
     def unfinished(self) -> list:
         line, self.partial, shown = self.partial + self.decoder.decode(b"", final=True), "", []
+        self.partial_since = None
         if line:
             self._show(line, shown)
         return shown
@@ -100,24 +97,20 @@ class _Source:
     def _show(self, line: str, shown: list):
         if line.endswith("\r"):
             line = line[:-1]   # (a CRLF line end, as Ray's log monitor takes it)
-        if self.worker is None:
+        if self.prefix is None:
             shown.append(line)
             return
-        raw, sep, python = line.partition(PY_LINE)
-        keep = self.log_path is not None
-        if raw:   # (raw bytes; before a print()'s line: written without their newline)
-            shown.append(self.worker.prefix + raw)
-            if keep:
-                self.logged.append(raw)
-        if not sep:
-            return
-        if python.startswith(LABEL_TAG):
-            self.worker.prefix = python[len(LABEL_TAG):]
-            return
-        shown.append(python)
-        if keep:
-            found = PREFIX.match(python)
-            self.logged.append(python[found.end():] if found else python)
+        text, sep, label = line.partition(LABEL)
+        if text or not sep:   # (before a record: raw bytes written without their newline)
+            shown.append(self.prefix + text)
+            if self.log_path is not None:
+                self.logged.append(text)
+        if sep:
+            self.prefix = label
+
+    def due(self, now) -> bool:
+        return bool(self.partial) and (now - self.partial_since >= PARTIAL_LINE_S
+                                       or now - self.partial_began >= PARTIAL_LINE_MAX_S)
 
 
 class OutputRouter:
@@ -163,7 +156,9 @@ class OutputRouter:
             self.selector.close()
 
     def _timeout(self):
-        waits = [source.partial_since + PARTIAL_LINE_S - time.monotonic()
+        now = time.monotonic()
+        waits = [min(source.partial_since + PARTIAL_LINE_S, source.partial_began
+                     + PARTIAL_LINE_MAX_S) - now
                  for source in self.sources.values() if source.partial]
         if any(lines.pending() for lines in self.streams.values()):
             waits.append(0.5)
@@ -195,10 +190,10 @@ class OutputRouter:
             return
         for fd in fds:
             os.set_inheritable(fd, False)   # (no child of the driver holds a worker's pipe)
-        worker = _Worker(pid, label)
+        prefix = output_prefix(label, pid)
         stem = self.log_name(_slot, pid) if self.log_name is not None else None
         for fd, stream, suffix in zip(fds, ("stdout", "stderr"), (".out", ".err")):
-            self._add(_Source(fd, self.streams[stream], worker, stem and stem + suffix))
+            self._add(_Source(fd, self.streams[stream], prefix, stem and stem + suffix))
 
     def _read(self, source: _Source):
         try:
@@ -215,7 +210,7 @@ class OutputRouter:
 
     def _print_due(self, now):
         for source in self.sources.values():
-            if source.partial and now - source.partial_since >= PARTIAL_LINE_S:
+            if source.due(now):
                 lines = source.unfinished()
                 source.write_log()
                 if self.to_driver:
@@ -247,11 +242,12 @@ class OutputRouter:
 
 
 def allow_worker_pipes():
-    """Every worker holds two of the driver's descriptors: the soft limit raised to the
-    hard one (as far as 1M), so that a few hundred actors do not run the driver out."""
+    """Every worker holds two of the driver's descriptors: the soft limit raised toward the
+    hard one, as far as 65536 as Ray's driver does (a larger limit slows select()-era code
+    and closing every fd at a fork), so that a few hundred actors do not run the driver out."""
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = min(hard if hard != resource.RLIM_INFINITY else 1 << 20, 1 << 20)
+        want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
         if soft != resource.RLIM_INFINITY and soft < want:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     except (ValueError, OSError):

@@ -207,6 +207,10 @@ def _fork(init, cmd, commands, reports, wake_r, children):
         who = pickle.dumps((slot, pid, "actor" if kind == "actor" else "task",
                             options.get("label", "worker")))
         socket.send_fds(init["output_socket"], [who], [out_r, err_r])
+    except OSError as exc:   # (the node's log thread is gone: this worker's output is lost,
+        # but the node must still get its worker)
+        print(f"(mpiray) warning: the output of worker pid {pid} is lost: {exc}",
+              file=sys.stderr, flush=True)
     finally:
         os.close(out_r)
         os.close(err_r)

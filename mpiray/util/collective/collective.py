@@ -198,22 +198,22 @@ def reducescatter(tensor, tensor_list: list, group_name: str = "default", op=typ
 
 def send(tensor, dst_rank: int, group_name: str = "default"):
     """tensor to dst_rank (which calls recv); returns once dst_rank has it."""
-    _check_single_tensor_input(tensor)
-    group = get_group_handle(group_name)
-    _check_rank_valid(group, dst_rank)
-    if dst_rank == group.rank:
-        raise RuntimeError(f"The destination rank '{dst_rank}' is self.")
-    group.send(tensor, dst_rank)
+    _peer_group(tensor, dst_rank, group_name).send(tensor, dst_rank)
 
 
 def recv(tensor, src_rank: int, group_name: str = "default"):
     """tensor becomes what src_rank sends."""
+    _peer_group(tensor, src_rank, group_name).recv(tensor, src_rank)
+
+
+def _peer_group(tensor, peer: int, group_name: str):
+    """The group of a send / recv, its arguments checked."""
     _check_single_tensor_input(tensor)
     group = get_group_handle(group_name)
-    _check_rank_valid(group, src_rank)
-    if src_rank == group.rank:
-        raise RuntimeError(f"The destination rank '{src_rank}' is self.")
-    group.recv(tensor, src_rank)
+    _check_rank_valid(group, peer)
+    if peer == group.rank:
+        raise RuntimeError(f"The destination rank '{peer}' is self.")   # (Ray's words, both)
+    return group
 
 
 def _needs_cupy(what, words="Multigpu calls requires NCCL and Cupy."):

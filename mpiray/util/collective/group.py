@@ -45,7 +45,7 @@ class CollectiveExchange:
     def __init__(self, world_size):
         self.world_size = world_size
         self.rounds = {}
-        self.left = set()
+        self.members = 0   # ranks joined and not yet left, over every forming of the group
 
     async def meet(self, key, rank, parties, item):
         """item, from rank, for round key of `parties` ranks; once every one has come,
@@ -72,29 +72,60 @@ class CollectiveExchange:
             del self.rounds[key]
         return found.items
 
+    def join(self, rank) -> None:
+        self.members += 1
+
     def leave(self, rank) -> bool:
-        """True for the last rank to leave: the group is over."""
-        self.left.add(rank)
-        return len(self.left) >= self.world_size
+        """True for the last rank to leave: the group is over. Counted, not a set of ranks:
+        a rank that destroyed the group and formed it again under its name holds it still
+        when a slow rank leaves the earlier forming."""
+        self.members -= 1
+        return self.members <= 0
 
 
 def exchange_name(group_name: str) -> str:
     return f"collective:{group_name}"
 
 
+# The exchange of each group this process joined, held until the last rank leaves it: a
+# handle found by name does not keep an actor alive (as in Ray: a weak one), so the rank
+# that made it keeps the handle it made while a slower rank, or this one in the group
+# formed again, uses it.
+_holding = {}
+
+
+def _join_exchange(group_name: str, world_size: int, rank: int):
+    """The group's exchange, joined: made by the first rank to come (owned by it, so that
+    it ends with that rank's process and a group formed again under the name after its
+    ranks died starts afresh), or found by the name."""
+    for _ in range(3):
+        exchange = CollectiveExchange.options(
+            name=exchange_name(group_name), get_if_exists=True).remote(world_size)
+        try:
+            ray.get(exchange.join.remote(rank))
+        except RayActorError:
+            continue   # (found as the last rank of an earlier forming ended it: make anew)
+        held = _holding.get(group_name)
+        if held is None or held._actor_id != exchange._actor_id:
+            _holding[group_name] = held = exchange
+        return held
+    raise RuntimeError(f"collective group '{group_name}': could not reach its exchange actor")
+
+
 class CollectiveGroup:
     def __init__(self, world_size: int, rank: int, backend: str, group_name: str, timeout_ms: int):
         self.world_size, self.rank, self._backend = world_size, rank, backend
         self.group_name, self.timeout_ms = group_name, timeout_ms
-        # (owned by the rank that made it: it ends with that rank's process, so a group
-        # formed again under the name after its ranks died starts afresh)
-        self.exchange = CollectiveExchange.options(
-            name=exchange_name(group_name), get_if_exists=True).remote(world_size)
+        self.exchange = _join_exchange(group_name, world_size, rank)
         self.rounds = 0
+        self.broken = None   # (why no round can be held any more)
         self.pairs = defaultdict(int)   # (src, dst) -> sends between them so far
 
     # ------------------------------------------------------------ the rounds
     def _meet(self, what, item, key=None, parties=None):
+        if self.broken:
+            raise RuntimeError(f"{what}: collective group '{self.group_name}' cannot be used "
+                               f"after {self.broken}; destroy it and init it again (every rank)")
         if key is None:
             self.rounds += 1
             key = ("round", self.rounds)
@@ -106,6 +137,9 @@ class CollectiveGroup:
             return ray.get(ref, timeout=timeout)
         except GetTimeoutError:
             ray.cancel(ref)
+            # (as a gloo context after a timeout: the ranks no longer agree on which round
+            # is which, so a later call would meet another rank's different one)
+            self.broken = f"its {what} timed out"
             raise RuntimeError(
                 f"{what} in collective group '{self.group_name}' (rank {self.rank} of "
                 f"{self.world_size}) timed out after {self.timeout_ms} ms: not every rank "
@@ -192,8 +226,9 @@ class CollectiveGroup:
         try:
             if ray.get(self.exchange.leave.remote(self.rank)):
                 ray.kill(self.exchange)
+                _holding.pop(self.group_name, None)
         except RayActorError:
-            pass   # (gone already)
+            _holding.pop(self.group_name, None)   # (gone already)
 
 
 # Arrays up to this size travel in the exchange's call itself; larger ones as a ref to
