@@ -523,3 +523,12 @@ def test_placement_group_checks_and_names_as_rays(ray):
         pg, placement_group_capture_child_tasks=True)).remote(), timeout=30)
     ray.kill(holder)
     remove_placement_group(pg)
+
+
+def test_the_empty_group_is_ready_at_once(ray):
+    from mpiray.util.placement_group import PlacementGroup
+
+    empty = PlacementGroup.empty()
+    assert empty.is_empty
+    assert ray.get(empty.ready(), timeout=30) == empty
+    assert empty.wait(0)

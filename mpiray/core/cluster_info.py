@@ -14,11 +14,13 @@ heartbeat (the work other nodes sent it).
 from __future__ import annotations
 
 import os
+import re
 
 from mpiray.core import current
 from mpiray.core import protocol as P
 
 REPLY_TIMEOUT_S = 60.0
+_NODE_INDEX = re.compile(r"node:\d+")
 QUESTIONS = ("nodes", "cluster_resources", "available_resources", "store_stats")
 GATHERED = ("actors", "tasks", "named_actors", "objects", "workers")   # state_report's: [(node index, answer)]
 
@@ -61,12 +63,19 @@ def _nodes(node) -> list:
         "NodeName": info["ip"],   # (Ray's node name defaults to its IP)
         "Labels": node_labels(info.get("labels", {}), info["node_id"]),
         "NodeIndex": index, "MPIRank": info["rank"], "Pid": info["pid"],
-        "Resources": dict(info["totals"]),
+        "Resources": _listed(info["totals"]),
     } for index, info in enumerate(node_table(node))]
 
 
+def _listed(resources: dict) -> dict:
+    """resources as Ray lists them: without mpiray's node:<index> (still asked for, to pin
+    work to one node), which Ray's nodes do not have; programs count nodes by their
+    node:<ip> keys."""
+    return {k: v for k, v in resources.items() if not _NODE_INDEX.fullmatch(k)}
+
+
 def _cluster_resources(node) -> dict:
-    return _sum([info["totals"] for info in node_table(node)])
+    return _listed(_sum([info["totals"] for info in node_table(node)]))
 
 
 def _available_resources(node) -> dict:
@@ -86,7 +95,7 @@ def _available_resources(node) -> dict:
                 if told is not None:
                     seen = {k: min(v, told.get(k, 0.0)) for k, v in seen.items()}
                 parts.append(seen)
-    return {k: v for k, v in _sum(parts).items() if v > 0}
+    return {k: v for k, v in _listed(_sum(parts)).items() if v > 0}
 
 
 def _store_stats(node, ask_others=True) -> list:

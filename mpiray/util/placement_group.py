@@ -64,6 +64,10 @@ class PlacementGroup:
         One per handle: wait() in a loop does not start a task each time."""
         from mpiray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        import mpiray
+
+        if self._ready is None and self.is_empty:
+            self._ready = mpiray.put(self)   # (as Ray's: nothing to place)
         if self._ready is None:
             self._ready = _ready_task().options(
                 num_cpus=0, max_retries=0,
@@ -75,6 +79,8 @@ class PlacementGroup:
         a ValueError if the group was removed."""
         import mpiray
 
+        if self.is_empty:
+            return True
         info = _ask("info", (self.id.hex(),))
         if info is None or info["state"] == "REMOVED":
             raise ValueError(f"Placement group {self.id.hex()} is removed.")

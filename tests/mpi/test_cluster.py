@@ -34,8 +34,9 @@ def test_every_node_is_listed_with_its_resources(ray):
     total = ray.cluster_resources()
     assert total["CPU"] == sum(n["Resources"]["CPU"] for n in nodes)
     assert nodes[0]["Resources"]["CPU"] == 1.0  # init()'s keywords describe the driver's node
-    for i in range(len(nodes)):
-        assert total[f"node:{i}"] == 1.0
+    # node:<index> pins work (on_node) but is not listed: Ray's nodes have no such key,
+    # and programs count nodes by their node: keys
+    assert not [k for k in total if k.startswith("node:") and k[5:].isdigit()], total
 
 
 def test_tasks_on_every_node_see_the_whole_cluster(ray):
